@@ -1,0 +1,159 @@
+"""Voice activity endpointing: webrtcvad decisions + a pure hysteresis core.
+
+`Endpointer` is the pure part (frame decisions in, utterance events out);
+`SpeechDetector` adds framing and webrtcvad. Times are seconds since the first
+sample pushed. Only speech plus padding ever leaves here, so the recogniser
+never sees the silence between turns.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from enum import Enum, auto
+
+import numpy as np
+import webrtcvad
+
+
+@dataclass(frozen=True, slots=True)
+class VadConfig:
+    frame_ms: int = 20
+    aggressiveness: int = 2
+    start_ms: int = 60
+    hangover_ms: int = 500
+    preroll_ms: int = 300
+    max_utterance_ms: int = 15000
+    min_level_dbfs: float = -50.0  # quieter frames never count as speech
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechStarted:
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechAudio:
+    samples: np.ndarray  # int16 at the detector's rate
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechEnded:
+    at: float
+    forced: bool  # True when cut at max_utterance_ms
+
+
+VadEvent = SpeechStarted | SpeechAudio | SpeechEnded
+
+
+class _State(Enum):
+    QUIET = auto()
+    SPEAKING = auto()
+
+
+class Endpointer:
+    """Frame-level hysteresis: start after `start` voiced frames in a row, end
+    after `hangover` unvoiced frames in a row, emit `preroll` frames of audio
+    from before the start so first syllables reach the recogniser."""
+
+    def __init__(self, config: VadConfig) -> None:
+        ms = config.frame_ms
+        self._start = max(1, config.start_ms // ms)
+        self._hangover = max(1, config.hangover_ms // ms)
+        self._max = max(self._start + 1, config.max_utterance_ms // ms)
+        self._frame_s = ms / 1000.0
+        self._ring: deque[np.ndarray] = deque(maxlen=max(self._start, config.preroll_ms // ms))
+        self._state = _State.QUIET
+        self._run = 0  # voiced run in QUIET, unvoiced run in SPEAKING
+        self._length = 0
+        self._frames_seen = 0
+
+    @property
+    def speaking(self) -> bool:
+        return self._state is _State.SPEAKING
+
+    def push(self, frame: np.ndarray, voiced: bool) -> list[VadEvent]:
+        self._frames_seen += 1
+        if self._state is _State.QUIET:
+            return self._quiet(frame, voiced)
+        return self._speaking(frame, voiced)
+
+    def flush(self) -> list[VadEvent]:
+        """End an utterance in progress (hang-up): what was heard is still delivered."""
+        if self._state is _State.SPEAKING:
+            self._state = _State.QUIET
+            return [SpeechEnded(self._now(), forced=True)]
+        return []
+
+    def _now(self) -> float:
+        return self._frames_seen * self._frame_s
+
+    def _quiet(self, frame: np.ndarray, voiced: bool) -> list[VadEvent]:
+        self._ring.append(frame)
+        self._run = self._run + 1 if voiced else 0
+        if self._run < self._start:
+            return []
+        self._state, self._run, self._length = _State.SPEAKING, 0, len(self._ring)
+        started = self._now() - len(self._ring) * self._frame_s
+        audio = np.concatenate(self._ring)
+        self._ring.clear()
+        return [SpeechStarted(started), SpeechAudio(audio)]
+
+    def _speaking(self, frame: np.ndarray, voiced: bool) -> list[VadEvent]:
+        self._length += 1
+        self._run = 0 if voiced else self._run + 1
+        events: list[VadEvent] = [SpeechAudio(frame)]
+        if self._run >= self._hangover or self._length >= self._max:
+            forced = self._run < self._hangover
+            self._state, self._run = _State.QUIET, 0
+            events.append(SpeechEnded(self._now(), forced=forced))
+        return events
+
+
+class SpeechDetector:
+    """PCM chunks of any size in → VAD events out. One per call."""
+
+    def __init__(self, rate: int, config: VadConfig | None = None) -> None:
+        if rate not in (8000, 16000, 32000, 48000):
+            raise ValueError(f"webrtcvad cannot run at {rate} Hz")
+        self.config = config or VadConfig()
+        self.rate = rate
+        self._frame_len = rate * self.config.frame_ms // 1000
+        self._vad = webrtcvad.Vad(self.config.aggressiveness)
+        self._endpointer = Endpointer(self.config)
+        self._carry = np.zeros(0, dtype=np.int16)
+
+    @property
+    def speaking(self) -> bool:
+        return self._endpointer.speaking
+
+    def push(self, samples: np.ndarray) -> list[VadEvent]:
+        if self._carry.size:
+            samples = np.concatenate((self._carry, samples))
+        whole = samples.size - samples.size % self._frame_len
+        self._carry = samples[whole:].copy()
+        frames = samples[:whole].reshape(-1, self._frame_len)
+        loud = _loud_frames(frames, self.config.min_level_dbfs)
+        events: list[VadEvent] = []
+        for frame, is_loud in zip(frames, loud, strict=True):
+            voiced = bool(is_loud) and self._vad.is_speech(frame.tobytes(), self.rate)
+            events.extend(self._endpointer.push(frame, voiced))
+        return events
+
+    def flush(self) -> list[VadEvent]:
+        return self._endpointer.flush()
+
+
+def _loud_frames(frames: np.ndarray, floor_dbfs: float) -> np.ndarray:
+    """Per-frame energy gate, one vectorised pass over the chunk."""
+    if frames.size == 0:
+        return np.zeros(0, dtype=bool)
+    power = np.mean(frames.astype(np.float32) ** 2, axis=1)
+    threshold = (32768.0 * 10 ** (floor_dbfs / 20.0)) ** 2
+    return power >= threshold
+
+
+__all__ = [
+    "Endpointer", "SpeechAudio", "SpeechDetector", "SpeechEnded", "SpeechStarted",
+    "VadConfig", "VadEvent",
+]

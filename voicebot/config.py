@@ -1,0 +1,127 @@
+"""Settings: a TOML file, then `VOICEBOT_*` environment variables on top.
+
+Every key of the TOML file is the lower-case name of a field below
+(`port = 8080`); the environment variable is `VOICEBOT_` + the upper-case name
+(`VOICEBOT_PORT=8080`). A bad value fails at start with the key in the message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from voicebot.errors import ConfigError
+
+ENV_PREFIX = "VOICEBOT_"
+LANGUAGES = ("en", "ko")
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str = ""  # https base URL the gateway reaches us at (TwiML, signatures)
+    human_line: str = "+15550100"  # phone number or SIP URI of the human queue
+    twilio_auth_token: str = ""
+    stream_token: str = ""  # bearer token for /v1/stream
+    staff_token: str = ""  # bearer token for /api
+    db: str = "var/voicebot.db"
+    model: str = ""  # Vosk model dir or name; empty = embedded English engine
+    language: str = "en"
+    disclosure_text: str = ""  # unset = the language pack's default; set empty = error
+    tts_rate: int = 165  # words per minute
+    vad_aggressiveness: int = 2
+    vad_start_ms: int = 60  # voiced audio needed to start an utterance
+    vad_hangover_ms: int = 500  # unvoiced audio that ends it
+    vad_preroll_ms: int = 300
+    max_utterance_s: float = 15.0
+    confidence_threshold: float = 0.6
+    low_confidence_turns: int = 2
+    no_input_timeout_s: float = 6.0
+    no_input_turns: int = 2
+    unresolved_turns: int = 2
+    mark_grace_s: float = 3.0  # extra wait for a playout mark before assuming it played
+    asr_timeout_s: float = 5.0
+    max_message_bytes: int = 1 << 20
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    @property
+    def ws_public_base(self) -> str:
+        """wss:// form of public_url (Twilio needs a wss URL for <Stream>)."""
+        parts = urlsplit(self.public_url)
+        scheme = "wss" if parts.scheme == "https" else "ws"
+        return f"{scheme}://{parts.netloc}{parts.path.rstrip('/')}"
+
+
+def _validate(s: Settings) -> None:
+    if not 0 < s.port < 65536:
+        raise ConfigError("port", f"must be 1-65535, got {s.port}")
+    if s.public_url and urlsplit(s.public_url).scheme not in ("http", "https"):
+        raise ConfigError("public_url", "must start with https:// (or http:// for local tests)")
+    if s.language not in LANGUAGES:
+        raise ConfigError("language", f"must be one of {', '.join(LANGUAGES)}, got {s.language!r}")
+    if s.vad_aggressiveness not in (0, 1, 2, 3):
+        raise ConfigError("vad_aggressiveness", "must be 0, 1, 2 or 3")
+    if not 0.0 <= s.confidence_threshold <= 1.0:
+        raise ConfigError("confidence_threshold", "must be between 0 and 1")
+    for key in ("low_confidence_turns", "no_input_turns", "unresolved_turns"):
+        if getattr(s, key) < 1:
+            raise ConfigError(key, "must be at least 1")
+    for key in ("no_input_timeout_s", "max_utterance_s", "asr_timeout_s", "mark_grace_s"):
+        if getattr(s, key) <= 0:
+            raise ConfigError(key, "must be positive")
+
+
+def load_settings(
+    path: str | Path | None = None, env: Mapping[str, str] | None = None, **overrides: Any
+) -> Settings:
+    env = os.environ if env is None else env
+    raw: dict[str, Any] = {}
+    path = path or env.get(ENV_PREFIX + "CONFIG")
+    if path:
+        raw.update(_read_toml(Path(path)))
+    known = {f.name: f for f in fields(Settings)}
+    for name in known:
+        value = env.get(ENV_PREFIX + name.upper())
+        if value is not None:
+            raw[name] = value
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise ConfigError(unknown[0], "unknown setting")
+    typed = {name: _coerce(name, known[name].type, value) for name, value in raw.items()}
+    if "disclosure_text" in typed and not typed["disclosure_text"].strip():
+        raise ConfigError("disclosure_text", "the AI disclosure cannot be empty or turned off")
+    return Settings(**typed)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError("config", f"file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("config", f"{path} is not valid TOML: {exc}") from None
+
+
+def _coerce(name: str, type_name: Any, value: Any) -> Any:
+    kind = {"int": int, "float": float, "str": str}[str(type_name)]
+    if isinstance(value, bool) or (kind is str and not isinstance(value, str)):
+        raise ConfigError(name, f"expected {kind.__name__}, got {value!r}")
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(name, f"expected {kind.__name__}, got {value!r}") from None
+
+
+def replace(settings: Settings, **changes: Any) -> Settings:
+    return dataclasses.replace(settings, **changes)

@@ -1,0 +1,53 @@
+"""What the human who takes over receives: reason, transcript, a short summary."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from voicebot.dialog import lang
+from voicebot.types import HandoffReason, Source, Utterance
+
+REASON_TEXT = {
+    HandoffReason.CALLER_REQUEST: "the caller asked for a person",
+    HandoffReason.LOW_CONFIDENCE: "the bot could not understand the caller",
+    HandoffReason.NO_INPUT: "the caller did not say anything the bot could hear",
+    HandoffReason.UNRESOLVED: "the bot could not help with the caller's request",
+    HandoffReason.SYSTEM_ERROR: "the bot had a technical problem",
+}
+
+INTENT_TEXT = {
+    lang.ORDER_STATUS: "order status",
+    lang.PASSWORD_RESET: "a password reset",
+    lang.HUMAN: "a person",
+}
+
+
+@dataclass(frozen=True)
+class HandoffContext:
+    reason: HandoffReason
+    target: str
+    transcript: tuple[Utterance, ...]
+    summary: str
+
+
+def summarise(
+    transcript: tuple[Utterance, ...], reason: HandoffReason | None, answered: list[str]
+) -> str:
+    """One or two plain sentences a human can read in the time the phone rings."""
+    wanted = [INTENT_TEXT[u.intent] for u in transcript if u.intent in INTENT_TEXT]
+    parts = []
+    topics = [w for w in dict.fromkeys(wanted) if w != "a person"]
+    if topics:
+        parts.append("Caller asked about " + " and ".join(topics) + ".")
+    elif not transcript:
+        parts.append("Caller said nothing the bot could hear.")
+    else:
+        heard = [u for u in transcript if u.source is Source.SPEECH and u.text]
+        if heard:
+            parts.append(f'Caller said "{heard[-1].text}".')
+    if answered:
+        parts.append("Bot already gave the self-service answer for "
+                     + " and ".join(INTENT_TEXT[a] for a in answered) + ".")
+    if reason is not None:
+        parts.append(f"Handed over because {REASON_TEXT[reason]}.")
+    return " ".join(parts)

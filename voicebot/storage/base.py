@@ -1,0 +1,60 @@
+"""The call store interface and the record it keeps.
+
+A record is written incrementally while the call runs (call row first, each
+utterance and prompt as it happens, the outcome at the end), so a caller who
+hangs up mid-sentence still leaves what was heard.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+from voicebot.types import Utterance
+
+
+@dataclass
+class CallRecord:
+    call_id: str
+    gateway: str  # "twilio" | "native"
+    gateway_call_id: str = ""  # Twilio CallSid
+    stream_id: str = ""  # Twilio streamSid
+    caller: str = ""
+    language: str = "en"
+    started_at: float = 0.0
+    ended_at: float | None = None
+    disclosure_text: str = ""
+    disclosure_started_at: float | None = None
+    disclosure_played_at: float | None = None
+    disclosure_confirmed_by: str = ""  # "mark" (gateway echo) | "timer" (no echo came)
+    outcome: str = ""  # handoff | completed | abandoned
+    handoff_reason: str = ""
+    handoff_target: str = ""
+    summary: str = ""
+    utterances: list[dict[str, Any]] = field(default_factory=list)
+    prompts: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def utterance_json(u: Utterance) -> dict[str, Any]:
+    return {
+        "text": u.text, "confidence": round(u.confidence, 3), "start": round(u.start, 3),
+        "end": round(u.end, 3), "source": str(u.source), "intent": u.intent,
+        "words": [
+            {"text": w.text, "conf": round(w.conf, 3), "start": round(w.start, 3),
+             "end": round(w.end, 3)}
+            for w in u.words
+        ],
+    }
+
+
+class CallStore(Protocol):
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+    async def create(self, record: CallRecord) -> None: ...
+    async def update(self, call_id: str, **fields: Any) -> None: ...
+    async def add_utterance(self, call_id: str, at: float, utterance: Utterance) -> None: ...
+    async def add_prompt(self, call_id: str, at: float, prompt: dict[str, Any]) -> None: ...
+    async def get(self, call_or_gateway_id: str) -> CallRecord | None: ...

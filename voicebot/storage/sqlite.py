@@ -1,0 +1,104 @@
+"""SQLite call store (the embedded default), via aiosqlite's worker thread."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from voicebot.storage.base import CallRecord, utterance_json
+from voicebot.types import Utterance
+
+_SCALARS = [f.name for f in fields(CallRecord) if f.name not in ("utterances", "prompts")]
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS calls (
+    {", ".join(n + (" TEXT PRIMARY KEY" if n == "call_id" else "") for n in _SCALARS)}
+);
+CREATE INDEX IF NOT EXISTS calls_gateway_id ON calls (gateway_call_id);
+CREATE TABLE IF NOT EXISTS call_events (
+    call_id TEXT NOT NULL REFERENCES calls (call_id),
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    kind TEXT NOT NULL,
+    payload TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS call_events_call ON call_events (call_id, seq);
+"""
+
+
+class SqliteCallStore:
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._db: aiosqlite.Connection | None = None
+
+    async def open(self) -> None:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = await aiosqlite.connect(self.path)
+        await self._db.execute("PRAGMA journal_mode=WAL")
+        await self._db.execute("PRAGMA synchronous=NORMAL")
+        await self._db.executescript(_SCHEMA)
+        await self._db.commit()
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise RuntimeError("call store is not open")
+        return self._db
+
+    async def create(self, record: CallRecord) -> None:
+        values = [getattr(record, n) for n in _SCALARS]
+        marks = ", ".join("?" for _ in _SCALARS)
+        await self.db.execute(f"INSERT INTO calls ({', '.join(_SCALARS)}) VALUES ({marks})", values)
+        await self.db.commit()
+
+    async def update(self, call_id: str, **values: Any) -> None:
+        unknown = set(values) - set(_SCALARS)
+        if unknown:
+            raise ValueError(f"not call fields: {sorted(unknown)}")
+        assignments = ", ".join(f"{k} = ?" for k in values)
+        await self.db.execute(
+            f"UPDATE calls SET {assignments} WHERE call_id = ?", [*values.values(), call_id]
+        )
+        await self.db.commit()
+
+    async def add_utterance(self, call_id: str, at: float, utterance: Utterance) -> None:
+        await self._add_event(call_id, at, "utterance", utterance_json(utterance))
+
+    async def add_prompt(self, call_id: str, at: float, prompt: dict[str, Any]) -> None:
+        await self._add_event(call_id, at, "prompt", prompt)
+
+    async def _add_event(self, call_id: str, at: float, kind: str, payload: dict[str, Any]) -> None:
+        await self.db.execute(
+            "INSERT INTO call_events (call_id, at, kind, payload) VALUES (?, ?, ?, ?)",
+            (call_id, at, kind, json.dumps(payload, ensure_ascii=False)),
+        )
+        await self.db.commit()
+
+    async def get(self, call_or_gateway_id: str) -> CallRecord | None:
+        cursor = await self.db.execute(
+            f"SELECT {', '.join(_SCALARS)} FROM calls WHERE call_id = ? OR gateway_call_id = ? "
+            "ORDER BY started_at DESC LIMIT 1",
+            (call_or_gateway_id, call_or_gateway_id),
+        )
+        row = await cursor.fetchone()
+        if row is None:
+            return None
+        record = CallRecord(**dict(zip(_SCALARS, row, strict=True)))
+        cursor = await self.db.execute(
+            "SELECT at, kind, payload FROM call_events WHERE call_id = ? ORDER BY seq",
+            (record.call_id,),
+        )
+        for at, kind, payload in await cursor.fetchall():
+            item = {"at": at, **json.loads(payload)}
+            (record.utterances if kind == "utterance" else record.prompts).append(item)
+        return record

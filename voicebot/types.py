@@ -1,0 +1,64 @@
+"""Plain data shared by every layer. Standard library only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+@dataclass(frozen=True, slots=True)
+class Word:
+    text: str
+    conf: float
+    start: float  # seconds from the start of the utterance audio
+    end: float
+
+
+@dataclass(frozen=True, slots=True)
+class Transcript:
+    """What a recogniser made of one utterance.
+
+    `confidence` is in [0, 1] and comparable across engines: the dialog policy
+    treats anything under its threshold as "not understood". An empty `text`
+    means nothing usable was heard.
+    """
+
+    text: str
+    confidence: float
+    words: tuple[Word, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not self.text.strip()
+
+
+class Source(StrEnum):
+    SPEECH = "speech"
+    DTMF = "dtmf"
+
+
+class HandoffReason(StrEnum):
+    CALLER_REQUEST = "caller_request"
+    LOW_CONFIDENCE = "low_confidence"
+    NO_INPUT = "no_input"
+    UNRESOLVED = "unresolved"
+    SYSTEM_ERROR = "system_error"
+
+
+class Outcome(StrEnum):
+    HANDOFF = "handoff"
+    COMPLETED = "completed"
+    ABANDONED = "abandoned"  # caller hung up before the bot finished
+
+
+@dataclass(frozen=True, slots=True)
+class Utterance:
+    """One caller turn, as stored and as shown to the human who takes over."""
+
+    text: str
+    confidence: float
+    start: float  # seconds since the call started
+    end: float
+    source: Source = Source.SPEECH
+    intent: str | None = None
+    words: tuple[Word, ...] = field(default=())
