@@ -1,0 +1,96 @@
+"""Composition root: builds the engines, the store and the routes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+
+from aiohttp import web
+
+from voicebot.api import CallsApi
+from voicebot.asr.base import SpeechEngine
+from voicebot.asr.loader import load_engine
+from voicebot.asr.runner import AsrRunner
+from voicebot.call.registry import CallRegistry
+from voicebot.call.session import CallServices
+from voicebot.config import Settings
+from voicebot.dialog.lang import PACKS, PROMPT_NAMES
+from voicebot.storage.sqlite import SqliteCallStore
+from voicebot.telephony.native import NativeStreamHandler
+from voicebot.telephony.twilio_ws import TwilioMediaHandler
+from voicebot.telephony.twiml import TwimlHandlers
+from voicebot.tts.base import Synthesizer
+from voicebot.tts.prompts import PromptCache
+from voicebot.tts.pyttsx3_tts import Pyttsx3Synthesizer
+
+log = logging.getLogger("voicebot")
+
+REGISTRY = web.AppKey("registry", CallRegistry)
+STARTUP = web.AppKey("startup", asyncio.Task)
+LINE_RATES = (8000, 16000)
+
+
+def create_app(
+    settings: Settings, *, engine: SpeechEngine | None = None,
+    synthesizer: Synthesizer | None = None,
+) -> web.Application:
+    app = web.Application(client_max_size=64 * 1024)
+    registry = CallRegistry()
+    store = SqliteCallStore(settings.db)
+    app[REGISTRY] = registry
+    twiml = TwimlHandlers(settings, store)
+    app.router.add_post("/twilio/voice", twiml.voice)
+    app.router.add_post("/twilio/stream-ended", twiml.stream_ended)
+    app.router.add_get("/twilio/media", TwilioMediaHandler(settings, registry))
+    app.router.add_get("/v1/stream", NativeStreamHandler(settings, registry))
+    app.router.add_get("/api/calls/{call_id}", CallsApi(settings, store).get_call)
+    app.router.add_get("/healthz", _health)
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="asr")
+        prompts = PromptCache(synthesizer or Pyttsx3Synthesizer(settings.tts_rate))
+        await store.open()
+        app[STARTUP] = asyncio.create_task(
+            _prepare(settings, registry, store, prompts, executor, engine), name="startup")
+        yield
+        await registry.hang_up_all()
+        app[STARTUP].cancel()
+        await asyncio.gather(app[STARTUP], return_exceptions=True)
+        await store.close()
+        prompts.close()
+        executor.shutdown(wait=False, cancel_futures=True)
+
+    app.cleanup_ctx.append(lifecycle)
+    return app
+
+
+async def _prepare(
+    settings: Settings, registry: CallRegistry, store: SqliteCallStore, prompts: PromptCache,
+    executor: ThreadPoolExecutor, engine: SpeechEngine | None,
+) -> None:
+    """Load the engine and render the fixed prompts; only then report healthy."""
+    pack = PACKS[settings.language]
+    loop = asyncio.get_running_loop()
+    if engine is None:
+        engine = await loop.run_in_executor(executor, load_engine, settings.model or None, pack)
+    log.info("speech engine: %s", engine.description)
+    texts = [settings.disclosure_text or pack.prompts["disclosure"]]
+    texts += [pack.prompts[name] for name in PROMPT_NAMES if name != "disclosure"]
+    await prompts.prerender(pack.voice, texts, LINE_RATES)
+    log.info("rendered %d prompts (%s, voice %s)", len(texts), pack.code, pack.voice)
+    registry.services = CallServices(settings, AsrRunner(engine, executor, settings.asr_timeout_s),
+                                     prompts, store)
+
+
+async def _health(request: web.Request) -> web.Response:
+    registry = request.app[REGISTRY]
+    startup = request.app[STARTUP]
+    if startup.done() and not startup.cancelled() and startup.exception() is not None:
+        return web.json_response({"status": "failed", "error": str(startup.exception())}, status=503)
+    if not registry.ready:
+        return web.json_response({"status": "starting"}, status=503)
+    assert registry.services is not None
+    return web.json_response({"status": "ok", "engine": registry.services.asr.engine.description,
+                              "calls": len(registry.sessions)})

@@ -1,0 +1,267 @@
+"""One phone call: audio in → VAD → ASR → dialog policy → prompts out → handoff.
+
+The telephony adapter calls `on_audio`/`on_dtmf`/`on_mark`/`on_hangup` from its
+receive loop (they never block) and awaits `run()`, which owns every task of
+the call and returns once the call is over and its record is written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from voicebot.asr.runner import AsrRunner, UtteranceRecognition
+from voicebot.audio.resample import StreamResampler
+from voicebot.audio.vad import SpeechAudio, SpeechDetector, SpeechEnded, SpeechStarted, VadConfig
+from voicebot.call.media import MediaChannel
+from voicebot.call.player import Player, Playout
+from voicebot.call.recorder import CallRecorder
+from voicebot.config import Settings
+from voicebot.dialog import policy as p
+from voicebot.dialog.lang import PACKS, LanguagePack
+from voicebot.errors import EngineError
+from voicebot.handoff.context import HandoffContext, summarise
+from voicebot.storage.base import CallRecord, CallStore
+from voicebot.tts.prompts import PromptCache
+from voicebot.types import HandoffReason, Outcome, Source, Utterance
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CallServices:
+    """Per-process parts every call shares; built once by the app."""
+
+    settings: Settings
+    asr: AsrRunner
+    prompts: PromptCache
+    store: CallStore
+
+    @property
+    def pack(self) -> LanguagePack:
+        return PACKS[self.settings.language]
+
+
+class _HungUp:
+    pass
+
+
+class CallSession:
+    def __init__(self, record: CallRecord, channel: MediaChannel, services: CallServices) -> None:
+        s = services.settings
+        self.services = services
+        self.channel = channel
+        self.pack = services.pack
+        self.policy = p.Policy(self.pack, _policy_config(s))
+        self.recorder = CallRecorder(services.store, record)
+        self.transcript: list[Utterance] = []
+        self._events: asyncio.Queue[p.Event | _HungUp] = asyncio.Queue()
+        self._vad = SpeechDetector(channel.line_rate, _vad_config(s))
+        self._utterance: tuple[UtteranceRecognition, StreamResampler, float] | None = None
+        self._pending: set[asyncio.Task[None]] = set()
+        self._timer: asyncio.Task[None] | None = None
+        self._player = Player(channel, self._audio_for, s.mark_grace_s,
+                              self._on_played, self._on_prompt_failed)
+        self._hung_up = False
+        self._samples_in = 0
+
+    # --- inbound, called by the adapter ----------------------------------------------
+    def on_audio(self, samples: np.ndarray) -> None:
+        self._samples_in += samples.size
+        for event in self._vad.push(samples):
+            if isinstance(event, SpeechStarted):
+                self._speech_started(event.at)
+            elif isinstance(event, SpeechAudio) and self._utterance is not None:
+                recognition, resampler, _ = self._utterance
+                recognition.feed(resampler.process(event.samples).tobytes())
+            elif isinstance(event, SpeechEnded):
+                self._speech_ended(event.at)
+
+    def on_dtmf(self, digit: str) -> None:
+        self._cancel_timer()
+        now = self._call_time()
+        u = Utterance(digit, 1.0, now, now, Source.DTMF, "human" if digit == "0" else None)
+        self._track(self._record_utterance(u))
+        self._events.put_nowait(p.KeyPressed(digit))
+
+    def on_mark(self, name: str) -> None:
+        self._player.mark_echoed(name)
+
+    def on_hangup(self) -> None:
+        if not self._hung_up:
+            self._hung_up = True
+            for event in self._vad.flush():
+                if isinstance(event, SpeechEnded):
+                    self._speech_ended(event.at)
+            self._events.put_nowait(_HungUp())
+
+    # --- the call --------------------------------------------------------------------
+    async def run(self) -> None:
+        await self.recorder.started(self.policy.config.disclosure_text or self.pack.prompts["disclosure"])
+        try:
+            await self._perform(self.policy.start())
+            while not self._hung_up or not self._events.empty():
+                event = await self._events.get()
+                if isinstance(event, _HungUp):
+                    break
+                if await self._step(event):
+                    break
+        finally:
+            await self._shutdown()
+
+    async def _step(self, event: p.Event) -> bool:
+        try:
+            return await self._perform(self.policy.step(event))
+        except Exception:  # a bug must still end with a human, never in silence
+            log.exception("call %s: internal error", self.recorder.call_id)
+            if self.policy.state is p.State.DONE:
+                return True
+            self._events.put_nowait(p.Failed("internal error"))
+            return False
+
+    async def _perform(self, actions: list[p.Action]) -> bool:
+        """Carry out the policy's actions; True when the call is over."""
+        for action in actions:
+            if isinstance(action, p.Say):
+                self._cancel_timer()
+                self._player.play(action)
+            elif isinstance(action, p.StopPlayback):
+                await self._player.stop()
+            elif isinstance(action, p.ExpectInput):
+                self._start_timer(action.timeout_s)
+            elif isinstance(action, p.Handoff):
+                await self._hand_off(action.reason)
+                return True
+            elif isinstance(action, p.End):
+                await self.recorder.finished(action.outcome, summary=self._summary(None))
+                await self.channel.end("completed")
+                return True
+        return False
+
+    async def _hand_off(self, reason: HandoffReason) -> None:
+        target = self.services.settings.human_line
+        context = HandoffContext(reason, target, tuple(self.transcript), self._summary(reason))
+        await self.recorder.handed_off(context)
+        await self.channel.send_event(_handoff_event(context))
+        await self.channel.end("handoff")
+        log.info("call %s handed off: %s", self.recorder.call_id, reason)
+
+    async def _shutdown(self) -> None:
+        self._cancel_timer()
+        await self._player.close()
+        if self._utterance is not None:  # speech still open when the call ended
+            self._speech_ended(self._call_time())
+        if self._pending:
+            await asyncio.wait(self._pending, timeout=self.services.settings.asr_timeout_s + 1)
+        for task in self._pending:
+            task.cancel()
+        outcome = Outcome.ABANDONED if self.policy.state is not p.State.DONE else None
+        await self.recorder.ended(outcome, self._summary(self.policy.handoff_reason))
+
+    def _summary(self, reason: HandoffReason | None) -> str:
+        return summarise(tuple(self.transcript), reason, self.policy.answered)
+
+    # --- speech ----------------------------------------------------------------------
+    def _speech_started(self, at: float) -> None:
+        self._cancel_timer()
+        engine_rate = self.services.asr.engine.sample_rate
+        resampler = StreamResampler(self.channel.line_rate, engine_rate)
+        self._utterance = (self.services.asr.open(), resampler, at)
+        self._events.put_nowait(p.SpeechBegan())
+
+    def _speech_ended(self, at: float) -> None:
+        if self._utterance is None:
+            return
+        recognition, resampler, start = self._utterance
+        self._utterance = None
+        recognition.feed(resampler.process(np.zeros(0, np.int16), last=True).tobytes())
+        self._track(self._recognise(recognition, start, at))
+
+    async def _recognise(self, recognition: UtteranceRecognition, start: float, end: float) -> None:
+        try:
+            result = await recognition.finish()
+        except EngineError as exc:
+            log.error("call %s: recognition failed: %s", self.recorder.call_id, exc)
+            self._events.put_nowait(p.Failed(str(exc)))
+            return
+        intent = self.pack.match_intent(result.text) if result.text else None
+        u = Utterance(result.text, result.confidence, start, end, Source.SPEECH, intent, result.words)
+        await self._record_utterance(u)
+        self._events.put_nowait(p.Heard(u))
+
+    async def _record_utterance(self, u: Utterance) -> None:
+        self.transcript.append(u)
+        await self.recorder.utterance(u)
+        if u.source is Source.SPEECH:
+            await self.channel.send_event({
+                "event": "transcript", "text": u.text, "confidence": round(u.confidence, 3),
+                "start": round(u.start, 3), "end": round(u.end, 3), "intent": u.intent,
+            })
+
+    # --- prompts ---------------------------------------------------------------------
+    async def _audio_for(self, say: p.Say) -> np.ndarray:
+        if say.name == "disclosure":
+            await self.recorder.disclosure_starting()
+        await self.channel.send_event({"event": "prompt", "name": say.name, "text": say.text})
+        return await self.services.prompts.get(self.pack.voice, say.text, self.channel.line_rate)
+
+    def _on_played(self, playout: Playout) -> None:
+        self._track(self.recorder.prompt_played(playout))
+        interrupted = playout.confirmed_by == "interrupted"
+        self._events.put_nowait(p.PromptDone(playout.say.prompt_id, interrupted))
+
+    def _on_prompt_failed(self, say: p.Say, exc: BaseException) -> None:
+        log.error("call %s: prompt %s failed: %s", self.recorder.call_id, say.name, exc)
+        self._events.put_nowait(p.Failed(f"prompt {say.name}: {exc}"))
+
+    # --- helpers ---------------------------------------------------------------------
+    def _start_timer(self, seconds: float) -> None:
+        self._cancel_timer()
+
+        async def expire() -> None:
+            await asyncio.sleep(seconds)
+            self._events.put_nowait(p.NoInput())
+
+        self._timer = asyncio.create_task(expire(), name="no-input")
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _track(self, coro: object) -> None:
+        task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    def _call_time(self) -> float:
+        """Seconds of caller audio received: the clock utterance times use."""
+        return self._samples_in / self.channel.line_rate
+
+
+def _handoff_event(ctx: HandoffContext) -> dict[str, object]:
+    from voicebot.storage.base import utterance_json
+
+    return {
+        "event": "handoff", "reason": str(ctx.reason), "target": ctx.target,
+        "summary": ctx.summary, "transcript": [utterance_json(u) for u in ctx.transcript],
+    }
+
+
+def _policy_config(s: Settings) -> p.PolicyConfig:
+    return p.PolicyConfig(
+        confidence_threshold=s.confidence_threshold, low_confidence_turns=s.low_confidence_turns,
+        no_input_turns=s.no_input_turns, unresolved_turns=s.unresolved_turns,
+        no_input_timeout_s=s.no_input_timeout_s, disclosure_text=s.disclosure_text,
+    )
+
+
+def _vad_config(s: Settings) -> VadConfig:
+    return VadConfig(
+        aggressiveness=s.vad_aggressiveness, start_ms=s.vad_start_ms,
+        hangover_ms=s.vad_hangover_ms, preroll_ms=s.vad_preroll_ms,
+        max_utterance_ms=int(s.max_utterance_s * 1000),
+    )

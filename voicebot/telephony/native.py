@@ -1,0 +1,183 @@
+"""`WS /v1/stream`: the native protocol (JSON events + binary PCM/μ-law frames).
+
+See docs/protocol.md. The first message is a JSON `start`; then binary audio in
+the announced format, JSON `dtmf`, `mark` (echo of ours) and `stop`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from aiohttp import WSMsgType, web
+
+from voicebot.audio.codecs import pcm16_decode, ulaw_decode, ulaw_encode
+from voicebot.call.registry import CallRegistry
+from voicebot.call.session import CallSession
+from voicebot.config import Settings
+from voicebot.errors import ProtocolError
+from voicebot.storage.base import CallRecord
+from voicebot.telephony.ws_common import TRY_AGAIN_LATER, close_with_error, finish_call, start_call
+
+RATES = (8000, 16000)
+ENCODINGS = ("pcm16", "mulaw")
+UNSUPPORTED_DATA = 1003
+
+
+@dataclass(frozen=True)
+class StreamFormat:
+    sample_rate: int
+    encoding: str
+
+    def decode(self, data: bytes) -> np.ndarray:
+        if self.encoding == "mulaw":
+            return ulaw_decode(data)
+        if len(data) % 2:
+            raise ProtocolError("pcm16 audio frame has an odd number of bytes", UNSUPPORTED_DATA)
+        return pcm16_decode(data)
+
+    def encode(self, samples: np.ndarray) -> bytes:
+        if self.encoding == "mulaw":
+            return ulaw_encode(samples)
+        return np.ascontiguousarray(samples, dtype="<i2").tobytes()
+
+
+class NativeChannel:
+    def __init__(self, ws: web.WebSocketResponse, fmt: StreamFormat) -> None:
+        self._ws = ws
+        self._fmt = fmt
+        self.line_rate = fmt.sample_rate
+
+    async def send_audio(self, samples: np.ndarray) -> None:
+        if not self._ws.closed:
+            await self._ws.send_bytes(self._fmt.encode(samples))
+
+    async def send_mark(self, name: str) -> None:
+        await self.send_event({"event": "mark", "name": name})
+
+    async def send_clear(self) -> None:
+        await self.send_event({"event": "clear"})
+
+    async def send_event(self, event: dict[str, Any]) -> None:
+        if not self._ws.closed:
+            await self._ws.send_str(json.dumps(event, ensure_ascii=False))
+
+    async def end(self, reason: str) -> None:
+        await self.send_event({"event": "end", "reason": reason})
+        await self._ws.close(code=1000, message=reason.encode())
+
+
+def parse_event(text: str) -> dict[str, Any]:
+    try:
+        event = json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        raise ProtocolError("message is not valid JSON") from None
+    if not isinstance(event, dict) or not isinstance(event.get("event"), str):
+        raise ProtocolError('message must be a JSON object with a string "event"')
+    return event
+
+
+def parse_start(event: dict[str, Any]) -> tuple[CallRecord, StreamFormat]:
+    if event["event"] != "start":
+        raise ProtocolError(f"expected start, got {event['event'][:40]!r}")
+    rate, encoding = event.get("sample_rate", 8000), event.get("encoding", "pcm16")
+    if rate not in RATES or isinstance(rate, bool):
+        raise ProtocolError(f"start: sample_rate must be one of {RATES}")
+    if encoding not in ENCODINGS:
+        raise ProtocolError(f"start: encoding must be one of {ENCODINGS}")
+    call_id = event.get("call_id", "")
+    if not isinstance(call_id, str) or len(call_id) > 128:
+        raise ProtocolError("start: call_id must be a string of at most 128 characters")
+    caller = event.get("caller", "")
+    if not isinstance(caller, str) or len(caller) > 256:
+        raise ProtocolError("start: caller must be a string")
+    record = CallRecord(call_id=call_id, gateway="native", caller=caller)
+    return record, StreamFormat(rate, encoding)
+
+
+class NativeStreamHandler:
+    def __init__(self, settings: Settings, registry: CallRegistry) -> None:
+        self.settings = settings
+        self.registry = registry
+
+    def _authorised(self, request: web.Request) -> bool:
+        token = self.settings.stream_token
+        if not token:
+            return True
+        given = request.headers.get("Authorization", "")
+        return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+
+    async def __call__(self, request: web.Request) -> web.StreamResponse:
+        if not self._authorised(request):
+            raise web.HTTPUnauthorized(text="missing or wrong bearer token",
+                                       headers={"WWW-Authenticate": "Bearer"})
+        ws = web.WebSocketResponse(max_msg_size=self.settings.max_message_bytes, heartbeat=30)
+        await ws.prepare(request)
+        if not self.registry.ready:
+            await ws.close(code=TRY_AGAIN_LATER, message=b"starting up")
+            return ws
+        session: CallSession | None = None
+        task: asyncio.Task[None] | None = None
+        fmt: StreamFormat | None = None
+        try:
+            async for msg in ws:
+                if session is None:
+                    session, fmt = self._begin(msg, ws)
+                    task = start_call(self.registry, session)
+                    await ws.send_str(json.dumps({"event": "started",
+                                                  "call_id": session.recorder.call_id}))
+                    continue
+                assert fmt is not None
+                if self._dispatch(msg, session, fmt):
+                    break
+        except ProtocolError as error:
+            await _send_error(ws, error)
+        finally:
+            await finish_call(self.registry, session, task)
+        return ws
+
+    def _begin(self, msg: Any, ws: web.WebSocketResponse) -> tuple[CallSession, StreamFormat]:
+        if msg.type is not WSMsgType.TEXT:
+            raise ProtocolError("the first message must be a JSON start event", UNSUPPORTED_DATA)
+        record, fmt = parse_start(parse_event(msg.data))
+        try:
+            session = self.registry.new_session(record, NativeChannel(ws, fmt))
+        except KeyError:
+            raise ProtocolError("start: a call with this call_id is already in progress") from None
+        return session, fmt
+
+    def _dispatch(self, msg: Any, session: CallSession, fmt: StreamFormat) -> bool:
+        if msg.type is WSMsgType.BINARY:
+            session.on_audio(fmt.decode(msg.data))
+            return False
+        if msg.type is not WSMsgType.TEXT:
+            raise ProtocolError("unexpected WebSocket message type", UNSUPPORTED_DATA)
+        event = parse_event(msg.data)
+        kind = event["event"]
+        if kind == "dtmf":
+            digit = event.get("digit")
+            if not isinstance(digit, str) or len(digit) != 1 or digit not in "0123456789*#":
+                raise ProtocolError("dtmf: digit must be one of 0-9 * #")
+            session.on_dtmf(digit)
+        elif kind == "mark":
+            name = event.get("name")
+            if not isinstance(name, str):
+                raise ProtocolError("mark: missing name")
+            session.on_mark(name)
+        elif kind == "stop":
+            return True
+        elif kind == "start":
+            raise ProtocolError("duplicate start")
+        else:
+            raise ProtocolError(f"unknown event {kind[:40]!r}")
+        return False
+
+
+async def _send_error(ws: web.WebSocketResponse, error: ProtocolError) -> None:
+    if not ws.closed:
+        await ws.send_str(json.dumps({"event": "error", "reason": error.reason}))
+    await close_with_error(ws, error)

@@ -1,0 +1,114 @@
+"""`WS /twilio/media`: Twilio Media Streams (bidirectional) ↔ a call session."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import numpy as np
+from aiohttp import WSMsgType, web
+
+from voicebot.audio.codecs import ulaw_decode, ulaw_encode
+from voicebot.call.registry import CallRegistry
+from voicebot.call.session import CallSession
+from voicebot.config import Settings
+from voicebot.errors import ProtocolError
+from voicebot.storage.base import CallRecord
+from voicebot.telephony import twilio_codec as tc
+from voicebot.telephony.signature import valid_twilio_signature
+from voicebot.telephony.ws_common import TRY_AGAIN_LATER, close_with_error, finish_call, start_call
+
+
+class TwilioChannel:
+    line_rate = 8000
+
+    def __init__(self, ws: web.WebSocketResponse, stream_sid: str) -> None:
+        self._ws = ws
+        self._sid = stream_sid
+
+    async def send_audio(self, samples: np.ndarray) -> None:
+        if not self._ws.closed:
+            await self._ws.send_str(tc.media_message(self._sid, ulaw_encode(samples)))
+
+    async def send_mark(self, name: str) -> None:
+        if not self._ws.closed:
+            await self._ws.send_str(tc.mark_message(self._sid, name))
+
+    async def send_clear(self) -> None:
+        if not self._ws.closed:
+            await self._ws.send_str(tc.clear_message(self._sid))
+
+    async def send_event(self, event: dict[str, Any]) -> None:
+        return None  # Twilio has no channel for these; the record and TwiML carry them
+
+    async def end(self, reason: str) -> None:
+        # Closing the stream makes Twilio fetch <Connect action>, which dials the human.
+        await self._ws.close(code=1000, message=reason.encode())
+
+
+class TwilioMediaHandler:
+    def __init__(self, settings: Settings, registry: CallRegistry) -> None:
+        self.settings = settings
+        self.registry = registry
+
+    def _authorised(self, request: web.Request) -> bool:
+        token = self.settings.twilio_auth_token
+        if not token:
+            return True
+        url = self.settings.ws_public_base + request.path_qs
+        return valid_twilio_signature(token, request.headers.get("X-Twilio-Signature"), url)
+
+    async def __call__(self, request: web.Request) -> web.StreamResponse:
+        if not self._authorised(request):
+            raise web.HTTPForbidden(text="invalid X-Twilio-Signature")
+        ws = web.WebSocketResponse(max_msg_size=self.settings.max_message_bytes, heartbeat=30)
+        await ws.prepare(request)
+        if not self.registry.ready:
+            await ws.close(code=TRY_AGAIN_LATER, message=b"starting up")
+            return ws
+        session: CallSession | None = None
+        task: asyncio.Task[None] | None = None
+        try:
+            async for msg in ws:
+                if msg.type is not WSMsgType.TEXT:
+                    raise ProtocolError("Twilio messages must be JSON text frames", 1003)
+                message = tc.parse(msg.data)
+                if session is None:
+                    session = self._begin(message, ws)
+                    if session is not None:
+                        task = start_call(self.registry, session)
+                    continue
+                if self._dispatch(message, session):
+                    break
+        except ProtocolError as error:
+            await close_with_error(ws, error)
+        finally:
+            await finish_call(self.registry, session, task)
+        return ws
+
+    def _begin(self, message: tc.TwilioMessage, ws: web.WebSocketResponse) -> CallSession | None:
+        if isinstance(message, tc.Connected):
+            return None
+        if not isinstance(message, tc.Start):
+            raise ProtocolError(f"{type(message).__name__.lower()} before start")
+        params = message.custom_parameters
+        record = CallRecord(
+            call_id="", gateway="twilio", gateway_call_id=message.call_sid,
+            stream_id=message.stream_sid, caller=params.get("caller", ""),
+        )
+        return self.registry.new_session(record, TwilioChannel(ws, message.stream_sid))
+
+    def _dispatch(self, message: tc.TwilioMessage, session: CallSession) -> bool:
+        """Hand one message to the session; True when the stream is over."""
+        if isinstance(message, tc.Media):
+            if message.track in ("inbound", "inbound_track"):
+                session.on_audio(ulaw_decode(message.payload))
+        elif isinstance(message, tc.Dtmf):
+            session.on_dtmf(message.digit)
+        elif isinstance(message, tc.Mark):
+            session.on_mark(message.name)
+        elif isinstance(message, tc.Stop):
+            return True
+        elif isinstance(message, tc.Start):
+            raise ProtocolError("duplicate start")
+        return False

@@ -1,0 +1,68 @@
+"""Twilio's HTTP webhooks: the incoming-call TwiML and the <Connect action>."""
+
+from __future__ import annotations
+
+import logging
+from xml.sax.saxutils import escape, quoteattr
+
+from aiohttp import web
+
+from voicebot.config import Settings
+from voicebot.storage.base import CallStore
+from voicebot.telephony.signature import valid_twilio_signature
+
+log = logging.getLogger(__name__)
+
+_XML = '<?xml version="1.0" encoding="UTF-8"?>'
+
+
+def connect_twiml(settings: Settings, caller: str) -> str:
+    action = quoteattr(settings.public_url.rstrip("/") + "/twilio/stream-ended")
+    stream = quoteattr(settings.ws_public_base + "/twilio/media")
+    return (
+        f"{_XML}<Response><Connect action={action}><Stream url={stream}>"
+        f'<Parameter name="caller" value={quoteattr(caller)}/>'
+        "</Stream></Connect></Response>"
+    )
+
+
+def dial_twiml(target: str) -> str:
+    noun = f"<Sip>{escape(target)}</Sip>" if target.startswith("sip:") else escape(target)
+    return f"{_XML}<Response><Dial>{noun}</Dial></Response>"
+
+
+HANGUP_TWIML = f"{_XML}<Response><Hangup/></Response>"
+
+
+class TwimlHandlers:
+    def __init__(self, settings: Settings, store: CallStore | None = None) -> None:
+        self.settings = settings
+        self.store = store
+
+    async def _form(self, request: web.Request) -> dict[str, str]:
+        form = {k: str(v) for k, v in (await request.post()).items()}
+        token = self.settings.twilio_auth_token
+        if token:
+            url = self.settings.public_url.rstrip("/") + request.path_qs
+            if not valid_twilio_signature(token, request.headers.get("X-Twilio-Signature"), url, form):
+                raise web.HTTPForbidden(text="invalid X-Twilio-Signature")
+        return form
+
+    async def voice(self, request: web.Request) -> web.Response:
+        form = await self._form(request)
+        return _xml(connect_twiml(self.settings, form.get("From", "")))
+
+    async def stream_ended(self, request: web.Request) -> web.Response:
+        form = await self._form(request)
+        call_sid = form.get("CallSid", "")
+        record = await self.store.get(call_sid) if self.store and call_sid else None
+        if record is not None and record.outcome == "completed":
+            return _xml(HANGUP_TWIML)
+        if record is None:
+            log.warning("stream ended for an unknown call; sending it to a human")
+        return _xml(dial_twiml(record.handoff_target if record and record.handoff_target
+                               else self.settings.human_line))
+
+
+def _xml(body: str) -> web.Response:
+    return web.Response(text=body, content_type="text/xml")
