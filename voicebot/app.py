@@ -11,7 +11,6 @@ from aiohttp import web
 
 from voicebot.api import CallsApi
 from voicebot.asr.base import SpeechEngine
-from voicebot.asr.loader import load_engine
 from voicebot.asr.runner import AsrRunner
 from voicebot.call.registry import CallRegistry
 from voicebot.call.session import CallServices
@@ -74,6 +73,8 @@ async def _prepare(
     pack = PACKS[settings.language]
     loop = asyncio.get_running_loop()
     if engine is None:
+        from voicebot.asr.loader import load_engine
+
         engine = await loop.run_in_executor(executor, load_engine, settings.model or None, pack)
     log.info("speech engine: %s", engine.description)
     texts = [settings.disclosure_text or pack.prompts["disclosure"]]

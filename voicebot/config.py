@@ -63,8 +63,8 @@ class Settings:
 
 
 def _validate(s: Settings) -> None:
-    if not 0 < s.port < 65536:
-        raise ConfigError("port", f"must be 1-65535, got {s.port}")
+    if not 0 <= s.port < 65536:  # 0 = any free port
+        raise ConfigError("port", f"must be 0-65535, got {s.port}")
     if s.public_url and urlsplit(s.public_url).scheme not in ("http", "https"):
         raise ConfigError("public_url", "must start with https:// (or http:// for local tests)")
     if s.language not in LANGUAGES:

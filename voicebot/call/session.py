@@ -146,7 +146,7 @@ class CallSession:
         context = HandoffContext(reason, target, tuple(self.transcript), self._summary(reason))
         await self.recorder.handed_off(context)
         await self.channel.send_event(_handoff_event(context))
-        await self.channel.end("handoff")
+        await self.channel.end(f"handoff:{reason}")
         log.info("call %s handed off: %s", self.recorder.call_id, reason)
 
     async def _shutdown(self) -> None:
