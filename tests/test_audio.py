@@ -1,0 +1,115 @@
+import numpy as np
+import pytest
+
+from voicebot.audio.codecs import level_stats, ulaw_decode, ulaw_encode
+from voicebot.audio.resample import StreamResampler, resample
+from voicebot.audio.vad import Endpointer, SpeechAudio, SpeechDetector, SpeechEnded, SpeechStarted, VadConfig
+from voicebot.audio.wav import read_wav, wav_bytes
+
+
+def _reference_ulaw_encode(sample: int) -> int:
+    """G.711 μ-law, one sample at a time, straight from the recommendation."""
+    value = sample >> 2  # 14-bit
+    mask = 0x7F if value < 0 else 0xFF
+    magnitude = min(abs(value), 8159) + 33
+    segment = magnitude.bit_length() - 6
+    if segment >= 8:
+        return 0x7F ^ mask
+    return ((segment << 4) | ((magnitude >> (segment + 1)) & 0x0F)) ^ mask
+
+
+def test_ulaw_encode_matches_reference_for_every_sample():
+    samples = np.arange(-32768, 32768, dtype=np.int32)
+    expected = bytes(_reference_ulaw_encode(int(s)) for s in samples)
+    assert ulaw_encode(samples.astype(np.int16)) == expected
+
+
+def test_ulaw_round_trip_is_close_and_idempotent():
+    x = np.random.default_rng(1).integers(-30000, 30000, 8000).astype(np.int16)
+    y = ulaw_decode(ulaw_encode(x))
+    assert np.all(np.abs(x.astype(int) - y) <= np.abs(x.astype(int)) / 16 + 16)
+    assert ulaw_encode(y) == ulaw_encode(x)  # decode∘encode is a projection
+
+
+def test_ulaw_matches_audioop_where_available():
+    audioop = pytest.importorskip("audioop")
+    x = np.arange(-32768, 32768, dtype=np.int16)
+    assert audioop.lin2ulaw(x.tobytes(), 2) == ulaw_encode(x)
+    assert audioop.ulaw2lin(bytes(range(256)), 2) == ulaw_decode(bytes(range(256))).tobytes()
+
+
+def test_level_stats():
+    assert level_stats(np.zeros(0, np.int16)) == (-120.0, 0.0)
+    db, clipped = level_stats(np.full(100, 32767, np.int16))
+    assert db > -0.1 and clipped == 1.0
+
+
+def test_stream_resampler_chunks_equal_whole_signal_length():
+    x = (np.sin(np.arange(16000) / 8) * 8000).astype(np.int16)
+    stream = StreamResampler(8000, 16000)
+    pieces = [stream.process(x[i : i + 160]) for i in range(0, x.size, 160)]
+    pieces.append(stream.process(np.zeros(0, np.int16), last=True))
+    assert abs(sum(p.size for p in pieces) - 32000) <= 2
+    assert resample(x, 8000, 16000).size == 32000
+
+
+def test_read_wav_converts_stereo_and_rate(tmp_path):
+    import wave
+
+    path = tmp_path / "s.wav"
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(2)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(np.full(3200, 1000, np.int16).tobytes())
+    samples, rate = read_wav(path, rate=8000)
+    assert rate == 8000 and abs(samples.size - 800) <= 2
+    assert read_wav(wav_bytes(np.ones(10, np.int16), 8000))[0].tolist() == [1] * 10
+
+
+def _frames(pattern: str) -> list[tuple[np.ndarray, bool]]:
+    return [(np.full(160, i, np.int16), c == "x") for i, c in enumerate(pattern)]
+
+
+def test_endpointer_needs_consecutive_voiced_frames_and_keeps_preroll():
+    ep = Endpointer(VadConfig(start_ms=60, hangover_ms=100, preroll_ms=100))
+    events = []
+    for frame, voiced in _frames("..x.xxx" + "x" * 5 + "....." + "..."):
+        events += ep.push(frame, voiced)
+    starts = [e for e in events if isinstance(e, SpeechStarted)]
+    ends = [e for e in events if isinstance(e, SpeechEnded)]
+    assert len(starts) == 1 and len(ends) == 1
+    first_audio = next(e for e in events if isinstance(e, SpeechAudio))
+    assert first_audio.samples.size == 5 * 160  # 100 ms of pre-roll including the voiced run
+    assert first_audio.samples[0] == 2  # starts before the first voiced frame of the run
+    assert not ends[0].forced and not ep.speaking
+
+
+def test_endpointer_caps_utterance_length_and_flushes():
+    ep = Endpointer(VadConfig(start_ms=20, hangover_ms=100, max_utterance_ms=200))
+    events = []
+    for frame, voiced in _frames("x" * 31):
+        events += ep.push(frame, voiced)
+    ends = [e for e in events if isinstance(e, SpeechEnded)]
+    assert ends and ends[0].forced
+    assert ep.speaking  # restarted on continuing speech
+    assert isinstance(ep.flush()[0], SpeechEnded)
+    assert ep.flush() == []
+
+
+def test_speech_detector_finds_speech_in_real_audio_and_ignores_silence():
+    samples, _ = read_wav("audio_fixtures/en_human_person.wav")
+    detector = SpeechDetector(8000)
+    events = []
+    for i in range(0, samples.size, 160):  # 20 ms, as Twilio sends it
+        events += detector.push(samples[i : i + 160])
+    events += detector.flush()
+    starts = [e.at for e in events if isinstance(e, SpeechStarted)]
+    assert 1 <= len(starts) <= 2 and 0.5 < starts[0] < 1.5
+    quiet = SpeechDetector(8000)
+    assert quiet.push(np.zeros(8000, np.int16)) == []
+
+
+def test_speech_detector_rejects_bad_rate():
+    with pytest.raises(ValueError):
+        SpeechDetector(11025)

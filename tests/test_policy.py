@@ -1,0 +1,170 @@
+"""The dialog policy, driven event by event with no I/O."""
+
+import pytest
+
+from voicebot.dialog import policy as p
+from voicebot.dialog.lang import EN, KO
+from voicebot.types import HandoffReason, Outcome, Utterance
+
+
+def heard(text: str, conf: float = 0.9) -> p.Heard:
+    return p.Heard(Utterance(text, conf, 0, 1, intent=EN.match_intent(text)))
+
+
+class Call:
+    """Plays a policy like the session does: each Say is 'played' when asked."""
+
+    def __init__(self, **config):
+        self.policy = p.Policy(EN, p.PolicyConfig(**config))
+        self.said: list[str] = []
+        self.actions: list[p.Action] = []
+        self._do(self.policy.start())
+
+    def _do(self, actions):
+        self.actions += actions
+        self.said += [a.name for a in actions if isinstance(a, p.Say)]
+
+    def send(self, event):
+        self._do(self.policy.step(event))
+        return self
+
+    def played(self):
+        prompt = self.policy.current_prompt
+        assert prompt is not None, "nothing is playing"
+        return self.send(p.PromptDone(prompt.prompt_id))
+
+    @property
+    def final(self):
+        return self.actions[-1]
+
+
+def test_disclosure_first_and_not_interruptible():
+    call = Call()
+    first = call.actions[0]
+    assert isinstance(first, p.Say) and first.name == "disclosure" and not first.interruptible
+    assert "automated assistant" in first.text and "not a person" in first.text
+    call.send(p.SpeechBegan())
+    assert not any(isinstance(a, p.StopPlayback) for a in call.actions)
+
+
+def test_custom_disclosure_text_is_used():
+    call = Call(disclosure_text="This is an AI assistant.")
+    assert call.actions[0].text == "This is an AI assistant."
+
+
+def test_request_during_disclosure_acted_on_after_it():
+    call = Call().send(heard("agent please"))
+    assert call.said == ["disclosure"]  # nothing happens until it has played
+    call.played()
+    assert call.said == ["disclosure", "handoff"]
+    call.played()
+    assert call.final == p.Handoff(HandoffReason.CALLER_REQUEST)
+
+
+def test_dtmf_zero_during_disclosure_and_after():
+    assert Call().send(p.KeyPressed("0")).played().played().final == p.Handoff(HandoffReason.CALLER_REQUEST)
+    call = Call().played().played().send(p.KeyPressed("0")).played()
+    assert call.final == p.Handoff(HandoffReason.CALLER_REQUEST)
+
+
+@pytest.mark.parametrize("text", [
+    "i want to speak to a person", "can i talk to a human", "agent", "representative",
+    "operator", "i want to talk to someone real", "i don't want to talk to a robot",
+])
+def test_many_phrasings_reach_a_human(text):
+    call = Call().played().played().send(heard(text)).played()
+    assert call.said[-1] == "handoff" and call.final == p.Handoff(HandoffReason.CALLER_REQUEST)
+
+
+def test_low_confidence_reprompts_then_hands_off():
+    call = Call().played().played().send(heard("agent please", conf=0.3))
+    assert call.said[-1] == "didnt_catch"  # a low-confidence "agent" is not acted on
+    call.played().send(heard("blah", conf=0.2)).played()
+    assert call.final == p.Handoff(HandoffReason.LOW_CONFIDENCE)
+
+
+def test_low_confidence_turns_configurable():
+    call = Call(low_confidence_turns=3).played().played()
+    for _ in range(2):
+        call.send(heard("x", conf=0.1)).played()
+    assert call.said[-1] == "didnt_catch"
+    call.send(heard("x", conf=0.1)).played()
+    assert call.final == p.Handoff(HandoffReason.LOW_CONFIDENCE)
+
+
+def test_no_input_reprompts_then_hands_off():
+    call = Call().played().played()
+    assert call.final == p.ExpectInput(6.0)
+    call.send(p.NoInput())
+    assert call.said[-1] == "no_input"
+    call.played().send(p.NoInput()).played()
+    assert call.final == p.Handoff(HandoffReason.NO_INPUT)
+
+
+def test_routine_request_answered_then_goodbye_completes():
+    call = Call().played().played().send(heard("where is my order"))
+    assert call.said[-1] == "order_status"
+    call.played()
+    assert call.said[-1] == "anything_else"
+    call.played().send(heard("no that's all"))
+    assert call.said[-1] == "goodbye"
+    call.played()
+    assert call.final == p.End(Outcome.COMPLETED)
+
+
+def test_silence_after_an_answer_ends_politely():
+    call = Call().played().played().send(heard("i forgot my password")).played().played()
+    call.send(p.NoInput()).played()
+    assert call.said[-2:] == ["anything_else", "goodbye"] and call.final == p.End(Outcome.COMPLETED)
+
+
+def test_unresolved_requests_go_to_a_human():
+    call = Call().played().played().send(heard("yes please")).played()  # understood but no topic
+    call.send(heard("i forgot my password")).played().played()
+    call.send(heard("goodbye")).played()
+    assert call.final == p.End(Outcome.COMPLETED)
+    stuck = Call(unresolved_turns=1).played().played()
+    stuck.policy.step(p.SpeechBegan())
+    stuck.send(p.Heard(Utterance("banana", 0.9, 0, 1, intent=None))).played()
+    assert stuck.final == p.Handoff(HandoffReason.UNRESOLVED)
+
+
+def test_barge_in_stops_prompts_but_not_disclosure_or_handoff_line():
+    call = Call().played()  # menu now playing
+    call.send(p.SpeechBegan())
+    assert isinstance(call.final, p.StopPlayback)
+    call.send(heard("agent"))
+    call.send(p.SpeechBegan())  # talking over the handoff line does not cut it
+    assert call.said[-1] == "handoff" and not isinstance(call.final, p.StopPlayback)
+
+
+def test_stale_prompt_done_is_ignored():
+    call = Call().played()
+    menu_id = call.policy.current_prompt.prompt_id
+    call.send(p.SpeechBegan()).send(heard("where is my order"))
+    before = list(call.actions)
+    call.send(p.PromptDone(menu_id, interrupted=True))
+    assert call.actions == before
+
+
+def test_any_failure_hands_off_with_system_error():
+    call = Call().played().played().send(p.Failed("engine crashed")).played()
+    assert call.final == p.Handoff(HandoffReason.SYSTEM_ERROR)
+    during_disclosure = Call().send(p.Failed("asr"))
+    assert during_disclosure.said == ["disclosure"]  # the notice still plays in full
+    during_disclosure.played().played()
+    assert during_disclosure.final == p.Handoff(HandoffReason.SYSTEM_ERROR)
+
+
+def test_failure_of_the_handoff_line_still_transfers():
+    call = Call().played().played().send(heard("agent")).send(p.Failed("tts"))
+    assert call.final == p.Handoff(HandoffReason.CALLER_REQUEST)
+    assert call.policy.step(p.Failed("again")) == []
+
+
+def test_korean_pack_routes_requests():
+    policy = p.Policy(KO)
+    policy.start()
+    policy.step(p.PromptDone(1))
+    u = Utterance("상담원 연결해 주세요", 0.9, 0, 1, intent=KO.match_intent("상담원 연결해 주세요"))
+    assert [a.name for a in policy.step(p.Heard(u))] == ["handoff"]
