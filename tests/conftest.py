@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from voicebot.app import REGISTRY, create_app
+from voicebot.app import REGISTRY, STARTUP, create_app
 from voicebot.config import Settings
 from voicebot.storage.base import CallRecord
 
@@ -87,6 +87,9 @@ async def start_server(tmp_path):
         for _ in range(600):
             if app[REGISTRY].ready:
                 return server
+            startup = app[STARTUP]
+            if startup.done() and startup.exception() is not None:
+                raise RuntimeError(f"start-up failed: {startup.exception()}")
             await asyncio.sleep(0.05)
         raise TimeoutError("server did not become ready")
 

@@ -42,8 +42,8 @@ def create_app(
     twiml = TwimlHandlers(settings, store)
     app.router.add_post("/twilio/voice", twiml.voice)
     app.router.add_post("/twilio/stream-ended", twiml.stream_ended)
-    app.router.add_get("/twilio/media", TwilioMediaHandler(settings, registry))
-    app.router.add_get("/v1/stream", NativeStreamHandler(settings, registry))
+    app.router.add_get("/twilio/media", TwilioMediaHandler(settings, registry).handle)
+    app.router.add_get("/v1/stream", NativeStreamHandler(settings, registry).handle)
     app.router.add_get("/api/calls/{call_id}", CallsApi(settings, store).get_call)
     app.router.add_get("/healthz", _health)
 

@@ -111,7 +111,7 @@ class NativeStreamHandler:
         given = request.headers.get("Authorization", "")
         return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
 
-    async def __call__(self, request: web.Request) -> web.StreamResponse:
+    async def handle(self, request: web.Request) -> web.StreamResponse:
         if not self._authorised(request):
             raise web.HTTPUnauthorized(text="missing or wrong bearer token",
                                        headers={"WWW-Authenticate": "Bearer"})

@@ -58,7 +58,7 @@ class TwilioMediaHandler:
         url = self.settings.ws_public_base + request.path_qs
         return valid_twilio_signature(token, request.headers.get("X-Twilio-Signature"), url)
 
-    async def __call__(self, request: web.Request) -> web.StreamResponse:
+    async def handle(self, request: web.Request) -> web.StreamResponse:
         if not self._authorised(request):
             raise web.HTTPForbidden(text="invalid X-Twilio-Signature")
         ws = web.WebSocketResponse(max_msg_size=self.settings.max_message_bytes, heartbeat=30)
