@@ -14,6 +14,7 @@ class CallRegistry:
     def __init__(self) -> None:
         self.services: CallServices | None = None  # None until engine + prompts are ready
         self.sessions: dict[str, CallSession] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def ready(self) -> bool:
@@ -32,6 +33,10 @@ class CallRegistry:
         return session
 
     async def run(self, session: CallSession) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         try:
             await session.run()
         finally:
@@ -40,5 +45,5 @@ class CallRegistry:
     async def hang_up_all(self) -> None:
         for session in list(self.sessions.values()):
             session.on_hangup()
-        while self.sessions:
-            await asyncio.sleep(0.05)
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -125,6 +125,7 @@ class _Call:
         self.t0 = 0.0
         self.line = _Line(options.speed, options.marks, self._echo)
         self._tail_anchor: float | None = None
+        self._sends: set[asyncio.Future[None]] = set()
 
     def _now(self) -> float:
         return time.monotonic() - self.t0
@@ -217,7 +218,9 @@ class _Call:
 
     async def _hang_up(self) -> None:
         if not self.ws.closed:
-            stop = {"event": "stop", "streamSid": self.sid} if self.o.protocol == "twilio" else {"event": "stop"}
+            stop: dict[str, str] = {"event": "stop"}
+            if self.o.protocol == "twilio":
+                stop["streamSid"] = self.sid
             await self.ws.send_str(json.dumps(stop))
             await self.ws.close()
 
@@ -229,7 +232,9 @@ class _Call:
         else:
             msg = {"event": "mark", "name": name}
         self.result.marks_echoed.append(name)
-        asyncio.ensure_future(self.ws.send_str(json.dumps(msg)))
+        task = asyncio.ensure_future(self.ws.send_str(json.dumps(msg)))
+        self._sends.add(task)
+        task.add_done_callback(self._sends.discard)
 
     async def _receive(self) -> None:
         while True:

@@ -1,0 +1,61 @@
+"""Compatibility with a Twilio Media Streams simulator nobody on this team wrote
+(`streamdouble` from PyPI), against the real server and the real English engine."""
+
+from __future__ import annotations
+
+import pytest
+from streamdouble.api import run_scenario
+from streamdouble.scenario import parse
+from streamdouble.session import SessionConfig
+
+from .conftest import FIXTURES
+
+pytestmark = [pytest.mark.e2e, pytest.mark.engine]
+
+
+async def test_streamdouble_caller_asks_for_an_agent_during_the_disclosure(start_server, en_engine):
+    server = await start_server(en_engine)
+    scenario = parse({
+        "name": "agent during the disclosure",
+        "steps": [
+            {"wait_for": {"event": "audio", "timeout": 5}},
+            {"say": str(FIXTURES / "en_human_agent.wav")},
+            {"wait_for": {"event": "mark", "timeout": 15}},
+            {"wait": 10},
+            {"expect": "audio"},
+            {"expect": "mark"},
+            {"expect": "no_violations"},
+        ],
+    })
+    config = SessionConfig(custom_parameters={"caller": "+15550142"}, max_call_s=40)
+    report = await run_scenario(server.ws + "/twilio/media", scenario, config=config)
+    assert report.violations == []
+    assert report.time_to_first_audio_ms is not None and report.time_to_first_audio_ms < 500
+    record = await server.record(report.result.identity.call_sid)
+    assert record is not None and record.caller == "+15550142"
+    assert record.disclosure_confirmed_by == "mark"
+    assert record.outcome == "handoff" and record.handoff_reason == "caller_request"
+    assert record.utterances[0]["text"] == "agent please"
+
+
+async def test_streamdouble_barge_in_gets_a_clear(start_server, en_engine):
+    server = await start_server(en_engine)
+    scenario = parse({
+        "name": "talk over the menu",
+        "steps": [
+            {"wait_for": {"event": "mark", "timeout": 15}},  # the disclosure has played
+            {"wait": 1.5},  # the menu prompt is playing now
+            {"say": str(FIXTURES / "en_human_agent.wav")},
+            {"wait_for": {"event": "clear", "timeout": 5}},
+            {"expect": "clear"},
+            {"wait": 9},
+            {"expect": "no_violations"},
+        ],
+    })
+    report = await run_scenario(server.ws + "/twilio/media", scenario,
+                                config=SessionConfig(max_call_s=40))
+    assert report.violations == []
+    assert not report.result.failed_expectations
+    record = await server.record(report.result.identity.call_sid)
+    assert next(p for p in record.prompts if p["name"] == "menu")["confirmed_by"] == "interrupted"
+    assert record.handoff_reason == "caller_request"
