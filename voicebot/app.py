@@ -77,6 +77,9 @@ async def _prepare(
 
         engine = await loop.run_in_executor(executor, load_engine, settings.model or None, pack)
     log.info("speech engine: %s", engine.description)
+    if engine.name != "vosk":
+        log.info("for production English, install a Vosk model (e.g. vosk-model-small-en-us-0.15, "
+                 "see models/README.md) and set VOICEBOT_MODEL to its directory")
     texts = [settings.disclosure_text or pack.prompts["disclosure"]]
     texts += [pack.prompts[name] for name in PROMPT_NAMES if name != "disclosure"]
     await prompts.prerender(pack.voice, texts, LINE_RATES)

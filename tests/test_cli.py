@@ -1,0 +1,69 @@
+"""`voicebot serve` as a real process, the way an operator starts it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from .conftest import ROOT
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, **kw) -> subprocess.Popen[str]:
+    full_env = {**os.environ, "VOICEBOT_DB": str(kw.pop("db")), **(env or {})}
+    return subprocess.Popen([sys.executable, "-m", "voicebot.cli", *args], cwd=ROOT, env=full_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+
+
+@pytest.mark.engine
+def test_serve_starts_on_defaults_reports_engine_and_stops_cleanly(tmp_path):
+    port = free_port()
+    proc = run_cli("serve", "--port", str(port), db=tmp_path / "calls.db")
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.2)
+        else:
+            pytest.fail("server never became healthy")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, output
+    assert f"listening on http://127.0.0.1:{port}" in output
+    assert "speech engine: pocketsphinx" in output
+    assert "vosk" in output.lower()  # tells how to get a Vosk English model
+    assert "VOICEBOT_TWILIO_AUTH_TOKEN is not set" in output
+    assert (tmp_path / "calls.db").exists()
+
+
+def test_bad_config_fails_at_start_naming_the_key(tmp_path):
+    proc = run_cli("serve", env={"VOICEBOT_NO_INPUT_TURNS": "zero"}, db=tmp_path / "x.db")
+    output, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 2
+    assert "no_input_turns" in output and "expected int" in output
+
+
+@pytest.mark.engine
+def test_missing_model_directory_fails_at_start_naming_the_key(tmp_path):
+    proc = run_cli("serve", "--port", str(free_port()), "--model", str(tmp_path / "nope"),
+                   db=tmp_path / "x.db")
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    assert "VOICEBOT_MODEL" in output
