@@ -38,12 +38,12 @@ PCM_TO_ULAW = _build_encode_table()
 
 def ulaw_decode(data: bytes | bytearray | memoryview) -> np.ndarray:
     """μ-law bytes → int16 samples."""
-    return ULAW_TO_PCM[np.frombuffer(data, dtype=np.uint8)]
+    return ULAW_TO_PCM.take(np.frombuffer(data, dtype=np.uint8))
 
 
 def ulaw_encode(samples: np.ndarray) -> bytes:
     """int16 samples → μ-law bytes."""
-    return PCM_TO_ULAW[np.ascontiguousarray(samples, dtype=np.int16).view(np.uint16)].tobytes()
+    return PCM_TO_ULAW.take(np.ascontiguousarray(samples, dtype=np.int16).view(np.uint16)).tobytes()
 
 
 def pcm16_decode(data: bytes | bytearray | memoryview) -> np.ndarray:
