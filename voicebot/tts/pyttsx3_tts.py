@@ -6,6 +6,8 @@ dedicated worker thread only.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -42,7 +44,9 @@ class Pyttsx3Synthesizer:
         try:
             engine.setProperty("voice", voice)
             engine.save_to_file(text, str(path))
-            engine.runAndWait()
+            # The espeak driver prints the file name to stdout; keep server output clean.
+            with contextlib.redirect_stdout(io.StringIO()):
+                engine.runAndWait()
             samples, rate = read_wav(path)
         except (RuntimeError, OSError, EOFError) as exc:
             raise EngineError(f"pyttsx3 failed to render a prompt: {exc}") from exc
