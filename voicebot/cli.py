@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+from pathlib import Path
 
 from aiohttp import web
 
@@ -26,7 +27,10 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int)
     serve.add_argument("--model", help="Vosk model directory or name (default: embedded English)")
     serve.add_argument("--language", choices=("en", "ko"))
+    _add_replay(sub)
     args = parser.parse_args(argv)
+    if args.command == "replay":
+        return _replay(args)
     try:
         settings = load_settings(args.config, host=args.host, port=args.port,
                                  model=args.model, language=args.language)
@@ -34,6 +38,59 @@ def main(argv: list[str] | None = None) -> int:
         print(f"voicebot: {exc}", file=sys.stderr)
         return 2
     return _serve(settings)
+
+
+def _add_replay(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    replay = sub.add_parser("replay", help="stream recordings to a running server like a gateway")
+    replay.add_argument("paths", nargs="+", type=Path, help="WAV files or directories of them")
+    replay.add_argument("--url", default="ws://127.0.0.1:8080",
+                        help="server base URL (ws://host:port); the protocol picks the path")
+    replay.add_argument("--protocol", choices=("twilio", "native"), default="native")
+    replay.add_argument("--speed", default="1", help="1 = real time, 4 = four times, max = no pacing")
+    replay.add_argument("--manifest", type=Path, help="expected outcomes, DTMF, hang-ups (JSON)")
+    replay.add_argument("--concurrency", type=int, default=1, help="calls at once")
+    replay.add_argument("--json", action="store_true", help="JSON lines instead of a call log")
+    replay.add_argument("--save-audio", type=Path, metavar="DIR", help="write the bot's audio as WAVs")
+    replay.add_argument("--token", help="bearer token for the native protocol")
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from voicebot.audio.wav import write_wav
+    from voicebot.replay.client import ReplayOptions
+    from voicebot.replay.report import call_log, json_line, summary_table
+    from voicebot.replay.suite import CaseResult, load_cases, run_cases
+
+    speed = 0.0 if args.speed == "max" else float(args.speed)
+    cases = load_cases(args.paths, args.manifest)
+    if not cases:
+        print("voicebot replay: no WAV files found", file=sys.stderr)
+        return 2
+    path = "/twilio/media" if args.protocol == "twilio" else "/v1/stream"
+    headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
+    base = ReplayOptions(protocol=args.protocol, speed=speed, headers=headers)
+    many = len(cases) > 1
+    finished: list[CaseResult] = []
+
+    def on_done(done: CaseResult) -> None:
+        finished.append(done)
+        if args.json:
+            print(json_line(done, speed), flush=True)
+        elif many:
+            print(f"[{len(finished)}/{len(cases)}] {done.case.path.name}: {done.outcome}",
+                  file=sys.stderr, flush=True)
+        else:
+            print(call_log(done, speed), flush=True)
+        if args.save_audio and done.result is not None:
+            args.save_audio.mkdir(parents=True, exist_ok=True)
+            rate = 8000 if args.protocol == "twilio" else base.sample_rate
+            write_wav(args.save_audio / f"{done.case.path.stem}.bot.wav", done.result.audio, rate)
+
+    results = asyncio.run(run_cases(cases, args.url.rstrip("/") + path, base,
+                                    args.concurrency, on_done))
+    if many and not args.json:
+        print(summary_table(results, speed))
+    failed = [r for r in results if r.passed is False or r.result is None]
+    return 1 if failed else 0
 
 
 def _serve(settings: Settings) -> int:
