@@ -28,9 +28,12 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--model", help="Vosk model directory or name (default: embedded English)")
     serve.add_argument("--language", choices=("en", "ko"))
     _add_replay(sub)
+    _add_models(sub)
     args = parser.parse_args(argv)
     if args.command == "replay":
         return _replay(args)
+    if args.command == "models":
+        return _models(args)
     try:
         settings = load_settings(args.config, host=args.host, port=args.port,
                                  model=args.model, language=args.language)
@@ -91,6 +94,59 @@ def _replay(args: argparse.Namespace) -> int:
         print(summary_table(results, speed))
     failed = [r for r in results if r.passed is False or r.result is None]
     return 1 if failed else 0
+
+
+def _add_models(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    models = sub.add_parser("models", help="list, download and check Vosk speech models")
+    models.add_argument("--dir", type=Path, default=Path("models"), help="where models live")
+    actions = models.add_subparsers(dest="action", required=True)
+    actions.add_parser("list", help="known models and which are installed")
+    fetch = actions.add_parser("fetch", help="download, verify and unpack a model")
+    fetch.add_argument("name", help="a name from `voicebot models list`, or a zip URL")
+    fetch.add_argument("--sha256", help="expected sha256 of the archive (overrides the catalog)")
+    fetch.add_argument("--base-url", help="mirror to download from instead of the catalog URL")
+    verify = actions.add_parser("verify", help="check a model directory has what Vosk needs")
+    verify.add_argument("path", type=Path)
+
+
+def _models(args: argparse.Namespace) -> int:
+    from voicebot.asr import models as m
+
+    if args.action == "list":
+        rows = m.list_rows(args.dir)
+        cols = ("name", "language", "size", "sha256", "installed", "path")
+        widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in cols}
+        print("  ".join(c.ljust(widths[c]) for c in cols))
+        for row in rows:
+            print("  ".join(row[c].ljust(widths[c]) for c in cols))
+        return 0
+    if args.action == "verify":
+        problems = m.verify_model(args.path)
+        for problem in problems:
+            print(f"{args.path}: {problem}", file=sys.stderr)
+        if not problems:
+            print(f"{args.path}: OK")
+        return 1 if problems else 0
+    try:
+        path = m.fetch_model(args.name, args.dir, sha256=args.sha256, base_url=args.base_url,
+                             progress=_progress_bar())
+    except m.ModelError as exc:
+        print(f"\nvoicebot models fetch: {exc}", file=sys.stderr)
+        return 1
+    print(f"\ninstalled {path}  (start with: voicebot serve --model {path})")
+    return 0
+
+
+def _progress_bar():  # type: ignore[no-untyped-def]
+    def show(done: int, total: int | None) -> None:
+        if total:
+            filled = int(30 * done / total)
+            print(f"\r[{'#' * filled}{'.' * (30 - filled)}] {done / 1e6:7.1f}/{total / 1e6:.1f} MB",
+                  end="", file=sys.stderr, flush=True)
+        else:
+            print(f"\r{done / 1e6:7.1f} MB", end="", file=sys.stderr, flush=True)
+
+    return show
 
 
 def _serve(settings: Settings) -> int:
