@@ -29,18 +29,52 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--language", choices=("en", "ko"))
     _add_replay(sub)
     _add_models(sub)
+    transcribe = sub.add_parser("transcribe", help="recognise recordings offline, no server")
+    transcribe.add_argument("files", nargs="+", type=Path)
+    transcribe.add_argument("--json", action="store_true", help="one JSON object per file")
+    transcribe.add_argument("--config")
+    transcribe.add_argument("--model")
+    transcribe.add_argument("--language", choices=("en", "ko"))
     args = parser.parse_args(argv)
     if args.command == "replay":
         return _replay(args)
     if args.command == "models":
         return _models(args)
     try:
-        settings = load_settings(args.config, host=args.host, port=args.port,
-                                 model=args.model, language=args.language)
+        overrides = {"host": args.host, "port": args.port} if args.command == "serve" else {}
+        settings = load_settings(args.config, model=args.model, language=args.language, **overrides)
     except ConfigError as exc:
         print(f"voicebot: {exc}", file=sys.stderr)
         return 2
+    if args.command == "transcribe":
+        return _transcribe(settings, args.files, args.json)
     return _serve(settings)
+
+
+def _transcribe(settings: Settings, files: list[Path], as_json: bool) -> int:
+    import json
+
+    from voicebot.asr.loader import load_engine
+    from voicebot.dialog.lang import PACKS
+    from voicebot.transcribe import segment_json, transcribe_file
+
+    try:
+        engine = load_engine(settings.model or None, PACKS[settings.language])
+    except ConfigError as exc:
+        print(f"voicebot: {exc}", file=sys.stderr)
+        return 2
+    print(f"engine: {engine.description}", file=sys.stderr)
+    for path in files:
+        segments = [segment_json(s) for s in transcribe_file(path, engine)]
+        if as_json:
+            print(json.dumps({"file": str(path), "segments": segments}, ensure_ascii=False))
+            continue
+        print(f"== {path}")
+        for seg in segments:
+            print(f"  {seg['start']:6.2f}-{seg['end']:6.2f}s  conf {seg['confidence']:.2f}  {seg['text']}")
+        if not segments:
+            print("  (no speech)")
+    return 0
 
 
 def _add_replay(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
