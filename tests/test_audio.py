@@ -6,6 +6,8 @@ from voicebot.audio.resample import StreamResampler, resample
 from voicebot.audio.vad import Endpointer, SpeechAudio, SpeechDetector, SpeechEnded, SpeechStarted, VadConfig
 from voicebot.audio.wav import read_wav, wav_bytes
 
+from .conftest import FIXTURES, manifest
+
 
 def _reference_ulaw_encode(sample: int) -> int:
     """G.711 μ-law, one sample at a time, straight from the recommendation."""
@@ -98,7 +100,7 @@ def test_endpointer_caps_utterance_length_and_flushes():
 
 
 def test_speech_detector_finds_speech_in_real_audio_and_ignores_silence():
-    samples, _ = read_wav("audio_fixtures/en_human_person.wav")
+    samples, _ = read_wav(FIXTURES / "en_human_person.wav")
     detector = SpeechDetector(8000)
     events = []
     for i in range(0, samples.size, 160):  # 20 ms, as Twilio sends it
@@ -113,3 +115,17 @@ def test_speech_detector_finds_speech_in_real_audio_and_ignores_silence():
 def test_speech_detector_rejects_bad_rate():
     with pytest.raises(ValueError):
         SpeechDetector(11025)
+
+
+@pytest.mark.parametrize("entry", manifest(), ids=lambda e: e["file"])
+def test_detector_finds_each_fixture_utterance_and_nothing_else(entry):
+    """Tuned on the fixtures: one utterance per spoken turn, none in silence or line hiss."""
+    samples, _ = read_wav(FIXTURES / entry["file"])
+    detector = SpeechDetector(8000)
+    events = []
+    for i in range(0, samples.size, 160):
+        events += detector.push(samples[i : i + 160])
+    starts = [e.at for e in events if isinstance(e, SpeechStarted)]
+    assert len(starts) == len(entry["speech"])
+    for at, (begin, _end) in zip(starts, entry["speech"], strict=True):
+        assert begin - 0.4 <= at <= begin + 0.2  # pre-roll puts the start just before the speech

@@ -8,6 +8,7 @@ never sees the silence between turns.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass
 from enum import Enum, auto
@@ -25,6 +26,8 @@ class VadConfig:
     preroll_ms: int = 300
     max_utterance_ms: int = 15000
     min_level_dbfs: float = -50.0  # quieter frames never count as speech
+    noise_margin_db: float = 9.0  # ...nor frames less than this above the line's noise floor
+    noise_floor_tau_s: float = 5.0  # how slowly the floor estimate rises (it drops at once)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,8 +125,8 @@ class SpeechDetector:
         self._vad = webrtcvad.Vad(self.config.aggressiveness)
         self._endpointer = Endpointer(self.config)
         self._carry = _EMPTY
-        # sum of squares over a frame at the gate level
-        self._energy_floor = self._frame_len * (32768.0 * 10 ** (self.config.min_level_dbfs / 20)) ** 2
+        self._floor_db: float | None = None
+        self._floor_rise = self.config.frame_ms / 1000.0 / self.config.noise_floor_tau_s
 
     @property
     def speaking(self) -> bool:
@@ -144,9 +147,19 @@ class SpeechDetector:
         return events
 
     def _voiced(self, frame: np.ndarray) -> bool:
-        # Energy gate first (one dot product): webrtcvad only sees frames loud enough to matter.
+        # Energy gates first (one dot product): webrtcvad flags steady line hiss as
+        # speech, so a frame must also stand out from the tracked noise floor.
         x = frame.astype(np.float32)
-        if float(x @ x) < self._energy_floor:
+        power = float(x @ x) / self._frame_len
+        level = 10.0 * math.log10(power / _FULL_SCALE_POWER + 1e-12)
+        floor = self._floor_db
+        if floor is None or level < floor:
+            self._floor_db = level
+        else:
+            self._floor_db = floor + (level - floor) * self._floor_rise
+        if level < self.config.min_level_dbfs:
+            return False
+        if floor is not None and level < floor + self.config.noise_margin_db:
             return False
         return self._vad.is_speech(frame.tobytes(), self.rate)
 
@@ -155,6 +168,7 @@ class SpeechDetector:
 
 
 _EMPTY = np.zeros(0, dtype=np.int16)
+_FULL_SCALE_POWER = 32768.0**2
 
 
 __all__ = [

@@ -45,8 +45,10 @@ class Player:
         self._sent_unconfirmed = False
 
     def play(self, say: Say) -> None:
+        """Start `say`; a prompt still playing is cut and its buffered audio cleared."""
+        clear_first = self._sent_unconfirmed
         self._cancel_current()
-        self._task = asyncio.create_task(self._play(say), name=f"prompt-{say.name}")
+        self._task = asyncio.create_task(self._play(say, clear_first), name=f"prompt-{say.name}")
 
     async def stop(self) -> None:
         """Barge-in: cut the prompt and tell the gateway to drop what it buffered."""
@@ -72,8 +74,10 @@ class Player:
         self._task = None
         self._sent_unconfirmed = False
 
-    async def _play(self, say: Say) -> None:
+    async def _play(self, say: Say, clear_first: bool) -> None:
         try:
+            if clear_first:
+                await self._channel.send_clear()
             samples = await self._audio_for(say)
         except asyncio.CancelledError:
             raise
