@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import hmac
-
 from aiohttp import web
 
+from voicebot.auth import bearer_matches
 from voicebot.config import Settings
 from voicebot.storage.base import CallStore
 
@@ -19,8 +18,7 @@ class CallsApi:
         token = self.settings.staff_token
         if not token:
             raise web.HTTPForbidden(text="staff API disabled: set VOICEBOT_STAFF_TOKEN")
-        given = request.headers.get("Authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+        if not bearer_matches(request.headers.get("Authorization"), token):
             raise web.HTTPUnauthorized(text="missing or wrong bearer token",
                                        headers={"WWW-Authenticate": "Bearer"})
 

@@ -9,7 +9,13 @@ from pathlib import Path
 import numpy as np
 
 from voicebot.asr.base import SpeechEngine
-from voicebot.audio.vad import SpeechAudio, SpeechDetector, SpeechEnded, SpeechStarted, VadConfig
+from voicebot.audio.vad import (
+    SpeechAudio,
+    SpeechDetector,
+    SpeechEnded,
+    SpeechStarted,
+    VadConfig,
+)
 from voicebot.audio.wav import read_wav
 from voicebot.types import Transcript
 

@@ -15,7 +15,13 @@ import numpy as np
 
 from voicebot.asr.runner import AsrRunner, UtteranceRecognition
 from voicebot.audio.resample import StreamResampler
-from voicebot.audio.vad import SpeechAudio, SpeechDetector, SpeechEnded, SpeechStarted, VadConfig
+from voicebot.audio.vad import (
+    SpeechAudio,
+    SpeechDetector,
+    SpeechEnded,
+    SpeechStarted,
+    VadConfig,
+)
 from voicebot.call.media import MediaChannel
 from voicebot.call.player import Player, Playout
 from voicebot.call.recorder import CallRecorder

@@ -7,7 +7,6 @@ the announced format, JSON `dtmf`, `mark` (echo of ours) and `stop`.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -16,12 +15,18 @@ import numpy as np
 from aiohttp import WSMsgType, web
 
 from voicebot.audio.codecs import pcm16_decode, ulaw_decode, ulaw_encode
+from voicebot.auth import bearer_matches
 from voicebot.call.registry import CallRegistry
 from voicebot.call.session import CallSession
 from voicebot.config import Settings
 from voicebot.errors import ProtocolError
 from voicebot.storage.base import CallRecord
-from voicebot.telephony.ws_common import TRY_AGAIN_LATER, close_with_error, finish_call, start_call
+from voicebot.telephony.ws_common import (
+    close_with_error,
+    finish_call,
+    open_socket,
+    start_call,
+)
 
 RATES = (8000, 16000)
 ENCODINGS = ("pcm16", "mulaw")
@@ -108,17 +113,14 @@ class NativeStreamHandler:
         token = self.settings.stream_token
         if not token:
             return True
-        given = request.headers.get("Authorization", "")
-        return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+        return bearer_matches(request.headers.get("Authorization"), token)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         if not self._authorised(request):
             raise web.HTTPUnauthorized(text="missing or wrong bearer token",
                                        headers={"WWW-Authenticate": "Bearer"})
-        ws = web.WebSocketResponse(max_msg_size=self.settings.max_message_bytes, heartbeat=30)
-        await ws.prepare(request)
-        if not self.registry.ready:
-            await ws.close(code=TRY_AGAIN_LATER, message=b"starting up")
+        ws, ready = await open_socket(request, self.registry, self.settings.max_message_bytes)
+        if not ready:
             return ws
         session: CallSession | None = None
         task: asyncio.Task[None] | None = None

@@ -16,7 +16,12 @@ from voicebot.errors import ProtocolError
 from voicebot.storage.base import CallRecord
 from voicebot.telephony import twilio_codec as tc
 from voicebot.telephony.signature import valid_twilio_signature
-from voicebot.telephony.ws_common import TRY_AGAIN_LATER, close_with_error, finish_call, start_call
+from voicebot.telephony.ws_common import (
+    close_with_error,
+    finish_call,
+    open_socket,
+    start_call,
+)
 
 
 class TwilioChannel:
@@ -61,10 +66,8 @@ class TwilioMediaHandler:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         if not self._authorised(request):
             raise web.HTTPForbidden(text="invalid X-Twilio-Signature")
-        ws = web.WebSocketResponse(max_msg_size=self.settings.max_message_bytes, heartbeat=30)
-        await ws.prepare(request)
-        if not self.registry.ready:
-            await ws.close(code=TRY_AGAIN_LATER, message=b"starting up")
+        ws, ready = await open_socket(request, self.registry, self.settings.max_message_bytes)
+        if not ready:
             return ws
         session: CallSession | None = None
         task: asyncio.Task[None] | None = None

@@ -28,6 +28,18 @@ async def finish_call(registry: CallRegistry, session: CallSession | None,
     await asyncio.shield(task)
 
 
+async def open_socket(
+    request: web.Request, registry: CallRegistry, max_message_bytes: int
+) -> tuple[web.WebSocketResponse, bool]:
+    """Upgrade; `False` (socket closed with 1013) while the engine is still loading."""
+    ws = web.WebSocketResponse(max_msg_size=max_message_bytes, heartbeat=30)
+    await ws.prepare(request)
+    if not registry.ready:
+        await ws.close(code=TRY_AGAIN_LATER, message=b"starting up")
+        return ws, False
+    return ws, True
+
+
 def start_call(registry: CallRegistry, session: CallSession) -> asyncio.Task[None]:
     return asyncio.create_task(registry.run(session), name=f"call-{session.recorder.call_id}")
 
