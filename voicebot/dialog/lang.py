@@ -127,18 +127,20 @@ KO = LanguagePack(
         GOODBYE: ("아니요", "괜찮습니다", "없습니다", "안녕히"),
         YES: ("네", "예"),
     },
+    # Only words the Korean Vosk model's vocabulary has (it ignores the rest,
+    # and a phrase with a missing word degrades into its remaining words).
     grammar=(
         "상담원 연결해 주세요",
         "상담원",
-        "사람이랑 통화하고 싶어요",
         "직원 바꿔 주세요",
-        "주문 조회해 주세요",
+        "주문 조회",
         "배송 조회",
-        "비밀번호를 잊어버렸어요",
+        "비밀번호",
         "비밀번호 재설정",
-        "아니요 괜찮습니다",
+        "아니요",
         "네",
     ),
 )
+
 
 PACKS: dict[str, LanguagePack] = {EN.code: EN, KO.code: KO}
