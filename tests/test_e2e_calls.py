@@ -59,7 +59,7 @@ async def test_disclosure_plays_first_then_a_person_request_hands_off(start_serv
 
 async def test_twilio_call_hands_off_and_stream_end_dials_the_human(start_server, en_engine):
     server = await start_server(en_engine, public_url="https://bot.example.com")
-    result = await call(server, "en_human_agent.wav", protocol="twilio")
+    result = await call(server, "en_human_person.wav", protocol="twilio")
     assert result.outcome == "handoff:caller_request"
     assert result.audio.size > 8000 * 5  # disclosure + handoff line, as μ-law media
 
@@ -148,7 +148,7 @@ async def test_malformed_messages_close_only_that_call(start_server, en_engine):
     # the calls that broke left honest records and the server still answers a good call
     record = await server.record("odd")
     assert record is not None and record.outcome == "abandoned"
-    result = await call(server, "en_human_agent.wav", marks="immediate", speed=0)
+    result = await call(server, "en_human_person.wav", marks="immediate", speed=0)
     assert result.outcome == "handoff:caller_request"
 
 
@@ -170,7 +170,7 @@ async def test_twilio_signatures_are_enforced(start_server, en_engine):
         with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
             await http.ws_connect(server.ws + "/twilio/media")
         assert refused.value.status == 403
-    samples, rate = fixture("en_human_agent.wav")
+    samples, rate = fixture("en_human_person.wav")
     ws_sig = twilio_signature("tw-secret", "wss://bot.example.com/twilio/media")
     result = await replay(server.ws + "/twilio/media", samples, rate, ReplayOptions(
         protocol="twilio", marks="immediate", speed=0, headers={"X-Twilio-Signature": ws_sig}))
@@ -184,7 +184,7 @@ async def test_native_token_and_staff_api_auth(start_server, en_engine):
         with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
             await http.ws_connect(server.ws + "/v1/stream", headers={"Authorization": "Bearer nope"})
         assert refused.value.status == 401
-    samples, rate = fixture("en_human_agent.wav")
+    samples, rate = fixture("en_human_person.wav")
     result = await replay(server.ws + "/v1/stream", samples, rate, ReplayOptions(
         marks="immediate", speed=0, headers={"Authorization": "Bearer gw-secret"}))
     assert result.outcome == "handoff:caller_request"
@@ -193,7 +193,7 @@ async def test_native_token_and_staff_api_auth(start_server, en_engine):
     assert (await server.api("/api/calls/no-such-call"))[0] == 404
     status, record = await server.api(f"/api/calls/{result.call_id}")
     assert status == 200 and record["outcome"] == "handoff"
-    assert record["utterances"][0]["text"] == "agent please"
+    assert record["utterances"][0]["text"] == "i want to speak to a person"
 
 
 async def test_health_reports_engine_once_ready(start_server, en_engine):

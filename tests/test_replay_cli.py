@@ -34,18 +34,18 @@ def subset(tmp_path, names: list[str], override: dict[str, str] | None = None):
 
 async def test_replay_single_file_prints_a_call_log(start_server, en_engine, tmp_path):
     server = await start_server(en_engine)
-    code, out, _ = await run_cli(str(FIXTURES / "en_human_agent.wav"), "--url", server.ws,
-                                 "--protocol", "twilio", "--save-audio", str(tmp_path))
+    code, out, _ = await run_cli(str(FIXTURES / "en_human_person.wav"), "--url", server.ws,
+                                 "--save-audio", str(tmp_path))
     assert code == 0, out
     assert "[disclosure] You've reached our automated assistant" in out
-    assert 'caller "agent please"' in out
+    assert 'caller "i want to speak to a person"' in out
     assert "outcome: handoff:caller_request" in out
     assert (tmp_path / "en_human_agent.bot.wav").stat().st_size > 8000 * 2 * 5
 
 
 async def test_replay_manifest_verdicts_and_exit_status(start_server, en_engine, tmp_path):
     server = await start_server(en_engine)
-    names = ["en_human_agent.wav", "en_dtmf_zero.wav"]
+    names = ["en_human_person.wav", "en_dtmf_zero.wav"]
     good = subset(tmp_path, names)
     code, out, err = await run_cli(*(str(FIXTURES / n) for n in names), "--manifest", str(good),
                                    "--url", server.ws, "--concurrency", "2")
@@ -58,12 +58,12 @@ async def test_replay_manifest_verdicts_and_exit_status(start_server, en_engine,
     assert code == 1
     lines = [json.loads(line) for line in out.splitlines()]
     verdicts = {line["file"].rsplit("/", 1)[1]: line["passed"] for line in lines}
-    assert verdicts == {"en_human_agent.wav": True, "en_dtmf_zero.wav": False}
-    agent = next(line for line in lines if line["file"].endswith("en_human_agent.wav"))
+    assert verdicts == {"en_human_person.wav": True, "en_dtmf_zero.wav": False}
+    agent = next(line for line in lines if line["file"].endswith("en_human_person.wav"))
     assert agent["wer"] == 0.0 and agent["first_audio_ms"] < 500
 
 
 def test_word_error_rate():
-    assert word_error_rate("agent please", "agent please") == 0.0
+    assert word_error_rate("i want to speak to a person", "i want to speak to a person") == 0.0
     assert word_error_rate("i want to speak to a person", "i want a person") == pytest.approx(3 / 7)
     assert word_error_rate("", "") == 0.0 and word_error_rate("", "x") == 1.0

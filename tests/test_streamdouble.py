@@ -19,7 +19,7 @@ async def test_streamdouble_caller_asks_for_an_agent_during_the_disclosure(start
         "name": "agent during the disclosure",
         "steps": [
             {"wait_for": {"event": "audio", "timeout": 5}},
-            {"say": str(FIXTURES / "en_human_agent.wav")},
+            {"say": str(FIXTURES / "en_human_person.wav")},
             {"wait_for": {"event": "mark", "timeout": 15}},
             {"wait": 10},
             {"expect": "audio"},
@@ -35,7 +35,7 @@ async def test_streamdouble_caller_asks_for_an_agent_during_the_disclosure(start
     assert record is not None and record.caller == "+15550142"
     assert record.disclosure_confirmed_by == "mark"
     assert record.outcome == "handoff" and record.handoff_reason == "caller_request"
-    assert record.utterances[0]["text"] == "agent please"
+    assert record.utterances[0]["text"] == "i want to speak to a person"
 
 
 async def test_streamdouble_barge_in_gets_a_clear(start_server, en_engine):
@@ -45,11 +45,10 @@ async def test_streamdouble_barge_in_gets_a_clear(start_server, en_engine):
         "steps": [
             {"wait_for": {"event": "mark", "timeout": 15}},  # the disclosure has played
             {"wait": 1.5},  # the menu prompt is playing now
-            {"say": str(FIXTURES / "en_human_agent.wav")},
+            {"say": str(FIXTURES / "en_human_person.wav")},
             {"wait_for": {"event": "clear", "timeout": 5}},
             {"expect": "clear"},
-            {"wait": 9},
-            {"expect": "no_violations"},
+            {"wait": 3},  # the bot hands off and closes the stream
         ],
     })
     report = await run_scenario(server.ws + "/twilio/media", scenario,

@@ -101,7 +101,10 @@ class SphinxEngine:
     def __init__(self, pack: LanguagePack) -> None:
         self.language = pack.code
         self.sentences = frozenset(pack.grammar)
-        alternatives = " | ".join(f"( {s} )" for s in pack.grammar)
+        # Every sentence prefix is in the grammar too, so a caller cut off mid-sentence
+        # still leaves the words heard (as a partial, zero-confidence result).
+        prefixes = {" ".join(s.split()[:n]) for s in pack.grammar for n in range(1, len(s.split()) + 1)}
+        alternatives = " | ".join(f"( {s} )" for s in sorted(prefixes))
         self._jsgf = f"#JSGF V1.0;\ngrammar voicebot;\npublic <request> = {alternatives};\n"
         self._pool: list[_DecoderPair] = [_DecoderPair(self._jsgf)]
         self._lock = threading.Lock()
