@@ -98,7 +98,7 @@ class SphinxEngine:
     name = "pocketsphinx"
     sample_rate = 16000
 
-    def __init__(self, pack: LanguagePack) -> None:
+    def __init__(self, pack: LanguagePack, decoders: int = 4) -> None:
         self.language = pack.code
         self.sentences = frozenset(pack.grammar)
         # Every sentence prefix is in the grammar too, so a caller cut off mid-sentence
@@ -106,9 +106,12 @@ class SphinxEngine:
         prefixes = {" ".join(s.split()[:n]) for s in pack.grammar for n in range(1, len(s.split()) + 1)}
         alternatives = " | ".join(f"( {s} )" for s in sorted(prefixes))
         self._jsgf = f"#JSGF V1.0;\ngrammar voicebot;\npublic <request> = {alternatives};\n"
-        self._pool: list[_DecoderPair] = [_DecoderPair(self._jsgf)]
+        # One decoder pair per recognition thread, built up front: building one
+        # takes far longer than decoding an utterance, so doing it under load
+        # (many callers finishing a sentence at once) would blow the ASR timeout.
+        self._pool: list[_DecoderPair] = [_DecoderPair(self._jsgf) for _ in range(decoders)]
         self._lock = threading.Lock()
-        self.created = 1
+        self.created = decoders
         self.description = (f"pocketsphinx {get_model_path('en-us')} (bundled US English), "
                             f"grammar of {len(pack.grammar)} sentences + phone-loop rejection")
 
