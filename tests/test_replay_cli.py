@@ -40,7 +40,7 @@ async def test_replay_single_file_prints_a_call_log(start_server, en_engine, tmp
     assert "[disclosure] You've reached our automated assistant" in out
     assert 'caller "i want to speak to a person"' in out
     assert "outcome: handoff:caller_request" in out
-    assert (tmp_path / "en_human_agent.bot.wav").stat().st_size > 8000 * 2 * 5
+    assert (tmp_path / "en_human_person.bot.wav").stat().st_size > 8000 * 2 * 5
 
 
 async def test_replay_manifest_verdicts_and_exit_status(start_server, en_engine, tmp_path):

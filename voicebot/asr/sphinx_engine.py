@@ -49,6 +49,10 @@ class _DecoderPair:
         self.phones = Decoder(samprate=16000, loglevel="FATAL")
         self.phones.add_allphone_file("phones", get_model_path("en-us/en-us-phone.lm.bin"))
         self.phones.activate_search("phones")
+        # Cepstral means carry over between utterances of a decoder; start each
+        # utterance from the same values so a result does not depend on which
+        # pooled decoder (and which earlier caller) it got.
+        self.initial_cmn = (self.grammar.get_cmn(), self.phones.get_cmn())
 
 
 class SphinxStream:
@@ -75,7 +79,8 @@ class SphinxStream:
             self._engine.release(pair)
 
     def _result(self, pair: _DecoderPair, audio: bytes) -> Transcript:
-        for decoder in (pair.grammar, pair.phones):
+        for decoder, cmn in zip((pair.grammar, pair.phones), pair.initial_cmn, strict=True):
+            decoder.set_cmn(cmn)
             decoder.start_utt()
             decoder.process_raw(audio, False, True)
             decoder.end_utt()
