@@ -69,7 +69,9 @@ def test_twiml_documents():
 
     param = ElementTree.fromstring(twiml).find("./Connect/Stream/Parameter")
     assert param is not None and param.attrib == {"name": "caller", "value": '+1555"<x>'}
-    assert dial_twiml("sip:q@pbx") .endswith("<Dial><Sip>sip:q@pbx</Sip></Dial></Response>")
+    local = connect_twiml(Settings(), "+1", "http://127.0.0.1:8080")
+    assert '<Stream url="ws://127.0.0.1:8080/twilio/media">' in local
+    assert dial_twiml("sip:q@pbx").endswith("<Dial><Sip>sip:q@pbx</Sip></Dial></Response>")
     assert "<Dial>+15550100</Dial>" in dial_twiml("+15550100")
 
 

@@ -16,9 +16,13 @@ log = logging.getLogger(__name__)
 _XML = '<?xml version="1.0" encoding="UTF-8"?>'
 
 
-def connect_twiml(settings: Settings, caller: str) -> str:
-    action = quoteattr(settings.public_url.rstrip("/") + "/twilio/stream-ended")
-    stream = quoteattr(settings.ws_public_base + "/twilio/media")
+def connect_twiml(settings: Settings, caller: str, request_base: str = "") -> str:
+    """`request_base` (scheme://host of the webhook request) is used only when
+    VOICEBOT_PUBLIC_URL is unset, e.g. while trying voicebot out locally."""
+    base = (settings.public_url or request_base).rstrip("/")
+    ws_base = base.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
+    action = quoteattr(base + "/twilio/stream-ended")
+    stream = quoteattr(ws_base + "/twilio/media")
     return (
         f"{_XML}<Response><Connect action={action}><Stream url={stream}>"
         f'<Parameter name="caller" value={quoteattr(caller)}/>'
@@ -50,7 +54,8 @@ class TwimlHandlers:
 
     async def voice(self, request: web.Request) -> web.Response:
         form = await self._form(request)
-        return _xml(connect_twiml(self.settings, form.get("From", "")))
+        request_base = f"{request.scheme}://{request.host}"
+        return _xml(connect_twiml(self.settings, form.get("From", ""), request_base))
 
     async def stream_ended(self, request: web.Request) -> web.Response:
         form = await self._form(request)
