@@ -1,135 +1,317 @@
-"""Embedded English engine: pocketsphinx (US-English model from its wheel).
+"""Embedded English engine: pocketsphinx 5 with the US-English model of its wheel.
 
-Two searches run over the same audio as it arrives: a JSGF grammar of the
-language pack's sentences, and a free phone loop (allphone). A grammar forces
-any sound into some sentence, so the confidence is how well the phones heard
-by the free loop agree with the phones of the sentence the grammar chose
-(1 - phone error rate, mapped onto [0, 1] so that DEFAULT threshold 0.6 sits
-at the measured boundary). Out-of-domain speech gets a low score instead of
-becoming a false "agent please". Decoders are pooled: loading one is slow.
+Two finite-state searches run over the same audio, chunk by chunk in accept():
+
+- the *sentence* search: the language pack's grammar sentences, or nothing
+  (silence and noise), or at a high price the first words of a sentence;
+- the *phone loop*: any sequence of the 39 English phones, each phone costing
+  PHONE_LOOP_PROB, i.e. "some speech, no particular words".
+
+A grammar alone forces every sound into some sentence. The phone loop is the
+alternative the grammar lacks: for a request that really is a grammar sentence
+the sentence path scores about as well as the phone loop (often better, since
+the words' pronunciations fit); for other speech, another language, mumbling
+or noise the free loop fits far better. The confidence is the per-frame score
+margin between the two paths, mapped through a logistic whose slope and offset
+were fitted on benchmarks/asr_rejection.py (see docs/asr.md), so that the
+default threshold 0.6 sits at the measured operating point.
+
+Decoders load in ~0.1 s each and are not thread-safe, so sets of them are
+pooled: a stream takes a set on its first second of audio and gives it back
+in finish() (or when it is garbage-collected unfinished).
 """
 
 from __future__ import annotations
 
+import math
+import os
+import tempfile
 import threading
+import weakref
+from dataclasses import dataclass
 
 from pocketsphinx import Decoder, get_model_path
 
-from voicebot.dialog.lang import LanguagePack
+from voicebot.dialog.lang import LanguagePack, normalise
 from voicebot.types import Transcript, Word
 
+SAMPLE_RATE = 16000  # the en-us model's filterbank reaches 6.8 kHz: it refuses 8 kHz
 FRAME_S = 0.01
-# Phone agreement at which the grammar result is trusted (maps to confidence 0.6),
-# measured on the fixtures: in-grammar sentences 0.09-0.22, out-of-domain ≤ 0.06.
-AGREEMENT_AT_THRESHOLD = 0.07
-_NON_PHONES = {"SIL", "+SPN+", "+NSN+", "<s>", "</s>", "<sil>"}
+CMN_SECONDS = 1.0  # audio used to estimate the cepstral mean before decoding starts
+PHONE_LOOP_PROB = 1e-3  # FSG probability of each phone of the free loop
+# FSG probability of leaving a sentence after one of its first words. Tiny on
+# purpose: at 1e-15 unfinished sentences beat whole ones ("agent" → "i don't",
+# "connect me to customer service" → "connect me to"), at 1e-100 a caller cut
+# off mid-sentence left nothing; 1e-30 keeps whole sentences whole (measured)
+# and leaves "i want to track" of a caller who hung up.
+PREFIX_EXIT_PROB = 1e-30
+PREFIX_MAX_CONFIDENCE = 0.3  # an unfinished sentence is never a request
+NO_TEXT_BELOW = 0.2  # under this the sentence is a guess the loop clearly beats: no text
+# Logistic map of the per-frame margin (sentence score - phone-loop score, in
+# pocketsphinx log-base-1.0001 units per 10 ms frame) onto [0, 1]: margin
+# MARGIN_AT_THRESHOLD gives THRESHOLD, each MARGIN_SCALE more or less moves
+# the log-odds by one. Fitted by benchmarks/asr_rejection.py --fit.
+THRESHOLD = 0.6
+MARGIN_AT_THRESHOLD = -4.4
+MARGIN_SCALE = 2.5
+
+_LN_BASE = math.log(1.0001)  # pocketsphinx's log base
+_PHONES = ("AA AE AH AO AW AY B CH D DH EH ER EY F G HH IH IY JH K L M N NG OW OY P R S SH "
+           "T TH UH UW V W Y Z ZH").split()
+_NOT_WORDS = {"<s>", "</s>", "<sil>", "(NULL)", "[NOISE]", "[SPEECH]", "+NSN+", "+SPN+"}
+_WIDE_BEAMS = {"beam": 1e-80, "wbeam": 1e-60, "pbeam": 1e-80}
 
 
-def _edit_distance(a: list[str], b: list[str]) -> int:
-    previous = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        current = [i]
-        for j, y in enumerate(b, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y)))
-        previous = current
-    return previous[-1]
+def margin_to_confidence(margin: float) -> float:
+    """Per-frame score margin → confidence in [0, 1] (THRESHOLD at MARGIN_AT_THRESHOLD)."""
+    if math.isnan(margin):
+        return 0.0
+    offset = math.log(THRESHOLD / (1.0 - THRESHOLD))
+    z = (margin - MARGIN_AT_THRESHOLD) / MARGIN_SCALE + offset
+    if z < -40:
+        return 0.0
+    return 1.0 / (1.0 + math.exp(-z))
 
 
-def agreement_to_confidence(agreement: float) -> float:
-    if agreement >= AGREEMENT_AT_THRESHOLD:
-        return min(1.0, 0.6 + (agreement - AGREEMENT_AT_THRESHOLD) * 2.5)
-    return max(0.0, 0.6 * (agreement + 0.3) / (AGREEMENT_AT_THRESHOLD + 0.3))
+def _feat_params(cmn: str) -> str:
+    """The model's feat.params with our two changes: no `-remove_noise` (its noise
+    estimate carries over from one utterance to the next, so the same audio would
+    decode differently depending on the previous caller) and the CMN mode. Python
+    keyword arguments cannot override feat.params; a file can."""
+    with open(os.path.join(get_model_path("en-us/en-us"), "feat.params")) as f:
+        lines = [ln.split(None, 1) for ln in f.read().splitlines() if ln.strip()]
+    params = {k: v.strip() for k, v in lines}
+    params["-remove_noise"] = "no"
+    params["-cmn"] = cmn
+    return "".join(f"{k} {v}\n" for k, v in params.items())
 
 
-class _DecoderPair:
-    def __init__(self, jsgf: str) -> None:
-        self.grammar = Decoder(samprate=16000, loglevel="FATAL")
-        self.grammar.add_jsgf_string("grammar", jsgf)
-        self.grammar.activate_search("grammar")
-        self.phones = Decoder(samprate=16000, loglevel="FATAL")
-        self.phones.add_allphone_file("phones", get_model_path("en-us/en-us-phone.lm.bin"))
-        self.phones.activate_search("phones")
-        # Cepstral means carry over between utterances of a decoder; start each
-        # utterance from the same values so a result does not depend on which
-        # pooled decoder (and which earlier caller) it got.
-        self.initial_cmn = (self.grammar.get_cmn(), self.phones.get_cmn())
+def _decoder(feat_params: str, **config: object) -> Decoder:
+    fd, path = tempfile.mkstemp(prefix="voicebot-feat-", suffix=".params")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(feat_params)
+        return Decoder(samprate=SAMPLE_RATE, loglevel="FATAL", lm=None, featparams=path, **config)
+    finally:
+        os.unlink(path)
 
 
-class SphinxStream:
-    """Buffers the utterance and decodes it whole in finish(): pocketsphinx's
-    cepstral mean normalisation is far more reliable over a whole utterance
-    than live from its first frame on 8 kHz telephone audio (measured: most
-    short requests came out empty when decoded live). A 2 s utterance costs
-    ~50-150 ms to decode on this machine."""
+def _score(decoder: Decoder) -> tuple[str, float] | None:
+    hyp = decoder.hyp()
+    if hyp is None or hyp.best_score <= 0.0:
+        return None
+    return hyp.hypstr, math.log(hyp.best_score) / _LN_BASE
 
-    def __init__(self, engine: SphinxEngine) -> None:
-        self._engine = engine
-        self._audio = bytearray()
 
-    def accept(self, pcm: bytes) -> None:
-        self._audio += pcm
+@dataclass
+class _DecoderSet:
+    sentences: Decoder
+    loop: Decoder
+    in_utterance: bool = False
 
-    def finish(self) -> Transcript:
-        if not self._audio:
-            return Transcript("", 0.0)
-        pair = self._engine.acquire()
-        try:
-            return self._result(pair, bytes(self._audio))
-        finally:
-            self._engine.release(pair)
+    def start(self, cmn: str) -> None:
+        for d in (self.sentences, self.loop):
+            d.set_cmn(cmn)
+            d.start_utt()
+        self.in_utterance = True
 
-    def _result(self, pair: _DecoderPair, audio: bytes) -> Transcript:
-        for decoder, cmn in zip((pair.grammar, pair.phones), pair.initial_cmn, strict=True):
-            decoder.set_cmn(cmn)
-            decoder.start_utt()
-            decoder.process_raw(audio, False, True)
-            decoder.end_utt()
-        hyp = pair.grammar.hyp()
-        text = hyp.hypstr if hyp is not None else ""
-        if text not in self._engine.sentences:  # no complete sentence: nothing usable heard
-            return Transcript(text, 0.0)
-        heard = [s.word for s in pair.phones.seg() if s.word not in _NON_PHONES]
-        expected = [p for w in text.split() for p in (pair.grammar.lookup_word(w) or "").split()]
-        agreement = 1.0 - _edit_distance(expected, heard) / max(1, len(expected))
-        confidence = agreement_to_confidence(agreement)
-        words = tuple(
-            Word(s.word, confidence, s.start_frame * FRAME_S, (s.end_frame + 1) * FRAME_S)
-            for s in pair.grammar.seg() if s.word not in _NON_PHONES
-        )
-        return Transcript(text, confidence, words)
+    def feed(self, pcm: bytes) -> None:
+        self.sentences.process_raw(pcm, False, False)
+        self.loop.process_raw(pcm, False, False)
+
+    def end(self) -> None:
+        if self.in_utterance:
+            self.in_utterance = False
+            self.sentences.end_utt()
+            self.loop.end_utt()
 
 
 class SphinxEngine:
     name = "pocketsphinx"
-    sample_rate = 16000
 
-    def __init__(self, pack: LanguagePack, decoders: int = 4) -> None:
+    def __init__(self, pack: LanguagePack, sample_rate: int = SAMPLE_RATE, pool_size: int = 2) -> None:
+        if sample_rate != SAMPLE_RATE:
+            raise ValueError(f"pocketsphinx's en-us model needs {SAMPLE_RATE} Hz audio, not "
+                             f"{sample_rate} (resample 8 kHz line audio to 16 kHz)")
+        if not pack.grammar:
+            raise ValueError("the embedded engine needs the language pack's grammar sentences")
         self.language = pack.code
-        self.sentences = frozenset(pack.grammar)
-        # Every sentence prefix is in the grammar too, so a caller cut off mid-sentence
-        # still leaves the words heard (as a partial, zero-confidence result).
-        prefixes = {" ".join(s.split()[:n]) for s in pack.grammar for n in range(1, len(s.split()) + 1)}
-        alternatives = " | ".join(f"( {s} )" for s in sorted(prefixes))
-        self._jsgf = f"#JSGF V1.0;\ngrammar voicebot;\npublic <request> = {alternatives};\n"
-        # One decoder pair per recognition thread, built up front: building one
-        # takes far longer than decoding an utterance, so doing it under load
-        # (many callers finishing a sentence at once) would blow the ASR timeout.
-        self._pool: list[_DecoderPair] = [_DecoderPair(self._jsgf) for _ in range(decoders)]
+        self.sample_rate = SAMPLE_RATE
+        self.sentences = frozenset(normalise(s) for s in pack.grammar)
+        self._live = _feat_params("live")
         self._lock = threading.Lock()
-        self.created = decoders
-        self.description = (f"pocketsphinx {get_model_path('en-us')} (bundled US English), "
-                            f"grammar of {len(pack.grammar)} sentences + phone-loop rejection")
+        self._pool: list[_DecoderSet] = []
+        self.created = 0  # decoder sets ever built (the pool reuses them)
+        self._cmn_lock = threading.Lock()
+        self._cmn = _decoder(_feat_params("batch"))  # whole-chunk cepstral mean, shared
+        self._cmn.add_jsgf_string("cmn", "#JSGF V1.0;\ngrammar cmn;\npublic <s> = yes;\n")
+        self._cmn.activate_search("cmn")
+        words = sorted({w for s in self.sentences for w in s.split()})
+        missing = [w for w in words if self._cmn.lookup_word(w) is None]
+        if missing:
+            raise ValueError(f"words missing from the pocketsphinx dictionary: {', '.join(missing)}")
+        self._transitions = _sentence_fsg(sorted(self.sentences))
+        with self._lock:
+            self._pool = [self._build() for _ in range(max(1, pool_size))]
+        self.description = (
+            f"pocketsphinx en-us ({get_model_path('en-us/en-us')}), grammar of "
+            f"{len(self.sentences)} sentences / {len(words)} words + phone-loop rejection, "
+            f"{SAMPLE_RATE} Hz, decoder pool {len(self._pool)}"
+        )
 
     def stream(self) -> SphinxStream:
         return SphinxStream(self)
 
-    def acquire(self) -> _DecoderPair:
+    # --- pool ----------------------------------------------------------------
+    def _build(self) -> _DecoderSet:
+        sentences = _decoder(self._live, bestpath=False, **_WIDE_BEAMS)
+        sentences.add_fsg("sentences", sentences.create_fsg("sentences", 0, 1, self._transitions))
+        sentences.activate_search("sentences")
+        loop = _decoder(self._live, bestpath=False)
+        for i, phone in enumerate(_PHONES):
+            loop.add_word(f"phone_{phone.lower()}", phone, i == len(_PHONES) - 1)
+        loop_fsg = [(0, 2, PHONE_LOOP_PROB, f"phone_{p.lower()}") for p in _PHONES]
+        loop_fsg += [(2, 0, 1.0), (2, 1, 1.0)]
+        loop.add_fsg("loop", loop.create_fsg("loop", 0, 1, loop_fsg))
+        loop.activate_search("loop")
+        self.created += 1
+        return _DecoderSet(sentences, loop)
+
+    def acquire(self) -> _DecoderSet:
         with self._lock:
             if self._pool:
                 return self._pool.pop()
-            self.created += 1
-        return _DecoderPair(self._jsgf)
+            return self._build()  # under the lock: `created` stays exact
 
-    def release(self, pair: _DecoderPair) -> None:
+    def release(self, decoders: _DecoderSet) -> None:
+        try:
+            decoders.end()
+        except Exception:  # a decoder in a bad state is dropped, not reused
+            return
         with self._lock:
-            self._pool.append(pair)
+            self._pool.append(decoders)
+
+    @property
+    def idle(self) -> int:
+        with self._lock:
+            return len(self._pool)
+
+    def estimate_cmn(self, pcm: bytes) -> str:
+        """Cepstral mean of `pcm` (batch CMN over the chunk), as pocketsphinx's string."""
+        with self._cmn_lock:
+            self._cmn.start_utt()
+            self._cmn.process_raw(pcm, True, True)
+            self._cmn.end_utt()
+            return self._cmn.get_cmn()
+
+
+def _sentence_fsg(sentences: list[str]) -> list[tuple]:
+    """FSG transitions (from, to, prob, word): state 0 start, 1 final, each sentence
+    a chain of words, plus the empty sentence (silence and noise only: without it
+    line hiss came out as a confident "yes", the hiss fitting its /s/). No shortcuts for unfinished sentences: an exit after any
+    word made whole sentences lose to their first words (measured: 'connect me
+    to customer service' → 'connect me to'). When the audio stops mid-sentence
+    the search ends off the final state and pocketsphinx reports the best
+    partial path, which is what a caller cut off said."""
+    transitions: list[tuple] = [(0, 1, 1.0)]  # nothing said
+    next_state = 2
+    for sentence in sentences:
+        words = sentence.split()
+        state = 0
+        for i, word in enumerate(words):
+            if i == len(words) - 1:
+                target = 1
+            else:
+                target, next_state = next_state, next_state + 1
+            transitions.append((state, target, 1.0, word))
+            if target != 1:
+                transitions.append((target, 1, PREFIX_EXIT_PROB))
+            state = target
+    return transitions
+
+
+class SphinxStream:
+    """One utterance. accept() decodes as audio arrives (after the first
+    CMN_SECONDS, which set the cepstral mean); finish() only closes the searches."""
+
+    def __init__(self, engine: SphinxEngine) -> None:
+        self._engine = engine
+        self._pending = bytearray()
+        self._decoders: _DecoderSet | None = None
+        self._finalizer: weakref.finalize | None = None
+        self._done = False
+        self.margin: float | None = None  # per-frame score margin of the last result
+
+    def accept(self, pcm: bytes) -> None:
+        if self._done:
+            raise RuntimeError("accept() after finish()")
+        if not pcm:
+            return
+        self._pending += pcm
+        if self._decoders is None:
+            if len(self._pending) < int(CMN_SECONDS * SAMPLE_RATE) * 2:
+                return
+            self._begin()
+        self._feed()
+
+    def finish(self) -> Transcript:
+        if self._done:
+            raise RuntimeError("finish() called twice")
+        self._done = True
+        if self._decoders is None:
+            if len(self._pending) < 2:
+                return Transcript("", 0.0)
+            self._begin()
+        self._feed(final=True)
+        decoders = self._decoders
+        assert decoders is not None
+        try:
+            decoders.end()
+            return self._result(decoders)
+        finally:
+            self._decoders = None
+            if self._finalizer is not None:
+                self._finalizer.detach()
+            self._engine.release(decoders)
+
+    def _begin(self) -> None:
+        engine = self._engine
+        cmn = engine.estimate_cmn(bytes(self._pending[: int(CMN_SECONDS * SAMPLE_RATE) * 2]))
+        decoders = engine.acquire()
+        try:
+            decoders.start(cmn)
+        except Exception:
+            engine.release(decoders)
+            raise
+        self._decoders = decoders
+        # An utterance abandoned without finish() (call hung up, task cancelled)
+        # still gives its decoders back when the stream is collected.
+        self._finalizer = weakref.finalize(self, engine.release, decoders)
+
+    def _feed(self, final: bool = False) -> None:
+        usable = len(self._pending) if final else len(self._pending) & ~1
+        usable &= ~1  # whole 16-bit samples only
+        if usable and self._decoders is not None:
+            self._decoders.feed(bytes(self._pending[:usable]))
+            del self._pending[:usable]
+
+    def _result(self, decoders: _DecoderSet) -> Transcript:
+        sentence = _score(decoders.sentences)
+        if sentence is None or not sentence[0].strip():
+            return Transcript("", 0.0)
+        text, sentence_score = sentence
+        loop = _score(decoders.loop)
+        frames = max(1, decoders.sentences.n_frames())
+        margin = (sentence_score - loop[1]) / frames if loop is not None else float("-inf")
+        self.margin = margin
+        confidence = margin_to_confidence(margin)
+        if text not in self._engine.sentences:  # a prefix: the caller stopped mid-sentence
+            confidence = min(confidence, PREFIX_MAX_CONFIDENCE)
+        if confidence < NO_TEXT_BELOW and text in self._engine.sentences:
+            return Transcript("", round(confidence, 4))
+        words = tuple(
+            Word(seg.word.split("(")[0], round(confidence, 4), seg.start_frame * FRAME_S,
+                 (seg.end_frame + 1) * FRAME_S)
+            for seg in decoders.sentences.seg() if seg.word not in _NOT_WORDS
+        )
+        return Transcript(text, round(confidence, 4), words)

@@ -127,17 +127,20 @@ KO = LanguagePack(
         GOODBYE: ("아니요", "괜찮습니다", "없습니다", "안녕히"),
         YES: ("네", "예"),
     },
-    # Only words the Korean Vosk model's vocabulary has (it ignores the rest,
-    # and a phrase with a missing word degrades into its remaining words).
+    # Sentences in the Korean Vosk model's spelling where it matters for the
+    # triggers: the model writes 사람이랑 as "사람 이랑", so the HUMAN trigger
+    # "사람" matches. Other words the model splits itself (비밀번호를 → 비밀번호 를)
+    # are split by the engine, and the transcript carries the model's spelling.
     grammar=(
         "상담원 연결해 주세요",
         "상담원",
+        "사람 이랑 통화 하고 싶어요",
         "직원 바꿔 주세요",
-        "주문 조회",
+        "주문 조회해 주세요",
         "배송 조회",
-        "비밀번호",
+        "비밀번호를 잊어버렸어요",
         "비밀번호 재설정",
-        "아니요",
+        "아니요 괜찮습니다",
         "네",
     ),
 )
