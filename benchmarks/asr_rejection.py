@@ -42,10 +42,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests import asr_audio as A  # noqa: E402
-from voicebot.asr.loader import DEFAULT_CONFIDENCE_THRESHOLD, load_engine  # noqa: E402
-from voicebot.audio.wav import read_wav  # noqa: E402
-from voicebot.dialog.lang import EN, KO, LanguagePack, normalise  # noqa: E402
+from tests import asr_audio as A
+from voicebot.asr.loader import DEFAULT_CONFIDENCE_THRESHOLD, load_engine
+from voicebot.audio.wav import read_wav
+from voicebot.dialog.lang import EN, KO, LanguagePack, normalise
 
 
 @dataclass
@@ -236,7 +236,7 @@ def fit(rows: list[Row], threshold: float) -> None:
             if best is None or (a + r, min(a, r)) > (best[1] + best[2], min(best[1], best[2])):
                 best = (t, a, r)
         # plateau of equally good thresholds: take its middle
-        t0, a0, r0 = best
+        _t0, a0, r0 = best
         ok = [t for t in sorted({m for m, _ in pts})
               if sum(m >= t for m in pos) / len(pos) + sum(m < t for m in neg) / len(neg) >= a0 + r0 - 1e-9]
         mid = (min(ok) + max(ok)) / 2

@@ -17,7 +17,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from voicebot.asr.base import SpeechEngine
-from voicebot.asr.models import KNOWN_MODELS, PYPI_KO, ModelError, resolve_model, verify_model
+from voicebot.asr.models import (
+    KNOWN_MODELS,
+    PYPI_KO,
+    ModelError,
+    resolve_model,
+    verify_model,
+)
 from voicebot.dialog.lang import LanguagePack
 from voicebot.errors import ConfigError
 
@@ -48,7 +54,7 @@ def load_engine(model: str | None, pack: LanguagePack, models_dir: Path = MODELS
     if info is not None and info.language != pack.code:
         raise ConfigError(KEY, f"{info.name} is a {info.language!r} model but the language is "
                           f"{pack.code!r}; {_no_model_hint(pack.code)}")
-    import vosk
+    import vosk  # type: ignore[import-untyped]
 
     vosk.SetLogLevel(-1)  # Kaldi's start-up chatter is not for the service log
     from voicebot.asr.vosk_engine import VoskEngine

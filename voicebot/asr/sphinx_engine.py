@@ -30,7 +30,7 @@ import threading
 import weakref
 from dataclasses import dataclass
 
-from pocketsphinx import Decoder, get_model_path
+from pocketsphinx import Decoder, get_model_path  # type: ignore[import-untyped]
 
 from voicebot.dialog.lang import LanguagePack, normalise
 from voicebot.types import Transcript, Word
@@ -53,11 +53,12 @@ NO_TEXT_BELOW = 0.2  # under this the sentence is a guess the loop clearly beats
 # the log-odds by one. Fitted by benchmarks/asr_rejection.py --fit.
 THRESHOLD = 0.6
 MARGIN_AT_THRESHOLD = -4.4
-MARGIN_SCALE = 2.5
+MARGIN_SCALE = 2.0
 
 _LN_BASE = math.log(1.0001)  # pocketsphinx's log base
-_PHONES = ("AA AE AH AO AW AY B CH D DH EH ER EY F G HH IH IY JH K L M N NG OW OY P R S SH "
-           "T TH UH UW V W Y Z ZH").split()
+_PHONES = ("AA", "AE", "AH", "AO", "AW", "AY", "B", "CH", "D", "DH", "EH", "ER", "EY", "F", "G",
+           "HH", "IH", "IY", "JH", "K", "L", "M", "N", "NG", "OW", "OY", "P", "R", "S", "SH", "T",
+           "TH", "UH", "UW", "V", "W", "Y", "Z", "ZH")
 _NOT_WORDS = {"<s>", "</s>", "<sil>", "(NULL)", "[NOISE]", "[SPEECH]", "+NSN+", "+SPN+"}
 _WIDE_BEAMS = {"beam": 1e-80, "wbeam": 1e-60, "pbeam": 1e-80}
 
@@ -170,7 +171,8 @@ class SphinxEngine:
         loop = _decoder(self._live, bestpath=False)
         for i, phone in enumerate(_PHONES):
             loop.add_word(f"phone_{phone.lower()}", phone, i == len(_PHONES) - 1)
-        loop_fsg = [(0, 2, PHONE_LOOP_PROB, f"phone_{p.lower()}") for p in _PHONES]
+        loop_fsg: list[tuple[int, int, float] | tuple[int, int, float, str]] = [
+            (0, 2, PHONE_LOOP_PROB, f"phone_{p.lower()}") for p in _PHONES]
         loop_fsg += [(2, 0, 1.0), (2, 1, 1.0)]
         loop.add_fsg("loop", loop.create_fsg("loop", 0, 1, loop_fsg))
         loop.activate_search("loop")
@@ -186,7 +188,7 @@ class SphinxEngine:
     def release(self, decoders: _DecoderSet) -> None:
         try:
             decoders.end()
-        except Exception:  # a decoder in a bad state is dropped, not reused
+        except RuntimeError:  # a decoder in a bad state is dropped, not reused
             return
         with self._lock:
             self._pool.append(decoders)
@@ -205,7 +207,7 @@ class SphinxEngine:
             return self._cmn.get_cmn()
 
 
-def _sentence_fsg(sentences: list[str]) -> list[tuple]:
+def _sentence_fsg(sentences: list[str]) -> list[tuple[int, int, float] | tuple[int, int, float, str]]:
     """FSG transitions (from, to, prob, word): state 0 start, 1 final, each sentence
     a chain of words, plus the empty sentence (silence and noise only: without it
     line hiss came out as a confident "yes", the hiss fitting its /s/). No shortcuts for unfinished sentences: an exit after any
@@ -213,7 +215,7 @@ def _sentence_fsg(sentences: list[str]) -> list[tuple]:
     to customer service' → 'connect me to'). When the audio stops mid-sentence
     the search ends off the final state and pocketsphinx reports the best
     partial path, which is what a caller cut off said."""
-    transitions: list[tuple] = [(0, 1, 1.0)]  # nothing said
+    transitions: list[tuple[int, int, float] | tuple[int, int, float, str]] = [(0, 1, 1.0)]  # nothing said
     next_state = 2
     for sentence in sentences:
         words = sentence.split()

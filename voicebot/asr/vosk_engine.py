@@ -21,9 +21,12 @@ a runtime grammar): plain decoding with Vosk's word confidences; the utterance
 confidence is the lowest word confidence.
 
 Telephone audio reaches a 16 kHz model with nothing above 3.4 kHz, which the
-model never saw in training (measured on espeak-ng Korean: an exact phrase in
-2 of 40 requests). A faint noise floor above 3.8 kHz (-60 dBFS, BAND_FILL_DBFS)
-makes that band look like a quiet room instead of digital silence (17 of 40).
+model never saw in training (measured on espeak-ng Korean at one level: an
+exact phrase in 2 of 40 requests). A faint noise floor above 3.8 kHz makes
+that band look like a quiet room instead of digital silence (17 of 40). Its
+level follows the caller's: 50 dB under the loudest 20 ms so far, at least
+-66 dBFS (over three speech levels: 38 of 120 exact, against 31 with a fixed
+-60 dBFS floor).
 """
 
 from __future__ import annotations
@@ -35,17 +38,23 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import vosk
+import vosk  # type: ignore[import-untyped]
 
 from voicebot.dialog.lang import LanguagePack, normalise
 from voicebot.types import Transcript, Word
 
 ALTERNATIVES = 30  # N-best paths asked of the recogniser
 LATTICE_BEAM = 5.0
-BAND_FILL_DBFS = -60.0
+BAND_FILL_DBFS = -66.0  # floor of the high-band fill ...
+BAND_FILL_BELOW_PEAK_DB = 50.0  # ... plus this far below the loudest 20 ms of speech so far
 BAND_FILL_FROM_HZ = 3800.0
 NO_SENTENCE_MAX_CONFIDENCE = 0.3  # no grammar sentence among the N best
 NO_TEXT_BELOW = 0.2
+# A sentence whose words (first start to last end) span less than this share of the loud 20 ms frames
+# (within SPEECH_RANGE_DB of the loudest) explains only part of what was said:
+# a long English sentence came out as a lone "네" with the rest taken for silence.
+MIN_COVERAGE = 0.6
+SPEECH_RANGE_DB = 25.0
 # Logistic map of the margin (log-likelihood of the best sentence path minus that
 # of the best path, <= 0) onto [0, 1]: MARGIN_AT_THRESHOLD gives THRESHOLD, each
 # MARGIN_SCALE moves the log-odds by one. Fitted by benchmarks/asr_rejection.py --fit.
@@ -137,9 +146,10 @@ class VoskEngine:
         self.fillers = tuple(fillers)
         self._grammar = json.dumps(list(self.sentences) + fillers, ensure_ascii=False) if grammar_mode else None
 
-        self._fill: np.ndarray | None = None
+        self._fill: np.ndarray | None = None  # unit-RMS high-band noise loop
+        self._fill_floor = 32768 * 10 ** ((band_fill_dbfs or 0.0) / 20)
         if band_fill_dbfs is not None and sample_rate >= 16000 and _feature_top_hz(model_path) > 4000:
-            self._fill = _band_noise(sample_rate, BAND_FILL_FROM_HZ, band_fill_dbfs)
+            self._fill = _band_noise(sample_rate, BAND_FILL_FROM_HZ)
 
         if grammar_mode:
             mode = (f"grammar of {len(self.sentences)} sentences"
@@ -151,8 +161,8 @@ class VoskEngine:
             mode = "free decoding (this model's static graph takes no runtime grammar)"
         else:
             mode = "free decoding"
-        fill = f", band fill {band_fill_dbfs:.0f} dBFS above {BAND_FILL_FROM_HZ / 1000:.1f} kHz" \
-            if self._fill is not None else ""
+        fill = (f", band fill above {BAND_FILL_FROM_HZ / 1000:.1f} kHz ({BAND_FILL_BELOW_PEAK_DB:.0f} dB "
+                f"under the speech, >= {band_fill_dbfs:.0f} dBFS)") if self._fill is not None else ""
         self.description = f"vosk {model_path} ({pack.code}), {mode}, {sample_rate} Hz{fill}"
 
     def stream(self) -> VoskStream:
@@ -193,13 +203,13 @@ class VoskEngine:
         return " ".join(out)
 
 
-def _band_noise(rate: int, from_hz: float, dbfs: float, seconds: float = 1.0) -> np.ndarray:
-    """A loop of Gaussian noise with energy only above `from_hz`, RMS `dbfs` (seeded)."""
+def _band_noise(rate: int, from_hz: float, seconds: float = 1.0) -> np.ndarray:
+    """A loop of Gaussian noise with energy only above `from_hz`, unit RMS (seeded)."""
     n = int(rate * seconds)
     spec = np.fft.rfft(np.random.RandomState(20240).standard_normal(n))
     spec[np.fft.rfftfreq(n, 1 / rate) < from_hz] = 0
     noise = np.fft.irfft(spec, n)  # circular: loops without a seam
-    return (noise / noise.std() * 32768 * 10 ** (dbfs / 20)).astype(np.float32)
+    return (noise / noise.std()).astype(np.float32)
 
 
 class VoskStream:
@@ -207,9 +217,13 @@ class VoskStream:
         self._engine = engine
         self._rec = recognizer
         self._fill_at = 0
+        self._peak = 0.0  # RMS of the loudest 20 ms seen so far
+        self._levels: list[np.ndarray] = []  # RMS of every 20 ms frame, in order
+        self._tail = np.zeros(0, dtype=np.float32)  # samples not yet in a whole frame
         self._odd = b""
         self._done = False
         self.margin: float | None = None  # sentence-vs-best margin of the last result
+        self.coverage: float | None = None  # share of the loud frames inside its words
 
     def accept(self, pcm: bytes) -> None:
         if self._done:
@@ -220,12 +234,22 @@ class VoskStream:
         pcm = pcm[: len(pcm) & ~1]
         if not pcm:
             return
-        fill = self._engine._fill
+        engine = self._engine
+        fill = engine._fill
+        x = np.frombuffer(pcm, dtype="<i2").astype(np.float32)
+        frame = engine.sample_rate // 50
+        framed = np.concatenate([self._tail, x])
+        whole = framed.size // frame * frame
+        self._tail = framed[whole:]
+        if whole:
+            rms = np.sqrt(np.mean(framed[:whole].reshape(-1, frame) ** 2, axis=1))
+            self._levels.append(rms)
+            self._peak = max(self._peak, float(rms.max()))
         if fill is not None:
-            x = np.frombuffer(pcm, dtype="<i2").astype(np.float32)
+            gain = self._peak * 10 ** (-BAND_FILL_BELOW_PEAK_DB / 20) + engine._fill_floor
             idx = (self._fill_at + np.arange(x.size)) % fill.size
             self._fill_at = (self._fill_at + x.size) % fill.size
-            pcm = np.clip(np.rint(x + fill[idx]), -32768, 32767).astype("<i2").tobytes()
+            pcm = np.clip(np.rint(x + gain * fill[idx]), -32768, 32767).astype("<i2").tobytes()
         # Vosk's own endpointing (True at 0.5 s of trailing silence) is ignored: not
         # calling Result() keeps the whole VAD utterance one recognition.
         self._rec.AcceptWaveform(pcm)
@@ -265,6 +289,9 @@ class VoskStream:
             confidence = margin_to_confidence(self.margin)
             text, _, raw = chosen
             text = sentences[text]
+            self.coverage = self._coverage(raw)
+            if self.coverage < MIN_COVERAGE:
+                confidence = min(confidence, NO_SENTENCE_MAX_CONFIDENCE)
         if confidence < NO_TEXT_BELOW:
             return Transcript("", round(confidence, 4))
         posts = _posteriors([p[1] for p in paths])
@@ -274,6 +301,18 @@ class VoskStream:
             for w in raw if w.get("word")
         )
         return Transcript(text, round(confidence, 4), words)
+
+
+    def _coverage(self, words: list[dict]) -> float:
+        if not self._levels or not words:
+            return 0.0
+        levels = np.concatenate(self._levels)
+        loud = levels >= max(levels.max(), 1.0) * 10 ** (-SPEECH_RANGE_DB / 20)
+        t = (np.arange(levels.size) + 0.5) * 0.02
+        start = min(float(w["start"]) for w in words) - 0.06
+        end = max(float(w["end"]) for w in words) + 0.06
+        inside = (t >= start) & (t <= end)
+        return float((loud & inside).sum() / max(1, loud.sum()))
 
 
 def _posteriors(scores: list[float]) -> list[float]:
