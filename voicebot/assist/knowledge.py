@@ -5,6 +5,7 @@ Articles are TOML files (one per file) in a folder, `knowledge/` by default:
     title = "Where is my order?"
     keywords = ["order", "package", "tracking number", "late"]
     body = "Open the order in the back office ..."
+    weight = 1.0  # optional; below 1 for generic advice
 
 Matching is deliberately simple and explainable: words of the transcript
 (lower-cased, plural/verb endings stripped, stop words dropped) against each
@@ -35,12 +36,13 @@ class Article:
     title: str
     keywords: tuple[str, ...]
     body: str
+    weight: float = 1.0  # <1 for generic advice that should not push out specific articles
 
 
 @dataclass(frozen=True)
 class Suggestion:
     article: Article
-    score: int
+    score: float
     matched: tuple[str, ...]  # the caller's words that matched
 
     def to_json(self) -> dict[str, Any]:
@@ -56,8 +58,9 @@ def load_articles(folder: str | Path) -> list[Article]:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
             articles.append(Article(path.stem, str(data["title"]),
                                     tuple(str(k).lower() for k in data.get("keywords", ())),
-                                    str(data.get("body", "")).strip()))
-        except (OSError, KeyError, tomllib.TOMLDecodeError) as exc:
+                                    str(data.get("body", "")).strip(),
+                                    float(data.get("weight", 1.0))))
+        except (OSError, KeyError, ValueError, tomllib.TOMLDecodeError) as exc:
             log.warning("knowledge base: skipping %s: %s", path.name, exc)
     return articles
 
@@ -82,22 +85,23 @@ class KnowledgeBase:
         return cls(load_articles(folder) if Path(folder).is_dir() else [])
 
     def suggest(self, transcript: list[str], top: int = 3) -> list[Suggestion]:
-        said = words(" ".join(transcript))
-        stems = {stem(w): w for w in said}
-        joined = " " + " ".join(stem(w) for w in said) + " "
-        found = [self._match(a, stems, joined) for a in self.articles]
+        tokens = re.findall(r"[\w']+", " ".join(transcript).lower())
+        said = {stem(w): w for w in tokens if w not in STOP_WORDS}
+        joined = " " + " ".join(stem(w) for w in tokens) + " "
+        found = [self._match(a, said, joined) for a in self.articles]
         ranked = sorted((s for s in found if s.score > 0), key=lambda s: (-s.score, s.article.id))
         return ranked[:top]
 
-    def _match(self, article: Article, stems: dict[str, str], joined: str) -> Suggestion:
-        score, matched = 0, []
+    def _match(self, article: Article, said: dict[str, str], joined: str) -> Suggestion:
+        """Keywords match as whole phrases (stop words included); title words one by one."""
+        score, matched = 0.0, []
         for keyword in article.keywords:
-            key = " ".join(stem(w) for w in words(keyword))
+            key = " ".join(stem(w) for w in re.findall(r"[\w']+", keyword))
             if key and f" {key} " in joined:
                 score += 2
-                matched.append(keyword if " " in keyword else stems.get(key, keyword))
+                matched.append(keyword if " " in keyword else said.get(key, keyword))
         for w in words(article.title):
-            if stem(w) in stems and stems[stem(w)] not in matched:
+            if stem(w) in said:
                 score += 1
-                matched.append(stems[stem(w)])
-        return Suggestion(article, score, tuple(dict.fromkeys(matched)))
+                matched.append(said[stem(w)])
+        return Suggestion(article, round(score * article.weight, 2), tuple(dict.fromkeys(matched)))

@@ -36,7 +36,7 @@ class AdminRoutes:
 
     def add_to(self, router: web.UrlDispatcher) -> None:
         router.add_get("/desk", self.page)
-        router.add_static("/desk/static", STATIC, append_version=True)
+        router.add_static("/desk/static", STATIC)
         router.add_post("/api/staff/login", self.login)
         router.add_post("/api/staff/logout", self.logout)
         router.add_get("/api/staff/me", self.me)
