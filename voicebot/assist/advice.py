@@ -49,10 +49,11 @@ def next_action(summary: CallSummary, sentiment: CallSentiment,
         step += " and give the delivery status"
     elif summary.intent == "password_reset":
         step = "verify the caller's identity, then send a reset link or unlock the account"
-    elif suggestions:
+    elif summary.intent == "unknown" and suggestions:
         step = f'check the article "{suggestions[0].article.title}"'
     else:
-        step = "greet the caller by confirming why they called, so they need not repeat it"
+        step = ("greet the caller, say you can see what they told the bot, "
+                "and ask how you can help")
     if summary.intent != "unknown" and "self-service" in " ".join(summary.bot_tried):
         step += " (the self-service answer did not solve it)"
     sentence = opening + step if opening else step[0].upper() + step[1:]

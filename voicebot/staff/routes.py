@@ -124,6 +124,9 @@ class DeskRoutes:
         who = await self.d.auth.require(request, "agent")
         record, transfer = await self._visible(who, request.match_info["call_id"])
         await self.d.staff.audit(who.name, who.role, "read_transcript", record.call_id)
+        if transfer is not None and not record.handoff_reason:
+            # still playing the handoff line: the call row gets these once it has played
+            record.handoff_reason, record.summary = transfer["reason"], transfer["summary"]
         return json_response({
             **record.to_json(), "transfer": transfer,
             "assist": assist_for(record, self.d.kb).to_json(),

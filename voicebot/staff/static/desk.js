@@ -164,6 +164,7 @@ setInterval(() => {
 async function openCall(callId) {
   const result = await api(`/api/calls/${encodeURIComponent(callId)}`);
   if (!result.ok) { $("call-message").textContent = "This call is no longer available."; return; }
+  if (state.current?.call_id !== callId) $("call-message").textContent = "";
   state.current = result.data;
   renderCall(result.data);
   renderQueue();
@@ -179,7 +180,6 @@ function renderCall(call) {
   $("claim").disabled = transfer.status !== "waiting";
   const holder = transfer.claimed_by === state.me.name || ROLES.indexOf(state.me.role) >= 1;
   $("dispose").disabled = !(holder && ["waiting", "claimed"].includes(transfer.status));
-  $("call-message").textContent = "";
   renderTranscript(call);
   renderSummary(call.assist.summary, call.summary);
   renderSentiment(call.assist.sentiment);
