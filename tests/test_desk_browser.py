@@ -18,7 +18,7 @@ from voicebot.audio.wav import read_wav
 from voicebot.replay.client import ReplayOptions, replay
 
 from .conftest import FIXTURES, ROOT
-from .staff_helpers import KNOWLEDGE, PASSWORD, make_staff
+from .staff_helpers import KNOWLEDGE, PASSWORD, make_staff, seed_call, utterance
 
 pytestmark = [pytest.mark.e2e, pytest.mark.engine]
 CHROMIUM = "/usr/bin/chromium"
@@ -97,6 +97,8 @@ async def test_agent_sees_a_live_transfer_opens_it_and_claims_it(start_server, e
         handoff_line = next(p for p in record.prompts if p["name"] == "handoff")
         assert seen_at < handoff_line["finished_at"]
 
+        await seed_call(server, "call-unsure", [utterance("check my order status", 0.45, 1.0,
+                                                           "order_status")], reason=None)
         boss, boss_errors = await log_in(browser, server.http, "sue")
         await boss.click("#supervisor-button")
         assert await boss.is_hidden("#queue-tab")
@@ -105,5 +107,8 @@ async def test_agent_sees_a_live_transfer_opens_it_and_claims_it(start_server, e
         await boss.wait_for_selector("#calls tbody tr")
         assert "resolved" in await boss.inner_text("#calls tbody")
         await shot(boss, tmp_path, "desk-supervisor.png")
+        await boss.click("#calls tbody tr:has-text('+15550123') >> nth=0")  # newest: the seeded call
+        await boss.wait_for_selector("#transcript mark.low")
+        assert await boss.locator("#transcript mark.low").count() == 4  # every word under 0.6
         await browser.close()
     assert errors == [] and boss_errors == []

@@ -222,6 +222,12 @@ async def test_login_session_cookie_csrf_and_logout(desk):
     assert (await browser.post("/api/staff/logout"))[0] == 200
     assert (await browser.get("/api/staff/me"))[0] == 401
 
+    for _ in range(5):  # guessing: after five misses in a row even the right password waits
+        assert (await browser.post("/api/staff/login", {"name": "bob", "password": "guess"}))[0] == 401
+    assert (await browser.post("/api/staff/login", {"name": "bob", "password": PASSWORD}))[0] == 401
+    assert (await Client(server.http).post("/api/staff/login",
+                                           {"name": "sue", "password": PASSWORD}))[0] == 200
+
     stored = (await server.app[DESK].staff.user("ann")).password_hash
     assert stored.startswith("scrypt$") and PASSWORD not in stored
     assert check_password(PASSWORD, stored) and not check_password("wrong", stored)

@@ -25,6 +25,7 @@ from voicebot.storage.staff import ROLES
 
 NAME = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
 MIN_PASSWORD = 10
+LOCKOUT_FAILURES, LOCKOUT_S = 5, 60.0  # per name: slows password guessing to a crawl
 STATIC = Path(__file__).parent / "static"
 # Settings an admin may see; secrets only say whether they are set.
 SECRET_SETTINGS = ("twilio_auth_token", "stream_token", "staff_token", "crm_webhook_secret")
@@ -33,6 +34,7 @@ SECRET_SETTINGS = ("twilio_auth_token", "stream_token", "staff_token", "crm_webh
 class AdminRoutes:
     def __init__(self, desk: StaffDesk) -> None:
         self.d = desk
+        self._failures: dict[str, tuple[int, float]] = {}  # name -> (failures in a row, last)
 
     def add_to(self, router: web.UrlDispatcher) -> None:
         router.add_get("/desk", self.page)
@@ -59,10 +61,17 @@ class AdminRoutes:
     async def login(self, request: web.Request) -> web.Response:
         body = await json_body(request)
         name, password = str(body.get("name", "")), str(body.get("password", ""))
-        who = await verify_login(self.d.staff, name, password) if name and password else None
+        failures, last = self._failures.get(name, (0, 0.0))
+        locked = failures >= LOCKOUT_FAILURES and time.monotonic() - last < LOCKOUT_S
+        who = None
+        if name and password and not locked:
+            who = await verify_login(self.d.staff, name, password)
         if who is None:
+            if name and not locked:
+                self._failures[name] = (failures + 1, time.monotonic())
             raise web.HTTPUnauthorized(text='{"error": "wrong name or password"}',
                                        content_type="application/json")
+        self._failures.pop(name, None)
         token, hashed = new_token()
         await self.d.staff.add_credential(hashed, who.name, "session",
                                           expires_at=time.time() + SESSION_SECONDS)
