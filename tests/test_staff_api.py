@@ -13,7 +13,7 @@ import pytest
 from voicebot.app import DESK
 from voicebot.asr.fake import FakeEngine
 from voicebot.staff.auth import check_password
-from voicebot.types import HandoffReason, Source
+from voicebot.types import HandoffReason
 
 from .conftest import STAFF_TOKEN
 from .staff_helpers import KNOWLEDGE, PASSWORD, Client, make_staff, seed_call, utterance

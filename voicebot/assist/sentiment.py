@@ -64,7 +64,7 @@ def call_sentiment(utterances: list[dict[str, Any]], language: str) -> CallSenti
         return CallSentiment(True, per, None, "neutral", "unknown")
     # the latest turns say most about the mood the agent is about to meet
     weights = range(1, len(scores) + 1)
-    score = round(sum(w * s for w, s in zip(weights, scores)) / sum(weights), 3)
+    score = round(sum(w * s for w, s in zip(weights, scores, strict=True)) / sum(weights), 3)
     return CallSentiment(True, per, score, label(score), _trend(scores))
 
 

@@ -125,7 +125,9 @@ class AdminRoutes:
             raise bad_request("disabled must be true or false")
         password = body.get("password")
         hashed = await _hash(password) if password is not None else None
-        if not await self.d.staff.set_user(name, role=role, password_hash=hashed, disabled=disabled):
+        found = await self.d.staff.set_user(name, role=role, password_hash=hashed,
+                                            disabled=disabled)
+        if not found:
             return json_response({"error": "no such user"}, status=404)
         changed = ", ".join(k for k in ("role", "disabled", "password") if body.get(k) is not None)
         await self.d.staff.audit(who.name, who.role, "change_user", detail=f"{name}: {changed}")

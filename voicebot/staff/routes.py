@@ -69,7 +69,9 @@ class DeskRoutes:
         router.add_get("/api/feedback", self.export_feedback)
         router.add_get("/api/reports/handoffs", self.handoff_report)
 
-    async def _visible(self, who: Principal, call_id: str) -> tuple[CallRecord, dict[str, Any] | None]:
+    async def _visible(
+        self, who: Principal, call_id: str,
+    ) -> tuple[CallRecord, dict[str, Any] | None]:
         """The call and its transfer, if `who` may see it; 404 otherwise."""
         record = await self.calls.get(call_id)
         if record is None:

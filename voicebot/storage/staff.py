@@ -98,7 +98,9 @@ class Database:
         await self.db.commit()
         return int(cursor.lastrowid or 0)
 
-    async def rows(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[dict[str, Any]]:
+    async def rows(
+        self, sql: str, params: tuple[Any, ...] | list[Any] = (),
+    ) -> list[dict[str, Any]]:
         cursor = await self.db.execute(sql, params)
         names = [d[0] for d in cursor.description]
         return [dict(zip(names, row, strict=True)) for row in await cursor.fetchall()]
@@ -165,7 +167,9 @@ class StaffStore(Database):
         return await self.rows("SELECT id, user, label, created_at, expires_at "
                                f"FROM staff_credentials {where} ORDER BY id", params)
 
-    async def revoke(self, *, credential_id: int | None = None, token_hash: str | None = None) -> bool:
+    async def revoke(
+        self, *, credential_id: int | None = None, token_hash: str | None = None,
+    ) -> bool:
         if credential_id is not None:
             return await self.write("DELETE FROM staff_credentials WHERE id = ? AND kind = 'api'",
                                     (credential_id,)) > 0
@@ -176,7 +180,8 @@ class StaffStore(Database):
     async def audit(self, user: str, role: str, action: str, call_id: str = "",
                     detail: str = "") -> None:
         await self.insert("INSERT INTO staff_audit (at, user, role, action, call_id, detail) "
-                         "VALUES (?, ?, ?, ?, ?, ?)", (time.time(), user, role, action, call_id, detail))
+                          "VALUES (?, ?, ?, ?, ?, ?)",
+                          (time.time(), user, role, action, call_id, detail))
 
     async def audit_log(self, call_id: str = "", limit: int = 500) -> list[dict[str, Any]]:
         where, params = ("WHERE call_id = ?", [call_id]) if call_id else ("", [])
