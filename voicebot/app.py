@@ -10,14 +10,17 @@ from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 
-from voicebot.api import CallsApi
 from voicebot.asr.base import SpeechEngine
 from voicebot.asr.runner import AsrRunner
 from voicebot.asr.workers import WorkerPoolEngine
+from voicebot.call.events import CallEventBus
 from voicebot.call.registry import CallRegistry
 from voicebot.call.session import CallServices
 from voicebot.config import Settings
 from voicebot.dialog.lang import PACKS, PROMPT_NAMES
+from voicebot.staff.admin import AdminRoutes
+from voicebot.staff.routes import DeskRoutes
+from voicebot.staff.service import StaffDesk
 from voicebot.storage.sqlite import SqliteCallStore
 from voicebot.telephony.native import NativeStreamHandler
 from voicebot.telephony.twilio_ws import TwilioMediaHandler
@@ -30,6 +33,7 @@ log = logging.getLogger("voicebot")
 
 REGISTRY = web.AppKey("registry", CallRegistry)
 STARTUP = web.AppKey("startup", asyncio.Task)
+DESK = web.AppKey("desk", StaffDesk)
 LINE_RATES = (8000, 16000)
 
 
@@ -41,12 +45,16 @@ def create_app(
     registry = CallRegistry()
     store = SqliteCallStore(settings.db)
     app[REGISTRY] = registry
+    events = CallEventBus()
+    desk = app[DESK] = StaffDesk(settings)
+    events.subscribe(desk.on_call_event)
     twiml = TwimlHandlers(settings, store)
     app.router.add_post("/twilio/voice", twiml.voice)
     app.router.add_post("/twilio/stream-ended", twiml.stream_ended)
     app.router.add_get("/twilio/media", TwilioMediaHandler(settings, registry).handle)
     app.router.add_get("/v1/stream", NativeStreamHandler(settings, registry).handle)
-    app.router.add_get("/api/calls/{call_id}", CallsApi(settings, store).get_call)
+    DeskRoutes(desk, store).add_to(app.router)
+    AdminRoutes(desk).add_to(app.router)
     app.router.add_get("/healthz", _health)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
@@ -55,12 +63,14 @@ def create_app(
         executor = ThreadPoolExecutor(max_workers=64, thread_name_prefix="asr")
         prompts = PromptCache(synthesizer or Pyttsx3Synthesizer(settings.tts_rate))
         await store.open()
+        await desk.open()
         app[STARTUP] = asyncio.create_task(
-            _prepare(settings, registry, store, prompts, executor, engine), name="startup")
+            _prepare(settings, registry, store, prompts, executor, engine, events), name="startup")
         yield
         await registry.hang_up_all()
         app[STARTUP].cancel()
         await asyncio.gather(app[STARTUP], return_exceptions=True)
+        await desk.close()
         await store.close()
         prompts.close()
         executor.shutdown(wait=False, cancel_futures=True)
@@ -69,12 +79,17 @@ def create_app(
             await asyncio.get_running_loop().run_in_executor(None, owned.close)
 
     app.cleanup_ctx.append(lifecycle)
+
+    async def end_feeds(app: web.Application) -> None:  # open SSE streams would delay shutdown
+        desk.feed.close()
+
+    app.on_shutdown.append(end_feeds)
     return app
 
 
 async def _prepare(
     settings: Settings, registry: CallRegistry, store: SqliteCallStore, prompts: PromptCache,
-    executor: ThreadPoolExecutor, engine: SpeechEngine | None,
+    executor: ThreadPoolExecutor, engine: SpeechEngine | None, events: CallEventBus,
 ) -> None:
     """Load the engine and render the fixed prompts; only then report healthy."""
     pack = PACKS[settings.language]
@@ -92,7 +107,7 @@ async def _prepare(
     await prompts.prerender(pack.voice, texts, LINE_RATES)
     log.info("rendered %d prompts (%s, voice %s)", len(texts), pack.code, pack.voice)
     registry.services = CallServices(settings, AsrRunner(engine, executor, settings.asr_timeout_s),
-                                     prompts, store)
+                                     prompts, store, events)
 
 
 async def _health(request: web.Request) -> web.Response:

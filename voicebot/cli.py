@@ -14,6 +14,7 @@ from aiohttp import web
 
 from voicebot.config import Settings, load_settings
 from voicebot.errors import ConfigError
+from voicebot.staff.cli import add_staff_parser, run_staff
 
 log = logging.getLogger("voicebot")
 
@@ -29,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--language", choices=("en", "ko"))
     _add_replay(sub)
     _add_models(sub)
+    add_staff_parser(sub)
     transcribe = sub.add_parser("transcribe", help="recognise recordings offline, no server")
     transcribe.add_argument("files", nargs="+", type=Path)
     transcribe.add_argument("--json", action="store_true", help="one JSON object per file")
@@ -42,12 +44,15 @@ def main(argv: list[str] | None = None) -> int:
         return _models(args)
     try:
         overrides = {"host": args.host, "port": args.port} if args.command == "serve" else {}
-        settings = load_settings(args.config, model=args.model, language=args.language, **overrides)
+        settings = load_settings(args.config, model=getattr(args, "model", None),
+                                 language=getattr(args, "language", None), **overrides)
     except ConfigError as exc:
         print(f"voicebot: {exc}", file=sys.stderr)
         return 2
     if args.command == "transcribe":
         return _transcribe(settings, args.files, args.json)
+    if args.command == "staff":
+        return run_staff(args, settings)
     return _serve(settings)
 
 

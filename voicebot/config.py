@@ -30,7 +30,10 @@ class Settings:
     human_line: str = "+15550100"  # phone number or SIP URI of the human queue
     twilio_auth_token: str = ""
     stream_token: str = ""  # bearer token for /v1/stream
-    staff_token: str = ""  # bearer token for /api
+    staff_token: str = ""  # bootstrap admin bearer token for /api
+    crm_webhook_url: str = ""  # POST signed transfer/disposition events here (off when empty)
+    crm_webhook_secret: str = ""  # HMAC-SHA256 key for the webhook signature
+    knowledge_dir: str = "knowledge"  # agent-assist articles (*.toml)
     db: str = "var/voicebot.db"
     model: str = ""  # Vosk model dir or name; empty = embedded English engine
     language: str = "en"
@@ -68,6 +71,10 @@ def _validate(s: Settings) -> None:
         raise ConfigError("port", f"must be 0-65535, got {s.port}")
     if s.public_url and urlsplit(s.public_url).scheme not in ("http", "https"):
         raise ConfigError("public_url", "must start with https:// (or http:// for local tests)")
+    if s.crm_webhook_url and urlsplit(s.crm_webhook_url).scheme not in ("http", "https"):
+        raise ConfigError("crm_webhook_url", "must be an http(s):// URL")
+    if s.crm_webhook_url and not s.crm_webhook_secret:
+        raise ConfigError("crm_webhook_secret", "is required when crm_webhook_url is set")
     if s.language not in LANGUAGES:
         raise ConfigError("language", f"must be one of {', '.join(LANGUAGES)}, got {s.language!r}")
     if s.vad_aggressiveness not in (0, 1, 2, 3):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -22,6 +22,7 @@ from voicebot.audio.vad import (
     SpeechStarted,
     VadConfig,
 )
+from voicebot.call.events import CallEnded, CallEventBus, HandoffDecided
 from voicebot.call.media import MediaChannel
 from voicebot.call.player import Player, Playout
 from voicebot.call.recorder import CallRecorder
@@ -45,6 +46,7 @@ class CallServices:
     asr: AsrRunner
     prompts: PromptCache
     store: CallStore
+    events: CallEventBus = field(default_factory=CallEventBus)
 
     @property
     def pack(self) -> LanguagePack:
@@ -133,6 +135,8 @@ class CallSession:
         for action in actions:
             if isinstance(action, p.Say):
                 self._cancel_timer()
+                if action.name == "handoff":
+                    self._announce_handoff()
                 self._player.play(action)
             elif isinstance(action, p.StopPlayback):
                 await self._player.stop()
@@ -146,6 +150,14 @@ class CallSession:
                 await self.channel.end("completed")
                 return True
         return False
+
+    def _announce_handoff(self) -> None:
+        reason = self.policy.handoff_reason
+        assert reason is not None
+        record = self.recorder.record
+        self.services.events.publish(HandoffDecided(
+            record.call_id, reason, self._summary(reason), record.caller, record.language,
+            tuple(self.transcript)))
 
     async def _hand_off(self, reason: HandoffReason) -> None:
         target = self.services.settings.human_line
@@ -166,6 +178,7 @@ class CallSession:
             task.cancel()
         outcome = Outcome.ABANDONED if self.policy.state is not p.State.DONE else None
         await self.recorder.ended(outcome, self._summary(self.policy.handoff_reason))
+        self.services.events.publish(CallEnded(self.recorder.call_id, self.recorder.record.outcome))
 
     def _summary(self, reason: HandoffReason | None) -> str:
         return summarise(tuple(self.transcript), reason, self.policy.answered)

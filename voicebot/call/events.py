@@ -1,0 +1,61 @@
+"""What a call announces to the rest of the process while it runs.
+
+The session publishes; whoever cares (the staff desk, a CRM webhook, metrics)
+subscribes in the composition root. The bus is synchronous and never blocks:
+a subscriber that needs I/O schedules its own task. That keeps the call's path
+free of the desk and lets the desk learn of a transfer the moment the dialog
+decides on it, while the handoff line is still playing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from voicebot.types import HandoffReason, Utterance
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class HandoffDecided:
+    """The dialog chose to hand over; the handoff line is about to play."""
+
+    call_id: str
+    reason: HandoffReason
+    summary: str
+    caller: str
+    language: str
+    transcript: tuple[Utterance, ...]
+    at: float = field(default_factory=time.time)
+    kind: Literal["handoff_decided"] = "handoff_decided"
+
+
+@dataclass(frozen=True, slots=True)
+class CallEnded:
+    call_id: str
+    outcome: str  # handoff | completed | abandoned
+    at: float = field(default_factory=time.time)
+    kind: Literal["call_ended"] = "call_ended"
+
+
+CallEvent = HandoffDecided | CallEnded
+Subscriber = Callable[[CallEvent], None]
+
+
+class CallEventBus:
+    def __init__(self) -> None:
+        self._subscribers: list[Subscriber] = []
+
+    def subscribe(self, subscriber: Subscriber) -> None:
+        self._subscribers.append(subscriber)
+
+    def publish(self, event: CallEvent) -> None:
+        for subscriber in self._subscribers:
+            try:
+                subscriber(event)
+            except Exception:  # a broken subscriber must never break the call
+                log.exception("call %s: event subscriber failed on %s", event.call_id, event.kind)
