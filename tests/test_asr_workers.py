@@ -1,0 +1,78 @@
+"""The recognition worker pool: same results as in-process, and a dead or
+broken worker becomes an EngineError (a handoff), never a hang."""
+
+from __future__ import annotations
+
+import gc
+import os
+import signal
+
+import pytest
+
+from voicebot.asr.loader import load_engine
+from voicebot.asr.workers import WorkerPoolEngine
+from voicebot.audio.resample import resample
+from voicebot.audio.wav import read_wav
+from voicebot.dialog.lang import EN
+from voicebot.errors import ConfigError, EngineError
+
+from .conftest import FIXTURES
+
+pytestmark = pytest.mark.engine
+
+
+def utterance(name: str = "en_human_person.wav") -> bytes:
+    samples, rate = read_wav(FIXTURES / name)
+    return resample(samples[int(0.7 * rate): int(3.2 * rate)], rate, 16000).astype("<i2").tobytes()
+
+
+def recognise(engine, pcm: bytes):
+    stream = engine.stream()
+    for i in range(0, len(pcm), 3200):
+        stream.accept(pcm[i:i + 3200])
+    return stream.finish()
+
+
+@pytest.fixture(scope="module")
+def pool():
+    engine = WorkerPoolEngine(None, "en", workers=2)
+    yield engine
+    engine.close()
+
+
+def test_pool_gives_the_in_process_result(pool):
+    pcm = utterance()
+    local = recognise(load_engine(None, EN), pcm)
+    remote = recognise(pool, pcm)
+    assert remote.text == local.text == "i want to speak to a person"
+    assert remote.confidence == pytest.approx(local.confidence)
+    assert [w.text for w in remote.words] == [w.text for w in local.words]
+    assert pool.name == "pocketsphinx" and pool.sample_rate == 16000
+    assert "2 worker processes" in pool.description
+
+
+def test_streams_spread_over_workers_and_abandoned_ones_are_released(pool):
+    streams = [pool.stream() for _ in range(4)]
+    assert sorted(w.open_streams for w in pool._workers) == [2, 2]
+    del streams
+    gc.collect()
+    assert [w.open_streams for w in pool._workers] == [0, 0]
+
+
+def test_a_killed_worker_fails_its_utterances_and_is_replaced():
+    engine = WorkerPoolEngine(None, "en", workers=1)
+    try:
+        stream = engine.stream()
+        stream.accept(utterance()[:32000])
+        os.kill(engine.pids[0], signal.SIGKILL)
+        with pytest.raises(EngineError):
+            stream.finish()
+        assert recognise(engine, utterance()).text == "i want to speak to a person"
+    finally:
+        engine.close()
+
+
+def test_a_model_that_cannot_load_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        WorkerPoolEngine(str(tmp_path / "no-such-model"), "en", workers=1)
+    assert err.value.key == "VOICEBOT_MODEL"
