@@ -14,6 +14,8 @@ pace and echoing marks when the audio would have played. It reports per N:
   syserr        calls handed off because recognition timed out or failed
   CPU/call      server + workers CPU seconds ÷ call-seconds streamed (% of a core)
   MB/call       (peak RSS of server + workers − idle RSS) ÷ N
+  server main   CPU share of the server's main process (event loop, threads)
+  client        CPU share of this simulator (it shares the machine's 2 cores)
 
 N rises until the response p95 passes --target-ms, a call is handed off for a
 system error, or the list ends. The largest N within the target is the
@@ -72,6 +74,8 @@ class Row:
     cpu_per_call: float
     mb_per_call: float
     wall_s: float
+    server_loop: float  # CPU share of the server's main process (event loop + threads)
+    client: float  # CPU share of this gateway simulator
 
 
 def free_port() -> int:
@@ -190,12 +194,15 @@ async def run_level(base: str, pids: list[int], entries: list[tuple[Any, int, fl
             await asyncio.sleep(0.25)
 
     sampler = asyncio.create_task(sample())
-    cpu0, t0 = cpu_seconds(pids), time.monotonic()
+    cpu0, t0, mine0 = cpu_seconds(pids), time.monotonic(), time.process_time()
+    main0 = cpu_seconds(pids[:1])
     calls = [one_call(base, entries[i % len(entries)], args.protocol, i * args.ramp / max(1, n))
              for i in range(n)]
     results = await asyncio.gather(*calls)
     wall = time.monotonic() - t0
     cpu = cpu_seconds(pids) - cpu0
+    loop_load = (cpu_seconds(pids[:1]) - main0) / wall
+    client_load = (time.process_time() - mine0) / wall
     stop.set()
     await sampler
     firsts = [r["first"] for r in results if r["first"] is not None]
@@ -204,7 +211,7 @@ async def run_level(base: str, pids: list[int], entries: list[tuple[Any, int, fl
     return Row(
         n, pct(firsts, 0.5), pct(firsts, 0.95), pct(responses, 0.5), pct(responses, 0.95),
         len(responses), sum(r["system_error"] for r in results),
-        cpu / streamed if streamed else 0.0, (max(peak) - idle_mb) / n, wall)
+        cpu / streamed if streamed else 0.0, (max(peak) - idle_mb) / n, wall, loop_load, client_load)
 
 
 def print_row(row: Row, target_ms: float) -> None:
@@ -212,7 +219,7 @@ def print_row(row: Row, target_ms: float) -> None:
     print(f"{row.n:>4} | {row.first_p50*1000:>6.0f} {row.first_p95*1000:>6.0f} | "
           f"{row.resp_p50*1000:>6.0f} {row.resp_p95*1000:>6.0f} | {row.answered:>3}/{row.n:<3} "
           f"{row.sys_err:>4} | {row.cpu_per_call*100:>6.1f} % | {row.mb_per_call:>6.1f} | "
-          f"{row.wall_s:>5.0f} s | {ok}", flush=True)
+          f"{row.wall_s:>5.0f} s | {row.server_loop*100:>4.0f} % {row.client*100:>4.0f} % | {ok}", flush=True)
 
 
 async def main(args: argparse.Namespace) -> int:
@@ -230,8 +237,8 @@ async def main(args: argparse.Namespace) -> int:
             print(f"# server pid {proc.pid}, {len(pids) - 1} recognition workers, idle RSS {idle:.0f} MB, "
                   f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}; protocol {args.protocol}, "
                   f"language {args.language}, arrivals over {args.ramp:.0f} s")
-            print("   N | first audio ms | response ms   | replied syserr | CPU/call | MB/call |  wall |")
-            print("     |   p50    p95   |   p50    p95  |              |          |         |       |")
+            print("   N | first audio ms | response ms   | replied syserr | CPU/call | MB/call |  wall | server client |")
+            print("     |   p50    p95   |   p50    p95  |              |          |         |       | main   (cores) |")
             rows = []
             counts = [1] * len(entries) if args.latency_only else [int(c) for c in args.counts.split(",")]
             for i, n in enumerate(counts):

@@ -28,6 +28,10 @@ from voicebot.dialog.lang import LanguagePack
 from voicebot.errors import ConfigError
 
 DEFAULT_CONFIDENCE_THRESHOLD = 0.6
+# Decoder sets each pocketsphinx engine (one per recognition process) keeps
+# ready: ~55 MB each, so memory is fixed however many calls are up; more
+# utterances at once than this buffer until a set is free (benchmarks/capacity.py).
+SPHINX_DECODER_SETS = 3
 MODELS_DIR = Path("models")
 KEY = "VOICEBOT_MODEL"
 
@@ -40,7 +44,7 @@ def load_engine(model: str | None, pack: LanguagePack, models_dir: Path = MODELS
         from voicebot.asr.sphinx_engine import SphinxEngine
 
         try:
-            return SphinxEngine(pack)
+            return SphinxEngine(pack, pool_size=SPHINX_DECODER_SETS)
         except ValueError as exc:
             raise ConfigError(KEY, f"the embedded English engine cannot use this language pack: {exc}") from None
     try:

@@ -16,9 +16,15 @@ margin between the two paths, mapped through a logistic whose slope and offset
 were fitted on benchmarks/asr_rejection.py (see docs/asr.md), so that the
 default threshold 0.6 sits at the measured operating point.
 
-Decoders load in ~0.1 s each and are not thread-safe, so sets of them are
-pooled: a stream takes a set on its first second of audio and gives it back
-in finish() (or when it is garbage-collected unfinished).
+Decoders are not thread-safe, take ~0.35 s to build and ~55 MB each set
+(every pocketsphinx decoder loads its own copy of the acoustic model), so a
+fixed number of sets is built up front and pooled: a stream takes a set on
+its first second of audio and gives it back in finish() (or when it is
+garbage-collected unfinished). When all sets are busy, a stream keeps
+buffering and takes one as soon as one is free (catching up in one go);
+only a stream that reaches finish() with none free builds an extra set,
+which is dropped again when returned to a full pool. Memory stays flat as
+calls are added; a build never stalls other streams mid-call.
 """
 
 from __future__ import annotations
@@ -131,6 +137,7 @@ class SphinxEngine:
     name = "pocketsphinx"
 
     def __init__(self, pack: LanguagePack, sample_rate: int = SAMPLE_RATE, pool_size: int = 2) -> None:
+        self.pool_size = max(1, pool_size)
         if sample_rate != SAMPLE_RATE:
             raise ValueError(f"pocketsphinx's en-us model needs {SAMPLE_RATE} Hz audio, not "
                              f"{sample_rate} (resample 8 kHz line audio to 16 kHz)")
@@ -142,7 +149,7 @@ class SphinxEngine:
         self._live = _feat_params("live")
         self._lock = threading.Lock()
         self._pool: list[_DecoderSet] = []
-        self.created = 0  # decoder sets ever built (the pool reuses them)
+        self.created = 0  # decoder sets alive, pooled or in use
         self._cmn_lock = threading.Lock()
         self._cmn = _decoder(_feat_params("batch"))  # whole-chunk cepstral mean, shared
         self._cmn.add_jsgf_string("cmn", "#JSGF V1.0;\ngrammar cmn;\npublic <s> = yes;\n")
@@ -179,19 +186,25 @@ class SphinxEngine:
         self.created += 1
         return _DecoderSet(sentences, loop)
 
-    def acquire(self) -> _DecoderSet:
+    def acquire(self, build: bool = True) -> _DecoderSet | None:
+        """A free decoder set; with build=False, None when all are busy."""
         with self._lock:
             if self._pool:
                 return self._pool.pop()
-            return self._build()  # under the lock: `created` stays exact
+            return self._build() if build else None  # under the lock: `created` stays exact
 
     def release(self, decoders: _DecoderSet) -> None:
         try:
             decoders.end()
         except RuntimeError:  # a decoder in a bad state is dropped, not reused
+            with self._lock:
+                self.created -= 1
             return
         with self._lock:
-            self._pool.append(decoders)
+            if len(self._pool) < self.pool_size:
+                self._pool.append(decoders)
+            else:
+                self.created -= 1
 
     @property
     def idle(self) -> int:
@@ -253,7 +266,8 @@ class SphinxStream:
         if self._decoders is None:
             if len(self._pending) < int(CMN_SECONDS * SAMPLE_RATE) * 2:
                 return
-            self._begin()
+            if not self._begin(build=False):
+                return  # every set is busy: keep buffering
         self._feed()
 
     def finish(self) -> Transcript:
@@ -263,7 +277,7 @@ class SphinxStream:
         if self._decoders is None:
             if len(self._pending) < 2:
                 return Transcript("", 0.0)
-            self._begin()
+            self._begin(build=True)
         self._feed(final=True)
         decoders = self._decoders
         assert decoders is not None
@@ -276,11 +290,13 @@ class SphinxStream:
                 self._finalizer.detach()
             self._engine.release(decoders)
 
-    def _begin(self) -> None:
+    def _begin(self, build: bool) -> bool:
         engine = self._engine
-        cmn = engine.estimate_cmn(bytes(self._pending[: int(CMN_SECONDS * SAMPLE_RATE) * 2]))
-        decoders = engine.acquire()
+        decoders = engine.acquire(build)
+        if decoders is None:
+            return False
         try:
+            cmn = engine.estimate_cmn(bytes(self._pending[: int(CMN_SECONDS * SAMPLE_RATE) * 2]))
             decoders.start(cmn)
         except Exception:
             engine.release(decoders)
@@ -289,6 +305,7 @@ class SphinxStream:
         # An utterance abandoned without finish() (call hung up, task cancelled)
         # still gives its decoders back when the stream is collected.
         self._finalizer = weakref.finalize(self, engine.release, decoders)
+        return True
 
     def _feed(self, final: bool = False) -> None:
         usable = len(self._pending) if final else len(self._pending) & ~1
