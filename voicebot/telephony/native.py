@@ -91,7 +91,7 @@ def parse_start(event: dict[str, Any]) -> tuple[CallRecord, StreamFormat]:
     if event["event"] != "start":
         raise ProtocolError(f"expected start, got {event['event'][:40]!r}")
     rate, encoding = event.get("sample_rate", 8000), event.get("encoding", "pcm16")
-    if rate not in RATES or isinstance(rate, bool):
+    if type(rate) is not int or rate not in RATES:  # 8000.0 and true are not rates
         raise ProtocolError(f"start: sample_rate must be one of {RATES}")
     if encoding not in ENCODINGS:
         raise ProtocolError(f"start: encoding must be one of {ENCODINGS}")

@@ -45,7 +45,7 @@ async def open_socket(
 
     The reader accepts up to twice the limit so that `messages` can refuse an
     oversized message with a reason; beyond that aiohttp closes with a bare 1009."""
-    ws = web.WebSocketResponse(max_msg_size=2 * max_message_bytes, heartbeat=30)
+    ws = web.WebSocketResponse(max_msg_size=2 * max_message_bytes + 1, heartbeat=30)
     await ws.prepare(request)
     if not registry.ready:
         await ws.close(code=TRY_AGAIN_LATER, message=b"starting up")
