@@ -46,6 +46,9 @@ def create_app(
     settings: Settings, *, engine: SpeechEngine | None = None,
     synthesizer: Synthesizer | None = None,
 ) -> web.Application:
+    # aiosqlite logs every statement with its parameters (caller numbers, transcripts)
+    # at DEBUG: keep it quiet whatever level the operator picks.
+    logging.getLogger("aiosqlite").setLevel(max(logging.INFO, logging.getLogger().level))
     app = web.Application(client_max_size=settings.max_request_bytes)
     metrics = Metrics()
     registry = CallRegistry(settings.max_calls, metrics)
