@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sqlite3
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -18,9 +19,12 @@ from voicebot.call.registry import CallRegistry
 from voicebot.call.session import CallServices
 from voicebot.config import Settings
 from voicebot.dialog.lang import PACKS, PROMPT_NAMES
+from voicebot.metrics import CONTENT_TYPE, Metrics
 from voicebot.staff.admin import AdminRoutes
 from voicebot.staff.routes import DeskRoutes
 from voicebot.staff.service import StaffDesk
+from voicebot.storage.base import CallStore
+from voicebot.storage.journal import JournalledStore
 from voicebot.storage.sqlite import SqliteCallStore
 from voicebot.telephony.native import NativeStreamHandler
 from voicebot.telephony.twilio_ws import TwilioMediaHandler
@@ -34,6 +38,7 @@ log = logging.getLogger("voicebot")
 REGISTRY = web.AppKey("registry", CallRegistry)
 STARTUP = web.AppKey("startup", asyncio.Task)
 DESK = web.AppKey("desk", StaffDesk)
+STORE = web.AppKey("store", JournalledStore)
 LINE_RATES = (8000, 16000)
 
 
@@ -41,10 +46,18 @@ def create_app(
     settings: Settings, *, engine: SpeechEngine | None = None,
     synthesizer: Synthesizer | None = None,
 ) -> web.Application:
-    app = web.Application(client_max_size=64 * 1024)
-    registry = CallRegistry()
-    store = SqliteCallStore(settings.db)
+    # aiosqlite logs every statement with its parameters (caller numbers, transcripts)
+    # at DEBUG: keep it quiet whatever level the operator picks.
+    logging.getLogger("aiosqlite").setLevel(max(logging.INFO, logging.getLogger().level))
+    app = web.Application(client_max_size=settings.max_request_bytes)
+    metrics = Metrics()
+    registry = CallRegistry(settings.max_calls, metrics)
+    store = JournalledStore(
+        SqliteCallStore(settings.db), settings.journal_path, timeout_s=settings.db_timeout_s,
+        data_errors=(sqlite3.IntegrityError, ValueError), on_journalled=metrics.journalled.inc)
+    metrics.track_journal(lambda: store.pending)
     app[REGISTRY] = registry
+    app[STORE] = store
     events = CallEventBus()
     desk = app[DESK] = StaffDesk(settings)
     events.subscribe(desk.on_call_event)
@@ -56,6 +69,14 @@ def create_app(
     DeskRoutes(desk, store).add_to(app.router)
     AdminRoutes(desk).add_to(app.router)
     app.router.add_get("/healthz", _health)
+    app.router.add_get("/metrics", _metrics)
+
+    async def drain(app: web.Application) -> None:
+        # runs after the listening sockets are closed: no new connections arrive
+        log.info("shutting down: handing %d calls to the human line", len(registry.sessions))
+        await registry.drain(settings.shutdown_grace_s)
+
+    app.on_shutdown.append(drain)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         # Threads only move audio to the recognition processes and wait for
@@ -88,7 +109,7 @@ def create_app(
 
 
 async def _prepare(
-    settings: Settings, registry: CallRegistry, store: SqliteCallStore, prompts: PromptCache,
+    settings: Settings, registry: CallRegistry, store: CallStore, prompts: PromptCache,
     executor: ThreadPoolExecutor, engine: SpeechEngine | None, events: CallEventBus,
 ) -> None:
     """Load the engine and render the fixed prompts; only then report healthy."""
@@ -118,5 +139,16 @@ async def _health(request: web.Request) -> web.Response:
     if not registry.ready:
         return web.json_response({"status": "starting"}, status=503)
     assert registry.services is not None
-    return web.json_response({"status": "ok", "engine": registry.services.asr.engine.description,
-                              "calls": len(registry.sessions)})
+    metrics = registry.metrics
+    return web.json_response({
+        "status": "ok", "engine": registry.services.asr.engine.description,
+        "calls": len(registry.sessions), "max_calls": registry.max_calls,
+        "over_capacity": int(metrics.sample("voicebot_calls_over_capacity_total")),
+        "store": "ok" if request.app[STORE].up else "journalling",
+        "journal_pending": request.app[STORE].pending,
+    })
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    body = request.app[REGISTRY].metrics.exposition()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})

@@ -211,8 +211,10 @@ def _serve(settings: Settings) -> int:
     app.on_startup.append(watch_startup)
     log.info("listening on http://%s:%d (Twilio webhook: POST /twilio/voice, native: WS /v1/stream)",
              settings.host, settings.port)
+    # SIGTERM/SIGINT: stop listening, hand every call to a human (app.py drain),
+    # flush the records, exit 0. The timeout only bounds sockets still open after that.
     web.run_app(app, host=settings.host, port=settings.port, print=None,
-                shutdown_timeout=10, handle_signals=True)
+                shutdown_timeout=settings.shutdown_grace_s + 5, handle_signals=True)
     return 1 if failure else 0
 
 

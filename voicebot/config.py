@@ -52,11 +52,22 @@ class Settings:
     mark_grace_s: float = 3.0  # extra wait for a playout mark before assuming it played
     asr_timeout_s: float = 5.0
     asr_workers: int = 0  # recognition processes; 0 = one per CPU core
-    max_message_bytes: int = 1 << 20
+    max_message_bytes: int = 1 << 20  # largest WebSocket message
+    max_request_bytes: int = 64 * 1024  # largest HTTP request body (webhooks, API)
+    max_calls: int = 64  # concurrent calls the bot handles; more go straight to a human
+    max_call_s: float = 1800.0  # a call this long is handed to a human
+    idle_timeout_s: float = 15.0  # no audio from the gateway this long: hand over / close
+    shutdown_grace_s: float = 15.0  # on SIGTERM, time for calls to finish their handoff
+    db_timeout_s: float = 5.0  # a store operation slower than this goes to the journal
+    journal: str = ""  # append-only file for records while the DB is down; "" = <db>.journal
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
         _validate(self)
+
+    @property
+    def journal_path(self) -> str:
+        return self.journal or self.db + ".journal"
 
     @property
     def ws_public_base(self) -> str:
@@ -86,7 +97,11 @@ def _validate(s: Settings) -> None:
     for key in ("low_confidence_turns", "no_input_turns", "unresolved_turns"):
         if getattr(s, key) < 1:
             raise ConfigError(key, "must be at least 1")
-    for key in ("no_input_timeout_s", "max_utterance_s", "asr_timeout_s", "mark_grace_s"):
+    for key in ("max_message_bytes", "max_request_bytes", "max_calls"):
+        if getattr(s, key) < 1:
+            raise ConfigError(key, "must be at least 1")
+    for key in ("no_input_timeout_s", "max_utterance_s", "asr_timeout_s", "mark_grace_s",
+                "max_call_s", "idle_timeout_s", "shutdown_grace_s", "db_timeout_s"):
         if getattr(s, key) <= 0:
             raise ConfigError(key, "must be positive")
 

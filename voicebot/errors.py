@@ -3,7 +3,8 @@
 VoicebotError
  ├── ConfigError       bad setting; names the key; raised at start-up
  ├── ProtocolError     a gateway sent something we cannot accept; closes that one call
- └── EngineError       ASR/TTS failed or hung; the call is handed to a human (system_error)
+ ├── EngineError       ASR/TTS failed or hung; the call is handed to a human (system_error)
+ └── StoreUnavailable  the call database cannot be read right now (writes are journalled)
 """
 
 from __future__ import annotations
@@ -29,4 +30,8 @@ class ProtocolError(VoicebotError):
 
 
 class EngineError(VoicebotError):
+    pass
+
+
+class StoreUnavailable(VoicebotError):
     pass

@@ -43,6 +43,11 @@ class HandoffReason(StrEnum):
     NO_INPUT = "no_input"
     UNRESOLVED = "unresolved"
     SYSTEM_ERROR = "system_error"
+    # set by the service, not the conversation: the caller still reaches a human
+    OVER_CAPACITY = "over_capacity"  # more calls than VOICEBOT_MAX_CALLS
+    MAX_DURATION = "max_duration"  # the call reached VOICEBOT_MAX_CALL_S
+    MEDIA_TIMEOUT = "media_timeout"  # the gateway sent no audio for VOICEBOT_IDLE_TIMEOUT_S
+    SHUTDOWN = "shutdown"  # the server is stopping (SIGTERM)
 
 
 class Outcome(StrEnum):

@@ -1,20 +1,34 @@
-"""The live calls of this process and the shared services once they are ready."""
+"""The live calls of this process and the shared services once they are ready.
+
+Never refuses a call: beyond `max_calls`, or while the server is draining
+for shutdown, a new call hears the disclosure and goes straight to a human.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 
 from voicebot.call.media import MediaChannel
 from voicebot.call.session import CallServices, CallSession
+from voicebot.metrics import Metrics
 from voicebot.storage.base import CallRecord
+from voicebot.types import HandoffReason
+
+log = logging.getLogger(__name__)
 
 
 class CallRegistry:
-    def __init__(self) -> None:
+    def __init__(self, max_calls: int = 64, metrics: Metrics | None = None) -> None:
         self.services: CallServices | None = None  # None until engine + prompts are ready
         self.sessions: dict[str, CallSession] = {}
+        self.max_calls = max_calls
+        self.metrics = metrics or Metrics()
+        self.draining = False
         self._tasks: set[asyncio.Task[None]] = set()
+        self._overflow: set[str] = set()  # calls over capacity: not counted against max_calls
+        self.metrics.track_active(lambda: len(self.sessions))
 
     @property
     def ready(self) -> bool:
@@ -28,9 +42,22 @@ class CallRegistry:
         if record.call_id in self.sessions:
             raise KeyError(record.call_id)
         record.language = self.services.settings.language
-        session = CallSession(record, channel, self.services)
+        reason = self._admission()
+        session = CallSession(record, channel, self.services, hand_over=reason)
         self.sessions[record.call_id] = session
+        if reason is not None:
+            self._overflow.add(record.call_id)
+        self.metrics.calls.labels(record.gateway).inc()
         return session
+
+    def _admission(self) -> HandoffReason | None:
+        if self.draining:
+            return HandoffReason.SHUTDOWN
+        if len(self.sessions) - len(self._overflow) >= self.max_calls:
+            self.metrics.over_capacity.inc()
+            log.warning("over capacity (%d calls): sending a new call to a human", self.max_calls)
+            return HandoffReason.OVER_CAPACITY
+        return None
 
     async def run(self, session: CallSession) -> None:
         task = asyncio.current_task()
@@ -40,7 +67,26 @@ class CallRegistry:
         try:
             await session.run()
         finally:
-            self.sessions.pop(session.recorder.call_id, None)
+            call_id = session.recorder.call_id
+            self.sessions.pop(call_id, None)
+            self._overflow.discard(call_id)
+            record = session.recorder.record
+            if record.outcome == "handoff":
+                self.metrics.handoffs.labels(record.handoff_reason).inc()
+
+    async def drain(self, grace_s: float) -> None:
+        """Shutdown: no new bot conversations; every call in progress is handed to a
+        human (a handoff already under way finishes with its own reason). Waits at
+        most `grace_s`, then hangs up whatever is left."""
+        self.draining = True
+        for session in list(self.sessions.values()):
+            session.hand_over(HandoffReason.SHUTDOWN)
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=grace_s)
+            if pending:
+                log.warning("%d calls still running after %.0f s of shutdown grace",
+                            len(pending), grace_s)
+        await self.hang_up_all()
 
     async def hang_up_all(self) -> None:
         for session in list(self.sessions.values()):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -58,7 +59,11 @@ class _HungUp:
 
 
 class CallSession:
-    def __init__(self, record: CallRecord, channel: MediaChannel, services: CallServices) -> None:
+    """`hand_over` set: the call hears the disclosure, then goes straight to a
+    human for that reason (over capacity, shutting down); no speech is recognised."""
+
+    def __init__(self, record: CallRecord, channel: MediaChannel, services: CallServices,
+                 hand_over: HandoffReason | None = None) -> None:
         s = services.settings
         self.services = services
         self.channel = channel
@@ -75,9 +80,14 @@ class CallSession:
                               self._on_played, self._on_prompt_failed)
         self._hung_up = False
         self._samples_in = 0
+        self._hand_over = hand_over
+        self._last_media = self._began = time.monotonic()
 
     # --- inbound, called by the adapter ----------------------------------------------
     def on_audio(self, samples: np.ndarray) -> None:
+        self._last_media = time.monotonic()
+        if self._hand_over is not None or self._call_time() > self.services.settings.max_call_s:
+            return  # nothing more to recognise; the watchdog hands the call over
         self._samples_in += samples.size
         for event in self._vad.push(samples):
             if isinstance(event, SpeechStarted):
@@ -98,6 +108,13 @@ class CallSession:
     def on_mark(self, name: str) -> None:
         self._player.mark_echoed(name)
 
+    def hand_over(self, reason: HandoffReason) -> None:
+        """Send the caller to a human as soon as the policy allows (after the
+        disclosure; a handoff already under way keeps its own reason)."""
+        if self._hand_over is None:
+            self._hand_over = reason
+            self._events.put_nowait(p.HandOver(reason))
+
     def on_hangup(self) -> None:
         if not self._hung_up:
             self._hung_up = True
@@ -109,8 +126,11 @@ class CallSession:
     # --- the call --------------------------------------------------------------------
     async def run(self) -> None:
         await self.recorder.started(self.policy.config.disclosure_text or self.pack.prompts["disclosure"])
+        watchdog = asyncio.create_task(self._watchdog(), name="call-watchdog")
         try:
             await self._perform(self.policy.start())
+            if self._hand_over is not None:
+                self._events.put_nowait(p.HandOver(self._hand_over))
             while not self._hung_up or not self._events.empty():
                 event = await self._events.get()
                 if isinstance(event, _HungUp):
@@ -118,7 +138,22 @@ class CallSession:
                 if await self._step(event):
                     break
         finally:
+            watchdog.cancel()
             await self._shutdown()
+
+    async def _watchdog(self) -> None:
+        """Limits no caller should hit: the call's length, audio that stopped arriving."""
+        s = self.services.settings
+        while True:
+            now = time.monotonic()
+            if now - self._began >= s.max_call_s or self._call_time() > s.max_call_s:
+                self.hand_over(HandoffReason.MAX_DURATION)
+                return
+            if now - self._last_media >= s.idle_timeout_s:
+                self.hand_over(HandoffReason.MEDIA_TIMEOUT)
+                return
+            wake = min(self._began + s.max_call_s, self._last_media + s.idle_timeout_s)
+            await asyncio.sleep(max(0.05, wake - now))
 
     async def _step(self, event: p.Event) -> bool:
         try:

@@ -64,7 +64,15 @@ class Failed:
     detail: str
 
 
-Event = PromptDone | SpeechBegan | Heard | KeyPressed | NoInput | Failed
+@dataclass(frozen=True)
+class HandOver:
+    """The service, not the conversation, needs a human to take the call
+    (over capacity, time limit, media stopped, shutdown)."""
+
+    reason: HandoffReason
+
+
+Event = PromptDone | SpeechBegan | Heard | KeyPressed | NoInput | Failed | HandOver
 
 
 # --- actions out -------------------------------------------------------------
@@ -136,10 +144,12 @@ class Policy:
             return []
         if isinstance(event, Failed) and self.state is not State.DISCLOSING:
             return self._failed()
+        if isinstance(event, HandOver) and self.state is not State.DISCLOSING:
+            return [] if self.state in _FINAL else self._handoff(event.reason)
         if isinstance(event, PromptDone):
             return self._prompt_done(event)
         if self.state is State.DISCLOSING:
-            if isinstance(event, Heard | KeyPressed | Failed):
+            if isinstance(event, Heard | KeyPressed | Failed | HandOver):
                 self._held.append(event)
             return []
         if self.state in _FINAL:
@@ -183,6 +193,9 @@ class Policy:
         self.state = State.LISTENING
         if any(isinstance(event, Failed) for event in held):
             return self._handoff(HandoffReason.SYSTEM_ERROR)
+        for event in held:
+            if isinstance(event, HandOver):
+                return self._handoff(event.reason)
         for event in held:
             if self._is_person_request(event):
                 return self._handoff(HandoffReason.CALLER_REQUEST)

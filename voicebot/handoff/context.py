@@ -13,6 +13,10 @@ REASON_TEXT = {
     HandoffReason.NO_INPUT: "the caller did not say anything the bot could hear",
     HandoffReason.UNRESOLVED: "the bot could not help with the caller's request",
     HandoffReason.SYSTEM_ERROR: "the bot had a technical problem",
+    HandoffReason.OVER_CAPACITY: "the bot was at capacity",
+    HandoffReason.MAX_DURATION: "the call reached the bot's time limit",
+    HandoffReason.MEDIA_TIMEOUT: "the caller's audio stopped arriving",
+    HandoffReason.SHUTDOWN: "the bot was shutting down",
 }
 
 INTENT_TEXT = {

@@ -24,6 +24,7 @@ from voicebot.storage.base import CallRecord
 from voicebot.telephony.ws_common import (
     close_with_error,
     finish_call,
+    messages,
     open_socket,
     start_call,
 )
@@ -90,7 +91,7 @@ def parse_start(event: dict[str, Any]) -> tuple[CallRecord, StreamFormat]:
     if event["event"] != "start":
         raise ProtocolError(f"expected start, got {event['event'][:40]!r}")
     rate, encoding = event.get("sample_rate", 8000), event.get("encoding", "pcm16")
-    if rate not in RATES or isinstance(rate, bool):
+    if type(rate) is not int or rate not in RATES:  # 8000.0 and true are not rates
         raise ProtocolError(f"start: sample_rate must be one of {RATES}")
     if encoding not in ENCODINGS:
         raise ProtocolError(f"start: encoding must be one of {ENCODINGS}")
@@ -119,38 +120,56 @@ class NativeStreamHandler:
         if not self._authorised(request):
             raise web.HTTPUnauthorized(text="missing or wrong bearer token",
                                        headers={"WWW-Authenticate": "Bearer"})
-        ws, ready = await open_socket(request, self.registry, self.settings.max_message_bytes)
+        s = self.settings
+        ws, ready = await open_socket(request, self.registry, s.max_message_bytes)
         if not ready:
             return ws
         session: CallSession | None = None
         task: asyncio.Task[None] | None = None
         fmt: StreamFormat | None = None
         try:
-            async for msg in ws:
+            async for msg in messages(ws, s.max_message_bytes, s.idle_timeout_s,
+                                       lambda: session is not None):
                 if session is None:
-                    session, fmt = self._begin(msg, ws)
+                    session, fmt = await self._begin(msg, ws)
                     task = start_call(self.registry, session)
                     await ws.send_str(json.dumps({"event": "started",
                                                   "call_id": session.recorder.call_id}))
                     continue
                 assert fmt is not None
                 if self._dispatch(msg, session, fmt):
+                    # stop: the call is over; later messages are not read (docs/protocol.md)
+                    await finish_call(self.registry, session, task)
+                    await ws.close(code=1000, message=b"stopped")
                     break
         except ProtocolError as error:
             await _send_error(ws, error)
+            await finish_call(self.registry, session, task)  # record stored before the close
+            await close_with_error(ws, error, self.registry)
         finally:
             await finish_call(self.registry, session, task)
         return ws
 
-    def _begin(self, msg: Any, ws: web.WebSocketResponse) -> tuple[CallSession, StreamFormat]:
+    async def _begin(self, msg: Any, ws: web.WebSocketResponse) -> tuple[CallSession, StreamFormat]:
         if msg.type is not WSMsgType.TEXT:
             raise ProtocolError("the first message must be a JSON start event", UNSUPPORTED_DATA)
         record, fmt = parse_start(parse_event(msg.data))
+        if record.call_id and await self._used(record.call_id):
+            raise ProtocolError("start: this call_id was already used")
         try:
             session = self.registry.new_session(record, NativeChannel(ws, fmt))
         except KeyError:
             raise ProtocolError("start: a call with this call_id is already in progress") from None
         return session, fmt
+
+    async def _used(self, call_id: str) -> bool:
+        """A reused id would append to, and overwrite, an earlier caller's record."""
+        services = self.registry.services
+        assert services is not None
+        try:
+            return await services.store.get(call_id) is not None
+        except Exception:  # noqa: BLE001 - store down: the journal keeps records apart by time
+            return False
 
     def _dispatch(self, msg: Any, session: CallSession, fmt: StreamFormat) -> bool:
         if msg.type is WSMsgType.BINARY:
@@ -182,4 +201,3 @@ class NativeStreamHandler:
 async def _send_error(ws: web.WebSocketResponse, error: ProtocolError) -> None:
     if not ws.closed:
         await ws.send_str(json.dumps({"event": "error", "reason": error.reason}))
-    await close_with_error(ws, error)

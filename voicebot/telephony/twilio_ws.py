@@ -19,6 +19,7 @@ from voicebot.telephony.signature import valid_twilio_signature
 from voicebot.telephony.ws_common import (
     close_with_error,
     finish_call,
+    messages,
     open_socket,
     start_call,
 )
@@ -66,13 +67,15 @@ class TwilioMediaHandler:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         if not self._authorised(request):
             raise web.HTTPForbidden(text="invalid X-Twilio-Signature")
-        ws, ready = await open_socket(request, self.registry, self.settings.max_message_bytes)
+        s = self.settings
+        ws, ready = await open_socket(request, self.registry, s.max_message_bytes)
         if not ready:
             return ws
         session: CallSession | None = None
         task: asyncio.Task[None] | None = None
         try:
-            async for msg in ws:
+            async for msg in messages(ws, s.max_message_bytes, s.idle_timeout_s,
+                                       lambda: session is not None):
                 if msg.type is not WSMsgType.TEXT:
                     raise ProtocolError("Twilio messages must be JSON text frames", 1003)
                 message = tc.parse(msg.data)
@@ -82,9 +85,13 @@ class TwilioMediaHandler:
                         task = start_call(self.registry, session)
                     continue
                 if self._dispatch(message, session):
+                    # stop: the call is over; later messages are not read (docs/protocol.md)
+                    await finish_call(self.registry, session, task)
+                    await ws.close(code=1000, message=b"stopped")
                     break
         except ProtocolError as error:
-            await close_with_error(ws, error)
+            await finish_call(self.registry, session, task)  # record stored before the close
+            await close_with_error(ws, error, self.registry)
         finally:
             await finish_call(self.registry, session, task)
         return ws

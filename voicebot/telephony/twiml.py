@@ -8,6 +8,7 @@ from xml.sax.saxutils import escape, quoteattr
 from aiohttp import web
 
 from voicebot.config import Settings
+from voicebot.errors import StoreUnavailable
 from voicebot.storage.base import CallStore
 from voicebot.telephony.signature import valid_twilio_signature
 
@@ -60,7 +61,10 @@ class TwimlHandlers:
     async def stream_ended(self, request: web.Request) -> web.Response:
         form = await self._form(request)
         call_sid = form.get("CallSid", "")
-        record = await self.store.get(call_sid) if self.store and call_sid else None
+        try:
+            record = await self.store.get(call_sid) if self.store and call_sid else None
+        except StoreUnavailable:  # the database is down: fail safe, to a human
+            record = None
         if record is not None and record.outcome == "completed":
             return _xml(HANGUP_TWIML)
         if record is None:

@@ -10,6 +10,10 @@ const REASONS = {
   no_input: "Caller went quiet",
   unresolved: "Bot could not help",
   system_error: "Technical problem",
+  over_capacity: "Bot was at capacity",
+  max_duration: "Call reached the time limit",
+  media_timeout: "Caller's audio stopped",
+  shutdown: "Bot was shutting down",
 };
 const state = { me: null, queue: new Map(), current: null, feed: null };
 
