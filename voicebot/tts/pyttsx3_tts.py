@@ -1,7 +1,10 @@
 """pyttsx3 (espeak-ng driver on Linux) rendering to WAV, read back as samples.
 
-pyttsx3 engines are not thread-safe, so `PromptCache` calls this from one
-dedicated worker thread only.
+pyttsx3 engines are not thread-safe, and `pyttsx3.init()` hands every caller
+in a process the same engine object, so two synthesizers (two apps in one
+process, as in the tests) would share it from two threads: all rendering in a
+process goes through one lock. A render that still comes back broken is
+retried once before it counts as a TTS failure.
 """
 
 from __future__ import annotations
@@ -10,12 +13,17 @@ import contextlib
 import io
 import os
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
 
 from voicebot.audio.wav import read_wav
 from voicebot.errors import EngineError
+
+
+_ENGINE_LOCK = threading.Lock()
+_ATTEMPTS = 2
 
 
 class Pyttsx3Synthesizer:
@@ -37,6 +45,16 @@ class Pyttsx3Synthesizer:
         return self._engine
 
     def synthesize(self, text: str, voice: str) -> tuple[np.ndarray, int]:
+        with _ENGINE_LOCK:
+            for attempt in range(_ATTEMPTS):
+                try:
+                    return self._render(text, voice)
+                except EngineError:
+                    if attempt == _ATTEMPTS - 1:
+                        raise
+        raise AssertionError("unreachable")
+
+    def _render(self, text: str, voice: str) -> tuple[np.ndarray, int]:
         engine = self._get_engine()
         fd, name = tempfile.mkstemp(suffix=".wav", prefix="voicebot-tts-")
         os.close(fd)
