@@ -7,7 +7,8 @@ pace and echoing marks when the audio would have played. It reports per N:
 
   first audio   stream start → first byte of the disclosure (p50 / p95)
   response      end of the caller's speech → the bot's next prompt or handoff
-                decision (its `prompt`/`handoff` event) (p50 / p95). Each call
+                decision (native: its `prompt`/`handoff` event; Twilio: the
+                first byte of its next audio) (p50 / p95). Each call
                 plays a fixture's first utterance once the bot listens (after
                 the disclosure and the menu), then hangs up 4 s later.
   replied       calls that got a response in those 4 s
@@ -177,7 +178,10 @@ async def one_call(base: str, call: tuple[Any, int, float], protocol: str, delay
     options = ReplayOptions(protocol=protocol, speed=1.0, marks="played",
                             hangup_at=len(samples) / rate)
     result = await replay(base.replace("http", "ws") + PATHS[protocol], samples, rate, options)
-    replies = [e for e in result.events if e["event"] in ("prompt", "handoff") and e["t"] >= spoken_end]
+    # The native protocol announces each prompt; on Twilio's wire the reply is
+    # the first bot audio after a pause ("speaking", noted by the replay client).
+    kinds = ("prompt", "handoff") if protocol == "native" else ("speaking",)
+    replies = [e for e in result.events if e["event"] in kinds and e["t"] >= spoken_end]
     system_error = any(e["event"] == "handoff" and e.get("reason") == "system_error" for e in replies)
     return {"first": result.first_audio_s, "response": replies[0]["t"] - spoken_end if replies else None,
             "system_error": system_error, "seconds": len(samples) / rate}

@@ -21,6 +21,7 @@ from voicebot.audio.codecs import ulaw_decode, ulaw_encode
 
 FRAME_MS = 20
 MarkMode = Literal["played", "immediate", "never"]
+SPEAKING_GAP_S = 0.3  # bot audio after this long without any starts a "speaking" event
 
 
 @dataclass
@@ -124,6 +125,7 @@ class _Call:
         self.sid = "MZ" + uuid.uuid4().hex
         self.t0 = 0.0
         self.line = _Line(options.speed, options.marks, self._echo)
+        self._last_audio_s = float("-inf")
         self._tail_anchor: float | None = None
         self._sends: set[asyncio.Future[None]] = set()
 
@@ -253,8 +255,12 @@ class _Call:
         self.result.close_code = self.ws.close_code
 
     def _bot_audio(self, samples: np.ndarray) -> None:
+        now = self._now()
         if self.result.first_audio_s is None:
-            self.result.first_audio_s = self._now()
+            self.result.first_audio_s = now
+        if now - self._last_audio_s > SPEAKING_GAP_S:  # the bot starts speaking (again)
+            self.result.events.append({"event": "speaking", "t": round(now, 3)})
+        self._last_audio_s = now
         self.result.bot_audio.append(samples)
         self.line.audio(samples.size / self.rate)
 

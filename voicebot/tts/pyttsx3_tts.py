@@ -13,7 +13,9 @@ import contextlib
 import io
 import os
 import tempfile
+import logging
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +24,12 @@ from voicebot.audio.wav import read_wav
 from voicebot.errors import EngineError
 
 
+log = logging.getLogger("voicebot.tts")
 _ENGINE_LOCK = threading.Lock()
-_ATTEMPTS = 2
+# pyttsx3 2.99's espeak driver now and then hands back an empty WAV under
+# load (seen at start-up on a busy 2-core machine; never in 60 renders alone).
+_ATTEMPTS = 3
+_RETRY_PAUSE_S = 0.2
 
 
 class Pyttsx3Synthesizer:
@@ -49,9 +55,11 @@ class Pyttsx3Synthesizer:
             for attempt in range(_ATTEMPTS):
                 try:
                     return self._render(text, voice)
-                except EngineError:
+                except EngineError as exc:
                     if attempt == _ATTEMPTS - 1:
                         raise
+                    log.warning("pyttsx3 render failed (%s); trying again", exc)
+                    time.sleep(_RETRY_PAUSE_S)
         raise AssertionError("unreachable")
 
     def _render(self, text: str, voice: str) -> tuple[np.ndarray, int]:
