@@ -164,8 +164,8 @@ async def when_listening(base: str, protocol: str) -> float:
     """Seconds from stream start until the bot has played the disclosure and the menu."""
     import numpy as np
 
-    result = await replay(base.replace("http", "ws") + PATHS[protocol], np.zeros(8000 * 20, np.int16),
-                          8000, ReplayOptions(protocol=protocol, speed=1.0, hangup_at=15.0))
+    result = await replay(base.replace("http", "ws") + PATHS[protocol], np.zeros(8000 * 30, np.int16),
+                          8000, ReplayOptions(protocol=protocol, speed=1.0, hangup_at=28.0))
     played = [e["t"] for e in result.events if e["event"] == "played"]
     if len(played) < 2:
         raise SystemExit(f"the bot played {len(played)} prompts to a silent caller; expected 2")
