@@ -3,7 +3,10 @@
 pyttsx3 engines are not thread-safe, and `pyttsx3.init()` hands every caller
 in a process the same engine object, so two synthesizers (two apps in one
 process, as in the tests) would share it from two threads: all rendering in a
-process goes through one lock. A render that still comes back broken is
+process goes through one lock. The espeak driver synthesises on espeak's own
+thread and its runAndWait can return before that thread has written the file
+(seen on a process's first prompts, one app alone), so a render also waits for
+the driver's end-of-utterance notice. A render that still comes back broken is
 retried once before it counts as a TTS failure.
 """
 
@@ -24,6 +27,7 @@ from voicebot.errors import EngineError
 
 _ENGINE_LOCK = threading.Lock()
 _ATTEMPTS = 2
+_FINISH_TIMEOUT_S = 30.0
 
 
 class Pyttsx3Synthesizer:
@@ -59,16 +63,21 @@ class Pyttsx3Synthesizer:
         fd, name = tempfile.mkstemp(suffix=".wav", prefix="voicebot-tts-")
         os.close(fd)
         path = Path(name)
+        finished = threading.Event()
+        token = engine.connect("finished-utterance", lambda **_: finished.set())
         try:
             engine.setProperty("voice", voice)
             engine.save_to_file(text, str(path))
             # The espeak driver prints the file name to stdout; keep server output clean.
             with contextlib.redirect_stdout(io.StringIO()):
                 engine.runAndWait()
+                if not finished.wait(_FINISH_TIMEOUT_S):
+                    raise EngineError(f"espeak did not finish a prompt within {_FINISH_TIMEOUT_S} s")
             samples, rate = read_wav(path)
         except (RuntimeError, OSError, EOFError) as exc:
-            raise EngineError(f"pyttsx3 failed to render a prompt: {exc}") from exc
+            raise EngineError(f"pyttsx3 failed to render a prompt: {exc!r}") from exc
         finally:
+            engine.disconnect(token)
             path.unlink(missing_ok=True)
         if samples.size == 0:
             raise EngineError("pyttsx3 rendered no audio")
