@@ -42,6 +42,8 @@ async def test_replay_single_file_prints_a_call_log(start_server, en_engine, tmp
                                  "--save-audio", str(tmp_path))
     assert code == 0, out
     assert "[disclosure] You've reached our automated assistant" in out
+    assert "disclosure played to the end: yes" in out
+    assert "end of speech → bot response: " in out  # from the transcript, no manifest needed
     assert 'caller "i want to speak to a person"' in out
     assert "outcome: handoff:caller_request" in out
     assert (tmp_path / "en_human_person.bot.wav").stat().st_size > 8000 * 2 * 5
@@ -125,3 +127,15 @@ async def test_replay_converts_any_wav_format(start_server, en_engine, tmp_path)
 async def test_replay_rejects_a_bad_speed():
     code, _, err = await run_cli(str(FIXTURES / "silence.wav"), "--speed", "fast")
     assert code == 2 and "'fast': give a positive number" in err
+
+
+def test_transcribe_offline_prints_text_confidence_and_timing(capsys):
+    from voicebot.cli import main
+
+    path = FIXTURES / "en_human_person.wav"
+    assert main(["transcribe", str(path), "--json"]) == 0
+    (segment,) = json.loads(capsys.readouterr().out)["segments"]
+    assert segment["text"] == "i want to speak to a person" and segment["confidence"] > 0.6
+    (start, end), = next(e["speech"] for e in manifest() if e["file"] == path.name)
+    assert start - 0.4 < segment["start"] < start and end < segment["end"] < end + 0.8
+    assert [w["text"] for w in segment["words"]] == "i want to speak to a person".split()

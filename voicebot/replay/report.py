@@ -15,6 +15,8 @@ def call_log(done: CaseResult, speed: float) -> str:
         return "\n".join(lines + [f"   error: {done.error}"])
     first = f"{r.first_audio_s * 1000:.0f} ms" if r.first_audio_s is not None else "never"
     lines.append(f"   first bot audio after {first}")
+    heard = any(name.endswith("-disclosure") for name in r.marks_echoed)
+    lines.append(f"   disclosure played to the end: {'yes' if heard else 'NO'}")
     for e in r.events:
         t = f"{e['t']:7.2f}s"
         if e["event"] == "prompt":

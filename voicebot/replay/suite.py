@@ -54,12 +54,14 @@ class CaseResult:
                           self.case.language)
 
     def response_latencies(self, speed: float) -> list[float]:
-        """Seconds from the end of each caller utterance to the bot's next prompt or handoff."""
+        """Seconds from the end of each caller utterance (from the manifest, else as
+        the server's transcripts place it) to the bot's next prompt or handoff."""
         if self.result is None or not speed:
             return []
         replies = [e["t"] for e in self.result.events if e["event"] in ("prompt", "handoff")]
+        ends = [end for _, end in self.case.speech] or [t["end"] for t in self.transcripts]
         out = []
-        for _, end in self.case.speech:
+        for end in ends:
             spoken_end = end / speed
             after = [t for t in replies if t >= spoken_end]
             if after:
