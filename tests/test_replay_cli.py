@@ -5,10 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import wave
+from pathlib import Path
 
+import numpy as np
 import pytest
 
-from voicebot.replay.suite import word_error_rate
+from voicebot.audio.wav import read_wav
+from voicebot.replay.suite import error_rate, word_error_rate
 
 from .conftest import FIXTURES, ROOT, manifest
 
@@ -38,6 +42,8 @@ async def test_replay_single_file_prints_a_call_log(start_server, en_engine, tmp
                                  "--save-audio", str(tmp_path))
     assert code == 0, out
     assert "[disclosure] You've reached our automated assistant" in out
+    assert "disclosure played to the end: yes" in out
+    assert "end of speech → bot response: " in out  # from the transcript, no manifest needed
     assert 'caller "i want to speak to a person"' in out
     assert "outcome: handoff:caller_request" in out
     assert (tmp_path / "en_human_person.bot.wav").stat().st_size > 8000 * 2 * 5
@@ -50,7 +56,8 @@ async def test_replay_manifest_verdicts_and_exit_status(start_server, en_engine,
     code, out, err = await run_cli(*(str(FIXTURES / n) for n in names), "--manifest", str(good),
                                    "--url", server.ws, "--concurrency", "2")
     assert code == 0, out + err
-    assert "2/2 fixtures passed" in out and "[2/2]" in err
+    assert "2/2 fixtures passed" in out and "mean WER 0.00 over 1 files" in out
+    assert "] 2/2 " in err and err.count("\n") == 2, err  # one progress line per finished call
 
     wrong = subset(tmp_path, names, {"en_dtmf_zero.wav": "completed"})
     code, out, _ = await run_cli(*(str(FIXTURES / n) for n in names), "--manifest", str(wrong),
@@ -67,3 +74,68 @@ def test_word_error_rate():
     assert word_error_rate("i want to speak to a person", "i want to speak to a person") == 0.0
     assert word_error_rate("i want to speak to a person", "i want a person") == pytest.approx(3 / 7)
     assert word_error_rate("", "") == 0.0 and word_error_rate("", "x") == 1.0
+    assert error_rate("비밀번호를 잊어버렸어요", "비밀번호 를 잊어버렸 어요", "ko") == 0.0
+    assert error_rate("상담원", "상담", "ko") == pytest.approx(1 / 3)
+
+
+SUBSET = ["en_human_person.wav", "en_dtmf_zero.wav", "en_hangup_mid_sentence.wav",
+          "en_order_status.wav", "real_out_of_domain_weasels.wav"]
+
+
+async def test_replay_directory_gives_the_fixture_suites_verdicts(start_server, en_engine, tmp_path):
+    """`voicebot replay DIR --manifest FILE` judges like tests/test_fixture_suite.py:
+    its verdict (from what the gateway saw) equals the server's call record."""
+    server = await start_server(en_engine)
+    folder = tmp_path / "calls"
+    folder.mkdir()
+    for name in SUBSET:
+        (folder / name).symlink_to(FIXTURES / name)
+    manifest_path = subset(folder, SUBSET)
+    code, out, err = await run_cli(str(folder), "--manifest", str(manifest_path), "--url", server.ws,
+                                   "--concurrency", str(len(SUBSET)), "--json", "--language", "en")
+    lines = {Path(line["file"]).name: line for line in map(json.loads, out.splitlines())}
+    assert set(lines) == set(SUBSET), err
+    for entry in (e for e in manifest() if e["file"] in SUBSET):
+        line = lines[entry["file"]]
+        record = await server.record(line["call_id"])
+        recorded = f"handoff:{record.handoff_reason}" if record.outcome == "handoff" else record.outcome
+        assert line["outcome"] == recorded == entry["expected"], (entry["file"], line["outcome"], recorded)
+        assert line["passed"] is True
+        assert (line["wer"] is None) == (not entry["text"])
+    assert lines["en_human_person.wav"]["wer"] == 0.0
+    assert code == 0, err
+
+
+async def test_replay_converts_any_wav_format(start_server, en_engine, tmp_path):
+    """A 44.1 kHz stereo 24-bit recording, converted to 8 kHz mono and sent at 4x speed."""
+    samples, rate = read_wav(FIXTURES / "en_human_agent.wav", 44100)
+    stereo = np.repeat(samples.astype(np.int32)[:, None] << 8, 2, axis=1)  # 24-bit, two channels
+    raw = b"".join(int(v).to_bytes(3, "little", signed=True) for v in stereo.ravel())
+    path = tmp_path / "agent_44k_stereo_24bit.wav"
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(2)
+        w.setsampwidth(3)
+        w.setframerate(44100)
+        w.writeframes(raw)
+    server = await start_server(en_engine)
+    code, out, err = await run_cli(str(path), "--url", server.ws, "--speed", "4")
+    assert code == 0, out + err
+    assert 'caller "agent please"' in out
+    assert "outcome: handoff:caller_request" in out
+
+
+async def test_replay_rejects_a_bad_speed():
+    code, _, err = await run_cli(str(FIXTURES / "silence.wav"), "--speed", "fast")
+    assert code == 2 and "'fast': give a positive number" in err
+
+
+def test_transcribe_offline_prints_text_confidence_and_timing(capsys):
+    from voicebot.cli import main
+
+    path = FIXTURES / "en_human_person.wav"
+    assert main(["transcribe", str(path), "--json"]) == 0
+    (segment,) = json.loads(capsys.readouterr().out)["segments"]
+    assert segment["text"] == "i want to speak to a person" and segment["confidence"] > 0.6
+    (start, end), = next(e["speech"] for e in manifest() if e["file"] == path.name)
+    assert start - 0.4 < segment["start"] < start and end < segment["end"] < end + 0.8
+    assert [w["text"] for w in segment["words"]] == "i want to speak to a person".split()

@@ -88,22 +88,42 @@ def _add_replay(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     replay.add_argument("--url", default="ws://127.0.0.1:8080",
                         help="server base URL (ws://host:port); the protocol picks the path")
     replay.add_argument("--protocol", choices=("twilio", "native"), default="native")
-    replay.add_argument("--speed", default="1", help="1 = real time, 4 = four times, max = no pacing")
+    replay.add_argument("--speed", type=_speed, default=1.0,
+                        help="1 = real time, 4 = four times, max = no pacing")
     replay.add_argument("--manifest", type=Path, help="expected outcomes, DTMF, hang-ups (JSON)")
     replay.add_argument("--concurrency", type=int, default=1, help="calls at once")
+    replay.add_argument("--arrival-gap", type=float, default=0.0, metavar="SECONDS",
+                        help="start the calls this far apart (the fixture suite uses 0.7)")
     replay.add_argument("--json", action="store_true", help="JSON lines instead of a call log")
     replay.add_argument("--save-audio", type=Path, metavar="DIR", help="write the bot's audio as WAVs")
     replay.add_argument("--token", help="bearer token for the native protocol")
+    replay.add_argument("--language", choices=("en", "ko"),
+                        help="only the manifest's fixtures for a bot in this language")
+
+
+def _speed(value: str) -> float:
+    """`max` (no pacing, 0) or a positive factor of real time."""
+    if value == "max":
+        return 0.0
+    try:
+        factor = float(value)
+    except ValueError:
+        factor = 0.0
+    if not factor > 0:
+        raise argparse.ArgumentTypeError(f"{value!r}: give a positive number (1 = real time) or max")
+    return factor
 
 
 def _replay(args: argparse.Namespace) -> int:
     from voicebot.audio.wav import write_wav
     from voicebot.replay.client import ReplayOptions
-    from voicebot.replay.report import call_log, json_line, summary_table
+    from voicebot.replay.report import call_log, json_line, progress_line, summary_table
     from voicebot.replay.suite import CaseResult, load_cases, run_cases
 
-    speed = 0.0 if args.speed == "max" else float(args.speed)
+    speed = args.speed
     cases = load_cases(args.paths, args.manifest)
+    if args.language:
+        cases = [c for c in cases if c.language in ("", args.language)]
     if not cases:
         print("voicebot replay: no WAV files found", file=sys.stderr)
         return 2
@@ -115,12 +135,16 @@ def _replay(args: argparse.Namespace) -> int:
 
     def on_done(done: CaseResult) -> None:
         finished.append(done)
+        if many:  # on stderr, so stdout stays a clean table or JSON lines
+            line = progress_line(len(finished), len(cases), done)
+            if sys.stderr.isatty():  # one bar redrawn in place
+                last = len(finished) == len(cases)
+                print(f"\r{line}\x1b[K", end="\n" if last else "", file=sys.stderr, flush=True)
+            else:
+                print(line, file=sys.stderr, flush=True)
         if args.json:
             print(json_line(done, speed), flush=True)
-        elif many:
-            print(f"[{len(finished)}/{len(cases)}] {done.case.path.name}: {done.outcome}",
-                  file=sys.stderr, flush=True)
-        else:
+        elif not many:
             print(call_log(done, speed), flush=True)
         if args.save_audio and done.result is not None:
             args.save_audio.mkdir(parents=True, exist_ok=True)
@@ -128,7 +152,7 @@ def _replay(args: argparse.Namespace) -> int:
             write_wav(args.save_audio / f"{done.case.path.stem}.bot.wav", done.result.audio, rate)
 
     results = asyncio.run(run_cases(cases, args.url.rstrip("/") + path, base,
-                                    args.concurrency, on_done))
+                                    args.concurrency, on_done, args.arrival_gap))
     if many and not args.json:
         print(summary_table(results, speed))
     failed = [r for r in results if r.passed is False or r.result is None]

@@ -15,6 +15,8 @@ def call_log(done: CaseResult, speed: float) -> str:
         return "\n".join(lines + [f"   error: {done.error}"])
     first = f"{r.first_audio_s * 1000:.0f} ms" if r.first_audio_s is not None else "never"
     lines.append(f"   first bot audio after {first}")
+    heard = any(name.endswith("-disclosure") for name in r.marks_echoed)
+    lines.append(f"   disclosure played to the end: {'yes' if heard else 'NO'}")
     for e in r.events:
         t = f"{e['t']:7.2f}s"
         if e["event"] == "prompt":
@@ -36,7 +38,8 @@ def call_log(done: CaseResult, speed: float) -> str:
 def json_line(done: CaseResult, speed: float) -> str:
     r = done.result
     payload: dict[str, Any] = {
-        "file": str(done.case.path), "expected": done.case.expected, "outcome": done.outcome,
+        "file": str(done.case.path), "call_id": r.call_id if r else None,
+        "expected": done.case.expected, "outcome": done.outcome,
         "passed": done.passed, "error": done.error or None, "wer": done.wer,
         "first_audio_ms": None if r is None or r.first_audio_s is None else round(r.first_audio_s * 1000),
         "response_ms": [round(x * 1000) for x in done.response_latencies(speed)],
@@ -60,4 +63,16 @@ def summary_table(results: list[CaseResult], speed: float) -> str:
     judged = [d for d in results if d.passed is not None]
     failed = [d for d in judged if not d.passed]
     rows.append(f"{len(judged) - len(failed)}/{len(judged)} fixtures passed" if judged else "no expectations given")
+    wers = [d.wer for d in results if d.wer is not None]
+    if wers:
+        rows.append(f"mean WER {sum(wers) / len(wers):.2f} over {len(wers)} files with a reference text"
+                    " (Korean: character error rate)")
     return "\n".join(rows)
+
+
+def progress_line(finished: int, total: int, done: CaseResult, width: int = 24) -> str:
+    """`[#####.....] 3/10 name: outcome verdict` for the operator's terminal."""
+    filled = width * finished // max(total, 1)
+    verdict = {None: "", True: " pass", False: " FAIL"}[done.passed]
+    return (f"[{'#' * filled}{'.' * (width - filled)}] {finished}/{total} "
+            f"{done.case.path.name}: {done.outcome}{verdict}")

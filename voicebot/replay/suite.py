@@ -19,6 +19,7 @@ from voicebot.replay.client import ReplayOptions, ReplayResult, replay
 class Case:
     path: Path
     expected: str | None = None  # e.g. "handoff:caller_request"; None = no verdict
+    language: str = ""  # the bot language the manifest runs it against; "" = any
     text: list[str] = field(default_factory=list)
     speech: list[tuple[float, float]] = field(default_factory=list)
     dtmf: list[tuple[float, str]] = field(default_factory=list)
@@ -49,15 +50,18 @@ class CaseResult:
     def wer(self) -> float | None:
         if not self.case.text or self.result is None:
             return None
-        return word_error_rate(" ".join(self.case.text), " ".join(t["text"] for t in self.transcripts))
+        return error_rate(" ".join(self.case.text), " ".join(t["text"] for t in self.transcripts),
+                          self.case.language)
 
     def response_latencies(self, speed: float) -> list[float]:
-        """Seconds from the end of each caller utterance to the bot's next prompt or handoff."""
+        """Seconds from the end of each caller utterance (from the manifest, else as
+        the server's transcripts place it) to the bot's next prompt or handoff."""
         if self.result is None or not speed:
             return []
         replies = [e["t"] for e in self.result.events if e["event"] in ("prompt", "handoff")]
+        ends = [end for _, end in self.case.speech] or [t["end"] for t in self.transcripts]
         out = []
-        for _, end in self.case.speech:
+        for end in ends:
             spoken_end = end / speed
             after = [t for t in replies if t >= spoken_end]
             if after:
@@ -87,7 +91,8 @@ def _read_manifest(path: Path) -> dict[str, Case]:
     entries = json.loads(path.read_text(encoding="utf-8"))
     return {
         e["file"]: Case(
-            path=path.parent / e["file"], expected=e.get("expected"), text=list(e.get("text", [])),
+            path=path.parent / e["file"], expected=e.get("expected"), language=e.get("language", ""),
+            text=list(e.get("text", [])),
             speech=[(float(a), float(b)) for a, b in e.get("speech", [])],
             dtmf=[(float(d["at"]), str(d["digit"])) for d in e.get("dtmf", [])],
             hangup_at=e.get("hangup_at"),
@@ -98,11 +103,14 @@ def _read_manifest(path: Path) -> dict[str, Case]:
 
 async def run_cases(
     cases: list[Case], url: str, base: ReplayOptions, concurrency: int = 1,
-    on_done: Callable[[CaseResult], None] | None = None,
+    on_done: Callable[[CaseResult], None] | None = None, arrival_gap_s: float = 0.0,
 ) -> list[CaseResult]:
+    """Replay every case, at most `concurrency` at once, the i-th call starting no
+    earlier than i * arrival_gap_s after the first."""
     gate = asyncio.Semaphore(max(1, concurrency))
 
-    async def one(case: Case) -> CaseResult:
+    async def one(index: int, case: Case) -> CaseResult:
+        await asyncio.sleep(index * arrival_gap_s)
         async with gate:
             options = ReplayOptions(**{**base.__dict__, "dtmf": case.dtmf, "hangup_at": case.hangup_at})
             try:
@@ -114,7 +122,17 @@ async def run_cases(
             on_done(done)
         return done
 
-    return list(await asyncio.gather(*(one(c) for c in cases)))
+    return list(await asyncio.gather(*(one(i, c) for i, c in enumerate(cases))))
+
+
+def error_rate(reference: str, hypothesis: str, language: str = "") -> float:
+    """Word error rate; for Korean the character error rate over non-space
+    characters, since Korean spacing varies (the Vosk model writes 비밀번호를 as
+    "비밀번호 를", which is right but would count as two word errors)."""
+    if language == "ko":
+        return word_error_rate(" ".join(normalise(reference).replace(" ", "")),
+                               " ".join(normalise(hypothesis).replace(" ", "")))
+    return word_error_rate(reference, hypothesis)
 
 
 def word_error_rate(reference: str, hypothesis: str) -> float:

@@ -3,8 +3,11 @@
 pyttsx3 engines are not thread-safe, and `pyttsx3.init()` hands every caller
 in a process the same engine object, so two synthesizers (two apps in one
 process, as in the tests) would share it from two threads: all rendering in a
-process goes through one lock. A render that still comes back broken is
-retried once before it counts as a TTS failure.
+process goes through one lock. The espeak driver synthesises on espeak's own
+thread and its runAndWait can return before that thread has written the file
+(seen on a process's first prompts, one app alone), so a render also waits for
+the driver's end-of-utterance notice. A render that still comes back broken is
+retried (up to three attempts) before it counts as a TTS failure.
 """
 
 from __future__ import annotations
@@ -12,8 +15,8 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import tempfile
 import logging
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -23,13 +26,11 @@ import numpy as np
 from voicebot.audio.wav import read_wav
 from voicebot.errors import EngineError
 
-
 log = logging.getLogger("voicebot.tts")
 _ENGINE_LOCK = threading.Lock()
-# pyttsx3 2.99's espeak driver now and then hands back an empty WAV under
-# load (seen at start-up on a busy 2-core machine; never in 60 renders alone).
 _ATTEMPTS = 3
 _RETRY_PAUSE_S = 0.2
+_FINISH_TIMEOUT_S = 30.0
 
 
 class Pyttsx3Synthesizer:
@@ -67,16 +68,21 @@ class Pyttsx3Synthesizer:
         fd, name = tempfile.mkstemp(suffix=".wav", prefix="voicebot-tts-")
         os.close(fd)
         path = Path(name)
+        finished = threading.Event()
+        token = engine.connect("finished-utterance", lambda **_: finished.set())
         try:
             engine.setProperty("voice", voice)
             engine.save_to_file(text, str(path))
             # The espeak driver prints the file name to stdout; keep server output clean.
             with contextlib.redirect_stdout(io.StringIO()):
                 engine.runAndWait()
+                if not finished.wait(_FINISH_TIMEOUT_S):
+                    raise EngineError(f"espeak did not finish a prompt within {_FINISH_TIMEOUT_S} s")
             samples, rate = read_wav(path)
         except (RuntimeError, OSError, EOFError) as exc:
-            raise EngineError(f"pyttsx3 failed to render a prompt: {exc}") from exc
+            raise EngineError(f"pyttsx3 failed to render a prompt: {exc!r}") from exc
         finally:
+            engine.disconnect(token)
             path.unlink(missing_ok=True)
         if samples.size == 0:
             raise EngineError("pyttsx3 rendered no audio")
