@@ -10,6 +10,7 @@ checks that on a subset). The verdict here comes from the server's call record.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
 import pytest
 
@@ -73,19 +74,29 @@ def check_talk_over(done: CaseResult, record) -> list[str]:
     return problems
 
 
-@pytest.mark.parametrize("protocol", ["native", "twilio"])
-@pytest.mark.parametrize("language", ["en", "ko"])
-async def test_every_fixture_reaches_its_expected_outcome(
-    start_server, request, language, protocol
-):
+@dataclass
+class Verdict:
+    got: str
+    expected: str
+    row: str  # the table line printed for it
+    problems: list[str]
+
+
+# One concurrent run per (language, protocol), shared by that run's per-fixture
+# test items: the calls overlap as they would at a contact centre, and each
+# fixture still gets its own verdict (and its own xfail if it is a known miss).
+_RUNS: dict[tuple[str, str], dict[str, Verdict] | BaseException] = {}
+CASES = [(c.language, c.path.name) for c in load_cases([FIXTURES], None)]
+
+
+async def run_all(start_server, engine, language: str, protocol: str) -> dict[str, Verdict]:
     cases = [c for c in load_cases([FIXTURES], None) if c.language == language]
-    engine = request.getfixturevalue(f"{language}_engine")
     server = await start_server(engine, language=language)
     path = "/twilio/media" if protocol == "twilio" else "/v1/stream"
     options = ReplayOptions(protocol=protocol, speed=1.0, marks="played", max_call_s=70)
     results = await run_cases(cases, server.ws + path, options, len(cases), arrival_gap_s=ARRIVAL_GAP_S)
     await asyncio.sleep(0.3)  # records of calls the client hung up on are closed by now
-    rows, wrong, fixed = [], [], []
+    verdicts = {}
     for done in results:
         name = done.case.path.name
         got = await outcome_of(server, done)
@@ -94,17 +105,37 @@ async def test_every_fixture_reaches_its_expected_outcome(
         heard = " | ".join(f"{u['text']} ({u['confidence']:.2f})" for u in record.utterances)
         said, heard_text = " ".join(done.case.text), " ".join(u["text"] for u in speech)
         wer = f"{error_rate(said, heard_text, language):.2f}" if done.case.text else "-"
-        rows.append(f"{name:<36} expected {done.case.expected:<24} got {got:<24} "
-                    f"{'CER' if language == 'ko' else 'WER'} {wer:>4}  heard: {heard}")
-        if got != done.case.expected and name not in KNOWN_MISSES:
-            wrong.append(rows[-1])
-        if got == done.case.expected and name in KNOWN_MISSES:
-            fixed.append(name)
-        assert record.disclosure_started_at is not None, "every call starts with the disclosure"
-        wrong += [f"{name}: {problem}" for problem in check_talk_over(done, record)]
-        if len(speech) != len(done.case.speech) and name not in KNOWN_MISSES:
-            wrong.append(f"{name}: {len(done.case.speech)} utterances spoken, {len(speech)} transcribed")
-    print("\n" + "\n".join(rows))
-    if fixed:
-        print("known misses that passed this time (remove them from KNOWN_MISSES):", fixed)
-    assert not wrong, "fixtures with the wrong outcome:\n" + "\n".join(wrong)
+        row = (f"{name:<36} expected {done.case.expected:<24} got {got:<24} "
+               f"{'CER' if language == 'ko' else 'WER'} {wer:>4}  heard: {heard}")
+        problems = check_talk_over(done, record)
+        if record.disclosure_started_at is None:
+            problems.append("the call did not start with the disclosure")
+        if len(speech) != len(done.case.speech):
+            problems.append(f"{len(done.case.speech)} utterances spoken, {len(speech)} transcribed")
+        verdicts[name] = Verdict(got, done.case.expected, row, problems)
+    print("\n" + "\n".join(v.row for v in verdicts.values()))
+    return verdicts
+
+
+@pytest.mark.parametrize("protocol", ["native", "twilio"])
+@pytest.mark.parametrize(("language", "fixture"), CASES, ids=[name for _, name in CASES])
+async def test_fixture_reaches_its_expected_outcome(start_server, request, language, fixture, protocol):
+    key = (language, protocol)
+    if key not in _RUNS:
+        try:
+            engine = request.getfixturevalue(f"{language}_engine")
+            _RUNS[key] = await run_all(start_server, engine, language, protocol)
+        except Exception as exc:  # every item of this run reports the same failure
+            _RUNS[key] = exc
+    run = _RUNS[key]
+    if isinstance(run, BaseException):
+        raise run
+    verdict = run[fixture]
+    print(verdict.row)
+    missed = verdict.got != verdict.expected or verdict.problems
+    if missed and fixture in KNOWN_MISSES:
+        pytest.xfail(f"known miss: {KNOWN_MISSES[fixture]} (got {verdict.got})")
+    if not missed and fixture in KNOWN_MISSES:
+        print(f"known miss {fixture} passed this time: remove it from KNOWN_MISSES if it keeps passing")
+    assert verdict.got == verdict.expected, verdict.row
+    assert not verdict.problems, f"{fixture}: {verdict.problems}"
