@@ -182,7 +182,8 @@ async def test_calls_during_a_database_outage_lose_no_records(start_server, en_e
             twiml = await r.text()
         async with http.post(server.http + "/twilio/stream-ended", data={"CallSid": "CA-older"}) as r2:
             assert r2.status == 200 and "<Dial>" in await r2.text()  # not readable: fail safe
-    assert health["store"] == "journalling" and health["journal_pending"] == store.pending
+    # calls still running may journal more between the two reads
+    assert health["store"] == "journalling" and 0 < health["journal_pending"] <= store.pending
     assert r.status == 200 and "<Dial>" in twiml  # the human line is reached during the outage
 
     journalled = store.pending

@@ -92,6 +92,10 @@ async def test_over_capacity_call_hears_disclosure_and_reaches_a_human(start_ser
     assert record.disclosure_played_at is not None
     assert (await _health(server))["over_capacity"] == 1
     assert "voicebot_calls_over_capacity_total 1.0" in await _metrics(server)
+    for _ in range(100):  # counted when the server's call task ends, just after the close
+        if 'voicebot_handoffs_total{reason="over_capacity"} 1.0' in await _metrics(server):
+            break
+        await asyncio.sleep(0.02)
     assert 'voicebot_handoffs_total{reason="over_capacity"} 1.0' in await _metrics(server)
 
     assert (await first).outcome == "abandoned"  # the first caller hung up at 4 s

@@ -39,6 +39,7 @@ class SqliteCallStore:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._db = await aiosqlite.connect(self.path)
+        await self._db.execute("PRAGMA busy_timeout=5000")  # the staff desk shares the file
         await self._db.execute("PRAGMA journal_mode=WAL")
         await self._db.execute("PRAGMA synchronous=NORMAL")
         await self._db.executescript(_SCHEMA)
