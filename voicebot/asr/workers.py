@@ -138,13 +138,12 @@ class WorkerPoolEngine:
             worker = min(self._workers, key=lambda w: w.open_streams)
             worker.open_streams += 1
             sid = next(self._ids)
-        stream = _PoolStream(self, worker, sid)
         try:
             worker.send(("open", sid))
         except EngineError:
             self._closed(worker)
             raise
-        return stream
+        return _PoolStream(self, worker, sid)  # only now: its __del__ gives the slot back
 
     def close(self) -> None:
         self._closing = True

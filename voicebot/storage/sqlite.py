@@ -10,6 +10,7 @@ from typing import Any
 import aiosqlite
 
 from voicebot.storage.base import CallRecord, utterance_json
+from voicebot.storage.connection import connect
 from voicebot.types import Utterance
 
 _SCALARS = [f.name for f in fields(CallRecord) if f.name not in ("utterances", "prompts")]
@@ -36,14 +37,7 @@ class SqliteCallStore:
         self._db: aiosqlite.Connection | None = None
 
     async def open(self) -> None:
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = await aiosqlite.connect(self.path)
-        await self._db.execute("PRAGMA busy_timeout=5000")  # the staff desk shares the file
-        await self._db.execute("PRAGMA journal_mode=WAL")
-        await self._db.execute("PRAGMA synchronous=NORMAL")
-        await self._db.executescript(_SCHEMA)
-        await self._db.commit()
+        self._db = await connect(self.path, _SCHEMA, "journal_mode=WAL", "synchronous=NORMAL")
 
     async def close(self) -> None:
         if self._db is not None:

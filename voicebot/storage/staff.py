@@ -14,6 +14,8 @@ from typing import Any
 
 import aiosqlite
 
+from voicebot.storage.connection import connect
+
 ROLES = ("agent", "supervisor", "admin")  # each role may do everything the ones before it may
 
 _SCHEMA = """
@@ -68,12 +70,7 @@ class Database:
         self._db: aiosqlite.Connection | None = None
 
     async def open(self) -> None:
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = await aiosqlite.connect(self.path)
-        await self._db.execute("PRAGMA busy_timeout=5000")
-        await self._db.executescript(self.schema)
-        await self._db.commit()
+        self._db = await connect(self.path, self.schema)
 
     async def close(self) -> None:
         if self._db is not None:
