@@ -129,11 +129,13 @@ def _handler(server: Server) -> type[BaseHTTPRequestHandler]:
                 assert m, rng
                 start, status = int(m[1]), 206
                 if start >= len(data):
+                    # logged before answering: the client's retry may be served
+                    # (and logged) on another thread before this one returns
+                    server.log.append(Hit(self.path, rng, 416, 0))
                     self.send_response(416)
                     self.send_header("Content-Range", f"bytes */{len(data)}")
                     self.send_header("Content-Length", "0")
                     self.end_headers()
-                    server.log.append(Hit(self.path, rng, 416, 0))
                     return
             body = data[start:]
             self.send_response(status)
