@@ -8,7 +8,6 @@ never sees the silence between turns.
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from dataclasses import dataclass
 from enum import Enum, auto
@@ -113,20 +112,64 @@ class Endpointer:
         return events
 
 
+def frame_levels(frames: np.ndarray) -> list[float]:
+    """Level in dBFS of each row of a 2-D int16 array (one 20 ms frame per row).
+
+    Integer arithmetic (squares in int32, sums in int64) is exact, so a frame
+    has the same level whether it is measured alone or in a batch of many."""
+    x = frames.astype(np.int32)
+    power = np.square(x, out=x).sum(axis=1, dtype=np.int64) / (frames.shape[1] * _FULL_SCALE_POWER)
+    return (10.0 * np.log10(power + 1e-12)).tolist()  # type: ignore[no-any-return]
+
+
+class VoiceGate:
+    """Per-call frame decision: energy gates, then webrtcvad. Frames must come in order:
+    the noise floor and webrtcvad both keep state."""
+
+    def __init__(self, rate: int, config: VadConfig) -> None:
+        if rate not in (8000, 16000, 32000, 48000):
+            raise ValueError(f"webrtcvad cannot run at {rate} Hz")
+        self.rate = rate
+        self._vad = webrtcvad.Vad(config.aggressiveness)
+        self._min_level = config.min_level_dbfs
+        self._margin = config.noise_margin_db
+        self._floor: float | None = None
+        self._rise = config.frame_ms / 1000.0 / config.noise_floor_tau_s
+
+    def voiced(self, level: float, frame: np.ndarray) -> bool:
+        # Energy gates first: webrtcvad flags steady line hiss as speech, so a
+        # frame must also stand out from the tracked noise floor.
+        floor = self._floor
+        if floor is None or level < floor:
+            self._floor = level
+        else:
+            self._floor = floor + (level - floor) * self._rise
+        if level < self._min_level:
+            return False
+        if floor is not None and level < floor + self._margin:
+            return False
+        return self._vad.is_speech(frame.tobytes(), self.rate)
+
+
+def run_frames(gate: VoiceGate, endpointer: Endpointer, frames: np.ndarray,
+               levels: list[float]) -> list[VadEvent]:
+    """Whole frames (rows) of one call through its gate and endpointer, in order."""
+    events: list[VadEvent] = []
+    for frame, level in zip(frames, levels, strict=True):
+        events += endpointer.push(frame, gate.voiced(level, frame))
+    return events
+
+
 class SpeechDetector:
     """PCM chunks of any size in → VAD events out. One per call."""
 
     def __init__(self, rate: int, config: VadConfig | None = None) -> None:
-        if rate not in (8000, 16000, 32000, 48000):
-            raise ValueError(f"webrtcvad cannot run at {rate} Hz")
         self.config = config or VadConfig()
         self.rate = rate
+        self._gate = VoiceGate(rate, self.config)
         self._frame_len = rate * self.config.frame_ms // 1000
-        self._vad = webrtcvad.Vad(self.config.aggressiveness)
         self._endpointer = Endpointer(self.config)
         self._carry = _EMPTY
-        self._floor_db: float | None = None
-        self._floor_rise = self.config.frame_ms / 1000.0 / self.config.noise_floor_tau_s
 
     @property
     def speaking(self) -> bool:
@@ -140,28 +183,10 @@ class SpeechDetector:
         whole = samples.size - samples.size % size
         if whole < samples.size:
             self._carry = samples[whole:].copy()
-        events: list[VadEvent] = []
-        for start in range(0, whole, size):
-            frame = samples[start : start + size]
-            events.extend(self._endpointer.push(frame, self._voiced(frame)))
-        return events
-
-    def _voiced(self, frame: np.ndarray) -> bool:
-        # Energy gates first (one dot product): webrtcvad flags steady line hiss as
-        # speech, so a frame must also stand out from the tracked noise floor.
-        x = frame.astype(np.float32)
-        power = float(x @ x) / self._frame_len
-        level = 10.0 * math.log10(power / _FULL_SCALE_POWER + 1e-12)
-        floor = self._floor_db
-        if floor is None or level < floor:
-            self._floor_db = level
-        else:
-            self._floor_db = floor + (level - floor) * self._floor_rise
-        if level < self.config.min_level_dbfs:
-            return False
-        if floor is not None and level < floor + self.config.noise_margin_db:
-            return False
-        return self._vad.is_speech(frame.tobytes(), self.rate)
+        if not whole:
+            return []
+        frames = samples[:whole].reshape(-1, size)
+        return run_frames(self._gate, self._endpointer, frames, frame_levels(frames))
 
     def flush(self) -> list[VadEvent]:
         return self._endpointer.flush()
@@ -173,5 +198,5 @@ _FULL_SCALE_POWER = 32768.0**2
 
 __all__ = [
     "Endpointer", "SpeechAudio", "SpeechDetector", "SpeechEnded", "SpeechStarted",
-    "VadConfig", "VadEvent",
+    "VadConfig", "VadEvent", "VoiceGate", "frame_levels", "run_frames",
 ]
