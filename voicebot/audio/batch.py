@@ -26,7 +26,7 @@ from voicebot.audio.vad import (
     VadConfig,
     VadEvent,
     VoiceGate,
-    frame_levels,
+    frame_powers,
     run_frames,
 )
 
@@ -61,8 +61,16 @@ class Lane:
         """Queue line audio (any length); events follow within one tick."""
         if self.closed or not data:
             return
-        self._queued.append(data)
-        self._batcher._queued(self, len(data) // self.frame_bytes + 1)
+        queued = self._queued
+        queued.append(data)
+        batcher = self._batcher
+        if len(queued) == 1:
+            batcher._pending.append(self)
+        batcher._frames += len(data) // self.frame_bytes + 1
+        if batcher._frames >= batcher.max_frames:
+            batcher.flush()
+        elif batcher._timer is None and batcher._autoflush:
+            batcher._timer = asyncio.get_running_loop().call_later(batcher.tick_s, batcher.flush)
 
     def drain(self) -> None:
         """Process everything queued now (before a DTMF digit or a hang-up, so
@@ -83,16 +91,15 @@ class Lane:
 
     def _take(self) -> bytes:
         """Queued whole frames; a partial frame waits for the next push."""
-        data = self._carry + b"".join(self._queued)
-        self._queued.clear()
+        queued = self._queued
+        data = queued[0] if len(queued) == 1 and not self._carry else self._carry + b"".join(queued)
+        queued.clear()
         whole = len(data) - len(data) % self.frame_bytes
+        if whole == len(data):
+            self._carry = b""
+            return data
         self._carry = data[whole:]
         return data[:whole]
-
-    def _run(self, frames: np.ndarray, levels: list[float]) -> None:
-        events = run_frames(self._gate, self._endpointer, frames, levels)
-        if events:
-            self._deliver(events)
 
 
 class FrameBatcher:
@@ -102,7 +109,7 @@ class FrameBatcher:
         self.tick_s = tick_s
         self.max_frames = max_frames
         self._autoflush = autoflush  # False: the owner calls flush() (benchmarks, tests)
-        self._pending: dict[Lane, None] = {}
+        self._pending: list[Lane] = []
         self._frames = 0
         self._timer: asyncio.TimerHandle | None = None
 
@@ -114,7 +121,7 @@ class FrameBatcher:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        lanes, self._pending, self._frames = list(self._pending), {}, 0
+        lanes, self._pending, self._frames = self._pending, [], 0
         groups: dict[tuple[int, str], list[Lane]] = {}
         for lane in lanes:
             if not lane.closed:
@@ -128,18 +135,17 @@ class FrameBatcher:
             self._timer = None
         self._pending.clear()
 
-    def _queued(self, lane: Lane, frames: int) -> None:
-        self._pending[lane] = None
-        self._frames += frames
-        if self._frames >= self.max_frames:
-            self.flush()
-        elif self._timer is None and self._autoflush:
-            self._timer = asyncio.get_running_loop().call_later(self.tick_s, self.flush)
-
     def _run_group(self, lanes: list[Lane]) -> None:
-        chunks = [lane._take() for lane in lanes]
         rate, encoding = lanes[0].key
-        frame_len = lanes[0].frame_bytes // ENCODINGS[encoding]
+        frame_bytes = lanes[0].frame_bytes
+        chunks = []
+        for lane in lanes:
+            queued = lane._queued
+            if len(queued) == 1 and not lane._carry and len(queued[0]) == frame_bytes:
+                chunks.append(queued[0])  # the usual case: one whole 20 ms message
+                queued.clear()
+            else:
+                chunks.append(lane._take())
         raw = b"".join(chunks)
         if not raw:
             return
@@ -147,14 +153,20 @@ class FrameBatcher:
             samples = ULAW_TO_PCM.take(np.frombuffer(raw, np.uint8))
         else:
             samples = np.frombuffer(raw, "<i2")
-        frames = samples.reshape(-1, frame_len)
-        levels = frame_levels(frames)
+        frames = samples.reshape(-1, frame_bytes // ENCODINGS[encoding])
+        powers = frame_powers(frames)
         row = 0
         for lane, chunk in zip(lanes, chunks, strict=True):
-            n = len(chunk) // lane.frame_bytes
-            if n:
-                try:
-                    lane._run(frames[row:row + n], levels[row:row + n])
-                except Exception:  # one call's failure must not stall every other call's audio
-                    log.exception("frame batcher: a call's audio handler failed")
+            n = 1 if len(chunk) == frame_bytes else len(chunk) // frame_bytes
+            try:
+                if n == 1:  # the usual case, one 20 ms message per tick: no slicing
+                    frame = frames[row]
+                    events = lane._endpointer.push(frame, lane._gate.voiced(powers[row], frame))
+                else:
+                    events = run_frames(lane._gate, lane._endpointer, frames[row:row + n],
+                                        powers[row:row + n])
+                if events:
+                    lane._deliver(events)
+            except Exception:  # one call's failure must not stall every other call's audio
+                log.exception("frame batcher: a call's audio handler failed")
             row += n

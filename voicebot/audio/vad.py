@@ -8,12 +8,18 @@ never sees the silence between turns.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass
 from enum import Enum, auto
 
 import numpy as np
 import webrtcvad
+
+try:
+    from _webrtcvad import process as _vad_process  # webrtcvad's C module
+except ImportError:  # pragma: no cover - another webrtcvad build
+    _vad_process = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,14 +118,17 @@ class Endpointer:
         return events
 
 
-def frame_levels(frames: np.ndarray) -> list[float]:
-    """Level in dBFS of each row of a 2-D int16 array (one 20 ms frame per row).
+def frame_powers(frames: np.ndarray) -> list[float]:
+    """Sum of squares of each row of a 2-D int16 array (one frame per row).
 
-    Integer arithmetic (squares in int32, sums in int64) is exact, so a frame
-    has the same level whether it is measured alone or in a batch of many."""
-    x = frames.astype(np.int32)
-    power = np.square(x, out=x).sum(axis=1, dtype=np.int64) / (frames.shape[1] * _FULL_SCALE_POWER)
-    return (10.0 * np.log10(power + 1e-12)).tolist()  # type: ignore[no-any-return]
+    In float64 every partial sum of int16 squares is an integer below 2**53,
+    so the result is exact in any summation order: a frame gets the same value
+    measured alone or in a batch of many calls' frames."""
+    if frames.shape[0] == 1:
+        x = frames[0].astype(np.float64)
+        return [float(x @ x)]
+    x = frames.astype(np.float64)
+    return np.einsum("ij,ij->i", x, x).tolist()  # type: ignore[no-any-return]
 
 
 class VoiceGate:
@@ -130,15 +139,19 @@ class VoiceGate:
         if rate not in (8000, 16000, 32000, 48000):
             raise ValueError(f"webrtcvad cannot run at {rate} Hz")
         self.rate = rate
+        self._frame_len = rate * config.frame_ms // 1000
         self._vad = webrtcvad.Vad(config.aggressiveness)
+        self._scale = 1.0 / (self._frame_len * _FULL_SCALE_POWER)
         self._min_level = config.min_level_dbfs
         self._margin = config.noise_margin_db
         self._floor: float | None = None
         self._rise = config.frame_ms / 1000.0 / config.noise_floor_tau_s
 
-    def voiced(self, level: float, frame: np.ndarray) -> bool:
+    def voiced(self, power: float, frame: np.ndarray) -> bool:
+        """`power`: the frame's sum of squares (frame_powers)."""
         # Energy gates first: webrtcvad flags steady line hiss as speech, so a
         # frame must also stand out from the tracked noise floor.
+        level = 10.0 * math.log10(power * self._scale + 1e-12)
         floor = self._floor
         if floor is None or level < floor:
             self._floor = level
@@ -148,15 +161,17 @@ class VoiceGate:
             return False
         if floor is not None and level < floor + self._margin:
             return False
-        return self._vad.is_speech(frame.tobytes(), self.rate)
+        if _vad_process is not None:  # the C call under Vad.is_speech, minus ~0.6 µs of wrapper
+            return bool(_vad_process(self._vad._vad, self.rate, frame, self._frame_len))
+        return self._vad.is_speech(frame.tobytes(), self.rate)  # bytes: it takes len() as bytes
 
 
 def run_frames(gate: VoiceGate, endpointer: Endpointer, frames: np.ndarray,
-               levels: list[float]) -> list[VadEvent]:
+               powers: list[float]) -> list[VadEvent]:
     """Whole frames (rows) of one call through its gate and endpointer, in order."""
     events: list[VadEvent] = []
-    for frame, level in zip(frames, levels, strict=True):
-        events += endpointer.push(frame, gate.voiced(level, frame))
+    for frame, power in zip(frames, powers, strict=True):
+        events += endpointer.push(frame, gate.voiced(power, frame))
     return events
 
 
@@ -176,17 +191,20 @@ class SpeechDetector:
         return self._endpointer.speaking
 
     def push(self, samples: np.ndarray) -> list[VadEvent]:
+        size = self._frame_len
+        if samples.size == size and not self._carry.size:  # one 20 ms message: the usual case
+            x = samples.astype(np.float64)
+            return self._endpointer.push(samples, self._gate.voiced(float(x @ x), samples))
         if self._carry.size:
             samples = np.concatenate((self._carry, samples))
             self._carry = _EMPTY
-        size = self._frame_len
         whole = samples.size - samples.size % size
         if whole < samples.size:
             self._carry = samples[whole:].copy()
         if not whole:
             return []
         frames = samples[:whole].reshape(-1, size)
-        return run_frames(self._gate, self._endpointer, frames, frame_levels(frames))
+        return run_frames(self._gate, self._endpointer, frames, frame_powers(frames))
 
     def flush(self) -> list[VadEvent]:
         return self._endpointer.flush()
@@ -198,5 +216,5 @@ _FULL_SCALE_POWER = 32768.0**2
 
 __all__ = [
     "Endpointer", "SpeechAudio", "SpeechDetector", "SpeechEnded", "SpeechStarted",
-    "VadConfig", "VadEvent", "VoiceGate", "frame_levels", "run_frames",
+    "VadConfig", "VadEvent", "VoiceGate", "frame_powers", "run_frames",
 ]
