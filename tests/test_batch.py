@@ -118,22 +118,34 @@ def test_closed_lane_takes_nothing_more():
     assert events == []
 
 
-async def test_events_arrive_within_one_tick_on_the_event_loop():
-    batcher = FrameBatcher(tick_s=0.02)
-    arrived = asyncio.Event()
-    seen_at = []
+async def test_real_time_messages_wait_for_the_tick_and_a_backlog_does_not():
+    batcher = FrameBatcher(tick_s=0.03)
+    data = _line("en_human_agent.wav")
+    delivered: list[float] = []
+    got = asyncio.Event()
 
     def deliver(events):
-        seen_at.append(time.monotonic())
-        arrived.set()
+        delivered.append(time.monotonic())
+        got.set()
 
-    lane = batcher.lane(8000, "mulaw", VadConfig(), deliver)
-    data = _line("en_human_agent.wav")[:12000]  # speech has started by 1.2 s
+    paced = batcher.lane(8000, "mulaw", VadConfig(), deliver)
+    for i in range(0, 12000, 160):  # 1.5 s in 20 ms messages, one per tick: the timer flushes
+        pushed = time.monotonic()
+        paced.push(data[i:i + 160])
+        await asyncio.sleep(0)
+        assert not got.is_set()  # neither inside push() nor on the loop's next turn
+        await asyncio.sleep(0.04)  # the tick (30 ms) flushes this message
+        if got.is_set():
+            break
+    assert got.is_set() and delivered[0] - pushed >= 0.025  # held for the tick
+    paced.close()
+
+    got.clear()
+    burst = batcher.lane(8000, "mulaw", VadConfig(), deliver)
     pushed = time.monotonic()
-    lane.push(data)
-    await asyncio.wait_for(arrived.wait(), 1.0)
-    assert seen_at[0] - pushed < 0.2
-    assert seen_at[0] - pushed >= 0.015  # it waited for the tick rather than running in push()
+    burst.push(data[:12000])  # 1.5 s at once: a backlog, run on the loop's next turn
+    await asyncio.wait_for(got.wait(), 1.0)
+    assert delivered[-1] - pushed < 0.04
     batcher.close()
 
 

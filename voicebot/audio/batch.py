@@ -69,8 +69,10 @@ class Lane:
         batcher._frames += len(data) // self.frame_bytes + 1
         if batcher._frames >= batcher.max_frames:
             batcher.flush()
-        elif batcher._timer is None and batcher._autoflush:
-            batcher._timer = asyncio.get_running_loop().call_later(batcher.tick_s, batcher.flush)
+        elif batcher._autoflush:
+            backlog = len(queued) > 1 or len(data) > self.frame_bytes
+            if backlog or batcher._timer is None:
+                batcher._schedule(backlog)
 
     def drain(self) -> None:
         """Process everything queued now (before a DTMF digit or a hang-up, so
@@ -111,16 +113,15 @@ class FrameBatcher:
         self._autoflush = autoflush  # False: the owner calls flush() (benchmarks, tests)
         self._pending: list[Lane] = []
         self._frames = 0
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.Handle | None = None
+        self._soon = False
 
     def lane(self, rate: int, encoding: str, config: VadConfig, deliver: Deliver) -> Lane:
         return Lane(self, rate, encoding, config, deliver)
 
     def flush(self) -> None:
         """Run every queued frame of every lane now."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self.close()
         lanes, self._pending, self._frames = self._pending, [], 0
         groups: dict[tuple[int, str], list[Lane]] = {}
         for lane in lanes:
@@ -130,10 +131,23 @@ class FrameBatcher:
             self._run_group(group)
 
     def close(self) -> None:
+        """Cancel the scheduled flush (at shutdown, or because one is running now)."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self._pending.clear()
+        self._soon = False
+
+    def _schedule(self, backlog: bool) -> None:
+        """Flush at the next tick, or on the loop's next turn once a call has a
+        backlog (audio arriving faster than real time is late already: holding
+        it would only add delay, and it is a batch by itself)."""
+        loop = asyncio.get_running_loop()
+        if not backlog:
+            self._timer = loop.call_later(self.tick_s, self.flush)
+        elif not self._soon:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer, self._soon = loop.call_soon(self.flush), True
 
     def _run_group(self, lanes: list[Lane]) -> None:
         rate, encoding = lanes[0].key
