@@ -43,9 +43,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import frontend_runs as R  # noqa: E402
-from voicebot.audio.codecs import ulaw_decode, ulaw_encode  # noqa: E402
-from voicebot.audio.vad import SpeechAudio, SpeechDetector, SpeechStarted, VadConfig  # noqa: E402
+import frontend_runs as R
+
+from voicebot.audio.codecs import ulaw_decode, ulaw_encode
+from voicebot.audio.vad import SpeechAudio, SpeechDetector, SpeechStarted, VadConfig
 
 FRAME_BYTES, LINE_RATE, FRAME_S = R.FRAME_BYTES, R.LINE_RATE, R.FRAME_S
 audioop = R.audioop

@@ -18,7 +18,7 @@ import numpy as np
 import webrtcvad
 
 from voicebot.audio.batch import FrameBatcher
-from voicebot.audio.codecs import ULAW_TO_PCM, ulaw_decode
+from voicebot.audio.codecs import ulaw_decode
 from voicebot.audio.resample import StreamResampler
 from voicebot.audio.vad import (
     Endpointer,
@@ -30,7 +30,6 @@ from voicebot.audio.vad import (
     VadEvent,
     VoiceGate,
     frame_powers,
-    run_frames,
 )
 
 with warnings.catch_warnings():
@@ -352,7 +351,7 @@ def run_batched(frames: list[bytes], config: VadConfig, calls: int, resample: bo
     ticks = list(zip(*per_call, strict=True))
 
     def run() -> int:
-        batcher = FrameBatcher(autoflush=False, max_frames=1 << 30)
+        batcher = FrameBatcher(None, max_frames=1 << 30)
         sinks = [SpeechSink() for _ in range(calls)]
         counted: list[int] = []
         lanes = [batcher.lane(LINE_RATE, "mulaw", config,

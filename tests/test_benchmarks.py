@@ -18,7 +18,7 @@ def _run(*args: str, block_audioop: bool = False) -> dict:
     code = (prelude + f"sys.path.insert(0, {str(ROOT / 'benchmarks')!r}); sys.argv = ['bench', *{list(args[1:])!r}]; "
             f"import runpy; runpy.run_path({str(ROOT / 'benchmarks' / args[0])!r}, run_name='__main__')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                         cwd=ROOT)
+                         cwd=ROOT, check=False)
     assert out.returncode == 0, out.stderr[-2000:]
     return json.loads(out.stdout)
 

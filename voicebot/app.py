@@ -129,7 +129,7 @@ async def _prepare(
     await prompts.prerender(pack.voice, texts, LINE_RATES)
     log.info("rendered %d prompts (%s, voice %s)", len(texts), pack.code, pack.voice)
     registry.services = CallServices(settings, AsrRunner(engine, executor, settings.asr_timeout_s),
-                                     prompts, store, events, frames=FrameBatcher())
+                                     prompts, store, events, frames=FrameBatcher(loop.call_later))
 
 
 async def _health(request: web.Request) -> web.Response:

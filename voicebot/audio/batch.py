@@ -14,9 +14,9 @@ integer arithmetic), only up to one tick later.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
+from typing import Protocol
 
 import numpy as np
 
@@ -34,6 +34,14 @@ log = logging.getLogger(__name__)
 
 ENCODINGS = {"mulaw": 1, "pcm16": 2}  # bytes per sample
 Deliver = Callable[[list[VadEvent]], None]
+
+
+class Cancellable(Protocol):
+    def cancel(self) -> None: ...
+
+
+# `loop.call_later` in the server: the batcher itself stays free of asyncio.
+Schedule = Callable[[float, Callable[[], None]], Cancellable]
 
 
 class Lane:
@@ -69,10 +77,10 @@ class Lane:
         batcher._frames += len(data) // self.frame_bytes + 1
         if batcher._frames >= batcher.max_frames:
             batcher.flush()
-        elif batcher._autoflush:
+        elif batcher._schedule is not None:
             backlog = len(queued) > 1 or len(data) > self.frame_bytes
             if backlog or batcher._timer is None:
-                batcher._schedule(backlog)
+                batcher._wake(backlog)
 
     def drain(self) -> None:
         """Process everything queued now (before a DTMF digit or a hang-up, so
@@ -107,13 +115,13 @@ class Lane:
 class FrameBatcher:
     """Shared by all calls of a process; lives on the event loop's thread."""
 
-    def __init__(self, tick_s: float = 0.02, max_frames: int = 256, autoflush: bool = True) -> None:
+    def __init__(self, schedule: Schedule | None, tick_s: float = 0.02, max_frames: int = 256) -> None:
         self.tick_s = tick_s
         self.max_frames = max_frames
-        self._autoflush = autoflush  # False: the owner calls flush() (benchmarks, tests)
+        self._schedule = schedule  # None: the owner calls flush() (benchmarks, tests)
         self._pending: list[Lane] = []
         self._frames = 0
-        self._timer: asyncio.Handle | None = None
+        self._timer: Cancellable | None = None
         self._soon = False
 
     def lane(self, rate: int, encoding: str, config: VadConfig, deliver: Deliver) -> Lane:
@@ -137,20 +145,20 @@ class FrameBatcher:
             self._timer = None
         self._soon = False
 
-    def _schedule(self, backlog: bool) -> None:
+    def _wake(self, backlog: bool) -> None:
         """Flush at the next tick, or on the loop's next turn once a call has a
         backlog (audio arriving faster than real time is late already: holding
         it would only add delay, and it is a batch by itself)."""
-        loop = asyncio.get_running_loop()
+        assert self._schedule is not None
         if not backlog:
-            self._timer = loop.call_later(self.tick_s, self.flush)
+            self._timer = self._schedule(self.tick_s, self.flush)
         elif not self._soon:
             if self._timer is not None:
                 self._timer.cancel()
-            self._timer, self._soon = loop.call_soon(self.flush), True
+            self._timer, self._soon = self._schedule(0.0, self.flush), True
 
     def _run_group(self, lanes: list[Lane]) -> None:
-        rate, encoding = lanes[0].key
+        encoding = lanes[0].key[1]
         frame_bytes = lanes[0].frame_bytes
         chunks = []
         for lane in lanes:

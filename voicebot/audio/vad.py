@@ -17,7 +17,7 @@ import numpy as np
 import webrtcvad
 
 try:
-    from _webrtcvad import process as _vad_process  # webrtcvad's C module
+    from _webrtcvad import process as _vad_process  # type: ignore[import-not-found]  # its C module
 except ImportError:  # pragma: no cover - another webrtcvad build
     _vad_process = None
 
