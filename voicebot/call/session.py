@@ -1,6 +1,6 @@
 """One phone call: audio in → VAD → ASR → dialog policy → prompts out → handoff.
 
-The telephony adapter calls `on_audio`/`on_dtmf`/`on_mark`/`on_hangup` from its
+The telephony adapter calls `on_media`/`on_dtmf`/`on_mark`/`on_hangup` from its
 receive loop (they never block) and awaits `run()`, which owns every task of
 the call and returns once the call is over and its record is written.
 """
@@ -95,17 +95,24 @@ class CallSession:
         if batcher is None:
             self.on_audio(decode(data, encoding))
             return
+        if not self._audio_arrived():
+            return
         if self._lane is None:
             self._lane = batcher.lane(self.channel.line_rate, encoding, self._vad.config, self._on_vad)
         self._samples_in += len(data) // ENCODINGS[encoding]
         self._lane.push(data)
 
     def on_audio(self, samples: np.ndarray) -> None:
-        self._last_media = time.monotonic()
-        if self._hand_over is not None or self._call_time() > self.services.settings.max_call_s:
-            return  # nothing more to recognise; the watchdog hands the call over
+        if not self._audio_arrived():
+            return
         self._samples_in += samples.size
         self._on_vad(self._vad.push(samples))
+
+    def _audio_arrived(self) -> bool:
+        """Note that audio came; False when there is nothing more to recognise
+        (the watchdog hands the call over)."""
+        self._last_media = time.monotonic()
+        return self._hand_over is None and self._call_time() <= self.services.settings.max_call_s
 
     def _on_vad(self, events: list[VadEvent]) -> None:
         for event in events:
