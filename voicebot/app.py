@@ -14,6 +14,7 @@ from aiohttp import web
 from voicebot.asr.base import SpeechEngine
 from voicebot.asr.runner import AsrRunner
 from voicebot.asr.workers import WorkerPoolEngine
+from voicebot.audio.batch import FrameBatcher
 from voicebot.call.events import CallEventBus
 from voicebot.call.registry import CallRegistry
 from voicebot.call.session import CallServices
@@ -128,7 +129,7 @@ async def _prepare(
     await prompts.prerender(pack.voice, texts, LINE_RATES)
     log.info("rendered %d prompts (%s, voice %s)", len(texts), pack.code, pack.voice)
     registry.services = CallServices(settings, AsrRunner(engine, executor, settings.asr_timeout_s),
-                                     prompts, store, events)
+                                     prompts, store, events, frames=FrameBatcher(loop.call_later))
 
 
 async def _health(request: web.Request) -> web.Response:

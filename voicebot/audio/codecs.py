@@ -51,6 +51,15 @@ def pcm16_decode(data: bytes | bytearray | memoryview) -> np.ndarray:
     return np.frombuffer(data, dtype="<i2")
 
 
+def decode(data: bytes | bytearray | memoryview, encoding: str) -> np.ndarray:
+    """Line bytes in a stream's encoding ("mulaw" or "pcm16") → int16 samples."""
+    if encoding == "mulaw":
+        return ulaw_decode(data)
+    if encoding == "pcm16":
+        return pcm16_decode(data)
+    raise ValueError(f"unknown encoding {encoding!r}")
+
+
 def level_stats(samples: np.ndarray) -> tuple[float, float]:
     """(RMS in dBFS, fraction of clipped samples) of a chunk."""
     if samples.size == 0:

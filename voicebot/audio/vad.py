@@ -16,6 +16,11 @@ from enum import Enum, auto
 import numpy as np
 import webrtcvad
 
+try:
+    from _webrtcvad import process as _vad_process  # type: ignore[import-not-found]  # its C module
+except ImportError:  # pragma: no cover - another webrtcvad build
+    _vad_process = None
+
 
 @dataclass(frozen=True, slots=True)
 class VadConfig:
@@ -113,55 +118,93 @@ class Endpointer:
         return events
 
 
+def frame_powers(frames: np.ndarray) -> list[float]:
+    """Sum of squares of each row of a 2-D int16 array (one frame per row).
+
+    In float64 every partial sum of int16 squares is an integer below 2**53,
+    so the result is exact in any summation order: a frame gets the same value
+    measured alone or in a batch of many calls' frames."""
+    if frames.shape[0] == 1:
+        x = frames[0].astype(np.float64)
+        return [float(x @ x)]
+    x = frames.astype(np.float64)
+    return np.einsum("ij,ij->i", x, x).tolist()  # type: ignore[no-any-return]
+
+
+class VoiceGate:
+    """Per-call frame decision: energy gates, then webrtcvad. Frames must come in order:
+    the noise floor and webrtcvad both keep state."""
+
+    def __init__(self, rate: int, config: VadConfig) -> None:
+        if rate not in (8000, 16000, 32000, 48000):
+            raise ValueError(f"webrtcvad cannot run at {rate} Hz")
+        self.rate = rate
+        self._frame_len = rate * config.frame_ms // 1000
+        self._vad = webrtcvad.Vad(config.aggressiveness)
+        self._scale = 1.0 / (self._frame_len * _FULL_SCALE_POWER)
+        self._min_level = config.min_level_dbfs
+        self._margin = config.noise_margin_db
+        self._floor: float | None = None
+        self._rise = config.frame_ms / 1000.0 / config.noise_floor_tau_s
+
+    def voiced(self, power: float, frame: np.ndarray) -> bool:
+        """`power`: the frame's sum of squares (frame_powers)."""
+        # Energy gates first: webrtcvad flags steady line hiss as speech, so a
+        # frame must also stand out from the tracked noise floor.
+        level = 10.0 * math.log10(power * self._scale + 1e-12)
+        floor = self._floor
+        if floor is None or level < floor:
+            self._floor = level
+        else:
+            self._floor = floor + (level - floor) * self._rise
+        if level < self._min_level:
+            return False
+        if floor is not None and level < floor + self._margin:
+            return False
+        if _vad_process is not None:  # the C call under Vad.is_speech, minus ~0.6 µs of wrapper
+            return bool(_vad_process(self._vad._vad, self.rate, frame, self._frame_len))
+        return self._vad.is_speech(frame.tobytes(), self.rate)  # bytes: it takes len() as bytes
+
+
+def run_frames(gate: VoiceGate, endpointer: Endpointer, frames: np.ndarray,
+               powers: list[float]) -> list[VadEvent]:
+    """Whole frames (rows) of one call through its gate and endpointer, in order."""
+    events: list[VadEvent] = []
+    for frame, power in zip(frames, powers, strict=True):
+        events += endpointer.push(frame, gate.voiced(power, frame))
+    return events
+
+
 class SpeechDetector:
     """PCM chunks of any size in → VAD events out. One per call."""
 
     def __init__(self, rate: int, config: VadConfig | None = None) -> None:
-        if rate not in (8000, 16000, 32000, 48000):
-            raise ValueError(f"webrtcvad cannot run at {rate} Hz")
         self.config = config or VadConfig()
         self.rate = rate
+        self._gate = VoiceGate(rate, self.config)
         self._frame_len = rate * self.config.frame_ms // 1000
-        self._vad = webrtcvad.Vad(self.config.aggressiveness)
         self._endpointer = Endpointer(self.config)
         self._carry = _EMPTY
-        self._floor_db: float | None = None
-        self._floor_rise = self.config.frame_ms / 1000.0 / self.config.noise_floor_tau_s
 
     @property
     def speaking(self) -> bool:
         return self._endpointer.speaking
 
     def push(self, samples: np.ndarray) -> list[VadEvent]:
+        size = self._frame_len
+        if samples.size == size and not self._carry.size:  # one 20 ms message: the usual case
+            x = samples.astype(np.float64)
+            return self._endpointer.push(samples, self._gate.voiced(float(x @ x), samples))
         if self._carry.size:
             samples = np.concatenate((self._carry, samples))
             self._carry = _EMPTY
-        size = self._frame_len
         whole = samples.size - samples.size % size
         if whole < samples.size:
             self._carry = samples[whole:].copy()
-        events: list[VadEvent] = []
-        for start in range(0, whole, size):
-            frame = samples[start : start + size]
-            events.extend(self._endpointer.push(frame, self._voiced(frame)))
-        return events
-
-    def _voiced(self, frame: np.ndarray) -> bool:
-        # Energy gates first (one dot product): webrtcvad flags steady line hiss as
-        # speech, so a frame must also stand out from the tracked noise floor.
-        x = frame.astype(np.float32)
-        power = float(x @ x) / self._frame_len
-        level = 10.0 * math.log10(power / _FULL_SCALE_POWER + 1e-12)
-        floor = self._floor_db
-        if floor is None or level < floor:
-            self._floor_db = level
-        else:
-            self._floor_db = floor + (level - floor) * self._floor_rise
-        if level < self.config.min_level_dbfs:
-            return False
-        if floor is not None and level < floor + self.config.noise_margin_db:
-            return False
-        return self._vad.is_speech(frame.tobytes(), self.rate)
+        if not whole:
+            return []
+        frames = samples[:whole].reshape(-1, size)
+        return run_frames(self._gate, self._endpointer, frames, frame_powers(frames))
 
     def flush(self) -> list[VadEvent]:
         return self._endpointer.flush()
@@ -173,5 +216,5 @@ _FULL_SCALE_POWER = 32768.0**2
 
 __all__ = [
     "Endpointer", "SpeechAudio", "SpeechDetector", "SpeechEnded", "SpeechStarted",
-    "VadConfig", "VadEvent",
+    "VadConfig", "VadEvent", "VoiceGate", "frame_powers", "run_frames",
 ]

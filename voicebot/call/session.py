@@ -1,6 +1,6 @@
 """One phone call: audio in → VAD → ASR → dialog policy → prompts out → handoff.
 
-The telephony adapter calls `on_audio`/`on_dtmf`/`on_mark`/`on_hangup` from its
+The telephony adapter calls `on_media`/`on_dtmf`/`on_mark`/`on_hangup` from its
 receive loop (they never block) and awaits `run()`, which owns every task of
 the call and returns once the call is over and its record is written.
 """
@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from voicebot.asr.runner import AsrRunner, UtteranceRecognition
+from voicebot.audio.batch import ENCODINGS, FrameBatcher, Lane
+from voicebot.audio.codecs import decode
 from voicebot.audio.resample import StreamResampler
 from voicebot.audio.vad import (
     SpeechAudio,
@@ -22,6 +24,7 @@ from voicebot.audio.vad import (
     SpeechEnded,
     SpeechStarted,
     VadConfig,
+    VadEvent,
 )
 from voicebot.call.events import CallEnded, CallEventBus, HandoffDecided
 from voicebot.call.media import MediaChannel
@@ -48,6 +51,7 @@ class CallServices:
     prompts: PromptCache
     store: CallStore
     events: CallEventBus = field(default_factory=CallEventBus)
+    frames: FrameBatcher | None = None  # VAD front end shared by all calls (None: per call)
 
     @property
     def pack(self) -> LanguagePack:
@@ -73,6 +77,7 @@ class CallSession:
         self.transcript: list[Utterance] = []
         self._events: asyncio.Queue[p.Event | _HungUp] = asyncio.Queue()
         self._vad = SpeechDetector(channel.line_rate, _vad_config(s))
+        self._lane: Lane | None = None
         self._utterance: tuple[UtteranceRecognition, StreamResampler, float] | None = None
         self._pending: set[asyncio.Task[None]] = set()
         self._timer: asyncio.Task[None] | None = None
@@ -84,12 +89,33 @@ class CallSession:
         self._last_media = self._began = time.monotonic()
 
     # --- inbound, called by the adapter ----------------------------------------------
+    def on_media(self, data: bytes, encoding: str) -> None:
+        """Line audio as the gateway sent it ("mulaw" or "pcm16" at line_rate)."""
+        batcher = self.services.frames
+        if batcher is None:
+            self.on_audio(decode(data, encoding))
+            return
+        if not self._audio_arrived():
+            return
+        if self._lane is None:
+            self._lane = batcher.lane(self.channel.line_rate, encoding, self._vad.config, self._on_vad)
+        self._samples_in += len(data) // ENCODINGS[encoding]
+        self._lane.push(data)
+
     def on_audio(self, samples: np.ndarray) -> None:
-        self._last_media = time.monotonic()
-        if self._hand_over is not None or self._call_time() > self.services.settings.max_call_s:
-            return  # nothing more to recognise; the watchdog hands the call over
+        if not self._audio_arrived():
+            return
         self._samples_in += samples.size
-        for event in self._vad.push(samples):
+        self._on_vad(self._vad.push(samples))
+
+    def _audio_arrived(self) -> bool:
+        """Note that audio came; False when there is nothing more to recognise
+        (the watchdog hands the call over)."""
+        self._last_media = time.monotonic()
+        return self._hand_over is None and self._call_time() <= self.services.settings.max_call_s
+
+    def _on_vad(self, events: list[VadEvent]) -> None:
+        for event in events:
             if isinstance(event, SpeechStarted):
                 self._speech_started(event.at)
             elif isinstance(event, SpeechAudio) and self._utterance is not None:
@@ -99,6 +125,8 @@ class CallSession:
                 self._speech_ended(event.at)
 
     def on_dtmf(self, digit: str) -> None:
+        if self._lane is not None:
+            self._lane.drain()  # speech before the key press comes first
         self._cancel_timer()
         now = self._call_time()
         u = Utterance(digit, 1.0, now, now, Source.DTMF, "human" if digit == "0" else None)
@@ -118,7 +146,7 @@ class CallSession:
     def on_hangup(self) -> None:
         if not self._hung_up:
             self._hung_up = True
-            for event in self._vad.flush():
+            for event in self._lane.end() if self._lane is not None else self._vad.flush():
                 if isinstance(event, SpeechEnded):
                     self._speech_ended(event.at)
             self._events.put_nowait(_HungUp())
@@ -203,6 +231,8 @@ class CallSession:
         log.info("call %s handed off: %s", self.recorder.call_id, reason)
 
     async def _shutdown(self) -> None:
+        if self._lane is not None:
+            self._lane.close()
         self._cancel_timer()
         await self._player.close()
         if self._utterance is not None:  # speech still open when the call ended
@@ -222,7 +252,7 @@ class CallSession:
     def _speech_started(self, at: float) -> None:
         self._cancel_timer()
         engine_rate = self.services.asr.engine.sample_rate
-        resampler = StreamResampler(self.channel.line_rate, engine_rate)
+        resampler = StreamResampler(self.channel.line_rate, engine_rate, batch=self.channel.line_rate // 10)
         self._utterance = (self.services.asr.open(), resampler, at)
         self._events.put_nowait(p.SpeechBegan())
 

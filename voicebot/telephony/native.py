@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from aiohttp import WSMsgType, web
 
-from voicebot.audio.codecs import pcm16_decode, ulaw_decode, ulaw_encode
+from voicebot.audio.codecs import ulaw_encode
 from voicebot.auth import bearer_matches
 from voicebot.call.registry import CallRegistry
 from voicebot.call.session import CallSession
@@ -39,12 +39,10 @@ class StreamFormat:
     sample_rate: int
     encoding: str
 
-    def decode(self, data: bytes) -> np.ndarray:
-        if self.encoding == "mulaw":
-            return ulaw_decode(data)
-        if len(data) % 2:
+    def check(self, data: bytes) -> bytes:
+        if self.encoding == "pcm16" and len(data) % 2:
             raise ProtocolError("pcm16 audio frame has an odd number of bytes", UNSUPPORTED_DATA)
-        return pcm16_decode(data)
+        return data
 
     def encode(self, samples: np.ndarray) -> bytes:
         if self.encoding == "mulaw":
@@ -173,7 +171,7 @@ class NativeStreamHandler:
 
     def _dispatch(self, msg: Any, session: CallSession, fmt: StreamFormat) -> bool:
         if msg.type is WSMsgType.BINARY:
-            session.on_audio(fmt.decode(msg.data))
+            session.on_media(fmt.check(msg.data), fmt.encoding)
             return False
         if msg.type is not WSMsgType.TEXT:
             raise ProtocolError("unexpected WebSocket message type", UNSUPPORTED_DATA)

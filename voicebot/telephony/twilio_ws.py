@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from aiohttp import WSMsgType, web
 
-from voicebot.audio.codecs import ulaw_decode, ulaw_encode
+from voicebot.audio.codecs import ulaw_encode
 from voicebot.call.registry import CallRegistry
 from voicebot.call.session import CallSession
 from voicebot.config import Settings
@@ -112,7 +112,7 @@ class TwilioMediaHandler:
         """Hand one message to the session; True when the stream is over."""
         if isinstance(message, tc.Media):
             if message.track in ("inbound", "inbound_track"):
-                session.on_audio(ulaw_decode(message.payload))
+                session.on_media(message.payload, "mulaw")
         elif isinstance(message, tc.Dtmf):
             session.on_dtmf(message.digit)
         elif isinstance(message, tc.Mark):

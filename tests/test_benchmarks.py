@@ -1,0 +1,62 @@
+"""The benchmarks still run and their built-in checks hold (tiny sizes: seconds, not figures)."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import webrtcvad
+
+from voicebot.audio.vad import VadConfig, VoiceGate, frame_powers
+from voicebot.audio.wav import read_wav
+
+from .conftest import FIXTURES, ROOT
+
+
+def _run(*args: str, block_audioop: bool = False) -> dict:
+    prelude = "import sys; sys.modules['audioop'] = None; " if block_audioop else "import sys; "
+    code = (prelude + f"sys.path.insert(0, {str(ROOT / 'benchmarks')!r}); sys.argv = ['bench', *{list(args[1:])!r}]; "
+            f"import runpy; runpy.run_path({str(ROOT / 'benchmarks' / args[0])!r}, run_name='__main__')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=ROOT, check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout)
+
+
+def test_frontend_benchmark_checks_pass_with_and_without_audioop():
+    result = _run("frontend.py", "--seconds", "4", "--repeats", "1", "--calls", "3", "--json")
+    rows = {r["row"]: r for r in result["rows"]}
+    assert {"1", "1f", "6f", "7b", "B3", "B3b"} <= set(rows)
+    assert any("FrameBatcher x3" in c for c in result["checks"])
+    assert all(r["us_per_frame"] > 0 for r in rows.values() if r["us_per_frame"] is not None)
+    bare = _run("frontend.py", "--seconds", "4", "--repeats", "1", "--calls", "3", "--json",
+                block_audioop=True)
+    bare_rows = {r["row"]: r for r in bare["rows"]}
+    assert bare_rows["9b"]["us_per_frame"] is None and bare_rows["9b"]["x_vs_audioop"] is None
+    assert bare_rows["B3b"]["us_per_frame"] is not None
+
+
+def test_vad_gating_benchmark_gated_costs_less_cpu():
+    result = _run("vad_gating.py", "--language", "en", "--only", "en_human_agent.wav",
+                  "--repeats", "1", "--json")
+    (row,) = result["rows"]
+    assert 0 < row["speech_s"] < row["audio_s"]
+    assert 0 < row["cpu_gated"] < row["cpu_ungated"]
+
+
+def test_voice_gate_calls_webrtcvad_as_is_speech_would():
+    """VoiceGate calls webrtcvad's C function directly: same decisions as Vad.is_speech."""
+    samples, _ = read_wav(FIXTURES / "en_human_agent_noisy.wav", 8000)
+    frames = samples[: samples.size // 160 * 160].reshape(-1, 160)
+    config = VadConfig()
+    gate, vad = VoiceGate(8000, config), webrtcvad.Vad(config.aggressiveness)
+    floor = None
+    decisions = []
+    for frame, power in zip(frames, frame_powers(frames), strict=True):
+        level = 10 * np.log10(power / (160 * 32768.0**2) + 1e-12)
+        loud = level >= config.min_level_dbfs and (floor is None or level >= floor + config.noise_margin_db)
+        floor = level if floor is None or level < floor else floor + (level - floor) * 0.02 / 5.0
+        expected = loud and vad.is_speech(frame.tobytes(), 8000)
+        decisions.append(expected)
+        assert gate.voiced(power, frame) == expected
+    assert 0 < sum(decisions) < len(decisions)
