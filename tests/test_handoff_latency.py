@@ -42,3 +42,27 @@ async def test_engine_failure_reaches_a_human_within_a_bound(start_server, case)
     assert handoff["t"] < bound
     if case == "hangs":
         assert handoff["t"] >= timeout  # it waited for the engine, as configured
+
+
+class _BrokenResampler:
+    def __init__(self, *args, **kwargs) -> None:
+        pass
+
+    def process(self, samples, last=False):
+        raise ValueError("resampler state corrupted")
+
+
+async def test_failure_while_handling_speech_reaches_a_human(start_server, monkeypatch):
+    """An exception on the audio path (here the speech resampler, called from the
+    frame batcher) hands the call over instead of leaving the caller in silence."""
+    monkeypatch.setattr("voicebot.call.session.StreamResampler", _BrokenResampler)
+    engine = FakeEngine()
+    server = await start_server(engine)
+    samples, rate = read_wav(FIXTURES / "en_human_person.wav")
+    try:
+        result = await replay(server.ws + "/v1/stream", samples, rate,
+                              ReplayOptions(marks="immediate", speed=0, max_call_s=30))
+    finally:
+        engine.release()
+    assert result.outcome == "handoff:system_error"
+    assert result.of("handoff")[0]["t"] < 5.0

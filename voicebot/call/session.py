@@ -115,6 +115,14 @@ class CallSession:
         return self._hand_over is None and self._call_time() <= self.services.settings.max_call_s
 
     def _on_vad(self, events: list[VadEvent]) -> None:
+        try:
+            self._handle_vad(events)
+        except Exception:  # e.g. the resampler or the engine stream: fail to a human, not to silence
+            log.exception("call %s: speech handling failed", self.recorder.call_id)
+            self._utterance = None
+            self.hand_over(HandoffReason.SYSTEM_ERROR)
+
+    def _handle_vad(self, events: list[VadEvent]) -> None:
         for event in events:
             if isinstance(event, SpeechStarted):
                 self._speech_started(event.at)
