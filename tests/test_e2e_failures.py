@@ -49,7 +49,10 @@ async def test_engine_error_hands_off_with_system_error(start_server, mode):
     result = await replay(server.ws + "/v1/stream", samples, rate,
                           ReplayOptions(marks="immediate", speed=0, max_call_s=30))
     assert result.outcome == "handoff:system_error"
-    assert [e["name"] for e in result.of("prompt")] == ["disclosure", "handoff"]
+    prompts = [e["name"] for e in result.of("prompt")]
+    # At speed 0 the disclosure's echo can beat the failure from the engine's
+    # thread, and then the menu starts before the handoff: both orders are right.
+    assert prompts in (["disclosure", "handoff"], ["disclosure", "menu", "handoff"])
     record = await server.record(result.call_id)
     assert record.handoff_reason == "system_error"
 

@@ -142,6 +142,8 @@ class CallSession:
         self._events.put_nowait(p.KeyPressed(digit))
 
     def on_mark(self, name: str) -> None:
+        if self._lane is not None:
+            self._lane.drain()  # audio that came before the echo is heard first, as it arrived
         self._player.mark_echoed(name)
 
     def hand_over(self, reason: HandoffReason) -> None:
