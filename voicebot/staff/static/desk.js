@@ -165,8 +165,12 @@ setInterval(() => {
 }, 1000);
 
 // --- one call -------------------------------------------------------------------
+let openSeq = 0;  // a slower, older response must not overwrite a newer one
+
 async function openCall(callId) {
+  const seq = ++openSeq;
   const result = await api(`/api/calls/${encodeURIComponent(callId)}`);
+  if (seq !== openSeq) return;
   if (!result.ok) { $("call-message").textContent = "This call is no longer available."; return; }
   if (state.current?.call_id !== callId) $("call-message").textContent = "";
   state.current = result.data;
@@ -269,10 +273,10 @@ function renderSuggestions(suggestions) {
 $("claim").addEventListener("click", async () => {
   const id = state.current.call_id;
   const result = await api(`/api/transfers/${encodeURIComponent(id)}/claim`, { body: {} });
+  if (result.ok) state.queue.set(id, { ...(state.queue.get(id) || {}), ...result.data.transfer });
+  await openCall(id);  // the status shown, then the message: they never disagree
   $("call-message").textContent = result.ok ? "Claimed: the call is yours."
     : `Could not claim: ${result.data.error || result.status}`;
-  if (result.ok) state.queue.set(id, { ...(state.queue.get(id) || {}), ...result.data.transfer });
-  await openCall(id);
 });
 
 $("dispose").addEventListener("click", async () => {
