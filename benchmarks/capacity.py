@@ -35,7 +35,6 @@ import asyncio
 import json
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -49,8 +48,8 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from voicebot.audio.wav import read_wav  # noqa: E402
-from voicebot.replay.client import ReplayOptions, replay  # noqa: E402
+from voicebot.audio.wav import read_wav
+from voicebot.replay.client import ReplayOptions, replay
 
 FIXTURES = ROOT / "audio_fixtures"
 PATHS = {"twilio": "/twilio/media", "native": "/v1/stream"}

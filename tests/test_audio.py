@@ -3,7 +3,14 @@ import pytest
 
 from voicebot.audio.codecs import level_stats, ulaw_decode, ulaw_encode
 from voicebot.audio.resample import StreamResampler, resample
-from voicebot.audio.vad import Endpointer, SpeechAudio, SpeechDetector, SpeechEnded, SpeechStarted, VadConfig
+from voicebot.audio.vad import (
+    Endpointer,
+    SpeechAudio,
+    SpeechDetector,
+    SpeechEnded,
+    SpeechStarted,
+    VadConfig,
+)
 from voicebot.audio.wav import read_wav, wav_bytes
 
 from .conftest import FIXTURES, manifest

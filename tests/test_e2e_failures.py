@@ -36,7 +36,7 @@ class BrokenEngine:
         if self.mode == "accept":
             raise MemoryError("decoder ran out of memory")
 
-    def finish(self):  # noqa: ANN201
+    def finish(self):
         if self.mode == "hang":
             time.sleep(self.hang_s)
         raise RuntimeError("decoder crashed")
@@ -78,7 +78,7 @@ class FailingSynth:
     def __init__(self) -> None:
         self.calls = 0
 
-    def synthesize(self, text: str, voice: str):  # noqa: ANN201
+    def synthesize(self, text: str, voice: str):
         self.calls += 1
         raise RuntimeError("espeak-ng is not installed")
 

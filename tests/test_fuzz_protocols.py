@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import numpy as np
 import pytest
 from aiohttp import web
 from hypothesis import HealthCheck, example, given, settings
@@ -42,8 +41,8 @@ from .fuzz_messages import (
     Expect,
     Frame,
     native_expect,
-    text,
     native_sequences,
+    text,
     twilio_expect,
     twilio_sequences,
 )

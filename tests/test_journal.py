@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import sqlite3
 import time
 from pathlib import Path
 
 import aiohttp
-import numpy as np
 import pytest
 
 from voicebot.app import STORE

@@ -138,4 +138,4 @@ def test_transcribe_offline_prints_text_confidence_and_timing(capsys):
     assert segment["text"] == "i want to speak to a person" and segment["confidence"] > 0.6
     (start, end), = next(e["speech"] for e in manifest() if e["file"] == path.name)
     assert start - 0.4 < segment["start"] < start and end < segment["end"] < end + 0.8
-    assert [w["text"] for w in segment["words"]] == "i want to speak to a person".split()
+    assert [w["text"] for w in segment["words"]] == ["i", "want", "to", "speak", "to", "a", "person"]

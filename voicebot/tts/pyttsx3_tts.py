@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import logging
+import os
 import tempfile
 import threading
 import time
