@@ -126,7 +126,9 @@ async def start_server(args: argparse.Namespace, db: str) -> tuple[subprocess.Po
     port = free_port()
     env = {**os.environ, "VOICEBOT_PORT": str(port), "VOICEBOT_DB": db,
            "VOICEBOT_LANGUAGE": args.language, "VOICEBOT_MODEL": args.model or "",
-           "VOICEBOT_LOG_LEVEL": "WARNING"}
+           "VOICEBOT_LOG_LEVEL": "WARNING",
+           # the server's own limit (default 64) must not turn the load away
+           "VOICEBOT_MAX_CALLS": str(max(int(c) for c in args.counts.split(",")) + 1)}
     if args.workers:
         env["VOICEBOT_ASR_WORKERS"] = str(args.workers)
     proc = subprocess.Popen([sys.executable, "-m", "voicebot", "serve"], env=env, cwd=ROOT,
