@@ -161,6 +161,7 @@ class FrameBatcher:
         encoding = lanes[0].key[1]
         frame_bytes = lanes[0].frame_bytes
         chunks = []
+        one_each = True
         for lane in lanes:
             queued = lane._queued
             if len(queued) == 1 and not lane._carry and len(queued[0]) == frame_bytes:
@@ -168,6 +169,7 @@ class FrameBatcher:
                 queued.clear()
             else:
                 chunks.append(lane._take())
+                one_each = False
         raw = b"".join(chunks)
         if not raw:
             return
@@ -177,16 +179,20 @@ class FrameBatcher:
             samples = np.frombuffer(raw, "<i2")
         frames = samples.reshape(-1, frame_bytes // ENCODINGS[encoding])
         powers = frame_powers(frames)
+        if one_each:  # one frame per call: no slicing, no counting
+            for lane, frame, power in zip(lanes, frames, powers, strict=True):
+                try:
+                    events = lane._endpointer.push(frame, lane._gate.voiced(power, frame))
+                    if events:
+                        lane._deliver(events)
+                except Exception:  # one call's failure must not stall every other call's audio
+                    log.exception("frame batcher: a call's audio handler failed")
+            return
         row = 0
         for lane, chunk in zip(lanes, chunks, strict=True):
-            n = 1 if len(chunk) == frame_bytes else len(chunk) // frame_bytes
+            n = len(chunk) // frame_bytes
             try:
-                if n == 1:  # the usual case, one 20 ms message per tick: no slicing
-                    frame = frames[row]
-                    events = lane._endpointer.push(frame, lane._gate.voiced(powers[row], frame))
-                else:
-                    events = run_frames(lane._gate, lane._endpointer, frames[row:row + n],
-                                        powers[row:row + n])
+                events = run_frames(lane._gate, lane._endpointer, frames[row:row + n], powers[row:row + n])
                 if events:
                     lane._deliver(events)
             except Exception:  # one call's failure must not stall every other call's audio
