@@ -109,6 +109,10 @@ def verify(ulaw: bytes, frames: list[bytes], chunks_1s: list[bytes], chunks_5: l
         value = R.run_audioop_like_for_like(frames, config, True)()
         assert abs(value - speech) <= 4 * 20, f"audioop like-for-like fed {value} vs {speech}"
         fed["9b (audioop, ratecv: 2x - 1 per utterance)"] = value
+        for n in calls:  # audioop's integer rms moves a level by < 0.1 dB: the same speech to within 1 %
+            ours, theirs = R.run_batched(frames, config, n, True)(), R.run_batched(
+                frames, config, n, True, with_audioop=True)()
+            assert abs(ours - theirs) <= 0.01 * ours, f"A{n}b fed {theirs} vs B{n}b {ours}"
     notes.append("same speech reaches the recogniser in every like-for-like row: "
                  + ", ".join(f"{k} {v:,.0f}" for k, v in fed.items()) + " samples at 16 kHz")
     return notes
@@ -157,8 +161,11 @@ def rows_for(calls: list[int]) -> list[tuple[str, str, str | None, str | None]]:
         ("8b", "row 8 + speech resampled as CallSession", "1f", "9b"),
     ]
     for n in calls:
-        rows += [(f"B{n}", f"FrameBatcher, {n} calls/tick: decode+level+gate+VAD+endpoint", None, "9"),
+        rows += [(f"B{n}", f"FrameBatcher, {n} calls/tick: decode+level+gate+VAD+endpoint", None, f"A{n}"),
                  (f"B{n}b", f"row B{n} + speech resampled as CallSession", "1f", "9b")]
+    for n in calls:
+        rows += [(f"A{n}", f"row B{n} with audioop's decode (whole batch) and rms per frame", None, f"A{n}"),
+                 (f"A{n}b", f"row A{n} + ratecv of the speech only", "1f", f"A{n}b")]
     rows += [("9", "audioop ulaw2lin + rms + VoiceGate + Endpointer", None, "9"),
              ("9b", "row 9 + ratecv of the speech only", "1f", "9b")]
     return rows
@@ -191,6 +198,9 @@ def build_runs(frames: list[bytes], chunks_1s: list[bytes], chunks_5: list[bytes
             "9": R.run_audioop_like_for_like(frames, config, False),
             "9b": R.run_audioop_like_for_like(frames, config, True),
         }
+        for n in calls:
+            runs[f"A{n}"] = R.run_batched(frames, config, n, False, with_audioop=True)
+            runs[f"A{n}b"] = R.run_batched(frames, config, n, True, with_audioop=True)
     return runs
 
 
@@ -216,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = build_runs(frames, chunks_1s, chunks_5, config, calls)
     best = measure(runs, args.repeats)
     # a batched row processes `calls` copies of the signal: cost per call-frame
-    us = {k: best[k] / (len(frames) * (int(k[1:].rstrip("b")) if k.startswith("B") else 1)) * 1e6
+    us = {k: best[k] / (len(frames) * (int(k[1:].rstrip("b")) if k[0] in "AB" else 1)) * 1e6
           for k in best}
 
     rows = []
@@ -288,7 +298,11 @@ def print_table(r: dict, us: dict[str, float], calls: list[int]) -> None:
     line("voicebot, one call on its own (7b) vs the Python loop", "1f", "7b")
     line("voicebot, one call on its own (7b) vs audioop", "9b", "7b")
     if calls:
-        line(f"FrameBatcher x{max(calls)} without resampling vs audioop", "9", f"B{max(calls)}")
+        n = max(calls)
+        line(f"FrameBatcher x{n} without resampling vs audioop", "9", f"B{n}")
+        line(f"FrameBatcher x{n}: numpy's decode + level vs audioop's, same batcher", f"A{n}", f"B{n}")
+        line(f"FrameBatcher x{n}b: soxr (band-limited) vs ratecv (linear), same batcher",
+             f"A{n}b", f"B{n}b")
     line("limit: Python loop vs the per-frame floor (webrtcvad + endpointer)", "1f", "6f")
     if "9" in us and "6f" in us:
         print(f"  {'share of audioop like-for-like that is the floor':<66} {us['6f'] / us['9']:>14.0%}"

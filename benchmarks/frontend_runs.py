@@ -338,21 +338,51 @@ def run_front_end(chunks: list[bytes], config: VadConfig, resample: bool) -> Cal
     return run
 
 
+class RatecvSink(SpeechSink):
+    """SpeechSink with audioop.ratecv (linear interpolation, state reset per utterance)."""
+
+    def __call__(self, events: list[VadEvent]) -> None:
+        for event in events:
+            if isinstance(event, SpeechStarted):
+                self.state: Any = None
+            elif isinstance(event, SpeechAudio):
+                out, self.state = audioop.ratecv(event.samples.tobytes(), 2, 1, LINE_RATE,
+                                                 ENGINE_RATE, self.state)
+                self.fed += len(out) // 2
+
+
+def audioop_decode(raw: bytes, encoding: str) -> np.ndarray:
+    """FrameBatcher's decode step done by audioop (the like-for-like of decode_line)."""
+    return np.frombuffer(audioop.ulaw2lin(raw, 2), np.int16)
+
+
+def audioop_measure(frames: np.ndarray) -> list[float]:
+    """FrameBatcher's level step done by audioop: rms per frame, squared back to a power."""
+    rms = audioop.rms
+    n = frames.shape[1]
+    return [float(r * r * n) for r in map(lambda f: rms(f, 2), frames)]
+
+
 def call_frames(frames: list[bytes], calls: int) -> list[list[bytes]]:
     """`calls` copies of the signal, each starting elsewhere (speech not in lockstep)."""
     step = len(frames) // calls
     return [frames[k * step:] + frames[:k * step] for k in range(calls)]
 
 
-def run_batched(frames: list[bytes], config: VadConfig, calls: int, resample: bool) -> Callable[[], int]:
-    """Rows 10/11(b): `calls` calls through one FrameBatcher, each pushing one
-    20 ms message per tick, one flush per tick, as the server runs it."""
+def run_batched(frames: list[bytes], config: VadConfig, calls: int, resample: bool,
+                with_audioop: bool = False) -> Callable[[], int]:
+    """Rows B/Bb: `calls` calls through one FrameBatcher, each pushing one
+    20 ms message per tick, one flush per tick, as the server runs it.
+    Rows A/Ab (`with_audioop`): the same batcher with audioop doing its DSP
+    (ulaw2lin of the batch, rms per frame, ratecv of the speech)."""
     per_call = call_frames(frames, calls)
     ticks = list(zip(*per_call, strict=True))
+    dsp: dict[str, Any] = {"decode": audioop_decode, "measure": audioop_measure} if with_audioop else {}
+    sink_type = RatecvSink if with_audioop else SpeechSink
 
     def run() -> int:
-        batcher = FrameBatcher(None, max_frames=1 << 30)
-        sinks = [SpeechSink() for _ in range(calls)]
+        batcher = FrameBatcher(None, max_frames=1 << 30, **dsp)
+        sinks = [sink_type() for _ in range(calls)]
         counted: list[int] = []
         lanes = [batcher.lane(LINE_RATE, "mulaw", config,
                               sinks[k] if resample else (lambda ev: counted.append(len(ev))))
