@@ -360,7 +360,7 @@ def audioop_measure(frames: np.ndarray) -> list[float]:
     """FrameBatcher's level step done by audioop: rms per frame, squared back to a power."""
     rms = audioop.rms
     n = frames.shape[1]
-    return [float(r * r * n) for r in map(lambda f: rms(f, 2), frames)]
+    return [float(rms(f, 2) ** 2 * n) for f in frames]
 
 
 def call_frames(frames: list[bytes], calls: int) -> list[list[bytes]]:
