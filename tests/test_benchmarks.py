@@ -26,7 +26,7 @@ def _run(*args: str, block_audioop: bool = False) -> dict:
 def test_frontend_benchmark_checks_pass_with_and_without_audioop():
     result = _run("frontend.py", "--seconds", "4", "--repeats", "1", "--calls", "3", "--json")
     rows = {r["row"]: r for r in result["rows"]}
-    assert {"1", "1f", "6f", "7b", "B3", "B3b"} <= set(rows)
+    assert {"1", "1f", "6f", "7b", "B3", "B3b", "A3", "A3b"} <= set(rows)
     assert any("FrameBatcher x3" in c for c in result["checks"])
     assert all(r["us_per_frame"] > 0 for r in rows.values() if r["us_per_frame"] is not None)
     bare = _run("frontend.py", "--seconds", "4", "--repeats", "1", "--calls", "3", "--json",
@@ -34,6 +34,24 @@ def test_frontend_benchmark_checks_pass_with_and_without_audioop():
     bare_rows = {r["row"]: r for r in bare["rows"]}
     assert bare_rows["9b"]["us_per_frame"] is None and bare_rows["9b"]["x_vs_audioop"] is None
     assert bare_rows["B3b"]["us_per_frame"] is not None
+    assert bare_rows["A3"]["us_per_frame"] is None  # the audioop like-for-like needs audioop
+
+
+def test_linear_upsampler_matches_with_and_without_audioop(monkeypatch):
+    """asr_rejection --upsampler linear: audioop.ratecv where Python has it, the same
+    linear interpolation in numpy where it does not."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import asr_rejection
+
+    line = (np.sin(np.arange(800) * 2 * np.pi * 440 / 8000) * 8000).astype("<i2").tobytes()
+    with_audioop = np.frombuffer(asr_rejection.linear_upsampler(16000)(line), "<i2")
+    monkeypatch.setitem(sys.modules, "audioop", None)
+    without = np.frombuffer(asr_rejection.linear_upsampler(16000)(line), "<i2")
+    assert abs(with_audioop.size - 1600) <= 1 and without.size == 1600
+    n = min(with_audioop.size, without.size)
+    assert np.abs(with_audioop[:n].astype(int) - without[:n]).max() <= 1  # rounding only
+    x = np.frombuffer(line, "<i2")
+    assert np.array_equal(without[::2], x)  # interpolation keeps every input sample
 
 
 def test_vad_gating_benchmark_gated_costs_less_cpu():
