@@ -73,6 +73,8 @@ def test_twiml_documents():
     assert '<Stream url="ws://127.0.0.1:8080/twilio/media">' in local
     assert dial_twiml("sip:q@pbx").endswith("<Dial><Sip>sip:q@pbx</Sip></Dial></Response>")
     assert "<Dial>+15550100</Dial>" in dial_twiml("+15550100")
+    assert '<Dial action="https://b.example/twilio/dial-ended">+1555' in dial_twiml(
+        "+15550100", "https://b.example/twilio/dial-ended")
 
 
 def test_native_start_validation():

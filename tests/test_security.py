@@ -118,7 +118,7 @@ async def test_logs_carry_no_caller_data_or_secrets(start_server, en_engine, cap
         protocol="twilio", caller=CALLER, headers={"X-Twilio-Signature": media_sig}, **FAST))
     form = {"CallSid": twilio.call_id, "From": CALLER}
     async with aiohttp.ClientSession() as http:
-        for path in ("/twilio/voice", "/twilio/stream-ended"):
+        for path in ("/twilio/voice", "/twilio/stream-ended", "/twilio/dial-ended"):
             sig = twilio_signature(TW_TOKEN, PUBLIC + path, form)
             assert (await post(http, server.http + path, form, sig))[0] == 200
         async with http.ws_connect(server.ws + "/v1/stream",

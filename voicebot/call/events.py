@@ -42,7 +42,19 @@ class CallEnded:
     kind: Literal["call_ended"] = "call_ended"
 
 
-CallEvent = HandoffDecided | CallEnded
+@dataclass(frozen=True, slots=True)
+class HumanLineEnded:
+    """The gateway's dial to the human line is over (Twilio <Dial action>)."""
+
+    call_id: str
+    connected: bool  # a person answered
+    caller_waiting: bool  # the caller is still on the line (we promised a call back)
+    status: str  # the gateway's word for it: busy, no-answer, failed, canceled, completed
+    at: float = field(default_factory=time.time)
+    kind: Literal["human_line_ended"] = "human_line_ended"
+
+
+CallEvent = HandoffDecided | CallEnded | HumanLineEnded
 Subscriber = Callable[[CallEvent], None]
 
 

@@ -65,6 +65,11 @@ EN = LanguagePack(
         "handoff": "I'm connecting you to a person now. They will see what you've told me, "
         "so you won't have to repeat yourself.",
         "goodbye": "Thank you for calling. Goodbye.",
+        # said by the gateway (Twilio <Say>) when the human line did not answer
+        "human_unavailable": "I'm sorry, no one could take your call just now. A person has "
+        "your request and will call you back at this number. Goodbye.",
+        "human_unavailable_no_number": "I'm sorry, no one could take your call just now. "
+        "Please call us again a little later. Goodbye.",
     },
     triggers={
         HUMAN: (
@@ -119,6 +124,10 @@ KO = LanguagePack(
         "anything_else": "더 도와드릴 일이 있을까요?",
         "handoff": "지금 상담원에게 연결해 드리겠습니다. 말씀하신 내용은 상담원이 볼 수 있습니다.",
         "goodbye": "전화해 주셔서 감사합니다. 안녕히 계세요.",
+        "human_unavailable": "죄송합니다. 지금은 상담원이 전화를 받을 수 없습니다. "
+        "요청하신 내용을 확인하고 이 번호로 다시 연락드리겠습니다. 안녕히 계세요.",
+        "human_unavailable_no_number": "죄송합니다. 지금은 상담원이 전화를 받을 수 없습니다. "
+        "잠시 후에 다시 전화해 주세요. 안녕히 계세요.",
     },
     triggers={
         HUMAN: ("상담원", "사람", "직원"),

@@ -79,7 +79,7 @@ class DeskRoutes:
         transfer = await self.d.desk.transfer(record.call_id)
         if who.at_least("supervisor"):
             return record, transfer
-        if transfer is None or not (transfer["status"] == "waiting"
+        if transfer is None or not (transfer["status"] in ("waiting", "callback")
                                     or transfer["claimed_by"] == who.name):
             raise not_found()
         return record, transfer

@@ -17,7 +17,7 @@ from typing import Any
 from voicebot.assist.knowledge import KnowledgeBase
 from voicebot.assist.sentiment import analyzer, call_sentiment
 from voicebot.assist.summary import main_intent
-from voicebot.call.events import CallEnded, CallEvent, HandoffDecided
+from voicebot.call.events import CallEnded, CallEvent, HandoffDecided, HumanLineEnded
 from voicebot.config import Settings
 from voicebot.staff.auth import Authenticator
 from voicebot.staff.feed import FeedHub
@@ -74,6 +74,8 @@ class StaffDesk:
             self._handoff_decided(event)
         elif isinstance(event, CallEnded) and event.outcome == "abandoned":
             self._jobs.put_nowait(lambda: self._abandoned(event.call_id))
+        elif isinstance(event, HumanLineEnded) and not event.connected:
+            self._jobs.put_nowait(lambda: self._not_connected(event))
 
     def _handoff_decided(self, e: HandoffDecided) -> None:
         utterances = [utterance_json(u) for u in e.transcript]
@@ -95,6 +97,16 @@ class StaffDesk:
     async def _abandoned(self, call_id: str) -> None:
         if await self.desk.abandon(call_id):
             self.publish_update(call_id, "abandoned")
+
+    async def _not_connected(self, e: HumanLineEnded) -> None:
+        """No person took the call: a caller still on the line was promised a call
+        back (the transfer returns to the queue); one who left has abandoned it."""
+        if e.caller_waiting:
+            if await self.desk.needs_callback(e.call_id):
+                self.publish_update(e.call_id, "callback", line=e.status)
+                self.notify_crm("transfer.callback", e.call_id, {"line": e.status, "at": e.at})
+        else:
+            await self._abandoned(e.call_id)
 
     # --- used by the routes -------------------------------------------------------------
     def publish_update(self, call_id: str, status: str, **extra: Any) -> None:

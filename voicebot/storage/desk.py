@@ -3,7 +3,9 @@ the bot, CRM webhook deliveries, and read-only queries over the calls table.
 
 A transfer row is written when the dialog decides to hand a call over, so the
 queue survives a restart; it moves waiting → claimed → closed (or abandoned
-when the caller hangs up before the handoff went through).
+when the caller hangs up before the handoff went through). When the human line
+could not take the call (busy, no answer) while the caller was still there,
+it becomes `callback`: back in the queue, for someone to call the caller back.
 """
 
 from __future__ import annotations
@@ -55,7 +57,8 @@ CREATE TABLE IF NOT EXISTS desk_webhook_deliveries (
 );
 """
 
-TRANSFER_STATES = ("waiting", "claimed", "closed", "abandoned")
+TRANSFER_STATES = ("waiting", "claimed", "callback", "closed", "abandoned")
+OPEN_STATES = "('waiting', 'callback')"  # in the queue, for any agent to take
 CALL_FILTERS = {"outcome": "c.outcome = ?", "reason": "c.handoff_reason = ?",
                 "language": "c.language = ?", "since": "c.started_at >= ?",
                 "until": "c.started_at < ?", "status": "t.status = ?"}
@@ -89,8 +92,8 @@ class DeskStore(Database):
         return rows[0] if rows else None
 
     async def queue(self, user: str | None = None) -> list[dict[str, Any]]:
-        """Waiting transfers, oldest first, then (for `user`) the ones they hold."""
-        rows = await self.rows("SELECT * FROM desk_transfers WHERE status = 'waiting' "
+        """Waiting and call-back transfers, oldest first, then (for `user`) the ones they hold."""
+        rows = await self.rows(f"SELECT * FROM desk_transfers WHERE status IN {OPEN_STATES} "
                                "ORDER BY decided_at")
         if user is not None:
             rows += await self.rows("SELECT * FROM desk_transfers WHERE status = 'claimed' "
@@ -101,18 +104,24 @@ class DeskStore(Database):
         """Atomically take a waiting transfer; False if someone else was first."""
         return await self.write(
             "UPDATE desk_transfers SET status = 'claimed', claimed_by = ?, claimed_at = ? "
-            "WHERE call_id = ? AND status = 'waiting'", (user, time.time(), call_id)) > 0
+            f"WHERE call_id = ? AND status IN {OPEN_STATES}", (user, time.time(), call_id)) > 0
 
     async def dispose(self, call_id: str, disposition: str, notes: str) -> bool:
         return await self.write(
             "UPDATE desk_transfers SET status = 'closed', disposition = ?, notes = ?, "
-            "closed_at = ? WHERE call_id = ? AND status IN ('waiting', 'claimed')",
+            "closed_at = ? WHERE call_id = ? AND status IN ('waiting', 'claimed', 'callback')",
             (disposition, notes, time.time(), call_id)) > 0
 
     async def abandon(self, call_id: str) -> bool:
         return await self.write(
             "UPDATE desk_transfers SET status = 'abandoned', closed_at = ? "
             "WHERE call_id = ? AND status = 'waiting'", (time.time(), call_id)) > 0
+
+    async def needs_callback(self, call_id: str) -> bool:
+        """The human line did not take the call: back to the queue, unclaimed."""
+        return await self.write(
+            "UPDATE desk_transfers SET status = 'callback', claimed_by = '', claimed_at = NULL "
+            "WHERE call_id = ? AND status IN ('waiting', 'claimed')", (call_id,)) > 0
 
     # --- feedback ----------------------------------------------------------------
     async def add_feedback(self, f: Feedback) -> int:
@@ -151,7 +160,7 @@ class DeskStore(Database):
             where.append(CALL_FILTERS[key])
             params.append(value)
         if visible_to is not None:
-            where.append("(t.status = 'waiting' OR t.claimed_by = ?)")
+            where.append(f"(t.status IN {OPEN_STATES} OR t.claimed_by = ?)")
             params.append(visible_to)
         clause = ("WHERE " + " AND ".join(where)) if where else ""
         return await self.rows(

@@ -1,4 +1,6 @@
-"""Twilio's HTTP webhooks: the incoming-call TwiML and the <Connect action>."""
+"""Twilio's HTTP webhooks: the incoming-call TwiML, the <Connect action> (the bot
+is done: hang up or dial the human line) and the <Dial action> (the human line
+is done: if no one answered, tell the caller and queue a call back)."""
 
 from __future__ import annotations
 
@@ -7,9 +9,11 @@ from xml.sax.saxutils import escape, quoteattr
 
 from aiohttp import web
 
+from voicebot.call.events import CallEventBus, HumanLineEnded
 from voicebot.config import Settings
+from voicebot.dialog.lang import PACKS
 from voicebot.errors import StoreUnavailable
-from voicebot.storage.base import CallStore
+from voicebot.storage.base import CallRecord, CallStore
 from voicebot.telephony.signature import valid_twilio_signature
 
 log = logging.getLogger(__name__)
@@ -31,18 +35,31 @@ def connect_twiml(settings: Settings, caller: str, request_base: str = "") -> st
     )
 
 
-def dial_twiml(target: str) -> str:
+def dial_twiml(target: str, action: str = "") -> str:
     noun = f"<Sip>{escape(target)}</Sip>" if target.startswith("sip:") else escape(target)
-    return f"{_XML}<Response><Dial>{noun}</Dial></Response>"
+    attrs = f" action={quoteattr(action)}" if action else ""
+    return f"{_XML}<Response><Dial{attrs}>{noun}</Dial></Response>"
 
 
 HANGUP_TWIML = f"{_XML}<Response><Hangup/></Response>"
+_SAY_LANGUAGE = {"en": "en-US", "ko": "ko-KR"}
+CONNECTED = ("completed", "answered")  # DialCallStatus when a person took the call
+
+
+def unavailable_twiml(language: str, callback: bool) -> str:
+    """What the caller hears when the human line did not answer."""
+    pack = PACKS.get(language) or PACKS["en"]
+    text = pack.prompts["human_unavailable" if callback else "human_unavailable_no_number"]
+    say_language = quoteattr(_SAY_LANGUAGE.get(pack.code, "en-US"))
+    return f"{_XML}<Response><Say language={say_language}>{escape(text)}</Say><Hangup/></Response>"
 
 
 class TwimlHandlers:
-    def __init__(self, settings: Settings, store: CallStore | None = None) -> None:
+    def __init__(self, settings: Settings, store: CallStore | None = None,
+                 events: CallEventBus | None = None) -> None:
         self.settings = settings
         self.store = store
+        self.events = events
 
     async def _form(self, request: web.Request) -> dict[str, str]:
         form = {k: str(v) for k, v in (await request.post()).items()}
@@ -58,19 +75,46 @@ class TwimlHandlers:
         request_base = f"{request.scheme}://{request.host}"
         return _xml(connect_twiml(self.settings, form.get("From", ""), request_base))
 
+    async def _record(self, call_sid: str) -> CallRecord | None:
+        try:
+            return await self.store.get(call_sid) if self.store and call_sid else None
+        except StoreUnavailable:  # the database is down: fail safe, to a human
+            return None
+
+    def _url(self, request: web.Request, path: str) -> str:
+        return (self.settings.public_url or f"{request.scheme}://{request.host}").rstrip("/") + path
+
     async def stream_ended(self, request: web.Request) -> web.Response:
         form = await self._form(request)
-        call_sid = form.get("CallSid", "")
-        try:
-            record = await self.store.get(call_sid) if self.store and call_sid else None
-        except StoreUnavailable:  # the database is down: fail safe, to a human
-            record = None
+        record = await self._record(form.get("CallSid", ""))
         if record is not None and record.outcome == "completed":
             return _xml(HANGUP_TWIML)
         if record is None:
             log.warning("stream ended for an unknown call; sending it to a human")
-        return _xml(dial_twiml(record.handoff_target if record and record.handoff_target
-                               else self.settings.human_line))
+        target = record.handoff_target if record and record.handoff_target else self.settings.human_line
+        return _xml(dial_twiml(target, self._url(request, "/twilio/dial-ended")))
+
+    async def dial_ended(self, request: web.Request) -> web.Response:
+        """Twilio's <Dial action>: the human line's call is over, one way or another."""
+        form = await self._form(request)
+        status = form.get("DialCallStatus", "")
+        connected = status in CONNECTED
+        caller_waiting = not connected and form.get("CallStatus", "in-progress") == "in-progress"
+        record = await self._record(form.get("CallSid", ""))  # the CallSid finds our own call id
+        if self.events is not None and record is not None:
+            self.events.publish(HumanLineEnded(record.call_id, connected, caller_waiting, status))
+        if not caller_waiting:
+            return _xml(HANGUP_TWIML)
+        log.warning("the human line did not take a call (%s); the caller is told, a call back queued",
+                    status or "no status")
+        language = record.language if record and record.language else self.settings.language
+        return _xml(unavailable_twiml(language, callback=bool(record and _dialable(record.caller))))
+
+
+def _dialable(number: str) -> bool:
+    """A number someone can call back (not withheld, "anonymous", or empty)."""
+    digits = number.removeprefix("+")
+    return digits.isdigit() and len(digits) >= 3
 
 
 def _xml(body: str) -> web.Response:

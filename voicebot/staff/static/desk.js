@@ -15,6 +15,11 @@ const REASONS = {
   media_timeout: "Caller's audio stopped",
   shutdown: "Bot was shutting down",
 };
+const QUEUE_STATUS = {
+  waiting: "waiting",
+  claimed: "claimed by you",
+  callback: "call back: no one answered the transfer",
+};
 const state = { me: null, queue: new Map(), current: null, feed: null };
 
 function el(tag, attrs = {}, ...children) {
@@ -105,7 +110,9 @@ function connectFeed() {
     const update = JSON.parse(event.data);
     const item = state.queue.get(update.call_id);
     const mine = update.claimed_by && update.claimed_by === state.me?.name;
-    if (update.status === "claimed" && mine && item) {
+    if (update.status === "callback") {
+      loadQueue();  // back in everyone's queue: the human line did not take the call
+    } else if (update.status === "claimed" && mine && item) {
       Object.assign(item, { status: "claimed", claimed_by: update.claimed_by });
     } else {
       state.queue.delete(update.call_id);
@@ -150,7 +157,7 @@ function renderQueue() {
       el("div", {}, REASONS[t.reason] || t.reason),
       el("div", { class: "q-meta" },
         el("span", { class: sentimentClass(t.sentiment) }, sentimentText(t.sentiment, t.sentiment_label)),
-        ` · ${t.language} · ${t.status === "claimed" ? "claimed by you" : "waiting"}`));
+        ` · ${t.language} · ${QUEUE_STATUS[t.status] || t.status}`));
     if (t.fresh) { li.classList.add("new"); t.fresh = false; }
     if (state.current?.call_id === t.call_id) li.classList.add("selected");
     li.addEventListener("click", () => openCall(t.call_id));
@@ -185,9 +192,9 @@ function renderCall(call) {
   $("call-status").textContent = transfer.claimed_by ? `${transfer.status} · ${transfer.claimed_by}` : transfer.status;
   $("call-reason").textContent = REASONS[call.handoff_reason || transfer.reason] || "Not handed over";
   $("call-next").textContent = "Next: " + call.assist.next_action;
-  $("claim").disabled = transfer.status !== "waiting";
+  $("claim").disabled = !["waiting", "callback"].includes(transfer.status);
   const holder = transfer.claimed_by === state.me.name || ROLES.indexOf(state.me.role) >= 1;
-  $("dispose").disabled = !(holder && ["waiting", "claimed"].includes(transfer.status));
+  $("dispose").disabled = !(holder && ["waiting", "claimed", "callback"].includes(transfer.status));
   renderTranscript(call);
   renderSummary(call.assist.summary, call.summary);
   renderSentiment(call.assist.sentiment);

@@ -1,0 +1,121 @@
+"""When the human line does not take a transferred Twilio call.
+
+A real call through the Twilio protocol and the real engine asks for a person;
+Twilio then requests the <Connect action> (we answer with <Dial action>) and,
+once the dial is over, the <Dial action>. A caller still on the line who
+reached no one is told so in their language and gets a call back: the transfer
+returns to the desk's queue as `callback`. A caller who hung up while it rang
+has abandoned it; a person who answered leaves the transfer as it was.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import pytest
+
+from voicebot.app import DESK
+from voicebot.audio.wav import read_wav
+from voicebot.replay.client import ReplayOptions, replay
+from voicebot.telephony.signature import twilio_signature
+
+from .conftest import FIXTURES
+from .staff_helpers import KNOWLEDGE, make_staff
+
+pytestmark = pytest.mark.e2e
+PUBLIC = "https://bot.example.com"
+CALLER = "+15550123"
+
+
+async def transferred_call(server) -> str:
+    samples, rate = read_wav(FIXTURES / "en_human_person.wav")
+    result = await replay(server.ws + "/twilio/media", samples, rate, ReplayOptions(
+        protocol="twilio", caller=CALLER, marks="immediate", speed=0, max_call_s=30))
+    assert result.outcome == "handoff:caller_request"
+    return result.call_id  # the Twilio CallSid
+
+
+async def desk_id(server, call_sid: str) -> str:
+    """The desk keys transfers by our own call id; Twilio knows the CallSid."""
+    return (await server.record(call_sid)).call_id
+
+
+async def post(server, path: str, form: dict[str, str]) -> tuple[int, str]:
+    async with aiohttp.ClientSession() as http:
+        async with http.post(server.http + path, data=form) as r:
+            return r.status, await r.text()
+
+
+async def transfer_status(server, call_sid: str, expected: str) -> dict:
+    desk, call_id = server.app[DESK].desk, await desk_id(server, call_sid)
+    for _ in range(200):
+        transfer = await desk.transfer(call_id)
+        if transfer is not None and transfer["status"] == expected:
+            return transfer
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"transfer is {transfer and transfer['status']}, expected {expected}")
+
+
+async def test_no_answer_tells_the_caller_and_queues_a_call_back(start_server, en_engine):
+    server = await start_server(en_engine, public_url=PUBLIC, knowledge_dir=KNOWLEDGE)
+    staff = await make_staff(server.http)
+    call_id = await transferred_call(server)
+    await transfer_status(server, call_id, "waiting")
+
+    status, twiml = await post(server, "/twilio/stream-ended", {"CallSid": call_id})
+    assert status == 200
+    assert (f'<Dial action="{PUBLIC}/twilio/dial-ended">{server.settings.human_line}</Dial>'
+            in twiml)
+
+    status, twiml = await post(server, "/twilio/dial-ended", {
+        "CallSid": call_id, "DialCallStatus": "no-answer", "CallStatus": "in-progress"})
+    assert status == 200
+    assert '<Say language="en-US">' in twiml and "call you back at this number" in twiml
+    assert twiml.endswith("<Hangup/></Response>")
+    transfer = await transfer_status(server, call_id, "callback")
+    assert transfer["claimed_by"] == ""
+
+    status, queue = await staff["bob"].get("/api/transfers")
+    assert status == 200 and [t["call_id"] for t in queue["transfers"]] == [transfer["call_id"]]
+    status, claimed = await staff["bob"].post(f"/api/transfers/{transfer['call_id']}/claim")
+    assert status == 200 and claimed["transfer"]["claimed_by"] == "bob"
+
+
+async def test_caller_who_hung_up_while_it_rang_has_abandoned(start_server, en_engine):
+    server = await start_server(en_engine, public_url=PUBLIC, knowledge_dir=KNOWLEDGE)
+    call_id = await transferred_call(server)
+    await transfer_status(server, call_id, "waiting")
+    status, twiml = await post(server, "/twilio/dial-ended", {
+        "CallSid": call_id, "DialCallStatus": "no-answer", "CallStatus": "completed"})
+    assert status == 200 and "<Say" not in twiml and "<Hangup/>" in twiml
+    await transfer_status(server, call_id, "abandoned")
+
+
+async def test_a_person_answered_the_transfer_stays_as_it_was(start_server, en_engine):
+    server = await start_server(en_engine, public_url=PUBLIC, knowledge_dir=KNOWLEDGE)
+    call_id = await transferred_call(server)
+    await transfer_status(server, call_id, "waiting")
+    status, twiml = await post(server, "/twilio/dial-ended", {
+        "CallSid": call_id, "DialCallStatus": "completed", "CallStatus": "in-progress"})
+    assert status == 200 and "<Say" not in twiml and "<Hangup/>" in twiml
+    await asyncio.sleep(0.2)  # nothing is queued for the desk: it stays waiting
+    assert (await server.app[DESK].desk.transfer(await desk_id(server, call_id)))["status"] == "waiting"
+
+
+async def test_unknown_caller_number_is_not_promised_a_call_back(start_server, en_engine):
+    server = await start_server(en_engine, public_url=PUBLIC)
+    status, twiml = await post(server, "/twilio/dial-ended", {
+        "CallSid": "CA-not-ours", "DialCallStatus": "busy", "CallStatus": "in-progress"})
+    assert status == 200 and "call us again a little later" in twiml
+
+
+async def test_dial_ended_requires_twilio_signature(start_server, en_engine):
+    server = await start_server(en_engine, public_url=PUBLIC, twilio_auth_token="tw-secret")
+    form = {"CallSid": "CA123", "DialCallStatus": "no-answer", "CallStatus": "in-progress"}
+    assert (await post(server, "/twilio/dial-ended", form))[0] == 403
+    good = twilio_signature("tw-secret", PUBLIC + "/twilio/dial-ended", form)
+    async with aiohttp.ClientSession() as http:
+        async with http.post(server.http + "/twilio/dial-ended", data=form,
+                             headers={"X-Twilio-Signature": good}) as r:
+            assert r.status == 200 and "<Say" in await r.text()
