@@ -140,6 +140,62 @@ async def test_journal_left_by_a_crash_is_replayed_at_start_once(tmp_path):
         await second.close()
 
 
+async def test_a_journal_replayed_twice_stores_each_entry_once(tmp_path):
+    """A crash after the replay wrote but before it saved its position (or a write
+    that timed out and landed late) repeats entries: the store keeps one of each."""
+    db, journal = tmp_path / "db" / "calls.db", tmp_path / "calls.journal"
+    store = JournalledStore(SqliteCallStore(db), journal, retry_s=60,
+                            data_errors=(sqlite3.IntegrityError, ValueError))
+    await store.open()
+    outage = Outage(store, tmp_path / "db")
+    await outage.begin()
+    await store.create(CallRecord("c2", "native", started_at=1.0))
+    await store.add_utterance("c2", 2.0, utterance("agent please", 0.0))
+    await store.add_prompt("c2", 1.5, {"name": "disclosure", "text": "hello"})
+    await store.update("c2", summary="asked for a person")
+    store._recovery.cancel()
+    outage.restore()
+    saved = journal.read_bytes()
+    direct = SqliteCallStore(db)  # the first replay got everything in, then the process died
+    await direct.open()
+    store2 = JournalledStore(direct, tmp_path / "other.journal")
+    for entry in map(json.loads, saved.splitlines()):
+        await store2._apply(entry)
+    await direct.close()
+
+    again = JournalledStore(SqliteCallStore(db), journal,
+                            data_errors=(sqlite3.IntegrityError, ValueError))
+    await again.open()  # replays the whole journal a second time
+    try:
+        record = await again.get("c2")
+        assert again.up and not journal.exists()
+        assert [u["text"] for u in record.utterances] == ["agent please"]
+        assert [p["name"] for p in record.prompts] == ["disclosure"]
+        assert record.summary == "asked for a person"
+    finally:
+        await again.close()
+
+
+async def test_duplicate_events_in_an_older_database_are_removed_once(tmp_path):
+    db = tmp_path / "calls.db"
+    store = SqliteCallStore(db)
+    await store.open()
+    await store.create(CallRecord("c3", "native", started_at=1.0))
+    await store.db.execute("DROP INDEX call_events_once")  # as a database from before it
+    for _ in range(3):
+        await store.add_utterance("c3", 2.0, utterance("agent please", 0.0))
+    await store.add_utterance("c3", 3.0, utterance("thank you", 1.0))
+    assert len((await store.get("c3")).utterances) == 4
+    await store.close()
+    await store.open()
+    try:
+        assert [u["text"] for u in (await store.get("c3")).utterances] == ["agent please", "thank you"]
+        await store.add_utterance("c3", 2.0, utterance("agent please", 0.0))
+        assert len((await store.get("c3")).utterances) == 2
+    finally:
+        await store.close()
+
+
 async def test_data_errors_are_raised_not_journalled(journalled, tmp_path):
     await journalled.create(CallRecord("dup", "native"))
     with pytest.raises(sqlite3.IntegrityError):

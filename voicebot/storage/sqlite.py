@@ -38,6 +38,7 @@ class SqliteCallStore:
 
     async def open(self) -> None:
         self._db = await connect(self.path, _SCHEMA, "journal_mode=WAL", "synchronous=NORMAL")
+        await _ensure_events_once(self._db)
 
     async def close(self) -> None:
         if self._db is not None:
@@ -74,7 +75,7 @@ class SqliteCallStore:
 
     async def _add_event(self, call_id: str, at: float, kind: str, payload: dict[str, Any]) -> None:
         await self.db.execute(
-            "INSERT INTO call_events (call_id, at, kind, payload) VALUES (?, ?, ?, ?)",
+            "INSERT OR IGNORE INTO call_events (call_id, at, kind, payload) VALUES (?, ?, ?, ?)",
             (call_id, at, kind, json.dumps(payload, ensure_ascii=False)),
         )
         await self.db.commit()
@@ -97,3 +98,20 @@ class SqliteCallStore:
             item = {"at": at, **json.loads(payload)}
             (record.utterances if kind == "utterance" else record.prompts).append(item)
         return record
+
+
+async def _ensure_events_once(db: aiosqlite.Connection) -> None:
+    """One event of a kind per call and instant, so a write repeated by the journal
+    (a replay cut short by a crash, a write that timed out but landed late) is
+    stored once. Databases from before this index are de-duplicated first, once."""
+    cursor = await db.execute("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?",
+                              (_EVENTS_ONCE,))
+    if await cursor.fetchone() is not None:
+        return
+    await db.execute("DELETE FROM call_events WHERE seq NOT IN "
+                     "(SELECT MIN(seq) FROM call_events GROUP BY call_id, kind, at)")
+    await db.execute(f"CREATE UNIQUE INDEX {_EVENTS_ONCE} ON call_events (call_id, kind, at)")
+    await db.commit()
+
+
+_EVENTS_ONCE = "call_events_once"
