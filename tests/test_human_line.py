@@ -119,3 +119,52 @@ async def test_dial_ended_requires_twilio_signature(start_server, en_engine):
         async with http.post(server.http + "/twilio/dial-ended", data=form,
                              headers={"X-Twilio-Signature": good}) as r:
             assert r.status == 200 and "<Say" in await r.text()
+
+
+# --- other gateways: POST /v1/calls/{call_id}/human-line ------------------------------
+
+async def native_transfer(server, call_id: str, caller: str = CALLER) -> None:
+    samples, rate = read_wav(FIXTURES / "en_human_person.wav")
+    result = await replay(server.ws + "/v1/stream", samples, rate, ReplayOptions(
+        call_id=call_id, caller=caller, marks="immediate", speed=0, max_call_s=30,
+        headers={"Authorization": "Bearer gw-secret"}))
+    assert result.outcome == "handoff:caller_request"
+    assert result.call_id == call_id  # the gateway's own id: what it reports back on
+
+
+async def report(server, call_id: str, body, token: str | None = "gw-secret") -> tuple[int, dict]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{server.http}/v1/calls/{call_id}/human-line", headers=headers,
+                             data=body if isinstance(body, str) else None,
+                             json=None if isinstance(body, str) else body) as r:
+            return r.status, await r.json(content_type=None) if r.status != 401 else {}
+
+
+async def test_native_gateway_reports_no_answer_and_is_told_what_to_say(start_server, en_engine):
+    server = await start_server(en_engine, knowledge_dir=KNOWLEDGE, stream_token="gw-secret")
+    await native_transfer(server, "pbx-0001")
+    await transfer_status(server, "pbx-0001", "waiting")
+    status, reply = await report(server, "pbx-0001", {
+        "connected": False, "caller_waiting": True, "status": "busy"})
+    assert status == 200 and reply["callback"] and reply["call_known"] and reply["language"] == "en"
+    assert "call you back at this number" in reply["say"]
+    await transfer_status(server, "pbx-0001", "callback")
+
+
+async def test_native_gateway_reports_are_checked(start_server, en_engine):
+    server = await start_server(en_engine, knowledge_dir=KNOWLEDGE, stream_token="gw-secret")
+    await native_transfer(server, "pbx-0002")
+    good = {"connected": False, "caller_waiting": False, "status": "no-answer"}
+    assert (await report(server, "pbx-0002", good, token=None))[0] == 401
+    assert (await report(server, "pbx-0002", good, token="wrong"))[0] == 401
+    for bad in ("not json", "[1, 2]", {"connected": "no", "caller_waiting": True},
+                {"connected": False, "caller_waiting": True, "status": "x" * 100}):
+        status, reply = await report(server, "pbx-0002", bad)
+        assert status == 400 and reply["error"], bad
+    await transfer_status(server, "pbx-0002", "waiting")  # nothing changed by the bad reports
+    status, reply = await report(server, "pbx-0002", good)
+    assert status == 200 and reply["say"] == "" and not reply["callback"]
+    await transfer_status(server, "pbx-0002", "abandoned")
+    status, reply = await report(server, "pbx-unknown", {"connected": False, "caller_waiting": True})
+    assert status == 200 and not reply["call_known"] and "call us again" in reply["say"]

@@ -29,6 +29,7 @@ from voicebot.storage.journal import JournalledStore
 from voicebot.storage.sqlite import SqliteCallStore
 from voicebot.telephony.native import NativeStreamHandler
 from voicebot.telephony.twilio_ws import TwilioMediaHandler
+from voicebot.telephony.human_line import HumanLineHandler
 from voicebot.telephony.twiml import TwimlHandlers
 from voicebot.tts.base import Synthesizer
 from voicebot.tts.prompts import PromptCache
@@ -63,11 +64,13 @@ def create_app(
     desk = app[DESK] = StaffDesk(settings)
     events.subscribe(desk.on_call_event)
     twiml = TwimlHandlers(settings, store, events)
+    human_line = HumanLineHandler(settings, twiml.line)
     app.router.add_post("/twilio/voice", twiml.voice)
     app.router.add_post("/twilio/stream-ended", twiml.stream_ended)
     app.router.add_post("/twilio/dial-ended", twiml.dial_ended)
     app.router.add_get("/twilio/media", TwilioMediaHandler(settings, registry).handle)
     app.router.add_get("/v1/stream", NativeStreamHandler(settings, registry).handle)
+    app.router.add_post("/v1/calls/{call_id}/human-line", human_line.handle)
     DeskRoutes(desk, store).add_to(app.router)
     AdminRoutes(desk).add_to(app.router)
     app.router.add_get("/healthz", _health)

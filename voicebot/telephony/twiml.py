@@ -9,11 +9,10 @@ from xml.sax.saxutils import escape, quoteattr
 
 from aiohttp import web
 
-from voicebot.call.events import CallEventBus, HumanLineEnded
+from voicebot.call.events import CallEventBus
 from voicebot.config import Settings
-from voicebot.dialog.lang import PACKS
-from voicebot.errors import StoreUnavailable
 from voicebot.storage.base import CallRecord, CallStore
+from voicebot.telephony.human_line import HumanLine
 from voicebot.telephony.signature import valid_twilio_signature
 
 log = logging.getLogger(__name__)
@@ -46,11 +45,8 @@ _SAY_LANGUAGE = {"en": "en-US", "ko": "ko-KR"}
 CONNECTED = ("completed", "answered")  # DialCallStatus when a person took the call
 
 
-def unavailable_twiml(language: str, callback: bool) -> str:
-    """What the caller hears when the human line did not answer."""
-    pack = PACKS.get(language) or PACKS["en"]
-    text = pack.prompts["human_unavailable" if callback else "human_unavailable_no_number"]
-    say_language = quoteattr(_SAY_LANGUAGE.get(pack.code, "en-US"))
+def say_and_hang_up(text: str, language: str) -> str:
+    say_language = quoteattr(_SAY_LANGUAGE.get(language, "en-US"))
     return f"{_XML}<Response><Say language={say_language}>{escape(text)}</Say><Hangup/></Response>"
 
 
@@ -58,8 +54,7 @@ class TwimlHandlers:
     def __init__(self, settings: Settings, store: CallStore | None = None,
                  events: CallEventBus | None = None) -> None:
         self.settings = settings
-        self.store = store
-        self.events = events
+        self.line = HumanLine(settings, store, events)
 
     async def _form(self, request: web.Request) -> dict[str, str]:
         form = {k: str(v) for k, v in (await request.post()).items()}
@@ -76,10 +71,7 @@ class TwimlHandlers:
         return _xml(connect_twiml(self.settings, form.get("From", ""), request_base))
 
     async def _record(self, call_sid: str) -> CallRecord | None:
-        try:
-            return await self.store.get(call_sid) if self.store and call_sid else None
-        except StoreUnavailable:  # the database is down: fail safe, to a human
-            return None
+        return await self.line.record(call_sid)
 
     def _url(self, request: web.Request, path: str) -> str:
         return (self.settings.public_url or f"{request.scheme}://{request.host}").rstrip("/") + path
@@ -98,23 +90,10 @@ class TwimlHandlers:
         """Twilio's <Dial action>: the human line's call is over, one way or another."""
         form = await self._form(request)
         status = form.get("DialCallStatus", "")
-        connected = status in CONNECTED
-        caller_waiting = not connected and form.get("CallStatus", "in-progress") == "in-progress"
-        record = await self._record(form.get("CallSid", ""))  # the CallSid finds our own call id
-        if self.events is not None and record is not None:
-            self.events.publish(HumanLineEnded(record.call_id, connected, caller_waiting, status))
-        if not caller_waiting:
-            return _xml(HANGUP_TWIML)
-        log.warning("the human line did not take a call (%s); the caller is told, a call back queued",
-                    status or "no status")
-        language = record.language if record and record.language else self.settings.language
-        return _xml(unavailable_twiml(language, callback=bool(record and _dialable(record.caller))))
-
-
-def _dialable(number: str) -> bool:
-    """A number someone can call back (not withheld, "anonymous", or empty)."""
-    digits = number.removeprefix("+")
-    return digits.isdigit() and len(digits) >= 3
+        reply = await self.line.ended(
+            form.get("CallSid", ""), connected=status in CONNECTED,
+            caller_waiting=form.get("CallStatus", "in-progress") == "in-progress", status=status)
+        return _xml(say_and_hang_up(reply.say, reply.language) if reply.say else HANGUP_TWIML)
 
 
 def _xml(body: str) -> web.Response:
