@@ -12,6 +12,7 @@ import shutil
 import time
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from voicebot.audio.wav import read_wav
@@ -112,3 +113,33 @@ async def test_agent_sees_a_live_transfer_opens_it_and_claims_it(start_server, e
         assert await boss.locator("#transcript mark.low").count() == 4  # every word under 0.6
         await browser.close()
     assert errors == [] and boss_errors == []
+
+
+async def test_a_transfer_no_one_answered_comes_back_as_a_call_back(start_server, en_engine, tmp_path):
+    """The gateway reports that the human line did not answer a caller who was still
+    waiting: the open desk shows the transfer again, labelled, and an agent claims it."""
+    server = await start_server(en_engine, knowledge_dir=KNOWLEDGE)
+    await make_staff(server.http)
+    async with playwright_api.async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page, errors = await log_in(browser, server.http, "bob")
+        await seed_call(server, "pbx-0042", [utterance("agent please", 0.9, 1.0, "human")])
+        item = await page.wait_for_selector("#queue li:has-text('+15550123')", timeout=10_000)
+        assert "waiting" in await item.inner_text()
+
+        async with aiohttp.ClientSession() as http:
+            async with http.post(server.http + "/v1/calls/pbx-0042/human-line", json={
+                    "connected": False, "caller_waiting": True, "status": "busy"}) as r:
+                assert r.status == 200 and (await r.json())["callback"]
+        await page.locator("#queue li", has_text="call back").wait_for(timeout=10_000)
+        assert await page.inner_text("#queue-count") == "1"
+        await shot(page, tmp_path, "desk-callback.png")
+
+        await page.click("#queue li")
+        await page.wait_for_selector("#transcript li.utterance")
+        assert await page.inner_text("#call-status") == "callback"
+        await page.click("#claim")
+        await page.locator("#call-message", has_text="Claimed").wait_for()
+        assert "claimed · bob" in await page.inner_text("#call-status")
+        await browser.close()
+    assert errors == []
