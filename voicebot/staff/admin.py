@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -26,15 +27,45 @@ from voicebot.storage.staff import ROLES
 NAME = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
 MIN_PASSWORD = 10
 LOCKOUT_FAILURES, LOCKOUT_S = 5, 60.0  # per name: slows password guessing to a crawl
+MAX_TRACKED_NAMES = 1024  # beyond this, failures older than LOCKOUT_S are forgotten
 STATIC = Path(__file__).parent / "static"
 # Settings an admin may see; secrets only say whether they are set.
 SECRET_SETTINGS = ("twilio_auth_token", "stream_token", "staff_token", "crm_webhook_secret")
 
 
+class LoginThrottle:
+    """Log-in failures in a row per name: `limit` of them lock the name until
+    `window_s` after the last. Guesses at made-up names must not grow the table
+    without bound, so once it tracks more than `max_names`, failures older than
+    the window (which no longer lock anything) are dropped."""
+
+    def __init__(self, limit: int = LOCKOUT_FAILURES, window_s: float = LOCKOUT_S,
+                 max_names: int = MAX_TRACKED_NAMES, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit, self.window_s, self.max_names, self._clock = limit, window_s, max_names, clock
+        self._failures: dict[str, tuple[int, float]] = {}  # name -> (failures in a row, last)
+
+    def __len__(self) -> int:
+        return len(self._failures)
+
+    def locked(self, name: str) -> bool:
+        failures, last = self._failures.get(name, (0, 0.0))
+        return failures >= self.limit and self._clock() - last < self.window_s
+
+    def failed(self, name: str) -> None:
+        now = self._clock()
+        failures, _ = self._failures.get(name, (0, 0.0))
+        self._failures[name] = (failures + 1, now)  # once locked, each miss locks it again
+        if len(self._failures) > self.max_names:
+            self._failures = {n: f for n, f in self._failures.items() if now - f[1] < self.window_s}
+
+    def succeeded(self, name: str) -> None:
+        self._failures.pop(name, None)
+
+
 class AdminRoutes:
     def __init__(self, desk: StaffDesk) -> None:
         self.d = desk
-        self._failures: dict[str, tuple[int, float]] = {}  # name -> (failures in a row, last)
+        self._throttle = LoginThrottle()
 
     def add_to(self, router: web.UrlDispatcher) -> None:
         router.add_get("/desk", self.page)
@@ -61,17 +92,16 @@ class AdminRoutes:
     async def login(self, request: web.Request) -> web.Response:
         body = await json_body(request)
         name, password = str(body.get("name", "")), str(body.get("password", ""))
-        failures, last = self._failures.get(name, (0, 0.0))
-        locked = failures >= LOCKOUT_FAILURES and time.monotonic() - last < LOCKOUT_S
+        locked = self._throttle.locked(name)
         who = None
         if name and password and not locked:
             who = await verify_login(self.d.staff, name, password)
         if who is None:
             if name and not locked:
-                self._failures[name] = (failures + 1, time.monotonic())
+                self._throttle.failed(name)
             raise web.HTTPUnauthorized(text='{"error": "wrong name or password"}',
                                        content_type="application/json")
-        self._failures.pop(name, None)
+        self._throttle.succeeded(name)
         token, hashed = new_token()
         await self.d.staff.add_credential(hashed, who.name, "session",
                                           expires_at=time.time() + SESSION_SECONDS)
