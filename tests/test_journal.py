@@ -255,3 +255,17 @@ async def test_calls_during_a_database_outage_lose_no_records(start_server, en_e
     print(f"\ndatabase outage: {len(results)} calls, {journalled} writes journalled, "
           f"records lost: {lost}")
     assert lost == 0
+
+
+async def test_erasure_waits_for_the_database_and_the_journal(journalled, tmp_path):
+    """An erasure must not be undone by journalled writes replayed after it."""
+    await journalled.create(CallRecord("e1", "native", caller="+15550123"))
+    outage = Outage(journalled, tmp_path / "db")
+    await outage.begin()
+    await journalled.add_utterance("e1", 2.0, utterance("agent please", 0.0))
+    with pytest.raises(StoreUnavailable):
+        await journalled.erase_caller("+15550123")
+    outage.restore()
+    await wait_until(lambda: journalled.up and journalled.pending == 0)
+    assert await journalled.erase_caller("+15550123") == ["e1"]
+    assert await journalled.get("e1") is None

@@ -22,6 +22,7 @@ from voicebot.config import Settings
 from voicebot.dialog.lang import PACKS, PROMPT_NAMES
 from voicebot.metrics import CONTENT_TYPE, Metrics
 from voicebot.staff.admin import AdminRoutes
+from voicebot.staff.privacy import PrivacyRoutes
 from voicebot.staff.routes import DeskRoutes
 from voicebot.staff.service import StaffDesk
 from voicebot.storage.base import CallStore
@@ -72,6 +73,7 @@ def create_app(
     app.router.add_get("/v1/stream", NativeStreamHandler(settings, registry).handle)
     app.router.add_post("/v1/calls/{call_id}/human-line", human_line.handle)
     DeskRoutes(desk, store).add_to(app.router)
+    PrivacyRoutes(desk, store).add_to(app.router)
     AdminRoutes(desk).add_to(app.router)
     app.router.add_get("/healthz", _health)
     app.router.add_get("/metrics", _metrics)

@@ -30,6 +30,9 @@ def add_staff_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     token.add_argument("name")
     token.add_argument("--label", default="cli")
     actions.add_parser("list", help="list users")
+    erase = actions.add_parser("erase-caller", help="erase every call from a number "
+                               "(a caller's request; also POST /api/privacy/erase)")
+    erase.add_argument("caller", help="the caller's number as recorded, e.g. +15550123")
 
 
 def run_staff(args: argparse.Namespace, settings: Settings) -> int:
@@ -44,6 +47,8 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
     from voicebot.staff.auth import hash_password, new_token
     from voicebot.storage.staff import StaffStore
 
+    if args.action == "erase-caller":
+        return await _erase_caller(settings, args.caller)
     store = StaffStore(settings.db)
     await store.open()
     try:
@@ -70,6 +75,28 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     finally:
         await store.close()
+
+
+async def _erase_caller(settings: Settings, caller: str) -> int:
+    from voicebot.staff.privacy import erase_caller
+    from voicebot.storage.desk import DeskStore
+    from voicebot.storage.sqlite import SqliteCallStore
+    from voicebot.storage.staff import StaffStore
+
+    if not caller.strip():
+        raise ValueError("give the caller's number")
+    calls, desk, staff = SqliteCallStore(settings.db), DeskStore(settings.db), StaffStore(settings.db)
+    await calls.open()  # first: it creates the calls table the desk's schema refers to
+    await desk.open()
+    await staff.open()
+    try:
+        ids = await erase_caller(calls, desk, caller.strip())
+        await staff.audit("cli", "admin", "erase_caller", detail=f"{len(ids)} calls")
+    finally:
+        for store in (staff, desk, calls):
+            await store.close()
+    print(f"erased {len(ids)} calls", file=sys.stderr)
+    return 0
 
 
 def _password() -> str:

@@ -117,6 +117,14 @@ class DeskStore(Database):
             "UPDATE desk_transfers SET status = 'abandoned', closed_at = ? "
             "WHERE call_id = ? AND status = 'waiting'", (time.time(), call_id)) > 0
 
+    async def erase_calls(self, call_ids: list[str]) -> None:
+        """The desk's own rows about these calls (a caller's erasure request)."""
+        if not call_ids:
+            return
+        marks = ", ".join("?" * len(call_ids))
+        for table in ("desk_transfers", "desk_feedback", "desk_webhook_deliveries"):
+            await self.write(f"DELETE FROM {table} WHERE call_id IN ({marks})", call_ids)
+
     async def needs_callback(self, call_id: str) -> bool:
         """The human line did not take the call: back to the queue, unclaimed."""
         return await self.write(

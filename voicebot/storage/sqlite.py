@@ -80,6 +80,17 @@ class SqliteCallStore:
         )
         await self.db.commit()
 
+    async def erase_caller(self, caller: str) -> list[str]:
+        """Delete every call from `caller` and all that was recorded in it, at once."""
+        cursor = await self.db.execute("SELECT call_id FROM calls WHERE caller = ?", (caller,))
+        ids = [row[0] for row in await cursor.fetchall()]
+        if ids:
+            marks = ", ".join("?" * len(ids))
+            await self.db.execute(f"DELETE FROM call_events WHERE call_id IN ({marks})", ids)
+            await self.db.execute(f"DELETE FROM calls WHERE call_id IN ({marks})", ids)
+            await self.db.commit()
+        return ids
+
     async def get(self, call_or_gateway_id: str) -> CallRecord | None:
         cursor = await self.db.execute(
             f"SELECT {', '.join(_SCALARS)} FROM calls WHERE call_id = ? OR gateway_call_id = ? "
