@@ -7,6 +7,9 @@ its calls, their transcripts and the desk's rows, and nothing of the other's.
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import pytest
 
 from voicebot.app import DESK
@@ -70,3 +73,25 @@ async def test_erase_from_the_shell(start_server, tmp_path):
     assert ERASED not in done.stdout + done.stderr
     assert await server.record("c-erase") is None and await server.record("c-keep") is not None
     assert await server.app[DESK].desk.transfer("c-erase") is None
+
+
+async def test_calls_older_than_the_retention_period_are_erased(start_server, monkeypatch):
+    from voicebot.app import REGISTRY
+    from voicebot.asr.fake import FakeEngine
+    from voicebot.storage.base import CallRecord
+
+    monkeypatch.setattr("voicebot.staff.privacy.RETENTION_SWEEP_S", 0.05)
+    server = await start_server(FakeEngine(), retention_days=7, knowledge_dir=KNOWLEDGE)
+    store = server.app[REGISTRY].services.store
+    old = CallRecord("c-old", "native", caller=KEPT, started_at=time.time() - 8 * 86400)
+    await store.create(old)
+    await seed_call(server, "c-new", [utterance("agent please", 0.9, 1.0)], caller=KEPT)
+    for _ in range(200):
+        if await server.record("c-old") is None:
+            break
+        await asyncio.sleep(0.02)
+    assert await server.record("c-old") is None
+    assert await server.record("c-new") is not None  # a day's old call stays
+    assert await server.app[DESK].desk.transfer("c-new") is not None
+    audit = await server.app[DESK].staff.audit_log()
+    assert any(row["action"] == "erase_expired" and row["detail"] == "1 calls" for row in audit)

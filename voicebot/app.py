@@ -22,15 +22,15 @@ from voicebot.config import Settings
 from voicebot.dialog.lang import PACKS, PROMPT_NAMES
 from voicebot.metrics import CONTENT_TYPE, Metrics
 from voicebot.staff.admin import AdminRoutes
-from voicebot.staff.privacy import PrivacyRoutes
+from voicebot.staff.privacy import PrivacyRoutes, keep_retention
 from voicebot.staff.routes import DeskRoutes
 from voicebot.staff.service import StaffDesk
 from voicebot.storage.base import CallStore
 from voicebot.storage.journal import JournalledStore
 from voicebot.storage.sqlite import SqliteCallStore
+from voicebot.telephony.human_line import HumanLineHandler
 from voicebot.telephony.native import NativeStreamHandler
 from voicebot.telephony.twilio_ws import TwilioMediaHandler
-from voicebot.telephony.human_line import HumanLineHandler
 from voicebot.telephony.twiml import TwimlHandlers
 from voicebot.tts.base import Synthesizer
 from voicebot.tts.prompts import PromptCache
@@ -94,7 +94,12 @@ def create_app(
         await desk.open()
         app[STARTUP] = asyncio.create_task(
             _prepare(settings, registry, store, prompts, executor, engine, events), name="startup")
+        retention = asyncio.create_task(keep_retention(store, desk, settings.retention_days),
+                                        name="retention") if settings.retention_days else None
         yield
+        if retention is not None:
+            retention.cancel()
+            await asyncio.gather(retention, return_exceptions=True)
         await registry.hang_up_all()
         app[STARTUP].cancel()
         await asyncio.gather(app[STARTUP], return_exceptions=True)

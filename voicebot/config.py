@@ -61,6 +61,7 @@ class Settings:
     db_timeout_s: float = 5.0  # a store operation slower than this goes to the journal
     journal: str = ""  # append-only file for records while the DB is down; "" = <db>.journal
     log_level: str = "INFO"
+    retention_days: float = 0.0  # calls older than this are erased; 0 = kept until erased
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -92,6 +93,8 @@ def _validate(s: Settings) -> None:
         raise ConfigError("vad_aggressiveness", "must be 0, 1, 2 or 3")
     if not 0.0 <= s.confidence_threshold <= 1.0:
         raise ConfigError("confidence_threshold", "must be between 0 and 1")
+    if s.retention_days < 0:
+        raise ConfigError("retention_days", "must be 0 (keep) or a positive number of days")
     if s.asr_workers < 0:
         raise ConfigError("asr_workers", "must be 0 (one per CPU core) or a positive count")
     for key in ("low_confidence_turns", "no_input_turns", "unresolved_turns"):

@@ -1,15 +1,20 @@
-"""A caller's request to erase what we hold about them (admin only).
+"""Erasing what we hold about callers: on request (admin only), and by age.
 
 `POST /api/privacy/erase {"caller": "+15550123"}` deletes every call from that
 number: the call records and everything recorded in them (utterances, prompts,
 summary) and the desk's rows about them (transfers, feedback, CRM delivery
 log). The audit log keeps that an erasure happened and how many calls it
 removed, never the number. Open desks drop the calls from their queues.
+
+With `VOICEBOT_RETENTION_DAYS` set, calls older than that are erased the same
+way, at start-up and then every hour.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 
 from aiohttp import web
 
@@ -27,6 +32,30 @@ async def erase_caller(calls: CallStore, desk: DeskStore, caller: str) -> list[s
     ids = await calls.erase_caller(caller)
     await desk.erase_calls(ids)
     return ids
+
+
+RETENTION_SWEEP_S = 3600.0
+
+
+async def erase_expired(calls: CallStore, desk: DeskStore, days: float) -> list[str]:
+    ids = await calls.erase_started_before(time.time() - days * 86400)
+    await desk.erase_calls(ids)
+    return ids
+
+
+async def keep_retention(calls: CallStore, desk: StaffDesk, days: float) -> None:
+    """Runs for the life of the server when a retention period is set."""
+    while True:
+        try:
+            ids = await erase_expired(calls, desk.desk, days)
+        except StoreUnavailable:
+            ids = []  # the database is down or catching up: next time
+        if ids:
+            for call_id in ids:
+                desk.publish_update(call_id, "erased")
+            await desk.staff.audit("retention", "system", "erase_expired", detail=f"{len(ids)} calls")
+            log.info("retention: erased %d calls older than %g days", len(ids), days)
+        await asyncio.sleep(RETENTION_SWEEP_S)
 
 
 class PrivacyRoutes:

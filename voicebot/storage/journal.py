@@ -105,12 +105,18 @@ class JournalledStore:
         await self._write(entry, lambda: self.inner.add_prompt(call_id, at, prompt))
 
     async def erase_caller(self, caller: str) -> list[str]:
+        return await self._erase(lambda: self.inner.erase_caller(caller))
+
+    async def erase_started_before(self, cutoff: float) -> list[str]:
+        return await self._erase(lambda: self.inner.erase_started_before(cutoff))
+
+    async def _erase(self, erase: Callable[[], Awaitable[list[str]]]) -> list[str]:
         """Only with the database up and nothing left to replay: an erasure must not
         be undone by journalled writes landing after it."""
         async with self._lock:
             if not self._up or self.pending:
                 raise StoreUnavailable("the call database is unavailable or catching up")
-            return await asyncio.wait_for(self.inner.erase_caller(caller), self.timeout_s)
+            return await asyncio.wait_for(erase(), self.timeout_s)
 
     async def get(self, call_or_gateway_id: str) -> CallRecord | None:
         if self._up:

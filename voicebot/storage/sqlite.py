@@ -82,7 +82,14 @@ class SqliteCallStore:
 
     async def erase_caller(self, caller: str) -> list[str]:
         """Delete every call from `caller` and all that was recorded in it, at once."""
-        cursor = await self.db.execute("SELECT call_id FROM calls WHERE caller = ?", (caller,))
+        return await self._erase("caller = ?", caller)
+
+    async def erase_started_before(self, cutoff: float) -> list[str]:
+        """Retention: delete the calls that started before `cutoff` (epoch seconds)."""
+        return await self._erase("started_at < ?", cutoff)
+
+    async def _erase(self, where: str, value: Any) -> list[str]:
+        cursor = await self.db.execute(f"SELECT call_id FROM calls WHERE {where}", (value,))
         ids = [row[0] for row in await cursor.fetchall()]
         if ids:
             marks = ", ".join("?" * len(ids))
