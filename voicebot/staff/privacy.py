@@ -48,13 +48,16 @@ async def keep_retention(calls: CallStore, desk: StaffDesk, days: float) -> None
     while True:
         try:
             ids = await erase_expired(calls, desk.desk, days)
+            if ids:
+                for call_id in ids:
+                    desk.publish_update(call_id, "erased")
+                await desk.staff.audit("retention", "system", "erase_expired",
+                                       detail=f"{len(ids)} calls")
+                log.info("retention: erased %d calls older than %g days", len(ids), days)
         except StoreUnavailable:
-            ids = []  # the database is down or catching up: next time
-        if ids:
-            for call_id in ids:
-                desk.publish_update(call_id, "erased")
-            await desk.staff.audit("retention", "system", "erase_expired", detail=f"{len(ids)} calls")
-            log.info("retention: erased %d calls older than %g days", len(ids), days)
+            pass  # the database is down or catching up: next time
+        except Exception:  # a failed sweep must not end retention for the server's life
+            log.exception("retention sweep failed; trying again in %g s", RETENTION_SWEEP_S)
         await asyncio.sleep(RETENTION_SWEEP_S)
 
 
