@@ -22,18 +22,23 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("case", CASES)
-async def test_engine_failure_reaches_a_human_within_a_bound(start_server, case):
-    engine = CASES[case]()
+async def person_request(start_server, engine: FakeEngine):
+    """A caller asks for a person; the recording goes out at once, and speech ends
+    (hangover included) at ~3.3 s of audio."""
     server = await start_server(engine)
-    timeout = server.settings.asr_timeout_s
     samples, rate = read_wav(FIXTURES / "en_human_person.wav")
     try:
-        # the recording goes out at once; speech ends (hangover included) at ~3.3 s of audio
         result = await replay(server.ws + "/v1/stream", samples, rate,
                               ReplayOptions(marks="immediate", speed=0, max_call_s=30))
     finally:
         engine.release()
+    return server, result
+
+
+@pytest.mark.parametrize("case", CASES)
+async def test_engine_failure_reaches_a_human_within_a_bound(start_server, case):
+    server, result = await person_request(start_server, CASES[case]())
+    timeout = server.settings.asr_timeout_s
     handoff = result.of("handoff")[0]
     print(f"\nengine {case}: handoff after {handoff['t']:.2f} s (asr timeout {timeout:g} s)")
     assert result.outcome == "handoff:system_error"
@@ -56,13 +61,6 @@ async def test_failure_while_handling_speech_reaches_a_human(start_server, monke
     """An exception on the audio path (here the speech resampler, called from the
     frame batcher) hands the call over instead of leaving the caller in silence."""
     monkeypatch.setattr("voicebot.call.session.StreamResampler", _BrokenResampler)
-    engine = FakeEngine()
-    server = await start_server(engine)
-    samples, rate = read_wav(FIXTURES / "en_human_person.wav")
-    try:
-        result = await replay(server.ws + "/v1/stream", samples, rate,
-                              ReplayOptions(marks="immediate", speed=0, max_call_s=30))
-    finally:
-        engine.release()
+    _, result = await person_request(start_server, FakeEngine())
     assert result.outcome == "handoff:system_error"
     assert result.of("handoff")[0]["t"] < 5.0

@@ -34,6 +34,13 @@ async def erase_caller(calls: CallStore, desk: DeskStore, caller: str) -> list[s
     return ids
 
 
+async def announce_erased(desk: StaffDesk, ids: list[str], user: str, role: str, action: str) -> None:
+    """Audit an erasure by its count (never whose calls) and drop the calls from open desks."""
+    await desk.staff.audit(user, role, action, detail=f"{len(ids)} calls")
+    for call_id in ids:
+        desk.publish_update(call_id, "erased")
+
+
 RETENTION_SWEEP_S = 3600.0
 
 
@@ -49,10 +56,7 @@ async def keep_retention(calls: CallStore, desk: StaffDesk, days: float) -> None
         try:
             ids = await erase_expired(calls, desk.desk, days)
             if ids:
-                for call_id in ids:
-                    desk.publish_update(call_id, "erased")
-                await desk.staff.audit("retention", "system", "erase_expired",
-                                       detail=f"{len(ids)} calls")
+                await announce_erased(desk, ids, "retention", "system", "erase_expired")
                 log.info("retention: erased %d calls older than %g days", len(ids), days)
         except StoreUnavailable:
             pass  # the database is down or catching up: next time
@@ -79,8 +83,6 @@ class PrivacyRoutes:
         except StoreUnavailable:
             return json_response({"error": "the call database is unavailable or catching up; "
                                            "nothing was erased, try again"}, status=503)
-        await self.d.staff.audit(who.name, who.role, "erase_caller", detail=f"{len(ids)} calls")
-        for call_id in ids:
-            self.d.publish_update(call_id, "erased")
+        await announce_erased(self.d, ids, who.name, who.role, "erase_caller")
         log.info("erased %d calls at a caller's request", len(ids))
         return json_response({"erased_calls": len(ids)})

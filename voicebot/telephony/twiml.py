@@ -11,7 +11,7 @@ from aiohttp import web
 
 from voicebot.call.events import CallEventBus
 from voicebot.config import Settings
-from voicebot.storage.base import CallRecord, CallStore
+from voicebot.storage.base import CallStore
 from voicebot.telephony.human_line import HumanLine
 from voicebot.telephony.signature import valid_twilio_signature
 
@@ -70,15 +70,12 @@ class TwimlHandlers:
         request_base = f"{request.scheme}://{request.host}"
         return _xml(connect_twiml(self.settings, form.get("From", ""), request_base))
 
-    async def _record(self, call_sid: str) -> CallRecord | None:
-        return await self.line.record(call_sid)
-
     def _url(self, request: web.Request, path: str) -> str:
         return (self.settings.public_url or f"{request.scheme}://{request.host}").rstrip("/") + path
 
     async def stream_ended(self, request: web.Request) -> web.Response:
         form = await self._form(request)
-        record = await self._record(form.get("CallSid", ""))
+        record = await self.line.record(form.get("CallSid", ""))
         if record is not None and record.outcome == "completed":
             return _xml(HANGUP_TWIML)
         if record is None:
