@@ -21,6 +21,7 @@ from voicebot.call.session import CallServices
 from voicebot.config import Settings
 from voicebot.dialog.lang import PACKS, PROMPT_NAMES
 from voicebot.metrics import CONTENT_TYPE, Metrics
+from voicebot.ops.observer import CallObserver, DeskGauges
 from voicebot.staff.admin import AdminRoutes
 from voicebot.staff.privacy import PrivacyRoutes, keep_retention
 from voicebot.staff.routes import DeskRoutes
@@ -42,6 +43,7 @@ REGISTRY = web.AppKey("registry", CallRegistry)
 STARTUP = web.AppKey("startup", asyncio.Task)
 DESK = web.AppKey("desk", StaffDesk)
 STORE = web.AppKey("store", JournalledStore)
+DESK_GAUGES = web.AppKey("desk_gauges", DeskGauges)
 LINE_RATES = (8000, 16000)
 
 
@@ -57,13 +59,16 @@ def create_app(
     registry = CallRegistry(settings.max_calls, metrics)
     store = JournalledStore(
         SqliteCallStore(settings.db), settings.journal_path, timeout_s=settings.db_timeout_s,
-        data_errors=(sqlite3.IntegrityError, ValueError), on_journalled=metrics.journalled.inc)
+        data_errors=(sqlite3.IntegrityError, ValueError), on_journalled=lambda: _journalled(metrics))
     metrics.track_journal(lambda: store.pending)
     app[REGISTRY] = registry
     app[STORE] = store
     events = CallEventBus()
     desk = app[DESK] = StaffDesk(settings)
     events.subscribe(desk.on_call_event)
+    observer = CallObserver(metrics)
+    events.subscribe(observer.on_call_event)
+    app[DESK_GAUGES] = DeskGauges(metrics, desk.desk)
     twiml = TwimlHandlers(settings, store, events)
     human_line = HumanLineHandler(settings, twiml.line)
     app.router.add_post("/twilio/voice", twiml.voice)
@@ -93,7 +98,8 @@ def create_app(
         await store.open()
         await desk.open()
         app[STARTUP] = asyncio.create_task(
-            _prepare(settings, registry, store, prompts, executor, engine, events), name="startup")
+            _prepare(settings, registry, observer.observe(store), prompts, executor, engine,
+                     events), name="startup")
         retention = asyncio.create_task(keep_retention(store, desk, settings.retention_days),
                                         name="retention") if settings.retention_days else None
         yield
@@ -132,6 +138,7 @@ async def _prepare(
         engine = await loop.run_in_executor(
             executor, WorkerPoolEngine, settings.model or None, pack.code, workers)
     log.info("speech engine: %s", engine.description)
+    registry.metrics.set_engine(engine.name, settings.model or "embedded", pack.code)
     if engine.name != "vosk":
         log.info("for production English, install a Vosk model (e.g. vosk-model-small-en-us-0.15, "
                  "see models/README.md) and set VOICEBOT_MODEL to its directory")
@@ -141,6 +148,11 @@ async def _prepare(
     log.info("rendered %d prompts (%s, voice %s)", len(texts), pack.code, pack.voice)
     registry.services = CallServices(settings, AsrRunner(engine, executor, settings.asr_timeout_s),
                                      prompts, store, events, frames=FrameBatcher(loop.call_later))
+
+
+def _journalled(metrics: Metrics) -> None:
+    metrics.journalled.inc()
+    metrics.errors.labels("store").inc()
 
 
 async def _health(request: web.Request) -> web.Response:
@@ -162,5 +174,9 @@ async def _health(request: web.Request) -> web.Response:
 
 
 async def _metrics(request: web.Request) -> web.Response:
+    try:
+        await request.app[DESK_GAUGES].refresh()
+    except Exception as exc:  # noqa: BLE001 - the call series still matter when the desk DB is down
+        log.warning("metrics: desk queue unavailable: %s", type(exc).__name__)
     body = request.app[REGISTRY].metrics.exposition()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})

@@ -54,7 +54,36 @@ class HumanLineEnded:
     kind: Literal["human_line_ended"] = "human_line_ended"
 
 
-CallEvent = HandoffDecided | CallEnded | HumanLineEnded
+@dataclass(frozen=True, slots=True)
+class SpeechEndDetected:
+    """The VAD decided the caller stopped speaking; recognition of it starts now."""
+
+    call_id: str
+    at: float = field(default_factory=time.time)
+    kind: Literal["speech_end_detected"] = "speech_end_detected"
+
+
+@dataclass(frozen=True, slots=True)
+class CallAudio:
+    """Seconds of caller audio the call received; published once, as it ends."""
+
+    call_id: str
+    seconds: float
+    at: float = field(default_factory=time.time)
+    kind: Literal["call_audio"] = "call_audio"
+
+
+@dataclass(frozen=True, slots=True)
+class CallError:
+    """Something failed during the call (the caller goes to a human)."""
+
+    call_id: str
+    error: str  # recognition | prompt | internal
+    at: float = field(default_factory=time.time)
+    kind: Literal["call_error"] = "call_error"
+
+
+CallEvent = HandoffDecided | CallEnded | HumanLineEnded | SpeechEndDetected | CallAudio | CallError
 Subscriber = Callable[[CallEvent], None]
 
 

@@ -47,7 +47,7 @@ class CallRegistry:
         self.sessions[record.call_id] = session
         if reason is not None:
             self._overflow.add(record.call_id)
-        self.metrics.calls.labels(record.gateway).inc()
+        self.metrics.calls.labels(record.gateway, record.language).inc()
         return session
 
     def _admission(self) -> HandoffReason | None:

@@ -26,7 +26,14 @@ from voicebot.audio.vad import (
     VadConfig,
     VadEvent,
 )
-from voicebot.call.events import CallEnded, CallEventBus, HandoffDecided
+from voicebot.call.events import (
+    CallAudio,
+    CallEnded,
+    CallError,
+    CallEventBus,
+    HandoffDecided,
+    SpeechEndDetected,
+)
 from voicebot.call.media import MediaChannel
 from voicebot.call.player import Player, Playout
 from voicebot.call.recorder import CallRecorder
@@ -119,6 +126,7 @@ class CallSession:
             self._handle_vad(events)
         except Exception:  # e.g. the resampler or the engine stream: fail to a human, not to silence
             log.exception("call %s: speech handling failed", self.recorder.call_id)
+            self.services.events.publish(CallError(self.recorder.call_id, "internal"))
             self._utterance = None
             self.hand_over(HandoffReason.SYSTEM_ERROR)
 
@@ -198,6 +206,7 @@ class CallSession:
             return await self._perform(self.policy.step(event))
         except Exception:  # a bug must still end with a human, never in silence
             log.exception("call %s: internal error", self.recorder.call_id)
+            self.services.events.publish(CallError(self.recorder.call_id, "internal"))
             if self.policy.state is p.State.DONE:
                 return True
             self._events.put_nowait(p.Failed("internal error"))
@@ -253,6 +262,7 @@ class CallSession:
             task.cancel()
         outcome = Outcome.ABANDONED if self.policy.state is not p.State.DONE else None
         await self.recorder.ended(outcome, self._summary(self.policy.handoff_reason))
+        self.services.events.publish(CallAudio(self.recorder.call_id, self._call_time()))
         self.services.events.publish(CallEnded(self.recorder.call_id, self.recorder.record.outcome))
 
     def _summary(self, reason: HandoffReason | None) -> str:
@@ -271,6 +281,7 @@ class CallSession:
             return
         recognition, resampler, start = self._utterance
         self._utterance = None
+        self.services.events.publish(SpeechEndDetected(self.recorder.call_id))
         recognition.feed(resampler.process(np.zeros(0, np.int16), last=True).tobytes())
         self._track(self._recognise(recognition, start, at))
 
@@ -279,6 +290,7 @@ class CallSession:
             result = await recognition.finish()
         except EngineError as exc:
             log.error("call %s: recognition failed: %s", self.recorder.call_id, exc)
+            self.services.events.publish(CallError(self.recorder.call_id, "recognition"))
             self._events.put_nowait(p.Failed(str(exc)))
             return
         intent = self.pack.match_intent(result.text) if result.text else None
@@ -309,6 +321,7 @@ class CallSession:
 
     def _on_prompt_failed(self, say: p.Say, exc: BaseException) -> None:
         log.error("call %s: prompt %s failed: %s", self.recorder.call_id, say.name, exc)
+        self.services.events.publish(CallError(self.recorder.call_id, "prompt"))
         self._events.put_nowait(p.Failed(f"prompt {say.name}: {exc}"))
 
     # --- helpers ---------------------------------------------------------------------

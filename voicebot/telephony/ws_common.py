@@ -26,6 +26,7 @@ async def close_with_error(ws: web.WebSocketResponse, error: ProtocolError,
     log.warning("closing a call's socket: %s", error.reason)
     if registry is not None:
         registry.metrics.protocol_errors.labels(str(error.code)).inc()
+        registry.metrics.errors.labels("protocol").inc()
     await ws.close(code=error.code, message=error.reason[:120].encode())
 
 
