@@ -22,6 +22,7 @@ from voicebot.config import Settings
 from voicebot.dialog.lang import PACKS, PROMPT_NAMES
 from voicebot.metrics import CONTENT_TYPE, Metrics
 from voicebot.ops.observer import CallObserver, DeskGauges
+from voicebot.ops.tags import CallTagger, TagStore
 from voicebot.staff.admin import AdminRoutes
 from voicebot.staff.privacy import PrivacyRoutes, keep_retention
 from voicebot.staff.routes import DeskRoutes
@@ -69,6 +70,8 @@ def create_app(
     observer = CallObserver(metrics)
     events.subscribe(observer.on_call_event)
     app[DESK_GAUGES] = DeskGauges(metrics, desk.desk)
+    tagger = CallTagger(TagStore(settings.db))
+    events.subscribe(tagger.on_call_event)
     twiml = TwimlHandlers(settings, store, events)
     human_line = HumanLineHandler(settings, twiml.line)
     app.router.add_post("/twilio/voice", twiml.voice)
@@ -97,6 +100,7 @@ def create_app(
         prompts = PromptCache(synthesizer or Pyttsx3Synthesizer(settings.tts_rate))
         await store.open()
         await desk.open()
+        await tagger.open()
         app[STARTUP] = asyncio.create_task(
             _prepare(settings, registry, observer.observe(store), prompts, executor, engine,
                      events), name="startup")
@@ -110,6 +114,7 @@ def create_app(
         app[STARTUP].cancel()
         await asyncio.gather(app[STARTUP], return_exceptions=True)
         await desk.close()
+        await tagger.close()
         await store.close()
         prompts.close()
         executor.shutdown(wait=False, cancel_futures=True)

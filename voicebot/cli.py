@@ -14,6 +14,7 @@ from aiohttp import web
 
 from voicebot.config import Settings, load_settings
 from voicebot.errors import ConfigError
+from voicebot.ops.cli import add_report_parser, run_report
 from voicebot.staff.cli import add_staff_parser, run_staff
 
 log = logging.getLogger("voicebot")
@@ -31,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     _add_replay(sub)
     _add_models(sub)
     add_staff_parser(sub)
+    add_report_parser(sub)
     transcribe = sub.add_parser("transcribe", help="recognise recordings offline, no server")
     transcribe.add_argument("files", nargs="+", type=Path)
     transcribe.add_argument("--json", action="store_true", help="one JSON object per file")
@@ -53,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         return _transcribe(settings, args.files, args.json)
     if args.command == "staff":
         return run_staff(args, settings)
+    if args.command == "report":
+        return run_report(args, settings)
     return _serve(settings)
 
 

@@ -55,6 +55,30 @@ class HumanLineEnded:
 
 
 @dataclass(frozen=True, slots=True)
+class CallStarted:
+    """A call was admitted; `line_rate` tells telephone (8 kHz) from wideband lines."""
+
+    call_id: str
+    gateway: str
+    language: str
+    line_rate: int
+    at: float = field(default_factory=time.time)
+    kind: Literal["call_started"] = "call_started"
+
+
+@dataclass(frozen=True, slots=True)
+class CallTagged:
+    """A label the deployment attaches to a call (a gateway parameter, a flow
+    variable, an A/B variant) for reports split by caller group."""
+
+    call_id: str
+    key: str
+    value: str
+    at: float = field(default_factory=time.time)
+    kind: Literal["call_tagged"] = "call_tagged"
+
+
+@dataclass(frozen=True, slots=True)
 class SpeechEndDetected:
     """The VAD decided the caller stopped speaking; recognition of it starts now."""
 
@@ -83,7 +107,8 @@ class CallError:
     kind: Literal["call_error"] = "call_error"
 
 
-CallEvent = HandoffDecided | CallEnded | HumanLineEnded | SpeechEndDetected | CallAudio | CallError
+CallEvent = (HandoffDecided | CallEnded | HumanLineEnded | CallStarted | CallTagged
+             | SpeechEndDetected | CallAudio | CallError)
 Subscriber = Callable[[CallEvent], None]
 
 

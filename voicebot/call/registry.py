@@ -10,6 +10,7 @@ import asyncio
 import logging
 import uuid
 
+from voicebot.call.events import CallStarted, CallTagged
 from voicebot.call.media import MediaChannel
 from voicebot.call.session import CallServices, CallSession
 from voicebot.metrics import Metrics
@@ -48,7 +49,16 @@ class CallRegistry:
         if reason is not None:
             self._overflow.add(record.call_id)
         self.metrics.calls.labels(record.gateway, record.language).inc()
+        self.services.events.publish(CallStarted(record.call_id, record.gateway, record.language,
+                                                 channel.line_rate))
         return session
+
+    def label(self, call_id: str, params: dict[str, str]) -> None:
+        """Gateway parameters named `segment_<key>` label the call for fairness reports."""
+        assert self.services is not None
+        for key, value in params.items():
+            if key.startswith("segment_"):
+                self.services.events.publish(CallTagged(call_id, key.removeprefix("segment_"), value))
 
     def _admission(self) -> HandoffReason | None:
         if self.draining:

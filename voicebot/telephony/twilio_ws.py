@@ -106,7 +106,9 @@ class TwilioMediaHandler:
             call_id="", gateway="twilio", gateway_call_id=message.call_sid,
             stream_id=message.stream_sid, caller=params.get("caller", ""),
         )
-        return self.registry.new_session(record, TwilioChannel(ws, message.stream_sid))
+        session = self.registry.new_session(record, TwilioChannel(ws, message.stream_sid))
+        self.registry.label(session.recorder.call_id, params)
+        return session
 
     def _dispatch(self, message: tc.TwilioMessage, session: CallSession) -> bool:
         """Hand one message to the session; True when the stream is over."""

@@ -1,0 +1,123 @@
+"""Stored calls as the reports read them: one `CallFacts` per call, with its
+speech turns, the staff's corrections and its labels.
+
+`CallSource` is the narrow read interface; `SqliteCallSource` reads the calls'
+SQLite file (calls, call_events, desk_feedback, desk_transfers, call_tags) and
+`StaticCallSource` serves a list (tests, other stores). Caller numbers are
+only used to count repeat callers and never leave this layer's callers'
+memory: reports print counts, not numbers.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from voicebot.ops.tags import TagStore
+from voicebot.storage.desk import DeskStore
+from voicebot.storage.sqlite import SqliteCallStore
+
+REVIEW_KINDS = ("transcript_wrong", "reviewed_ok")  # feedback that means someone read the transcript
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One recognised caller utterance and, when staff reviewed the call, what was really said."""
+
+    text: str
+    confidence: float
+    intent: str | None
+    correction: str | None = None  # set only where staff marked the transcript wrong
+
+
+@dataclass(frozen=True)
+class CallFacts:
+    call_id: str
+    started_at: float
+    ended_at: float | None = None
+    outcome: str = ""  # completed | handoff | abandoned | "" (in progress)
+    handoff_reason: str = ""
+    language: str = "en"
+    gateway: str = ""
+    caller: str = ""  # as stored (number or pseudonym); only compared, never printed
+    turns: tuple[Turn, ...] = ()
+    reviewed: bool = False  # staff read the transcript: its unmarked turns count as right
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def handle_s(self) -> float | None:
+        return None if self.ended_at is None else max(0.0, self.ended_at - self.started_at)
+
+
+class CallSource(Protocol):
+    async def calls(self, since: float, until: float) -> list[CallFacts]: ...
+
+
+@dataclass
+class StaticCallSource:
+    items: list[CallFacts]
+
+    async def calls(self, since: float, until: float) -> list[CallFacts]:
+        return [c for c in self.items if since <= c.started_at < until]
+
+
+class SqliteCallSource:
+    """Opens the database read-mostly (creating the tables if the file is new)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+
+    async def calls(self, since: float, until: float) -> list[CallFacts]:
+        store, desk, tags = SqliteCallStore(self.path), DeskStore(self.path), TagStore(self.path)
+        await store.open()
+        await desk.open()
+        await tags.open()
+        try:
+            return await _load(desk, since, until)
+        finally:
+            await tags.close()
+            await desk.close()
+            await store.close()
+
+
+async def _load(db: DeskStore, since: float, until: float) -> list[CallFacts]:
+    window = (since, until)
+    calls = await db.rows(
+        "SELECT call_id, started_at, ended_at, outcome, handoff_reason, language, gateway, caller "
+        "FROM calls WHERE started_at >= ? AND started_at < ? ORDER BY started_at", window)
+    scope = "call_id IN (SELECT call_id FROM calls WHERE started_at >= ? AND started_at < ?)"
+    turns: dict[str, list[dict[str, Any]]] = {}
+    for row in await db.rows(f"SELECT call_id, payload FROM call_events WHERE kind = 'utterance' "
+                             f"AND {scope} ORDER BY seq", window):
+        turns.setdefault(row["call_id"], []).append(json.loads(row["payload"]))
+    corrections: dict[tuple[str, int], str] = {}
+    reviewed: set[str] = set()
+    for row in await db.rows(f"SELECT call_id, kind, utterance, correction FROM desk_feedback "
+                             f"WHERE {scope} ORDER BY seq", window):
+        if row["kind"] in REVIEW_KINDS:
+            reviewed.add(row["call_id"])
+        if row["kind"] == "transcript_wrong" and row["utterance"] is not None:
+            corrections[(row["call_id"], row["utterance"])] = row["correction"]
+    for row in await db.rows(f"SELECT call_id FROM desk_transfers WHERE disposition != '' "
+                             f"AND {scope}", window):
+        reviewed.add(row["call_id"])  # an agent closed it with the transcript in front of them
+    labels: dict[str, dict[str, str]] = {}
+    for row in await db.rows(f"SELECT call_id, key, value FROM call_tags WHERE {scope}", window):
+        labels.setdefault(row["call_id"], {})[row["key"]] = row["value"]
+    return [_facts(c, turns.get(c["call_id"], []), corrections, c["call_id"] in reviewed,
+                   labels.get(c["call_id"], {})) for c in calls]
+
+
+def _facts(row: dict[str, Any], utterances: list[dict[str, Any]],
+           corrections: dict[tuple[str, int], str], reviewed: bool,
+           labels: dict[str, str]) -> CallFacts:
+    """The desk's utterance index counts every stored utterance (key presses too)."""
+    call_id = row["call_id"]
+    turns = tuple(
+        Turn(u["text"], float(u["confidence"]), u.get("intent"), corrections.get((call_id, i)))
+        for i, u in enumerate(utterances) if u.get("source", "speech") == "speech")
+    return CallFacts(call_id, row["started_at"] or 0.0, row["ended_at"], row["outcome"] or "",
+                     row["handoff_reason"] or "", row["language"] or "", row["gateway"] or "",
+                     row["caller"] or "", turns, reviewed, labels)
