@@ -21,7 +21,9 @@ from voicebot.call.session import CallServices
 from voicebot.config import Settings
 from voicebot.dialog.lang import PACKS, PROMPT_NAMES
 from voicebot.metrics import CONTENT_TYPE, Metrics
+from voicebot.ops.calls import SqliteCallSource
 from voicebot.ops.observer import CallObserver, DeskGauges
+from voicebot.ops.routes import ReportRoutes, watch_fairness
 from voicebot.ops.tags import CallTagger, TagStore
 from voicebot.staff.admin import AdminRoutes
 from voicebot.staff.privacy import PrivacyRoutes, keep_retention
@@ -83,6 +85,8 @@ def create_app(
     DeskRoutes(desk, store).add_to(app.router)
     PrivacyRoutes(desk, store).add_to(app.router)
     AdminRoutes(desk).add_to(app.router)
+    reports = SqliteCallSource(settings.db)
+    ReportRoutes(desk, reports, settings, metrics).add_to(app.router)
     app.router.add_get("/healthz", _health)
     app.router.add_get("/metrics", _metrics)
 
@@ -106,7 +110,10 @@ def create_app(
                      events), name="startup")
         retention = asyncio.create_task(keep_retention(store, desk, settings.retention_days),
                                         name="retention") if settings.retention_days else None
+        fairness = asyncio.create_task(watch_fairness(reports, settings, metrics), name="fairness")
         yield
+        fairness.cancel()
+        await asyncio.gather(fairness, return_exceptions=True)
         if retention is not None:
             retention.cancel()
             await asyncio.gather(retention, return_exceptions=True)

@@ -43,6 +43,12 @@ class TagStore(Database):
     def __init__(self, path: str | Path) -> None:
         super().__init__(path, _SCHEMA)
 
+    async def open(self) -> None:
+        """Labels of calls erased meanwhile (retention, a caller's request) go too; at
+        start-up no call is in progress, so no label is waiting for its call row."""
+        await super().open()
+        await self.write("DELETE FROM call_tags WHERE call_id NOT IN (SELECT call_id FROM calls)")
+
     async def put(self, call_id: str, key: str, value: str) -> None:
         await self.write("INSERT OR REPLACE INTO call_tags (call_id, key, value) VALUES (?, ?, ?)",
                          (call_id, key, value))

@@ -37,6 +37,7 @@ class ReplayOptions:
     caller: str = "+15550123"
     call_id: str = ""
     headers: dict[str, str] = field(default_factory=dict)
+    parameters: dict[str, str] = field(default_factory=dict)  # more Twilio customParameters
 
 
 @dataclass
@@ -155,7 +156,7 @@ class _Call:
                 "start": {"streamSid": self.sid, "callSid": self.result.call_id,
                           "accountSid": "AC" + "0" * 32, "tracks": ["inbound"],
                           "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
-                          "customParameters": {"caller": self.o.caller}},
+                          "customParameters": {"caller": self.o.caller, **self.o.parameters}},
             }))
         else:
             await self.ws.send_str(json.dumps({
