@@ -21,6 +21,7 @@ from voicebot.call.session import CallServices
 from voicebot.config import Settings
 from voicebot.dialog.lang import PACKS, PROMPT_NAMES
 from voicebot.metrics import CONTENT_TYPE, Metrics
+from voicebot.ops.abtest import Experiments
 from voicebot.ops.calls import SqliteCallSource
 from voicebot.ops.observer import CallObserver, DeskGauges
 from voicebot.ops.routes import ReportRoutes, watch_fairness
@@ -65,6 +66,8 @@ def create_app(
         data_errors=(sqlite3.IntegrityError, ValueError), on_journalled=lambda: _journalled(metrics))
     metrics.track_journal(lambda: store.pending)
     app[REGISTRY] = registry
+    if settings.experiments:  # a bad file stops the start with the reason
+        registry.variants = Experiments.from_file(settings.experiments, settings)
     app[STORE] = store
     events = CallEventBus()
     desk = app[DESK] = StaffDesk(settings)

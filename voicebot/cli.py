@@ -222,7 +222,11 @@ def _serve(settings: Settings) -> int:
     from voicebot.app import STARTUP, create_app
 
     _warn_about_open_ingress(settings)
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except ConfigError as exc:  # e.g. a bad experiments file
+        print(f"voicebot: {exc}", file=sys.stderr)
+        return 2
     failure: list[BaseException] = []
 
     async def watch_startup(app: web.Application) -> None:

@@ -62,6 +62,7 @@ class Settings:
     journal: str = ""  # append-only file for records while the DB is down; "" = <db>.journal
     log_level: str = "INFO"
     retention_days: float = 0.0  # calls older than this are erased; 0 = kept until erased
+    experiments: str = ""  # TOML file of A/B tests (variants of per-call settings); "" = none
 
     def __post_init__(self) -> None:
         _validate(self)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from typing import Protocol
 
 from voicebot.call.events import CallStarted, CallTagged
 from voicebot.call.media import MediaChannel
@@ -20,6 +21,12 @@ from voicebot.types import HandoffReason
 log = logging.getLogger(__name__)
 
 
+class CallVariants(Protocol):
+    """A/B tests: the services (settings) one call runs with."""
+
+    def services_for(self, call_id: str, services: CallServices) -> CallServices: ...
+
+
 class CallRegistry:
     def __init__(self, max_calls: int = 64, metrics: Metrics | None = None) -> None:
         self.services: CallServices | None = None  # None until engine + prompts are ready
@@ -27,6 +34,7 @@ class CallRegistry:
         self.max_calls = max_calls
         self.metrics = metrics or Metrics()
         self.draining = False
+        self.variants: CallVariants | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._overflow: set[str] = set()  # calls over capacity: not counted against max_calls
         self.metrics.track_active(lambda: len(self.sessions))
@@ -44,7 +52,10 @@ class CallRegistry:
             raise KeyError(record.call_id)
         record.language = self.services.settings.language
         reason = self._admission()
-        session = CallSession(record, channel, self.services, hand_over=reason)
+        services = self.services
+        if self.variants is not None:
+            services = self.variants.services_for(record.call_id, services)
+        session = CallSession(record, channel, services, hand_over=reason)
         self.sessions[record.call_id] = session
         if reason is not None:
             self._overflow.add(record.call_id)

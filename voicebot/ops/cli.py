@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from voicebot.config import Settings
+from voicebot.ops.abtest import controls_of
 from voicebot.ops.calls import SqliteCallSource
 from voicebot.ops.report import FORMATS, build_report, parse_when, render
 
@@ -47,7 +48,7 @@ def run_report(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     report = asyncio.run(build_report(
         SqliteCallSource(settings.db), since, until, threshold=settings.confidence_threshold,
-        min_calls=args.min_group, utc_offset_h=args.utc_offset))
+        min_calls=args.min_group, utc_offset_h=args.utc_offset, controls=controls_of(settings)))
     text = render(report, args.format)
     if args.out:
         args.out.write_text(text, encoding="utf-8")

@@ -19,6 +19,7 @@ from voicebot.ops.calls import CallFacts
 from voicebot.ops.kpi import IntentOf, Kpis, compute
 
 LOW, HIGH = 0.8, 1.25
+AB_PREFIX = "ab_"
 HOURS = ((0, "night 00-06"), (6, "morning 06-12"), (12, "afternoon 12-18"), (18, "evening 18-24"))
 
 # the figures compared, each higher-is-better
@@ -48,7 +49,8 @@ def time_band(started_at: float, utc_offset_h: float = 0.0) -> str:
 def groupings(call: CallFacts, utc_offset_h: float = 0.0) -> dict[str, str]:
     groups = {"language": call.language or "unknown", "line": call.labels.get("line", "unknown"),
               "time_of_day": time_band(call.started_at, utc_offset_h)}
-    groups.update({k: v for k, v in call.labels.items() if k != "line"})
+    groups.update({k: v for k, v in call.labels.items()
+                   if k != "line" and not k.startswith(AB_PREFIX)})  # variants: see abtest
     return groups
 
 

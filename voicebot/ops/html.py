@@ -6,7 +6,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from voicebot.ops.report import KPI_ROWS, _fmt, _stamp, escape, svg_of
+from voicebot.ops.report import KPI_ROWS, _fmt, _stamp, ab_lines, escape, svg_of
 
 _STYLE = """body{font:15px system-ui,sans-serif;margin:2em;max-width:60em;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{padding:.25em .8em;border-bottom:1px solid #ddd;text-align:left}
@@ -33,6 +33,9 @@ def render_html(report: dict[str, Any]) -> str:
     for dimension, groups in f["dimensions"].items():
         parts.append(f"<h3>{escape(dimension)}</h3>" + _group_table(groups))
         parts.append(f"<div class=charts>{_fairness_chart(dimension, groups)}</div>")
+    if report["ab_tests"]:
+        parts.append("<h2>A/B tests</h2><pre>" + escape("\n".join(ab_lines(report["ab_tests"])))
+                     + "</pre>")
     parts.append("<p>Not measured: " + escape("; ".join(
         f"{k}: {v}" for k, v in report["not_measured"].items())) + "</p></body></html>")
     return "\n".join(parts)

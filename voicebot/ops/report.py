@@ -15,6 +15,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from voicebot.ops.abtest import compare
 from voicebot.ops.calls import CallSource
 from voicebot.ops.fairness import fairness
 from voicebot.ops.kpi import REPEAT_WINDOW_S, compute
@@ -48,7 +49,9 @@ def intent_of(language: str, text: str) -> str | None:
 
 
 async def build_report(source: CallSource, since: float, until: float, *, threshold: float = 0.6,
-                       min_calls: int = 5, utc_offset_h: float = 0.0) -> dict[str, Any]:
+                       min_calls: int = 5, utc_offset_h: float = 0.0,
+                       controls: dict[str, str] | None = None) -> dict[str, Any]:
+    """`controls`: the control variant of each experiment (else the first by name)."""
     calls = await source.calls(since, until)
     later = await source.calls(until, until + REPEAT_WINDOW_S)  # repeat calls after the window
     kpis = compute(calls, threshold=threshold, intent_of=intent_of, history=later)
@@ -57,6 +60,7 @@ async def build_report(source: CallSource, since: float, until: float, *, thresh
         "confidence_threshold": threshold, "kpis": kpis.to_json(),
         "fairness": fairness(calls, threshold=threshold, intent_of=intent_of,
                              min_calls=min_calls, utc_offset_h=utc_offset_h),
+        "ab_tests": compare(calls, controls),
         "not_measured": {"csat": "no post-call survey yet"},
     }
 
@@ -110,8 +114,27 @@ def render_table(report: dict[str, Any]) -> str:
             mark = "  FLAGGED: " + ", ".join(g["flagged"]) if g["flagged"] else ""
             lines.append(f"    {group:<22} {g['calls']:>5} calls  containment {_fmt(g['containment'], True):>8}"
                          f"  understood {_fmt(g['understood'], True):>8}{mark}")
+    lines += ab_lines(report["ab_tests"])
     lines += ["", "  not measured: " + "; ".join(f"{k}: {v}" for k, v in report["not_measured"].items())]
     return "\n".join(lines) + "\n"
+
+
+def ab_lines(tests: dict[str, Any]) -> list[str]:
+    lines = []
+    for name, test in tests.items():
+        lines += ["", f"A/B test {name} (control: {test['control']})"]
+        for variant, arm in test["variants"].items():
+            versus = test["against_control"].get(variant, {})
+            cells = []
+            for figure in ("containment", "escalation_rate"):
+                f = arm[figure]
+                ci = f"[{_fmt(f['ci95'][0], True)}, {_fmt(f['ci95'][1], True)}]" if f["ci95"] else ""
+                v = versus.get(figure)
+                verdict = "" if v is None else (
+                    f" p={v['p_value']}" + (" SIGNIFICANT" if v["significant"] else ""))
+                cells.append(f"{figure} {_fmt(f['rate'], True)} {ci}{verdict}")
+            lines.append(f"    {variant:<14} {arm['calls']:>5} calls  " + "  ".join(cells))
+    return lines
 
 
 def escape(text: Any) -> str:

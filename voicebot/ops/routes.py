@@ -11,6 +11,7 @@ from aiohttp import web
 
 from voicebot.config import Settings
 from voicebot.metrics import Metrics
+from voicebot.ops.abtest import controls_of
 from voicebot.ops.calls import CallSource
 from voicebot.ops.report import build_report, parse_when, render
 from voicebot.staff.service import StaffDesk
@@ -50,7 +51,8 @@ class ReportRoutes:
         if since >= until or min_calls < 1:
             raise web.HTTPBadRequest(text="since must be before until, min_group at least 1")
         report = await build_report(self.source, since, until, min_calls=min_calls,
-                                    threshold=self.settings.confidence_threshold)
+                                    threshold=self.settings.confidence_threshold,
+                                    controls=controls_of(self.settings))
         set_fairness(self.metrics, report["fairness"])
         # matplotlib takes a moment per chart: off the event loop
         body = await asyncio.get_running_loop().run_in_executor(None, render, report, fmt)

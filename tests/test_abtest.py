@@ -1,0 +1,140 @@
+"""A/B tests: deterministic assignment, what a variant may change, the
+comparison's statistics, and a variant changing a real call."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+
+from voicebot.asr.fake import FakeEngine
+from voicebot.audio.wav import read_wav
+from voicebot.call.events import CallEventBus, CallTagged
+from voicebot.config import Settings
+from voicebot.errors import ConfigError
+from voicebot.ops.abtest import Experiments, compare, two_proportion_p, wilson
+from voicebot.ops.calls import CallFacts, SqliteCallSource
+from voicebot.ops.report import build_report
+from voicebot.replay.client import ReplayOptions, replay
+from voicebot.types import Transcript
+
+from .conftest import FIXTURES
+
+BASE = Settings()
+THRESHOLD = {"threshold": {"lenient": {"weight": 1, "confidence_threshold": 0.5},
+                           "strict": {"weight": 3, "confidence_threshold": 0.95}}}
+
+
+def test_assignment_is_deterministic_and_follows_the_split():
+    experiment = Experiments.parse(THRESHOLD, BASE).experiments[0]
+    ids = [f"call-{i}" for i in range(4000)]
+    first = [experiment.assign(i).name for i in ids]
+    assert first == [experiment.assign(i).name for i in ids]  # same id, same variant
+    share = first.count("lenient") / len(ids)
+    assert 0.22 < share < 0.28  # weights 1:3
+    other = Experiments.parse({"other": THRESHOLD["threshold"]}, BASE).experiments[0]
+    assert [other.assign(i).name for i in ids] != first  # experiments split independently
+
+
+@pytest.mark.parametrize(("raw", "problem"), [
+    ({"t": {"a": {"max_calls": 3}, "b": {}}}, "cannot vary per call"),
+    ({"t": {"a": {"weight": 0}, "b": {}}}, "weight must be a positive number"),
+    ({"t": {"a": {}}}, "two or more variants"),
+    ({"T": {"a": {}, "b": {}}}, "lower-case name"),
+    ({"t": {"a": {"confidence_threshold": 1.5}, "b": {}}}, "between 0 and 1"),
+    ({"t": {"a": {"confidence_threshold": "high"}, "b": {}}}, "expected float"),
+    ({"t": {"a": {"disclosure_text": " "}, "b": {}}}, "cannot be empty"),
+    ({"t": {"a": {"no_input_turns": 1}, "b": {}}, "u": {"a": {"no_input_turns": 3}, "b": {}}},
+     "another experiment"),
+])
+def test_bad_experiments_are_refused_with_the_reason(raw, problem):
+    with pytest.raises(ConfigError, match=problem):
+        Experiments.parse(raw, BASE)
+
+
+def test_a_call_runs_with_its_variant_and_is_labelled():
+    from voicebot.call.session import CallServices
+
+    experiments = Experiments.parse(THRESHOLD, BASE)
+    bus = CallEventBus()
+    seen: list[CallTagged] = []
+    bus.subscribe(lambda e: seen.append(e) if isinstance(e, CallTagged) else None)
+    services = CallServices(BASE, None, None, None, bus)  # type: ignore[arg-type]
+    variant = experiments.experiments[0].assign("c1")
+    mine = experiments.services_for("c1", services)
+    assert mine.settings.confidence_threshold == variant.changes["confidence_threshold"]
+    assert mine.store is services.store and services.settings is BASE  # nothing shared changes
+    assert seen == [CallTagged("c1", "ab_threshold", variant.name, at=seen[0].at)]
+
+
+def test_statistics():
+    low, high = wilson(0, 10)
+    assert low == 0.0 and 0.27 < high < 0.29  # the textbook 0/10 Wilson interval: [0, 0.278]
+    assert two_proportion_p(40, 50, 20, 50) < 0.001
+    assert two_proportion_p(26, 50, 24, 50) > 0.5
+    assert two_proportion_p(5, 5, 5, 5) == 1.0
+
+
+def _arm(variant: str, completed: int, n: int) -> list[CallFacts]:
+    return [CallFacts(f"{variant}-{i}", 0.0, 1.0, "completed" if i < completed else "handoff",
+                      "" if i < completed else "low_confidence", labels={"ab_t": variant})
+            for i in range(n)]
+
+
+def test_compare_says_when_a_difference_is_significant():
+    big = compare(_arm("a", 20, 50) + _arm("b", 40, 50), {"t": "a"})["t"]
+    assert big["control"] == "a"
+    b = big["against_control"]["b"]["containment"]
+    assert b["difference"] == 0.4 and b["significant"] and b["p_value"] < 0.001
+    assert big["variants"]["b"]["containment"]["ci95"][0] > big["variants"]["a"]["containment"]["ci95"][1]
+    small = compare(_arm("a", 5, 8) + _arm("b", 8, 8))["t"]["against_control"]["b"]["containment"]
+    assert not small["significant"] and not small["enough_calls"]  # too few calls to say
+    close = compare(_arm("a", 24, 50) + _arm("b", 26, 50))["t"]["against_control"]["b"]
+    assert not close["containment"]["significant"]
+
+
+@pytest.mark.e2e
+async def test_variants_change_real_calls_and_the_report_compares_them(start_server, tmp_path):
+    path = tmp_path / "experiments.toml"
+    path.write_text('[threshold]\nlenient = { confidence_threshold = 0.5 }\n'
+                    'strict = { confidence_threshold = 0.95 }\n')
+    engine = FakeEngine(lambda audio: Transcript("agent please", 0.7))
+    server = await start_server(engine, experiments=str(path))
+    experiment = Experiments.from_file(path, server.settings).experiments[0]
+    ids = {}
+    for i in range(50):  # one call id for each variant
+        ids.setdefault(experiment.assign(f"ab-{i}").name, f"ab-{i}")
+    samples, rate = read_wav(FIXTURES / "en_human_person.wav")
+    prompts = {}
+    for variant, call_id in ids.items():
+        result = await replay(server.ws + "/v1/stream", samples, rate, ReplayOptions(
+            call_id=call_id, marks="immediate", speed=0, max_call_s=10, hangup_at=8.0))
+        prompts[variant] = [e["name"] for e in result.of("prompt")]
+    assert prompts["lenient"][1] == "handoff"  # 0.7 is enough to act on "agent please"
+    assert prompts["strict"][1] != "handoff"  # not sure enough: asks again
+    now = time.time()
+    for _ in range(200):
+        report = await build_report(SqliteCallSource(server.settings.db), now - 600, now + 60)
+        if sum(a["calls"] for a in report["ab_tests"].get("threshold", {}).get("variants", {}).values()) == 2:
+            break
+        await asyncio.sleep(0.02)
+    test = report["ab_tests"]["threshold"]
+    assert set(test["variants"]) == {"lenient", "strict"}
+    assert json.dumps(test)  # JSON-ready
+
+
+def test_serve_refuses_a_bad_experiments_file(tmp_path, capsys):
+    from voicebot.cli import main
+
+    bad = tmp_path / "ab.toml"
+    bad.write_text("[t]\na = { max_calls = 1 }\nb = {}\n")
+    assert main(["serve", "--port", "0", "--config", _config(tmp_path, bad)]) == 2
+    assert "cannot vary per call" in capsys.readouterr().err
+
+
+def _config(tmp_path, experiments) -> str:
+    config = tmp_path / "voicebot.toml"
+    config.write_text(f'experiments = "{experiments}"\ndb = "{tmp_path / "c.db"}"\n')
+    return str(config)
