@@ -76,3 +76,28 @@ async def test_report_is_for_supervisors_and_checks_its_query(start_server):
         assert status == 400, query
     status, _, _ = await _get(server, "/api/reports/kpi", token="wrong")
     assert status == 401
+
+
+async def test_supervisor_reviews_a_sample_of_completed_calls_and_marks_feed_accuracy(start_server):
+    server = await start_server(FakeEngine(), knowledge_dir=KNOWLEDGE)
+    staff = await make_staff(server.http)
+    for i in range(4):
+        await seed_call(server, f"done-{i}", _said("where is my order", 0.9), reason=None)
+    await seed_call(server, "handed", _said("agent please", 0.9))
+    status, sample = await staff["sue"].get("/api/review/sample?n=10")
+    assert status == 200
+    assert sorted(c["call_id"] for c in sample["calls"]) == [f"done-{i}" for i in range(4)]
+    assert (await staff["ann"].get("/api/review/sample"))[0] == 403
+    assert (await staff["sue"].get("/api/review/sample?n=0"))[0] == 400
+
+    sue = staff["sue"]
+    assert (await sue.post("/api/calls/done-0/feedback", {"kind": "reviewed_ok"}))[0] == 201
+    assert (await sue.post("/api/calls/done-1/feedback", {
+        "kind": "transcript_wrong", "utterance": 0, "correction": "where is my border"}))[0] == 201
+    status, sample = await sue.get("/api/review/sample?n=10")
+    assert sorted(c["call_id"] for c in sample["calls"]) == ["done-2", "done-3"]  # not twice
+
+    status, _, body = await _get(server, "/api/reports/kpi?since=1d")
+    kpis = json.loads(body)["kpis"]
+    assert kpis["reviewed_calls"] == 2 and kpis["reviewed_turns"] == 2
+    assert kpis["wer"] == 0.125  # 1 word wrong of the 8 reviewed

@@ -12,7 +12,7 @@ from aiohttp import web
 from voicebot.config import Settings
 from voicebot.metrics import Metrics
 from voicebot.ops.abtest import controls_of
-from voicebot.ops.calls import CallSource
+from voicebot.ops.calls import REVIEW_KINDS, CallSource
 from voicebot.ops.report import build_report, parse_when, render
 from voicebot.staff.service import StaffDesk
 
@@ -33,6 +33,27 @@ class ReportRoutes:
 
     def add_to(self, router: web.UrlDispatcher) -> None:
         router.add_get("/api/reports/kpi", self.kpi)
+        router.add_get("/api/review/sample", self.review_sample)
+
+    async def review_sample(self, request: web.Request) -> web.Response:
+        """`?n=10&since=7d`: bot-completed calls nobody reviewed yet, drawn at random, for a
+        supervisor to read and mark (reviewed_ok, or transcript_wrong with the correction);
+        the marks feed the accuracy KPI."""
+        who = await self.d.auth.require(request, "supervisor")
+        try:
+            n = int(request.query.get("n", "10"))
+            since = parse_when(request.query.get("since", "7d"), time.time())
+        except ValueError as exc:
+            raise web.HTTPBadRequest(text=str(exc)) from None
+        if not 1 <= n <= 100:
+            raise web.HTTPBadRequest(text="n must be 1-100")
+        rows = await self.d.desk.rows(
+            "SELECT call_id, gateway, language, started_at, ended_at, outcome, summary FROM calls "
+            "WHERE outcome = 'completed' AND started_at >= ? AND call_id NOT IN (SELECT call_id "
+            f"FROM desk_feedback WHERE kind IN {REVIEW_KINDS!r}) ORDER BY random() LIMIT ?",
+            (since, n))
+        await self.d.staff.audit(who.name, who.role, "review_sample", "", f"{len(rows)} calls")
+        return web.json_response({"calls": rows})
 
     async def kpi(self, request: web.Request) -> web.Response:
         """`?since=7d&until=...&format=json|html|table` (supervisors)."""

@@ -25,7 +25,7 @@ from voicebot.storage.desk import CALL_FILTERS, Feedback
 DISPOSITIONS = ("resolved", "follow_up", "escalated", "caller_hung_up", "wrong_department",
                 "other")
 FEEDBACK_KINDS = ("transcript_wrong", "should_not_have_transferred", "wrong_reason",
-                  "good_handoff", "other")
+                  "good_handoff", "reviewed_ok", "other")  # reviewed_ok: read, transcript right
 FEEDBACK_COLUMNS = ("seq", "at", "call_id", "user", "kind", "utterance", "heard", "correction",
                     "comment", "language", "handoff_reason", "outcome")
 

@@ -369,4 +369,23 @@ async function loadCalls(event) {
 }
 $("call-filters").addEventListener("submit", loadCalls);
 
+async function loadReviewSample() {
+  const result = await api("/api/review/sample?n=10&since=7d");
+  if (!result.ok) return;
+  const list = $("review-list");
+  list.replaceChildren();
+  for (const c of result.data.calls) {
+    const open = el("button", { class: "secondary review-call", "data-call": c.call_id },
+      `${new Date(c.started_at * 1000).toLocaleString()} · ${c.language} · ${c.summary || "no summary"}`);
+    open.addEventListener("click", () => {
+      document.querySelector('nav button[data-tab="queue-tab"]').click();
+      openCall(c.call_id);
+    });
+    list.append(el("li", {}, open));
+  }
+  if (!result.data.calls.length) list.append(el("li", {}, el("em", {}, "Nothing left to review this week.")));
+}
+$("review-sample").addEventListener("click", loadReviewSample);
+$("reviewed-ok").addEventListener("click", () => sendFeedback({ kind: "reviewed_ok" }));
+
 start();
