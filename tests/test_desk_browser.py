@@ -143,3 +143,34 @@ async def test_a_transfer_no_one_answered_comes_back_as_a_call_back(start_server
         assert "claimed · bob" in await page.inner_text("#call-status")
         await browser.close()
     assert errors == []
+
+
+async def test_supervisor_reviews_a_completed_call_and_opens_the_report(start_server, tmp_path):
+    from voicebot.asr.fake import FakeEngine
+
+    server = await start_server(FakeEngine(), knowledge_dir=KNOWLEDGE)
+    await make_staff(server.http)
+    await seed_call(server, "done-1", [utterance("where is my order", 0.9, 1.0, "order_status")],
+                    reason=None)
+    async with playwright_api.async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        boss, errors = await log_in(browser, server.http, "sue")
+        await boss.click("#supervisor-button")
+        await boss.click("#review-sample")
+        await boss.click("#review-list button[data-call='done-1']")
+        await boss.wait_for_selector("#transcript li.utterance")
+        await boss.click("#reviewed-ok")
+        await boss.locator("#call-message", has_text="feedback recorded").wait_for()
+        await boss.click("#supervisor-button")
+        await boss.click("#review-sample")
+        await boss.locator("#review-list", has_text="Nothing left to review").wait_for()
+
+        async with boss.context.expect_page() as opened:
+            await boss.click("#kpi-report")
+        report = await opened.value
+        await report.wait_for_selector("svg")
+        text = await report.inner_text("body")
+        assert "calls reviewed by staff\t1" in text and "containment" in text
+        await shot(report, tmp_path, "desk-kpi-report.png")
+        await browser.close()
+    assert errors == []

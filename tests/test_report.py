@@ -164,7 +164,7 @@ def test_report_command_json_table_and_html(tmp_path, monkeypatch, capsys):
     out = tmp_path / "report.html"
     assert main(["report", "--since", "1d", "--format", "html", "--out", str(out)]) == 0
     page = out.read_text()
-    assert page.count("<svg") >= 4 and "<script" not in page
+    assert page.count("<svg") >= 5 and "<script" not in page
     assert "language = ko: containment" in page
 
     assert main(["report", "--since", "yesterday-ish"]) == 2

@@ -67,10 +67,12 @@ def _outcomes_chart(k: dict[str, Any]) -> str:
 
 
 def _reasons_chart(escalations: dict[str, int]) -> str:
+    if not escalations:
+        return "<p>No call was handed to a person.</p>"
     fig = _figure()
     ax = fig.subplots()
-    reasons = list(escalations) or ["none"]
-    ax.barh(reasons, [escalations.get(r, 0) for r in reasons], color="#d83")
+    reasons = list(escalations)
+    ax.barh(reasons, [escalations[r] for r in reasons], color="#d83")
     ax.invert_yaxis()
     ax.set_title("Handoffs by reason")
     ax.set_xlabel("calls")
