@@ -88,7 +88,8 @@ def test_compare_says_when_a_difference_is_significant():
     assert big["control"] == "a"
     b = big["against_control"]["b"]["containment"]
     assert b["difference"] == 0.4 and b["significant"] and b["p_value"] < 0.001
-    assert big["variants"]["b"]["containment"]["ci95"][0] > big["variants"]["a"]["containment"]["ci95"][1]
+    arms = big["variants"]
+    assert arms["b"]["containment"]["ci95"][0] > arms["a"]["containment"]["ci95"][1]
     small = compare(_arm("a", 5, 8) + _arm("b", 8, 8))["t"]["against_control"]["b"]["containment"]
     assert not small["significant"] and not small["enough_calls"]  # too few calls to say
     close = compare(_arm("a", 24, 50) + _arm("b", 26, 50))["t"]["against_control"]["b"]
@@ -117,7 +118,8 @@ async def test_variants_change_real_calls_and_the_report_compares_them(start_ser
     now = time.time()
     for _ in range(200):
         report = await build_report(SqliteCallSource(server.settings.db), now - 600, now + 60)
-        if sum(a["calls"] for a in report["ab_tests"].get("threshold", {}).get("variants", {}).values()) == 2:
+        arms = report["ab_tests"].get("threshold", {}).get("variants", {})
+        if sum(a["calls"] for a in arms.values()) == 2:
             break
         await asyncio.sleep(0.02)
     test = report["ab_tests"]["threshold"]

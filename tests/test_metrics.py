@@ -17,7 +17,7 @@ from voicebot.replay.client import ReplayOptions, replay
 from voicebot.storage.base import CallRecord
 from voicebot.types import Source, Utterance
 
-from .conftest import FIXTURES
+from .conftest import FIXTURES, STAFF_TOKEN
 
 
 class _MemoryStore:
@@ -130,6 +130,15 @@ async def test_metrics_after_a_real_call(start_server, en_engine):
     assert _value(m, "voicebot_desk_queue_length", status="waiting") == 1
     assert _value(m, "voicebot_desk_oldest_wait_seconds") > 0
     assert _value(m, "voicebot_errors_total", kind="recognition") == 0
+
+    async with aiohttp.ClientSession() as http, http.post(
+            server.http + f"/api/transfers/{result.call_id}/claim",
+            headers={"Authorization": f"Bearer {STAFF_TOKEN}"}) as r:
+        assert r.status == 200
+    m = await _scrape(server)
+    assert _value(m, "voicebot_desk_queue_length", status="waiting") == 0
+    assert _value(m, "voicebot_desk_wait_seconds_count") == 1
+    assert _value((await _scrape(server)), "voicebot_desk_wait_seconds_count") == 1  # once
 
 
 @pytest.mark.e2e

@@ -26,14 +26,8 @@ from voicebot.audio.vad import (
     VadConfig,
     VadEvent,
 )
-from voicebot.call.events import (
-    CallAudio,
-    CallEnded,
-    CallError,
-    CallEventBus,
-    HandoffDecided,
-    SpeechEndDetected,
-)
+from voicebot.call.events import CallAudio, CallError, SpeechEndDetected  # metrics only
+from voicebot.call.events import CallEnded, CallEventBus, HandoffDecided
 from voicebot.call.media import MediaChannel
 from voicebot.call.player import Player, Playout
 from voicebot.call.recorder import CallRecorder

@@ -81,7 +81,8 @@ class Experiments:
         experiments, changed = [], set()
         for name, table in raw.items():
             if not KEY.fullmatch(LABEL_PREFIX + name) or not isinstance(table, dict) or len(table) < 2:
-                raise ConfigError("experiments", f"[{name}]: a lower-case name with two or more variants")
+                raise ConfigError("experiments",
+                                  f"[{name}]: a lower-case name with two or more variants")
             variants = [_variant(name, v, spec, base) for v, spec in table.items()]
             keys = {k for v in variants for k in v.changes}
             if keys & changed:
@@ -176,7 +177,8 @@ def compare(calls: list[CallFacts], controls: dict[str, str] | None = None,
             continue  # still in progress
         for key, variant in call.labels.items():
             if key.startswith(LABEL_PREFIX):
-                by_experiment.setdefault(key[len(LABEL_PREFIX):], {}).setdefault(variant, []).append(call)
+                arms = by_experiment.setdefault(key.removeprefix(LABEL_PREFIX), {})
+                arms.setdefault(variant, []).append(call)
     result: dict[str, Any] = {}
     for name, variants in sorted(by_experiment.items()):
         control = (controls or {}).get(name)
@@ -205,8 +207,9 @@ def _versus(control: dict[str, Any], other: dict[str, Any], alpha: float) -> dic
         c, o = control[figure], other[figure]
         p = two_proportion_p(o["count"], other["calls"], c["count"], control["calls"])
         enough = min(other["calls"], control["calls"]) >= MIN_ARM
+        rates = (o["rate"], c["rate"])
         out[figure] = {
-            "difference": None if o["rate"] is None or c["rate"] is None else round(o["rate"] - c["rate"], 4),
+            "difference": None if None in rates else round(rates[0] - rates[1], 4),
             "p_value": None if p is None else round(p, 4),
             "significant": bool(enough and p is not None and p < alpha),
             "enough_calls": enough,

@@ -81,7 +81,8 @@ def _compare(dimension: str, kpis: dict[str, Kpis], min_calls: int
     flags: list[Flag] = []
     ratios: dict[str, dict[str, float | None]] = {g: {} for g in kpis}
     for name, figure in FIGURES.items():
-        values = {g: v for g, k in kpis.items() if k.calls >= min_calls and (v := figure(k)) is not None}
+        values = {g: v for g, k in kpis.items()
+                  if k.calls >= min_calls and (v := figure(k)) is not None}
         best = max(values.values(), default=None)
         for group, kpi in kpis.items():
             value = figure(kpi)

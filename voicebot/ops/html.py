@@ -9,8 +9,10 @@ from matplotlib.figure import Figure
 from voicebot.ops.report import KPI_ROWS, _fmt, _stamp, ab_lines, escape, svg_of
 
 _STYLE = """body{font:15px system-ui,sans-serif;margin:2em;max-width:60em;color:#222}
-table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{padding:.25em .8em;border-bottom:1px solid #ddd;text-align:left}
-.flag{color:#a00;font-weight:600}.charts{display:flex;flex-wrap:wrap;gap:1em}.charts svg{max-width:28em;height:auto}"""
+table{border-collapse:collapse;margin:.5em 0 1.5em}
+td,th{padding:.25em .8em;border-bottom:1px solid #ddd;text-align:left}
+.flag{color:#a00;font-weight:600}.charts{display:flex;flex-wrap:wrap;gap:1em}
+.charts svg{max-width:28em;height:auto}"""
 
 
 def render_html(report: dict[str, Any]) -> str:
@@ -19,11 +21,13 @@ def render_html(report: dict[str, Any]) -> str:
     parts = [f"<!doctype html><html lang=en><head><meta charset=utf-8><title>voicebot report</title>"
              f"<style>{_STYLE}</style></head><body>",
              f"<h1>Calls {escape(_stamp(report['since']))} – {escape(_stamp(report['until']))}</h1>",
-             "<table>" + "".join(f"<tr><th>{escape(label)}</th><td>{escape(_fmt(k[key], pct))}</td></tr>"
-                                 for key, label, pct in KPI_ROWS) + "</table>",
+             "<table>" + "".join(
+                 f"<tr><th>{escape(label)}</th><td>{escape(_fmt(k[key], pct))}</td></tr>"
+                 for key, label, pct in KPI_ROWS) + "</table>",
              "<div class=charts>", _outcomes_chart(k), _reasons_chart(k["escalations"]), "</div>",
              f"<h2>Fairness</h2><p>Each group's figure over the best group's; outside "
-             f"{f['band'][0]}–{f['band'][1]} is flagged (groups of at least {f['min_calls']} calls).</p>"]
+             f"{f['band'][0]}–{f['band'][1]} is flagged "
+             f"(groups of at least {f['min_calls']} calls).</p>"]
     if f["flags"]:
         parts.append("<p class=flag>" + "<br>".join(
             escape(f"{x['dimension']} = {x['group']}: {x['kpi']} {x['value']} vs best {x['best']} "

@@ -37,7 +37,8 @@ def parse_when(text: str, now: float) -> float:
     try:
         when = datetime.fromisoformat(text)
     except ValueError:
-        raise ValueError(f"not a time: {text!r} (use 7d, 24h, 2026-12-01 or 2026-12-01T08:00)") from None
+        raise ValueError(
+            f"not a time: {text!r} (use 7d, 24h, 2026-12-01 or 2026-12-01T08:00)") from None
     return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
 
 
@@ -112,10 +113,12 @@ def render_table(report: dict[str, Any]) -> str:
         lines.append(f"  {dimension}:")
         for group, g in groups.items():
             mark = "  FLAGGED: " + ", ".join(g["flagged"]) if g["flagged"] else ""
-            lines.append(f"    {group:<22} {g['calls']:>5} calls  containment {_fmt(g['containment'], True):>8}"
+            lines.append(f"    {group:<22} {g['calls']:>5} calls"
+                         f"  containment {_fmt(g['containment'], True):>8}"
                          f"  understood {_fmt(g['understood'], True):>8}{mark}")
     lines += ab_lines(report["ab_tests"])
-    lines += ["", "  not measured: " + "; ".join(f"{k}: {v}" for k, v in report["not_measured"].items())]
+    missing = "; ".join(f"{k}: {v}" for k, v in report["not_measured"].items())
+    lines += ["", f"  not measured: {missing}"]
     return "\n".join(lines) + "\n"
 
 

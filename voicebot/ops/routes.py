@@ -19,6 +19,8 @@ from voicebot.staff.service import StaffDesk
 log = logging.getLogger(__name__)
 
 FAIRNESS_WINDOW_S = 7 * 86400
+MAX_WINDOW_S = 92 * 86400  # the page reads every call of the window; longer: `voicebot report`
+REPORT_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"  # no scripts at all
 FAIRNESS_EVERY_S = 900.0
 FAIRNESS_FIRST_S = 60.0  # let start-up (engine, prompts) have the machine first
 
@@ -69,8 +71,9 @@ class ReportRoutes:
             min_calls = int(q.get("min_group", "5"))
         except ValueError as exc:
             raise web.HTTPBadRequest(text=str(exc)) from None
-        if since >= until or min_calls < 1:
-            raise web.HTTPBadRequest(text="since must be before until, min_group at least 1")
+        if not until - MAX_WINDOW_S <= since < until or min_calls < 1:
+            raise web.HTTPBadRequest(text="since must be before until (at most 92 days), "
+                                          "min_group at least 1")
         report = await build_report(self.source, since, until, min_calls=min_calls,
                                     threshold=self.settings.confidence_threshold,
                                     controls=controls_of(self.settings))
@@ -79,7 +82,7 @@ class ReportRoutes:
         body = await asyncio.get_running_loop().run_in_executor(None, render, report, fmt)
         kind = {"json": "application/json", "html": "text/html", "table": "text/plain"}[fmt]
         return web.Response(text=body, content_type=kind, charset="utf-8",
-                            headers={"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:",
+                            headers={"Content-Security-Policy": REPORT_CSP,
                                      "Cache-Control": "no-store"})
 
 

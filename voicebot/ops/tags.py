@@ -55,8 +55,8 @@ class TagStore(Database):
 
     async def erase_calls(self, call_ids: list[str]) -> None:
         if call_ids:
-            await self.write(f"DELETE FROM call_tags WHERE call_id IN ({', '.join('?' * len(call_ids))})",
-                             call_ids)
+            marks = ", ".join("?" * len(call_ids))
+            await self.write(f"DELETE FROM call_tags WHERE call_id IN ({marks})", call_ids)
 
 
 class CallTagger:
