@@ -146,6 +146,20 @@ async def test_sqlite_source_reads_what_the_stores_wrote(tmp_path):
     assert await build_report(StaticCallSource([]), now - DAY, now)  # an empty window is fine
 
 
+async def test_labels_go_with_their_erased_calls(tmp_path):
+    path = str(tmp_path / "calls.db")
+    await _seed(path, time.time())
+    store, tags = SqliteCallStore(path), TagStore(path)
+    await store.open()
+    await tags.open()
+    erased = await store.erase_caller("+15550001")  # calls 1, 6, 11
+    assert sorted(erased) == ["en-1", "en-6", "ko-11"]
+    left = await tags.rows("SELECT DISTINCT call_id FROM call_tags")
+    assert len(left) == 13 and not {r["call_id"] for r in left} & set(erased)
+    await tags.close()
+    await store.close()
+
+
 def test_report_command_json_table_and_html(tmp_path, monkeypatch, capsys):
     path = str(tmp_path / "calls.db")
     asyncio.run(_seed(path, time.time()))

@@ -26,6 +26,9 @@ CREATE TABLE IF NOT EXISTS call_tags (
     value TEXT NOT NULL,
     PRIMARY KEY (call_id, key)
 );
+-- a call's labels go with it, whoever deletes it (a caller's erasure, retention)
+CREATE TRIGGER IF NOT EXISTS call_tags_follow_calls AFTER DELETE ON calls
+BEGIN DELETE FROM call_tags WHERE call_id = OLD.call_id; END;
 """
 KEY = re.compile(r"[a-z][a-z0-9_]{0,31}")
 MAX_VALUE = 64
@@ -44,7 +47,7 @@ class TagStore(Database):
         super().__init__(path, _SCHEMA)
 
     async def open(self) -> None:
-        """Labels of calls erased meanwhile (retention, a caller's request) go too; at
+        """Labels whose call is gone (erased before the trigger existed) go too; at
         start-up no call is in progress, so no label is waiting for its call row."""
         await super().open()
         await self.write("DELETE FROM call_tags WHERE call_id NOT IN (SELECT call_id FROM calls)")
