@@ -31,7 +31,7 @@ async def _get(server, path: str, token: str = STAFF_TOKEN) -> tuple[int, str, s
 
 
 async def test_supervisor_report_flags_a_group_and_sets_the_metric(start_server):
-    server = await start_server(FakeEngine([Transcript("agent please", 0.9)]),
+    server = await start_server(FakeEngine(lambda audio: Transcript("agent please", 0.9)),
                                 knowledge_dir=KNOWLEDGE)
     for i in range(5):
         await seed_call(server, f"en-{i}", _said("where is my order", 0.9), reason=None)
@@ -42,16 +42,22 @@ async def test_supervisor_report_flags_a_group_and_sets_the_metric(start_server)
         protocol="twilio", marks="immediate", speed=0, max_call_s=30,
         parameters={"segment_plan": "gold", "segment_Bad": "dropped"}))
     assert twilio.outcome == "handoff:caller_request"
+    native = await replay(server.ws + "/v1/stream", samples, rate, ReplayOptions(
+        marks="immediate", speed=0, max_call_s=30, labels={"plan": "basic"}))
+    assert native.outcome == "handoff:caller_request"
+    bad = await replay(server.ws + "/v1/stream", samples, rate, ReplayOptions(
+        marks="immediate", speed=0, max_call_s=30, labels={"plan": 5}))  # type: ignore[dict-item]
+    assert "labels must be an object" in bad.close_reason
 
     for _ in range(200):  # the label writer runs on its own task
         status, _, body = await _get(server, "/api/reports/kpi?since=1d&min_group=5")
-        if '"plan"' in body:
+        if '"basic"' in body and '"gold"' in body:
             break
         await asyncio.sleep(0.02)
     report = json.loads(body)
-    assert status == 200 and report["kpis"]["calls"] == 11
-    assert list(report["fairness"]["dimensions"]["plan"]) == ["gold"]  # segment_Bad: not a label
-    assert report["fairness"]["dimensions"]["line"]["narrowband"]["calls"] == 1  # Twilio: 8 kHz
+    assert status == 200 and report["kpis"]["calls"] == 12
+    assert list(report["fairness"]["dimensions"]["plan"]) == ["basic", "gold"]  # not segment_Bad
+    assert report["fairness"]["dimensions"]["line"]["narrowband"]["calls"] == 2  # both at 8 kHz
     flags = {(f["dimension"], f["group"], f["kpi"]) for f in report["fairness"]["flags"]}
     assert ("language", "ko", "containment") in flags and ("language", "ko", "understood") in flags
 

@@ -21,6 +21,11 @@ from voicebot.types import HandoffReason
 log = logging.getLogger(__name__)
 
 
+def segment_labels(params: dict[str, str]) -> dict[str, str]:
+    """Gateway parameters named `segment_<key>` are labels: `segment_plan=gold` → plan=gold."""
+    return {k.removeprefix("segment_"): v for k, v in params.items() if k.startswith("segment_")}
+
+
 class CallVariants(Protocol):
     """A/B tests: the services (settings) one call runs with."""
 
@@ -64,12 +69,11 @@ class CallRegistry:
                                                  channel.line_rate))
         return session
 
-    def label(self, call_id: str, params: dict[str, str]) -> None:
-        """Gateway parameters named `segment_<key>` label the call for fairness reports."""
+    def label(self, call_id: str, labels: dict[str, str]) -> None:
+        """Caller-group labels from the gateway, for the reports' fairness splits."""
         assert self.services is not None
-        for key, value in params.items():
-            if key.startswith("segment_"):
-                self.services.events.publish(CallTagged(call_id, key.removeprefix("segment_"), value))
+        for key, value in labels.items():
+            self.services.events.publish(CallTagged(call_id, key, value))
 
     def _admission(self) -> HandoffReason | None:
         if self.draining:

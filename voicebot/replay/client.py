@@ -38,6 +38,7 @@ class ReplayOptions:
     call_id: str = ""
     headers: dict[str, str] = field(default_factory=dict)
     parameters: dict[str, str] = field(default_factory=dict)  # more Twilio customParameters
+    labels: dict[str, str] = field(default_factory=dict)  # native only: caller-group labels
 
 
 @dataclass
@@ -161,6 +162,7 @@ class _Call:
         else:
             await self.ws.send_str(json.dumps({
                 "event": "start", "call_id": self.result.call_id, "caller": self.o.caller,
+                **({"labels": self.o.labels} if self.o.labels else {}),
                 "sample_rate": self.rate, "encoding": self.o.encoding,
             }))
 

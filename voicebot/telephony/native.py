@@ -103,6 +103,15 @@ def parse_start(event: dict[str, Any]) -> tuple[CallRecord, StreamFormat]:
     return record, StreamFormat(rate, encoding)
 
 
+def parse_labels(event: dict[str, Any]) -> dict[str, str]:
+    """`"labels": {"plan": "gold"}` in `start`: caller-group labels for the reports."""
+    labels = event.get("labels", {})
+    if not isinstance(labels, dict) or len(labels) > 16 or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
+        raise ProtocolError("start: labels must be an object of at most 16 string values")
+    return labels
+
+
 class NativeStreamHandler:
     def __init__(self, settings: Settings, registry: CallRegistry) -> None:
         self.settings = settings
@@ -151,13 +160,16 @@ class NativeStreamHandler:
     async def _begin(self, msg: Any, ws: web.WebSocketResponse) -> tuple[CallSession, StreamFormat]:
         if msg.type is not WSMsgType.TEXT:
             raise ProtocolError("the first message must be a JSON start event", UNSUPPORTED_DATA)
-        record, fmt = parse_start(parse_event(msg.data))
+        start = parse_event(msg.data)
+        record, fmt = parse_start(start)
+        labels = parse_labels(start)
         if record.call_id and await self._used(record.call_id):
             raise ProtocolError("start: this call_id was already used")
         try:
             session = self.registry.new_session(record, NativeChannel(ws, fmt))
         except KeyError:
             raise ProtocolError("start: a call with this call_id is already in progress") from None
+        self.registry.label(session.recorder.call_id, labels)
         return session, fmt
 
     async def _used(self, call_id: str) -> bool:

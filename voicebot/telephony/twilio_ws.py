@@ -9,7 +9,7 @@ import numpy as np
 from aiohttp import WSMsgType, web
 
 from voicebot.audio.codecs import ulaw_encode
-from voicebot.call.registry import CallRegistry
+from voicebot.call.registry import CallRegistry, segment_labels
 from voicebot.call.session import CallSession
 from voicebot.config import Settings
 from voicebot.errors import ProtocolError
@@ -107,7 +107,7 @@ class TwilioMediaHandler:
             stream_id=message.stream_sid, caller=params.get("caller", ""),
         )
         session = self.registry.new_session(record, TwilioChannel(ws, message.stream_sid))
-        self.registry.label(session.recorder.call_id, params)
+        self.registry.label(session.recorder.call_id, segment_labels(params))
         return session
 
     def _dispatch(self, message: tc.TwilioMessage, session: CallSession) -> bool:
