@@ -13,6 +13,7 @@ from voicebot.asr.fake import FakeEngine
 from voicebot.audio.wav import read_wav
 from voicebot.call.events import CallEventBus, CallTagged
 from voicebot.config import Settings
+from voicebot.dialog.lang import EN
 from voicebot.errors import ConfigError
 from voicebot.ops.abtest import Experiments, compare, two_proportion_p, wilson
 from voicebot.ops.calls import CallFacts, SqliteCallSource
@@ -100,19 +101,26 @@ def test_compare_says_when_a_difference_is_significant():
 async def test_variants_change_real_calls_and_the_report_compares_them(start_server, tmp_path):
     path = tmp_path / "experiments.toml"
     path.write_text('[threshold]\nlenient = { confidence_threshold = 0.5 }\n'
-                    'strict = { confidence_threshold = 0.95 }\n')
+                    'strict = { confidence_threshold = 0.95 }\n'
+                    '[disclosure]\nusual = {}\n'
+                    'short = { disclosure_text = "This is an automated assistant." }\n')
     engine = FakeEngine(lambda audio: Transcript("agent please", 0.7))
     server = await start_server(engine, experiments=str(path))
-    experiment = Experiments.from_file(path, server.settings).experiments[0]
-    ids = {}
-    for i in range(50):  # one call id for each variant
-        ids.setdefault(experiment.assign(f"ab-{i}").name, f"ab-{i}")
+    experiment, wording = Experiments.from_file(path, server.settings).experiments
+    combos: dict[tuple[str, str], str] = {}
+    for i in range(200):  # call ids that land in chosen variants of both experiments
+        combos.setdefault((experiment.assign(f"ab-{i}").name, wording.assign(f"ab-{i}").name),
+                          f"ab-{i}")
+    ids = {"lenient": combos["lenient", "short"], "strict": combos["strict", "usual"]}
     samples, rate = read_wav(FIXTURES / "en_human_person.wav")
     prompts = {}
     for variant, call_id in ids.items():
         result = await replay(server.ws + "/v1/stream", samples, rate, ReplayOptions(
             call_id=call_id, marks="immediate", speed=0, max_call_s=10, hangup_at=8.0))
         prompts[variant] = [e["name"] for e in result.of("prompt")]
+        disclosure = result.of("prompt")[0]["text"]
+        assert disclosure == ("This is an automated assistant." if variant == "lenient"
+                              else EN.prompts["disclosure"])
     assert prompts["lenient"][1] == "handoff"  # 0.7 is enough to act on "agent please"
     assert prompts["strict"][1] != "handoff"  # not sure enough: asks again
     now = time.time()

@@ -159,6 +159,8 @@ async def _prepare(
                  "see models/README.md) and set VOICEBOT_MODEL to its directory")
     texts = [settings.disclosure_text or pack.prompts["disclosure"]]
     texts += [pack.prompts[name] for name in PROMPT_NAMES if name != "disclosure"]
+    if isinstance(registry.variants, Experiments):
+        texts += registry.variants.prompt_texts()
     await prompts.prerender(pack.voice, texts, LINE_RATES)
     log.info("rendered %d prompts (%s, voice %s)", len(texts), pack.code, pack.voice)
     registry.services = CallServices(settings, AsrRunner(engine, executor, settings.asr_timeout_s),

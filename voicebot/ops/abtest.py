@@ -92,8 +92,10 @@ class Experiments:
             experiments.append(Experiment(name, tuple(variants)))
         return cls(experiments)
 
-    def control(self, name: str) -> str | None:
-        return next((e.variants[0].name for e in self.experiments if e.name == name), None)
+    def prompt_texts(self) -> list[str]:
+        """Disclosure wordings of the variants, to render before the first call needs them."""
+        return [v.changes["disclosure_text"] for e in self.experiments for v in e.variants
+                if "disclosure_text" in v.changes]
 
     def services_for(self, call_id: str, services: CallServices) -> CallServices:
         """The services this call runs with; labels the call with its variants."""

@@ -157,7 +157,8 @@ class _Call:
                 "start": {"streamSid": self.sid, "callSid": self.result.call_id,
                           "accountSid": "AC" + "0" * 32, "tracks": ["inbound"],
                           "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
-                          "customParameters": {"caller": self.o.caller, **self.o.parameters}},
+                          "customParameters": {"caller": self.o.caller,
+                                               **self.o.parameters}},
             }))
         else:
             await self.ws.send_str(json.dumps({
