@@ -52,6 +52,10 @@ async def test_observer_times_recognition_and_response_and_passes_writes_on():
     await store.create(CallRecord("c1", "native", language="ko"))
     await store.update("c1", disclosure_started_at=100.0)
     await store.update("c1", disclosure_played_at=106.0, disclosure_confirmed_by="mark")
+    observer.on_call_event(SpeechEndDetected("c1", at=103.0))  # over the disclosure: not timed
+    await store.add_utterance("c1", 103.2, _speech("hello", 0.5, 1.0, 2.0))
+    await store.add_prompt("c1", 106.0, {"name": "disclosure", "started_at": 100.0,
+                                         "finished_at": 106.0})
     observer.on_call_event(SpeechEndDetected("c1", at=110.0))
     await store.add_utterance("c1", 110.4, _speech("agent please", 0.9, 3.0, 4.5))
     await store.add_utterance("c1", 110.5, Utterance("0", 1.0, 5.0, 5.0, Source.DTMF))
@@ -61,17 +65,18 @@ async def test_observer_times_recognition_and_response_and_passes_writes_on():
     observer.on_call_event(CallAudio("c1", 10.0))
     observer.on_call_event(CallEnded("c1", "handoff"))
 
-    assert [w[0] for w in inner.writes] == ["create", "update", "update", "utterance",
-                                            "utterance", "prompt", "prompt"]
+    assert [w[0] for w in inner.writes] == ["create", "update", "update", "utterance", "prompt",
+                                            "utterance", "utterance", "prompt", "prompt"]
     assert await store.get("c1") is None  # reads reach the real store
     s = metrics.sample
     assert s("voicebot_disclosures_played_total") == 1
     assert s("voicebot_disclosures_confirmed_total", by="mark") == 1
-    assert s("voicebot_utterance_confidence_count", language="ko") == 1  # DTMF is not speech
-    assert s("voicebot_recognition_seconds_sum") == pytest.approx(0.4)
+    assert s("voicebot_utterance_confidence_count", language="ko") == 2  # DTMF is not speech
+    assert s("voicebot_recognition_seconds_count") == 2
+    assert s("voicebot_recognition_seconds_sum") == pytest.approx(0.6)
     assert s("voicebot_response_seconds_count") == 1
     assert s("voicebot_response_seconds_sum") == pytest.approx(0.7)
-    assert s("voicebot_vad_speech_ratio_sum") == pytest.approx(0.15)
+    assert s("voicebot_vad_speech_ratio_sum") == pytest.approx(0.25)
     assert s("voicebot_errors_total", kind="prompt") == 1
     assert s("voicebot_calls_ended_total", outcome="handoff") == 1
 

@@ -58,6 +58,9 @@ class CallObserver:
             self._call(event.call_id).audio_s = event.seconds
         elif isinstance(event, CallError):
             self.metrics.errors.labels(event.error).inc()
+            unrecognised = self._call(event.call_id).unrecognised
+            if event.error == "recognition" and unrecognised:
+                unrecognised.pop(0)  # that speech gets no result: keep the rest paired
         elif isinstance(event, CallEnded):
             call = self._calls.pop(event.call_id, _Call())
             self.metrics.outcomes.labels(event.outcome or "unknown").inc()
@@ -84,14 +87,16 @@ class CallObserver:
             self.metrics.recognition.observe(max(0.0, at - call.unrecognised.pop(0)))
 
     def prompt(self, call_id: str, prompt: dict[str, Any]) -> None:
-        """The answer to the caller's latest speech that ended before this prompt began
-        (a prompt the caller talked over answers nothing new)."""
+        """A prompt answers the caller's latest speech that ended before it began.
+        Speech that ended while this prompt played (over the disclosure, which cannot
+        be interrupted) has no response time: the caller was hearing the bot."""
         call = self._call(call_id)
         started = float(prompt.get("started_at") or 0.0)
+        finished = float(prompt.get("finished_at") or started)
         before = [t for t in call.unanswered if t <= started]
         if before:
             self.metrics.response.observe(started - max(before))
-            call.unanswered = [t for t in call.unanswered if t > started]
+        call.unanswered = [t for t in call.unanswered if t > finished]
 
 
 class ObservedStore:
