@@ -10,6 +10,7 @@ memory: reports print counts, not numbers.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,31 +84,52 @@ class SqliteCallSource:
 
 
 async def _load(db: DeskStore, since: float, until: float) -> list[CallFacts]:
+    """Rows are read on aiosqlite's thread and put together on another: with tens of
+    thousands of calls, parsing them would hold up every live call's audio."""
     window = (since, until)
-    calls = await db.rows(
-        "SELECT call_id, started_at, ended_at, outcome, handoff_reason, language, gateway, caller "
-        "FROM calls WHERE started_at >= ? AND started_at < ? ORDER BY started_at", window)
     scope = "call_id IN (SELECT call_id FROM calls WHERE started_at >= ? AND started_at < ?)"
+    rows = _Rows(
+        await db.rows(
+            "SELECT call_id, started_at, ended_at, outcome, handoff_reason, language, gateway, "
+            "caller FROM calls WHERE started_at >= ? AND started_at < ? ORDER BY started_at",
+            window),
+        await db.rows(f"SELECT call_id, payload FROM call_events WHERE kind = 'utterance' "
+                      f"AND {scope} ORDER BY seq", window),
+        await db.rows(f"SELECT call_id, kind, utterance, correction FROM desk_feedback "
+                      f"WHERE {scope} ORDER BY seq", window),
+        await db.rows(f"SELECT call_id FROM desk_transfers WHERE disposition != '' AND {scope}",
+                      window),
+        await db.rows(f"SELECT call_id, key, value FROM call_tags WHERE {scope}", window))
+    return await asyncio.get_running_loop().run_in_executor(None, _assemble, rows)
+
+
+@dataclass(frozen=True)
+class _Rows:
+    calls: list[dict[str, Any]]
+    utterances: list[dict[str, Any]]
+    feedback: list[dict[str, Any]]
+    closed_transfers: list[dict[str, Any]]
+    labels: list[dict[str, Any]]
+
+
+def _assemble(rows: _Rows) -> list[CallFacts]:
     turns: dict[str, list[dict[str, Any]]] = {}
-    for row in await db.rows(f"SELECT call_id, payload FROM call_events WHERE kind = 'utterance' "
-                             f"AND {scope} ORDER BY seq", window):
+    for row in rows.utterances:
         turns.setdefault(row["call_id"], []).append(json.loads(row["payload"]))
     corrections: dict[tuple[str, int], str] = {}
     reviewed: set[str] = set()
-    for row in await db.rows(f"SELECT call_id, kind, utterance, correction FROM desk_feedback "
-                             f"WHERE {scope} ORDER BY seq", window):
+    for row in rows.feedback:
         if row["kind"] in REVIEW_KINDS:
             reviewed.add(row["call_id"])
         if row["kind"] == "transcript_wrong" and row["utterance"] is not None:
             corrections[(row["call_id"], row["utterance"])] = row["correction"]
-    for row in await db.rows(f"SELECT call_id FROM desk_transfers WHERE disposition != '' "
-                             f"AND {scope}", window):
-        reviewed.add(row["call_id"])  # an agent closed it with the transcript in front of them
+    # an agent closed these with the transcript in front of them
+    reviewed.update(row["call_id"] for row in rows.closed_transfers)
     labels: dict[str, dict[str, str]] = {}
-    for row in await db.rows(f"SELECT call_id, key, value FROM call_tags WHERE {scope}", window):
+    for row in rows.labels:
         labels.setdefault(row["call_id"], {})[row["key"]] = row["value"]
     return [_facts(c, turns.get(c["call_id"], []), corrections, c["call_id"] in reviewed,
-                   labels.get(c["call_id"], {})) for c in calls]
+                   labels.get(c["call_id"], {})) for c in rows.calls]
 
 
 def _facts(row: dict[str, Any], utterances: list[dict[str, Any]],

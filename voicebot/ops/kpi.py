@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import bisect
 import statistics
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -116,9 +117,11 @@ def _repeat_rate(calls: list[CallFacts], history: Iterable[CallFacts]) -> tuple[
     for times in by_caller.values():
         times.sort()
     known = [c for c in calls if c.caller.strip().lower() not in WITHHELD]
-    repeats = sum(
-        any(c.started_at < t <= c.started_at + REPEAT_WINDOW_S for t in by_caller[c.caller])
-        for c in known)
+    repeats = 0
+    for c in known:
+        times = by_caller[c.caller]
+        later = bisect.bisect_right(times, c.started_at)  # the first call after this one
+        repeats += later < len(times) and times[later] <= c.started_at + REPEAT_WINDOW_S
     return _share(repeats, len(known)), len(known)
 
 

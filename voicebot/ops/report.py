@@ -7,6 +7,8 @@ mailed, archived, or served to the supervisor desk as is.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import html
 import io
 import json
@@ -16,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from voicebot.ops.abtest import compare
-from voicebot.ops.calls import CallSource
+from voicebot.ops.calls import CallFacts, CallSource
 from voicebot.ops.fairness import fairness
 from voicebot.ops.kpi import REPEAT_WINDOW_S, compute
 
@@ -55,6 +57,14 @@ async def build_report(source: CallSource, since: float, until: float, *, thresh
     """`controls`: the control variant of each experiment (else the first by name)."""
     calls = await source.calls(since, until)
     later = await source.calls(until, until + REPEAT_WINDOW_S)  # repeat calls after the window
+    work = functools.partial(_assemble, calls, later, since, until, threshold=threshold,
+                             min_calls=min_calls, utc_offset_h=utc_offset_h, controls=controls)
+    return await asyncio.get_running_loop().run_in_executor(None, work)  # pure, but not quick
+
+
+def _assemble(calls: list[CallFacts], later: list[CallFacts], since: float, until: float, *,
+              threshold: float, min_calls: int, utc_offset_h: float,
+              controls: dict[str, str] | None) -> dict[str, Any]:
     kpis = compute(calls, threshold=threshold, intent_of=intent_of, history=later)
     return {
         "since": since, "until": until, "generated_at": time.time(),
