@@ -93,7 +93,10 @@ def _fairness_chart(dimension: str, groups: dict[str, Any]) -> str:
         ax.bar([x + (i - 0.5) * width for x in range(len(names))], values, width, label=key,
                color=colour)
     ax.set_xticks(range(len(names)), names)
+    for tick, name in zip(ax.get_xticklabels(), names, strict=True):
+        if groups[name]["flagged"]:
+            tick.set_color("#a00")  # flagged groups, as in the table
     ax.set_ylim(0, 1.05)
     ax.set_title(f"By {dimension}")
-    ax.legend(loc="lower right", fontsize="small")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small")
     return svg_of(fig)
