@@ -95,6 +95,12 @@ def test_compare_says_when_a_difference_is_significant():
     assert not small["significant"] and not small["enough_calls"]  # too few calls to say
     close = compare(_arm("a", 24, 50) + _arm("b", 26, 50))["t"]["against_control"]["b"]
     assert not close["containment"]["significant"]
+    # p ≈ 0.04: significant alone, not as one of two comparisons with the control
+    two = _arm("a", 25, 50) + _arm("b", 35, 50)
+    assert compare(two)["t"]["against_control"]["b"]["containment"]["significant"]
+    three = compare(two + _arm("c", 25, 50))["t"]
+    assert three["alpha_per_comparison"] == 0.025
+    assert not three["against_control"]["b"]["containment"]["significant"]
 
 
 @pytest.mark.e2e

@@ -13,7 +13,8 @@ Each call gets one variant per experiment, from a hash of the experiment's name
 and the call's id (the same call always lands in the same variant), runs with
 its settings, and is labelled `ab_<experiment>=<variant>` for the report. The
 report compares containment and escalation rate per variant with Wilson 95 %
-intervals and a two-proportion z-test.
+intervals and a two-proportion z-test against the control (Bonferroni-corrected
+when there are several variants).
 """
 
 from __future__ import annotations
@@ -186,8 +187,10 @@ def compare(calls: list[CallFacts], controls: dict[str, str] | None = None,
         control = (controls or {}).get(name)
         control = control if control in variants else sorted(variants)[0]
         arms = {v: _arm(cs) for v, cs in sorted(variants.items())}
-        result[name] = {"control": control, "alpha": alpha, "variants": arms,
-                        "against_control": {v: _versus(arms[control], arms[v], alpha)
+        each = alpha / max(1, len(arms) - 1)  # Bonferroni: several variants, one false alarm rate
+        result[name] = {"control": control, "alpha": alpha, "alpha_per_comparison": each,
+                        "variants": arms,
+                        "against_control": {v: _versus(arms[control], arms[v], each)
                                             for v in arms if v != control}}
     return result
 
