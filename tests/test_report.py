@@ -187,3 +187,17 @@ def test_report_command_json_table_and_html(tmp_path, monkeypatch, capsys):
     assert main(["report"]) == 2
     assert "no call database" in capsys.readouterr().err
     assert render(report, "json").startswith("{")
+
+
+async def test_sealed_utterances_are_opened_by_the_reveal_hook(tmp_path):
+    path = str(tmp_path / "calls.db")
+    store = SqliteCallStore(path)
+    await store.open()
+    await store.create(CallRecord("c1", "native", started_at=T0))
+    await store.add_utterance("c1", T0, Utterance("sealed:agent please", 0.8, 1.0, 2.0))
+    await store.close()
+
+    def reveal(item: dict) -> dict:
+        return {**item, "text": item["text"].removeprefix("sealed:")}
+    calls = await SqliteCallSource(path, reveal=reveal).calls(T0 - 1, T0 + 1)
+    assert calls[0].turns == (Turn("agent please", 0.8, None),)

@@ -11,7 +11,9 @@ memory: reports print counts, not numbers.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -64,26 +66,36 @@ class StaticCallSource:
         return [c for c in self.items if since <= c.started_at < until]
 
 
-class SqliteCallSource:
-    """Opens the database read-mostly (creating the tables if the file is new)."""
+Reveal = Callable[[dict[str, Any]], dict[str, Any]]
 
-    def __init__(self, path: str | Path) -> None:
+
+class SqliteCallSource:
+    """Opens the database read-mostly (creating the tables if the file is new).
+
+    Where stored text is sealed, `desk` opens a DeskStore that unseals its columns
+    and `reveal` opens each stored utterance (text and words)."""
+
+    def __init__(self, path: str | Path, *, desk: Callable[[str], DeskStore] = DeskStore,
+                 reveal: Reveal | None = None) -> None:
         self.path = str(path)
+        self._desk = desk
+        self._reveal = reveal
 
     async def calls(self, since: float, until: float) -> list[CallFacts]:
-        store, desk, tags = SqliteCallStore(self.path), DeskStore(self.path), TagStore(self.path)
+        store, desk, tags = SqliteCallStore(self.path), self._desk(self.path), TagStore(self.path)
         await store.open()
         await desk.open()
         await tags.open()
         try:
-            return await _load(desk, since, until)
+            return await _load(desk, since, until, self._reveal)
         finally:
             await tags.close()
             await desk.close()
             await store.close()
 
 
-async def _load(db: DeskStore, since: float, until: float) -> list[CallFacts]:
+async def _load(db: DeskStore, since: float, until: float, reveal: Reveal | None
+                ) -> list[CallFacts]:
     """Rows are read on aiosqlite's thread and put together on another: with tens of
     thousands of calls, parsing them would hold up every live call's audio."""
     window = (since, until)
@@ -100,7 +112,8 @@ async def _load(db: DeskStore, since: float, until: float) -> list[CallFacts]:
         await db.rows(f"SELECT call_id FROM desk_transfers WHERE disposition != '' AND {scope}",
                       window),
         await db.rows(f"SELECT call_id, key, value FROM call_tags WHERE {scope}", window))
-    return await asyncio.get_running_loop().run_in_executor(None, _assemble, rows)
+    work = functools.partial(_assemble, rows, reveal or (lambda item: item))
+    return await asyncio.get_running_loop().run_in_executor(None, work)
 
 
 @dataclass(frozen=True)
@@ -112,10 +125,10 @@ class _Rows:
     labels: list[dict[str, Any]]
 
 
-def _assemble(rows: _Rows) -> list[CallFacts]:
+def _assemble(rows: _Rows, reveal: Reveal) -> list[CallFacts]:
     turns: dict[str, list[dict[str, Any]]] = {}
     for row in rows.utterances:
-        turns.setdefault(row["call_id"], []).append(json.loads(row["payload"]))
+        turns.setdefault(row["call_id"], []).append(reveal(json.loads(row["payload"])))
     corrections: dict[tuple[str, int], str] = {}
     reviewed: set[str] = set()
     for row in rows.feedback:
