@@ -120,8 +120,8 @@ class CallSession:
             self._handle_vad(events)
         except Exception:  # e.g. the resampler or the engine stream: fail to a human, not to silence
             log.exception("call %s: speech handling failed", self.recorder.call_id)
-            self.services.events.publish(CallError(self.recorder.call_id, "internal"))
             self._utterance = None
+            self.services.events.publish(CallError(self.recorder.call_id, "internal"))
             self.hand_over(HandoffReason.SYSTEM_ERROR)
 
     def _handle_vad(self, events: list[VadEvent]) -> None:
@@ -200,9 +200,9 @@ class CallSession:
             return await self._perform(self.policy.step(event))
         except Exception:  # a bug must still end with a human, never in silence
             log.exception("call %s: internal error", self.recorder.call_id)
-            self.services.events.publish(CallError(self.recorder.call_id, "internal"))
             if self.policy.state is p.State.DONE:
                 return True
+            self.services.events.publish(CallError(self.recorder.call_id, "internal"))
             self._events.put_nowait(p.Failed("internal error"))
             return False
 
@@ -273,9 +273,9 @@ class CallSession:
     def _speech_ended(self, at: float) -> None:
         if self._utterance is None:
             return
+        self.services.events.publish(SpeechEndDetected(self.recorder.call_id))
         recognition, resampler, start = self._utterance
         self._utterance = None
-        self.services.events.publish(SpeechEndDetected(self.recorder.call_id))
         recognition.feed(resampler.process(np.zeros(0, np.int16), last=True).tobytes())
         self._track(self._recognise(recognition, start, at))
 
@@ -284,8 +284,8 @@ class CallSession:
             result = await recognition.finish()
         except EngineError as exc:
             log.error("call %s: recognition failed: %s", self.recorder.call_id, exc)
-            self.services.events.publish(CallError(self.recorder.call_id, "recognition"))
             self._events.put_nowait(p.Failed(str(exc)))
+            self.services.events.publish(CallError(self.recorder.call_id, "recognition"))
             return
         intent = self.pack.match_intent(result.text) if result.text else None
         u = Utterance(result.text, result.confidence, start, end, Source.SPEECH, intent, result.words)
@@ -315,8 +315,8 @@ class CallSession:
 
     def _on_prompt_failed(self, say: p.Say, exc: BaseException) -> None:
         log.error("call %s: prompt %s failed: %s", self.recorder.call_id, say.name, exc)
-        self.services.events.publish(CallError(self.recorder.call_id, "prompt"))
         self._events.put_nowait(p.Failed(f"prompt {say.name}: {exc}"))
+        self.services.events.publish(CallError(self.recorder.call_id, "prompt"))
 
     # --- helpers ---------------------------------------------------------------------
     def _start_timer(self, seconds: float) -> None:
