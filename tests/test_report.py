@@ -95,6 +95,13 @@ def test_small_groups_and_close_groups_are_not_flagged():
     assert fairness(few, min_calls=3)["flags"]
 
 
+def test_twilio_segment_parameters_are_labels():
+    from voicebot.call.registry import segment_labels
+
+    assert segment_labels({"caller": "+1555", "segment_plan": "gold", "token": "x"}) == {
+        "plan": "gold"}
+
+
 def test_parse_when():
     assert parse_when("7d", T0) == T0 - 7 * DAY
     assert parse_when("2026-12-01", T0) == parse_when("2026-12-01T00:00+00:00", T0)

@@ -34,11 +34,10 @@ class ReplayOptions:
     max_call_s: float = 90.0  # stay on the line (sending silence) at most this long
     sample_rate: int = 8000  # native only
     encoding: Literal["pcm16", "mulaw"] = "pcm16"  # native only
+    labels: dict[str, str] = field(default_factory=dict)  # native only: caller-group labels
     caller: str = "+15550123"
     call_id: str = ""
     headers: dict[str, str] = field(default_factory=dict)
-    parameters: dict[str, str] = field(default_factory=dict)  # more Twilio customParameters
-    labels: dict[str, str] = field(default_factory=dict)  # native only: caller-group labels
 
 
 @dataclass
@@ -157,8 +156,7 @@ class _Call:
                 "start": {"streamSid": self.sid, "callSid": self.result.call_id,
                           "accountSid": "AC" + "0" * 32, "tracks": ["inbound"],
                           "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
-                          "customParameters": {"caller": self.o.caller,
-                                               **self.o.parameters}},
+                          "customParameters": {"caller": self.o.caller}},
             }))
         else:
             await self.ws.send_str(json.dumps({

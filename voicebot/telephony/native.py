@@ -103,8 +103,13 @@ def parse_start(event: dict[str, Any]) -> tuple[CallRecord, StreamFormat]:
     return record, StreamFormat(rate, encoding)
 
 
-def parse_labels(event: dict[str, Any]) -> dict[str, str]:
-    """`"labels": {"plan": "gold"}` in `start`: caller-group labels for the reports."""
+def start_labels(msg: Any) -> dict[str, str]:
+    """`"labels": {"plan": "gold"}` in `start`: caller-group labels for the reports.
+    A start that is not JSON at all is left for `_begin` to refuse."""
+    try:
+        event = parse_event(msg.data) if msg.type is WSMsgType.TEXT else {}
+    except ProtocolError:
+        return {}
     labels = event.get("labels", {})
     if not isinstance(labels, dict) or len(labels) > 16 or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
@@ -138,7 +143,9 @@ class NativeStreamHandler:
             async for msg in messages(ws, s.max_message_bytes, s.idle_timeout_s,
                                        lambda: session is not None):
                 if session is None:
+                    labels = start_labels(msg)  # checked before the call starts
                     session, fmt = await self._begin(msg, ws)
+                    self.registry.label(session.recorder.call_id, labels)
                     task = start_call(self.registry, session)
                     await ws.send_str(json.dumps({"event": "started",
                                                   "call_id": session.recorder.call_id}))
@@ -160,16 +167,13 @@ class NativeStreamHandler:
     async def _begin(self, msg: Any, ws: web.WebSocketResponse) -> tuple[CallSession, StreamFormat]:
         if msg.type is not WSMsgType.TEXT:
             raise ProtocolError("the first message must be a JSON start event", UNSUPPORTED_DATA)
-        start = parse_event(msg.data)
-        record, fmt = parse_start(start)
-        labels = parse_labels(start)
+        record, fmt = parse_start(parse_event(msg.data))
         if record.call_id and await self._used(record.call_id):
             raise ProtocolError("start: this call_id was already used")
         try:
             session = self.registry.new_session(record, NativeChannel(ws, fmt))
         except KeyError:
             raise ProtocolError("start: a call with this call_id is already in progress") from None
-        self.registry.label(session.recorder.call_id, labels)
         return session, fmt
 
     async def _used(self, call_id: str) -> bool:
