@@ -34,6 +34,7 @@ class Settings:
     crm_webhook_url: str = ""  # POST signed transfer/disposition events here (off when empty)
     crm_webhook_secret: str = ""  # HMAC-SHA256 key for the webhook signature
     knowledge_dir: str = "knowledge"  # agent-assist articles (*.toml)
+    experiments: str = ""  # TOML file of A/B tests (variants of per-call settings); "" = none
     db: str = "var/voicebot.db"
     model: str = ""  # Vosk model dir or name; empty = embedded English engine
     language: str = "en"
@@ -62,7 +63,6 @@ class Settings:
     journal: str = ""  # append-only file for records while the DB is down; "" = <db>.journal
     log_level: str = "INFO"
     retention_days: float = 0.0  # calls older than this are erased; 0 = kept until erased
-    experiments: str = ""  # TOML file of A/B tests (variants of per-call settings); "" = none
 
     def __post_init__(self) -> None:
         _validate(self)
