@@ -18,14 +18,10 @@ from voicebot.audio.batch import FrameBatcher
 from voicebot.call.events import CallEventBus
 from voicebot.call.registry import CallRegistry
 from voicebot.call.session import CallServices
+from voicebot.ops.wiring import Operations
 from voicebot.config import Settings
 from voicebot.dialog.lang import PACKS, PROMPT_NAMES
 from voicebot.metrics import CONTENT_TYPE, Metrics
-from voicebot.ops.abtest import Experiments
-from voicebot.ops.calls import SqliteCallSource
-from voicebot.ops.observer import CallObserver, DeskGauges
-from voicebot.ops.routes import ReportRoutes, watch_fairness
-from voicebot.ops.tags import CallTagger, TagStore
 from voicebot.staff.admin import AdminRoutes
 from voicebot.staff.privacy import PrivacyRoutes, keep_retention
 from voicebot.staff.routes import DeskRoutes
@@ -45,9 +41,9 @@ log = logging.getLogger("voicebot")
 
 REGISTRY = web.AppKey("registry", CallRegistry)
 STARTUP = web.AppKey("startup", asyncio.Task)
+OPS = web.AppKey("ops", Operations)
 DESK = web.AppKey("desk", StaffDesk)
 STORE = web.AppKey("store", JournalledStore)
-DESK_GAUGES = web.AppKey("desk_gauges", DeskGauges)
 LINE_RATES = (8000, 16000)
 
 
@@ -63,20 +59,15 @@ def create_app(
     registry = CallRegistry(settings.max_calls, metrics)
     store = JournalledStore(
         SqliteCallStore(settings.db), settings.journal_path, timeout_s=settings.db_timeout_s,
-        data_errors=(sqlite3.IntegrityError, ValueError), on_journalled=lambda: _journalled(metrics))
+        data_errors=(sqlite3.IntegrityError, ValueError), on_journalled=metrics.journalled.inc)
     metrics.track_journal(lambda: store.pending)
     app[REGISTRY] = registry
-    if settings.experiments:  # a bad file stops the start with the reason
-        registry.variants = Experiments.from_file(settings.experiments, settings)
     app[STORE] = store
     events = CallEventBus()
     desk = app[DESK] = StaffDesk(settings)
     events.subscribe(desk.on_call_event)
-    observer = CallObserver(metrics)
-    events.subscribe(observer.on_call_event)
-    app[DESK_GAUGES] = DeskGauges(metrics, desk.desk)
-    tagger = CallTagger(TagStore(settings.db))
-    events.subscribe(tagger.on_call_event)
+    ops = app[OPS] = registry.per_call = Operations(settings, metrics, desk, events)
+    ops.add_to(app.router)
     twiml = TwimlHandlers(settings, store, events)
     human_line = HumanLineHandler(settings, twiml.line)
     app.router.add_post("/twilio/voice", twiml.voice)
@@ -88,8 +79,6 @@ def create_app(
     DeskRoutes(desk, store).add_to(app.router)
     PrivacyRoutes(desk, store).add_to(app.router)
     AdminRoutes(desk).add_to(app.router)
-    reports = SqliteCallSource(settings.db)
-    ReportRoutes(desk, reports, settings, metrics).add_to(app.router)
     app.router.add_get("/healthz", _health)
     app.router.add_get("/metrics", _metrics)
 
@@ -107,16 +96,12 @@ def create_app(
         prompts = PromptCache(synthesizer or Pyttsx3Synthesizer(settings.tts_rate))
         await store.open()
         await desk.open()
-        await tagger.open()
+        await ops.open()
         app[STARTUP] = asyncio.create_task(
-            _prepare(settings, registry, observer.observe(store), prompts, executor, engine,
-                     events), name="startup")
+            _prepare(settings, registry, store, prompts, executor, engine, events), name="startup")
         retention = asyncio.create_task(keep_retention(store, desk, settings.retention_days),
                                         name="retention") if settings.retention_days else None
-        fairness = asyncio.create_task(watch_fairness(reports, settings, metrics), name="fairness")
         yield
-        fairness.cancel()
-        await asyncio.gather(fairness, return_exceptions=True)
         if retention is not None:
             retention.cancel()
             await asyncio.gather(retention, return_exceptions=True)
@@ -124,7 +109,7 @@ def create_app(
         app[STARTUP].cancel()
         await asyncio.gather(app[STARTUP], return_exceptions=True)
         await desk.close()
-        await tagger.close()
+        await ops.close()
         await store.close()
         prompts.close()
         executor.shutdown(wait=False, cancel_futures=True)
@@ -159,17 +144,11 @@ async def _prepare(
                  "see models/README.md) and set VOICEBOT_MODEL to its directory")
     texts = [settings.disclosure_text or pack.prompts["disclosure"]]
     texts += [pack.prompts[name] for name in PROMPT_NAMES if name != "disclosure"]
-    if isinstance(registry.variants, Experiments):
-        texts += registry.variants.prompt_texts()
+    texts += registry.per_call.prompt_texts() if registry.per_call else []  # A/B wordings
     await prompts.prerender(pack.voice, texts, LINE_RATES)
     log.info("rendered %d prompts (%s, voice %s)", len(texts), pack.code, pack.voice)
     registry.services = CallServices(settings, AsrRunner(engine, executor, settings.asr_timeout_s),
                                      prompts, store, events, frames=FrameBatcher(loop.call_later))
-
-
-def _journalled(metrics: Metrics) -> None:
-    metrics.journalled.inc()
-    metrics.errors.labels("store").inc()
 
 
 async def _health(request: web.Request) -> web.Response:
@@ -191,9 +170,6 @@ async def _health(request: web.Request) -> web.Response:
 
 
 async def _metrics(request: web.Request) -> web.Response:
-    try:
-        await request.app[DESK_GAUGES].refresh()
-    except Exception as exc:  # noqa: BLE001 - the call series still matter when the desk DB is down
-        log.warning("metrics: desk queue unavailable: %s", type(exc).__name__)
+    await request.app[OPS].before_scrape()
     body = request.app[REGISTRY].metrics.exposition()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})

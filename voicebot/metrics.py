@@ -37,8 +37,8 @@ class Metrics:
             "voicebot_protocol_errors", "Calls closed because the gateway sent something invalid",
             ["code"], registry=r)
         self.errors = Counter(
-            "voicebot_errors", "Failures during calls (each one sends the caller to a human "
-            "or is retried): recognition, prompt, internal, store, protocol", ["kind"], registry=r)
+            "voicebot_errors", "Failures during calls, each sending its caller to a human: "
+            "recognition, prompt, internal, protocol", ["kind"], registry=r)
         self.journalled = Counter(
             "voicebot_store_journalled", "Store writes kept in the local journal (DB unavailable)",
             registry=r)

@@ -26,10 +26,11 @@ def segment_labels(params: dict[str, str]) -> dict[str, str]:
     return {k.removeprefix("segment_"): v for k, v in params.items() if k.startswith("segment_")}
 
 
-class CallVariants(Protocol):
-    """A/B tests: the services (settings) one call runs with."""
+class PerCall(Protocol):
+    """The services one call runs with (its A/B variants' settings, an observed store)."""
 
     def services_for(self, call_id: str, services: CallServices) -> CallServices: ...
+    def prompt_texts(self) -> list[str]: ...
 
 
 class CallRegistry:
@@ -39,7 +40,7 @@ class CallRegistry:
         self.max_calls = max_calls
         self.metrics = metrics or Metrics()
         self.draining = False
-        self.variants: CallVariants | None = None
+        self.per_call: PerCall | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._overflow: set[str] = set()  # calls over capacity: not counted against max_calls
         self.metrics.track_active(lambda: len(self.sessions))
@@ -58,8 +59,8 @@ class CallRegistry:
         record.language = self.services.settings.language
         reason = self._admission()
         services = self.services
-        if self.variants is not None:
-            services = self.variants.services_for(record.call_id, services)
+        if self.per_call is not None:
+            services = self.per_call.services_for(record.call_id, services)
         session = CallSession(record, channel, services, hand_over=reason)
         self.sessions[record.call_id] = session
         if reason is not None:
