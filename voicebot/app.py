@@ -96,11 +96,11 @@ def create_app(
         prompts = PromptCache(synthesizer or Pyttsx3Synthesizer(settings.tts_rate))
         await store.open()
         await desk.open()
-        await ops.open()
         app[STARTUP] = asyncio.create_task(
             _prepare(settings, registry, store, prompts, executor, engine, events), name="startup")
         retention = asyncio.create_task(keep_retention(store, desk, settings.retention_days),
                                         name="retention") if settings.retention_days else None
+        await ops.open()
         yield
         if retention is not None:
             retention.cancel()

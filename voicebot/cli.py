@@ -31,8 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--language", choices=("en", "ko"))
     _add_replay(sub)
     _add_models(sub)
-    add_staff_parser(sub)
     add_report_parser(sub)
+    add_staff_parser(sub)
     transcribe = sub.add_parser("transcribe", help="recognise recordings offline, no server")
     transcribe.add_argument("files", nargs="+", type=Path)
     transcribe.add_argument("--json", action="store_true", help="one JSON object per file")
@@ -53,10 +53,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "transcribe":
         return _transcribe(settings, args.files, args.json)
-    if args.command == "staff":
-        return run_staff(args, settings)
     if args.command == "report":
         return run_report(args, settings)
+    if args.command == "staff":
+        return run_staff(args, settings)
     return _serve(settings)
 
 

@@ -40,9 +40,9 @@ class CallRegistry:
         self.max_calls = max_calls
         self.metrics = metrics or Metrics()
         self.draining = False
-        self.per_call: PerCall | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._overflow: set[str] = set()  # calls over capacity: not counted against max_calls
+        self.per_call: PerCall | None = None
         self.metrics.track_active(lambda: len(self.sessions))
 
     @property
