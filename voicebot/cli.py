@@ -51,10 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"voicebot: {exc}", file=sys.stderr)
         return 2
-    if args.command == "transcribe":
-        return _transcribe(settings, args.files, args.json)
     if args.command == "report":
         return run_report(args, settings)
+    if args.command == "transcribe":
+        return _transcribe(settings, args.files, args.json)
     if args.command == "staff":
         return run_staff(args, settings)
     return _serve(settings)
