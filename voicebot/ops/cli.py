@@ -42,6 +42,10 @@ def run_report(args: argparse.Namespace, settings: Settings) -> int:
     if args.min_group < 1:
         print("voicebot: --min-group must be at least 1", file=sys.stderr)
         return 2
+    if "://" in settings.db:
+        print("voicebot: reports read a SQLite call database, not a database URL",
+              file=sys.stderr)
+        return 2
     if not Path(settings.db).exists():
         print(f"voicebot: no call database at {settings.db} (set db in --config or VOICEBOT_DB)",
               file=sys.stderr)

@@ -26,7 +26,7 @@ FAIRNESS_FIRST_S = 60.0  # let start-up (engine, prompts) have the machine first
 
 
 class ReportRoutes:
-    def __init__(self, desk: StaffDesk, source: CallSource, settings: Settings,
+    def __init__(self, desk: StaffDesk, source: CallSource | None, settings: Settings,
                  metrics: Metrics) -> None:
         self.d = desk
         self.source = source
@@ -60,6 +60,9 @@ class ReportRoutes:
     async def kpi(self, request: web.Request) -> web.Response:
         """`?since=7d&until=...&format=json|html|table` (supervisors)."""
         await self.d.auth.require(request, "supervisor")
+        if self.source is None:
+            raise web.HTTPNotImplemented(text="reports read a SQLite call database; "
+                                              "this server's database is not one")
         q = request.query
         now = time.time()
         fmt = q.get("format", "json")

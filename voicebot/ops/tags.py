@@ -53,7 +53,8 @@ class TagStore(Database):
         await self.write("DELETE FROM call_tags WHERE call_id NOT IN (SELECT call_id FROM calls)")
 
     async def put(self, call_id: str, key: str, value: str) -> None:
-        await self.write("INSERT OR REPLACE INTO call_tags (call_id, key, value) VALUES (?, ?, ?)",
+        await self.write("INSERT INTO call_tags (call_id, key, value) VALUES (?, ?, ?) "
+                         "ON CONFLICT (call_id, key) DO UPDATE SET value = excluded.value",
                          (call_id, key, value))
 
     async def erase_calls(self, call_ids: list[str]) -> None:

@@ -38,7 +38,8 @@ class Operations:
         self.observer = CallObserver(metrics)
         self.tagger = CallTagger(TagStore(settings.db))
         self.gauges = DeskGauges(metrics, desk.desk)
-        self.reports = SqliteCallSource(settings.db)
+        # reports read the SQLite file; a database URL (a shared server) has no reader yet
+        self.reports = None if "://" in settings.db else SqliteCallSource(settings.db)
         self.routes = ReportRoutes(desk, self.reports, settings, metrics)
         events.subscribe(self.observer.on_call_event)
         events.subscribe(self.tagger.on_call_event)
@@ -59,8 +60,9 @@ class Operations:
     async def open(self) -> None:
         """After the call store (the labels' trigger needs the calls table)."""
         await self.tagger.open()
-        self._fairness = asyncio.create_task(
-            watch_fairness(self.reports, self.settings, self.metrics), name="fairness")
+        if self.reports is not None:
+            self._fairness = asyncio.create_task(
+                watch_fairness(self.reports, self.settings, self.metrics), name="fairness")
 
     async def close(self) -> None:
         if self._fairness is not None:
