@@ -193,6 +193,9 @@ def test_report_command_json_table_and_html(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("VOICEBOT_DB", str(tmp_path / "none.db"))
     assert main(["report"]) == 2
     assert "no call database" in capsys.readouterr().err
+    monkeypatch.setenv("VOICEBOT_DB", "postgresql://db.example/voicebot")
+    assert main(["report"]) == 2
+    assert "not a database URL" in capsys.readouterr().err
     assert render(report, "json").startswith("{")
 
 
