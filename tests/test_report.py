@@ -14,13 +14,16 @@ from voicebot.cli import main
 from voicebot.ops.calls import CallFacts, SqliteCallSource, StaticCallSource, Turn
 from voicebot.ops.fairness import fairness, time_band
 from voicebot.ops.kpi import compute, edit_distance
-from voicebot.ops.report import build_report, intent_of, parse_when, render
+from voicebot.config import Settings
+from voicebot.flowrun import load_settings_flow
+from voicebot.ops.report import build_report, flow_understanding, parse_when, render
 from voicebot.ops.tags import CallTagger, TagStore
 from voicebot.storage.base import CallRecord
 from voicebot.storage.desk import DeskStore, Feedback
 from voicebot.storage.sqlite import SqliteCallStore
 from voicebot.types import Source, Utterance
 
+intent_of = flow_understanding(load_settings_flow(Settings()))  # the default flow's intents
 DAY = 86400.0
 T0 = 1_780_000_000.0  # a fixed instant: no clock in these tests
 
@@ -61,7 +64,8 @@ def test_staff_corrections_give_wer_and_intent_accuracy():
                 intent_of=intent_of)
     assert k.reviewed_turns == 2  # the unreviewed call's turns are not judged
     assert k.wer == pytest.approx(2 / 6)
-    assert intent_of("en", "where is my order") is not None  # so the first intent was missed
+    assert intent_of("en", "where is my order") == "order_status"
+    assert intent_of("en", "where is the border") is None  # so the first turn's intent was missed
     assert k.intent_accuracy == 0.5
 
 
@@ -148,8 +152,9 @@ async def test_sqlite_source_reads_what_the_stores_wrote(tmp_path):
     assert en1.reviewed and en1.turns[0].correction == "where is my border"
     assert en1.labels == {"line": "wideband", "plan": "gold"}
     assert next(c for c in calls if c.call_id == "en-0").labels == {"line": "wideband", "plan": "basic"}
-    report = await build_report(SqliteCallSource(path), now - DAY, now)
+    report = await build_report(SqliteCallSource(path), now - DAY, now, intent_of=intent_of)
     assert report["kpis"]["wer"] == 0.25 and report["kpis"]["reviewed_calls"] == 1
+    assert report["kpis"]["intent_accuracy"] == 0.0  # "my border" means nothing: order missed
     assert await build_report(StaticCallSource([]), now - DAY, now)  # an empty window is fine
 
 

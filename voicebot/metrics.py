@@ -86,9 +86,11 @@ class Metrics:
     def track_journal(self, count: Callable[[], int]) -> None:
         self.journal_pending.set_function(count)
 
-    def set_engine(self, engine: str, model: str, language: str) -> None:
+    def set_engines(self, engines: dict[str, str], models: dict[str, str]) -> None:
+        """`engines`: language → engine name; `models`: language → model ("" = embedded)."""
         self.engine.clear()
-        self.engine.labels(engine, model, language).set(1)
+        for language, engine in engines.items():
+            self.engine.labels(engine, models.get(language) or "embedded", language).set(1)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -12,7 +12,9 @@ from typing import Any
 from voicebot.config import Settings
 from voicebot.ops.abtest import controls_of
 from voicebot.ops.calls import SqliteCallSource
-from voicebot.ops.report import FORMATS, build_report, parse_when, render
+from voicebot.errors import ConfigError
+from voicebot.flowrun import load_settings_flow
+from voicebot.ops.report import FORMATS, build_report, flow_understanding, parse_when, render
 
 
 def add_report_parser(sub: Any) -> None:
@@ -50,9 +52,15 @@ def run_report(args: argparse.Namespace, settings: Settings) -> int:
         print(f"voicebot: no call database at {settings.db} (set db in --config or VOICEBOT_DB)",
               file=sys.stderr)
         return 2
+    try:
+        understanding = flow_understanding(load_settings_flow(settings))
+    except ConfigError as exc:
+        print(f"voicebot: {exc}", file=sys.stderr)
+        return 2
     report = asyncio.run(build_report(
         SqliteCallSource(settings.db), since, until, threshold=settings.confidence_threshold,
-        min_calls=args.min_group, utc_offset_h=args.utc_offset, controls=controls_of(settings)))
+        min_calls=args.min_group, utc_offset_h=args.utc_offset, controls=controls_of(settings),
+        intent_of=understanding))
     text = render(report, args.format)
     if args.out:
         args.out.write_text(text, encoding="utf-8")

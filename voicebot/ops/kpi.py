@@ -8,7 +8,8 @@
 - understood: speech turns at or above the confidence threshold;
 - accuracy from staff review: WER and intent accuracy over the turns of calls
   someone reviewed, taking each turn as right unless marked wrong (with the
-  correction as the reference).
+  correction as the reference). Intent accuracy: the recognised text means what
+  the correction means (the same understanding applied to both).
 """
 
 from __future__ import annotations
@@ -92,7 +93,8 @@ def _accuracy(reviewed: list[CallFacts], intent_of: IntentOf | None
             words += len(ref)
             n += 1
             if intent_of is not None:
-                intents_right += t.intent == intent_of(call.language, reference)
+                intents_right += intent_of(call.language, t.text) == intent_of(call.language,
+                                                                               reference)
     wer = errors / words if words else None
     intent_acc = intents_right / n if n and intent_of is not None else None
     return wer, intent_acc, n

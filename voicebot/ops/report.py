@@ -17,10 +17,13 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from voicebot.dialog.flow import Flow
+from voicebot.dialog.lang import PACKS
+from voicebot.dialog.understand import interpret
 from voicebot.ops.abtest import compare
 from voicebot.ops.calls import CallFacts, CallSource
 from voicebot.ops.fairness import fairness
-from voicebot.ops.kpi import REPEAT_WINDOW_S, compute
+from voicebot.ops.kpi import REPEAT_WINDOW_S, IntentOf, compute
 
 FORMATS = ("table", "json", "html")
 _RELATIVE = re.compile(r"(\d+)([hdw])")
@@ -44,27 +47,34 @@ def parse_when(text: str, now: float) -> float:
     return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
 
 
-def intent_of(language: str, text: str) -> str | None:
-    from voicebot.dialog.lang import PACKS
+def flow_understanding(flow: Flow) -> IntentOf:
+    """What a text means with every intent of `flow` (no question in context), so
+    a recognised turn and its correction are judged alike."""
+    intents = list(flow.intents.values())
 
-    pack = PACKS.get(language)
-    return pack.match_intent(text) if pack is not None else None
+    def intent_of(language: str, text: str) -> str | None:
+        pack = PACKS.get(language)
+        return interpret(text, pack, intents).intent if pack is not None else None
+    return intent_of
 
 
 async def build_report(source: CallSource, since: float, until: float, *, threshold: float = 0.6,
                        min_calls: int = 5, utc_offset_h: float = 0.0,
-                       controls: dict[str, str] | None = None) -> dict[str, Any]:
-    """`controls`: the control variant of each experiment (else the first by name)."""
+                       controls: dict[str, str] | None = None,
+                       intent_of: IntentOf | None = None) -> dict[str, Any]:
+    """`controls`: the control variant of each experiment (else the first by name);
+    `intent_of`: the understanding for intent accuracy (None: not measured)."""
     calls = await source.calls(since, until)
     later = await source.calls(until, until + REPEAT_WINDOW_S)  # repeat calls after the window
     work = functools.partial(_assemble, calls, later, since, until, threshold=threshold,
-                             min_calls=min_calls, utc_offset_h=utc_offset_h, controls=controls)
+                             min_calls=min_calls, utc_offset_h=utc_offset_h, controls=controls,
+                             intent_of=intent_of)
     return await asyncio.get_running_loop().run_in_executor(None, work)  # pure, but not quick
 
 
 def _assemble(calls: list[CallFacts], later: list[CallFacts], since: float, until: float, *,
               threshold: float, min_calls: int, utc_offset_h: float,
-              controls: dict[str, str] | None) -> dict[str, Any]:
+              controls: dict[str, str] | None, intent_of: IntentOf | None) -> dict[str, Any]:
     kpis = compute(calls, threshold=threshold, intent_of=intent_of, history=later)
     return {
         "since": since, "until": until, "generated_at": time.time(),

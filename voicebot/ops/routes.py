@@ -13,6 +13,7 @@ from voicebot.config import Settings
 from voicebot.metrics import Metrics
 from voicebot.ops.abtest import controls_of
 from voicebot.ops.calls import REVIEW_KINDS, CallSource
+from voicebot.ops.kpi import IntentOf
 from voicebot.ops.report import build_report, parse_when, render
 from voicebot.staff.service import StaffDesk
 
@@ -27,11 +28,12 @@ FAIRNESS_FIRST_S = 60.0  # let start-up (engine, prompts) have the machine first
 
 class ReportRoutes:
     def __init__(self, desk: StaffDesk, source: CallSource | None, settings: Settings,
-                 metrics: Metrics) -> None:
+                 metrics: Metrics, intent_of: IntentOf | None = None) -> None:
         self.d = desk
         self.source = source
         self.settings = settings
         self.metrics = metrics
+        self.intent_of = intent_of
 
     def add_to(self, router: web.UrlDispatcher) -> None:
         router.add_get("/api/reports/kpi", self.kpi)
@@ -79,7 +81,7 @@ class ReportRoutes:
                                           "min_group at least 1")
         report = await build_report(self.source, since, until, min_calls=min_calls,
                                     threshold=self.settings.confidence_threshold,
-                                    controls=controls_of(self.settings))
+                                    controls=controls_of(self.settings), intent_of=self.intent_of)
         set_fairness(self.metrics, report["fairness"])
         # matplotlib takes a moment per chart: off the event loop
         body = await asyncio.get_running_loop().run_in_executor(None, render, report, fmt)
@@ -102,14 +104,16 @@ def set_fairness(metrics: Metrics, fairness: dict[str, object]) -> None:
                     gauge.labels(dimension, group, kpi).set(1 if kpi in g["flagged"] else 0)
 
 
-async def watch_fairness(source: CallSource, settings: Settings, metrics: Metrics) -> None:
+async def watch_fairness(source: CallSource, settings: Settings, metrics: Metrics,
+                         intent_of: IntentOf | None = None) -> None:
     """For the life of the server: the last 7 days' fairness flags, every 15 minutes."""
     await asyncio.sleep(FAIRNESS_FIRST_S)
     while True:
         try:
             now = time.time()
             report = await build_report(source, now - FAIRNESS_WINDOW_S, now,
-                                        threshold=settings.confidence_threshold)
+                                        threshold=settings.confidence_threshold,
+                                        intent_of=intent_of)
             set_fairness(metrics, report["fairness"])
         except Exception:  # a failed pass must not end the watch for the server's life
             log.exception("fairness check failed; trying again in %g s", FAIRNESS_EVERY_S)

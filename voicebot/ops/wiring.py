@@ -16,10 +16,12 @@ from aiohttp import web
 from voicebot.call.events import CallEventBus
 from voicebot.call.session import CallServices
 from voicebot.config import Settings
+from voicebot.dialog.flow import Flow
 from voicebot.metrics import Metrics
 from voicebot.ops.abtest import Experiments
 from voicebot.ops.calls import SqliteCallSource
 from voicebot.ops.observer import CallObserver, DeskGauges
+from voicebot.ops.report import flow_understanding
 from voicebot.ops.routes import ReportRoutes, watch_fairness
 from voicebot.ops.tags import CallTagger, TagStore
 from voicebot.staff.service import StaffDesk
@@ -29,8 +31,10 @@ log = logging.getLogger(__name__)
 
 class Operations:
     def __init__(self, settings: Settings, metrics: Metrics, desk: StaffDesk,
-                 events: CallEventBus) -> None:
-        """Raises ConfigError for a bad experiments file: the server does not start."""
+                 events: CallEventBus, flow: Flow) -> None:
+        """Raises ConfigError for a bad experiments file: the server does not start.
+        `flow` gives the understanding the reports judge intents with (the flow at
+        start; a SIGHUP reload does not change it)."""
         self.settings = settings
         self.metrics = metrics
         self.experiments = (Experiments.from_file(settings.experiments, settings)
@@ -40,7 +44,8 @@ class Operations:
         self.gauges = DeskGauges(metrics, desk.desk)
         # reports read the SQLite file; a database URL (a shared server) has no reader yet
         self.reports = None if "://" in settings.db else SqliteCallSource(settings.db)
-        self.routes = ReportRoutes(desk, self.reports, settings, metrics)
+        self.intent_of = flow_understanding(flow)
+        self.routes = ReportRoutes(desk, self.reports, settings, metrics, self.intent_of)
         events.subscribe(self.observer.on_call_event)
         events.subscribe(self.tagger.on_call_event)
         self._fairness: asyncio.Task[None] | None = None
@@ -62,7 +67,8 @@ class Operations:
         await self.tagger.open()
         if self.reports is not None:
             self._fairness = asyncio.create_task(
-                watch_fairness(self.reports, self.settings, self.metrics), name="fairness")
+                watch_fairness(self.reports, self.settings, self.metrics, self.intent_of),
+                name="fairness")
 
     async def close(self) -> None:
         if self._fairness is not None:
