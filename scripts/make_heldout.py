@@ -8,11 +8,11 @@ Each phrase is spoken by several synthesizer voices (espeak-ng, flite, festival
 with HTS and diphone voices), at varied rate and pitch, then put through the
 telephone chain: 300-3400 Hz band-pass, 8 kHz, line noise at a varied SNR and a
 G.711 mu-law round trip. The default English set also takes real recordings
-(Asterisk's core sounds) where they fit a class. Everything is chosen from the
+(Asterisk's core sounds, pocketsphinx's test data) where they fit a class. Everything is chosen from the
 clip's name, so the same phrase file gives the same clips and manifest.
 
 Needs (Debian): espeak-ng sox flite festival festvox-us-slt-hts
-festvox-kallpc16k festvox-kdlpc16k asterisk-core-sounds-en-wav.
+festvox-kallpc16k festvox-kdlpc16k asterisk-core-sounds-en-wav pocketsphinx-testdata.
 """
 
 from __future__ import annotations
@@ -48,6 +48,11 @@ FESTIVAL_LICENCE = {
     "ked_diphone": "festival output; ked diphone voice: BSD-style (CSTR/OGI)",
 }
 ASTERISK_DIR = Path("/usr/share/asterisk/sounds/en")
+SPHINX_DIR = Path("/usr/share/pocketsphinx/test/data")
+SPHINX_LICENCE = ("BSD-2-Clause: pocketsphinx test data, Copyright 1995-2014 Carnegie Mellon University, "
+                  "2014-2015 Alpha Cephei Inc. (Debian pocketsphinx-testdata); derived clip, same terms")
+LIBRIVOX_LICENCE = ("public domain (LibriVox recording of Sense and Sensibility, ch. 1), as shipped in Debian "
+                    "pocketsphinx-testdata under BSD-2-Clause (Carnegie Mellon University, Alpha Cephei Inc.)")
 ASTERISK_LICENCE = ("CC-BY-SA-3.0: Asterisk core sounds, Copyright 2003-2010 Allison Smith, "
                     "contributed by Digium, Inc. (Debian asterisk-core-sounds-en-wav); derived clip, same licence")
 
@@ -119,6 +124,20 @@ ASTERISK_CLIPS = (
      "If this is the person you are looking for press 1 now, otherwise please press star now."),
     ("agent-loggedoff", "person_word_no_request", "Agent logged off."),
 )
+# Real recordings from pocketsphinx's test data (other speakers): (path, text,
+# licence). audio_fixtures/ uses librivox 0880/0930 and cards 001/003, so not these.
+SPHINX_CLIPS = (
+    ("librivox/sense_and_sensibility_01_austen_64kb-0870.wav", "and mister john dashwood had then leisure "
+     "to consider how much there might be prudently in his power to do for them", LIBRIVOX_LICENCE),
+    ("librivox/sense_and_sensibility_01_austen_64kb-0890.wav",
+     "unless to be rather cold hearted and rather selfish is to be ill disposed", LIBRIVOX_LICENCE),
+    ("librivox/sense_and_sensibility_01_austen_64kb-0920.wav", "had he married a more amiable woman he might "
+     "have been made still more respectable than he was", LIBRIVOX_LICENCE),
+    ("cards/002.wav", "four queen of clubs", SPHINX_LICENCE),
+    ("cards/004.wav", "five five", SPHINX_LICENCE),
+    ("cards/005.wav", "eight of spades four of clubs seven of hearts", SPHINX_LICENCE),
+    ("goforward.raw", "go forward ten meters", SPHINX_LICENCE),
+)
 
 
 @dataclass
@@ -170,13 +189,13 @@ def synthesize(voice: Voice, text: str, out: Path, tmp: Path) -> None:
         effects += ["tempo", "-s", str(voice.rate)]
     if voice.pitch:
         effects += ["pitch", str(voice.pitch)]
-    subprocess.run(["sox", str(raw), str(out), *effects], check=True)
+    subprocess.run(["sox", "-R", "-D", str(raw), str(out), *effects], check=True)  # no dither: repeatable
 
 
 def band_limit(src: Path, tmp: Path) -> np.ndarray:
     """300-3400 Hz band-pass and 8 kHz mono, 16-bit (sox); speech trimmed and padded."""
     out = tmp / "band.wav"
-    subprocess.run(["sox", "-D", str(src), "-r", str(RATE), "-c", "1", "-b", "16", str(out),
+    subprocess.run(["sox", "-R", "-D", str(src), "-r", str(RATE), "-c", "1", "-b", "16", str(out),
                     "sinc", "300-3400", "norm", "-6", "rate", "-h", str(RATE)], check=True)
     samples, rate = read_wav(out)
     assert rate == RATE, rate
@@ -240,6 +259,8 @@ class Job:
     text: str
     voice: Voice | None  # None: a real recording
     source: Path | None = None
+    source_note: str = ""
+    licence: str = ""
 
 
 def phrase_jobs(book: dict, language: str) -> list[Job]:
@@ -276,8 +297,14 @@ def foreign_jobs(book: dict, language: str) -> list[Job]:
 
 
 def real_jobs() -> list[Job]:
-    return [Job(f"real_{cls}_{slug(base)}", "en", cls, None, text, None, ASTERISK_DIR / f"{base}.wav")
+    jobs = [Job(f"real_{cls}_{slug(base)}", "en", cls, None, text, None, ASTERISK_DIR / f"{base}.wav",
+                f"asterisk-core-sounds-en-wav: en/{base}.wav", ASTERISK_LICENCE)
             for base, cls, text in ASTERISK_CLIPS]
+    jobs += [Job(f"real_out_of_domain_sphinx_{slug(path.split('/')[-1].split('.')[0][-12:])}", "en",
+                 "out_of_domain", None, text, None, SPHINX_DIR / path,
+                 f"pocketsphinx-testdata: test/data/{path}", licence)
+             for path, text, licence in SPHINX_CLIPS]
+    return jobs
 
 
 def render(job: Job, out_dir: Path) -> Clip:
@@ -285,7 +312,11 @@ def render(job: Job, out_dir: Path) -> Clip:
     snr = SNRS[seed % len(SNRS)]
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        if job.voice is None:
+        if job.voice is None and job.source is not None and job.source.suffix == ".raw":
+            spoken = tmp / "spoken.wav"  # pocketsphinx's raw files: 16 kHz 16-bit mono
+            subprocess.run(["sox", "-t", "raw", "-r", "16000", "-e", "signed", "-b", "16", "-c", "1",
+                            str(job.source), str(spoken)], check=True)
+        elif job.voice is None:
             assert job.source is not None
             spoken = job.source
         else:
@@ -297,16 +328,19 @@ def render(job: Job, out_dir: Path) -> Clip:
     voice = job.voice
     return Clip(
         file=rel.as_posix(), language=job.language, cls=job.cls, intent=job.intent, text=job.text,
-        family=voice.family if voice else "human", voice=voice.name if voice else "Allison Smith (Asterisk)",
+        family=voice.family if voice else "human", voice=voice.name if voice else human_voice(job),
         rate=voice.rate if voice else 1.0, pitch=voice.pitch if voice else 0, snr_db=snr,
-        source=(f"synthesized: {voice.family} {voice.name}" if voice
-                else f"asterisk-core-sounds-en-wav: en/{job.source.name if job.source else ''}"),
-        licence=licence_of(voice))
+        source=f"synthesized: {voice.family} {voice.name}" if voice else job.source_note,
+        licence=licence_of(voice) if voice else job.licence)
 
 
-def licence_of(voice: Voice | None) -> str:
-    if voice is None:
-        return ASTERISK_LICENCE
+def human_voice(job: Job) -> str:
+    if "asterisk" in job.source_note:
+        return "Allison Smith (Asterisk core sounds)"
+    return "LibriVox reader" if "librivox" in job.source_note else "CMU Sphinx test speaker"
+
+
+def licence_of(voice: Voice) -> str:
     if voice.family == "espeak-ng":
         return f"{TEXT_LICENCE}; {ESPEAK_LICENCE}"
     if voice.family == "flite":
