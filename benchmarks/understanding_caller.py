@@ -25,7 +25,7 @@ CONFIRM = "confirm_human"
 REPROMPTS = ("didnt_catch", "unresolved", "no_match", "reprompt")
 ANSWERS = ("order_status", "password_reset")
 LISTEN_TIMEOUT_S = 60.0  # disclosure + menu must have played by then
-REPLY_TIMEOUT_S = 15.0  # after the caller stops: the bot's next prompt or handoff
+REPLY_TIMEOUT_S = 30.0  # after the caller stops: the bot's next prompt or handoff (> --asr-timeout)
 
 
 @dataclass
