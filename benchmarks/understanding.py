@@ -67,8 +67,8 @@ def parse_arm(text: str) -> tuple[str, dict[str, str]]:
     env = {}
     for item in filter(None, spec.split(",")):
         key, eq, value = item.partition("=")
-        if not eq or not key.startswith("VOICEBOT_"):
-            raise argparse.ArgumentTypeError(f"--arm {text!r}: {item!r} is not VOICEBOT_KEY=VALUE")
+        if not eq or not (key.startswith("VOICEBOT_") or key == "PYTHON"):
+            raise argparse.ArgumentTypeError(f"--arm {text!r}: {item!r} is not VOICEBOT_KEY=VALUE or PYTHON=PATH")
         env[key] = value
     return name, env
 
