@@ -121,7 +121,7 @@ async def test_variants_change_real_calls_and_the_report_compares_them(start_ser
     samples, rate = read_wav(FIXTURES / "en_human_person.wav")
     for variant, call_id in ids.items():
         result = await replay(server.ws + "/v1/stream", samples, rate, ReplayOptions(
-            call_id=call_id, marks="immediate", speed=0, max_call_s=30))
+            call_id=call_id, marks="immediate", speed=0, max_call_s=30, confirm="yes"))
         assert result.outcome == "handoff:caller_request"
         # each caller hears their variant's wording, and the record says which
         wording_heard = ("This is an automated assistant." if variant == "lenient"

@@ -113,7 +113,7 @@ async def test_metrics_after_a_real_call(start_server, en_engine):
     # real-time audio, marks echoed at once: the disclosure has played long before the
     # caller's request ends, so the handoff line is timed as its answer
     result = await replay(server.ws + "/v1/stream", samples, rate,
-                          ReplayOptions(max_call_s=60, marks="immediate", speed=1))
+                          ReplayOptions(max_call_s=60, marks="immediate", speed=1, confirm="yes"))
     assert result.outcome == "handoff:caller_request"
     for _ in range(200):  # the call's last writes land just after the socket closes
         scraped = await _scrape(server)
@@ -159,8 +159,8 @@ async def test_recognition_failure_is_counted_by_kind(start_server):
     assert result.outcome == "handoff:system_error"
     for _ in range(200):
         scraped = await _scrape(server)
-        if _value(scraped, "voicebot_errors_total", kind="recognition"):
-            break
+        if _value(scraped, "voicebot_handoffs_total", reason="system_error"):
+            break  # counted as the call ends, after the error
         await asyncio.sleep(0.05)
     assert _value(scraped, "voicebot_errors_total", kind="recognition") == 1
     assert _value(scraped, "voicebot_handoffs_total", reason="system_error") == 1

@@ -39,10 +39,11 @@ async def test_supervisor_report_flags_a_group_and_sets_the_metric(start_server)
                         language="ko")
     samples, rate = read_wav(FIXTURES / "en_human_person.wav")
     twilio = await replay(server.ws + "/twilio/media", samples, rate, ReplayOptions(
-        protocol="twilio", marks="immediate", speed=0, max_call_s=30))
+        protocol="twilio", marks="immediate", speed=0, max_call_s=30, confirm="yes"))
     assert twilio.outcome == "handoff:caller_request"
     native = await replay(server.ws + "/v1/stream", samples, rate, ReplayOptions(
-        marks="immediate", speed=0, max_call_s=30, labels={"plan": "basic", "Bad": "dropped"}))
+        marks="immediate", speed=0, max_call_s=30, confirm="yes",
+        labels={"plan": "basic", "Bad": "dropped"}))
     assert native.outcome == "handoff:caller_request"
     bad = await replay(server.ws + "/v1/stream", samples, rate, ReplayOptions(
         marks="immediate", speed=0, max_call_s=30, labels={"plan": 5}))  # type: ignore[dict-item]
