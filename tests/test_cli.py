@@ -47,7 +47,7 @@ def test_serve_starts_on_defaults_reports_engine_and_stops_cleanly(tmp_path):
         output, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, output
     assert f"listening on http://127.0.0.1:{port}" in output
-    assert "speech engine: pocketsphinx" in output
+    assert "speech engine (en): pocketsphinx" in output
     assert "vosk" in output.lower()  # tells how to get a Vosk English model
     assert "VOICEBOT_TWILIO_AUTH_TOKEN is not set" in output
     assert (tmp_path / "calls.db").exists()

@@ -38,8 +38,9 @@ class ReplayOptions:
     call_id: str = ""
     headers: dict[str, str] = field(default_factory=dict)
     # how the caller answers "Do you want me to connect you to a person?" once
-    # it has played: "yes" keys 1, "no" keys 2, "none" says nothing
-    confirm: Literal["yes", "no", "none"] = "none"
+    # it has played: "yes" keys 1 (as a caller who asked would), "no" keys 2,
+    # "none" says nothing
+    confirm: Literal["yes", "no", "none"] = "yes"
 
 
 @dataclass
