@@ -115,6 +115,7 @@ async def test_logs_carry_no_caller_data_or_secrets(start_server, en_engine, cap
         caller=CALLER, headers={"Authorization": f"Bearer {GW_TOKEN}"}, dtmf=[(0.1, "7")], **FAST))
     twilio = await replay(server.ws + "/twilio/media", samples, rate, ReplayOptions(
         protocol="twilio", caller=CALLER, twilio_auth_token=TW_TOKEN, public_url=PUBLIC, **FAST))
+    media_sig = twilio_signature(TW_TOKEN, "wss://bot.example.com/twilio/media")
     form = {"CallSid": twilio.call_id, "From": CALLER, "CallStatus": "in-progress",
             "DialCallStatus": "busy"}
     async with aiohttp.ClientSession() as http:

@@ -8,6 +8,7 @@ import os
 import sqlite3
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from aiohttp import web
 
@@ -21,6 +22,7 @@ from voicebot.call.session import CallServices
 from voicebot.config import Settings
 from voicebot.dialog.lang import PACKS, PROMPT_NAMES
 from voicebot.metrics import CONTENT_TYPE, Metrics
+from voicebot.security_headers import add_security_headers
 from voicebot.staff.admin import AdminRoutes
 from voicebot.staff.privacy import PrivacyRoutes, keep_retention
 from voicebot.staff.routes import DeskRoutes
@@ -53,6 +55,7 @@ def create_app(
     # at DEBUG: keep it quiet whatever level the operator picks.
     logging.getLogger("aiosqlite").setLevel(max(logging.INFO, logging.getLogger().level))
     app = web.Application(client_max_size=settings.max_request_bytes)
+    app.on_response_prepare.append(add_security_headers)
     metrics = Metrics()
     registry = CallRegistry(settings.max_calls, metrics)
     store = JournalledStore(
@@ -147,13 +150,17 @@ async def _health(request: web.Request) -> web.Response:
     registry = request.app[REGISTRY]
     startup = request.app[STARTUP]
     if startup.done() and not startup.cancelled() and startup.exception() is not None:
-        return web.json_response({"status": "failed", "error": str(startup.exception())}, status=503)
+        # the reason (which may name files) is in the log, not on this open endpoint
+        return web.json_response({"status": "failed", "error": "start-up failed; see the log"},
+                                 status=503)
     if not registry.ready:
         return web.json_response({"status": "starting"}, status=503)
     assert registry.services is not None
     metrics = registry.metrics
-    return web.json_response({
-        "status": "ok", "engine": registry.services.asr.engine.description,
+    model = registry.services.settings.model
+    return web.json_response({  # names only: no install paths to anyone who can connect
+        "status": "ok", "engine": registry.services.asr.engine.name,
+        "model": Path(model).name if model else "embedded",
         "calls": len(registry.sessions), "max_calls": registry.max_calls,
         "over_capacity": int(metrics.sample("voicebot_calls_over_capacity_total")),
         "store": "ok" if request.app[STORE].up else "journalling",
