@@ -22,6 +22,7 @@ KNOWN = frozenset({
     "DialCallStatus", "DialCallSid", "DialCallDuration", "DialBridged", "DialSipCallId",
     "DialSipResponseCode", "SipCallId", "SipDomain", "SipDomainSid", "SipSourceIp",
     "SipResponseCode", "StreamSid", "StreamError", "StreamEvent", "StreamName",
+    "ApplicationSid", "CalledVia", "AnsweredBy", "ErrorCode", "ErrorUrl", "ErrorMessage",
     *(who + geo for who in ("Called", "Caller", "From", "To") for geo in _GEO),
 })
 OPEN_PREFIXES = ("SipHeader_", "DialSipHeader_")  # carry SIP header names of the caller's choosing
