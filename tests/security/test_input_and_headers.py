@@ -69,6 +69,13 @@ async def test_bad_input_gets_a_400_not_a_500(start_server, caplog):
                 assert r.status == 400 and reply["error"], (method, path, r.status)
         async with http.get(server.http + "/api/calls?limit=5&offset=0", headers=ADMIN) as r:
             assert r.status == 200
+        huge = '{"event": "start", "sample_rate": ' + "9" * 5000 + "}"
+        for path in ("/v1/stream", "/twilio/media"):  # the same input on the call sockets
+            async with http.ws_connect(server.ws + path) as ws:
+                await ws.send_str(huge)
+                while (msg := await ws.receive(timeout=10)).type == aiohttp.WSMsgType.TEXT:
+                    pass
+            assert (msg.data, msg.extra) == (1008, "message is not valid JSON"), path
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]  # no tracebacks
 
 

@@ -80,7 +80,7 @@ class NativeChannel:
 def parse_event(text: str) -> dict[str, Any]:
     try:
         event = json.loads(text)
-    except (json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # ValueError: also integers of over 4300 digits
         raise ProtocolError("message is not valid JSON") from None
     if not isinstance(event, dict) or not isinstance(event.get("event"), str):
         raise ProtocolError('message must be a JSON object with a string "event"')

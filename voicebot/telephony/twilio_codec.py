@@ -59,7 +59,7 @@ TwilioMessage = Connected | Start | Media | Dtmf | Mark | Stop
 def parse(text: str) -> TwilioMessage:
     try:
         msg = json.loads(text)
-    except (json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # ValueError: also integers of over 4300 digits
         raise ProtocolError("message is not valid JSON") from None
     if not isinstance(msg, dict):
         raise ProtocolError("message must be a JSON object")
