@@ -38,8 +38,8 @@ def check_parameters(form: Mapping[str, str], required: tuple[str, ...]) -> str:
     for name in form:
         if name not in KNOWN and not name.startswith(OPEN_PREFIXES):
             return f"unknown parameter {name[:40]!r}"
-    for name in required:
-        if not form.get(name):
+    for name in required:  # present; `From` may be empty for a withheld number
+        if name not in form or (name == "CallSid" and not form[name]):
             return f"missing parameter {name!r}"
     for name, allowed in _VALUES.items():
         if name in form and form[name] not in allowed:
