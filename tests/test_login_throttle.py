@@ -40,4 +40,10 @@ def test_misses_are_forgotten_after_a_quiet_spell_and_the_table_stays_bounded():
     for i in range(10_000):
         throttle.failed(f"10.1.{i // 256}.{i % 256}")
         clock.now += 1  # one miss a second from ever new addresses
-    assert len(throttle) <= 100 + 900  # at most the sources of the last forget_s
+    assert len(throttle) <= 100  # however many sources miss within forget_s
+    flood = LoginThrottle(free=2, base_s=1, forget_s=900, max_sources=100, clock=clock)
+    for _ in range(3):
+        flood.failed("10.0.0.1")
+    for i in range(30):
+        flood.failed(f"10.2.0.{i}")
+    assert flood.retry_after("10.0.0.1") > 0  # under the cap nothing is dropped

@@ -51,7 +51,11 @@ class LoginThrottle:
         misses, last = self._misses.get(source, (0, 0.0))
         self._misses[source] = (misses + 1 if now - last < self.forget_s else 1, now)
         if len(self._misses) > self.max_sources:
-            self._misses = {s: m for s, m in self._misses.items() if now - m[1] < self.forget_s}
+            live = {s: m for s, m in self._misses.items() if now - m[1] < self.forget_s}
+            if len(live) > self.max_sources:  # a flood from ever new addresses: keep the latest
+                latest = sorted(live.items(), key=lambda item: item[1][1])
+                live = dict(latest[-self.max_sources // 2:])
+            self._misses = live
 
 
 def parse_proxies(setting: str) -> frozenset[str]:
