@@ -42,6 +42,10 @@ async def test_a_re_split_twilio_signature_is_refused(start_server, en_engine):
                 400, f"missing parameter {missing!r}")
         odd = {**genuine, "CallStatus": "in-progress ", "SipHeader_X-Case": "7"}
         assert await post(odd, twilio_signature(TW, url, odd)) == (400, "unexpected CallStatus")
+        withheld = {"CallSid": "CA2", "From": "", "CallerName": ""}  # a withheld number
+        async with http.post(server.http + "/twilio/voice", data=withheld, headers={
+                "X-Twilio-Signature": twilio_signature(TW, PUBLIC + "/twilio/voice", withheld)}) as r:
+            assert r.status == 200 and '<Parameter name="token"' in await r.text()
 
 
 async def test_bad_input_gets_a_400_not_a_500(start_server, caplog):
