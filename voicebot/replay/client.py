@@ -134,6 +134,7 @@ async def twilio_webhook(http: aiohttp.ClientSession, media_url: str, options: R
     header for the stream."""
     parts = urlsplit(media_url)
     scheme = "https" if parts.scheme == "wss" else "http"
+    webhook = f"{scheme}://{parts.netloc}{parts.path.removesuffix('/twilio/media')}/twilio/voice"
     form = {"AccountSid": "AC" + "0" * 32, "ApiVersion": "2010-04-01", "CallSid": call_sid,
             "CallStatus": "ringing", "Direction": "inbound", "From": options.caller,
             "To": "+15550100"}
@@ -142,8 +143,7 @@ async def twilio_webhook(http: aiohttp.ClientSession, media_url: str, options: R
     if options.twilio_auth_token:
         headers["X-Twilio-Signature"] = twilio_signature(
             options.twilio_auth_token, public + "/twilio/voice", form)
-    async with http.post(f"{scheme}://{parts.netloc}/twilio/voice", data=form,
-                         headers=headers) as response:
+    async with http.post(webhook, data=form, headers=headers) as response:
         if response.status != 200:
             raise ConnectionError(f"/twilio/voice answered {response.status}")
         twiml = ElementTree.fromstring(await response.text())
