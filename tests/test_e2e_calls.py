@@ -175,9 +175,9 @@ async def test_twilio_signatures_are_enforced(start_server, en_engine):
             await http.ws_connect(server.ws + "/twilio/media")
         assert refused.value.status == 403
     samples, rate = fixture("en_human_person.wav")
-    ws_sig = twilio_signature("tw-secret", "wss://bot.example.com/twilio/media")
     result = await replay(server.ws + "/twilio/media", samples, rate, ReplayOptions(
-        protocol="twilio", marks="immediate", speed=0, headers={"X-Twilio-Signature": ws_sig}))
+        protocol="twilio", marks="immediate", speed=0, twilio_auth_token="tw-secret",
+        public_url="https://bot.example.com"))
     assert result.outcome == "handoff:caller_request"
     assert await server.record("CA123") is None  # refused requests stored nothing
 

@@ -8,6 +8,7 @@ import signal
 import sqlite3
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import aiohttp
 from aiohttp import web
@@ -29,6 +30,7 @@ from voicebot.flowrun import (
     vocabularies,
 )
 from voicebot.metrics import CONTENT_TYPE, Metrics
+from voicebot.security_headers import add_security_headers
 from voicebot.staff.admin import AdminRoutes
 from voicebot.staff.privacy import PrivacyRoutes, keep_retention
 from voicebot.staff.routes import DeskRoutes
@@ -62,6 +64,7 @@ def create_app(
     logging.getLogger("aiosqlite").setLevel(max(logging.INFO, logging.getLogger().level))
     flow = load_settings_flow(settings)  # a broken flow stops the server here, with every problem
     app = web.Application(client_max_size=settings.max_request_bytes)
+    app.on_response_prepare.append(add_security_headers)
     metrics = Metrics()
     registry = CallRegistry(settings.max_calls, metrics)
     store = JournalledStore(
@@ -179,13 +182,17 @@ async def _health(request: web.Request) -> web.Response:
     registry = request.app[REGISTRY]
     startup = request.app[STARTUP]
     if startup.done() and not startup.cancelled() and startup.exception() is not None:
-        return web.json_response({"status": "failed", "error": str(startup.exception())}, status=503)
+        # the reason (which may name files) is in the log, not on this open endpoint
+        return web.json_response({"status": "failed", "error": "start-up failed; see the log"},
+                                 status=503)
     if not registry.ready:
         return web.json_response({"status": "starting"}, status=503)
     assert registry.services is not None
     metrics = registry.metrics
-    return web.json_response({
-        "status": "ok", "engine": registry.services.asr.engine.description,
+    model = registry.services.settings.model
+    return web.json_response({  # names only: no install paths to anyone who can connect
+        "status": "ok", "engine": registry.services.asr.engine.name,
+        "model": Path(model).name if model else "embedded",
         "flow": registry.services.flow.name, "flow_reloads": request.app[RELOADER].reloads,
         "languages": list(registry.services.languages),
         "calls": len(registry.sessions), "max_calls": registry.max_calls,

@@ -135,7 +135,9 @@ def _replay(args: argparse.Namespace) -> int:
         return 2
     path = "/twilio/media" if args.protocol == "twilio" else "/v1/stream"
     headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
-    base = ReplayOptions(protocol=args.protocol, speed=speed, headers=headers)
+    base = ReplayOptions(protocol=args.protocol, speed=speed, headers=headers,  # Twilio signs with:
+                         twilio_auth_token=os.environ.get("VOICEBOT_TWILIO_AUTH_TOKEN", ""),
+                         public_url=os.environ.get("VOICEBOT_PUBLIC_URL", ""))
     many = len(cases) > 1
     finished: list[CaseResult] = []
 

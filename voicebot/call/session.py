@@ -129,7 +129,7 @@ class CallSession:
         try:
             self._handle_vad(events)
         except Exception:  # e.g. the resampler or the engine stream: fail to a human, not to silence
-            log.exception("call %s: speech handling failed", self.recorder.call_id)
+            log.exception("call %r: speech handling failed", self.recorder.call_id)
             self._utterance = None
             self.hand_over(HandoffReason.SYSTEM_ERROR)
 
@@ -209,7 +209,7 @@ class CallSession:
         try:
             return await self._perform(self.policy.step(event))
         except Exception:  # a bug must still end with a human, never in silence
-            log.exception("call %s: internal error", self.recorder.call_id)
+            log.exception("call %r: internal error", self.recorder.call_id)
             if self.policy.state is p.State.DONE:
                 return True
             self._events.put_nowait(p.Failed("internal error"))
@@ -269,7 +269,7 @@ class CallSession:
         await self.recorder.handed_off(context)
         await self.channel.send_event(_handoff_event(context))
         await self.channel.end(f"handoff:{reason}")
-        log.info("call %s handed off: %s", self.recorder.call_id, reason)
+        log.info("call %r handed off: %s", self.recorder.call_id, reason)
 
     async def _shutdown(self) -> None:
         if self._lane is not None:
@@ -314,7 +314,7 @@ class CallSession:
         try:
             result = await recognition.finish()
         except EngineError as exc:
-            log.error("call %s: recognition failed: %s", self.recorder.call_id, exc)
+            log.error("call %r: recognition failed: %s", self.recorder.call_id, exc)
             self._events.put_nowait(p.Failed(str(exc)))
             return
         intent = self.policy.understand(result.text).intent
@@ -345,7 +345,7 @@ class CallSession:
         self._events.put_nowait(p.PromptDone(playout.say.prompt_id, interrupted))
 
     def _on_prompt_failed(self, say: p.Say, exc: BaseException) -> None:
-        log.error("call %s: prompt %s failed: %s", self.recorder.call_id, say.name, exc)
+        log.error("call %r: prompt %s failed: %s", self.recorder.call_id, say.name, exc)
         self._events.put_nowait(p.Failed(f"prompt {say.name}: {exc}"))
 
     # --- helpers ---------------------------------------------------------------------

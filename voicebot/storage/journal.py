@@ -124,9 +124,10 @@ class JournalledStore:
                 return await asyncio.wait_for(self.inner.get(call_or_gateway_id), self.timeout_s)
             except Exception as exc:  # noqa: BLE001 - a read failure is not worth an outage
                 log.warning("call store read failed: %s", type(exc).__name__)
-        for record in self._overlay.values():
-            if call_or_gateway_id in (record.call_id, record.gateway_call_id):
-                return record
+        found = self._overlay.get(call_or_gateway_id) or next(
+            (r for r in self._overlay.values() if r.gateway_call_id == call_or_gateway_id), None)
+        if found is not None:
+            return found
         if self._up:
             return None
         raise StoreUnavailable("the call database is unavailable")

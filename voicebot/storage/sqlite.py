@@ -99,10 +99,12 @@ class SqliteCallStore:
         return ids
 
     async def get(self, call_or_gateway_id: str) -> CallRecord | None:
+        """The call with this id; only if none has it, the first call the gateway
+        knew by it (ids are refused once used, so there is at most one)."""
         cursor = await self.db.execute(
             f"SELECT {', '.join(_SCALARS)} FROM calls WHERE call_id = ? OR gateway_call_id = ? "
-            "ORDER BY started_at DESC LIMIT 1",
-            (call_or_gateway_id, call_or_gateway_id),
+            "ORDER BY call_id = ? DESC, started_at ASC LIMIT 1",
+            (call_or_gateway_id, call_or_gateway_id, call_or_gateway_id),
         )
         row = await cursor.fetchone()
         if row is None:

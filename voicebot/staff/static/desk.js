@@ -77,7 +77,8 @@ $("login-form").addEventListener("submit", async (event) => {
   const body = { name: $("login-name").value, password: $("login-password").value };
   const result = await api("/api/staff/login", { body });
   if (!result.ok) {
-    $("login-error").textContent = "Wrong name or password.";
+    $("login-error").textContent = result.status === 429 ? `Please wait: ${result.data.error}.`
+      : "Wrong name or password.";
     return;
   }
   $("login-password").value = "";
