@@ -28,6 +28,8 @@ from voicebot.staff.service import StaffDesk
 from voicebot.storage.base import CallStore
 from voicebot.storage.journal import JournalledStore
 from voicebot.storage.sqlite import SqliteCallStore
+from voicebot.telephony.audiosocket import AudioSocketServer
+from voicebot.telephony.call_route import CallRouteHandler
 from voicebot.telephony.human_line import HumanLineHandler
 from voicebot.telephony.native import NativeStreamHandler
 from voicebot.telephony.twilio_ws import TwilioMediaHandler
@@ -42,6 +44,7 @@ REGISTRY = web.AppKey("registry", CallRegistry)
 STARTUP = web.AppKey("startup", asyncio.Task)
 DESK = web.AppKey("desk", StaffDesk)
 STORE = web.AppKey("store", JournalledStore)
+AUDIOSOCKET = web.AppKey("audiosocket", AudioSocketServer)
 LINE_RATES = (8000, 16000)
 
 
@@ -72,6 +75,7 @@ def create_app(
     app.router.add_get("/twilio/media", TwilioMediaHandler(settings, registry).handle)
     app.router.add_get("/v1/stream", NativeStreamHandler(settings, registry).handle)
     app.router.add_post("/v1/calls/{call_id}/human-line", human_line.handle)
+    CallRouteHandler(settings, twiml.line).add_to(app.router)
     DeskRoutes(desk, store).add_to(app.router)
     PrivacyRoutes(desk, store).add_to(app.router)
     AdminRoutes(desk).add_to(app.router)
@@ -117,7 +121,30 @@ def create_app(
         desk.feed.close()
 
     app.on_shutdown.append(end_feeds)
+    if settings.audiosocket_port:
+        _add_audiosocket(app, AudioSocketServer(settings, registry, twiml.line))
     return app
+
+
+def _add_audiosocket(app: web.Application, server: AudioSocketServer) -> None:
+    """Listen with the HTTP server. On shutdown: stop accepting first, let the
+    drain hand its calls over like any other, then cut what is left (before
+    the store closes)."""
+    settings = server.settings
+    app[AUDIOSOCKET] = server
+
+    async def start(app: web.Application) -> None:
+        await server.start(settings.audiosocket_host or settings.host, settings.audiosocket_port)
+
+    async def stop_listening(app: web.Application) -> None:
+        server.stop_listening()
+
+    async def close(app: web.Application) -> None:
+        await server.close(grace_s=1.0)  # the drain before this already waited for the calls
+
+    app.on_startup.append(start)
+    app.on_shutdown.insert(0, stop_listening)
+    app.on_shutdown.append(close)
 
 
 async def _prepare(

@@ -28,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int)
     serve.add_argument("--model", help="Vosk model directory or name (default: embedded English)")
     serve.add_argument("--language", choices=("en", "ko"))
+    serve.add_argument("--audiosocket-port", type=int,
+                       help="also accept Asterisk AudioSocket() calls on this TCP port")
     _add_replay(sub)
     _add_models(sub)
     add_staff_parser(sub)
@@ -43,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "models":
         return _models(args)
     try:
-        overrides = {"host": args.host, "port": args.port} if args.command == "serve" else {}
+        overrides = {"host": args.host, "port": args.port,
+                     "audiosocket_port": args.audiosocket_port} if args.command == "serve" else {}
         settings = load_settings(args.config, model=getattr(args, "model", None),
                                  language=getattr(args, "language", None), **overrides)
     except ConfigError as exc:

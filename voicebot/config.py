@@ -62,6 +62,8 @@ class Settings:
     journal: str = ""  # append-only file for records while the DB is down; "" = <db>.journal
     log_level: str = "INFO"
     retention_days: float = 0.0  # calls older than this are erased; 0 = kept until erased
+    audiosocket_port: int = 0  # Asterisk AudioSocket TCP port; 0 = off
+    audiosocket_host: str = ""  # where AudioSocket listens; "" = host
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -81,6 +83,8 @@ class Settings:
 def _validate(s: Settings) -> None:
     if not 0 <= s.port < 65536:  # 0 = any free port
         raise ConfigError("port", f"must be 0-65535, got {s.port}")
+    if not 0 <= s.audiosocket_port < 65536 or (s.audiosocket_port and s.audiosocket_port == s.port):
+        raise ConfigError("audiosocket_port", "must be 1-65535 (0 = off) and differ from port")
     if s.public_url and urlsplit(s.public_url).scheme not in ("http", "https"):
         raise ConfigError("public_url", "must start with https:// (or http:// for local tests)")
     if s.crm_webhook_url and urlsplit(s.crm_webhook_url).scheme not in ("http", "https"):
