@@ -11,7 +11,8 @@ import pytest
 
 from voicebot.errors import ProtocolError
 from voicebot.telephony import audiosocket_codec as ac
-from voicebot.telephony.audiosocket_channel import FRAME_S, AudioSocketChannel, FrameWriter
+from voicebot.telephony.audiosocket_writer import FrameWriter
+from voicebot.telephony.paced import FRAME_S, PacedChannel
 
 UUID = "40325ec2-5efd-4bd3-805f-53576e581d13"
 
@@ -86,7 +87,7 @@ class FakeClock:
         return True
 
 
-async def run_until(channel: AudioSocketChannel, done: asyncio.Future) -> None:
+async def run_until(channel: PacedChannel, done: asyncio.Future) -> None:
     playout = asyncio.create_task(channel.run())
     await asyncio.wait_for(done, 5)
     playout.cancel()
@@ -95,22 +96,21 @@ async def run_until(channel: AudioSocketChannel, done: asyncio.Future) -> None:
 
 async def test_playout_sends_one_frame_every_20_ms_and_confirms_the_mark_after_the_last():
     fake = FakeClock()
-    hung_up = asyncio.Event()
-    channel = AudioSocketChannel(fake.send, hung_up.wait, clock=fake.clock, sleep=fake.sleep)
+    channel = PacedChannel(fake.send, asyncio.sleep, clock=fake.clock, sleep=fake.sleep)
     played: asyncio.Future[tuple[str, float]] = asyncio.get_running_loop().create_future()
     channel.on_played = lambda name: played.set_result((name, fake.now))
     await channel.send_audio(np.ones(160 * 5 + 40, np.int16))  # 5 full frames and a part
     await channel.send_mark("1-disclosure")
     await run_until(channel, played)
     assert [t for t, _ in fake.sent] == pytest.approx([i * FRAME_S for i in range(6)])
-    assert all(len(frame) == 3 + ac.FRAME_BYTES for _, frame in fake.sent)  # last one padded
+    assert all(len(frame) == ac.FRAME_BYTES for _, frame in fake.sent)  # the last one padded
     assert played.result() == ("1-disclosure", pytest.approx(6 * FRAME_S))
     assert channel.confirmed_by == "playout" and channel.frames_played == 6
 
 
 async def test_clear_stops_playout_at_the_frame_being_played():
     fake = FakeClock()
-    channel = AudioSocketChannel(fake.send, asyncio.sleep, clock=fake.clock, sleep=fake.sleep)
+    channel = PacedChannel(fake.send, asyncio.sleep, clock=fake.clock, sleep=fake.sleep)
     echoed: list[str] = []
     channel.on_played = echoed.append
     await channel.send_audio(np.ones(160 * 50, np.int16))  # 1 s
@@ -130,7 +130,7 @@ async def test_clear_stops_playout_at_the_frame_being_played():
 
 async def test_a_stalled_loop_restarts_the_clock_instead_of_sending_a_burst():
     fake = FakeClock()
-    channel = AudioSocketChannel(fake.send, asyncio.sleep, clock=fake.clock, sleep=fake.sleep)
+    channel = PacedChannel(fake.send, asyncio.sleep, clock=fake.clock, sleep=fake.sleep)
     played = asyncio.get_running_loop().create_future()
     channel.on_played = lambda name: played.set_result(name)
     await channel.send_audio(np.ones(160 * 4, np.int16))

@@ -4,7 +4,7 @@ connects to, one connection per call.
 The first frame must be the call's UUID, which becomes the call id. Audio
 frames go to the call session as PCM16 at 8 kHz, DTMF frames as key presses,
 and a hangup frame, an error frame or the socket closing end the call. The
-bot's audio goes back paced in 20 ms frames (`audiosocket_channel.py`).
+bot's audio goes back paced in 20 ms frames (`paced.py`).
 
 Handoff: when the bot hands over (or completes the call) it sends a hangup
 frame and closes, so `AudioSocket()` returns and the dialplan asks
@@ -31,8 +31,9 @@ from voicebot.dialog.lang import PACKS
 from voicebot.errors import ProtocolError
 from voicebot.storage.base import CallRecord
 from voicebot.telephony import audiosocket_codec as ac
-from voicebot.telephony.audiosocket_channel import AudioSocketChannel, FrameWriter
+from voicebot.telephony.audiosocket_writer import FrameWriter
 from voicebot.telephony.human_line import HumanLine
+from voicebot.telephony.paced import PacedChannel
 from voicebot.telephony.ws_common import finish_call, start_call
 
 log = logging.getLogger(__name__)
@@ -149,7 +150,7 @@ class _Connection:
 
     async def _call(self, call_id: str) -> None:
         registry = self.server.registry
-        channel = AudioSocketChannel(self.out.send, self.out.hang_up)
+        channel = PacedChannel(self.out.send_audio, self.out.hang_up)
         record = CallRecord(call_id=call_id, gateway="audiosocket")
         try:
             session = registry.new_session(record, channel)
@@ -199,7 +200,7 @@ class _Connection:
         reply = await self.server.line.ended(record.call_id, False, True, RETURN_STATUS)
         log.info("audiosocket %s: back from the human line unanswered", self.out.label)
         samples = await services.prompts.get(PACKS[reply.language].voice, reply.say, ac.LINE_RATE)
-        channel = AudioSocketChannel(self.out.send, self.out.hang_up)
+        channel = PacedChannel(self.out.send_audio, self.out.hang_up)
         played = asyncio.get_running_loop().create_future()
         channel.on_played = lambda name: played.done() or played.set_result(name)
         playout = asyncio.create_task(channel.run(), name=f"return-{record.call_id}")
