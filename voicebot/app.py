@@ -30,7 +30,7 @@ from voicebot.storage.journal import JournalledStore
 from voicebot.storage.sqlite import SqliteCallStore
 from voicebot.telephony.audiosocket import AudioSocketServer
 from voicebot.telephony.call_route import CallRouteHandler
-from voicebot.telephony.human_line import HumanLineHandler
+from voicebot.telephony.human_line import HumanLine, HumanLineHandler
 from voicebot.telephony.native import NativeStreamHandler
 from voicebot.telephony.twilio_ws import TwilioMediaHandler
 from voicebot.telephony.twiml import TwimlHandlers
@@ -123,6 +123,8 @@ def create_app(
     app.on_shutdown.append(end_feeds)
     if settings.audiosocket_port:
         _add_audiosocket(app, AudioSocketServer(settings, registry, twiml.line))
+    if settings.sip_port:
+        _add_sip(app, settings, registry, twiml.line)
     return app
 
 
@@ -144,6 +146,22 @@ def _add_audiosocket(app: web.Application, server: AudioSocketServer) -> None:
 
     app.on_startup.append(start)
     app.on_shutdown.insert(0, stop_listening)
+    app.on_shutdown.append(close)
+
+
+def _add_sip(app: web.Application, settings: Settings, registry: CallRegistry,
+             line: HumanLine) -> None:
+    from voicebot.telephony.sip import SipEndpoint  # the `sip` extra: only when asked for
+
+    endpoint = SipEndpoint(settings, registry, line)
+
+    async def start(app: web.Application) -> None:
+        await endpoint.start(settings.sip_port)
+
+    async def close(app: web.Application) -> None:
+        await endpoint.close(grace_s=1.0)  # after the drain, like AudioSocket
+
+    app.on_startup.append(start)
     app.on_shutdown.append(close)
 
 

@@ -30,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--language", choices=("en", "ko"))
     serve.add_argument("--audiosocket-port", type=int,
                        help="also accept Asterisk AudioSocket() calls on this TCP port")
+    serve.add_argument("--sip-port", type=int,
+                       help="also answer SIP calls (UDP) on this port (needs the `sip` extra)")
     _add_replay(sub)
     _add_models(sub)
     add_staff_parser(sub)
@@ -46,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         return _models(args)
     try:
         overrides = {"host": args.host, "port": args.port,
-                     "audiosocket_port": args.audiosocket_port} if args.command == "serve" else {}
+                     "audiosocket_port": args.audiosocket_port,
+                     "sip_port": args.sip_port} if args.command == "serve" else {}
         settings = load_settings(args.config, model=getattr(args, "model", None),
                                  language=getattr(args, "language", None), **overrides)
     except ConfigError as exc:
