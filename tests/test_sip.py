@@ -1,7 +1,10 @@
 """The SIP endpoint against a third-party user agent, SIPp (Debian's
-`sip-tester`), on loopback: an INVITE with a μ-law recording over RTP, the
-bot's RTP recorded and compared with the disclosure it must start with, then
-the REFER to a person with the call id, and the BYE."""
+`sip-tester`), on loopback. Three callers at once, each an INVITE with a
+recording over RTP: the bot's RTP is recorded and must start with the
+disclosure; a request for a person (spoken, or DTMF 0 as RFC 4733 events)
+must bring a REFER to the human line carrying the call id; the transfer
+either works (NOTIFY 200) or fails (NOTIFY 486), and then the caller hears
+that a person will call back; the bot's BYE ends each call."""
 
 from __future__ import annotations
 
@@ -13,11 +16,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from voicebot.audio.codecs import ulaw_decode, ulaw_encode
+from voicebot.app import REGISTRY
+from voicebot.app import REGISTRY
+from aiortp.codecs.g711 import PcmaCodec, PcmuCodec
+
 from voicebot.audio.resample import resample
 from voicebot.audio.wav import read_wav
 from voicebot.dialog.lang import PACKS
-from voicebot.app import REGISTRY
 
 from .conftest import FIXTURES
 
@@ -37,65 +42,78 @@ def free_port(kind: int = socket.SOCK_DGRAM) -> int:
 
 
 class RtpCapture(asyncio.DatagramProtocol):
-    """Where the caller's SDP points voicebot's RTP: keeps the PCMU payloads."""
+    """Where the caller's SDP points voicebot's RTP: keeps the audio payloads."""
 
-    def __init__(self) -> None:
+    def __init__(self, payload_type: int) -> None:
+        self.payload_type = payload_type
         self.payloads: list[bytes] = []
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        if len(data) > 12 and data[1] & 0x7F == 0:
+        if len(data) > 12 and data[1] & 0x7F == self.payload_type:
             self.payloads.append(data[12:])
 
     @property
     def audio(self) -> np.ndarray:
-        return ulaw_decode(b"".join(self.payloads))
+        return np.frombuffer(CODECS[self.payload_type]().decode(b"".join(self.payloads)), "<i2")
+
+
+CODECS = {0: PcmuCodec, 8: PcmaCodec}
 
 
 async def prompt(server, name: str) -> np.ndarray:
     services = server.app[REGISTRY].services
     samples = await services.prompts.get(services.pack.voice, PACKS["en"].prompts[name], 8000)
-    return ulaw_decode(ulaw_encode(samples))
+    return samples
 
 
-def matches(heard: np.ndarray, expected: np.ndarray) -> float:
-    """Correlation of what came over RTP with the prompt, at the best alignment
-    within the first 100 ms."""
-    best = 0.0
-    for lag in range(0, 800, 8):
-        part = heard[lag : lag + expected.size].astype(float)
-        if part.size < expected.size:
-            break
-        best = max(best, float(np.corrcoef(part, expected.astype(float))[0, 1]))
-    return best
+def find(heard: np.ndarray, expected: np.ndarray) -> tuple[int, float]:
+    """Where `expected` best lines up in `heard` (FFT cross-correlation) and
+    how well it matches there (correlation coefficient)."""
+    h, e = heard.astype(float), expected.astype(float)
+    size = 1 << int(np.ceil(np.log2(h.size + e.size)))
+    xcorr = np.fft.irfft(np.fft.rfft(h, size) * np.conj(np.fft.rfft(e, size)), size)
+    lag = int(np.argmax(xcorr[: max(1, h.size - e.size + 1)]))
+    return lag, float(np.corrcoef(h[lag : lag + e.size], e)[0, 1])
 
 
-async def run_sipp(tmp_path: Path, sip_port: int, capture_port: int, notify_status: str) -> str:
-    samples, rate = read_wav(FIXTURES / "en_human_person.wav")
-    audio = tmp_path / "caller.ulaw"
-    audio.write_bytes(ulaw_encode(resample(samples, rate, 8000)))
-    log = tmp_path / "messages.log"
-    proc = await asyncio.create_subprocess_exec(
-        "sipp", f"127.0.0.1:{sip_port}", "-sf", str(SCENARIO), "-m", "1", "-nostdin",
-        "-i", "127.0.0.1", "-p", str(free_port()), "-mi", "127.0.0.1", "-mp", str(free_port()),
-        "-key", "capture_port", str(capture_port),
-        "-key", "notify_status", notify_status, "-timeout", "90s", "-timeout_error",
-        "-trace_msg", "-message_file", str(log), "-trace_err", "-error_file", str(tmp_path / "err.log"),
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, cwd=tmp_path)
-    _, stderr = await asyncio.wait_for(proc.communicate(), 120)
+async def caller(workdir: Path, sip_port: int, fixture: str, *, payload_type: int = 0,
+                 notify_status: str = "200 OK", dtmf: str = "") -> tuple[RtpCapture, str]:
+    """One SIPp call; returns what came back over RTP and SIPp's message log."""
+    workdir.mkdir()
+    samples, rate = read_wav(FIXTURES / fixture)
+    pcm = resample(samples, rate, 8000).astype("<i2").tobytes()
+    (workdir / "caller.raw").write_bytes(CODECS[payload_type]().encode(pcm))
+    stream = f'<exec rtp_stream="caller.raw,1,{payload_type}"/>'
+    scenario = SCENARIO.read_text().replace('<exec rtp_stream="caller.raw,1,0"/>', stream)
+    if dtmf:  # RFC 4733 telephone-events, a second into the call
+        scenario = scenario.replace(stream, stream + f"""
+    </action>
+  </nop>
+  <pause milliseconds="1000"/>
+  <nop>
+    <action>
+      <exec play_dtmf="{dtmf}"/>""")
+    (workdir / "scenario.xml").write_text(scenario)
+    capture = RtpCapture(payload_type)
+    transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
+        lambda: capture, local_addr=("127.0.0.1", 0))
+    log, err = workdir / "messages.log", workdir / "errors.log"
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            "sipp", f"127.0.0.1:{sip_port}", "-sf", "scenario.xml", "-m", "1", "-nostdin",
+            "-i", "127.0.0.1", "-p", str(free_port()), "-mi", "127.0.0.1", "-mp", str(free_port()),
+            "-key", "capture_port", str(transport.get_extra_info("sockname")[1]),
+            "-key", "codec", str(payload_type), "-key", "codec_name", "PCMU" if payload_type == 0 else "PCMA",
+            "-key", "notify_status", notify_status, "-timeout", "90s", "-timeout_error",
+            "-trace_msg", "-message_file", str(log), "-trace_err", "-error_file", str(err),
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, cwd=workdir)
+        _, stderr = await asyncio.wait_for(proc.communicate(), 120)
+    finally:
+        transport.close()
     messages = log.read_text(errors="replace") if log.exists() else ""
-    errors = (tmp_path / "err.log").read_text(errors="replace") if (tmp_path / "err.log").exists() else ""
-    assert proc.returncode == 0, f"sipp failed ({proc.returncode}): {stderr.decode()}\n{errors}\n{messages[-3000:]}"
-    return messages
-
-
-async def start(start_server, en_engine, tmp_path):
-    sip_port = free_port()
-    server = await start_server(en_engine, sip_port=sip_port, human_line=HUMAN_LINE,
-                                sip_transfer_timeout_s=10.0)
-    loop = asyncio.get_running_loop()
-    capture = RtpCapture()
-    transport, _ = await loop.create_datagram_endpoint(lambda: capture, local_addr=("127.0.0.1", 0))
-    return server, sip_port, capture, transport
+    errors = err.read_text(errors="replace") if err.exists() else ""
+    assert proc.returncode == 0, f"sipp: {proc.returncode} {stderr.decode()}\n{errors}\n{messages[-3000:]}"
+    return capture, messages
 
 
 def call_id_in(messages: str) -> str:
@@ -103,40 +121,46 @@ def call_id_in(messages: str) -> str:
     return line.split(":", 1)[1].strip()
 
 
-async def test_sipp_caller_hears_the_disclosure_and_is_transferred_with_the_call_id(
-        start_server, en_engine, tmp_path):
-    server, sip_port, capture, transport = await start(start_server, en_engine, tmp_path)
-    try:
-        messages = await run_sipp(tmp_path, sip_port, transport.get_extra_info("sockname")[1], "200 OK")
-    finally:
-        transport.close()
-    disclosure = await prompt(server, "disclosure")
-    assert matches(capture.audio, disclosure) > 0.95  # the first thing the caller hears
-    call_id = call_id_in(messages)
-    record = await server.record(call_id)
-    assert (record.gateway, record.outcome, record.handoff_reason) == ("sip", "handoff", "caller_request")
-    assert record.caller == "+15550123" and record.ended_at is not None
-    assert record.handoff_target == HUMAN_LINE
-    assert f"user-to-user: {call_id.encode().hex()};encoding=hex" in messages.lower()
-    assert not server.app[REGISTRY].sessions
-
-
-async def test_a_failed_transfer_takes_the_call_back_and_promises_a_call_back(
-        start_server, en_engine, tmp_path):
-    server, sip_port, capture, transport = await start(start_server, en_engine, tmp_path)
-    try:
-        messages = await run_sipp(tmp_path, sip_port, transport.get_extra_info("sockname")[1],
-                                  "486 Busy Here")
-    finally:
-        transport.close()
-    call_id = call_id_in(messages)
-    said = await prompt(server, "human_unavailable")
-    tail = capture.audio[-(said.size + 8000):]
-    assert matches(tail, said) > 0.95  # the last thing the caller hears before our BYE
-    for _ in range(100):
+async def desk_status(server, call_id: str, wanted: str) -> str:
+    for _ in range(100):  # the desk learns of it through the event bus
         status, body = await server.api("/api/transfers")
-        rows = [t for t in body["transfers"] if t["call_id"] == call_id]
-        if rows and rows[0]["status"] == "callback":
+        rows = [t for t in body["transfers"] if t["call_id"] == call_id] if status == 200 else []
+        if rows and rows[0]["status"] == wanted:
             break
         await asyncio.sleep(0.05)
-    assert rows and rows[0]["status"] == "callback"
+    return rows[0]["status"] if rows else "missing"
+
+
+async def test_sipp_callers_hear_the_disclosure_and_are_transferred_or_called_back(
+        start_server, en_engine, tmp_path):
+    sip_port = free_port()
+    server = await start_server(en_engine, sip_port=sip_port, human_line=HUMAN_LINE,
+                                sip_transfer_timeout_s=10.0, sip_rtp_ports="31000-31998")
+    (ok, ok_log), (busy, busy_log), (keyed, keyed_log) = await asyncio.gather(
+        caller(tmp_path / "transferred", sip_port, "en_human_person.wav"),
+        caller(tmp_path / "busy", sip_port, "en_human_person.wav", notify_status="486 Busy Here"),
+        caller(tmp_path / "alaw_dtmf", sip_port, "en_dtmf_zero.wav", payload_type=8, dtmf="0"),
+    )
+    disclosure = await prompt(server, "disclosure")
+    for capture in (ok, busy, keyed):
+        lag, match = find(capture.audio, disclosure)
+        assert match > 0.95 and lag == 0  # the first thing every caller hears
+
+    for messages in (ok_log, busy_log, keyed_log):
+        call_id = call_id_in(messages)
+        record = await server.record(call_id)
+        assert (record.gateway, record.outcome, record.handoff_reason) == ("sip", "handoff", "caller_request")
+        assert record.caller == "+15550123" and record.ended_at is not None
+        assert record.handoff_target == HUMAN_LINE
+        assert f"user-to-user: {call_id.encode().hex()};encoding=hex" in messages.lower()
+    keyed_record = await server.record(call_id_in(keyed_log))
+    assert keyed_record.utterances[0]["source"] == "dtmf" and keyed_record.utterances[0]["text"] == "0"
+
+    # NOTIFY 486: the bot took the call back and told the caller, last, before its BYE
+    said = await prompt(server, "human_unavailable")  # +15550123 can be called back
+    heard = busy.audio
+    lag, match = find(heard, said)
+    assert match > 0.95 and heard.size - (lag + said.size) < 2 * 160
+    assert await desk_status(server, call_id_in(busy_log), "callback") == "callback"
+    assert find(ok.audio, said)[1] < 0.5  # a transfer that worked promises nothing
+    assert not server.app[REGISTRY].sessions

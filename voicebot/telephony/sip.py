@@ -51,6 +51,16 @@ def refer_target(target: str, caller_host: str) -> str:
     return f"sip:{target}@{caller_host}"
 
 
+def dtmf_payload_type(offer: Any, default: int = 101) -> int:
+    """The offer's telephone-event payload type: the answer must use the same
+    number (RFC 3264 §6.1), and aiosipua would otherwise answer with its own."""
+    audio = offer.audio
+    for codec in audio.codecs if audio is not None else ():
+        if codec.encoding_name.lower() == "telephone-event":
+            return int(codec.payload_type)
+    return default
+
+
 def transfer_headers(call_id: str) -> dict[str, str]:
     return {CALL_ID_HEADER: call_id, "User-to-User": f"{call_id.encode().hex()};encoding=hex"}
 
@@ -167,7 +177,8 @@ class _SipCall:
             return
         rtp_port, _ = await e.ports.allocate()
         try:
-            media = RtpCall(e.host, rtp_port, invite.sdp_offer, supported_codecs=CODECS)
+            media = RtpCall(e.host, rtp_port, invite.sdp_offer, supported_codecs=CODECS,
+                            dtmf_payload_type=dtmf_payload_type(invite.sdp_offer))
         except (SdpNegotiationError, ValueError) as exc:
             log.warning("SIP call refused: %s", exc)
             invite.reject(488, "Not Acceptable Here")
