@@ -1,10 +1,11 @@
 """The SIP endpoint against a third-party user agent, SIPp (Debian's
-`sip-tester`), on loopback. Three callers at once, each an INVITE with a
+`sip-tester`), on loopback. Four callers at once, each an INVITE with a
 recording over RTP: the bot's RTP is recorded and must start with the
 disclosure; a request for a person (spoken, or DTMF 0 as RFC 4733 events)
 must bring a REFER to the human line carrying the call id; the transfer
 either works (NOTIFY 200) or fails (NOTIFY 486), and then the caller hears
-that a person will call back; the bot's BYE ends each call."""
+that a person will call back; the bot's BYE ends each call. The fourth
+caller hangs up first, with its own BYE."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("sipp") is None,
                        reason="sipp is not installed (Debian: apt-get install sip-tester)"),
 ]
-SCENARIO = Path(__file__).parent / "sip" / "caller_asks_for_a_person.xml"
+SCENARIOS = Path(__file__).parent / "sip"
 HUMAN_LINE = "sip:agents@127.0.0.1"
 
 
@@ -77,23 +78,24 @@ def find(heard: np.ndarray, expected: np.ndarray) -> tuple[int, float]:
 
 
 async def caller(workdir: Path, sip_port: int, fixture: str, *, payload_type: int = 0,
-                 notify_status: str = "200 OK", dtmf: str = "") -> tuple[RtpCapture, str]:
+                 notify_status: str = "200 OK", dtmf: str = "",
+                 scenario: str = "caller_asks_for_a_person.xml") -> tuple[RtpCapture, str]:
     """One SIPp call; returns what came back over RTP and SIPp's message log."""
     workdir.mkdir()
     samples, rate = read_wav(FIXTURES / fixture)
     pcm = resample(samples, rate, 8000).astype("<i2").tobytes()
     (workdir / "caller.raw").write_bytes(CODECS[payload_type]().encode(pcm))
     stream = f'<exec rtp_stream="caller.raw,1,{payload_type}"/>'
-    scenario = SCENARIO.read_text().replace('<exec rtp_stream="caller.raw,1,0"/>', stream)
+    text = (SCENARIOS / scenario).read_text().replace('<exec rtp_stream="caller.raw,1,0"/>', stream)
     if dtmf:  # RFC 4733 telephone-events, a second into the call
-        scenario = scenario.replace(stream, stream + f"""
+        text = text.replace(stream, stream + f"""
     </action>
   </nop>
   <pause milliseconds="1000"/>
   <nop>
     <action>
       <exec play_dtmf="{dtmf}"/>""")
-    (workdir / "scenario.xml").write_text(scenario)
+    (workdir / "scenario.xml").write_text(text)
     capture = RtpCapture(payload_type)
     transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
         lambda: capture, local_addr=("127.0.0.1", 0))
@@ -116,9 +118,13 @@ async def caller(workdir: Path, sip_port: int, fixture: str, *, payload_type: in
     return capture, messages
 
 
-def call_id_in(messages: str) -> str:
-    line = next(line for line in messages.splitlines() if line.startswith("X-Voicebot-Call-Id:"))
+def header(messages: str, name: str) -> str:
+    line = next(line for line in messages.splitlines() if line.startswith(f"{name}:"))
     return line.split(":", 1)[1].strip()
+
+
+def call_id_in(messages: str) -> str:
+    return header(messages, "X-Voicebot-Call-Id")
 
 
 async def desk_status(server, call_id: str, wanted: str) -> str:
@@ -136,10 +142,12 @@ async def test_sipp_callers_hear_the_disclosure_and_are_transferred_or_called_ba
     sip_port = free_port()
     server = await start_server(en_engine, sip_port=sip_port, human_line=HUMAN_LINE,
                                 sip_transfer_timeout_s=10.0, sip_rtp_ports="31000-31998")
-    (ok, ok_log), (busy, busy_log), (keyed, keyed_log) = await asyncio.gather(
+    (ok, ok_log), (busy, busy_log), (keyed, keyed_log), (_, gone_log) = await asyncio.gather(
         caller(tmp_path / "transferred", sip_port, "en_human_person.wav"),
         caller(tmp_path / "busy", sip_port, "en_human_person.wav", notify_status="486 Busy Here"),
         caller(tmp_path / "alaw_dtmf", sip_port, "en_dtmf_zero.wav", payload_type=8, dtmf="0"),
+        caller(tmp_path / "hangs_up", sip_port, "en_hangup_mid_sentence.wav",
+               scenario="caller_hangs_up.xml"),
     )
     disclosure = await prompt(server, "disclosure")
     for capture in (ok, busy, keyed):
@@ -163,4 +171,9 @@ async def test_sipp_callers_hear_the_disclosure_and_are_transferred_or_called_ba
     assert match > 0.95 and heard.size - (lag + said.size) < 2 * 160
     assert await desk_status(server, call_id_in(busy_log), "callback") == "callback"
     assert find(ok.audio, said)[1] < 0.5  # a transfer that worked promises nothing
+
+    # the caller's BYE: the record is closed with what they said
+    record = await server.record(header(gone_log, "Call-ID"))
+    assert record.outcome == "abandoned" and record.ended_at is not None
+    assert record.utterances and record.utterances[0]["text"]
     assert not server.app[REGISTRY].sessions

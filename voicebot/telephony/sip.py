@@ -189,6 +189,7 @@ class _SipCall:
             await media.start()
             await self._converse(media)
         finally:
+            self._bye()  # cut short (shutdown, an error): the caller is not left in silence
             media.on_audio = media.on_dtmf = None
             await media.close()
             await e.ports.release(rtp_port)
@@ -213,7 +214,6 @@ class _SipCall:
                 return
             if self.finished.startswith("handoff"):
                 await self._transfer(session, channel)
-            self._bye()
         finally:
             for task in (playout, hung_up):
                 task.cancel()
@@ -232,8 +232,10 @@ class _SipCall:
         self.finished = reason
 
     def _bye(self) -> None:
+        """Our BYE, once: `hangup()` does nothing on a dialog already ended."""
         if not self.hung_up.is_set():
             self.invite.hangup()
+            self.hung_up.set()
 
     async def _transfer(self, session: CallSession, channel: PacedChannel) -> None:
         """Blind transfer; on failure take the call back and promise a call back."""
