@@ -107,9 +107,8 @@ async def person_then_no_answer(server, port: int) -> AudioSocketResult:
     """A person request; the human line does not answer, so the dialplan runs
     AudioSocket() again with the same UUID: the bot says a person will call back."""
     first = await as_call(port, "en_human_person.wav")
-    async with aiohttp.ClientSession() as http:
-        async with http.get(f"{server.http}/v1/calls/{first.call_id}") as r:
-            route = await r.json()
+    async with aiohttp.ClientSession() as http, http.get(f"{server.http}/v1/calls/{first.call_id}") as r:
+        route = await r.json()
     assert route == {"call_id": first.call_id, "outcome": "handoff", "handoff_reason": "caller_request",
                      "handoff_target": server.settings.human_line, "language": "en",
                      "dial": server.settings.human_line}

@@ -16,11 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from voicebot.app import REGISTRY
-from voicebot.app import REGISTRY
 from aiortp.codecs.g711 import PcmaCodec, PcmuCodec
 
+from voicebot.app import REGISTRY
 from voicebot.audio.resample import resample
 from voicebot.audio.wav import read_wav
 from voicebot.dialog.lang import PACKS

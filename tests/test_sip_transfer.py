@@ -49,4 +49,5 @@ def test_the_refer_names_the_target_and_carries_the_call_id():
     assert refer_target("sip:queue@pbx.example.com", "10.0.0.1") == "sip:queue@pbx.example.com"
     assert refer_target("+15550100", "10.0.0.1") == "sip:+15550100@10.0.0.1"  # via the caller's PBX
     assert transfer_headers("abc") == {"X-Voicebot-Call-Id": "abc", "User-to-User": "616263;encoding=hex"}
-    assert refer_to("sip:q@pbx", "abc") == "<sip:q@pbx?X-Voicebot-Call-Id=abc&User-to-User=616263%3Bencoding%3Dhex>"
+    assert refer_to("sip:q@pbx", "abc") == (
+        "<sip:q@pbx?X-Voicebot-Call-Id=abc&User-to-User=616263%3Bencoding%3Dhex>")
