@@ -43,6 +43,19 @@ def free_port(kind: int = socket.SOCK_DGRAM) -> int:
         return int(s.getsockname()[1])
 
 
+def free_udp_and_tcp_port() -> int:
+    """baresip listens for SIP on both."""
+    for _ in range(50):
+        port = free_port()
+        with socket.socket() as tcp:
+            try:
+                tcp.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no port free for both UDP and TCP")
+
+
 class RtpCapture(asyncio.DatagramProtocol):
     """Where the caller's SDP points voicebot's RTP: keeps the audio payloads."""
 
@@ -239,7 +252,7 @@ async def baresip_caller(workdir: Path, sip_port: int) -> bytes:
     speech = resample(samples, rate, 8000)  # then silence: baresip hangs up when the file ends
     write_wav(workdir / "caller.wav", np.concatenate([speech, np.zeros(8000 * 60, np.int16)]), 8000)
     (workdir / "heard").mkdir()
-    (workdir / "config").write_text(BARESIP_CONFIG.format(port=free_port(), workdir=workdir))
+    (workdir / "config").write_text(BARESIP_CONFIG.format(port=free_udp_and_tcp_port(), workdir=workdir))
     (workdir / "accounts").write_text("<sip:+15550123@127.0.0.1>;regint=0;audio_codecs=PCMU\n")
     (workdir / "contacts").write_text("")
     proc = await asyncio.create_subprocess_exec(  # stdbuf: its console lines as they come
