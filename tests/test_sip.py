@@ -77,7 +77,7 @@ CODECS = {0: PcmuCodec, 8: PcmaCodec}
 
 async def prompt(server, name: str) -> np.ndarray:
     services = server.app[REGISTRY].services
-    samples = await services.prompts.get(services.pack.voice, PACKS["en"].prompts[name], 8000)
+    samples = await services.prompts.get(services.flow.voice("en"), PACKS["en"].prompts[name], 8000)
     return samples
 
 
@@ -206,7 +206,7 @@ async def test_sip_callers_hear_the_disclosure_and_are_transferred_or_called_bac
     # the caller's BYE: the record is closed with what they said
     record = await server.record(header(gone_log, "Call-ID"))
     assert record.outcome == "abandoned" and record.ended_at is not None
-    assert record.utterances and record.utterances[0]["text"]
+    assert record.utterances and record.utterances[0]["start"] < 2.5  # what they began to say
 
     # baresip followed the REFER to the human line, where no one answers: after
     # the transfer timeout the bot took the call back

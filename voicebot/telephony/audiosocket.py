@@ -27,7 +27,6 @@ from contextlib import suppress
 from voicebot.call.registry import CallRegistry
 from voicebot.call.session import CallSession
 from voicebot.config import Settings
-from voicebot.dialog.lang import PACKS
 from voicebot.errors import ProtocolError
 from voicebot.storage.base import CallRecord
 from voicebot.telephony import audiosocket_codec as ac
@@ -199,7 +198,7 @@ class _Connection:
         assert services is not None
         reply = await self.server.line.ended(record.call_id, False, True, RETURN_STATUS)
         log.info("audiosocket %s: back from the human line unanswered", self.out.label)
-        samples = await services.prompts.get(PACKS[reply.language].voice, reply.say, ac.LINE_RATE)
+        samples = await services.prompts.get(services.flow.voice(reply.language), reply.say, ac.LINE_RATE)
         channel = PacedChannel(self.out.send_audio, self.out.hang_up)
         played = asyncio.get_running_loop().create_future()
         channel.on_played = lambda name: played.done() or played.set_result(name)

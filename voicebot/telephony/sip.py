@@ -31,7 +31,6 @@ from aiosipua.transport import UdpSipTransport, _UdpProtocol
 from voicebot.call.registry import CallRegistry
 from voicebot.call.session import CallSession
 from voicebot.config import Settings
-from voicebot.dialog.lang import PACKS
 from voicebot.storage.base import CallRecord
 from voicebot.telephony.human_line import HumanLine
 from voicebot.telephony.paced import LINE_RATE, PacedChannel
@@ -250,7 +249,7 @@ class _SipCall:
         reply = await self.endpoint.line.ended(record.call_id, False, True, status)
         services = self.endpoint.registry.services
         assert services is not None
-        samples = await services.prompts.get(PACKS[reply.language].voice, reply.say, LINE_RATE)
+        samples = await services.prompts.get(services.flow.voice(reply.language), reply.say, LINE_RATE)
         played = asyncio.get_running_loop().create_future()
         channel.on_played = lambda name: played.done() or played.set_result(name)
         await channel.send_audio(samples)
