@@ -174,7 +174,12 @@ class _SipCall:
         if invite.sdp_offer is None:
             invite.reject(488, "Not Acceptable Here")
             return
-        rtp_port, _ = await e.ports.allocate()
+        try:
+            rtp_port, _ = await e.ports.allocate()
+        except RuntimeError:  # every RTP port of the range is in use
+            log.warning("SIP call refused: no free RTP port in %s", e.settings.sip_rtp_ports)
+            invite.reject(503, "Service Unavailable")
+            return
         try:
             media = RtpCall(e.host, rtp_port, invite.sdp_offer, supported_codecs=CODECS,
                             dtmf_payload_type=dtmf_payload_type(invite.sdp_offer))
