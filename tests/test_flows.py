@@ -174,7 +174,7 @@ def test_mentions_still_find_what_the_caller_wants_and_digits():
 
 
 # --- the policy's ladder, slots and language ------------------------------------------
-def heard(text: str, conf: float = 0.9) -> p.Heard:
+def heard(text: str, conf: float = 0.97) -> p.Heard:
     return p.Heard(Utterance(text, conf, 0, 1))
 
 
