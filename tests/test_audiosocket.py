@@ -18,9 +18,9 @@ from voicebot.app import AUDIOSOCKET, REGISTRY
 from voicebot.audio.resample import resample
 from voicebot.audio.wav import read_wav
 from voicebot.dialog.lang import PACKS
-from voicebot.replay.audiosocket_client import AudioSocketOptions, AudioSocketResult, call
 from voicebot.telephony import audiosocket_codec as ac
 
+from .audiosocket_client import AudioSocketOptions, AudioSocketResult, call
 from .conftest import FIXTURES
 
 pytestmark = [pytest.mark.e2e, pytest.mark.engine]

@@ -1,4 +1,4 @@
-"""An AudioSocket peer that behaves like Asterisk's `AudioSocket()`: sends the
+"""The tests' AudioSocket peer, behaving like Asterisk's `AudioSocket()`: sends the
 call's UUID, then the caller's audio in 20 ms frames of 8 kHz PCM16 at
 real-time pace (silence once the recording ends), DTMF and a hang-up on cue,
 and records every frame the bot sends with the time it arrived. The call is
