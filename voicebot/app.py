@@ -20,6 +20,7 @@ from voicebot.call.events import CallEventBus
 from voicebot.call.registry import CallRegistry
 from voicebot.call.session import CallServices
 from voicebot.config import Settings
+from voicebot.errors import ConfigError
 from voicebot.dialog.flow import Flow
 from voicebot.flowrun import (
     FlowReloader,
@@ -169,7 +170,10 @@ def _add_audiosocket(app: web.Application, server: AudioSocketServer) -> None:
 
 def _add_sip(app: web.Application, settings: Settings, registry: CallRegistry,
              line: HumanLine) -> None:
-    from voicebot.telephony.sip import SipEndpoint  # the `sip` extra: only when asked for
+    try:  # the `sip` extra: only when asked for
+        from voicebot.telephony.sip import SipEndpoint
+    except ImportError as exc:
+        raise ConfigError("sip_port", f"needs the sip extra (pip install 'voicebot[sip]'): {exc}") from None
 
     endpoint = SipEndpoint(settings, registry, line)
 
