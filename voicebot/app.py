@@ -21,6 +21,7 @@ from voicebot.call.events import CallEventBus
 from voicebot.call.registry import CallRegistry
 from voicebot.call.session import CallServices
 from voicebot.config import Settings
+from voicebot.errors import ConfigError
 from voicebot.dialog.flow import Flow
 from voicebot.flowrun import (
     FlowReloader,
@@ -38,7 +39,9 @@ from voicebot.staff.service import StaffDesk
 from voicebot.storage.base import CallStore
 from voicebot.storage.journal import JournalledStore
 from voicebot.storage.sqlite import SqliteCallStore
-from voicebot.telephony.human_line import HumanLineHandler
+from voicebot.telephony.audiosocket import AudioSocketServer
+from voicebot.telephony.call_route import CallRouteHandler
+from voicebot.telephony.human_line import HumanLine, HumanLineHandler
 from voicebot.telephony.native import NativeStreamHandler
 from voicebot.telephony.twilio_ws import TwilioMediaHandler
 from voicebot.telephony.twiml import TwimlHandlers
@@ -52,6 +55,7 @@ REGISTRY = web.AppKey("registry", CallRegistry)
 STARTUP = web.AppKey("startup", asyncio.Task)
 DESK = web.AppKey("desk", StaffDesk)
 STORE = web.AppKey("store", JournalledStore)
+AUDIOSOCKET = web.AppKey("audiosocket", AudioSocketServer)
 RELOADER = web.AppKey("reloader", FlowReloader)
 
 
@@ -84,6 +88,7 @@ def create_app(
     app.router.add_get("/twilio/media", TwilioMediaHandler(settings, registry).handle)
     app.router.add_get("/v1/stream", NativeStreamHandler(settings, registry).handle)
     app.router.add_post("/v1/calls/{call_id}/human-line", human_line.handle)
+    CallRouteHandler(settings, twiml.line).add_to(app.router)
     DeskRoutes(desk, store).add_to(app.router)
     PrivacyRoutes(desk, store).add_to(app.router)
     AdminRoutes(desk).add_to(app.router)
@@ -138,7 +143,51 @@ def create_app(
         desk.feed.close()
 
     app.on_shutdown.append(end_feeds)
+    if settings.audiosocket_port:
+        _add_audiosocket(app, AudioSocketServer(settings, registry, twiml.line))
+    if settings.sip_port:
+        _add_sip(app, settings, registry, twiml.line)
     return app
+
+
+def _add_audiosocket(app: web.Application, server: AudioSocketServer) -> None:
+    """Listen with the HTTP server. On shutdown: stop accepting first, let the
+    drain hand its calls over like any other, then cut what is left (before
+    the store closes)."""
+    settings = server.settings
+    app[AUDIOSOCKET] = server
+
+    async def start(app: web.Application) -> None:
+        await server.start(settings.audiosocket_host or settings.host, settings.audiosocket_port)
+
+    async def stop_listening(app: web.Application) -> None:
+        server.stop_listening()
+
+    async def close(app: web.Application) -> None:
+        await server.close(grace_s=1.0)  # the drain before this already waited for the calls
+
+    app.on_startup.append(start)
+    app.on_shutdown.insert(0, stop_listening)
+    app.on_shutdown.append(close)
+
+
+def _add_sip(app: web.Application, settings: Settings, registry: CallRegistry,
+             line: HumanLine) -> None:
+    try:  # the `sip` extra: only when asked for
+        from voicebot.telephony.sip import SipEndpoint
+    except ImportError as exc:
+        raise ConfigError("sip_port", f"needs the sip extra (pip install 'voicebot[sip]'): {exc}") from None
+
+    endpoint = SipEndpoint(settings, registry, line)
+
+    async def start(app: web.Application) -> None:
+        await endpoint.start(settings.sip_port)
+
+    async def close(app: web.Application) -> None:
+        await endpoint.close(grace_s=1.0)  # after the drain, like AudioSocket
+
+    app.on_startup.append(start)
+    app.on_shutdown.append(close)
 
 
 async def _prepare(

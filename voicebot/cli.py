@@ -30,6 +30,10 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--model", help="Vosk model directory or name (default: embedded English)")
     serve.add_argument("--language", choices=("en", "ko"))
     serve.add_argument("--flow", help="flow file (TOML); default: the packaged default flow")
+    serve.add_argument("--audiosocket-port", type=int,
+                       help="also accept Asterisk AudioSocket() calls on this TCP port")
+    serve.add_argument("--sip-port", type=int,
+                       help="also answer SIP calls (UDP) on this port (needs the `sip` extra)")
     _add_replay(sub)
     flows_cli.add_parser(sub)
     _add_models(sub)
@@ -48,7 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "models":
         return _models(args)
     try:
-        overrides = {"host": args.host, "port": args.port, "flow": args.flow} if args.command == "serve" else {}
+        overrides = {"host": args.host, "port": args.port, "flow": args.flow,
+                     "audiosocket_port": args.audiosocket_port,
+                     "sip_port": args.sip_port} if args.command == "serve" else {}
         settings = load_settings(args.config, model=getattr(args, "model", None),
                                  language=getattr(args, "language", None), **overrides)
     except ConfigError as exc:

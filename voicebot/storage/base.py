@@ -26,7 +26,7 @@ class CallRecord:
     disclosure_text: str = ""
     disclosure_started_at: float | None = None
     disclosure_played_at: float | None = None
-    disclosure_confirmed_by: str = ""  # "mark" (gateway echo) | "timer" (no echo came)
+    disclosure_confirmed_by: str = ""  # "mark" (gateway echo) | "playout" (our paced clock) | "timer"
     outcome: str = ""  # handoff | completed | abandoned
     handoff_reason: str = ""
     handoff_target: str = ""
