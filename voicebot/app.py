@@ -32,6 +32,7 @@ from voicebot.telephony.human_line import HumanLineHandler
 from voicebot.telephony.native import NativeStreamHandler
 from voicebot.telephony.twilio_ws import TwilioMediaHandler
 from voicebot.telephony.twiml import TwimlHandlers
+from voicebot.transcript.wiring import start_transcripts
 from voicebot.tts.base import Synthesizer
 from voicebot.tts.prompts import PromptCache
 from voicebot.tts.pyttsx3_tts import Pyttsx3Synthesizer
@@ -93,7 +94,8 @@ def create_app(
         await store.open()
         await desk.open()
         app[STARTUP] = asyncio.create_task(
-            _prepare(settings, registry, store, prompts, executor, engine, events), name="startup")
+            _prepare(settings, registry, store, prompts, executor, engine, events, desk),
+            name="startup")
         retention = asyncio.create_task(keep_retention(store, desk, settings.retention_days),
                                         name="retention") if settings.retention_days else None
         yield
@@ -101,6 +103,8 @@ def create_app(
             retention.cancel()
             await asyncio.gather(retention, return_exceptions=True)
         await registry.hang_up_all()
+        if registry.services is not None and registry.services.transcripts is not None:
+            await registry.services.transcripts.close()
         app[STARTUP].cancel()
         await asyncio.gather(app[STARTUP], return_exceptions=True)
         await desk.close()
@@ -123,6 +127,7 @@ def create_app(
 async def _prepare(
     settings: Settings, registry: CallRegistry, store: CallStore, prompts: PromptCache,
     executor: ThreadPoolExecutor, engine: SpeechEngine | None, events: CallEventBus,
+    desk: StaffDesk,
 ) -> None:
     """Load the engine and render the fixed prompts; only then report healthy."""
     pack = PACKS[settings.language]
@@ -139,8 +144,10 @@ async def _prepare(
     texts += [pack.prompts[name] for name in PROMPT_NAMES if name != "disclosure"]
     await prompts.prerender(pack.voice, texts, LINE_RATES)
     log.info("rendered %d prompts (%s, voice %s)", len(texts), pack.code, pack.voice)
+    transcripts = await start_transcripts(settings, store, desk, events)
     registry.services = CallServices(settings, AsrRunner(engine, executor, settings.asr_timeout_s),
-                                     prompts, store, events, frames=FrameBatcher(loop.call_later))
+                                     prompts, store, events, frames=FrameBatcher(loop.call_later),
+                                     transcripts=transcripts)
 
 
 async def _health(request: web.Request) -> web.Response:

@@ -62,6 +62,11 @@ class Settings:
     journal: str = ""  # append-only file for records while the DB is down; "" = <db>.journal
     log_level: str = "INFO"
     retention_days: float = 0.0  # calls older than this are erased; 0 = kept until erased
+    transcript_engine: str = "off"  # free-form pass for the staff: off | vosk | whisper
+    transcript_model: str = ""  # its model: a directory or a known name ("" = engine default)
+    transcript_calls: str = "handoff"  # all | handoff (only calls handed to a person)
+    transcript_workers: int = 1  # processes of the free-form pass (separate from asr_workers)
+    transcript_queue: int = 64  # utterances waiting for it at most; more are skipped, marked
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -95,6 +100,13 @@ def _validate(s: Settings) -> None:
         raise ConfigError("confidence_threshold", "must be between 0 and 1")
     if s.retention_days < 0:
         raise ConfigError("retention_days", "must be 0 (keep) or a positive number of days")
+    if s.transcript_engine not in ("off", "vosk", "whisper"):
+        raise ConfigError("transcript_engine", "must be off, vosk or whisper")
+    if s.transcript_calls not in ("all", "handoff"):
+        raise ConfigError("transcript_calls", "must be all or handoff")
+    for key in ("transcript_workers", "transcript_queue"):
+        if getattr(s, key) < 1:
+            raise ConfigError(key, "must be at least 1")
     if s.asr_workers < 0:
         raise ConfigError("asr_workers", "must be 0 (one per CPU core) or a positive count")
     for key in ("low_confidence_turns", "no_input_turns", "unresolved_turns"):

@@ -36,6 +36,7 @@ from voicebot.dialog.lang import PACKS, LanguagePack
 from voicebot.errors import EngineError
 from voicebot.handoff.context import HandoffContext, summarise
 from voicebot.storage.base import CallRecord, CallStore
+from voicebot.transcript.service import TranscriptService, transcripts_for
 from voicebot.tts.prompts import PromptCache
 from voicebot.types import HandoffReason, Outcome, Source, Utterance
 
@@ -52,6 +53,7 @@ class CallServices:
     store: CallStore
     events: CallEventBus = field(default_factory=CallEventBus)
     frames: FrameBatcher | None = None  # VAD front end shared by all calls (None: per call)
+    transcripts: TranscriptService | None = None  # background free-form pass (None: off)
 
     @property
     def pack(self) -> LanguagePack:
@@ -75,6 +77,7 @@ class CallSession:
         self.policy = p.Policy(self.pack, _policy_config(s))
         self.recorder = CallRecorder(services.store, record)
         self.transcript: list[Utterance] = []
+        self._free = transcripts_for(services.transcripts, record.call_id, services.asr.engine.sample_rate)
         self._events: asyncio.Queue[p.Event | _HungUp] = asyncio.Queue()
         self._vad = SpeechDetector(channel.line_rate, _vad_config(s))
         self._lane: Lane | None = None
@@ -128,7 +131,8 @@ class CallSession:
                 self._speech_started(event.at)
             elif isinstance(event, SpeechAudio) and self._utterance is not None:
                 recognition, resampler, _ = self._utterance
-                recognition.feed(resampler.process(event.samples).tobytes())
+                recognition.feed(pcm := resampler.process(event.samples).tobytes())
+                self._free.feed(pcm)
             elif isinstance(event, SpeechEnded):
                 self._speech_ended(event.at)
 
@@ -247,6 +251,7 @@ class CallSession:
         await self._player.close()
         if self._utterance is not None:  # speech still open when the call ended
             self._speech_ended(self._call_time())
+        self._free.close()
         if self._pending:
             await asyncio.wait(self._pending, timeout=self.services.settings.asr_timeout_s + 1)
         for task in self._pending:
@@ -271,7 +276,9 @@ class CallSession:
             return
         recognition, resampler, start = self._utterance
         self._utterance = None
-        recognition.feed(resampler.process(np.zeros(0, np.int16), last=True).tobytes())
+        recognition.feed(pcm := resampler.process(np.zeros(0, np.int16), last=True).tobytes())
+        self._free.feed(pcm)
+        self._free.ended(start, at)
         self._track(self._recognise(recognition, start, at))
 
     async def _recognise(self, recognition: UtteranceRecognition, start: float, end: float) -> None:
