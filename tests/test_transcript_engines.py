@@ -178,3 +178,39 @@ def test_worker_start_up_failure_is_the_settings_error(tmp_path) -> None:
     with pytest.raises(ConfigError) as info:
         ProcessTranscriber("whisper", "no-such-model", "en", Path(tmp_path))
     assert info.value.key == "VOICEBOT_TRANSCRIPT_MODEL"
+
+
+# --- the command line -----------------------------------------------------------------------
+def test_transcribe_with_the_free_form_engine(capsys) -> None:
+    import json
+
+    from voicebot.cli import main
+
+    name = "real_out_of_domain_weasels.wav"
+    assert main(["transcribe", str(FIXTURES / name), "--json", "--engine", "whisper",
+                 "--model", TINY]) == 0
+    segments = json.loads(capsys.readouterr().out)["segments"]
+    said = next(m for m in manifest() if m["file"] == name)["text"]
+    assert [word_error_rate(r, s["text"]) <= 0.15 for r, s in zip(said, segments, strict=True)] \
+        == [True, True]
+    assert segments[1]["words"][0]["start"] > 13.0, "word times are call times"
+    assert main(["transcribe", str(FIXTURES / name), "--engine", "whisper", "--model", TINY,
+                 "--language", "ko"]) == 2
+    assert "VOICEBOT_TRANSCRIPT_MODEL" in capsys.readouterr().err
+
+
+def test_models_fetch_and_list_know_the_whisper_names(server: Server, tmp_path, monkeypatch,
+                                                      capsys) -> None:
+    from voicebot.cli import main
+
+    files = small_model(monkeypatch)
+    server.files = {f"/{f}": d for f, d in files.items()}
+    assert main(["models", "--dir", str(tmp_path), "fetch", "whisper-test",
+                 "--base-url", server.base]) == 0
+    assert (tmp_path / "whisper-test" / "model.bin").read_bytes() == files["model.bin"]
+    capsys.readouterr()
+    assert main(["models", "--dir", str(tmp_path), "list"]) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
+    assert "yes" in rows["whisper-test"] and str(tmp_path / "whisper-test") in rows["whisper-test"]
+    assert "whisper-tiny.en" in rows and "whisper-base" in rows
+    assert not (tmp_path / "whisper-base").exists(), "listing joins nothing"

@@ -35,8 +35,12 @@ def main(argv: list[str] | None = None) -> int:
     transcribe.add_argument("files", nargs="+", type=Path)
     transcribe.add_argument("--json", action="store_true", help="one JSON object per file")
     transcribe.add_argument("--config")
-    transcribe.add_argument("--model")
+    transcribe.add_argument("--model", help="the engine's model (for vosk/whisper: a directory "
+                            "or a known name such as whisper-tiny.en)")
     transcribe.add_argument("--language", choices=("en", "ko"))
+    transcribe.add_argument("--engine", choices=("decision", "vosk", "whisper"), default="decision",
+                            help="decision: the call's own engine (VOICEBOT_MODEL); vosk, whisper: "
+                            "the free-form transcript engine (VOICEBOT_TRANSCRIPT_MODEL)")
     args = parser.parse_args(argv)
     if args.command == "replay":
         return _replay(args)
@@ -44,19 +48,22 @@ def main(argv: list[str] | None = None) -> int:
         return _models(args)
     try:
         overrides = {"host": args.host, "port": args.port} if args.command == "serve" else {}
+        if getattr(args, "engine", "decision") != "decision":  # transcribe --engine whisper|vosk
+            overrides.update(transcript_engine=args.engine, transcript_model=args.model)
+            args.model = None
         settings = load_settings(args.config, model=getattr(args, "model", None),
                                  language=getattr(args, "language", None), **overrides)
     except ConfigError as exc:
         print(f"voicebot: {exc}", file=sys.stderr)
         return 2
     if args.command == "transcribe":
-        return _transcribe(settings, args.files, args.json)
+        return _transcribe(settings, args.files, args.json, args.engine)
     if args.command == "staff":
         return run_staff(args, settings)
     return _serve(settings)
 
 
-def _transcribe(settings: Settings, files: list[Path], as_json: bool) -> int:
+def _transcribe(settings: Settings, files: list[Path], as_json: bool, kind: str = "decision") -> int:
     import json
 
     from voicebot.asr.loader import load_engine
@@ -64,7 +71,13 @@ def _transcribe(settings: Settings, files: list[Path], as_json: bool) -> int:
     from voicebot.transcribe import segment_json, transcribe_file
 
     try:
-        engine = load_engine(settings.model or None, PACKS[settings.language])
+        if kind == "decision":
+            engine = load_engine(settings.model or None, PACKS[settings.language])
+        else:
+            from voicebot.transcript.offline import offline_engine
+
+            engine = offline_engine(settings.transcript_engine, settings.transcript_model,
+                                    settings.language)
     except ConfigError as exc:
         print(f"voicebot: {exc}", file=sys.stderr)
         return 2
@@ -174,9 +187,10 @@ def _add_models(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
 
 def _models(args: argparse.Namespace) -> int:
     from voicebot.asr import models as m
+    from voicebot.transcript.catalog import WHISPER_MODELS, fetch_whisper, whisper_rows
 
     if args.action == "list":
-        rows = m.list_rows(args.dir)
+        rows = m.list_rows(args.dir) + whisper_rows(args.dir)
         cols = ("name", "language", "size", "sha256", "installed", "path")
         widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in cols}
         print("  ".join(c.ljust(widths[c]) for c in cols))
@@ -191,8 +205,12 @@ def _models(args: argparse.Namespace) -> int:
             print(f"{args.path}: OK")
         return 1 if problems else 0
     try:
-        path = m.fetch_model(args.name, args.dir, sha256=args.sha256, base_url=args.base_url,
-                             progress=_progress_bar())
+        if args.name in WHISPER_MODELS:  # the free-form transcript engine's models
+            path = fetch_whisper(args.name, args.dir, base_url=args.base_url,
+                                 progress=_progress_bar())
+        else:
+            path = m.fetch_model(args.name, args.dir, sha256=args.sha256, base_url=args.base_url,
+                                 progress=_progress_bar())
     except m.ModelError as exc:
         print(f"\nvoicebot models fetch: {exc}", file=sys.stderr)
         return 1

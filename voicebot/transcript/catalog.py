@@ -12,7 +12,6 @@ here by revision, size and sha256; the packages' files are byte-identical
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import importlib.util
 import os
 import re
@@ -173,9 +172,21 @@ def _install(info: WhisperModel, models_dir: Path, write: Callable[[Path], None]
     return target
 
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
+
+def whisper_rows(models_dir: Path) -> list[dict[str, str]]:
+    """`voicebot models list` rows for the whisper catalog (nothing is joined here)."""
+    rows = []
+    for info in WHISPER_MODELS.values():
+        local = Path(models_dir) / info.name
+        packages = [_package_dir(module, folder) for module, folder in info.packages]
+        if local.is_dir():
+            installed, path = "broken" if whisper_problems(local) else "yes", str(local)
+        elif all(packages):
+            installed, path = "yes", str(packages[0]) + (" (joined on first use)" * (len(packages) > 1))
+        else:
+            installed, path = "no", ""
+        size = sum(s for s, _ in info.files.values())
+        rows.append({"name": info.name, "language": ",".join(info.languages),
+                     "size": f"{size / 2**20:.1f} MiB", "sha256": info.files["model.bin"][1][:12],
+                     "source": info.url("model.bin"), "installed": installed, "path": path})
+    return rows
