@@ -77,7 +77,8 @@ class CallSession:
         self.policy = p.Policy(self.pack, _policy_config(s))
         self.recorder = CallRecorder(services.store, record)
         self.transcript: list[Utterance] = []
-        self._free = transcripts_for(services.transcripts, record.call_id, services.asr.engine.sample_rate)
+        self._free = transcripts_for(services.transcripts, record.call_id,
+                                     services.asr.engine.sample_rate)
         self._events: asyncio.Queue[p.Event | _HungUp] = asyncio.Queue()
         self._vad = SpeechDetector(channel.line_rate, _vad_config(s))
         self._lane: Lane | None = None
