@@ -267,6 +267,7 @@ def accuracy(args: argparse.Namespace) -> None:
                         ("synth-flite", lambda: synthetic("flite", CALLER_SENTENCES, "synth-flite")),
                         ("synth-festival", lambda: synthetic("festival", CALLER_SENTENCES, "synth-festival")),
                         ("ko", lambda: synthetic("ko", KO_SENTENCES, "ko"))):
+        print(f"  preparing {name}...", file=sys.stderr, flush=True)
         clips, note = maker()
         if note:
             print(f"{name}: {note}")
@@ -283,6 +284,7 @@ def accuracy(args: argparse.Namespace) -> None:
             if language not in engine.languages:
                 cells.append(f"{'n/a':>22}")
                 continue
+            print(f"  {name}: {engine.name}...", file=sys.stderr, flush=True)
             s = run(engine, clips, language)
             cells.append(f"{100 * s.errors / max(1, s.units):6.1f} % / {s.cpu_s / s.audio_s:5.3f}   ")
             details.append((name, engine.name, sorted(s.worst, reverse=True)[:3]))
@@ -397,7 +399,7 @@ def main() -> int:
     ap.add_argument("--model", default="whisper-tiny.en", help="server part: VOICEBOT_TRANSCRIPT_MODEL")
     args = ap.parse_args()
     print(f"load average at start: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} "
-          f"{os.getloadavg()[2]:.2f}")
+          f"{os.getloadavg()[2]:.2f}", flush=True)
     if args.part in ("accuracy", "both"):
         accuracy(args)
     if args.part in ("server", "both"):

@@ -26,6 +26,10 @@ class ListSink:
     async def next(self) -> tuple[str, FreeText, bool]:
         return await asyncio.wait_for(self.got.get(), 10)
 
+    async def handed_over(self, call_id: str, texts: list[FreeText]) -> None:
+        self.got.put_nowait((call_id, FreeText(-1, -1, "handed over: " + " | ".join(
+            t.text for t in texts), 1.0), True))
+
 
 class GatedEngine(FakeFreeFormEngine):
     """Blocks every transcription until the test opens the gate."""
@@ -192,3 +196,24 @@ async def test_off_takes_audio_and_keeps_nothing():
     call.hand_over()
     call.close()
     assert OFF._audio == [] and OFF._history == []
+
+
+async def test_all_mode_tells_the_sink_what_was_transcribed_before_the_handoff(make_service):
+    engine = GatedEngine()
+    service, sink = make_service(engine, mode="all")
+    call = service.call("c1", 16000)
+    call.feed(pcm(100))
+    call.ended(0.0, 0.1)
+    engine.gate.set()
+    assert (await sink.next())[1].text == "heard 100 samples"
+    engine.gate.clear()
+    engine.started.clear()
+    call.feed(pcm(200))
+    call.ended(1.0, 1.1)
+    await asyncio.to_thread(engine.started.wait, 10)  # being transcribed as the handoff comes
+    service.on_call_event(handoff("c1"))
+    _, told, _ = await sink.next()
+    assert told.text == "handed over: heard 100 samples"
+    engine.gate.set()
+    _, late, handed_over = await sink.next()
+    assert late.text == "heard 200 samples" and handed_over, "finished after the handoff: counts as handed over"

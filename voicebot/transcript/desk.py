@@ -30,10 +30,18 @@ class DeskSink:
         finally:  # a desk learns of it even if this write went to the journal or failed
             self.desk.feed.publish({"type": "transcript", "call_id": call_id,
                                     "start": item["start"], "status": text.status, "at": at})
-        if handed_over and self.desk.webhook is not None:
+        if handed_over:
+            await self._to_crm(call_id, text)
+
+    async def handed_over(self, call_id: str, texts: list[FreeText]) -> None:
+        for text in texts:  # transcribed before the handoff decision (VOICEBOT_TRANSCRIPT_CALLS=all)
+            await self._to_crm(call_id, text)
+
+    async def _to_crm(self, call_id: str, text: FreeText) -> None:
+        if self.desk.webhook is not None:
             self.desk.notify_crm("transfer.transcript", call_id, {
-                "transcript": item, "understood": await self._understood(call_id, text.start),
-                "at": at})
+                "transcript": text.to_json(),
+                "understood": await self._understood(call_id, text.start), "at": time.time()})
 
     async def _understood(self, call_id: str, start: float) -> dict[str, Any] | None:
         """The decision engine's utterance for the same audio, if it is stored yet."""

@@ -22,6 +22,7 @@ import heapq
 import itertools
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -35,12 +36,16 @@ from voicebot.transcript.worker import Transcriber
 
 log = logging.getLogger("voicebot.transcript")
 MODES = ("all", "handoff")
-HISTORY_S = 300.0  # audio a `handoff`-mode call keeps for a possible handoff
+HISTORY_S = 120.0  # audio a `handoff`-mode call keeps for a possible handoff (≤ 3.8 MB)
 _HANDED_OVER, _ROUTINE = 0, 1  # queue priorities
 
 
 class TranscriptSink(Protocol):
-    async def deliver(self, call_id: str, text: FreeText, handed_over: bool) -> None: ...
+    async def deliver(self, call_id: str, text: FreeText, handed_over: bool) -> None:
+        """Store and announce one result; `handed_over`: the call went to a person."""
+
+    async def handed_over(self, call_id: str, texts: list[FreeText]) -> None:
+        """The call was handed over after these results were delivered (mode `all`)."""
 
 
 @dataclass(order=True)
@@ -108,6 +113,7 @@ class CallTranscripts:
         self._history: list[tuple[float, float, bytes]] = []
         self._kept_s = 0.0
         self.handed_over = False
+        self.delivered: list[FreeText] = []  # before the handoff (mode `all`)
 
     def feed(self, pcm: bytes) -> None:
         if self._service is not None:
@@ -135,10 +141,13 @@ class CallTranscripts:
         history, self._history, self._kept_s = self._history, [], 0.0
         for start, end, pcm in history:
             self._service.submit(self, start, end, pcm)
+        if self.delivered:
+            self._service.announce_handover(self.call_id, self.delivered)
+            self.delivered = []
 
     def close(self) -> None:
         """The call is over: keep nothing more (jobs already queued still run)."""
-        self._audio, self._history = [], []
+        self._audio, self._history, self.delivered = [], [], []
         if self._service is not None:
             self._service.forget(self)
 
@@ -156,7 +165,7 @@ class TranscriptService:
         self._calls: dict[str, CallTranscripts] = {}
         self._seq = itertools.count()
         self._tasks: list[asyncio.Task[None]] = []
-        self._notices: asyncio.Queue[tuple[str, FreeText, bool]] = asyncio.Queue()
+        self._notices: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue()
         self._executors = [ThreadPoolExecutor(1, thread_name_prefix="transcript")
                            for _ in transcribers]
 
@@ -204,7 +213,10 @@ class TranscriptService:
         self.counts["skipped"] += 1
         t = self.transcribers[0]
         text = FreeText(start, end, "", 0.0, (), t.name, t.model, "skipped", extra={"why": why})
-        self._notices.put_nowait((call_id, text, handed_over))
+        self._notices.put_nowait(lambda: self._deliver(call_id, text, handed_over))
+
+    def announce_handover(self, call_id: str, texts: list[FreeText]) -> None:
+        self._notices.put_nowait(lambda: self._safely(call_id, self.sink.handed_over(call_id, texts)))
 
     # --- workers -----------------------------------------------------------------------
     async def _pump(self, index: int) -> None:
@@ -227,12 +239,21 @@ class TranscriptService:
 
     async def _deliver_notices(self) -> None:
         while True:
-            call_id, text, handed_over = await self._notices.get()
-            await self._deliver(call_id, text, handed_over)
+            notice = await self._notices.get()
+            await notice()
 
     async def _deliver(self, call_id: str, text: FreeText, handed_over: bool) -> None:
+        calls = self._calls.get(call_id)
+        if calls is not None and not handed_over:
+            if calls.handed_over:  # handed over while this one was being transcribed
+                handed_over = True
+            elif text.status == "ok":
+                calls.delivered.append(text)
+        await self._safely(call_id, self.sink.deliver(call_id, text, handed_over))
+
+    async def _safely(self, call_id: str, delivery: Awaitable[None]) -> None:
         try:
-            await self.sink.deliver(call_id, text, handed_over)
+            await delivery
         except Exception:
             log.exception("call %s: delivering a free-form transcript failed", call_id)
 
