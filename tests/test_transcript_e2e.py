@@ -54,6 +54,9 @@ async def test_a_handed_over_call_carries_the_callers_own_words(start_server, en
             assert word_error_rate(reference, bot["text"]) > 0.5, "the grammar could not follow"
         record = await server.record(result.call_id)
         assert record.transcripts == free
+        health = (await server.api("/healthz"))[1]["transcripts"]
+        assert health["engine"].startswith("whisper whisper-tiny.en, 1 worker(s), calls: handoff")
+        assert (health["ok"], health["queued"], health["skipped"]) == (2, 0, 0)
 
         for _ in range(200):  # the webhook is delivered in the background
             events = [json.loads(body) for _, body in receiver.requests]

@@ -165,6 +165,8 @@ async def _health(request: web.Request) -> web.Response:
         "over_capacity": int(metrics.sample("voicebot_calls_over_capacity_total")),
         "store": "ok" if request.app[STORE].up else "journalling",
         "journal_pending": request.app[STORE].pending,
+        "transcripts": registry.services.transcripts.health() if registry.services.transcripts
+        else "off",
     })
 
 

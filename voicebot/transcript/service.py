@@ -175,6 +175,9 @@ class TranscriptService:
         return (f"{t.name} {t.model}, {len(self.transcribers)} worker(s), calls: {self.mode}, "
                 f"queue {self.queue.limit}")
 
+    def health(self) -> dict[str, object]:
+        return {"engine": self.description, "queued": len(self.queue), **self.counts}
+
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._pump(i), name=f"transcript-{i}")
                        for i in range(len(self.transcribers))]
