@@ -110,6 +110,8 @@ def _add_replay(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     replay.add_argument("--json", action="store_true", help="JSON lines instead of a call log")
     replay.add_argument("--save-audio", type=Path, metavar="DIR", help="write the bot's audio as WAVs")
     replay.add_argument("--token", help="bearer token for the native protocol")
+    replay.add_argument("--staff-token", help="staff API token: also report the free-form "
+                        "transcripts' word error rate (VOICEBOT_TRANSCRIPT_ENGINE)")
     replay.add_argument("--language", choices=("en", "ko"),
                         help="only the manifest's fixtures for a bot in this language")
 
@@ -168,6 +170,11 @@ def _replay(args: argparse.Namespace) -> int:
                                     args.concurrency, on_done, args.arrival_gap))
     if many and not args.json:
         print(summary_table(results, speed))
+    if args.staff_token:
+        from voicebot.transcript.replay_wer import free_form_wer, report
+
+        http_base = args.url.rstrip("/").replace("ws://", "http://").replace("wss://", "https://")
+        print(report(asyncio.run(free_form_wer(http_base, args.staff_token, results))))
     failed = [r for r in results if r.passed is False or r.result is None]
     return 1 if failed else 0
 
