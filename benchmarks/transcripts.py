@@ -350,7 +350,7 @@ async def _drive(label, proc, base, manifest, calls, ramp, cap, aiohttp) -> dict
         cpu0, t0 = cap.cpu_seconds(pids), time.monotonic()
         results = await asyncio.gather(*(cap.one_call(base, e, "native", i * ramp / calls)
                                          for i, e in enumerate(entries)))
-        for _ in range(300):  # the last transcripts may still be on their way
+        for _ in range(1800):  # the last transcripts may still be on their way (3 min at most)
             if all(c in ready for c in decided) or "off" in label:
                 break
             await asyncio.sleep(0.1)
@@ -361,6 +361,7 @@ async def _drive(label, proc, base, manifest, calls, ramp, cap, aiohttp) -> dict
     lags = [max(at for at, _ in ready[c]) - decided[c] for c in decided if c in ready]
     statuses = [s for c in ready for _, s in ready[c]]
     return {"label": label, "calls": calls, "handed_over": len(decided),
+            "load": os.getloadavg()[0],
             "resp_p50": cap.pct(responses, 0.5), "resp_p95": cap.pct(responses, 0.95),
             "cpu_per_call": 100 * cpu / call_s, "lag_p50": cap.pct(lags, 0.5),
             "lag_p95": cap.pct(lags, 0.95), "lag_max": max(lags) if lags else float("nan"),
@@ -380,13 +381,13 @@ async def server_part(args: argparse.Namespace) -> None:
     print(f"\n{args.calls} calls over {args.ramp:.0f} s, each asks for a person; free-form model "
           f"{args.model}")
     print(f"{'transcripts':18} {'handed over':>11} {'decision p50/p95 ms':>20} {'CPU/call':>9} "
-          f"{'desk lag p50/p95/max s':>23} {'ok/skipped':>10} {'syserr':>6}")
+          f"{'desk lag p50/p95/max s':>23} {'ok/skipped':>10} {'syserr':>6} {'load':>5}")
     for r in rows:
         lag = "—" if r["label"] == "off" else \
             f"{r['lag_p50']:.2f} / {r['lag_p95']:.2f} / {r['lag_max']:.2f}"
         print(f"{r['label']:18} {r['handed_over']:>11} "
               f"{1000 * r['resp_p50']:>9.0f} / {1000 * r['resp_p95']:<8.0f} {r['cpu_per_call']:>8.2f}% "
-              f"{lag:>23} {r['transcribed']:>4}/{r['skipped']:<5} {r['sys_err']:>6}")
+              f"{lag:>23} {r['transcribed']:>4}/{r['skipped']:<5} {r['sys_err']:>6} {r['load']:5.1f}")
 
 
 def main() -> int:
