@@ -351,7 +351,7 @@ async def _drive(label, proc, base, manifest, calls, ramp, cap, aiohttp) -> dict
         results = await asyncio.gather(*(cap.one_call(base, e, "native", i * ramp / calls)
                                          for i, e in enumerate(entries)))
         for _ in range(1800):  # the last transcripts may still be on their way (3 min at most)
-            if all(c in ready for c in decided) or "off" in label:
+            if label == "off" or all(c in ready for c in decided):
                 break
             await asyncio.sleep(0.1)
         cpu = cap.cpu_seconds(cap.family(proc.pid)) - cpu0
@@ -373,6 +373,8 @@ async def server_part(args: argparse.Namespace) -> None:
     whisper = {"VOICEBOT_TRANSCRIPT_ENGINE": "whisper", "VOICEBOT_TRANSCRIPT_MODEL": args.model}
     configs = [("off", {"VOICEBOT_TRANSCRIPT_ENGINE": "off"}),
                ("whisper, handoff", {**whisper, "VOICEBOT_TRANSCRIPT_CALLS": "handoff"}),
+               ("whisper, handoff, 2w", {**whisper, "VOICEBOT_TRANSCRIPT_CALLS": "handoff",
+                                         "VOICEBOT_TRANSCRIPT_WORKERS": "2"}),
                ("whisper, all", {**whisper, "VOICEBOT_TRANSCRIPT_CALLS": "all"})]
     rows = []
     for label, env in configs:
