@@ -29,7 +29,8 @@ Part 2, a running server (`--part server`): `voicebot serve` in its own
 process (benchmarks/capacity.py's harness) takes N calls arriving over
 --ramp seconds; each caller asks for a person once the bot listens, then
 stays 4 s. Side by side for VOICEBOT_TRANSCRIPT_ENGINE=off, whisper with
-VOICEBOT_TRANSCRIPT_CALLS=handoff, and with =all: decision response p50/p95
+VOICEBOT_TRANSCRIPT_CALLS=handoff (one transcript worker, then two), and
+with =all: decision response p50/p95
 (end of speech → the bot's next prompt or handoff), CPU per call (server +
 all its worker processes), and for each transfer the time from the handoff
 decision to the desk's `transcript` notice (the free-form text is stored).
