@@ -71,7 +71,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from voicebot.audio.codecs import ulaw_decode, ulaw_encode
 from voicebot.audio.resample import resample
 from voicebot.audio.wav import read_wav
-from voicebot.dialog.lang import KO, normalise
+from voicebot.types import normalise
 from voicebot.replay.suite import error_rate
 
 TESTDATA = Path("/usr/share/pocketsphinx/test/data")
@@ -89,7 +89,9 @@ CALLER_SENTENCES = (
     "could you tell me when the store opens tomorrow",
     "I want to cancel my subscription please",
 )
-KO_SENTENCES = (*KO.grammar, "어제 주문한 물건이 아직 안 왔어요", "배송 주소를 바꾸고 싶어요",
+KO_SENTENCES = ("상담원", "상담원 연결해 주세요", "직원 바꿔 주세요", "사람이랑 통화하고 싶어요",
+                "주문 조회해 주세요", "배송 조회", "비밀번호를 잊어버렸어요", "비밀번호 재설정",
+                "어제 주문한 물건이 아직 안 왔어요", "배송 주소를 바꾸고 싶어요",
                 "환불은 언제 되나요", "카드 결제가 두 번 됐어요")
 
 

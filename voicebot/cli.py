@@ -13,6 +13,7 @@ from pathlib import Path
 from aiohttp import web
 
 from voicebot.config import Settings, load_settings
+from voicebot import flows_cli
 from voicebot.errors import ConfigError
 from voicebot.staff.cli import add_staff_parser, run_staff
 
@@ -28,7 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int)
     serve.add_argument("--model", help="Vosk model directory or name (default: embedded English)")
     serve.add_argument("--language", choices=("en", "ko"))
+    serve.add_argument("--flow", help="flow file (TOML); default: the packaged default flow")
     _add_replay(sub)
+    flows_cli.add_parser(sub)
     _add_models(sub)
     add_staff_parser(sub)
     transcribe = sub.add_parser("transcribe", help="recognise recordings offline, no server")
@@ -42,12 +45,14 @@ def main(argv: list[str] | None = None) -> int:
                             help="decision: the call's own engine (VOICEBOT_MODEL); vosk, whisper: "
                             "the free-form transcript engine (VOICEBOT_TRANSCRIPT_MODEL)")
     args = parser.parse_args(argv)
+    if args.command == "flows":
+        return flows_cli.run(args)
     if args.command == "replay":
         return _replay(args)
     if args.command == "models":
         return _models(args)
     try:
-        overrides = {"host": args.host, "port": args.port} if args.command == "serve" else {}
+        overrides = {"host": args.host, "port": args.port, "flow": args.flow} if args.command == "serve" else {}
         if getattr(args, "engine", "decision") != "decision":  # transcribe --engine whisper|vosk
             overrides.update(transcript_engine=args.engine, transcript_model=args.model)
             args.model = None
@@ -67,12 +72,13 @@ def _transcribe(settings: Settings, files: list[Path], as_json: bool, kind: str 
     import json
 
     from voicebot.asr.loader import load_engine
-    from voicebot.dialog.lang import PACKS
+    from voicebot.flowrun import load_settings_flow, vocabularies
     from voicebot.transcribe import segment_json, transcribe_file
 
     try:
         if kind == "decision":
-            engine = load_engine(settings.model or None, PACKS[settings.language])
+            flow = load_settings_flow(settings)
+            engine = load_engine(settings.model or None, vocabularies(settings, flow)[settings.language])
         else:
             from voicebot.transcript.offline import offline_engine
 
@@ -243,7 +249,11 @@ def _serve(settings: Settings) -> int:
     from voicebot.app import STARTUP, create_app
 
     _warn_about_open_ingress(settings)
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except ConfigError as exc:
+        print(f"voicebot: {exc}", file=sys.stderr)
+        return 2
     failure: list[BaseException] = []
 
     async def watch_startup(app: web.Application) -> None:

@@ -107,10 +107,10 @@ class JobQueue:
 class CallTranscripts:
     """One call's side of the pass; the session calls these (never blocking)."""
 
-    def __init__(self, service: TranscriptService | None, call_id: str, rate: int) -> None:
-        self._service, self.call_id, self.rate = service, call_id, rate
+    def __init__(self, service: TranscriptService | None, call_id: str) -> None:
+        self._service, self.call_id = service, call_id
         self._audio: list[bytes] = []
-        self._history: list[tuple[float, float, bytes]] = []
+        self._history: list[tuple[float, float, bytes, int]] = []
         self._kept_s = 0.0
         self.handed_over = False
         self.delivered: list[FreeText] = []  # before the handoff (mode `all`)
@@ -119,19 +119,26 @@ class CallTranscripts:
         if self._service is not None:
             self._audio.append(pcm)
 
-    def ended(self, start: float, end: float) -> None:
-        """The utterance [start, end] (call time, as the decision Utterance's) is over."""
+    def ended(self, start: float, end: float, language: str, rate: int) -> None:
+        """The utterance [start, end] (call time, as the decision Utterance's), fed as
+        PCM16 at `rate`, in the call's `language` at the time, is over."""
         pcm, self._audio = b"".join(self._audio), []
         if self._service is None or not pcm:
             return
-        if self._service.mode == "all" or self.handed_over:
-            self._service.submit(self, start, end, pcm)
-            return
-        self._history.append((start, end, pcm))
-        self._kept_s += len(pcm) / 2 / self.rate
+        if language != self._service.language:  # the engine would write nonsense
+            self._service.skip(self.call_id, start, end, self.handed_over, "language")
+        elif self._service.mode == "all" or self.handed_over:
+            self._service.submit(self, start, end, pcm, rate)
+        else:
+            self._keep(start, end, pcm, rate)
+
+    def _keep(self, start: float, end: float, pcm: bytes, rate: int) -> None:
+        assert self._service is not None
+        self._history.append((start, end, pcm, rate))
+        self._kept_s += len(pcm) / 2 / rate
         while self._kept_s > HISTORY_S and len(self._history) > 1:
-            old_start, old_end, old = self._history.pop(0)
-            self._kept_s -= len(old) / 2 / self.rate
+            old_start, old_end, old, old_rate = self._history.pop(0)
+            self._kept_s -= len(old) / 2 / old_rate
             self._service.skip(self.call_id, old_start, old_end, False, "history_limit")
 
     def hand_over(self) -> None:
@@ -139,8 +146,8 @@ class CallTranscripts:
             return
         self.handed_over = True
         history, self._history, self._kept_s = self._history, [], 0.0
-        for start, end, pcm in history:
-            self._service.submit(self, start, end, pcm)
+        for start, end, pcm, rate in history:
+            self._service.submit(self, start, end, pcm, rate)
         if self.delivered:
             self._service.announce_handover(self.call_id, self.delivered)
             self.delivered = []
@@ -154,12 +161,13 @@ class CallTranscripts:
 
 class TranscriptService:
     def __init__(self, transcribers: list[Transcriber], sink: TranscriptSink, mode: str = "all",
-                 queue_limit: int = 64) -> None:
+                 queue_limit: int = 64, language: str = "en") -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
         self.transcribers = transcribers
         self.sink = sink
         self.mode = mode
+        self.language = language  # what the engine was loaded for; other languages are skipped
         self.queue = JobQueue(queue_limit)
         self.counts = {"ok": 0, "failed": 0, "skipped": 0}
         self._calls: dict[str, CallTranscripts] = {}
@@ -193,8 +201,8 @@ class TranscriptService:
             executor.shutdown(wait=False)
 
     # --- calls -------------------------------------------------------------------------
-    def call(self, call_id: str, rate: int) -> CallTranscripts:
-        calls = CallTranscripts(self, call_id, rate)
+    def call(self, call_id: str) -> CallTranscripts:
+        calls = CallTranscripts(self, call_id)
         self._calls[call_id] = calls
         return calls
 
@@ -206,9 +214,9 @@ class TranscriptService:
         if isinstance(event, HandoffDecided) and (calls := self._calls.get(event.call_id)):
             calls.hand_over()
 
-    def submit(self, calls: CallTranscripts, start: float, end: float, pcm: bytes) -> None:
+    def submit(self, calls: CallTranscripts, start: float, end: float, pcm: bytes, rate: int) -> None:
         job = _Job(_HANDED_OVER if calls.handed_over else _ROUTINE, next(self._seq),
-                   calls.call_id, start, end, pcm, calls.rate, calls.handed_over)
+                   calls.call_id, start, end, pcm, rate, calls.handed_over)
         if (dropped := self.queue.put(job)) is not None:
             self.skip(dropped.call_id, dropped.start, dropped.end, dropped.handed_over, "busy")
 
@@ -269,9 +277,9 @@ def _run(transcriber: Transcriber, job: _Job) -> tuple:  # type: ignore[type-arg
     return transcriber.transcribe(pcm)
 
 
-OFF = CallTranscripts(None, "", 16000)  # what a call gets while the pass is off
+OFF = CallTranscripts(None, "")  # what a call gets while the pass is off
 
 
-def transcripts_for(service: TranscriptService | None, call_id: str, rate: int) -> CallTranscripts:
-    """The call's side of the pass (`rate`: of the PCM the session feeds); OFF when off."""
-    return service.call(call_id, rate) if service is not None else OFF
+def transcripts_for(service: TranscriptService | None, call_id: str) -> CallTranscripts:
+    """The call's side of the pass; OFF when the pass is off."""
+    return service.call(call_id) if service is not None else OFF

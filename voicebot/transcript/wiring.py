@@ -40,7 +40,8 @@ async def start_transcripts(settings: Settings, store: CallStore, desk: StaffDes
 
     transcribers = await asyncio.get_running_loop().run_in_executor(None, spawn)
     service = TranscriptService(list(transcribers), DeskSink(store, desk),
-                                settings.transcript_calls, settings.transcript_queue)
+                                settings.transcript_calls, settings.transcript_queue,
+                                settings.language)
     service.start()
     events.subscribe(service.on_call_event)
     log.info("free-form transcripts: %s", service.description)
