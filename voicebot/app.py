@@ -45,6 +45,7 @@ from voicebot.telephony.human_line import HumanLine, HumanLineHandler
 from voicebot.telephony.native import NativeStreamHandler
 from voicebot.telephony.twilio_ws import TwilioMediaHandler
 from voicebot.telephony.twiml import TwimlHandlers
+from voicebot.transcript.wiring import start_transcripts
 from voicebot.tts.base import Synthesizer
 from voicebot.tts.prompts import PromptCache
 from voicebot.tts.pyttsx3_tts import Pyttsx3Synthesizer
@@ -112,7 +113,8 @@ def create_app(
         await store.open()
         await desk.open()
         app[STARTUP] = asyncio.create_task(
-            _prepare(settings, flow, registry, store, prompts, executor, engine, events, http, reloader),
+            _prepare(settings, flow, registry, store, prompts, executor, engine, events, http, reloader,
+                     desk),
             name="startup")
         _on_sighup(reloader)
         retention = asyncio.create_task(keep_retention(store, desk, settings.retention_days),
@@ -122,6 +124,8 @@ def create_app(
             retention.cancel()
             await asyncio.gather(retention, return_exceptions=True)
         await registry.hang_up_all()
+        if registry.services is not None and registry.services.transcripts is not None:
+            await registry.services.transcripts.close()
         app[STARTUP].cancel()
         await asyncio.gather(app[STARTUP], return_exceptions=True)
         _on_sighup(None)
@@ -193,7 +197,7 @@ def _add_sip(app: web.Application, settings: Settings, registry: CallRegistry,
 async def _prepare(
     settings: Settings, flow: Flow, registry: CallRegistry, store: CallStore, prompts: PromptCache,
     executor: ThreadPoolExecutor, engine: SpeechEngine | None, events: CallEventBus,
-    http: aiohttp.ClientSession, reloader: FlowReloader,
+    http: aiohttp.ClientSession, reloader: FlowReloader, desk: StaffDesk,
 ) -> None:
     """Load each language's recogniser and render the prompts; only then report healthy."""
     loop = asyncio.get_running_loop()
@@ -212,8 +216,10 @@ async def _prepare(
              ", ".join(engines))
     runners = {code: AsrRunner(each, executor, settings.asr_timeout_s) for code, each in engines.items()}
     reloader.vocab = vocab
+    transcripts = await start_transcripts(settings, store, desk, events)
     registry.services = CallServices(settings, runners[settings.language], prompts, store, flow, events,
-                                     frames=FrameBatcher(loop.call_later), recognisers=runners, http=http)
+                                     frames=FrameBatcher(loop.call_later), recognisers=runners, http=http,
+                                     transcripts=transcripts)
 
 
 def _on_sighup(reloader: FlowReloader | None) -> None:
@@ -248,6 +254,8 @@ async def _health(request: web.Request) -> web.Response:
         "over_capacity": int(metrics.sample("voicebot_calls_over_capacity_total")),
         "store": "ok" if request.app[STORE].up else "journalling",
         "journal_pending": request.app[STORE].pending,
+        "transcripts": registry.services.transcripts.health() if registry.services.transcripts
+        else "off",
     })
 
 

@@ -73,6 +73,11 @@ class Settings:
     sip_host: str = ""  # where SIP and RTP listen; "" = host
     sip_rtp_ports: str = "10000-20000"  # RTP port range, "low-high"
     sip_transfer_timeout_s: float = 30.0  # no final NOTIFY for a REFER this long: take the call back
+    transcript_engine: str = "off"  # free-form pass for the staff: off | vosk | whisper
+    transcript_model: str = ""  # its model: a directory or a known name ("" = engine default)
+    transcript_calls: str = "handoff"  # all | handoff (only calls handed to a person)
+    transcript_workers: int = 1  # processes of the free-form pass (separate from asr_workers)
+    transcript_queue: int = 64  # utterances waiting for it at most; more are skipped, marked
 
     def language_models(self) -> dict[str, str]:
         """Language -> model for every language this server recognises (the default first)."""
@@ -131,6 +136,13 @@ def _validate(s: Settings) -> None:
                 ipaddress.ip_address(proxy)
         except ValueError:
             raise ConfigError("trusted_proxies", f"{proxy[:60]!r} is not an IP address") from None
+    if s.transcript_engine not in ("off", "vosk", "whisper"):
+        raise ConfigError("transcript_engine", "must be off, vosk or whisper")
+    if s.transcript_calls not in ("all", "handoff"):
+        raise ConfigError("transcript_calls", "must be all or handoff")
+    for key in ("transcript_workers", "transcript_queue"):
+        if getattr(s, key) < 1:
+            raise ConfigError(key, "must be at least 1")
     if s.asr_workers < 0:
         raise ConfigError("asr_workers", "must be 0 (one per CPU core) or a positive count")
     for key in ("low_confidence_turns", "no_input_turns", "unresolved_turns"):

@@ -39,6 +39,7 @@ from voicebot.dialog.flow import Flow
 from voicebot.errors import EngineError
 from voicebot.handoff.context import HandoffContext, summarise
 from voicebot.storage.base import CallRecord, CallStore
+from voicebot.transcript.service import TranscriptService, transcripts_for
 from voicebot.tts.prompts import PromptCache
 from voicebot.types import HandoffReason, Outcome, Source, Utterance
 
@@ -56,6 +57,7 @@ class CallServices:
     flow: Flow  # swapped whole on reload; a call keeps the flow it started with
     events: CallEventBus = field(default_factory=CallEventBus)
     frames: FrameBatcher | None = None  # VAD front end shared by all calls (None: per call)
+    transcripts: TranscriptService | None = None  # background free-form pass (None: off)
     recognisers: dict[str, AsrRunner] = field(default_factory=dict)  # language -> recogniser
     http: aiohttp.ClientSession | None = None  # lookups
 
@@ -86,6 +88,7 @@ class CallSession:
         self.policy = p.Policy(self.flow, record.language or s.language, _policy_config(s))
         self.recorder = CallRecorder(services.store, record)
         self.transcript: list[Utterance] = []
+        self._free = transcripts_for(services.transcripts, record.call_id)
         self._events: asyncio.Queue[p.Event | _HungUp] = asyncio.Queue()
         self._vad = SpeechDetector(channel.line_rate, _vad_config(s))
         self._lane: Lane | None = None
@@ -139,7 +142,8 @@ class CallSession:
                 self._speech_started(event.at)
             elif isinstance(event, SpeechAudio) and self._utterance is not None:
                 recognition, resampler, _ = self._utterance
-                recognition.feed(resampler.process(event.samples).tobytes())
+                recognition.feed(pcm := resampler.process(event.samples).tobytes())
+                self._free.feed(pcm)
             elif isinstance(event, SpeechEnded):
                 self._speech_ended(event.at)
 
@@ -278,6 +282,7 @@ class CallSession:
         await self._player.close()
         if self._utterance is not None:  # speech still open when the call ended
             self._speech_ended(self._call_time())
+        self._free.close()
         if self._pending:
             await asyncio.wait(self._pending, timeout=self.services.settings.asr_timeout_s + 1)
         for task in self._pending:
@@ -307,7 +312,9 @@ class CallSession:
             return
         recognition, resampler, start = self._utterance
         self._utterance = None
-        recognition.feed(resampler.process(np.zeros(0, np.int16), last=True).tobytes())
+        recognition.feed(pcm := resampler.process(np.zeros(0, np.int16), last=True).tobytes())
+        self._free.feed(pcm)
+        self._free.ended(start, at, self.policy.language, resampler.out_rate)
         self._track(self._recognise(recognition, start, at))
 
     async def _recognise(self, recognition: UtteranceRecognition, start: float, end: float) -> None:

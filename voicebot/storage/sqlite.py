@@ -9,11 +9,11 @@ from typing import Any
 
 import aiosqlite
 
-from voicebot.storage.base import CallRecord, utterance_json
+from voicebot.storage.base import EVENT_LISTS, CallRecord, utterance_json
 from voicebot.storage.connection import connect
 from voicebot.types import Utterance
 
-_SCALARS = [f.name for f in fields(CallRecord) if f.name not in ("utterances", "prompts")]
+_SCALARS = [f.name for f in fields(CallRecord) if f.name not in EVENT_LISTS.values()]
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS calls (
@@ -73,6 +73,9 @@ class SqliteCallStore:
     async def add_prompt(self, call_id: str, at: float, prompt: dict[str, Any]) -> None:
         await self._add_event(call_id, at, "prompt", prompt)
 
+    async def add_transcript(self, call_id: str, at: float, item: dict[str, Any]) -> None:
+        await self._add_event(call_id, at, "transcript", item)
+
     async def _add_event(self, call_id: str, at: float, kind: str, payload: dict[str, Any]) -> None:
         await self.db.execute(
             "INSERT OR IGNORE INTO call_events (call_id, at, kind, payload) VALUES (?, ?, ?, ?)",
@@ -116,7 +119,7 @@ class SqliteCallStore:
         )
         for at, kind, payload in await cursor.fetchall():
             item = {"at": at, **json.loads(payload)}
-            (record.utterances if kind == "utterance" else record.prompts).append(item)
+            getattr(record, EVENT_LISTS.get(kind, "prompts")).append(item)
         return record
 
 
