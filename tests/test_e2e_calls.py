@@ -11,7 +11,7 @@ import pytest
 
 from voicebot.audio.wav import read_wav
 from voicebot.replay.client import ReplayOptions, replay
-from voicebot.telephony.signature import twilio_signature
+from voicebot.signing import twilio_signature
 
 from .conftest import FIXTURES
 

@@ -18,7 +18,7 @@ import pytest
 from voicebot.app import DESK
 from voicebot.audio.wav import read_wav
 from voicebot.replay.client import ReplayOptions, replay
-from voicebot.telephony.signature import twilio_signature
+from voicebot.signing import twilio_signature
 
 from .conftest import FIXTURES
 from .staff_helpers import KNOWLEDGE, make_staff

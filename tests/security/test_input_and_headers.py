@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from voicebot.asr.fake import FakeEngine
-from voicebot.telephony.signature import twilio_signature
+from voicebot.signing import twilio_signature
 
 from ..conftest import STAFF_TOKEN
 

@@ -17,7 +17,7 @@ from voicebot.audio.wav import read_wav
 from voicebot.errors import ProtocolError
 from voicebot.replay.client import ReplayOptions, replay, twilio_webhook
 from voicebot.storage.base import CallRecord
-from voicebot.telephony.signature import twilio_signature
+from voicebot.signing import twilio_signature
 from voicebot.telephony.stream_token import StreamTokens
 
 from ..conftest import FIXTURES, STAFF_TOKEN

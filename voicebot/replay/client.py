@@ -20,7 +20,7 @@ import aiohttp
 import numpy as np
 
 from voicebot.audio.codecs import ulaw_decode, ulaw_encode
-from voicebot.telephony.signature import twilio_signature
+from voicebot.signing import twilio_signature
 
 FRAME_MS = 20
 MarkMode = Literal["played", "immediate", "never"]

@@ -15,7 +15,7 @@ from voicebot.config import Settings
 from voicebot.errors import ProtocolError
 from voicebot.storage.base import CallRecord
 from voicebot.telephony import twilio_codec as tc
-from voicebot.telephony.signature import valid_twilio_signature
+from voicebot.signing import valid_twilio_signature
 from voicebot.telephony.stream_token import PARAMETER, StreamTokens
 from voicebot.telephony.ws_common import (
     close_with_error,
