@@ -21,12 +21,14 @@ from voicebot.call.session import CallServices
 from voicebot.config import Settings
 from voicebot.dialog.lang import PACKS, PROMPT_NAMES
 from voicebot.metrics import CONTENT_TYPE, Metrics
+from voicebot.privacy import privacy_for
 from voicebot.staff.admin import AdminRoutes
 from voicebot.staff.privacy import PrivacyRoutes, keep_retention
 from voicebot.staff.routes import DeskRoutes
 from voicebot.staff.service import StaffDesk
 from voicebot.storage.base import CallStore
 from voicebot.storage.journal import JournalledStore
+from voicebot.storage.sealed import SealedCallStore
 from voicebot.storage.sqlite import SqliteCallStore
 from voicebot.telephony.human_line import HumanLineHandler
 from voicebot.telephony.native import NativeStreamHandler
@@ -55,14 +57,16 @@ def create_app(
     app = web.Application(client_max_size=settings.max_request_bytes)
     metrics = Metrics()
     registry = CallRegistry(settings.max_calls, metrics)
-    store = JournalledStore(
+    journalled = JournalledStore(
         SqliteCallStore(settings.db), settings.journal_path, timeout_s=settings.db_timeout_s,
         data_errors=(sqlite3.IntegrityError, ValueError), on_journalled=metrics.journalled.inc)
-    metrics.track_journal(lambda: store.pending)
+    metrics.track_journal(lambda: journalled.pending)
+    privacy = privacy_for(settings)  # outermost: neither the journal nor the DB sees plain data
+    store = SealedCallStore(journalled, privacy)
     app[REGISTRY] = registry
-    app[STORE] = store
+    app[STORE] = journalled
     events = CallEventBus()
-    desk = app[DESK] = StaffDesk(settings)
+    desk = app[DESK] = StaffDesk(settings, privacy)
     events.subscribe(desk.on_call_event)
     twiml = TwimlHandlers(settings, store, events)
     human_line = HumanLineHandler(settings, twiml.line)

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from voicebot.config import Settings, load_settings
 from voicebot.errors import ConfigError
+from voicebot.privacy_cli import add_privacy_parser, run_privacy
 from voicebot.staff.cli import add_staff_parser, run_staff
 
 log = logging.getLogger("voicebot")
@@ -31,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     _add_replay(sub)
     _add_models(sub)
     add_staff_parser(sub)
+    add_privacy_parser(sub)
     transcribe = sub.add_parser("transcribe", help="recognise recordings offline, no server")
     transcribe.add_argument("files", nargs="+", type=Path)
     transcribe.add_argument("--json", action="store_true", help="one JSON object per file")
@@ -53,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         return _transcribe(settings, args.files, args.json)
     if args.command == "staff":
         return run_staff(args, settings)
+    if args.command == "privacy":
+        return run_privacy(args, settings)
     return _serve(settings)
 
 
@@ -218,7 +222,11 @@ def _serve(settings: Settings) -> int:
     from voicebot.app import STARTUP, create_app
 
     _warn_about_open_ingress(settings)
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except ConfigError as exc:  # e.g. an unreadable key file
+        print(f"voicebot: {exc}", file=sys.stderr)
+        return 2
     failure: list[BaseException] = []
 
     async def watch_startup(app: web.Application) -> None:
@@ -237,8 +245,12 @@ def _serve(settings: Settings) -> int:
              settings.host, settings.port)
     # SIGTERM/SIGINT: stop listening, hand every call to a human (app.py drain),
     # flush the records, exit 0. The timeout only bounds sockets still open after that.
-    web.run_app(app, host=settings.host, port=settings.port, print=None,
-                shutdown_timeout=settings.shutdown_grace_s + 5, handle_signals=True)
+    try:
+        web.run_app(app, host=settings.host, port=settings.port, print=None,
+                    shutdown_timeout=settings.shutdown_grace_s + 5, handle_signals=True)
+    except ConfigError as exc:  # e.g. stored data sealed under a key not configured
+        print(f"voicebot: refusing to start: {exc}", file=sys.stderr)
+        return 2
     return 1 if failure else 0
 
 

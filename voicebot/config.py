@@ -62,6 +62,9 @@ class Settings:
     journal: str = ""  # append-only file for records while the DB is down; "" = <db>.journal
     log_level: str = "INFO"
     retention_days: float = 0.0  # calls older than this are erased; 0 = kept until erased
+    secret_key: str = ""  # root secret for pseudonyms and encryption; "" = the key file
+    key_file: str = ""  # generated owner-only root secret; "" = <db>.key
+    previous_secret_key: str = ""  # readable during `voicebot privacy rotate-key` only
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -69,6 +72,10 @@ class Settings:
     @property
     def journal_path(self) -> str:
         return self.journal or self.db + ".journal"
+
+    @property
+    def key_path(self) -> str:
+        return self.key_file or self.db + ".key"
 
     @property
     def ws_public_base(self) -> str:

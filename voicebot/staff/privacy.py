@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from datetime import UTC, datetime
+from typing import Any
 
 from aiohttp import web
 
@@ -39,6 +41,22 @@ async def announce_erased(desk: StaffDesk, ids: list[str], user: str, role: str,
     await desk.staff.audit(user, role, action, detail=f"{len(ids)} calls")
     for call_id in ids:
         desk.publish_update(call_id, "erased")
+
+
+async def export_caller(calls: CallStore, desk: DeskStore, caller: str) -> dict[str, Any]:
+    """Everything held about a caller, as portable JSON: each call with its transcript,
+    prompts, outcome and disclosure record, and the desk's rows about those calls."""
+    records = await calls.calls_of_caller(caller)
+    ids = [r.call_id for r in records]
+    return {
+        "format": "voicebot.caller-export.v1", "caller": caller,
+        "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "calls": [{**r.to_json(), "disclosure": {
+            "text": r.disclosure_text, "started_at": r.disclosure_started_at,
+            "played_at": r.disclosure_played_at, "confirmed_by": r.disclosure_confirmed_by,
+        }} for r in records],
+        "desk": await desk.rows_for_calls(ids),
+    }
 
 
 RETENTION_SWEEP_S = 3600.0
@@ -72,14 +90,31 @@ class PrivacyRoutes:
 
     def add_to(self, router: web.UrlDispatcher) -> None:
         router.add_post("/api/privacy/erase", self.erase)
+        router.add_post("/api/privacy/export", self.export)
 
-    async def erase(self, request: web.Request) -> web.Response:
-        who = await self.d.auth.require(request, "admin")
+    async def _caller(self, request: web.Request) -> str:
         caller = (await json_body(request)).get("caller")
         if not isinstance(caller, str) or not caller.strip() or len(caller) > 256:
             raise bad_request("caller must be the caller's number, as a string")
+        return caller.strip()
+
+    async def export(self, request: web.Request) -> web.Response:
+        who = await self.d.auth.require(request, "admin")
+        caller = await self._caller(request)
         try:
-            ids = await erase_caller(self.calls, self.d.desk, caller.strip())
+            data = await export_caller(self.calls, self.d.desk, caller)
+        except StoreUnavailable:
+            return json_response({"error": "the call database is unavailable or catching up; "
+                                           "try again"}, status=503)
+        await self.d.staff.audit(who.name, who.role, "export_caller",
+                                 detail=f"{len(data['calls'])} calls")
+        return json_response(data)
+
+    async def erase(self, request: web.Request) -> web.Response:
+        who = await self.d.auth.require(request, "admin")
+        caller = await self._caller(request)
+        try:
+            ids = await erase_caller(self.calls, self.d.desk, caller)
         except StoreUnavailable:
             return json_response({"error": "the call database is unavailable or catching up; "
                                            "nothing was erased, try again"}, status=503)

@@ -19,7 +19,7 @@ class CallRecord:
     gateway: str  # "twilio" | "native"
     gateway_call_id: str = ""  # Twilio CallSid
     stream_id: str = ""  # Twilio streamSid
-    caller: str = ""
+    caller: str = ""  # as stored: a pseudonym (voicebot.storage.sealed)
     language: str = "en"
     started_at: float = 0.0
     ended_at: float | None = None
@@ -33,9 +33,12 @@ class CallRecord:
     summary: str = ""
     utterances: list[dict[str, Any]] = field(default_factory=list)
     prompts: list[dict[str, Any]] = field(default_factory=list)
+    caller_sealed: str = ""  # as stored: the number, encrypted (for call backs and the desk)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data.pop("caller_sealed")  # storage's business; `caller` is the number when read
+        return data
 
 
 def utterance_json(u: Utterance) -> dict[str, Any]:
@@ -60,3 +63,5 @@ class CallStore(Protocol):
     async def get(self, call_or_gateway_id: str) -> CallRecord | None: ...
     async def erase_caller(self, caller: str) -> list[str]: ...  # the ids of the calls deleted
     async def erase_started_before(self, cutoff: float) -> list[str]: ...
+    async def calls_of_caller(self, caller: str) -> list[CallRecord]: ...  # oldest first
+    async def claim_meta(self, name: str, value: str) -> str: ...  # stored value, set if none

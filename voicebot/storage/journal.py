@@ -30,7 +30,7 @@ import os
 from collections.abc import Awaitable, Callable
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from voicebot.errors import StoreUnavailable
 from voicebot.storage.base import CallRecord, CallStore, utterance_json
@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 _SCALARS = [f.name for f in fields(CallRecord) if f.name not in ("utterances", "prompts")]
 Entry = dict[str, Any]
+T = TypeVar("T")
 
 
 class JournalledStore:
@@ -117,6 +118,19 @@ class JournalledStore:
             if not self._up or self.pending:
                 raise StoreUnavailable("the call database is unavailable or catching up")
             return await asyncio.wait_for(erase(), self.timeout_s)
+
+    async def calls_of_caller(self, caller: str) -> list[CallRecord]:
+        return await self._read(lambda: self.inner.calls_of_caller(caller))
+
+    async def claim_meta(self, name: str, value: str) -> str:
+        return await self._read(lambda: self.inner.claim_meta(name, value))
+
+    async def _read(self, op: Callable[[], Awaitable[T]]) -> T:
+        """Only with the database up and caught up (exports, the key check)."""
+        async with self._lock:
+            if not self._up or self.pending:
+                raise StoreUnavailable("the call database is unavailable or catching up")
+            return await asyncio.wait_for(op(), self.timeout_s)
 
     async def get(self, call_or_gateway_id: str) -> CallRecord | None:
         if self._up:
