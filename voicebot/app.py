@@ -92,9 +92,9 @@ def create_app(
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         # Threads only move audio to the recognition processes and wait for
         # their answers, so there are enough for every call's open utterance.
+        await store.open()  # first: it refuses data it cannot decrypt, before any thread starts
         executor = ThreadPoolExecutor(max_workers=64, thread_name_prefix="asr")
         prompts = PromptCache(synthesizer or Pyttsx3Synthesizer(settings.tts_rate))
-        await store.open()
         await desk.open()
         app[STARTUP] = asyncio.create_task(
             _prepare(settings, registry, store, prompts, executor, engine, events), name="startup")

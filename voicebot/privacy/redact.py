@@ -15,6 +15,11 @@ words just before it:
 | `[EMAIL]` | `name@host.tld`, or spoken "name at host dot com" |
 | `[DIGITS]` | any other run of 5 or more digits |
 
+Digit words, digit groups, "oh" between digits and "double"/"triple" before a
+digit all count. Not understood (known misses, listed in
+`tests/test_redaction.py`): tens and teens ("forty one eleven ..."), and
+personal data that is not a number or an address (names, street addresses).
+
 **The slot rule.** A run of 4–16 digits right after "order" (optionally
 "number", "no", "#" or "is" between) is the order number the flow and the agent
 need, so it is kept, unless it is a card number. It is never in the clear at
@@ -30,7 +35,8 @@ from typing import Any
 
 DIGIT_WORDS = {"zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5",
                "six": "6", "seven": "7", "eight": "8", "nine": "9"}
-_ZERO_WORDS = ("oh", "o")  # digits only between other digits ("oh my" stays)
+_ZERO_WORDS = ("oh", "o")
+_REPEAT = {"double": 2, "triple": 3}  # digits only between other digits ("oh my" stays)
 _GROUP = re.compile(r"^\(?\+?\d[\d\-().]*$")
 _EMAIL = re.compile(r"^[\w.+-]+@[\w-]+(?:\.[\w-]+)+$")
 _TLDS = {"com", "net", "org", "edu", "gov", "io", "co", "uk", "de", "kr", "info", "biz"}
@@ -84,22 +90,31 @@ def find_spans(tokens: list[str]) -> list[Span]:
 def _digit_runs(tokens: list[str]) -> list[tuple[int, int, str]]:
     runs, i = [], 0
     while i < len(tokens):
-        if _digits(tokens[i]) is None:
+        if _digit_at(tokens, i) is None:
             i += 1
             continue
         j, digits = i, ""
-        while j < len(tokens):
-            d = _digits(tokens[j])
-            if d is None and tokens[j].lower() in _ZERO_WORDS and j + 1 < len(tokens) \
-                    and _digits(tokens[j + 1]) is not None:
-                d = "0"
-            if d is None:
-                break
+        while j < len(tokens) and (d := _digit_at(tokens, j)) is not None:
             digits += d
             j += 1
         runs.append((i, j, digits))
         i = j
     return runs
+
+
+def _digit_at(tokens: list[str], i: int) -> str | None:
+    """The digits token `i` stands for; "oh" counts as 0 only when a digit follows
+    (after any further "oh"s), so "oh my order" is not a number."""
+    digits = _digits(tokens[i])
+    if digits is not None:
+        return digits
+    repeat = _REPEAT.get(tokens[i].lower())
+    if repeat and i + 1 < len(tokens) and len(_digits(tokens[i + 1]) or "") == 1:
+        return _digits(tokens[i + 1]) * (repeat - 1)  # "double five": the five adds the last
+    j = i
+    while j < len(tokens) and tokens[j].lower() in _ZERO_WORDS:
+        j += 1
+    return "0" if j > i and j < len(tokens) and _digits(tokens[j]) is not None else None
 
 
 def _digits(token: str) -> str | None:
@@ -162,6 +177,8 @@ def _spoken_emails(tokens: list[str]) -> list[Span]:
         start = i - 1
         while start >= 2 and low[start - 1] == "dot":
             start -= 2
+        while start >= 1 and len(low[start - 1]) == 1 and low[start - 1].isalpha():
+            start -= 1  # a spelled name: "j o h n at ..."
         spans.append(Span(start, end + 1, "EMAIL"))
     return spans
 

@@ -41,7 +41,11 @@ class SealedCallStore:
 
     async def open(self) -> None:
         await self.inner.open()
-        await self.check_key()
+        try:
+            await self.check_key()
+        except BaseException:
+            await self.inner.close()  # its connection thread would keep the process alive
+            raise
 
     async def check_key(self) -> None:
         """Refuse to write under a key other than the one the stored data is under."""
