@@ -23,11 +23,13 @@ from voicebot.dialog.lang import PACKS, PROMPT_NAMES
 from voicebot.metrics import CONTENT_TYPE, Metrics
 from voicebot.privacy import privacy_for
 from voicebot.staff.admin import AdminRoutes
+from voicebot.staff.optout import OptOuts
 from voicebot.staff.privacy import PrivacyRoutes, keep_retention
 from voicebot.staff.routes import DeskRoutes
 from voicebot.staff.service import StaffDesk
 from voicebot.storage.base import CallStore
 from voicebot.storage.journal import JournalledStore
+from voicebot.storage.optout import OptOutStore
 from voicebot.storage.sealed import SealedCallStore
 from voicebot.storage.sqlite import SqliteCallStore
 from voicebot.telephony.human_line import HumanLineHandler
@@ -77,7 +79,10 @@ def create_app(
     app.router.add_get("/v1/stream", NativeStreamHandler(settings, registry).handle)
     app.router.add_post("/v1/calls/{call_id}/human-line", human_line.handle)
     DeskRoutes(desk, store).add_to(app.router)
-    PrivacyRoutes(desk, store).add_to(app.router)
+    opt_outs = OptOuts(OptOutStore(settings.db), privacy, desk.staff, metrics)
+    registry.opted_out = opt_outs.opted_out
+    events.subscribe(opt_outs.on_call_event)
+    PrivacyRoutes(desk, store, opt_outs).add_to(app.router)
     AdminRoutes(desk).add_to(app.router)
     app.router.add_get("/healthz", _health)
     app.router.add_get("/metrics", _metrics)
@@ -96,6 +101,7 @@ def create_app(
         executor = ThreadPoolExecutor(max_workers=64, thread_name_prefix="asr")
         prompts = PromptCache(synthesizer or Pyttsx3Synthesizer(settings.tts_rate))
         await desk.open()
+        await opt_outs.open()
         app[STARTUP] = asyncio.create_task(
             _prepare(settings, registry, store, prompts, executor, engine, events), name="startup")
         retention = asyncio.create_task(keep_retention(store, desk, settings.retention_days),
@@ -107,6 +113,7 @@ def create_app(
         await registry.hang_up_all()
         app[STARTUP].cancel()
         await asyncio.gather(app[STARTUP], return_exceptions=True)
+        await opt_outs.close()
         await desk.close()
         await store.close()
         prompts.close()

@@ -61,7 +61,9 @@ async def erase_from_shell(settings: Settings, caller: str) -> int:
     if not caller.strip():
         raise ValueError("give the caller's number")
     async with _Stores(settings) as s:
-        ids = await erase_caller(s.calls, s.desk, caller.strip())
+        async def forget(number: str) -> None:  # a running server forgets it at its next start
+            await s.opt_outs.remove(s.privacy.pseudonym(number))
+        ids = await erase_caller(s.calls, s.desk, caller.strip(), forget)
         await s.staff.audit("cli", "admin", "erase_caller", detail=f"{len(ids)} calls")
     print(f"erased {len(ids)} calls", file=sys.stderr)
     return 0
@@ -73,6 +75,7 @@ class _Stores:
     def __init__(self, settings: Settings, privacy: Any = None) -> None:
         from voicebot.privacy import privacy_for
         from voicebot.storage.desk import DeskStore
+        from voicebot.storage.optout import OptOutStore
         from voicebot.storage.sealed import SealedCallStore
         from voicebot.storage.sqlite import SqliteCallStore
         from voicebot.storage.staff import StaffStore
@@ -82,15 +85,17 @@ class _Stores:
         self.calls = SealedCallStore(self.backend, self.privacy)
         self.desk = DeskStore(settings.db, self.privacy)
         self.staff = StaffStore(settings.db)
+        self.opt_outs = OptOutStore(settings.db)
 
     async def __aenter__(self) -> _Stores:
         await self.calls.open()  # first: it makes the calls table and checks the key
         await self.desk.open()
         await self.staff.open()
+        await self.opt_outs.open()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        for store in (self.staff, self.desk, self.calls):
+        for store in (self.opt_outs, self.staff, self.desk, self.calls):
             await store.close()
 
 

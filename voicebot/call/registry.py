@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Callable
 
 from voicebot.call.media import MediaChannel
 from voicebot.call.session import CallServices, CallSession
@@ -26,6 +27,7 @@ class CallRegistry:
         self.max_calls = max_calls
         self.metrics = metrics or Metrics()
         self.draining = False
+        self.opted_out: Callable[[str], bool] = lambda caller: False  # by number
         self._tasks: set[asyncio.Task[None]] = set()
         self._overflow: set[str] = set()  # calls over capacity: not counted against max_calls
         self.metrics.track_active(lambda: len(self.sessions))
@@ -43,6 +45,8 @@ class CallRegistry:
             raise KeyError(record.call_id)
         record.language = self.services.settings.language
         reason = self._admission()
+        if reason is None and self.opted_out(record.caller):
+            reason = HandoffReason.OPTED_OUT
         session = CallSession(record, channel, self.services, hand_over=reason)
         self.sessions[record.call_id] = session
         if reason is not None:

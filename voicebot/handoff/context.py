@@ -17,6 +17,7 @@ REASON_TEXT = {
     HandoffReason.MAX_DURATION: "the call reached the bot's time limit",
     HandoffReason.MEDIA_TIMEOUT: "the caller's audio stopped arriving",
     HandoffReason.SHUTDOWN: "the bot was shutting down",
+    HandoffReason.OPTED_OUT: "the caller opted out of the automated assistant",
 }
 
 INTENT_TEXT = {
