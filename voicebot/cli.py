@@ -14,6 +14,7 @@ from aiohttp import web
 
 from voicebot.config import Settings, load_settings
 from voicebot.errors import ConfigError
+from voicebot.audit_cli import add_audit_parser, run_audit
 from voicebot.privacy_cli import add_privacy_parser, run_privacy
 from voicebot.staff.cli import add_staff_parser, run_staff
 
@@ -33,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     _add_models(sub)
     add_staff_parser(sub)
     add_privacy_parser(sub)
+    add_audit_parser(sub)
     transcribe = sub.add_parser("transcribe", help="recognise recordings offline, no server")
     transcribe.add_argument("files", nargs="+", type=Path)
     transcribe.add_argument("--json", action="store_true", help="one JSON object per file")
@@ -57,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_staff(args, settings)
     if args.command == "privacy":
         return run_privacy(args, settings)
+    if args.command == "audit":
+        return run_audit(args, settings)
     return _serve(settings)
 
 

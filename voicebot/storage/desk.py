@@ -226,6 +226,17 @@ class DeskStore(Database):
             (since, until))
         return {r["reason"]: r["n"] for r in rows}
 
+    async def disclosure_records(self, since: float) -> list[dict[str, Any]]:
+        """Each call's disclosure record, with how much else happened in it."""
+        return await self.rows(
+            "SELECT c.call_id, c.started_at, c.ended_at, c.outcome, c.disclosure_started_at, "
+            "c.disclosure_played_at, c.disclosure_confirmed_by, "
+            "(SELECT COUNT(*) FROM call_events e WHERE e.call_id = c.call_id "
+            " AND e.kind = 'utterance') AS utterances, "
+            "(SELECT COUNT(*) FROM call_events e WHERE e.call_id = c.call_id "
+            " AND e.kind = 'prompt') AS prompts "
+            "FROM calls c WHERE c.started_at >= ? ORDER BY c.started_at", (since,))
+
     async def outcomes(self, since: float, until: float) -> dict[str, int]:
         rows = await self.rows("SELECT outcome, COUNT(*) AS n FROM calls WHERE started_at >= ? "
                                "AND started_at < ? GROUP BY outcome", (since, until))
