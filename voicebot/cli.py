@@ -224,11 +224,13 @@ def _serve(settings: Settings) -> int:
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from voicebot.app import STARTUP, create_app
+    from voicebot.tls import server_ssl_context
 
     _warn_about_open_ingress(settings)
     try:
+        tls = server_ssl_context(settings)
         app = create_app(settings)
-    except ConfigError as exc:  # e.g. an unreadable key file
+    except ConfigError as exc:  # e.g. an unreadable key file or certificate
         print(f"voicebot: {exc}", file=sys.stderr)
         return 2
     failure: list[BaseException] = []
@@ -240,17 +242,18 @@ def _serve(settings: Settings) -> int:
                 log.critical("start-up failed: %s", task.exception())
                 os.kill(os.getpid(), signal.SIGTERM)
             elif not task.cancelled():
-                log.info("ready: answering calls on http://%s:%d", settings.host, settings.port)
+                log.info("ready: answering calls on %s://%s:%d", "https" if tls else "http",
+                         settings.host, settings.port)
 
         app[STARTUP].add_done_callback(done)
 
     app.on_startup.append(watch_startup)
-    log.info("listening on http://%s:%d (Twilio webhook: POST /twilio/voice, native: WS /v1/stream)",
-             settings.host, settings.port)
+    log.info("listening on %s://%s:%d (Twilio webhook: POST /twilio/voice, native: WS /v1/stream)",
+             "https" if tls else "http", settings.host, settings.port)
     # SIGTERM/SIGINT: stop listening, hand every call to a human (app.py drain),
     # flush the records, exit 0. The timeout only bounds sockets still open after that.
     try:
-        web.run_app(app, host=settings.host, port=settings.port, print=None,
+        web.run_app(app, host=settings.host, port=settings.port, print=None, ssl_context=tls,
                     shutdown_timeout=settings.shutdown_grace_s + 5, handle_signals=True)
     except ConfigError as exc:  # e.g. stored data sealed under a key not configured
         print(f"voicebot: refusing to start: {exc}", file=sys.stderr)

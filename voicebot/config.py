@@ -65,6 +65,8 @@ class Settings:
     secret_key: str = ""  # root secret for pseudonyms and encryption; "" = the key file
     key_file: str = ""  # generated owner-only root secret; "" = <db>.key
     previous_secret_key: str = ""  # readable during `voicebot privacy rotate-key` only
+    tls_cert: str = ""  # PEM certificate (chain): serve HTTPS/WSS directly; "" = plain HTTP
+    tls_key: str = ""  # its PEM private key
 
     def __post_init__(self) -> None:
         _validate(self)
