@@ -58,6 +58,10 @@ REDACTED = [
     ("my zip is 02139 and my code is 77", "my zip is [DIGITS] and my code is 77"),
     ("one two three four five and then six seven eight nine zero",
      "[DIGITS] and then [DIGITS]"),
+    # punctuation around a span is kept (summaries quote the caller)
+    ('Caller said "my card is 4111 1111 1111 1111". Handed over.',
+     'Caller said "my card is [CARD]". Handed over.'),
+    ("mail me at bob@example.org, thanks", "mail me at [EMAIL], thanks"),
     # more than one kind in one sentence
     ("card 4111111111111111 email a@b.io phone 555 010 0123",
      "card [CARD] email [EMAIL] phone [PHONE]"),
@@ -131,3 +135,12 @@ def test_redacted_words_merge_into_one_placeholder_word():
     assert redact_utterance({"text": "i want a person", "words": []}) == {}
     unaligned = redact_utterance({"text": "card 4111111111111111", "words": [{"text": "x"}]})
     assert unaligned == {"text": "card [CARD]", "words": []}  # never keep the digits in words
+
+
+def test_the_handoff_summary_quotes_the_caller_redacted():
+    from voicebot.handoff.context import summarise
+    from voicebot.types import HandoffReason, Source, Utterance
+
+    said = Utterance("my card is 4111 1111 1111 1111", 0.9, 0.0, 2.0, Source.SPEECH, None, ())
+    summary = summarise((said,), HandoffReason.LOW_CONFIDENCE, [])
+    assert summary.startswith('Caller said "my card is [CARD]".') and "4111" not in summary

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from voicebot.dialog import lang
+from voicebot.privacy.redact import redact
 from voicebot.types import HandoffReason, Source, Utterance
 
 REASON_TEXT = {
@@ -49,7 +50,7 @@ def summarise(
     else:
         heard = [u for u in transcript if u.source is Source.SPEECH and u.text]
         if heard:
-            parts.append(f'Caller said "{heard[-1].text}".')
+            parts.append(f'Caller said "{redact(heard[-1].text)}".')  # shown, sent, stored
     if answered:
         parts.append("Bot already gave the self-service answer for "
                      + " and ".join(INTENT_TEXT[a] for a in answered) + ".")

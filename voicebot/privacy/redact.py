@@ -78,7 +78,8 @@ def redact_utterance(item: dict[str, Any]) -> dict[str, Any]:
 
 
 def find_spans(tokens: list[str]) -> list[Span]:
-    spans = [Span(i, i + 1, "EMAIL") for i, t in enumerate(tokens) if _EMAIL.match(t)]
+    spans = [Span(i, i + 1, "EMAIL") for i, t in enumerate(tokens)
+             if _EMAIL.match(t.strip(",.;:?!\"'()<>"))]
     spans += _spoken_emails(tokens)
     taken = {i for s in spans for i in range(s.start, s.end)}
     for start, end, digits in _digit_runs(tokens):
@@ -118,7 +119,7 @@ def _digit_at(tokens: list[str], i: int) -> str | None:
 
 
 def _digits(token: str) -> str | None:
-    word = token.lower().strip(",.?!")
+    word = token.lower().strip(",.?!;:\"'")
     if word in DIGIT_WORDS:
         return DIGIT_WORDS[word]
     if _GROUP.match(word):
@@ -184,9 +185,12 @@ def _spoken_emails(tokens: list[str]) -> list[Span]:
 
 
 def _apply(tokens: list[str], spans: list[Span]) -> list[str]:
+    """Punctuation around a span stays: '"my card is 4111…1111".' keeps its '".'."""
     out, i = [], 0
     for s in spans:
-        out += tokens[i:s.start] + [f"[{s.kind}]"]
+        before = re.match(r"[\"'¿¡]*", tokens[s.start]).group(0)  # type: ignore[union-attr]
+        after = re.search(r"[\"',.;:?!]*$", tokens[s.end - 1]).group(0)  # type: ignore[union-attr]
+        out += tokens[i:s.start] + [f"{before}[{s.kind}]{after}"]
         i = s.end
     return out + tokens[i:]
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from voicebot.errors import StoreUnavailable
 from voicebot.privacy.crypto import Privacy, UndecryptableData
-from voicebot.privacy.redact import redact_utterance
+from voicebot.privacy.redact import redact, redact_utterance
 from voicebot.storage.base import CallRecord, CallStore, utterance_json
 from voicebot.types import Utterance
 
@@ -108,7 +108,7 @@ def seal_row(privacy: Privacy, row: Row) -> Row:
         row["caller"] = privacy.pseudonym(number)
         row["caller_sealed"] = privacy.seal(number)
     if row.get("summary"):
-        row["summary"] = privacy.seal(row["summary"])
+        row["summary"] = privacy.seal(redact(row["summary"]))
     return row
 
 
