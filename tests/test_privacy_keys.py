@@ -135,3 +135,15 @@ def test_rotation_with_a_configured_secret_needs_the_previous_one(tmp_path):
     assert record is not None and record.caller == "+15550177" and len(found) == 1
     with pytest.raises(UndecryptableData):
         asyncio.run(_read(Settings(db=str(db), secret_key=SECRET_A)))
+
+
+def test_a_separate_pseudonym_key_keeps_pseudonyms_across_rotation(tmp_path):
+    separate = "p" * 40
+    before = FieldPrivacy(load_keys(SECRET_A, tmp_path / "k", pseudonym_secret=separate))
+    after = FieldPrivacy(load_keys(SECRET_B, tmp_path / "k", SECRET_A, separate))
+    derived = FieldPrivacy(load_keys(SECRET_A, tmp_path / "k"))
+    assert before.pseudonym("+15550177") == after.pseudonym("+15550177")
+    assert before.pseudonym("+15550177") != derived.pseudonym("+15550177")
+    assert before.key_id == derived.key_id != after.key_id  # only the cipher key rotated
+    with pytest.raises(ConfigError, match="pseudonym_key"):
+        load_keys(SECRET_A, tmp_path / "k", pseudonym_secret="short")

@@ -65,6 +65,7 @@ class Settings:
     secret_key: str = ""  # root secret for pseudonyms and encryption; "" = the key file
     key_file: str = ""  # generated owner-only root secret; "" = <db>.key
     previous_secret_key: str = ""  # readable during `voicebot privacy rotate-key` only
+    pseudonym_key: str = ""  # separate root for caller pseudonyms; "" = from the secret key
     tls_cert: str = ""  # PEM certificate (chain): serve HTTPS/WSS directly; "" = plain HTTP
     tls_key: str = ""  # its PEM private key
 

@@ -109,13 +109,15 @@ async def rotate_key(settings: Settings) -> int:
     if journal.exists() and journal.stat().st_size:
         raise ValueError(f"{journal} holds writes not yet in the database: start the server "
                          "once so it replays them, stop it, then rotate")
-    keys = load_keys(settings.secret_key, Path(settings.key_path), settings.previous_secret_key)
+    keys = load_keys(settings.secret_key, Path(settings.key_path), settings.previous_secret_key,
+                     settings.pseudonym_key)
     key_file, pending = Path(settings.key_path), pending_path(Path(settings.key_path))
     if not settings.secret_key:  # the new root waits beside the old until all is under it
         if not pending.exists():
             write_key_file(pending, new_root())
         new = read_key_file(pending)
-        keys = KeySet(new, (keys.current, *[r for r in keys.previous if r != new]))
+        keys = KeySet(new, (keys.current, *[r for r in keys.previous if r != new]),
+                      pseudonym_root=keys.pseudonym_root)
     elif not keys.previous:
         raise ValueError("with VOICEBOT_SECRET_KEY, set the new key there and the old one in "
                          "VOICEBOT_PREVIOUS_SECRET_KEY, then rotate")

@@ -17,4 +17,4 @@ from voicebot.privacy.keys import load_keys
 def privacy_for(settings: Settings) -> FieldPrivacy:
     """The configured keys (generating the key file on first start)."""
     return FieldPrivacy(load_keys(settings.secret_key, Path(settings.key_path),
-                                  settings.previous_secret_key))
+                                  settings.previous_secret_key, settings.pseudonym_key))

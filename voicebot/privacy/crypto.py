@@ -53,7 +53,7 @@ def normalise_number(number: str) -> str:
 
 class FieldPrivacy:
     def __init__(self, keys: KeySet) -> None:
-        self._pseudonym_key = keys.current.pseudonym_key
+        self._pseudonym_key = keys.pseudonym_key
         self._current = _Cipher(keys.current)
         self._by_id = {c.key_id: c for c in (self._current, *map(_Cipher, keys.previous))}
 

@@ -2,7 +2,9 @@
 
 One root secret yields two keys by HKDF-SHA256 with distinct labels: one for
 the caller pseudonyms (HMAC) and one for the field cipher (AES-256-GCM), so
-neither key can be learnt from the other's output.
+neither key can be learnt from the other's output. `VOICEBOT_PSEUDONYM_KEY`
+sets the pseudonym key's root separately: pseudonyms then stay the same when
+the encryption key is rotated.
 
 Without `VOICEBOT_SECRET_KEY`, a random 256-bit root is generated into the key
 file (default `<db>.key`), created owner-only (0600) and never widened; a key
@@ -54,6 +56,11 @@ class KeySet:
     current: Root
     previous: tuple[Root, ...] = ()  # readable, never written with
     generated: bool = False  # the key file was made just now
+    pseudonym_root: Root | None = None  # set separately: pseudonyms outlive key rotations
+
+    @property
+    def pseudonym_key(self) -> bytes:
+        return (self.pseudonym_root or self.current).pseudonym_key
 
 
 def _derive(secret: bytes, label: bytes) -> bytes:
@@ -67,11 +74,14 @@ def root_from_text(text: str, key: str) -> Root:
     return Root(text.encode())
 
 
-def load_keys(secret: str, key_file: Path, previous_secret: str = "") -> KeySet:
+def load_keys(secret: str, key_file: Path, previous_secret: str = "",
+              pseudonym_secret: str = "") -> KeySet:
     """The configured keys; generates the key file when no secret is configured."""
     previous = [root_from_text(previous_secret, "previous_secret_key")] if previous_secret else []
+    pseudonym = root_from_text(pseudonym_secret, "pseudonym_key") if pseudonym_secret else None
     if secret:
-        return KeySet(root_from_text(secret, "secret_key"), tuple(previous))
+        return KeySet(root_from_text(secret, "secret_key"), tuple(previous),
+                      pseudonym_root=pseudonym)
     generated = not key_file.exists()
     if generated:
         write_key_file(key_file, new_root())
@@ -83,7 +93,7 @@ def load_keys(secret: str, key_file: Path, previous_secret: str = "") -> KeySet:
         log.warning("%s exists: a key rotation did not finish; run `voicebot privacy "
                     "rotate-key` again", pending)
         previous.append(read_key_file(pending))
-    return KeySet(current, tuple(previous), generated)
+    return KeySet(current, tuple(previous), generated, pseudonym)
 
 
 def pending_path(key_file: Path) -> Path:
