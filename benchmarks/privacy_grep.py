@@ -6,8 +6,8 @@ both protocols (caller +15550123, as the replay tool sends), then searches the
 raw bytes of the database, its WAL and the journal for the caller's number (in
 four spellings), every fixture's spoken sentences, and every word of 4+ letters
 the callers said, except words that are also labels stored in the clear
-(field names, prompt and intent names, handoff reasons, the disclosure text),
-which are listed. Prints the count of hits per needle (0 expected).
+(field names, prompt and intent names, handoff reasons, the disclosure text,
+the database schema's own text), which are listed. Hits are whole words. Prints the count of hits per needle (0 expected).
 
     .venv/bin/python benchmarks/privacy_grep.py [--speed max] [--concurrency 4]
 """
@@ -20,6 +20,7 @@ import os
 import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -91,13 +92,15 @@ def main() -> int:
             proc.wait(timeout=60)
         files = {p.relative_to(tmp).as_posix(): p.read_bytes()
                  for p in Path(tmp).rglob("*") if p.is_file() and not p.name.endswith(".key")}
+        with sqlite3.connect(db) as con:  # the schema's own text (column names, comments)
+            schema = " ".join(sql or "" for (sql,) in con.execute("SELECT sql FROM sqlite_master"))
     sentences = {t for e in english for t in e["text"]}
-    clear = clear_labels()
+    clear = clear_labels() | set(re.findall(r"[a-z']+", schema.lower()))
     words = {w for s in sentences for w in re.findall(r"[a-z']+", s.lower()) if len(w) >= 4}
     needles = sorted({CALLER, CALLER[1:], CALLER[2:], CALLER[-7:]} | sentences | (words - clear))
     print(f"files: {', '.join(f'{n} ({len(b):,} B)' for n, b in sorted(files.items()))}")
     print(f"needles: {len(needles)} (number x4, {len(sentences)} sentences, "
-          f"{len(words - clear)} words); not searched, stored as labels: "
+          f"{len(words - clear)} words); not searched, labels or schema: "
           f"{', '.join(sorted(words & clear))}")
     found: dict[str, list[str]] = {}
     for n in needles:  # whole words only: "even" inside "call_events" is not a hit

@@ -51,8 +51,9 @@ class SealedCallStore:
         """Refuse to write under a key other than the one the stored data is under."""
         try:
             token = await self.inner.claim_meta("key_check", self.privacy.seal(KEY_CHECK))
-        except StoreUnavailable:
-            log.warning("call database unavailable at start: the key is checked when it answers")
+        except StoreUnavailable:  # calls are answered regardless; new data uses this key
+            log.error("call database unavailable at start: the key could not be checked "
+                      "against the stored data (it is at the next start)")
             return
         if self.privacy.unseal(token) != KEY_CHECK:
             raise UndecryptableData("the stored data's key check does not match")
