@@ -8,6 +8,7 @@ hangs up mid-sentence still leaves what was heard.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from voicebot.types import Utterance
@@ -65,3 +66,13 @@ class CallStore(Protocol):
     async def erase_started_before(self, cutoff: float) -> list[str]: ...
     async def calls_of_caller(self, caller: str) -> list[CallRecord]: ...  # oldest first
     async def claim_meta(self, name: str, value: str) -> str: ...  # stored value, set if none
+
+
+class RewritableStore(CallStore, Protocol):
+    """A backend `voicebot privacy rotate-key` can re-encrypt: every call row
+    (`row`), event payload (`item(kind, payload)`) and meta value (`meta`) through
+    the given functions, atomically. Returns the number of calls."""
+
+    async def rewrite(self, row: Callable[[dict[str, Any]], dict[str, Any]],
+                      item: Callable[[str, dict[str, Any]], dict[str, Any]],
+                      meta: Callable[[str], str]) -> int: ...
