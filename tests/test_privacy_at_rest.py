@@ -9,6 +9,7 @@ phone numbers. Then the raw bytes of every file are searched.
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
@@ -57,7 +58,8 @@ def _needles(records, extra: list[str]) -> set[str]:
     return numbers | {s for s in said if s and s not in clear_words} | set(extra)
 
 
-async def test_raw_bytes_hold_no_number_or_transcript(start_server, en_engine, tmp_path):
+async def test_raw_bytes_hold_no_number_or_transcript(start_server, en_engine, tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)
     db = tmp_path / "db" / "calls.db"
     journal = tmp_path / "local" / "calls.journal"
     server = await start_server(en_engine, db=str(db), journal=str(journal),
@@ -108,3 +110,6 @@ async def test_raw_bytes_hold_no_number_or_transcript(start_server, en_engine, t
     found = {(name, n) for name, data in files.items()
              for n in (*needles, secret.decode()) if n.encode() in data}
     assert not found, f"in the clear at rest: {sorted(found)}"
+    logged = {n for n in (*needles, secret.decode())  # whole words: "espeak.py" is no hit
+              if re.search(rf"(?<![\w+]){re.escape(n)}(?!\w)", caplog.text)}
+    assert not logged, f"in the logs: {sorted(logged)}"
