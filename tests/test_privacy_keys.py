@@ -147,3 +147,41 @@ def test_a_separate_pseudonym_key_keeps_pseudonyms_across_rotation(tmp_path):
     assert before.key_id == derived.key_id != after.key_id  # only the cipher key rotated
     with pytest.raises(ConfigError, match="pseudonym_key"):
         load_keys(SECRET_A, tmp_path / "k", pseudonym_secret="short")
+
+
+async def _legacy(db) -> None:
+    """A database written before sealing existed: numbers and words in the clear."""
+    plain = SqliteCallStore(db)
+    await plain.open()
+    desk = DeskStore(db)
+    await desk.open()
+    await plain.create(CallRecord("old", "native", caller="+15550188", started_at=1.0,
+                                  summary="Caller asked for a person."))
+    await plain.add_utterance("old", 2.0, utterance("my card is 4111111111111111", 0.9, 1.0))
+    await desk.add_transfer("old", "caller_request", "Caller asked for a person.", "+15550188",
+                            "en", None, 3.0)
+    await desk.close()
+    await plain.close()
+
+
+def test_rows_from_before_sealing_are_read_then_sealed_by_the_first_rotation(tmp_path):
+    db = tmp_path / "calls.db"
+    settings = Settings(db=str(db))
+    asyncio.run(_legacy(db))
+
+    async def read() -> tuple[CallRecord | None, int]:
+        store = SealedCallStore(SqliteCallStore(db), privacy_for(settings))
+        await store.open()
+        try:
+            return await store.get("old"), len(await store.calls_of_caller("+15550188"))
+        finally:
+            await store.close()
+
+    record, found = asyncio.run(read())
+    assert record is not None and record.caller == "+15550188" and found == 1
+    assert cli("privacy", "rotate-key", env={"VOICEBOT_DB": str(db)}).returncode == 0
+    raw = b"".join(p.read_bytes() for p in tmp_path.iterdir() if not p.name.endswith(".key"))
+    assert b"5550188" not in raw and b"4111" not in raw and b"person" not in raw
+    record, found = asyncio.run(read())
+    assert record is not None and record.caller == "+15550188" and found == 1
+    assert record.utterances[0]["text"] == "my card is [CARD]"  # redacted on the way

@@ -4,6 +4,7 @@ it, through the admin API and the shell (real server, real CLI, one database).""
 from __future__ import annotations
 
 import json
+import sqlite3
 
 import pytest
 
@@ -47,12 +48,20 @@ async def test_export_then_erase_by_caller(start_server, tmp_path):
     assert shell.returncode == 0, shell.stderr
     assert [c["call_id"] for c in json.loads(shell.stdout)["calls"]] == ["c-1", "c-2"]
 
+    with sqlite3.connect(db) as con:  # what is stored about them, sealed
+        stored = [v for row in con.execute(
+            "SELECT caller, caller_sealed, summary FROM calls WHERE call_id IN ('c-1', 'c-2') "
+            "UNION ALL SELECT payload, '', '' FROM call_events WHERE call_id = 'c-1'")
+            for v in row if v]
+    assert len(stored) >= 5
     erased = cli("privacy", "erase", "--caller", THEM, env={"VOICEBOT_DB": str(db)})
     assert erased.returncode == 0 and "erased 2 calls" in erased.stderr, erased.stderr
     assert THEM not in erased.stderr + erased.stdout
     status, export = await staff["ada"].post("/api/privacy/export", {"caller": THEM})
     assert export["calls"] == [] and export["desk"] == {"transfers": [], "feedback": []}
     assert await server.record("c-3") is not None
+    raw = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("calls.db"))
+    assert not [v for v in stored if v.encode() in raw]  # overwritten, not just unlinked
     status, audit = await staff["ada"].get("/api/staff/audit")
     actions = [(row["action"], row["detail"]) for row in audit["audit"]]
     assert ("export_caller", "2 calls") in actions and ("erase_caller", "2 calls") in actions

@@ -15,6 +15,7 @@ async def connect(path: str, schema: str, *pragmas: str) -> aiosqlite.Connection
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     db = await aiosqlite.connect(path)
     await db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    await db.execute("PRAGMA secure_delete=ON")  # erased or re-encrypted data is overwritten
     for pragma in pragmas:
         await db.execute(f"PRAGMA {pragma}")
     await db.executescript(schema)

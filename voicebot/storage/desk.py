@@ -157,6 +157,7 @@ class DeskStore(Database):
         marks = ", ".join("?" * len(call_ids))
         for table in ("desk_transfers", "desk_feedback", "desk_webhook_deliveries"):
             await self.write(f"DELETE FROM {table} WHERE call_id IN ({marks})", call_ids)
+        await self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # no copy left in the WAL
 
     async def rows_for_calls(self, call_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
         """The desk's rows about these calls (a caller's export)."""

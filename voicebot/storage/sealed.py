@@ -80,13 +80,17 @@ class SealedCallStore:
         return None if record is None else unseal_record(self.privacy, record)
 
     async def calls_of_caller(self, caller: str) -> list[CallRecord]:
+        """By pseudonym, and by the number itself for rows from before sealing."""
         found = await self.inner.calls_of_caller(self.privacy.pseudonym(caller))
+        if caller.strip() and caller.strip() != self.privacy.pseudonym(caller):
+            found += await self.inner.calls_of_caller(caller.strip())
+        found.sort(key=lambda r: r.started_at)
         return [unseal_record(self.privacy, r) for r in found]
 
     async def erase_caller(self, caller: str) -> list[str]:
         """By pseudonym, and by the number itself for rows from before sealing."""
         ids = await self.inner.erase_caller(self.privacy.pseudonym(caller))
-        if caller.strip():
+        if caller.strip() and caller.strip() != self.privacy.pseudonym(caller):
             ids += await self.inner.erase_caller(caller.strip())
         return ids
 

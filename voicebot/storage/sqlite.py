@@ -101,6 +101,7 @@ class SqliteCallStore:
             await self.db.execute(f"DELETE FROM call_events WHERE call_id IN ({marks})", ids)
             await self.db.execute(f"DELETE FROM calls WHERE call_id IN ({marks})", ids)
             await self.db.commit()
+            await self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # no copy left in the WAL
         return ids
 
     async def calls_of_caller(self, caller: str) -> list[CallRecord]:
@@ -136,6 +137,7 @@ class SqliteCallStore:
         for name, value in await cursor.fetchall():
             await db.execute("UPDATE store_meta SET value = ? WHERE name = ?", (meta(value), name))
         await db.commit()
+        await db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # no old page left in the WAL
         return len(rows)
 
     async def get(self, call_or_gateway_id: str) -> CallRecord | None:
