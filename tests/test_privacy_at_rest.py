@@ -74,6 +74,7 @@ async def test_raw_bytes_hold_no_number_or_transcript(start_server, en_engine, t
     ids.append(await _call(server, "en_caribbean_track.wav", CALLERS["journalled"]))
     assert store.pending > 0
     journal_bytes = journal.read_bytes()
+    assert journal.stat().st_mode & 0o077 == 0  # owner-only
     outage.restore()
     await wait_until(lambda: store.up and store.pending == 0)
 
@@ -102,6 +103,8 @@ async def test_raw_bytes_hold_no_number_or_transcript(start_server, en_engine, t
     assert "speak" in needles and "+15550142" in needles and "package" in needles
     names = {p.name for p in db.parent.iterdir()}
     assert names <= {"calls.db", "calls.db-wal", "calls.db-shm", "calls.db.key"}  # no audio kept
+    for path in db.parent.iterdir():
+        assert path.stat().st_mode & 0o077 == 0, path  # owner-only
     files = {p.name: p.read_bytes() for p in db.parent.iterdir() if p.is_file()
              and not p.name.endswith(".key")}
     files["journal (during the outage)"] = journal_bytes

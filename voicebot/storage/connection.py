@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import aiosqlite
@@ -13,6 +14,8 @@ async def connect(path: str, schema: str, *pragmas: str) -> aiosqlite.Connection
     """Connect (creating the directory), apply `pragmas` and the idempotent `schema`."""
     if path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # owner-only from the start (SQLite gives its -wal/-shm files the same mode)
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
     db = await aiosqlite.connect(path)
     await db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     await db.execute("PRAGMA secure_delete=ON")  # erased or re-encrypted data is overwritten
