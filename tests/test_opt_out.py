@@ -97,3 +97,44 @@ async def test_an_erased_caller_leaves_no_opt_out(start_server):
 ])
 def test_which_requests_for_a_person_are_opt_outs(text, language, opt_out):
     assert says_opt_out(text, language) is opt_out
+
+
+DISCLOSURE = ("You've reached our automated assistant. I'm a computer, not a person. "
+              "Press 9 to always speak to a person.")
+
+
+async def test_the_opt_out_key_named_in_the_disclosure(start_server, en_engine):
+    server = await start_server(en_engine, knowledge_dir=KNOWLEDGE, opt_out_key="9",
+                                disclosure_text=DISCLOSURE)
+    admin = (await make_staff(server.http))["ada"]
+    samples, rate = read_wav(FIXTURES / "silence.wav")
+    pressed = await replay(server.ws + "/v1/stream", samples, rate, ReplayOptions(
+        caller=REFUSER, marks="immediate", speed=0, max_call_s=30, dtmf=[(0.5, "9")]))
+    assert pressed.outcome == "handoff:opted_out"  # at once, not after the silence reprompts
+    names = [e["name"] for e in pressed.of("prompt")]
+    assert names[0] == "disclosure" and names[-1] == "handoff" and "no_input" not in names
+    for _ in range(200):
+        if await _opted_out(admin, REFUSER):
+            break
+        await asyncio.sleep(0.02)
+    again = await _call(server, "en_order_status.wav", REFUSER)
+    assert again.outcome == "handoff:opted_out"
+    assert [e["name"] for e in again.of("prompt")] == ["disclosure", "handoff"]
+    metrics = server.app[REGISTRY].metrics
+    assert metrics.sample("voicebot_opt_outs_total", event="recorded") == 1
+    for _ in range(200):  # counted when the session ends, just after the caller's side
+        if metrics.sample("voicebot_handoffs_total", reason="opted_out") == 2:
+            break
+        await asyncio.sleep(0.02)
+    assert metrics.sample("voicebot_handoffs_total", reason="opted_out") == 2
+
+
+def test_the_opt_out_key_must_be_named_in_the_disclosure():
+    from voicebot.config import Settings
+    from voicebot.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="name the key"):
+        Settings(opt_out_key="9")
+    with pytest.raises(ConfigError, match="one DTMF key"):
+        Settings(opt_out_key="0", disclosure_text="Press 0 for a person.")
+    assert Settings(opt_out_key="9", disclosure_text=DISCLOSURE).opt_out_key == "9"

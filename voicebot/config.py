@@ -68,6 +68,7 @@ class Settings:
     pseudonym_key: str = ""  # separate root for caller pseudonyms; "" = from the secret key
     tls_cert: str = ""  # PEM certificate (chain): serve HTTPS/WSS directly; "" = plain HTTP
     tls_key: str = ""  # its PEM private key
+    opt_out_key: str = ""  # DTMF key that opts out of the assistant; must be named in disclosure_text
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -107,6 +108,11 @@ def _validate(s: Settings) -> None:
         raise ConfigError("retention_days", "must be 0 (keep) or a positive number of days")
     if s.asr_workers < 0:
         raise ConfigError("asr_workers", "must be 0 (one per CPU core) or a positive count")
+    if s.opt_out_key and (s.opt_out_key not in "123456789*#" or len(s.opt_out_key) != 1):
+        raise ConfigError("opt_out_key", "must be one DTMF key 1-9, * or # (0 asks for a person)")
+    if s.opt_out_key and s.opt_out_key not in s.disclosure_text:
+        raise ConfigError("opt_out_key", "set disclosure_text and name the key in it, e.g. "
+                          f"'... Press {s.opt_out_key} to always speak to a person.'")
     for key in ("low_confidence_turns", "no_input_turns", "unresolved_turns"):
         if getattr(s, key) < 1:
             raise ConfigError(key, "must be at least 1")

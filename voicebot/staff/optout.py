@@ -1,7 +1,8 @@
 """Opting out of the automated assistant, remembered per pseudonymised caller.
 
 A request for a person that refuses the machine ("I don't want to talk to a
-robot", see `voicebot.privacy.optout`) is handed over at once as usual, and is
+robot", see `voicebot.privacy.optout`) is handed over at once as usual, and so
+is a press of `VOICEBOT_OPT_OUT_KEY` (named in the disclosure); either is
 also remembered: the caller's next call hears the disclosure and goes straight
 to a person (`opted_out`). Admins can see, add and withdraw an opt-out on the
 caller's request; each is audited (without the number) and counted in
@@ -52,11 +53,7 @@ class OptOuts:
         return bool(number) and self.privacy.pseudonym(number) in self._callers
 
     def on_call_event(self, event: CallEvent) -> None:
-        if not (isinstance(event, HandoffDecided) and event.caller
-                and event.reason == HandoffReason.CALLER_REQUEST and event.transcript):
-            return
-        last = event.transcript[-1]
-        if last.source is Source.SPEECH and says_opt_out(last.text, event.language):
+        if isinstance(event, HandoffDecided) and event.caller and _is_opt_out(event):
             task = asyncio.create_task(self._record(event.caller, event.call_id), name="opt-out")
             self._writes.add(task)
             task.add_done_callback(self._writes.discard)
@@ -89,3 +86,12 @@ class OptOuts:
         caller = self.privacy.pseudonym(number)
         self._callers.discard(caller)
         await self.store.remove(caller)
+
+
+def _is_opt_out(e: HandoffDecided) -> bool:
+    """The opt-out key (`opted_out`), or a request for a person refusing the machine."""
+    if e.reason == HandoffReason.OPTED_OUT:
+        return True
+    last = e.transcript[-1] if e.transcript else None
+    return (e.reason == HandoffReason.CALLER_REQUEST and last is not None
+            and last.source is Source.SPEECH and says_opt_out(last.text, e.language))
