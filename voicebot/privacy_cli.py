@@ -43,7 +43,9 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "rotate-key":
         return await rotate_key(settings)
     caller = args.caller.strip()
-    if args.action == "export" and caller:
+    if not caller:
+        raise ValueError("give the caller's number")
+    if args.action == "export":
         from voicebot.staff.privacy import export_caller
 
         async with _Stores(settings) as s:

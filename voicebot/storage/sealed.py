@@ -27,7 +27,7 @@ from voicebot.errors import StoreUnavailable
 from voicebot.privacy.crypto import Privacy, UndecryptableData
 from voicebot.privacy.redact import redact, redact_utterance
 from voicebot.storage.base import CallRecord, CallStore, utterance_json
-from voicebot.types import Utterance
+from voicebot.types import Utterance, Word
 
 log = logging.getLogger(__name__)
 KEY_CHECK = "voicebot key check"
@@ -70,7 +70,9 @@ class SealedCallStore:
 
     async def add_utterance(self, call_id: str, at: float, utterance: Utterance) -> None:
         item = seal_item(self.privacy, "utterance", utterance_json(utterance))
-        await self.inner.add_utterance(call_id, at, replace(utterance, text=item["text"], words=()))
+        words = tuple(Word(w["text"], w["conf"], w["start"], w["end"]) for w in item["words"])
+        await self.inner.add_utterance(call_id, at, replace(utterance, text=item["text"],
+                                                            words=words))
 
     async def add_prompt(self, call_id: str, at: float, prompt: dict[str, Any]) -> None:
         await self.inner.add_prompt(call_id, at, seal_item(self.privacy, "prompt", prompt))
