@@ -26,6 +26,7 @@ async def test_export_then_erase_by_caller(start_server, tmp_path):
     await seed_call(server, "c-2", [utterance("agent please", 0.9, 1.0, "human")], caller=THEM)
     await seed_call(server, "c-3", [utterance("agent please", 0.9, 1.0)], caller=OTHER)
     await staff["sue"].post("/api/calls/c-2/feedback", {"kind": "good_handoff", "comment": "ok"})
+    await staff["ada"].post("/api/privacy/opt-out", {"caller": THEM, "opted_out": True})
 
     assert (await staff["sue"].post("/api/privacy/export", {"caller": THEM}))[0] == 403
     assert (await staff["ada"].post("/api/privacy/export", {"caller": ""}))[0] == 400
@@ -42,11 +43,13 @@ async def test_export_then_erase_by_caller(start_server, tmp_path):
     assert [t["call_id"] for t in export["desk"]["transfers"]] == ["c-2"]
     assert export["desk"]["transfers"][0]["caller"] == THEM
     assert [f["comment"] for f in export["desk"]["feedback"]] == ["ok"]
-    assert "caller_sealed" not in first
+    assert "caller_sealed" not in first and export["opted_out_of_assistant"] is True
 
     shell = cli("privacy", "export", "--caller", THEM, env={"VOICEBOT_DB": str(db)})
     assert shell.returncode == 0, shell.stderr
-    assert [c["call_id"] for c in json.loads(shell.stdout)["calls"]] == ["c-1", "c-2"]
+    from_shell = json.loads(shell.stdout)
+    assert [c["call_id"] for c in from_shell["calls"]] == ["c-1", "c-2"]
+    assert from_shell["opted_out_of_assistant"] is True
 
     with sqlite3.connect(db) as con:  # what is stored about them, sealed
         stored = [v for row in con.execute(
@@ -59,6 +62,7 @@ async def test_export_then_erase_by_caller(start_server, tmp_path):
     assert THEM not in erased.stderr + erased.stdout
     status, export = await staff["ada"].post("/api/privacy/export", {"caller": THEM})
     assert export["calls"] == [] and export["desk"] == {"transfers": [], "feedback": []}
+    assert export["opted_out_of_assistant"] is False  # the shell's erasure removed it too
     assert await server.record("c-3") is not None
     raw = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("calls.db"))
     assert not [v for v in stored if v.encode() in raw]  # overwritten, not just unlinked

@@ -49,7 +49,8 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         from voicebot.staff.privacy import export_caller
 
         async with _Stores(settings) as s:
-            data = await export_caller(s.calls, s.desk, caller)
+            opted_out = await s.opt_outs.has(s.privacy.pseudonym(caller))
+            data = await export_caller(s.calls, s.desk, caller, opted_out)
             await s.staff.audit("cli", "admin", "export_caller", detail=f"{len(data['calls'])} calls")
         json.dump(data, sys.stdout, ensure_ascii=False, indent=2)
         print()
@@ -63,7 +64,7 @@ async def erase_from_shell(settings: Settings, caller: str) -> int:
     if not caller.strip():
         raise ValueError("give the caller's number")
     async with _Stores(settings) as s:
-        async def forget(number: str) -> None:  # a running server forgets it at its next start
+        async def forget(number: str) -> None:  # a running server's memory within REFRESH_S
             await s.opt_outs.remove(s.privacy.pseudonym(number))
         ids = await erase_caller(s.calls, s.desk, caller.strip(), forget)
         await s.staff.audit("cli", "admin", "erase_caller", detail=f"{len(ids)} calls")

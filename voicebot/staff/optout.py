@@ -7,7 +7,8 @@ also remembered: the caller's next call hears the disclosure and goes straight
 to a person (`opted_out`). Admins can see, add and withdraw an opt-out on the
 caller's request; each is audited (without the number) and counted in
 `voicebot_opt_outs_total{event}`. The set is held in memory, so admission of a
-call never waits on the database; it is loaded at start.
+call never waits on the database; it is loaded at start and again every
+`REFRESH_S` (changes made from the shell or by another server reach it then).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from voicebot.storage.staff import StaffStore
 from voicebot.types import HandoffReason, Source
 
 log = logging.getLogger(__name__)
+REFRESH_S = 60.0
 
 
 class OptOuts:
@@ -38,15 +40,32 @@ class OptOuts:
                                ["event"], registry=metrics.registry)  # recorded|withdrawn
         self._callers: set[str] = set()
         self._writes: set[asyncio.Task[None]] = set()
+        self._refresh: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
         await self.store.open()
         self._callers = await self.store.all()
+        self._refresh = asyncio.create_task(self._keep_fresh(), name="opt-out-refresh")
 
     async def close(self) -> None:
+        if self._refresh is not None:
+            self._refresh.cancel()
+            await asyncio.gather(self._refresh, return_exceptions=True)
         if self._writes:
             await asyncio.gather(*self._writes, return_exceptions=True)
         await self.store.close()
+
+    async def _keep_fresh(self) -> None:
+        while True:
+            await asyncio.sleep(REFRESH_S)
+            try:
+                self._callers = await self.store.all()
+            except Exception:  # keep the last set; try again next time
+                log.exception("reloading opt-outs failed")
+
+    async def stored(self, number: str) -> bool:
+        """What the database says now (the admin API and exports)."""
+        return await self.store.has(self.privacy.pseudonym(number))
 
     def opted_out(self, number: str) -> bool:
         """At call admission: synchronous, from memory."""

@@ -49,9 +49,11 @@ async def announce_erased(desk: StaffDesk, ids: list[str], user: str, role: str,
         desk.publish_update(call_id, "erased")
 
 
-async def export_caller(calls: CallStore, desk: DeskStore, caller: str) -> dict[str, Any]:
+async def export_caller(calls: CallStore, desk: DeskStore, caller: str,
+                        opted_out: bool = False) -> dict[str, Any]:
     """Everything held about a caller, as portable JSON: each call with its transcript,
-    prompts, outcome and disclosure record, and the desk's rows about those calls."""
+    prompts, outcome and disclosure record, the desk's rows about those calls, and
+    whether they opted out of the automated assistant."""
     records = await calls.calls_of_caller(caller)
     ids = [r.call_id for r in records]
     return {
@@ -62,6 +64,7 @@ async def export_caller(calls: CallStore, desk: DeskStore, caller: str) -> dict[
             "played_at": r.disclosure_played_at, "confirmed_by": r.disclosure_confirmed_by,
         }} for r in records],
         "desk": await desk.rows_for_calls(ids),
+        "opted_out_of_assistant": opted_out,
     }
 
 
@@ -111,7 +114,7 @@ class PrivacyRoutes:
         changed = False
         if wanted is not None:
             changed = await self.opt_outs.set(caller, wanted, who.name, who.role)
-        return json_response({"opted_out": self.opt_outs.opted_out(caller), "changed": changed})
+        return json_response({"opted_out": await self.opt_outs.stored(caller), "changed": changed})
 
     @staticmethod
     def _caller(body: dict[str, Any]) -> str:
@@ -124,7 +127,8 @@ class PrivacyRoutes:
         who = await self.d.auth.require(request, "admin")
         caller = self._caller(await json_body(request))
         try:
-            data = await export_caller(self.calls, self.d.desk, caller)
+            data = await export_caller(self.calls, self.d.desk, caller,
+                                       await self.opt_outs.stored(caller))
         except StoreUnavailable:
             return json_response({"error": "the call database is unavailable or catching up; "
                                            "try again"}, status=503)

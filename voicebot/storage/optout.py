@@ -28,4 +28,9 @@ class OptOutStore(Database):
                                 "VALUES (?, ?, ?)", (caller, time.time(), call_id)) > 0
 
     async def remove(self, caller: str) -> bool:
-        return await self.write("DELETE FROM caller_opt_outs WHERE caller = ?", (caller,)) > 0
+        removed = await self.write("DELETE FROM caller_opt_outs WHERE caller = ?", (caller,)) > 0
+        await self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # no copy left in the WAL
+        return removed
+
+    async def has(self, caller: str) -> bool:
+        return bool(await self.rows("SELECT 1 FROM caller_opt_outs WHERE caller = ?", (caller,)))
