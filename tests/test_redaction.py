@@ -144,3 +144,10 @@ def test_the_handoff_summary_quotes_the_caller_redacted():
     said = Utterance("my card is 4111 1111 1111 1111", 0.9, 0.0, 2.0, Source.SPEECH, None, ())
     summary = summarise((said,), HandoffReason.LOW_CONFIDENCE, [])
     assert summary.startswith('Caller said "my card is [CARD]".') and "4111" not in summary
+
+
+def test_keyed_digits_are_slot_values_unless_a_card():
+    assert redact_utterance({"text": "12345678", "source": "dtmf", "words": []}) == {}
+    assert redact_utterance({"text": "4111111111111111", "source": "dtmf",
+                             "words": []})["text"] == "[CARD]"
+    assert redact_utterance({"text": "12345678", "source": "speech"})["text"] == "[DIGITS]"

@@ -22,7 +22,9 @@ personal data that is not a number or an address (names, street addresses).
 
 **The slot rule.** A run of 4–16 digits right after "order" (optionally
 "number", "no", "#" or "is" between) is the order number the flow and the agent
-need, so it is kept, unless it is a card number. It is never in the clear at
+need, so it is kept, unless it is a card number. Digits keyed on the phone
+(DTMF) are what the flow asked for and are kept too, unless they are a card
+number. It is never in the clear at
 rest: every utterance is stored sealed (`voicebot.storage.sealed`).
 Shorter runs ("two items", "four days", "room 101") are not personal and stay.
 """
@@ -66,6 +68,8 @@ def redact_utterance(item: dict[str, Any]) -> dict[str, Any]:
     one word with the placeholder, the run's times and its lowest confidence."""
     tokens = str(item.get("text", "")).split()
     spans = [s for s in find_spans(tokens) if s.kind]
+    if item.get("source") == "dtmf":  # keys pressed when the flow asked for them: a slot
+        spans = [s for s in spans if s.kind == "CARD"]
     if not spans:
         return {}
     out: dict[str, Any] = {"text": " ".join(_apply(tokens, spans))}
