@@ -139,11 +139,10 @@ def test_sphinx_line_noise_is_nothing(sphinx):
 
 
 @needs_tools
-def test_sphinx_caller_cut_off_mid_sentence_leaves_words_but_no_request(sphinx, speak):
+def test_sphinx_caller_cut_off_mid_sentence_is_no_confident_request(sphinx, speak):
     pcm = speak("i want to track my package", "en-us")
     cut = pcm[: int(1.4 * 16000) * 2]  # hang-up after "i want to tr…"
     result = recognise(sphinx, cut)
-    assert result.text and "i want to".startswith(" ".join(result.text.split()[:3])[:9])
     assert result.confidence < THRESHOLD
 
 

@@ -10,7 +10,7 @@ from voicebot.types import HandoffReason, Outcome, Utterance
 FLOW = load_checked(DEFAULT_FLOW)
 
 
-def heard(text: str, conf: float = 0.9) -> p.Heard:
+def heard(text: str, conf: float = 0.97) -> p.Heard:
     return p.Heard(Utterance(text, conf, 0, 1))
 
 
@@ -180,5 +180,5 @@ def test_korean_pack_routes_requests():
     policy = p.Policy(FLOW, "ko")
     policy.start()
     policy.step(p.PromptDone(1))
-    u = Utterance("상담원 연결해 주세요", 0.9, 0, 1)
+    u = Utterance("상담원 연결해 주세요", 0.97, 0, 1)
     assert [a.name for a in policy.step(p.Heard(u))] == ["handoff"]

@@ -197,6 +197,8 @@ async def _health(request: web.Request) -> web.Response:
     metrics = registry.metrics
     return web.json_response({
         "status": "ok", "engine": registry.services.asr.engine.description,
+        "flow": registry.services.flow.name, "flow_reloads": request.app[RELOADER].reloads,
+        "languages": list(registry.services.languages),
         "calls": len(registry.sessions), "max_calls": registry.max_calls,
         "over_capacity": int(metrics.sample("voicebot_calls_over_capacity_total")),
         "store": "ok" if request.app[STORE].up else "journalling",

@@ -20,7 +20,7 @@ def vocabulary(flow: Flow, language: str) -> Vocabulary:
     pack = PACKS[language]
     person = [tidy(p) for p in pack.person_examples]
     yes_no = [tidy(p) for p in pack.yes + pack.no]
-    yes = [tidy(p) for p in pack.yes[:2]]  # "yes", "yes please": enough to answer "anything else?"
+    yes = [tidy(p) for p in pack.yes[:pack.open_yes]]  # enough to answer "anything else?"
     examples = [e for intent in flow.intents.values() for e in intent.examples.get(language, ())]
     keywords = [k for intent in flow.intents.values() for k in intent.keywords.get(language, ())]
     contexts = (

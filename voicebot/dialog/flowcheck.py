@@ -83,8 +83,9 @@ def _check_node(flow: Flow, node: Node, problem) -> None:  # type: ignore[no-unt
         for slot in node.send:
             if slot not in flow.slots:
                 problem(f"{where}.send", f"no slot named {slot!r}")
-    if not 0 <= node.ladder.confirm <= (node.ladder.accept if node.ladder.accept is not None else 1) <= 1:
-        problem(f"{where}.confidence", "needs 0 <= confirm <= accept <= 1")
+    accept = node.ladder.accept if node.ladder.accept is not None else node.ladder.confirm
+    if not 0 <= node.ladder.confirm <= accept <= 1 or not 0 <= node.ladder.transfer <= 1:
+        problem(f"{where}.confidence", "needs 0 <= confirm <= accept <= 1 and 0 <= transfer <= 1")
 
 
 def _check_dtmf(flow: Flow, node: Node, problem) -> None:  # type: ignore[no-untyped-def]

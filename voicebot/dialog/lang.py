@@ -40,6 +40,7 @@ class LanguagePack:
     no: tuple[str, ...]
     digits: dict[str, str]  # spoken digit word -> digit
     short_request_words: int = 3  # a person-word in an utterance this short is a request
+    open_yes: int = 2  # how many of `yes` an open question listens for ("anything else?" "yes please")
 
 
 EN = LanguagePack(
@@ -96,7 +97,7 @@ EN = LanguagePack(
         "daughter", "friend", "brother", "sister", "mother", "father", "mom", "dad", "neighbor",
         "neighbour", "boss", "colleague", "works", "worked",
     ),
-    yes=("yes", "yeah", "yep", "sure", "yes please", "please do", "correct", "that's right",
+    yes=("yes", "yes please", "yeah", "yep", "sure", "please do", "correct", "that's right",
          "right", "ok", "okay", "uh huh", "absolutely", "of course"),
     no=("no", "nope", "no thanks", "no thank you", "not now", "nah", "wrong", "that's wrong",
         "no it isn't", "no that's not right"),
@@ -126,10 +127,10 @@ KO = LanguagePack(
         "잠시 후에 다시 전화해 주세요. 안녕히 계세요.",
     },
     person_words=("상담원", "사람", "직원", "상담사", "담당자"),
-    person_examples=(
-        "상담원 연결해 주세요", "상담원", "사람 이랑 통화 하고 싶어요", "직원 바꿔 주세요",
-        "상담원 바꿔 주세요", "사람 연결해 주세요", "상담사 연결", "상담원 이랑 통화 할게요",
-    ),
+    # Vosk turns a phrase list into a bigram of its words: every word added
+    # lets more mixtures through (measured: 8 more phrases turned a clear
+    # "상담원 연결해 주세요" into a mixture), so the Korean list stays short.
+    person_examples=("상담원 연결해 주세요", "상담원", "사람 이랑 통화 하고 싶어요", "직원 바꿔 주세요"),
     request_cues=("주세요", "싶어요", "바꿔", "연결", "통화", "할게요", "해줘", "줘요", "원해요"),
     mention_cues=("했는데", "했어요", "그", "어제", "말했", "했다"),
     yes=("네", "예", "네 맞아요", "네 연결해 주세요", "맞아요", "좋아요"),
@@ -137,6 +138,7 @@ KO = LanguagePack(
     digits={"영": "0", "공": "0", "일": "1", "이": "2", "삼": "3", "사": "4", "오": "5",
             "육": "6", "칠": "7", "팔": "8", "구": "9"},
     short_request_words=2,
+    open_yes=1,
 )
 
 

@@ -330,7 +330,7 @@ class Policy:
         accept = self._accept(node)
         heard = self.understand(u.text)
         if heard.intent == HUMAN:
-            if u.confidence >= accept and heard.certain:
+            if u.confidence >= max(accept, node.ladder.transfer) and heard.certain:
                 return self._handoff(HandoffReason.CALLER_REQUEST, node.queue)
             if u.confidence >= node.ladder.confirm:
                 return self._ask_confirm(HUMAN)

@@ -13,9 +13,11 @@ and the policy asks before it transfers.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from voicebot.dialog.flow import Intent
 from voicebot.dialog.lang import HUMAN, NO, YES, LanguagePack
+from voicebot.phrases import TemplateError, expand
 from voicebot.types import normalise
 
 _FILLERS = {"a", "an", "um", "uh", "er", "erm", "hmm", "please", "just", "real", "live", "actual",
@@ -141,7 +143,7 @@ def best_intent(words: list[str], intents: list[Intent], language: str) -> str |
             if _contains(text, words, keyword, language):
                 score += 1.0
         for example in intent.examples.get(language, ()):
-            if f" {example} " in text:
+            if any(f" {sentence} " in text for sentence in _sentences(example)):
                 score += 2.0
                 break
         if score:
@@ -152,6 +154,15 @@ def best_intent(words: list[str], intents: list[Intent], language: str) -> str |
     if len(ranked) > 1 and ranked[0][1] == ranked[1][1]:
         return None
     return ranked[0][0]
+
+
+@lru_cache(maxsize=4096)
+def _sentences(template: str) -> tuple[str, ...]:
+    """A template's expansions (its `*` matches anything, so it is left out)."""
+    try:
+        return tuple(expand(template, 500))
+    except TemplateError:
+        return (template,)
 
 
 def _contains(text: str, words: list[str], keyword: str, language: str) -> bool:
