@@ -13,10 +13,10 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from voicebot.config import Settings
 from voicebot.errors import ConfigError, StoreUnavailable
+from voicebot.staff.shell import Stores, erase_from_shell
 
 
 def add_privacy_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -48,7 +48,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "export":
         from voicebot.staff.privacy import export_caller
 
-        async with _Stores(settings) as s:
+        async with Stores(settings) as s:
             opted_out = await s.opt_outs.has(s.privacy.pseudonym(caller))
             data = await export_caller(s.calls, s.desk, caller, opted_out)
             await s.staff.audit("cli", "admin", "export_caller", detail=f"{len(data['calls'])} calls")
@@ -56,50 +56,6 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         print()
         return 0
     return await erase_from_shell(settings, caller)
-
-
-async def erase_from_shell(settings: Settings, caller: str) -> int:
-    from voicebot.staff.privacy import erase_caller
-
-    if not caller.strip():
-        raise ValueError("give the caller's number")
-    async with _Stores(settings) as s:
-        async def forget(number: str) -> None:  # a running server's memory within REFRESH_S
-            await s.opt_outs.remove(s.privacy.pseudonym(number))
-        ids = await erase_caller(s.calls, s.desk, caller.strip(), forget)
-        await s.staff.audit("cli", "admin", "erase_caller", detail=f"{len(ids)} calls")
-    print(f"erased {len(ids)} calls", file=sys.stderr)
-    return 0
-
-
-class _Stores:
-    """The call store (sealed), the desk and the staff store over the configured file."""
-
-    def __init__(self, settings: Settings, privacy: Any = None) -> None:
-        from voicebot.privacy import privacy_for
-        from voicebot.storage.desk import DeskStore
-        from voicebot.storage.optout import OptOutStore
-        from voicebot.storage.sealed import SealedCallStore
-        from voicebot.storage.sqlite import SqliteCallStore
-        from voicebot.storage.staff import StaffStore
-
-        self.privacy = privacy or privacy_for(settings)
-        self.backend = SqliteCallStore(settings.db)
-        self.calls = SealedCallStore(self.backend, self.privacy)
-        self.desk = DeskStore(settings.db, self.privacy)
-        self.staff = StaffStore(settings.db)
-        self.opt_outs = OptOutStore(settings.db)
-
-    async def __aenter__(self) -> _Stores:
-        await self.calls.open()  # first: it makes the calls table and checks the key
-        await self.desk.open()
-        await self.staff.open()
-        await self.opt_outs.open()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        for store in (self.opt_outs, self.staff, self.desk, self.calls):
-            await store.close()
 
 
 async def rotate_key(settings: Settings) -> int:
@@ -126,7 +82,7 @@ async def rotate_key(settings: Settings) -> int:
                          "VOICEBOT_PREVIOUS_SECRET_KEY, then rotate")
     p = FieldPrivacy(keys)
     started = time.perf_counter()
-    async with _Stores(settings, p) as s:
+    async with Stores(settings, p) as s:
         n = await s.backend.rewrite(lambda row: seal_row(p, unseal_row(p, row)),
                                     lambda kind, item: seal_item(p, kind, unseal_item(p, kind, item)),
                                     lambda value: p.seal(p.unseal(value)))

@@ -79,7 +79,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _erase_caller(settings: Settings, caller: str) -> int:
-    from voicebot.privacy_cli import erase_from_shell
+    from voicebot.staff.shell import erase_from_shell
 
     return await erase_from_shell(settings, caller)  # same as `voicebot privacy erase`
 
