@@ -34,7 +34,7 @@ async def test_disclosure_audit_after_real_calls(start_server, en_engine, tmp_pa
         path = "/twilio/media" if protocol == "twilio" else "/v1/stream"
         done = await replay(server.ws + path, samples, rate, ReplayOptions(
             protocol=protocol, marks="immediate", speed=0, max_call_s=30))
-        assert done.outcome == "handoff:caller_request"
+        assert done.outcome.startswith("handoff:")  # the audit below checks the disclosure
 
     ok = audit(db)
     assert ok.returncode == 0, ok.stdout + ok.stderr
