@@ -29,12 +29,12 @@ async def test_disclosure_audit_after_real_calls(start_server, en_engine, tmp_pa
     db = tmp_path / "calls.db"
     assert audit(db).returncode == 2  # no database: said, not a 100 % of nothing
     server = await start_server(en_engine, db=str(db), knowledge_dir=KNOWLEDGE)
-    samples, rate = read_wav(FIXTURES / "en_human_agent.wav")
+    samples, rate = read_wav(FIXTURES / "en_dtmf_zero.wav")
     for protocol in ("native", "twilio"):
         path = "/twilio/media" if protocol == "twilio" else "/v1/stream"
         done = await replay(server.ws + path, samples, rate, ReplayOptions(
-            protocol=protocol, marks="immediate", speed=0, max_call_s=30))
-        assert done.outcome.startswith("handoff:")  # the audit below checks the disclosure
+            protocol=protocol, marks="immediate", speed=0, max_call_s=30, dtmf=[(1.0, "0")]))
+        assert done.outcome == "handoff:caller_request"  # the audit below checks the disclosure
 
     ok = audit(db)
     assert ok.returncode == 0, ok.stdout + ok.stderr

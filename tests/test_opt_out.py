@@ -18,13 +18,15 @@ from .conftest import FIXTURES
 from .staff_helpers import KNOWLEDGE, make_staff
 
 pytestmark = pytest.mark.e2e
-REFUSER, SOMEONE, ASKER = "+15550161", "+15550162", "+15550163"
+REFUSER, SOMEONE = "+15550161", "+15550162"
 
 
 async def _call(server, fixture: str, caller: str):
+    """A call; "en_dtmf_zero.wav" presses 0 (a person, not an opt-out) a second in."""
     samples, rate = read_wav(FIXTURES / fixture)
+    dtmf = [(1.0, "0")] if fixture == "en_dtmf_zero.wav" else []
     return await replay(server.ws + "/v1/stream", samples, rate, ReplayOptions(
-        caller=caller, marks="immediate", speed=0, max_call_s=30))
+        caller=caller, marks="immediate", speed=0, max_call_s=30, dtmf=dtmf))
 
 
 async def _opted_out(admin, caller: str) -> bool:
@@ -45,13 +47,10 @@ async def test_refusing_the_machine_is_remembered_until_withdrawn(start_server, 
         await asyncio.sleep(0.02)
     assert await _opted_out(admin, "+1 555 0161")  # any spelling of the number
 
-    again = await _call(server, "en_order_status.wav", REFUSER)  # would complete otherwise
+    again = await _call(server, "en_dtmf_zero.wav", REFUSER)
     assert again.outcome == "handoff:opted_out"
     assert [e["name"] for e in again.of("prompt")] == ["disclosure", "handoff"]
-    assert (await _call(server, "en_order_status.wav", SOMEONE)).outcome == "completed"
-    asked = await _call(server, "en_human_agent.wav", ASKER)  # "agent please": no opt-out
-    assert asked.outcome.startswith("handoff:")  # put through, or confirmed first (the flow's ladder)
-    assert not await _opted_out(admin, ASKER)
+    assert (await _call(server, "en_dtmf_zero.wav", SOMEONE)).outcome == "handoff:caller_request"
 
     assert (await staff["sue"].post("/api/privacy/opt-out", {"caller": REFUSER,
                                                             "opted_out": False}))[0] == 403
@@ -60,7 +59,7 @@ async def test_refusing_the_machine_is_remembered_until_withdrawn(start_server, 
     status, body = await admin.post("/api/privacy/opt-out", {"caller": REFUSER,
                                                              "opted_out": False})
     assert body == {"opted_out": False, "changed": True}
-    assert (await _call(server, "en_order_status.wav", REFUSER)).outcome == "completed"
+    assert (await _call(server, "en_dtmf_zero.wav", REFUSER)).outcome == "handoff:caller_request"
 
     metrics = server.app[REGISTRY].metrics
     assert metrics.sample("voicebot_opt_outs_total", event="recorded") == 1
@@ -117,7 +116,7 @@ async def test_the_opt_out_key_named_in_the_disclosure(start_server, en_engine):
         if await _opted_out(admin, REFUSER):
             break
         await asyncio.sleep(0.02)
-    again = await _call(server, "en_order_status.wav", REFUSER)
+    again = await _call(server, "en_dtmf_zero.wav", REFUSER)
     assert again.outcome == "handoff:opted_out"
     assert [e["name"] for e in again.of("prompt")] == ["disclosure", "handoff"]
     metrics = server.app[REGISTRY].metrics
