@@ -113,7 +113,9 @@ async def start_server(env_extra: dict[str, str], tmp: str, workers: int, asr_ti
     if workers:
         env["VOICEBOT_ASR_WORKERS"] = str(workers)
     python = env.pop("PYTHON", sys.executable)  # an arm may run another checkout's interpreter
-    proc = await asyncio.create_subprocess_exec(python, "-m", "voicebot", "serve", env=env, cwd=ROOT,
+    # `python -m` imports from its working directory first: run in that checkout
+    home = Path(python).parents[2] if python != sys.executable else ROOT
+    proc = await asyncio.create_subprocess_exec(python, "-m", "voicebot", "serve", env=env, cwd=home,
                                                 stdout=log, stderr=log)
     base = f"http://127.0.0.1:{port}"
     async with aiohttp.ClientSession() as http:
