@@ -4,6 +4,7 @@ command exits 1; `--since` limits the calls (real server, the real CLI)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime
 
@@ -35,6 +36,11 @@ async def test_disclosure_audit_after_real_calls(start_server, en_engine, tmp_pa
         done = await replay(server.ws + path, samples, rate, ReplayOptions(
             protocol=protocol, marks="immediate", speed=0, max_call_s=30, dtmf=[(1.0, "0")]))
         assert done.outcome == "handoff:caller_request"  # the audit below checks the disclosure
+        for _ in range(200):  # the record is closed just after the gateway's side ends
+            record = await server.record(done.call_id)
+            if record is not None and record.ended_at is not None:
+                break
+            await asyncio.sleep(0.02)
 
     ok = audit(db)
     assert ok.returncode == 0, ok.stdout + ok.stderr
