@@ -56,8 +56,7 @@ def _needles(records, extra: list[str], db: Path) -> set[str]:
                   *(u.get("intent") or "" for u in r.utterances)]
         clear_words |= {w for label in labels for w in label.split("_")}
         for u in r.utterances:
-            said.add(u["text"])
-            said |= {w for w in u["text"].split() if len(w) >= 4}
+            said |= {w for w in (u["text"], *u["text"].split()) if len(w) >= 4}  # not a keyed "1"
         said.add(r.summary)
     numbers = {form for n in CALLERS.values() for form in (n, n[1:], n[2:], n[-7:])}
     return numbers | {s for s in said if s and s not in clear_words} | set(extra)

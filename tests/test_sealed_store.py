@@ -20,6 +20,9 @@ async def _round_trip(tmp_path, privacy) -> tuple[CallRecord, list[str]]:
         await store.add_utterance("c1", 2.0, utterance("agent please", 0.9, 1.0))
         await store.add_utterance("c1", 3.0, utterance("card 4111111111111111", 0.8, 2.0))
         await store.add_prompt("c1", 2.5, {"name": "menu", "text": "How can I help?"})
+        await store.add_transcript("c1", 4.0, {"start": 1.0, "end": 2.0, "status": "done",
+                                               "text": "call me on 555 010 0123",
+                                               "words": []})
         await store.update("c1", outcome="handoff", summary='Caller said "agent please".')
         record = await store.get("c1")
         assert record is not None
@@ -37,4 +40,5 @@ async def test_round_trip_with_real_keys_and_with_no_privacy(tmp_path):
         assert [w["text"] for w in record.utterances[0]["words"]] == ["agent", "please"]
         assert [w["text"] for w in record.utterances[1]["words"]] == ["card", "[CARD]"]
         assert record.prompts[0]["text"] == "How can I help?"
+        assert record.transcripts[0]["text"] == "call me on [PHONE]"  # free-form, redacted too
         assert found == ["c1"]  # any spelling of the number

@@ -6,8 +6,8 @@ ever receive pseudonyms and sealed values:
 
 - `caller` is stored as its keyed pseudonym (finds a caller's calls) and the
   number itself, needed for call backs and for the desk, as `caller_sealed`;
-- `summary`, every utterance (text and words, in one sealed value in `text`)
-  and every prompt's text are sealed; recognised text is redacted first
+- `summary`, every utterance and free-form transcript (text and words, in one
+  sealed value in `text`) and every prompt's text are sealed; recognised text is redacted first
   (`voicebot.privacy.redact`), so card or account numbers never reach storage.
 
 Everything else (ids, times, outcome, reason, confidence, intent) stays in
@@ -26,7 +26,7 @@ from typing import Any
 from voicebot.errors import StoreUnavailable
 from voicebot.privacy.crypto import Privacy, UndecryptableData
 from voicebot.privacy.redact import redact, redact_utterance
-from voicebot.storage.base import CallRecord, CallStore, utterance_json
+from voicebot.storage.base import EVENT_LISTS, CallRecord, CallStore, utterance_json
 from voicebot.types import Utterance, Word
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,9 @@ class SealedCallStore:
     async def add_prompt(self, call_id: str, at: float, prompt: dict[str, Any]) -> None:
         await self.inner.add_prompt(call_id, at, seal_item(self.privacy, "prompt", prompt))
 
+    async def add_transcript(self, call_id: str, at: float, item: dict[str, Any]) -> None:
+        await self.inner.add_transcript(call_id, at, seal_item(self.privacy, "transcript", item))
+
     async def get(self, call_or_gateway_id: str) -> CallRecord | None:
         record = await self.inner.get(call_or_gateway_id)
         return None if record is None else unseal_record(self.privacy, record)
@@ -104,7 +107,8 @@ class SealedCallStore:
 
 
 # --- the field rules, shared with the backends' key rotation --------------------------
-SCALARS = [n for n in CallRecord.__dataclass_fields__ if n not in ("utterances", "prompts")]
+SCALARS = [n for n in CallRecord.__dataclass_fields__ if n not in EVENT_LISTS.values()]
+_WORDS = ("utterance", "transcript")  # events with text and timed words, sealed together
 
 
 def seal_row(privacy: Privacy, row: Row) -> Row:
@@ -131,7 +135,7 @@ def unseal_row(privacy: Privacy, row: Row) -> Row:
 
 def seal_item(privacy: Privacy, kind: str, item: Row) -> Row:
     item = dict(item)
-    if kind == "utterance":
+    if kind in _WORDS:
         item.update(redact_utterance(item))
         inner = {"text": item.get("text", ""), "words": item.get("words", [])}
         packed = json.dumps(inner, ensure_ascii=False, separators=(",", ":"))
@@ -149,7 +153,7 @@ def unseal_item(privacy: Privacy, kind: str, item: Row) -> Row:
     if not text:
         return item
     opened = privacy.unseal(text)
-    if kind == "utterance" and opened != text:
+    if kind in _WORDS and opened != text:
         item.update(json.loads(opened))
     else:
         item["text"] = opened
@@ -160,4 +164,5 @@ def unseal_record(privacy: Privacy, record: CallRecord) -> CallRecord:
     row = unseal_row(privacy, {n: getattr(record, n) for n in SCALARS})
     return CallRecord(**row,
                       utterances=[unseal_item(privacy, "utterance", u) for u in record.utterances],
-                      prompts=[unseal_item(privacy, "prompt", p) for p in record.prompts])
+                      prompts=[unseal_item(privacy, "prompt", p) for p in record.prompts],
+                      transcripts=[unseal_item(privacy, "transcript", t) for t in record.transcripts])
