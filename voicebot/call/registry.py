@@ -10,6 +10,7 @@ import asyncio
 import logging
 import uuid
 from typing import Protocol
+from collections.abc import Callable
 
 from voicebot.call.events import CallStarted, CallTagged
 from voicebot.call.media import MediaChannel
@@ -41,6 +42,7 @@ class CallRegistry:
         self.max_calls = max_calls
         self.metrics = metrics or Metrics()
         self.draining = False
+        self.opted_out: Callable[[str], bool] = lambda caller: False  # by number
         self._tasks: set[asyncio.Task[None]] = set()
         self._overflow: set[str] = set()  # calls over capacity: not counted against max_calls
         self.per_call: PerCall | None = None
@@ -66,6 +68,8 @@ class CallRegistry:
         if record.language not in self.services.languages:  # asked for none, or one we lack
             record.language = self.services.settings.language
         reason = self._admission()
+        if reason is None and self.opted_out(record.caller):
+            reason = HandoffReason.OPTED_OUT
         services = self.services
         if self.per_call is not None:
             services = self.per_call.services_for(record.call_id, services)

@@ -157,6 +157,8 @@ class CallSession:
         u = Utterance(digit, 1.0, now, now, Source.DTMF, "human" if digit == "0" else None)
         self._track(self._record_utterance(u))
         self._events.put_nowait(p.KeyPressed(digit))
+        if digit == self.services.settings.opt_out_key:  # named in the disclosure (privacy)
+            self.hand_over(HandoffReason.OPTED_OUT)
 
     def on_mark(self, name: str) -> None:
         if self._lane is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from voicebot.privacy.redact import redact
 from voicebot.types import HandoffReason, Source, Utterance
 
 REASON_TEXT = {
@@ -18,6 +19,7 @@ REASON_TEXT = {
     HandoffReason.MAX_DURATION: "the call reached the bot's time limit",
     HandoffReason.MEDIA_TIMEOUT: "the caller's audio stopped arriving",
     HandoffReason.SHUTDOWN: "the bot was shutting down",
+    HandoffReason.OPTED_OUT: "the caller opted out of the automated assistant",
 }
 
 # labels of the default flow's intents, for records made without a flow at hand
@@ -52,7 +54,7 @@ def summarise(
     else:
         heard = [u for u in transcript if u.source is Source.SPEECH and u.text]
         if heard:
-            parts.append(f'Caller said "{heard[-1].text}".')
+            parts.append(f'Caller said "{redact(heard[-1].text)}".')  # shown, sent, stored
     if answered:
         parts.append("Bot already gave the self-service answer for "
                      + " and ".join(INTENT_TEXT[a] for a in answered) + ".")

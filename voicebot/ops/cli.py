@@ -11,7 +11,8 @@ from typing import Any
 
 from voicebot.config import Settings
 from voicebot.ops.abtest import controls_of
-from voicebot.ops.calls import SqliteCallSource
+from voicebot.ops.wiring import sealed_source
+from voicebot.privacy import privacy_for
 from voicebot.errors import ConfigError
 from voicebot.flowrun import load_settings_flow
 from voicebot.ops.report import FORMATS, build_report, flow_understanding, parse_when, render
@@ -58,7 +59,7 @@ def run_report(args: argparse.Namespace, settings: Settings) -> int:
         print(f"voicebot: {exc}", file=sys.stderr)
         return 2
     report = asyncio.run(build_report(
-        SqliteCallSource(settings.db), since, until, threshold=settings.confidence_threshold,
+        sealed_source(settings.db, privacy_for(settings)), since, until, threshold=settings.confidence_threshold,
         min_calls=args.min_group, utc_offset_h=args.utc_offset, controls=controls_of(settings),
         intent_of=understanding))
     text = render(report, args.format)

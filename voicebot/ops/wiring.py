@@ -20,6 +20,9 @@ from voicebot.dialog.flow import Flow
 from voicebot.metrics import Metrics
 from voicebot.ops.abtest import Experiments
 from voicebot.ops.calls import SqliteCallSource
+from voicebot.privacy.crypto import Privacy
+from voicebot.storage.desk import DeskStore
+from voicebot.storage.sealed import unseal_item
 from voicebot.ops.observer import CallObserver, DeskGauges
 from voicebot.ops.report import flow_understanding
 from voicebot.ops.routes import ReportRoutes, watch_fairness
@@ -27,6 +30,12 @@ from voicebot.ops.tags import CallTagger, TagStore
 from voicebot.staff.service import StaffDesk
 
 log = logging.getLogger(__name__)
+
+
+def sealed_source(db: str, privacy: Privacy) -> SqliteCallSource:
+    """A report reader that opens what privacy sealed (numbers, words, desk notes)."""
+    return SqliteCallSource(db, desk=lambda path: DeskStore(path, privacy),
+                            reveal=lambda item: unseal_item(privacy, "utterance", item))
 
 
 class Operations:
@@ -43,7 +52,7 @@ class Operations:
         self.tagger = CallTagger(TagStore(settings.db))
         self.gauges = DeskGauges(metrics, desk.desk)
         # reports read the SQLite file; a database URL (a shared server) has no reader yet
-        self.reports = None if "://" in settings.db else SqliteCallSource(settings.db)
+        self.reports = None if "://" in settings.db else sealed_source(settings.db, desk.privacy)
         self.intent_of = flow_understanding(flow)
         self.routes = ReportRoutes(desk, self.reports, settings, metrics, self.intent_of)
         events.subscribe(self.observer.on_call_event)

@@ -14,6 +14,7 @@ import os
 import sys
 
 from voicebot.config import Settings
+from voicebot.errors import ConfigError
 
 ROLES = ("agent", "supervisor", "admin")
 
@@ -38,7 +39,7 @@ def add_staff_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
 def run_staff(args: argparse.Namespace, settings: Settings) -> int:
     try:
         return asyncio.run(_run(args, settings))
-    except ValueError as exc:
+    except (ValueError, ConfigError) as exc:
         print(f"voicebot staff: {exc}", file=sys.stderr)
         return 2
 
@@ -81,25 +82,9 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _erase_caller(settings: Settings, caller: str) -> int:
-    from voicebot.staff.privacy import erase_caller
-    from voicebot.storage.desk import DeskStore
-    from voicebot.storage.sqlite import SqliteCallStore
-    from voicebot.storage.staff import StaffStore
+    from voicebot.staff.shell import erase_from_shell
 
-    if not caller.strip():
-        raise ValueError("give the caller's number")
-    calls, desk, staff = SqliteCallStore(settings.db), DeskStore(settings.db), StaffStore(settings.db)
-    await calls.open()  # first: it creates the calls table the desk's schema refers to
-    await desk.open()
-    await staff.open()
-    try:
-        ids = await erase_caller(calls, desk, caller.strip())
-        await staff.audit("cli", "admin", "erase_caller", detail=f"{len(ids)} calls")
-    finally:
-        for store in (staff, desk, calls):
-            await store.close()
-    print(f"erased {len(ids)} calls", file=sys.stderr)
-    return 0
+    return await erase_from_shell(settings, caller)  # same as `voicebot privacy erase`
 
 
 def _password() -> str:

@@ -15,11 +15,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
 from voicebot.errors import StoreUnavailable
 from voicebot.staff.routes import bad_request, json_body, json_response
+from voicebot.staff.optout import OptOuts
 from voicebot.staff.service import StaffDesk
 from voicebot.storage.base import CallStore
 from voicebot.storage.desk import DeskStore
@@ -27,10 +31,14 @@ from voicebot.storage.desk import DeskStore
 log = logging.getLogger(__name__)
 
 
-async def erase_caller(calls: CallStore, desk: DeskStore, caller: str) -> list[str]:
-    """Delete a caller's calls and the desk's rows about them; the ids erased."""
+async def erase_caller(calls: CallStore, desk: DeskStore, caller: str,
+                       forget: Callable[[str], Awaitable[None]] | None = None) -> list[str]:
+    """Delete a caller's calls, the desk's rows about them and (`forget`) their
+    opt-out; the ids erased."""
     ids = await calls.erase_caller(caller)
     await desk.erase_calls(ids)
+    if forget is not None:
+        await forget(caller)
     return ids
 
 
@@ -39,6 +47,25 @@ async def announce_erased(desk: StaffDesk, ids: list[str], user: str, role: str,
     await desk.staff.audit(user, role, action, detail=f"{len(ids)} calls")
     for call_id in ids:
         desk.publish_update(call_id, "erased")
+
+
+async def export_caller(calls: CallStore, desk: DeskStore, caller: str,
+                        opted_out: bool = False) -> dict[str, Any]:
+    """Everything held about a caller, as portable JSON: each call with its transcript,
+    prompts, outcome and disclosure record, the desk's rows about those calls, and
+    whether they opted out of the automated assistant."""
+    records = await calls.calls_of_caller(caller)
+    ids = [r.call_id for r in records]
+    return {
+        "format": "voicebot.caller-export.v1", "caller": caller,
+        "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "calls": [{**r.to_json(), "disclosure": {
+            "text": r.disclosure_text, "started_at": r.disclosure_started_at,
+            "played_at": r.disclosure_played_at, "confirmed_by": r.disclosure_confirmed_by,
+        }} for r in records],
+        "desk": await desk.rows_for_calls(ids),
+        "opted_out_of_assistant": opted_out,
+    }
 
 
 RETENTION_SWEEP_S = 3600.0
@@ -66,20 +93,54 @@ async def keep_retention(calls: CallStore, desk: StaffDesk, days: float) -> None
 
 
 class PrivacyRoutes:
-    def __init__(self, desk: StaffDesk, calls: CallStore) -> None:
+    def __init__(self, desk: StaffDesk, calls: CallStore, opt_outs: OptOuts) -> None:
         self.d = desk
         self.calls = calls
+        self.opt_outs = opt_outs
 
     def add_to(self, router: web.UrlDispatcher) -> None:
         router.add_post("/api/privacy/erase", self.erase)
+        router.add_post("/api/privacy/export", self.export)
+        router.add_post("/api/privacy/opt-out", self.opt_out)
+
+    async def opt_out(self, request: web.Request) -> web.Response:
+        """`{"caller"}`: is it opted out; with `"opted_out": true|false`, set it."""
+        who = await self.d.auth.require(request, "admin")
+        body = await json_body(request)
+        caller = self._caller(body)
+        wanted = body.get("opted_out")
+        if wanted is not None and not isinstance(wanted, bool):
+            raise bad_request("opted_out must be true or false")
+        changed = False
+        if wanted is not None:
+            changed = await self.opt_outs.set(caller, wanted, who.name, who.role)
+        return json_response({"opted_out": await self.opt_outs.stored(caller), "changed": changed})
+
+    @staticmethod
+    def _caller(body: dict[str, Any]) -> str:
+        caller = body.get("caller")
+        if not isinstance(caller, str) or not caller.strip() or len(caller) > 256:
+            raise bad_request("caller must be the caller's number, as a string")
+        return caller.strip()
+
+    async def export(self, request: web.Request) -> web.Response:
+        who = await self.d.auth.require(request, "admin")
+        caller = self._caller(await json_body(request))
+        try:
+            data = await export_caller(self.calls, self.d.desk, caller,
+                                       await self.opt_outs.stored(caller))
+        except StoreUnavailable:
+            return json_response({"error": "the call database is unavailable or catching up; "
+                                           "try again"}, status=503)
+        await self.d.staff.audit(who.name, who.role, "export_caller",
+                                 detail=f"{len(data['calls'])} calls")
+        return json_response(data)
 
     async def erase(self, request: web.Request) -> web.Response:
         who = await self.d.auth.require(request, "admin")
-        caller = (await json_body(request)).get("caller")
-        if not isinstance(caller, str) or not caller.strip() or len(caller) > 256:
-            raise bad_request("caller must be the caller's number, as a string")
+        caller = self._caller(await json_body(request))
         try:
-            ids = await erase_caller(self.calls, self.d.desk, caller.strip())
+            ids = await erase_caller(self.calls, self.d.desk, caller, self.opt_outs.forget)
         except StoreUnavailable:
             return json_response({"error": "the call database is unavailable or catching up; "
                                            "nothing was erased, try again"}, status=503)

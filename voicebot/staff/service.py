@@ -19,6 +19,7 @@ from voicebot.assist.sentiment import analyzer, call_sentiment
 from voicebot.assist.summary import main_intent
 from voicebot.call.events import CallEnded, CallEvent, HandoffDecided, HumanLineEnded
 from voicebot.config import Settings
+from voicebot.privacy.crypto import Privacy
 from voicebot.staff.auth import Authenticator
 from voicebot.staff.feed import FeedHub
 from voicebot.staff.webhook import CrmWebhook
@@ -31,10 +32,11 @@ Job = Callable[[], Awaitable[None]]
 
 
 class StaffDesk:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, privacy: Privacy | None = None) -> None:
         self.settings = settings
         self.staff = StaffStore(settings.db)
-        self.desk = DeskStore(settings.db)
+        self.privacy = privacy
+        self.desk = DeskStore(settings.db, privacy)
         self.auth = Authenticator(self.staff, settings.staff_token)
         self.feed = FeedHub()
         self.kb = KnowledgeBase([])

@@ -8,6 +8,7 @@ hangs up mid-sentence still leaves what was heard.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from voicebot.types import Utterance
@@ -19,7 +20,7 @@ class CallRecord:
     gateway: str  # "twilio" | "native"
     gateway_call_id: str = ""  # Twilio CallSid
     stream_id: str = ""  # Twilio streamSid
-    caller: str = ""
+    caller: str = ""  # as stored: a pseudonym (voicebot.storage.sealed)
     language: str = "en"
     started_at: float = 0.0
     ended_at: float | None = None
@@ -34,9 +35,12 @@ class CallRecord:
     utterances: list[dict[str, Any]] = field(default_factory=list)
     prompts: list[dict[str, Any]] = field(default_factory=list)
     transcripts: list[dict[str, Any]] = field(default_factory=list)  # free-form (voicebot.transcript)
+    caller_sealed: str = ""  # as stored: the number, encrypted (for call backs and the desk)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data.pop("caller_sealed")  # storage's business; `caller` is the number when read
+        return data
 
 
 EVENT_LISTS = {"utterance": "utterances", "prompt": "prompts", "transcript": "transcripts"}
@@ -67,3 +71,15 @@ class CallStore(Protocol):
     async def get(self, call_or_gateway_id: str) -> CallRecord | None: ...
     async def erase_caller(self, caller: str) -> list[str]: ...  # the ids of the calls deleted
     async def erase_started_before(self, cutoff: float) -> list[str]: ...
+    async def calls_of_caller(self, caller: str) -> list[CallRecord]: ...  # oldest first
+    async def claim_meta(self, name: str, value: str) -> str: ...  # stored value, set if none
+
+
+class RewritableStore(CallStore, Protocol):
+    """A backend `voicebot privacy rotate-key` can re-encrypt: every call row
+    (`row`), event payload (`item(kind, payload)`) and meta value (`meta`) through
+    the given functions, atomically. Returns the number of calls."""
+
+    async def rewrite(self, row: Callable[[dict[str, Any]], dict[str, Any]],
+                      item: Callable[[str, dict[str, Any]], dict[str, Any]],
+                      meta: Callable[[str], str]) -> int: ...

@@ -14,8 +14,10 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
+from voicebot.privacy.crypto import NoPrivacy, Privacy
 from voicebot.storage.staff import Database
 
 _SCHEMA = """
@@ -75,9 +77,39 @@ class Feedback:
     comment: str = ""
 
 
+SEALED_COLUMNS = ("summary", "caller", "notes", "heard", "correction", "comment")
+
+
 class DeskStore(Database):
-    def __init__(self, path: str | Path) -> None:
+    """Free text and the caller's number are sealed with `privacy` (see
+    `voicebot.storage.sealed`); statuses, times and reasons stay queryable."""
+
+    def __init__(self, path: str | Path, privacy: Privacy | None = None) -> None:
         super().__init__(path, _SCHEMA)
+        self.privacy = privacy or NoPrivacy()
+
+    async def rows(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[dict[str, Any]]:
+        """Rows with their sealed columns opened."""
+        found = await super().rows(sql, params)
+        for row in found:
+            for key in SEALED_COLUMNS:
+                if isinstance(row.get(key), str):
+                    row[key] = self.privacy.unseal(row[key])
+            if "caller_sealed" in row:  # the calls table: `caller` is the pseudonym there
+                sealed = row.pop("caller_sealed")
+                row["caller"] = self.privacy.unseal(sealed) if sealed else row["caller"]
+        return found
+
+    async def rewrite(self, value: Callable[[str], str]) -> None:
+        """Key rotation: every sealed column through `value`, in one transaction."""
+        for table, key, columns in (("desk_transfers", "call_id", ("summary", "caller", "notes")),
+                                    ("desk_feedback", "seq", ("heard", "correction", "comment"))):
+            cursor = await self.db.execute(f"SELECT {key}, {', '.join(columns)} FROM {table}")
+            for row in await cursor.fetchall():
+                sets = ", ".join(f"{c} = ?" for c in columns)
+                await self.db.execute(f"UPDATE {table} SET {sets} WHERE {key} = ?",
+                                      [*(value(v or "") for v in row[1:]), row[0]])
+        await self.db.commit()
 
     # --- transfers ---------------------------------------------------------------
     async def add_transfer(self, call_id: str, reason: str, summary: str, caller: str,
@@ -85,7 +117,8 @@ class DeskStore(Database):
         await self.write(
             "INSERT OR IGNORE INTO desk_transfers (call_id, reason, summary, caller, language, "
             "sentiment, decided_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (call_id, reason, summary, caller, language, sentiment, decided_at))
+            (call_id, reason, self.privacy.seal(summary), self.privacy.seal(caller), language,
+             sentiment, decided_at))
 
     async def transfer(self, call_id: str) -> dict[str, Any] | None:
         rows = await self.rows("SELECT * FROM desk_transfers WHERE call_id = ?", (call_id,))
@@ -110,7 +143,7 @@ class DeskStore(Database):
         return await self.write(
             "UPDATE desk_transfers SET status = 'closed', disposition = ?, notes = ?, "
             "closed_at = ? WHERE call_id = ? AND status IN ('waiting', 'claimed', 'callback')",
-            (disposition, notes, time.time(), call_id)) > 0
+            (disposition, self.privacy.seal(notes), time.time(), call_id)) > 0
 
     async def abandon(self, call_id: str) -> bool:
         return await self.write(
@@ -124,6 +157,14 @@ class DeskStore(Database):
         marks = ", ".join("?" * len(call_ids))
         for table in ("desk_transfers", "desk_feedback", "desk_webhook_deliveries"):
             await self.write(f"DELETE FROM {table} WHERE call_id IN ({marks})", call_ids)
+        await self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # no copy left in the WAL
+
+    async def rows_for_calls(self, call_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+        """The desk's rows about these calls (a caller's export)."""
+        marks = ", ".join("?" * len(call_ids)) or "NULL"
+        return {table: await self.rows(f"SELECT * FROM desk_{table} WHERE call_id IN ({marks}) "
+                                       f"ORDER BY {order}", call_ids)
+                for table, order in (("transfers", "decided_at"), ("feedback", "seq"))}
 
     async def needs_callback(self, call_id: str) -> bool:
         """The human line did not take the call: back to the queue, unclaimed."""
@@ -136,7 +177,8 @@ class DeskStore(Database):
         return await self.insert(
             "INSERT INTO desk_feedback (call_id, at, user, kind, utterance, heard, correction, "
             "comment) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (f.call_id, time.time(), f.user, f.kind, f.utterance, f.heard, f.correction, f.comment))
+            (f.call_id, time.time(), f.user, f.kind, f.utterance, *map(self.privacy.seal, (
+                f.heard, f.correction, f.comment))))
 
     async def feedback(self, since: float | None = None) -> list[dict[str, Any]]:
         """Feedback joined with what a retuning job needs from the call itself."""
@@ -172,7 +214,7 @@ class DeskStore(Database):
             params.append(visible_to)
         clause = ("WHERE " + " AND ".join(where)) if where else ""
         return await self.rows(
-            "SELECT c.call_id, c.gateway, c.caller, c.language, c.started_at, c.ended_at, "
+            "SELECT c.call_id, c.gateway, c.caller, c.caller_sealed, c.language, c.started_at, c.ended_at, "
             "c.outcome, c.handoff_reason, c.summary, t.status AS transfer_status, "
             "t.claimed_by, t.disposition, t.sentiment FROM calls c "
             f"LEFT JOIN desk_transfers t ON t.call_id = c.call_id {clause} "
@@ -184,6 +226,17 @@ class DeskStore(Database):
             "AND started_at >= ? AND started_at < ? GROUP BY handoff_reason ORDER BY n DESC",
             (since, until))
         return {r["reason"]: r["n"] for r in rows}
+
+    async def disclosure_records(self, since: float) -> list[dict[str, Any]]:
+        """Each call's disclosure record, with how much else happened in it."""
+        return await self.rows(
+            "SELECT c.call_id, c.started_at, c.ended_at, c.outcome, c.disclosure_started_at, "
+            "c.disclosure_played_at, c.disclosure_confirmed_by, "
+            "(SELECT COUNT(*) FROM call_events e WHERE e.call_id = c.call_id "
+            " AND e.kind = 'utterance') AS utterances, "
+            "(SELECT COUNT(*) FROM call_events e WHERE e.call_id = c.call_id "
+            " AND e.kind = 'prompt') AS prompts "
+            "FROM calls c WHERE c.started_at >= ? ORDER BY c.started_at", (since,))
 
     async def outcomes(self, since: float, until: float) -> dict[str, int]:
         rows = await self.rows("SELECT outcome, COUNT(*) AS n FROM calls WHERE started_at >= ? "

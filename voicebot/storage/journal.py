@@ -30,7 +30,7 @@ import os
 from collections.abc import Awaitable, Callable
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from voicebot.errors import StoreUnavailable
 from voicebot.storage.base import EVENT_LISTS, CallRecord, CallStore, utterance_json
@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 _SCALARS = [f.name for f in fields(CallRecord) if f.name not in EVENT_LISTS.values()]
 Entry = dict[str, Any]
+T = TypeVar("T")
 
 
 class JournalledStore:
@@ -121,6 +122,19 @@ class JournalledStore:
             if not self._up or self.pending:
                 raise StoreUnavailable("the call database is unavailable or catching up")
             return await asyncio.wait_for(erase(), self.timeout_s)
+
+    async def calls_of_caller(self, caller: str) -> list[CallRecord]:
+        return await self._read(lambda: self.inner.calls_of_caller(caller))
+
+    async def claim_meta(self, name: str, value: str) -> str:
+        return await self._read(lambda: self.inner.claim_meta(name, value))
+
+    async def _read(self, op: Callable[[], Awaitable[T]]) -> T:
+        """Only with the database up and caught up (exports, the key check)."""
+        async with self._lock:
+            if not self._up or self.pending:
+                raise StoreUnavailable("the call database is unavailable or catching up")
+            return await asyncio.wait_for(op(), self.timeout_s)
 
     async def get(self, call_or_gateway_id: str) -> CallRecord | None:
         if self._up:
@@ -245,7 +259,8 @@ async def _quietly(op: Awaitable[None]) -> None:
 def _append(path: Path, entry: Entry) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     line = json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n"
-    with open(path, "a", encoding="utf-8") as f:
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)  # owner-only
+    with open(fd, "a", encoding="utf-8") as f:
         f.write(line)
         f.flush()
         os.fsync(f.fileno())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import fields
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import aiosqlite
@@ -13,6 +14,7 @@ from voicebot.storage.base import EVENT_LISTS, CallRecord, utterance_json
 from voicebot.storage.connection import connect
 from voicebot.types import Utterance
 
+Row = dict[str, Any]
 _SCALARS = [f.name for f in fields(CallRecord) if f.name not in EVENT_LISTS.values()]
 
 _SCHEMA = f"""
@@ -20,6 +22,8 @@ CREATE TABLE IF NOT EXISTS calls (
     {", ".join(n + (" TEXT PRIMARY KEY" if n == "call_id" else "") for n in _SCALARS)}
 );
 CREATE INDEX IF NOT EXISTS calls_gateway_id ON calls (gateway_call_id);
+CREATE INDEX IF NOT EXISTS calls_caller ON calls (caller);
+CREATE TABLE IF NOT EXISTS store_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS call_events (
     call_id TEXT NOT NULL REFERENCES calls (call_id),
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -38,6 +42,7 @@ class SqliteCallStore:
 
     async def open(self) -> None:
         self._db = await connect(self.path, _SCHEMA, "journal_mode=WAL", "synchronous=NORMAL")
+        await _ensure_columns(self._db)
         await _ensure_events_once(self._db)
 
     async def close(self) -> None:
@@ -99,7 +104,44 @@ class SqliteCallStore:
             await self.db.execute(f"DELETE FROM call_events WHERE call_id IN ({marks})", ids)
             await self.db.execute(f"DELETE FROM calls WHERE call_id IN ({marks})", ids)
             await self.db.commit()
+            await self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # no copy left in the WAL
         return ids
+
+    async def calls_of_caller(self, caller: str) -> list[CallRecord]:
+        cursor = await self.db.execute(
+            "SELECT call_id FROM calls WHERE caller = ? ORDER BY started_at", (caller,))
+        ids = [row[0] for row in await cursor.fetchall()]
+        return [r for r in [await self.get(i) for i in ids] if r is not None]
+
+    async def claim_meta(self, name: str, value: str) -> str:
+        await self.db.execute("INSERT OR IGNORE INTO store_meta (name, value) VALUES (?, ?)",
+                              (name, value))
+        await self.db.commit()
+        cursor = await self.db.execute("SELECT value FROM store_meta WHERE name = ?", (name,))
+        row = await cursor.fetchone()
+        return str(row[0]) if row else value
+
+    async def rewrite(self, row: Callable[[Row], Row], item: Callable[[str, Row], Row],
+                      meta: Callable[[str], str]) -> int:
+        """Key rotation: every call row, event and meta value through the given
+        functions, in one transaction (all under the new key, or none). Calls rewritten."""
+        db = self.db
+        cursor = await db.execute(f"SELECT {', '.join(_SCALARS)} FROM calls")
+        rows = [dict(zip(_SCALARS, r, strict=True)) for r in await cursor.fetchall()]
+        for old in rows:
+            new = row(old)
+            await db.execute(f"UPDATE calls SET {', '.join(f'{k} = ?' for k in _SCALARS)} "
+                             "WHERE call_id = ?", [*(new[k] for k in _SCALARS), old["call_id"]])
+        cursor = await db.execute("SELECT seq, kind, payload FROM call_events")
+        for seq, kind, payload in await cursor.fetchall():
+            new_payload = json.dumps(item(kind, json.loads(payload)), ensure_ascii=False)
+            await db.execute("UPDATE call_events SET payload = ? WHERE seq = ?", (new_payload, seq))
+        cursor = await db.execute("SELECT name, value FROM store_meta")
+        for name, value in await cursor.fetchall():
+            await db.execute("UPDATE store_meta SET value = ? WHERE name = ?", (meta(value), name))
+        await db.commit()
+        await db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # no old page left in the WAL
+        return len(rows)
 
     async def get(self, call_or_gateway_id: str) -> CallRecord | None:
         """The call with this id; only if none has it, the first call the gateway
@@ -121,6 +163,16 @@ class SqliteCallStore:
             item = {"at": at, **json.loads(payload)}
             getattr(record, EVENT_LISTS.get(kind, "prompts")).append(item)
         return record
+
+
+async def _ensure_columns(db: aiosqlite.Connection) -> None:
+    """Columns added since a database was made (`caller_sealed`)."""
+    cursor = await db.execute("PRAGMA table_info(calls)")
+    have = {row[1] for row in await cursor.fetchall()}
+    for name in _SCALARS:
+        if name not in have:
+            await db.execute(f"ALTER TABLE calls ADD COLUMN {name} DEFAULT ''")
+    await db.commit()
 
 
 async def _ensure_events_once(db: aiosqlite.Connection) -> None:

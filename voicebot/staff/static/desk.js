@@ -14,6 +14,7 @@ const REASONS = {
   max_duration: "Call reached the time limit",
   media_timeout: "Caller's audio stopped",
   shutdown: "Bot was shutting down",
+  opted_out: "Caller opted out of the bot",
 };
 const QUEUE_STATUS = {
   waiting: "waiting",
