@@ -230,9 +230,9 @@ def telephone(samples: np.ndarray, snr_db: float | None, seed: int) -> np.ndarra
     return ulaw_decode(ulaw_encode(clipped))
 
 
-def noise_clips(language: str) -> list[tuple[str, np.ndarray, str]]:
-    """Noise and silence: (name, samples, description), deterministic."""
-    rng = np.random.default_rng(seed_of(f"noise-{language}"))
+def noise_clips(language: str, tag: str) -> list[tuple[str, np.ndarray, str]]:
+    """Noise and silence: (name, samples, description), deterministic for a tag."""
+    rng = np.random.default_rng(seed_of(f"noise-{language}{tag}"))
     n = 4 * RATE
     t = np.arange(n) / RATE
     hum = 1500 * np.sin(2 * np.pi * 60 * t) + 500 * np.sin(2 * np.pi * 180 * t)
@@ -348,9 +348,9 @@ def licence_of(voice: Voice) -> str:
     return f"{TEXT_LICENCE}; {FESTIVAL_LICENCE[voice.name]}"
 
 
-def render_noise(language: str, out_dir: Path) -> list[Clip]:
+def render_noise(language: str, out_dir: Path, tag: str) -> list[Clip]:
     clips = []
-    for name, samples, description in noise_clips(language):
+    for name, samples, description in noise_clips(language, tag):
         rel = Path("audio") / language / f"noise_{name}.wav"
         clipped = np.clip(np.round(samples), -32768, 32767).astype(np.int16)
         write_wav(out_dir / rel, ulaw_decode(ulaw_encode(clipped)), RATE)
@@ -382,10 +382,12 @@ def main(argv: list[str] | None = None) -> int:
         jobs += phrase_jobs(book, language)
         if with_real and language == "en":
             jobs += real_jobs()
-    return build(jobs, languages, args.out, args.jobs)
+    # a dev set gets other noise than the evaluation set
+    tag = "" if not args.phrases else "-" + "-".join(p.stem for p in phrase_files)
+    return build(jobs, languages, args.out, args.jobs, tag)
 
 
-def build(jobs: list[Job], languages: list[str], out_dir: Path, parallel: int) -> int:
+def build(jobs: list[Job], languages: list[str], out_dir: Path, parallel: int, tag: str) -> int:
     from concurrent.futures import ThreadPoolExecutor
 
     names = [f"{j.language}/{j.name}" for j in jobs]
@@ -399,7 +401,7 @@ def build(jobs: list[Job], languages: list[str], out_dir: Path, parallel: int) -
     with ThreadPoolExecutor(max(1, parallel)) as pool:
         clips = list(pool.map(lambda job: render(job, out_dir), jobs))
     for language in dict.fromkeys(languages):
-        clips += render_noise(language, out_dir)
+        clips += render_noise(language, out_dir, tag)
     manifest = {"format": 1, "rate": RATE,
                 "clips": [c.record() for c in sorted(clips, key=lambda c: c.file)]}
     (out_dir / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1) + "\n",
