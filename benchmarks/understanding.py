@@ -134,7 +134,7 @@ async def one_call(url: str, clips: Clips, clip: dict[str, Any], arm: str, speed
     try:
         async with aiohttp.ClientSession() as http, http.ws_connect(url, max_msg_size=0) as ws:
             await asyncio.wait_for(Caller(ws, speed).run(clips.script(clip), outcome), 180)
-    except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
+    except Exception as exc:  # one broken call is reported in its row, not the end of the run
         outcome.error = f"{type(exc).__name__}: {exc}"
     return outcome
 

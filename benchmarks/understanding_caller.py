@@ -73,6 +73,7 @@ class Caller:
         self.line = _Line(speed, "played", self._echo)
         self.speech: list[np.ndarray] = []  # queued caller audio
         self.spoken = asyncio.Event()
+        self._sends: set[asyncio.Future[None]] = set()
 
     async def run(self, script: Script, outcome: Outcome) -> None:
         await self.ws.send_str(json.dumps({"event": "start", "caller": "+15550123",
@@ -140,7 +141,9 @@ class Caller:
 
     def _echo(self, name: str) -> None:
         if not self.ws.closed:
-            asyncio.ensure_future(self.ws.send_str(json.dumps({"event": "mark", "name": name})))
+            task = asyncio.ensure_future(self.ws.send_str(json.dumps({"event": "mark", "name": name})))
+            self._sends.add(task)
+            task.add_done_callback(self._sends.discard)
         self.events.put_nowait({"event": "played", "name": name})
 
 
