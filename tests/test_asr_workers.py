@@ -9,11 +9,11 @@ import signal
 
 import pytest
 
+from voicebot.dialog.compile import default_vocabulary
 from voicebot.asr.loader import load_engine
 from voicebot.asr.workers import WorkerPoolEngine
 from voicebot.audio.resample import resample
 from voicebot.audio.wav import read_wav
-from voicebot.dialog.lang import EN
 from voicebot.errors import ConfigError, EngineError
 
 from .conftest import FIXTURES
@@ -35,14 +35,14 @@ def recognise(engine, pcm: bytes):
 
 @pytest.fixture(scope="module")
 def pool():
-    engine = WorkerPoolEngine(None, "en", workers=2)
+    engine = WorkerPoolEngine(None, default_vocabulary("en"), workers=2)
     yield engine
     engine.close()
 
 
 def test_pool_gives_the_in_process_result(pool):
     pcm = utterance()
-    local = recognise(load_engine(None, EN), pcm)
+    local = recognise(load_engine(None, default_vocabulary("en")), pcm)
     remote = recognise(pool, pcm)
     assert remote.text == local.text == "i want to speak to a person"
     assert remote.confidence == pytest.approx(local.confidence)
@@ -60,7 +60,7 @@ def test_streams_spread_over_workers_and_abandoned_ones_are_released(pool):
 
 
 def test_a_killed_worker_fails_its_utterances_and_is_replaced():
-    engine = WorkerPoolEngine(None, "en", workers=1)
+    engine = WorkerPoolEngine(None, default_vocabulary("en"), workers=1)
     try:
         stream = engine.stream()
         stream.accept(utterance()[:32000])
@@ -74,5 +74,5 @@ def test_a_killed_worker_fails_its_utterances_and_is_replaced():
 
 def test_a_model_that_cannot_load_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError) as err:
-        WorkerPoolEngine(str(tmp_path / "no-such-model"), "en", workers=1)
+        WorkerPoolEngine(str(tmp_path / "no-such-model"), default_vocabulary("en"), workers=1)
     assert err.value.key == "VOICEBOT_MODEL"

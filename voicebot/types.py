@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -43,6 +44,8 @@ class HandoffReason(StrEnum):
     NO_INPUT = "no_input"
     UNRESOLVED = "unresolved"
     SYSTEM_ERROR = "system_error"
+    ROUTED = "routed"  # the flow sends this request to a person (a transfer node)
+    LOOKUP_FAILED = "lookup_failed"  # the deployment's backend did not answer a lookup
     # set by the service, not the conversation: the caller still reaches a human
     OVER_CAPACITY = "over_capacity"  # more calls than VOICEBOT_MAX_CALLS
     MAX_DURATION = "max_duration"  # the call reached VOICEBOT_MAX_CALL_S
@@ -67,3 +70,42 @@ class Utterance:
     source: Source = Source.SPEECH
     intent: str | None = None
     words: tuple[Word, ...] = field(default=())
+
+
+@dataclass(frozen=True, slots=True)
+class ListenContext:
+    """What the caller may say at one kind of question, as phrases to favour.
+
+    The dialog layer compiles these from the flow; the recognisers build their
+    searches from them and never see the flow itself."""
+
+    name: str  # "open" (the menu's intents), "yesno", "digits", ...
+    phrases: tuple[str, ...]  # phrase templates (voicebot.phrases), lower case
+
+
+@dataclass(frozen=True, slots=True)
+class Vocabulary:
+    """Everything one language's recogniser needs to know about the flow."""
+
+    language: str
+    contexts: tuple[ListenContext, ...]
+
+    def context(self, name: str) -> ListenContext:
+        for ctx in self.contexts:
+            if ctx.name == name:
+                return ctx
+        return self.contexts[0]
+
+    def to_json(self) -> dict[str, object]:
+        return {"language": self.language,
+                "contexts": [{"name": c.name, "phrases": list(c.phrases)} for c in self.contexts]}
+
+    @classmethod
+    def from_json(cls, data: dict) -> Vocabulary:  # type: ignore[type-arg]
+        return cls(data["language"], tuple(ListenContext(c["name"], tuple(c["phrases"])) for c in data["contexts"]))
+
+
+def normalise(text: str) -> str:
+    """Lower case, punctuation to spaces, single spaces: how phrases are compared."""
+    text = re.sub(r"[^\w\s']", " ", text.lower())
+    return " ".join(text.split())

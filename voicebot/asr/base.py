@@ -26,4 +26,7 @@ class SpeechEngine(Protocol):
     sample_rate: int  # the rate accept() expects
     description: str  # one line for the start-up log: engine, model path, mode
 
-    def stream(self) -> RecognizerStream: ...
+    def stream(self, context: str = "") -> RecognizerStream:
+        """A stream for one utterance, listening for `context` (a ListenContext
+        name of the vocabulary the engine was built with; "" = its first)."""
+        ...

@@ -38,15 +38,17 @@ class FakeEngine:
         self.fail_in = fail_in
         self.delay_s = delay_s
         self.received: list[int] = []
+        self.contexts: list[str] = []  # the context each stream was opened for
         self.finished = 0
         self._lock = threading.Lock()
         self._released = threading.Event()
 
-    def stream(self) -> FakeStream:
+    def stream(self, context: str = "") -> FakeStream:
         if self.error is not None and self.fail_in == "stream":
             raise self.error
         with self._lock:
             self.received.append(0)
+            self.contexts.append(context)
             return FakeStream(self, len(self.received) - 1)
 
     def release(self) -> None:

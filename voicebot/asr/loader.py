@@ -24,8 +24,8 @@ from voicebot.asr.models import (
     resolve_model,
     verify_model,
 )
-from voicebot.dialog.lang import LanguagePack
 from voicebot.errors import ConfigError
+from voicebot.types import Vocabulary
 
 DEFAULT_CONFIDENCE_THRESHOLD = 0.6
 # Decoder sets each pocketsphinx engine (one per recognition process) keeps
@@ -36,15 +36,16 @@ MODELS_DIR = Path("models")
 KEY = "VOICEBOT_MODEL"
 
 
-def load_engine(model: str | None, pack: LanguagePack, models_dir: Path = MODELS_DIR) -> SpeechEngine:
-    """The speech engine for `pack`: embedded pocketsphinx without a model, else Vosk."""
+def load_engine(model: str | None, vocabulary: Vocabulary, models_dir: Path = MODELS_DIR) -> SpeechEngine:
+    """The speech engine for `vocabulary`'s language: embedded pocketsphinx without a model, else Vosk."""
+    language = vocabulary.language
     if not model:
-        if pack.code != "en":
-            raise ConfigError(KEY, _no_model_hint(pack.code))
+        if language != "en":
+            raise ConfigError(KEY, _no_model_hint(language))
         from voicebot.asr.sphinx_engine import SphinxEngine
 
         try:
-            return SphinxEngine(pack, pool_size=SPHINX_DECODER_SETS)
+            return SphinxEngine(vocabulary, pool_size=SPHINX_DECODER_SETS)
         except ValueError as exc:
             raise ConfigError(KEY, f"the embedded English engine cannot use this language pack: {exc}") from None
     try:
@@ -55,16 +56,16 @@ def load_engine(model: str | None, pack: LanguagePack, models_dir: Path = MODELS
     if problems:
         raise ConfigError(KEY, f"{path} is not a usable Vosk model: {'; '.join(problems)}")
     info = KNOWN_MODELS.get(model) or KNOWN_MODELS.get(path.name)
-    if info is not None and info.language != pack.code:
+    if info is not None and info.language != language:
         raise ConfigError(KEY, f"{info.name} is a {info.language!r} model but the language is "
-                          f"{pack.code!r}; {_no_model_hint(pack.code)}")
+                          f"{language!r}; {_no_model_hint(language)}")
     import vosk  # type: ignore[import-untyped]
 
     vosk.SetLogLevel(-1)  # Kaldi's start-up chatter is not for the service log
     from voicebot.asr.vosk_engine import VoskEngine
 
     try:
-        return VoskEngine(path, pack)
+        return VoskEngine(path, vocabulary)
     except ValueError as exc:  # e.g. none of the pack's words are in the model's vocabulary
         raise ConfigError(KEY, f"{path}: {exc}") from None
 

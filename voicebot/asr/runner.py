@@ -25,13 +25,14 @@ class AsrRunner:
         self.executor = executor
         self.timeout_s = timeout_s
 
-    def open(self) -> UtteranceRecognition:
-        return UtteranceRecognition(self)
+    def open(self, context: str = "") -> UtteranceRecognition:
+        return UtteranceRecognition(self, context)
 
 
 class UtteranceRecognition:
-    def __init__(self, runner: AsrRunner) -> None:
+    def __init__(self, runner: AsrRunner, context: str = "") -> None:
         self._runner = runner
+        self._context = context
         self._queue: asyncio.Queue[bytes] = asyncio.Queue()
         self._task = asyncio.create_task(self._work(), name="asr-utterance")
         self._finishing = False
@@ -56,7 +57,7 @@ class UtteranceRecognition:
         loop = asyncio.get_running_loop()
         run = self._runner
         try:
-            stream: RecognizerStream = await loop.run_in_executor(run.executor, run.engine.stream)
+            stream: RecognizerStream = await loop.run_in_executor(run.executor, run.engine.stream, self._context)
             while True:
                 chunks = [await self._queue.get()]
                 while not self._queue.empty():

@@ -38,20 +38,13 @@ from dataclasses import dataclass
 
 from pocketsphinx import Decoder, get_model_path  # type: ignore[import-untyped]
 
-from voicebot.dialog.lang import LanguagePack, normalise
-from voicebot.types import Transcript, Word
+from voicebot.phrases import TemplateError, fsg_edges, parse, words
+from voicebot.types import Transcript, Vocabulary, Word
 
 SAMPLE_RATE = 16000  # the en-us model's filterbank reaches 6.8 kHz: it refuses 8 kHz
 FRAME_S = 0.01
 CMN_SECONDS = 1.0  # audio used to estimate the cepstral mean before decoding starts
 PHONE_LOOP_PROB = 1e-3  # FSG probability of each phone of the free loop
-# FSG probability of leaving a sentence after one of its first words. Tiny on
-# purpose: at 1e-15 unfinished sentences beat whole ones ("agent" → "i don't",
-# "connect me to customer service" → "connect me to"), at 1e-100 a caller cut
-# off mid-sentence left nothing; 1e-30 keeps whole sentences whole (measured)
-# and leaves "i want to track" of a caller who hung up.
-PREFIX_EXIT_PROB = 1e-30
-PREFIX_MAX_CONFIDENCE = 0.3  # an unfinished sentence is never a request
 NO_TEXT_BELOW = 0.2  # under this the sentence is a guess the loop clearly beats: no text
 # Logistic map of the per-frame margin (sentence score - phone-loop score, in
 # pocketsphinx log-base-1.0001 units per 10 ms frame) onto [0, 1]: margin
@@ -61,20 +54,22 @@ THRESHOLD = 0.6
 MARGIN_AT_THRESHOLD = -4.4
 MARGIN_SCALE = 2.0
 
-_LN_BASE = math.log(1.0001)  # pocketsphinx's log base
+_LN_BASE = math.log(1.0001)
+  # pocketsphinx's log base
 _PHONES = ("AA", "AE", "AH", "AO", "AW", "AY", "B", "CH", "D", "DH", "EH", "ER", "EY", "F", "G",
            "HH", "IH", "IY", "JH", "K", "L", "M", "N", "NG", "OW", "OY", "P", "R", "S", "SH", "T",
            "TH", "UH", "UW", "V", "W", "Y", "Z", "ZH")
 _NOT_WORDS = {"<s>", "</s>", "<sil>", "(NULL)", "[NOISE]", "[SPEECH]", "+NSN+", "+SPN+"}
-_WIDE_BEAMS = {"beam": 1e-80, "wbeam": 1e-60, "pbeam": 1e-80}
+_WIDE_BEAMS = {"beam": 1e-80, "wbeam": 1e-60, "pbeam": 1e-80, "lw": 1.0}
 
 
-def margin_to_confidence(margin: float) -> float:
-    """Per-frame score margin → confidence in [0, 1] (THRESHOLD at MARGIN_AT_THRESHOLD)."""
+def margin_to_confidence(margin: float, at_threshold: float = MARGIN_AT_THRESHOLD,
+                         scale: float = MARGIN_SCALE) -> float:
+    """Per-frame score margin → confidence in [0, 1] (THRESHOLD at `at_threshold`)."""
     if math.isnan(margin):
         return 0.0
     offset = math.log(THRESHOLD / (1.0 - THRESHOLD))
-    z = (margin - MARGIN_AT_THRESHOLD) / MARGIN_SCALE + offset
+    z = (margin - at_threshold) / scale + offset
     if z < -40:
         return 0.0
     return 1.0 / (1.0 + math.exp(-z))
@@ -136,16 +131,15 @@ class _DecoderSet:
 class SphinxEngine:
     name = "pocketsphinx"
 
-    def __init__(self, pack: LanguagePack, sample_rate: int = SAMPLE_RATE, pool_size: int = 2) -> None:
+    def __init__(self, vocabulary: Vocabulary, sample_rate: int = SAMPLE_RATE, pool_size: int = 2) -> None:
         self.pool_size = max(1, pool_size)
         if sample_rate != SAMPLE_RATE:
             raise ValueError(f"pocketsphinx's en-us model needs {SAMPLE_RATE} Hz audio, not "
                              f"{sample_rate} (resample 8 kHz line audio to 16 kHz)")
-        if not pack.grammar:
-            raise ValueError("the embedded engine needs the language pack's grammar sentences")
-        self.language = pack.code
+        if vocabulary.language != "en":
+            raise ValueError(f"the embedded engine speaks English only, not {vocabulary.language!r}")
+        self.language = vocabulary.language
         self.sample_rate = SAMPLE_RATE
-        self.sentences = frozenset(normalise(s) for s in pack.grammar)
         self._live = _feat_params("live")
         self._lock = threading.Lock()
         self._pool: list[_DecoderSet] = []
@@ -154,27 +148,56 @@ class SphinxEngine:
         self._cmn = _decoder(_feat_params("batch"))  # whole-chunk cepstral mean, shared
         self._cmn.add_jsgf_string("cmn", "#JSGF V1.0;\ngrammar cmn;\npublic <s> = yes;\n")
         self._cmn.activate_search("cmn")
-        words = sorted({w for s in self.sentences for w in s.split()})
-        missing = [w for w in words if self._cmn.lookup_word(w) is None]
-        if missing:
-            raise ValueError(f"words missing from the pocketsphinx dictionary: {', '.join(missing)}")
-        self._transitions = _sentence_fsg(sorted(self.sentences))
+        self.dropped: tuple[str, ...] = ()
+        self._contexts = {c.name: self._phrases(c.phrases) for c in vocabulary.contexts}
+        if not any(self._contexts.values()):
+            raise ValueError("none of the flow's phrases can be spelled with the pocketsphinx dictionary")
+        self.default_context = vocabulary.contexts[0].name
+        self.sentences = frozenset(p for ps in self._contexts.values() for p in ps)  # templates
         with self._lock:
             self._pool = [self._build() for _ in range(max(1, pool_size))]
+        vocab = set().union(*(words(parse(p)) for p in self.sentences))
         self.description = (
-            f"pocketsphinx en-us ({get_model_path('en-us/en-us')}), grammar of "
-            f"{len(self.sentences)} sentences / {len(words)} words + phone-loop rejection, "
-            f"{SAMPLE_RATE} Hz, decoder pool {len(self._pool)}"
+            f"pocketsphinx en-us ({get_model_path('en-us/en-us')}), grammar of the flow's phrase templates "
+            f"({len(self.sentences)} templates / {len(vocab)} words in {len(self._contexts)} contexts) "
+            f"+ phone-loop rejection, {SAMPLE_RATE} Hz, decoder pool {len(self._pool)}"
+            + (f"; dropped (words not in the dictionary): {' | '.join(self.dropped)}" if self.dropped else "")
         )
 
-    def stream(self) -> SphinxStream:
-        return SphinxStream(self)
+    def _phrases(self, phrases: tuple[str, ...]) -> tuple[str, ...]:
+        """The templates every word of which the dictionary can pronounce; others are dropped."""
+        kept, dropped = [], []
+        for phrase in dict.fromkeys(p.strip() for p in phrases):
+            try:
+                known = all(self._cmn.lookup_word(w) is not None for w in words(parse(phrase)))
+            except TemplateError:
+                known = False
+            if phrase and known:
+                kept.append(phrase)
+            elif phrase:
+                dropped.append(phrase)
+        self.dropped = tuple(dict.fromkeys(self.dropped + tuple(dropped)))
+        return tuple(kept)
+
+    def _fsg(self, decoder: Decoder, name: str) -> object:
+        transitions: list = [(0, 1, 1.0)]  # type: ignore[type-arg]  # nothing said (silence, noise)
+        state = 2
+        # A template's `*` adds nothing here: free phones inside the grammar are the
+        # rejection model itself, and paths made of them fit any speech (measured).
+        for template in self._contexts[name]:
+            edges, state = fsg_edges(parse(template), 0, 1, state)
+            transitions += edges
+        return decoder.create_fsg(name, 0, 1, transitions)
+
+    def stream(self, context: str = "") -> SphinxStream:
+        return SphinxStream(self, context if context in self._contexts else self.default_context)
 
     # --- pool ----------------------------------------------------------------
     def _build(self) -> _DecoderSet:
-        sentences = _decoder(self._live, bestpath=False, **_WIDE_BEAMS)
-        sentences.add_fsg("sentences", sentences.create_fsg("sentences", 0, 1, self._transitions))
-        sentences.activate_search("sentences")
+        searches = _decoder(self._live, bestpath=False, **_WIDE_BEAMS)
+        for name in self._contexts:
+            searches.add_fsg(name, self._fsg(searches, name))
+        searches.activate_search(self.default_context)
         loop = _decoder(self._live, bestpath=False)
         for i, phone in enumerate(_PHONES):
             loop.add_word(f"phone_{phone.lower()}", phone, i == len(_PHONES) - 1)
@@ -184,7 +207,7 @@ class SphinxEngine:
         loop.add_fsg("loop", loop.create_fsg("loop", 0, 1, loop_fsg))
         loop.activate_search("loop")
         self.created += 1
-        return _DecoderSet(sentences, loop)
+        return _DecoderSet(searches, loop)
 
     def acquire(self, build: bool = True) -> _DecoderSet | None:
         """A free decoder set; with build=False, None when all are busy."""
@@ -220,37 +243,13 @@ class SphinxEngine:
             return self._cmn.get_cmn()
 
 
-def _sentence_fsg(sentences: list[str]) -> list[tuple[int, int, float] | tuple[int, int, float, str]]:
-    """FSG transitions (from, to, prob, word): state 0 start, 1 final, each sentence
-    a chain of words, plus the empty sentence (silence and noise only: without it
-    line hiss came out as a confident "yes", the hiss fitting its /s/). No shortcuts for unfinished sentences: an exit after any
-    word made whole sentences lose to their first words (measured: 'connect me
-    to customer service' → 'connect me to'). When the audio stops mid-sentence
-    the search ends off the final state and pocketsphinx reports the best
-    partial path, which is what a caller cut off said."""
-    transitions: list[tuple[int, int, float] | tuple[int, int, float, str]] = [(0, 1, 1.0)]  # nothing said
-    next_state = 2
-    for sentence in sentences:
-        words = sentence.split()
-        state = 0
-        for i, word in enumerate(words):
-            if i == len(words) - 1:
-                target = 1
-            else:
-                target, next_state = next_state, next_state + 1
-            transitions.append((state, target, 1.0, word))
-            if target != 1:
-                transitions.append((target, 1, PREFIX_EXIT_PROB))
-            state = target
-    return transitions
-
-
 class SphinxStream:
     """One utterance. accept() decodes as audio arrives (after the first
     CMN_SECONDS, which set the cepstral mean); finish() only closes the searches."""
 
-    def __init__(self, engine: SphinxEngine) -> None:
+    def __init__(self, engine: SphinxEngine, context: str) -> None:
         self._engine = engine
+        self._context = context
         self._pending = bytearray()
         self._decoders: _DecoderSet | None = None
         self._finalizer: weakref.finalize | None = None
@@ -297,6 +296,8 @@ class SphinxStream:
             return False
         try:
             cmn = engine.estimate_cmn(bytes(self._pending[: int(CMN_SECONDS * SAMPLE_RATE) * 2]))
+            if decoders.sentences.current_search() != self._context:
+                decoders.sentences.activate_search(self._context)
             decoders.start(cmn)
         except Exception:
             engine.release(decoders)
@@ -324,13 +325,12 @@ class SphinxStream:
         margin = (sentence_score - loop[1]) / frames if loop is not None else float("-inf")
         self.margin = margin
         confidence = margin_to_confidence(margin)
-        if text not in self._engine.sentences:  # a prefix: the caller stopped mid-sentence
-            confidence = min(confidence, PREFIX_MAX_CONFIDENCE)
-        if confidence < NO_TEXT_BELOW and text in self._engine.sentences:
+        if not text or confidence < NO_TEXT_BELOW:
             return Transcript("", round(confidence, 4))
         words = tuple(
             Word(seg.word.split("(")[0], round(confidence, 4), seg.start_frame * FRAME_S,
                  (seg.end_frame + 1) * FRAME_S)
-            for seg in decoders.sentences.seg() if seg.word not in _NOT_WORDS
+            for seg in decoders.sentences.seg()
+            if seg.word not in _NOT_WORDS
         )
         return Transcript(text, round(confidence, 4), words)

@@ -40,8 +40,8 @@ from pathlib import Path
 import numpy as np
 import vosk  # type: ignore[import-untyped]
 
-from voicebot.dialog.lang import LanguagePack, normalise
-from voicebot.types import Transcript, Word
+from voicebot.phrases import TemplateError, expand
+from voicebot.types import Transcript, Vocabulary, Word, normalise
 
 ALTERNATIVES = 30  # N-best paths asked of the recogniser
 LATTICE_BEAM = 5.0
@@ -116,35 +116,38 @@ def _feature_top_hz(path: Path) -> float:
 class VoskEngine:
     name = "vosk"
 
-    def __init__(self, model_path: Path, pack: LanguagePack, sample_rate: int = 16000,
+    def __init__(self, model_path: Path, vocabulary: Vocabulary, sample_rate: int = 16000,
                  band_fill_dbfs: float | None = BAND_FILL_DBFS) -> None:
         vosk.SetLogLevel(-1)
         model_path = Path(model_path)
-        self.language = pack.code
+        self.language = vocabulary.language
         self.sample_rate = sample_rate
         self.model_path = model_path
         graph = model_path / "graph"
         runtime_graph = (graph / "HCLr.fst").is_file() and not (graph / "HCLG.fst").is_file() or (
             (model_path / "HCLr.fst").is_file() and not (model_path / "HCLG.fst").is_file())
-        grammar_mode = bool(pack.grammar) and runtime_graph
+        grammar_mode = runtime_graph and any(c.phrases for c in vocabulary.contexts)
         self.model = _load_model(model_path, LATTICE_BEAM if grammar_mode else None)
 
-        self.sentences: dict[str, str] = {}  # recogniser tokens -> sentence as the pack spells it
+        self.sentences: dict[str, str] = {}  # recogniser tokens -> sentence as the flow spells it
+        self._grammars: dict[str, str] = {}  # context -> JSON phrase list
         dropped: list[str] = []
-        for sentence in pack.grammar if grammar_mode else ():
-            tokens = self._tokens(normalise(sentence))
-            if tokens is None:
-                dropped.append(sentence)
-            else:
+        for ctx in vocabulary.contexts if grammar_mode else ():
+            tokens_of_ctx = []
+            for phrase in _sentences(ctx.phrases):
+                tokens = self._tokens(normalise(phrase))
+                if tokens is None:
+                    dropped.append(phrase)
+                    continue
                 self.sentences.setdefault(tokens, tokens)
+                tokens_of_ctx.append(tokens)
+            if tokens_of_ctx:
+                self._grammars[ctx.name] = json.dumps(list(dict.fromkeys(tokens_of_ctx)), ensure_ascii=False)
         if grammar_mode and not self.sentences:
-            raise ValueError(f"none of the {pack.code!r} grammar sentences can be spelled with the "
+            raise ValueError(f"none of the {self.language!r} phrases can be spelled with the "
                              "model's vocabulary (a model for another language?)")
-        fillers = [w for w in dict.fromkeys(normalise(f) for f in pack.fillers)
-                   if w and self._known(w) and w not in {t for s in self.sentences for t in s.split()}]
-        self.dropped = tuple(dropped)
-        self.fillers = tuple(fillers)
-        self._grammar = json.dumps(list(self.sentences) + fillers, ensure_ascii=False) if grammar_mode else None
+        self.dropped = tuple(dict.fromkeys(dropped))
+        self.default_context = vocabulary.contexts[0].name if vocabulary.contexts else ""
 
         self._fill: np.ndarray | None = None  # unit-RMS high-band noise loop
         self._fill_floor = 32768 * 10 ** ((band_fill_dbfs or 0.0) / 20)
@@ -152,22 +155,22 @@ class VoskEngine:
             self._fill = _band_noise(sample_rate, BAND_FILL_FROM_HZ)
 
         if grammar_mode:
-            mode = (f"grammar of {len(self.sentences)} sentences"
-                    + (f" + {len(fillers)} filler words" if fillers else "")
-                    + f", {ALTERNATIVES}-best sentence-vs-free margin")
+            mode = (f"phrase list of the flow: {len(self.sentences)} sentences in {len(self._grammars)} contexts, "
+                    f"{ALTERNATIVES}-best sentence-vs-free margin")
             if dropped:
-                mode += f"; dropped (words not in the model): {' | '.join(dropped)}"
-        elif pack.grammar:
-            mode = "free decoding (this model's static graph takes no runtime grammar)"
-        else:
+                mode += f"; dropped (words not in the model): {' | '.join(self.dropped)}"
+        elif runtime_graph:
             mode = "free decoding"
+        else:
+            mode = "free decoding (this model's static graph takes no runtime phrase list)"
         fill = (f", band fill above {BAND_FILL_FROM_HZ / 1000:.1f} kHz ({BAND_FILL_BELOW_PEAK_DB:.0f} dB "
                 f"under the speech, >= {band_fill_dbfs:.0f} dBFS)") if self._fill is not None else ""
-        self.description = f"vosk {model_path} ({pack.code}), {mode}, {sample_rate} Hz{fill}"
+        self.description = f"vosk {model_path} ({self.language}), {mode}, {sample_rate} Hz{fill}"
 
-    def stream(self) -> VoskStream:
-        if self._grammar is not None:
-            rec = vosk.KaldiRecognizer(self.model, self.sample_rate, self._grammar)
+    def stream(self, context: str = "") -> VoskStream:
+        grammar = self._grammars.get(context) or self._grammars.get(self.default_context)
+        if grammar is not None:
+            rec = vosk.KaldiRecognizer(self.model, self.sample_rate, grammar)
             rec.SetMaxAlternatives(ALTERNATIVES)
         else:
             rec = vosk.KaldiRecognizer(self.model, self.sample_rate)
@@ -201,6 +204,17 @@ class VoskEngine:
                 return None
             out.extend(best[0])
         return " ".join(out)
+
+
+def _sentences(templates: tuple[str, ...], per_template: int = 100) -> list[str]:
+    """A phrase list takes sentences, not templates: each template's first expansions."""
+    out: list[str] = []
+    for template in templates:
+        try:
+            out += expand(template, per_template)
+        except TemplateError:
+            out.append(template)
+    return list(dict.fromkeys(out))
 
 
 def _band_noise(rate: int, from_hz: float, seconds: float = 1.0) -> np.ndarray:

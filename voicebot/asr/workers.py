@@ -7,7 +7,9 @@ each with its own loaded engine, and implements the same SpeechEngine
 interface: a stream is pinned to the least-busy worker, `accept()` sends audio
 down that worker's pipe without waiting, `finish()` waits for the result.
 
-Messages (parent → worker): ("open", sid) ("accept", sid, pcm) ("finish", sid)
+The worker's first message from the parent is ("vocabulary", json): what the
+flow listens for (voicebot.types.Vocabulary), so the ASR layer never reads
+the flow itself. Then (parent → worker): ("open", sid, context) ("accept", sid, pcm) ("finish", sid)
 ("drop", sid) ("stop",). Worker → parent: ("ready", name, rate, description),
 ("result", sid, text, confidence, words) or ("error", sid, message).
 A worker that dies fails its open streams with EngineError (the call goes to a
@@ -17,6 +19,7 @@ human) and is replaced for the next stream.
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import socket
 import subprocess
@@ -29,7 +32,7 @@ from typing import Any
 
 from voicebot.asr.base import RecognizerStream
 from voicebot.errors import ConfigError, EngineError
-from voicebot.types import Transcript, Word
+from voicebot.types import Transcript, Vocabulary, Word
 
 log = logging.getLogger("voicebot.asr")
 _START_TIMEOUT_S = 120.0
@@ -38,13 +41,15 @@ _START_TIMEOUT_S = 120.0
 _FINISH_GIVE_UP_S = 60.0
 
 
-def _serve(conn: Connection, model: str | None, language: str) -> None:
+def _serve(conn: Connection, model: str | None) -> None:
     """Worker process main loop: one engine, many interleaved streams."""
     from voicebot.asr.loader import load_engine
-    from voicebot.dialog.lang import PACKS
 
     try:
-        engine = load_engine(model, PACKS[language])
+        kind, payload = conn.recv()
+        if kind != "vocabulary":
+            raise ValueError(f"expected the vocabulary first, got {kind!r}")
+        engine = load_engine(model, Vocabulary.from_json(json.loads(payload)))
     except ConfigError as exc:  # reported to the parent, which raises it at start-up
         conn.send(("failed", exc.key, str(exc).split(": ", 1)[-1]))
         return
@@ -64,7 +69,7 @@ def _serve(conn: Connection, model: str | None, language: str) -> None:
             return
         try:
             if kind == "open":
-                streams[sid] = engine.stream()
+                streams[sid] = engine.stream(message[2] if len(message) > 2 else "")
             elif kind == "accept" and sid in streams and sid not in errors:
                 streams[sid].accept(message[2])
             elif kind == "finish":
@@ -117,8 +122,9 @@ class _Worker:
 class WorkerPoolEngine:
     """A SpeechEngine whose streams run in `workers` child processes."""
 
-    def __init__(self, model: str | None, language: str, workers: int = 2) -> None:
-        self._model, self.language = model, language
+    def __init__(self, model: str | None, vocabulary: Vocabulary, workers: int = 2) -> None:
+        self._model, self.language = model, vocabulary.language
+        self._vocabulary = json.dumps(vocabulary.to_json())
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._workers: list[_Worker] = []
@@ -129,7 +135,7 @@ class WorkerPoolEngine:
         self.name, self.sample_rate, description = first.info
         self.description = f"{description}; {len(self._workers)} worker processes"
 
-    def stream(self) -> RecognizerStream:
+    def stream(self, context: str = "") -> RecognizerStream:
         with self._lock:
             for i, w in enumerate(self._workers):
                 if not w.alive:
@@ -138,7 +144,7 @@ class WorkerPoolEngine:
             worker.open_streams += 1
             sid = next(self._ids)
         try:
-            worker.send(("open", sid))
+            worker.send(("open", sid, context))
         except EngineError:
             self._closed(worker)
             raise
@@ -172,12 +178,12 @@ class WorkerPoolEngine:
         multiprocessing: its spawn re-runs the parent's __main__, fork copies
         the parent's threads and locks)."""
         ours, theirs = socket.socketpair()
-        args = [sys.executable, "-m", "voicebot.asr.workers", str(theirs.fileno()),
-                self._model or "", self.language]
+        args = [sys.executable, "-m", "voicebot.asr.workers", str(theirs.fileno()), self._model or ""]
         process = subprocess.Popen(args, pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL)
         theirs.close()
         conn = Connection(ours.detach())
         try:
+            conn.send(("vocabulary", self._vocabulary))
             if not conn.poll(_START_TIMEOUT_S):
                 raise EngineError("speech worker did not start in time")
             hello = conn.recv()
@@ -257,8 +263,8 @@ class _PoolStream:
 
 
 def _main(argv: list[str]) -> None:
-    fd, model, language = int(argv[0]), argv[1], argv[2]
-    _serve(Connection(fd), model or None, language)
+    fd, model = int(argv[0]), argv[1]
+    _serve(Connection(fd), model or None)
 
 
 if __name__ == "__main__":

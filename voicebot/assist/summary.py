@@ -54,7 +54,8 @@ def summarise_call(utterances: list[dict[str, Any]], prompts: list[dict[str, Any
     intent = main_intent(utterances)
     reason_text = REASON_TEXT.get(reason, "")  # type: ignore[call-overload]  # StrEnum keys
     return CallSummary(
-        intent=intent, intent_text=INTENT_TEXT.get(intent, "not recognised"), reason=reason,
+        intent=intent, intent_text=INTENT_TEXT.get(intent, intent.replace("_", " ") if intent != "unknown"
+                                                   else "not recognised"), reason=reason,
         reason_text=reason_text, entities=tuple(find_entities(utterances)),
         bot_tried=tuple(bot_tried(prompts)))
 
@@ -62,7 +63,7 @@ def summarise_call(utterances: list[dict[str, Any]], prompts: list[dict[str, Any
 def main_intent(utterances: list[dict[str, Any]]) -> str:
     """The latest routine request; a plain request for a person only if there is none."""
     intents = [u.get("intent") for u in utterances if u.get("intent")]
-    routine = [i for i in intents if i in (lang.ORDER_STATUS, lang.PASSWORD_RESET)]
+    routine = [i for i in intents if i not in (lang.HUMAN, lang.YES, lang.NO, lang.GOODBYE)]
     if routine:
         return str(routine[-1])
     return lang.HUMAN if lang.HUMAN in intents else "unknown"

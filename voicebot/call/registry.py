@@ -23,6 +23,7 @@ class CallRegistry:
     def __init__(self, max_calls: int = 64, metrics: Metrics | None = None) -> None:
         self.services: CallServices | None = None  # None until engine + prompts are ready
         self.sessions: dict[str, CallSession] = {}
+        self._ended_waiters: list[asyncio.Future[None]] = []
         self.max_calls = max_calls
         self.metrics = metrics or Metrics()
         self.draining = False
@@ -41,7 +42,8 @@ class CallRegistry:
             record.call_id = uuid.uuid4().hex
         if record.call_id in self.sessions:
             raise KeyError(record.call_id)
-        record.language = self.services.settings.language
+        if record.language not in self.services.languages:  # asked for none, or one we lack
+            record.language = self.services.settings.language
         reason = self._admission()
         session = CallSession(record, channel, self.services, hand_over=reason)
         self.sessions[record.call_id] = session
@@ -70,9 +72,19 @@ class CallRegistry:
             call_id = session.recorder.call_id
             self.sessions.pop(call_id, None)
             self._overflow.discard(call_id)
+            waiters, self._ended_waiters = self._ended_waiters, []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
             record = session.recorder.record
             if record.outcome == "handoff":
                 self.metrics.handoffs.labels(record.handoff_reason).inc()
+
+    async def changed(self) -> None:
+        """Returns once some call has ended after this was called."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._ended_waiters.append(waiter)
+        await waiter
 
     async def drain(self, grace_s: float) -> None:
         """Shutdown: no new bot conversations; every call in progress is handed to a

@@ -31,8 +31,11 @@ from voicebot.call.media import MediaChannel
 from voicebot.call.player import Player, Playout
 from voicebot.call.recorder import CallRecorder
 from voicebot.config import Settings
+import aiohttp
+
+from voicebot.call.lookup import run_lookup
 from voicebot.dialog import policy as p
-from voicebot.dialog.lang import PACKS, LanguagePack
+from voicebot.dialog.flow import Flow
 from voicebot.errors import EngineError
 from voicebot.handoff.context import HandoffContext, summarise
 from voicebot.storage.base import CallRecord, CallStore
@@ -47,15 +50,23 @@ class CallServices:
     """Per-process parts every call shares; built once by the app."""
 
     settings: Settings
-    asr: AsrRunner
+    asr: AsrRunner  # the default language's recogniser
     prompts: PromptCache
     store: CallStore
+    flow: Flow  # swapped whole on reload; a call keeps the flow it started with
     events: CallEventBus = field(default_factory=CallEventBus)
     frames: FrameBatcher | None = None  # VAD front end shared by all calls (None: per call)
+    recognisers: dict[str, AsrRunner] = field(default_factory=dict)  # language -> recogniser
+    http: aiohttp.ClientSession | None = None  # lookups
+
+    def recogniser(self, language: str) -> AsrRunner:
+        return self.recognisers.get(language, self.asr)
 
     @property
-    def pack(self) -> LanguagePack:
-        return PACKS[self.settings.language]
+    def languages(self) -> tuple[str, ...]:
+        """The flow's languages this server has a recogniser for."""
+        have = set(self.recognisers) | {self.asr.engine.language}
+        return tuple(code for code in self.flow.languages if code in have)
 
 
 class _HungUp:
@@ -71,8 +82,8 @@ class CallSession:
         s = services.settings
         self.services = services
         self.channel = channel
-        self.pack = services.pack
-        self.policy = p.Policy(self.pack, _policy_config(s))
+        self.flow = services.flow
+        self.policy = p.Policy(self.flow, record.language or s.language, _policy_config(s))
         self.recorder = CallRecorder(services.store, record)
         self.transcript: list[Utterance] = []
         self._events: asyncio.Queue[p.Event | _HungUp] = asyncio.Queue()
@@ -163,7 +174,8 @@ class CallSession:
 
     # --- the call --------------------------------------------------------------------
     async def run(self) -> None:
-        await self.recorder.started(self.policy.config.disclosure_text or self.pack.prompts["disclosure"])
+        await self.recorder.started(self.policy.config.disclosure_text
+                                    or self.flow.prompt("disclosure", self.policy.language))
         watchdog = asyncio.create_task(self._watchdog(), name="call-watchdog")
         try:
             await self._perform(self.policy.start())
@@ -215,8 +227,10 @@ class CallSession:
                 await self._player.stop()
             elif isinstance(action, p.ExpectInput):
                 self._start_timer(action.timeout_s)
+            elif isinstance(action, p.Lookup):
+                self._track(self._lookup(action))
             elif isinstance(action, p.Handoff):
-                await self._hand_off(action.reason)
+                await self._hand_off(action.reason, action.queue)
                 return True
             elif isinstance(action, p.End):
                 await self.recorder.finished(action.outcome, summary=self._summary(None))
@@ -232,8 +246,25 @@ class CallSession:
             record.call_id, reason, self._summary(reason), record.caller, record.language,
             tuple(self.transcript)))
 
-    async def _hand_off(self, reason: HandoffReason) -> None:
-        target = self.services.settings.human_line
+    async def _lookup(self, action: p.Lookup) -> None:
+        http = self.services.http
+        if http is None:
+            self._events.put_nowait(p.LookupDone(False, detail="lookups are not available"))
+            return
+        context = {"call_id": self.recorder.call_id, "language": self.policy.language, "node": self.policy.node}
+        done = await run_lookup(http, action, self.services.settings.lookup_secret, context)
+        if not done.ok:
+            log.warning("call %s: lookup at node %s failed: %s", self.recorder.call_id, self.policy.node,
+                        done.detail)
+        self._events.put_nowait(done)
+
+    def _target(self, queue: str) -> str:
+        queues = self.flow.queues
+        target = queues.get(queue) if queue else next(iter(queues.values()), "")
+        return target or self.services.settings.human_line
+
+    async def _hand_off(self, reason: HandoffReason, queue: str = "") -> None:
+        target = self._target(queue)
         context = HandoffContext(reason, target, tuple(self.transcript), self._summary(reason))
         await self.recorder.handed_off(context)
         await self.channel.send_event(_handoff_event(context))
@@ -256,14 +287,19 @@ class CallSession:
         self.services.events.publish(CallEnded(self.recorder.call_id, self.recorder.record.outcome))
 
     def _summary(self, reason: HandoffReason | None) -> str:
-        return summarise(tuple(self.transcript), reason, self.policy.answered)
+        labels = {name: intent.label for name, intent in self.flow.intents.items()}
+        summary = summarise(tuple(self.transcript), reason, self.policy.answered, labels)
+        if reason is HandoffReason.LOOKUP_FAILED and self.policy.lookup_error:
+            summary += f" The lookup failed: {self.policy.lookup_error}."
+        return summary
 
     # --- speech ----------------------------------------------------------------------
     def _speech_started(self, at: float) -> None:
         self._cancel_timer()
-        engine_rate = self.services.asr.engine.sample_rate
-        resampler = StreamResampler(self.channel.line_rate, engine_rate, batch=self.channel.line_rate // 10)
-        self._utterance = (self.services.asr.open(), resampler, at)
+        runner = self.services.recogniser(self.policy.language)
+        resampler = StreamResampler(self.channel.line_rate, runner.engine.sample_rate,
+                                    batch=self.channel.line_rate // 10)
+        self._utterance = (runner.open(self.policy.listen_context), resampler, at)
         self._events.put_nowait(p.SpeechBegan())
 
     def _speech_ended(self, at: float) -> None:
@@ -281,7 +317,7 @@ class CallSession:
             log.error("call %s: recognition failed: %s", self.recorder.call_id, exc)
             self._events.put_nowait(p.Failed(str(exc)))
             return
-        intent = self.pack.match_intent(result.text) if result.text else None
+        intent = self.policy.understand(result.text).intent
         u = Utterance(result.text, result.confidence, start, end, Source.SPEECH, intent, result.words)
         await self._record_utterance(u)
         self._events.put_nowait(p.Heard(u))
@@ -300,7 +336,8 @@ class CallSession:
         if say.name == "disclosure":
             await self.recorder.disclosure_starting()
         await self.channel.send_event({"event": "prompt", "name": say.name, "text": say.text})
-        return await self.services.prompts.get(self.pack.voice, say.text, self.channel.line_rate)
+        return await self.services.prompts.get(self.flow.voice(self.policy.language), say.text,
+                                               self.channel.line_rate)
 
     def _on_played(self, playout: Playout) -> None:
         self._track(self.recorder.prompt_played(playout))

@@ -1,35 +1,41 @@
-"""The dialog policy: one small state machine, no I/O, no asyncio.
+"""The dialog policy: a flow file, interpreted as one state machine. No I/O.
 
-disclose → menu → listen → answer / reprompt → hand off / goodbye.
+disclose → flow.start → (ask → answer / lookup / transfer / end)* → hand off or goodbye.
 
 The session feeds it events (a prompt finished, speech started, an utterance
-was recognised, a key was pressed, the caller went quiet, something broke)
-and performs the actions it returns. Rules it guarantees:
+was heard, a key was pressed, the caller went quiet, a lookup answered,
+something broke) and performs the actions it returns. Rules it guarantees,
+whatever the flow says:
 - the disclosure plays first on every call and cannot be interrupted; what the
   caller says during it is acted on right after it;
-- a request for a person (speech or DTMF 0) always leads to a handoff;
-- nothing ends in silence: every path ends in an answer prompt, a handoff
-  line + handoff, or a goodbye.
+- at every question a request for a person reaches one: at once when clear
+  (or DTMF 0), after one short "Do you want me to connect you to a person?"
+  when the bot is unsure — never "I didn't catch that";
+- not understood twice, asked twice without answer, unhelpable twice: a person;
+- nothing ends in silence: every path ends in a prompt, a handoff or a goodbye.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum, auto
+from typing import Any
 
-from voicebot.dialog import lang
-from voicebot.dialog.lang import LanguagePack
+from voicebot.dialog.compile import context_for
+from voicebot.dialog.flow import Flow, Node
+from voicebot.dialog.lang import GOODBYE, HUMAN, NO, PACKS, YES
+from voicebot.dialog.understand import Interpretation, interpret
 from voicebot.types import HandoffReason, Outcome, Utterance
 
 
 @dataclass(frozen=True)
 class PolicyConfig:
-    confidence_threshold: float = 0.6
+    confidence_threshold: float = 0.6  # a node's ladder overrides it
     low_confidence_turns: int = 2
     no_input_turns: int = 2
     unresolved_turns: int = 2
     no_input_timeout_s: float = 6.0
-    disclosure_text: str = ""  # "" = the language pack's text
+    disclosure_text: str = ""  # "" = the language's text
 
 
 # --- events in ---------------------------------------------------------------
@@ -66,13 +72,19 @@ class Failed:
 
 @dataclass(frozen=True)
 class HandOver:
-    """The service, not the conversation, needs a human to take the call
-    (over capacity, time limit, media stopped, shutdown)."""
+    """The service, not the conversation, needs a human to take the call."""
 
     reason: HandoffReason
 
 
-Event = PromptDone | SpeechBegan | Heard | KeyPressed | NoInput | Failed | HandOver
+@dataclass(frozen=True)
+class LookupDone:
+    ok: bool
+    data: dict[str, Any] = field(default_factory=dict)
+    detail: str = ""  # why it failed
+
+
+Event = PromptDone | SpeechBegan | Heard | KeyPressed | NoInput | Failed | HandOver | LookupDone
 
 
 # --- actions out -------------------------------------------------------------
@@ -92,11 +104,14 @@ class StopPlayback:
 @dataclass(frozen=True)
 class ExpectInput:
     timeout_s: float
+    context: str = "open"  # what the recogniser listens for
+    hangover_ms: int | None = None  # this question's end-of-turn silence (None: the default)
 
 
 @dataclass(frozen=True)
 class Handoff:
     reason: HandoffReason
+    queue: str = ""  # a queue of the flow ("" = its first, or VOICEBOT_HUMAN_LINE)
 
 
 @dataclass(frozen=True)
@@ -104,39 +119,78 @@ class End:
     outcome: Outcome
 
 
-Action = Say | StopPlayback | ExpectInput | Handoff | End
+@dataclass(frozen=True)
+class Lookup:
+    url: str
+    payload: dict[str, str]
+    timeout_s: float
+
+
+Action = Say | StopPlayback | ExpectInput | Handoff | End | Lookup
 
 
 class State(Enum):
     DISCLOSING = auto()
     PROMPTING = auto()
     LISTENING = auto()
+    LOOKING_UP = auto()
     HANDING_OFF = auto()
     ENDING = auto()
     DONE = auto()
 
 
-_ANSWERS = {lang.ORDER_STATUS: "order_status", lang.PASSWORD_RESET: "password_reset"}
 _FINAL = (State.HANDING_OFF, State.ENDING, State.DONE)
+_TALKING = ("ask", "say", "answer", "lookup", "language")
 
 
 @dataclass
 class Policy:
-    pack: LanguagePack
+    flow: Flow
+    language: str
     config: PolicyConfig = field(default_factory=PolicyConfig)
     state: State = State.DISCLOSING
+    node: str = ""
     handoff_reason: HandoffReason | None = None
-    intents: list[str] = field(default_factory=list)  # routine intents seen, in order
-    answered: list[str] = field(default_factory=list)  # answers the bot gave
+    handoff_queue: str = ""
+    answered: list[str] = field(default_factory=list)  # intents the bot answered itself
+    slots: dict[str, str] = field(default_factory=dict)
+    confirming: str = ""  # "human" or a slot name while a yes/no question is open
+    lookup_error: str = ""  # why the last lookup failed, for the person who takes over
     _prompt: Say | None = None
     _next_id: int = 0
     _held: list[Event] = field(default_factory=list)  # heard during the disclosure
+    _keys: str = ""  # digits keyed for a slot
+    _data: dict[str, Any] = field(default_factory=dict)  # the last lookup's answer
     _low: int = 0
     _quiet: int = 0
     _unresolved: int = 0
 
+    # --- what the session asks ---------------------------------------------------
+    def understand(self, text: str) -> Interpretation:
+        """What `text` means at the current question (the session stores it with the utterance)."""
+        if not text.strip():
+            return Interpretation(None)
+        node = self._ask_node()
+        names = list(node.on) if node is not None else []
+        intents = [self.flow.intents[n] for n in names if n in self.flow.intents]
+        return interpret(text, PACKS[self.language], intents)
+
+    @property
+    def listen_context(self) -> str:
+        node = self._ask_node()
+        return context_for(node, bool(self.confirming)) if node is not None else "open"
+
+    @property
+    def current_prompt(self) -> Say | None:
+        return self._prompt
+
+    def set_language(self, code: str) -> None:
+        if code in self.flow.languages:
+            self.language = code
+
+    # --- events ------------------------------------------------------------------
     def start(self) -> list[Action]:
-        text = self.config.disclosure_text or self.pack.prompts["disclosure"]
+        text = self.config.disclosure_text or self.flow.prompt("disclosure", self.language)
         return [self._say("disclosure", text, interruptible=False, state=State.DISCLOSING)]
 
     def step(self, event: Event) -> list[Action]:
@@ -154,6 +208,10 @@ class Policy:
             return []
         if self.state in _FINAL:
             return []
+        if isinstance(event, LookupDone):
+            return self._lookup_done(event)
+        if self.state is State.LOOKING_UP:
+            return self._key(event.digit) if isinstance(event, KeyPressed) and event.digit == "0" else []
         if isinstance(event, SpeechBegan):
             return self._barge_in()
         if isinstance(event, Heard):
@@ -162,11 +220,7 @@ class Policy:
             return self._key(event.digit)
         return self._no_input()
 
-    @property
-    def current_prompt(self) -> Say | None:
-        return self._prompt
-
-    # --- transitions ---------------------------------------------------------
+    # --- prompts and nodes ---------------------------------------------------------
     def _prompt_done(self, event: PromptDone) -> list[Action]:
         prompt = self._prompt
         if prompt is None or prompt.prompt_id != event.prompt_id:
@@ -177,19 +231,26 @@ class Policy:
         if self.state is State.HANDING_OFF:
             self.state = State.DONE
             assert self.handoff_reason is not None
-            return [Handoff(self.handoff_reason)]
+            return [Handoff(self.handoff_reason, self.handoff_queue)]
         if self.state is State.ENDING:
             self.state = State.DONE
             return [End(Outcome.COMPLETED)]
-        if prompt.name in _ANSWERS.values():
-            return [self._say("anything_else")]
+        node = self.flow.nodes[self.node]
+        if node.type in ("say", "answer", "lookup") and not self.confirming:
+            return self._enter(node.next)
         if event.interrupted:
             return []
+        return self._listen()
+
+    def _listen(self) -> list[Action]:
         self.state = State.LISTENING
-        return [ExpectInput(self.config.no_input_timeout_s)]
+        node = self._ask_node()
+        hangover = node.hangover_ms if node is not None else None
+        return [ExpectInput(self.config.no_input_timeout_s, self.listen_context, hangover)]
 
     def _after_disclosure(self) -> list[Action]:
         held, self._held = self._held, []
+        self.node = self.flow.start
         self.state = State.LISTENING
         if any(isinstance(event, Failed) for event in held):
             return self._handoff(HandoffReason.SYSTEM_ERROR)
@@ -197,84 +258,235 @@ class Policy:
             if isinstance(event, HandOver):
                 return self._handoff(event.reason)
         for event in held:
-            if self._is_person_request(event):
+            if isinstance(event, KeyPressed) and event.digit == "0":
                 return self._handoff(HandoffReason.CALLER_REQUEST)
-        if held and isinstance(held[-1], Heard):
-            return self._heard(held[-1].utterance)
-        return [self._say("menu")]
+        heard = [e for e in held if isinstance(e, Heard)]
+        for event in heard:  # a clear request for a person said over the disclosure
+            if event.utterance.intent == HUMAN and self._sure(event.utterance):
+                return self._handoff(HandoffReason.CALLER_REQUEST)
+        if heard and self.flow.nodes[self.node].type == "ask":
+            return self._heard(heard[-1].utterance)
+        return self._enter(self.flow.start)
 
-    def _is_person_request(self, event: Event) -> bool:
-        if isinstance(event, KeyPressed):
-            return event.digit == "0"
-        if isinstance(event, Heard):
-            u = event.utterance
-            return u.confidence >= self.config.confidence_threshold and u.intent == lang.HUMAN
-        return False
+    def _enter(self, name: str) -> list[Action]:
+        node = self.flow.nodes[name]
+        self.node, self.confirming, self._keys = name, "", ""
+        if node.type == "transfer":
+            reason = HandoffReason(node.reason)
+            return self._handoff(reason, node.queue)
+        if node.type == "end":
+            return [self._say(node.prompt or "goodbye", state=State.ENDING)]
+        if node.type == "answer":
+            self.answered.append(node.intent or node.name)
+            self._unresolved = 0
+        if node.type == "lookup":
+            self.state = State.LOOKING_UP
+            payload = {slot: self.slots.get(slot, "") for slot in node.send}
+            return [Lookup(node.url, payload, node.timeout_s)]
+        return [self._say(node.prompt)]
 
+    def _lookup_done(self, event: LookupDone) -> list[Action]:
+        if self.state is not State.LOOKING_UP:
+            return []
+        node = self.flow.nodes[self.node]
+        if not event.ok:
+            self.lookup_error = event.detail
+            return self._enter(node.error) if node.error else self._handoff(HandoffReason.LOOKUP_FAILED)
+        self._data = dict(event.data)
+        return [self._say(node.prompt)]
+
+    def _ask_node(self) -> Node | None:
+        """The question the caller is answering: the current node, or, while an
+        answer is still playing, the question that follows it."""
+        name, hops = self.node, 0
+        while name and hops < 4:
+            node = self.flow.nodes.get(name)
+            if node is None or node.type in ("ask", "language"):
+                return node
+            if node.type not in ("say", "answer"):
+                return None
+            name, hops = node.next, hops + 1
+        return None
+
+    # --- the caller ------------------------------------------------------------------
     def _barge_in(self) -> list[Action]:
         prompt = self._prompt
         if self.state is State.PROMPTING and prompt is not None and prompt.interruptible:
             self._prompt = None
             self.state = State.LISTENING
+            node = self._ask_node()
+            if node is not None and node.name != self.node:
+                self.node = node.name  # the answer was cut short: the caller moved on
             return [StopPlayback()]
         return []
 
     def _heard(self, u: Utterance) -> list[Action]:
-        if u.confidence < self.config.confidence_threshold or not u.text.strip():
-            self._low += 1
-            if self._low >= self.config.low_confidence_turns:
-                return self._handoff(HandoffReason.LOW_CONFIDENCE)
-            return [self._say("didnt_catch")]
-        self._low = self._quiet = 0
-        if u.intent == lang.HUMAN:
-            return self._handoff(HandoffReason.CALLER_REQUEST)
-        if u.intent in _ANSWERS:
-            self.intents.append(u.intent)
-            self.answered.append(u.intent)
-            self._unresolved = 0
-            return [self._say(_ANSWERS[u.intent])]
-        if u.intent == lang.GOODBYE:
-            return [self._say("goodbye", state=State.ENDING)]
-        if u.intent == lang.YES:
-            return [self._say("menu")]
+        node = self._ask_node()
+        if node is None:
+            return []
+        self._quiet = 0
+        if self.confirming:
+            return self._confirm_answer(u, node)
+        accept = self._accept(node)
+        heard = self.understand(u.text)
+        if heard.intent == HUMAN:
+            if u.confidence >= max(accept, node.ladder.transfer) and heard.certain:
+                return self._handoff(HandoffReason.CALLER_REQUEST, node.queue)
+            if u.confidence >= node.ladder.confirm:
+                return self._ask_confirm(HUMAN)
+        if not u.text.strip() or u.confidence < accept:
+            return self._not_understood()
+        self._low = 0
+        if node.slot:
+            return self._slot_heard(node, heard.digits)
+        if node.type == "language":
+            return []
+        target = node.on.get(heard.intent or "")
+        if target is None and heard.intent == GOODBYE:
+            target = node.on.get(NO)
+        if target is not None:
+            return self._enter(target)
         self._unresolved += 1
         if self._unresolved >= self.config.unresolved_turns:
-            return self._handoff(HandoffReason.UNRESOLVED)
-        return [self._say("unresolved")]
+            return self._handoff(HandoffReason.UNRESOLVED, node.queue)
+        return self._enter(node.no_match)
+
+    def _sure(self, u: Utterance) -> bool:
+        return self.understand(u.text).certain
+
+    def _accept(self, node: Node) -> float:
+        """The node's own accept threshold, else the configured one."""
+        return node.ladder.accept if node.ladder.accept is not None else self.config.confidence_threshold
+
+    def _ask_confirm(self, what: str, value: str = "") -> list[Action]:
+        self.confirming = what
+        if what == HUMAN:
+            return [self._say("confirm_human")]
+        text = self.flow.prompt("confirm_slot", self.language).format(value=" ".join(value))
+        return [self._say("confirm_slot", text)]
+
+    def _confirm_answer(self, u: Utterance, node: Node) -> list[Action]:
+        what, self.confirming = self.confirming, ""
+        meaning = self.understand(u.text)
+        yes = meaning.intent == YES or (what == HUMAN and meaning.intent == HUMAN)
+        if yes and u.confidence >= node.ladder.confirm:
+            return self._confirmed(what, node)
+        if meaning.intent in (NO, GOODBYE) and u.confidence >= node.ladder.confirm:
+            return self._enter(node.name)  # ask the question again
+        if what == HUMAN and meaning.intent == HUMAN:
+            return self._handoff(HandoffReason.CALLER_REQUEST, node.queue)
+        self.confirming = what
+        return self._not_understood()
+
+    def _confirmed(self, what: str, node: Node) -> list[Action]:
+        if what == HUMAN:
+            return self._handoff(HandoffReason.CALLER_REQUEST, node.queue)
+        return self._enter(node.next)
+
+    def _slot_heard(self, node: Node, digits: str) -> list[Action]:
+        slot = self.flow.slots[node.slot]
+        if not slot.valid(digits):
+            self._low += 1
+            if self._low >= self.config.low_confidence_turns:
+                return self._handoff(HandoffReason.LOW_CONFIDENCE, node.queue)
+            return [self._say("slot_invalid")]
+        self.slots[slot.name] = digits
+        if slot.confirm:
+            return self._ask_confirm(slot.name, digits)
+        return self._enter(node.next)
+
+    def _not_understood(self) -> list[Action]:
+        self._low += 1
+        if self._low >= self.config.low_confidence_turns:
+            node = self._ask_node()
+            return self._handoff(HandoffReason.LOW_CONFIDENCE, node.queue if node else "")
+        return [self._say("didnt_catch")]
 
     def _key(self, digit: str) -> list[Action]:
+        node = self._ask_node()
+        if node is None:
+            return self._handoff(HandoffReason.CALLER_REQUEST) if digit == "0" else []
+        if node.slot and (self._keys or digit != "0") and not self.confirming:
+            return self._slot_key(node, digit)
         if digit == "0":
-            return self._handoff(HandoffReason.CALLER_REQUEST)
+            return self._handoff(HandoffReason.CALLER_REQUEST, node.queue)
+        if self.confirming:
+            return self._confirm_key(digit, node)
+        if node.type == "language":
+            if digit in node.dtmf:
+                self.set_language(node.dtmf[digit])
+                return self._enter(node.next)
+            return []
+        target = node.dtmf.get(digit)
+        if target is None:
+            return []
+        return self._enter(node.on.get(target, target))
+
+    def _confirm_key(self, digit: str, node: Node) -> list[Action]:
+        if digit == "1":
+            what, self.confirming = self.confirming, ""
+            return self._confirmed(what, node)
+        if digit == "2":
+            return self._enter(node.name)
+        return []
+
+    def _slot_key(self, node: Node, digit: str) -> list[Action]:
+        slot = self.flow.slots[node.slot]
+        if digit != "#":
+            self._keys += digit
+        if digit == "#" or len(self._keys) >= slot.max_digits:
+            keys, self._keys = self._keys, ""
+            return self._slot_heard(node, keys)
         return []
 
     def _no_input(self) -> list[Action]:
         if self.state is not State.LISTENING:
             return []
-        if self.answered:
-            return [self._say("goodbye", state=State.ENDING)]
+        node = self._ask_node()
+        if node is None:
+            return []
+        if self._keys:
+            keys, self._keys = self._keys, ""
+            return self._slot_heard(node, keys)
+        if self.confirming:
+            self.confirming = ""
+            return self._enter(node.name)
+        if node.type == "language":
+            return self._enter(node.next)
+        target = self.flow.nodes[node.no_input]
+        if target.type == "end":
+            return self._enter(target.name)
         self._quiet += 1
         if self._quiet >= self.config.no_input_turns:
-            return self._handoff(HandoffReason.NO_INPUT)
-        return [self._say("no_input")]
+            return self._handoff(HandoffReason.NO_INPUT, node.queue)
+        return self._enter(node.no_input)
 
+    # --- endings -----------------------------------------------------------------------
     def _failed(self) -> list[Action]:
-        if self.state is State.DONE:
-            return []
         if self.state is State.HANDING_OFF:  # the handoff line itself failed: transfer silently
             self.state = State.DONE
             assert self.handoff_reason is not None
-            return [Handoff(self.handoff_reason)]
+            return [Handoff(self.handoff_reason, self.handoff_queue)]
         return self._handoff(HandoffReason.SYSTEM_ERROR)
 
-    def _handoff(self, reason: HandoffReason) -> list[Action]:
+    def _handoff(self, reason: HandoffReason, queue: str = "") -> list[Action]:
         self.handoff_reason = reason
+        self.handoff_queue = queue
         return [self._say("handoff", interruptible=False, state=State.HANDING_OFF)]
 
-    def _say(
-        self, name: str, text: str | None = None, *, interruptible: bool = True,
-        state: State = State.PROMPTING,
-    ) -> Say:
+    def _say(self, name: str, text: str | None = None, *, interruptible: bool = True,
+             state: State = State.PROMPTING) -> Say:
         self._next_id += 1
         self.state = state
-        self._prompt = Say(self._next_id, name, text or self.pack.prompts[name], interruptible)
+        if text is None:
+            fields = {k: " ".join(v) for k, v in self.slots.items()} | {k: str(v) for k, v in self._data.items()}
+            text = self.flow.prompt(name, self.language).format_map(_Blank(fields))
+        self._prompt = Say(self._next_id, name, text, interruptible)
         return self._prompt
+
+
+class _Blank(dict):  # type: ignore[type-arg]
+    """A template field nobody filled is said as nothing, not as '{field}'."""
+
+    def __missing__(self, key: str) -> str:
+        return ""

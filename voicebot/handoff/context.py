@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from voicebot.dialog import lang
 from voicebot.types import HandoffReason, Source, Utterance
 
 REASON_TEXT = {
@@ -13,16 +12,19 @@ REASON_TEXT = {
     HandoffReason.NO_INPUT: "the caller did not say anything the bot could hear",
     HandoffReason.UNRESOLVED: "the bot could not help with the caller's request",
     HandoffReason.SYSTEM_ERROR: "the bot had a technical problem",
+    HandoffReason.ROUTED: "the bot's flow sends this request to a person",
+    HandoffReason.LOOKUP_FAILED: "the bot could not look up the caller's request",
     HandoffReason.OVER_CAPACITY: "the bot was at capacity",
     HandoffReason.MAX_DURATION: "the call reached the bot's time limit",
     HandoffReason.MEDIA_TIMEOUT: "the caller's audio stopped arriving",
     HandoffReason.SHUTDOWN: "the bot was shutting down",
 }
 
+# labels of the default flow's intents, for records made without a flow at hand
 INTENT_TEXT = {
-    lang.ORDER_STATUS: "order status",
-    lang.PASSWORD_RESET: "a password reset",
-    lang.HUMAN: "a person",
+    "order_status": "order status",
+    "password_reset": "a password reset",
+    "human": "a person",
 }
 
 
@@ -35,10 +37,12 @@ class HandoffContext:
 
 
 def summarise(
-    transcript: tuple[Utterance, ...], reason: HandoffReason | None, answered: list[str]
+    transcript: tuple[Utterance, ...], reason: HandoffReason | None, answered: list[str],
+    labels: dict[str, str] | None = None,
 ) -> str:
     """One or two plain sentences a human can read in the time the phone rings."""
-    wanted = [INTENT_TEXT[u.intent] for u in transcript if u.intent in INTENT_TEXT]
+    labels = {**INTENT_TEXT, **(labels or {}), "human": "a person"}
+    wanted = [labels[u.intent] for u in transcript if u.intent in labels]
     parts = []
     topics = [w for w in dict.fromkeys(wanted) if w != "a person"]
     if topics:

@@ -37,6 +37,9 @@ class ReplayOptions:
     caller: str = "+15550123"
     call_id: str = ""
     headers: dict[str, str] = field(default_factory=dict)
+    # how the caller answers "Do you want me to connect you to a person?" once
+    # it has played: "yes" keys 1, "no" keys 2, "none" says nothing
+    confirm: Literal["yes", "no", "none"] = "none"
 
 
 @dataclass
@@ -239,6 +242,10 @@ class _Call:
         task = asyncio.ensure_future(self.ws.send_str(json.dumps(msg)))
         self._sends.add(task)
         task.add_done_callback(self._sends.discard)
+        if name.endswith("-confirm_human") and self.o.confirm != "none":
+            answer = asyncio.ensure_future(self._send_dtmf("1" if self.o.confirm == "yes" else "2"))
+            self._sends.add(answer)
+            answer.add_done_callback(self._sends.discard)
 
     async def _receive(self) -> None:
         while True:

@@ -112,7 +112,11 @@ async def run_cases(
     async def one(index: int, case: Case) -> CaseResult:
         await asyncio.sleep(index * arrival_gap_s)
         async with gate:
-            options = ReplayOptions(**{**base.__dict__, "dtmf": case.dtmf, "hangup_at": case.hangup_at})
+            # a caller who wanted a person says yes when asked; anyone else says no
+            confirm = ("yes" if case.expected == "handoff:caller_request" else "no") \
+                if base.confirm == "none" else base.confirm
+            options = ReplayOptions(**{**base.__dict__, "dtmf": case.dtmf, "hangup_at": case.hangup_at,
+                                       "confirm": confirm})
             try:
                 samples, rate = read_wav(case.path)
                 done = CaseResult(case, await replay(url, samples, rate, options))

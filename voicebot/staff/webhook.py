@@ -10,8 +10,6 @@ Every delivery that needed a retry or failed is recorded for admins.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 import logging
 import random
@@ -21,15 +19,13 @@ from typing import Any
 
 import aiohttp
 
+from voicebot.auth import sign
 from voicebot.storage.desk import DeskStore
+
+__all__ = ["CrmWebhook", "sign"]
 
 log = logging.getLogger(__name__)
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
-
-
-def sign(secret: str, timestamp: str, body: bytes) -> str:
-    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
-    return "sha256=" + mac.hexdigest()
 
 
 class CrmWebhook:

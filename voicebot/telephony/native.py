@@ -99,7 +99,10 @@ def parse_start(event: dict[str, Any]) -> tuple[CallRecord, StreamFormat]:
     caller = event.get("caller", "")
     if not isinstance(caller, str) or len(caller) > 256:
         raise ProtocolError("start: caller must be a string")
-    record = CallRecord(call_id=call_id, gateway="native", caller=caller)
+    language = event.get("language", "")
+    if not isinstance(language, str) or len(language) > 16:
+        raise ProtocolError("start: language must be a language code such as \"en\"")
+    record = CallRecord(call_id=call_id, gateway="native", caller=caller, language=language)
     return record, StreamFormat(rate, encoding)
 
 

@@ -105,6 +105,7 @@ class TwilioMediaHandler:
         record = CallRecord(
             call_id="", gateway="twilio", gateway_call_id=message.call_sid,
             stream_id=message.stream_sid, caller=params.get("caller", ""),
+            language=params.get("language", "")[:16],
         )
         return self.registry.new_session(record, TwilioChannel(ws, message.stream_sid))
 

@@ -1,0 +1,249 @@
+"""Flow files: loading, checks that point at the place, templates, the text
+matcher (a request for a person vs a mention), and the policy's new paths
+(confirmation ladder, slots by speech, language choice). No I/O but files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from voicebot import phrases
+from voicebot.cli import main
+from voicebot.dialog import policy as p
+from voicebot.dialog.flow import DEFAULT_FLOW, FlowError, load_flow
+from voicebot.dialog.flowcheck import check_flow, load_checked
+from voicebot.dialog.lang import EN, KO
+from voicebot.dialog.understand import interpret
+from voicebot.types import HandoffReason, Utterance
+
+FLOW = load_checked(DEFAULT_FLOW)
+ORDERS = DEFAULT_FLOW.parent / "orders.toml"
+
+GOOD = """
+[flow]
+languages = ["en"]
+start = "menu"
+
+[intents.billing]
+en = ["* (bill | invoice) *"]
+
+[nodes.menu]
+type = "ask"
+prompt = "menu"
+on = { billing = "bye" }
+no_match = "menu"
+no_input = "menu"
+
+[nodes.bye]
+type = "end"
+
+[prompts.menu]
+en = "Say billing."
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "flow.toml"
+    path.write_text(text)
+    return path
+
+
+def problems(tmp_path: Path, text: str) -> list[str]:
+    try:
+        flow = load_flow(write(tmp_path, text))
+    except FlowError as exc:
+        return [str(pr) for pr in exc.problems]
+    return [str(pr) for pr in check_flow(flow)]
+
+
+def test_packaged_flows_pass_their_checks():
+    for path in (DEFAULT_FLOW, ORDERS):
+        assert check_flow(load_flow(path)) == [], path
+    assert FLOW.languages == ("en", "ko")
+
+
+def test_a_good_flow_has_no_problems(tmp_path):
+    assert problems(tmp_path, GOOD) == []
+
+
+@pytest.mark.parametrize(("change", "where", "line", "message"), [
+    (('on = { billing = "bye" }', 'on = { billing = "nowhere" }'), "nodes.menu.on.billing", 12, "no node named 'nowhere'"),
+    (('no_input = "menu"\n', ''), "nodes.menu", 9, "needs a no_input edge"),
+    (('start = "menu"', 'start = "begin"'), "flow.start", 4, "no node named 'begin'"),
+    (('type = "end"', 'type = "finish"'), "nodes.bye.type", 17, "must be one of"),
+    (('en = "Say billing."', 'ko = "…"'), "nodes.menu.prompt", 11, "has no 'en' text"),
+    (('on = { billing = "bye" }', 'on = { billing = "bye" }\ndtmf = { "0" = "bye" }'), "nodes.menu.dtmf.0", 13,
+     "0 always reaches a person"),
+    (('en = ["* (bill | invoice) *"]', 'en = ["(bill | invoice"]'), "intents.billing.en", 7, "missing ')'"),
+    (('[nodes.bye]\ntype = "end"', '[nodes.bye]\ntype = "end"\n\n[nodes.lost]\ntype = "end"'), "nodes.lost", 19,
+     "unreachable"),
+])
+def test_problems_point_at_their_place(tmp_path, change, where, line, message):
+    text = GOOD.replace(*change)
+    assert text != GOOD
+    found = problems(tmp_path, text)
+    assert any(f"flow.toml:{line}: {where}: " in pr and message in pr for pr in found), found
+
+
+def test_syntax_errors_and_unknown_keys_are_named(tmp_path):
+    assert "(syntax)" in problems(tmp_path, GOOD + "\n[nodes.x\n")[0]
+    found = problems(tmp_path, GOOD.replace('prompt = "menu"', 'prompt = "menu"\nprompts = "x"'))
+    assert any("nodes.menu.prompts: unknown key" in pr for pr in found)
+
+
+def test_flows_check_command(tmp_path, capsys):
+    assert main(["flows", "check", str(write(tmp_path, GOOD))]) == 0
+    assert "ok (2 nodes, 1 questions" in capsys.readouterr().out
+    assert main(["flows", "check", str(write(tmp_path, GOOD.replace('"bye" }', '"gone" }')))]) == 1
+    assert "flow.toml:12: nodes.menu.on.billing: no node named 'gone'" in capsys.readouterr().err
+
+
+def test_flows_test_command(tmp_path, capsys):
+    cases = tmp_path / "cases.toml"
+    cases.write_text('''
+[[cases]]
+say = "my invoice is wrong"
+expect = "node:bye"
+[[cases]]
+say = "could you put me through to somebody please"
+expect = "handoff:caller_request"
+[[cases]]
+say = "the agent said it was fine"
+expect = "node:menu"
+[[cases]]
+say = "my invoice is wrong"
+expect = "handoff:caller_request"
+''')
+    assert main(["flows", "test", str(write(tmp_path, GOOD)), str(cases)]) == 1
+    out = capsys.readouterr().out
+    assert "3 passed, 1 failed" in out and "FAIL my invoice is wrong" in out
+
+
+def test_a_broken_flow_stops_the_server_with_its_problems(tmp_path):
+    from voicebot.app import create_app
+    from voicebot.config import Settings
+    from voicebot.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"flow\.toml:12: nodes\.menu\.on\.billing"):
+        create_app(Settings(flow=str(write(tmp_path, GOOD.replace('"bye" }', '"gone" }'))), db=str(tmp_path / "d.db")))
+
+
+# --- templates -------------------------------------------------------------------
+def test_templates_expand_count_and_compile():
+    t = "[could you] (put me through | transfer me) to [a] (agent | person) *"
+    assert phrases.count(t) == 2 * 2 * 2 * 2
+    assert "could you transfer me to a person" in phrases.expand(t)
+    edges, _ = phrases.fsg_edges(phrases.parse(t), 0, 1, 2)
+    assert {e[3] for e in edges if len(e) == 4} == {"could", "you", "put", "me", "through", "transfer", "to", "a",
+                                                     "agent", "person"}
+    with pytest.raises(phrases.TemplateError):
+        phrases.parse("(a | b")
+
+
+# --- the text matcher ----------------------------------------------------------------
+REQUESTS = [
+    "could you put me through to somebody", "agent", "representative please", "a live person please",
+    "is there a human i can speak with", "i want to talk to someone about my order", "operator",
+    "i don't want to talk to a robot", "transfer me to customer service", "get me a human",
+]
+MENTIONS = [
+    "the agent told me my order would come yesterday", "your operator hung up on me",
+    "i spoke to a person last week about this", "the representative was rude",
+    "my husband is a customer service representative",
+]
+
+
+@pytest.mark.parametrize("text", REQUESTS)
+def test_requests_for_a_person_in_many_words(text):
+    meaning = interpret(text, EN, list(FLOW.intents.values()))
+    assert meaning.intent == "human" and meaning.certain
+
+
+@pytest.mark.parametrize("text", MENTIONS)
+def test_a_person_word_is_not_a_request(text):
+    meaning = interpret(text, EN, list(FLOW.intents.values()))
+    assert not (meaning.intent == "human" and meaning.certain)
+
+
+def test_mentions_still_find_what_the_caller_wants_and_digits():
+    assert interpret("the agent told me my order would come", EN, list(FLOW.intents.values())).intent == "order_status"
+    assert interpret("it's four one seven two", EN, []).digits == "4172"
+    assert interpret("상담원 연결해 주세요", KO, list(FLOW.intents.values())).intent == "human"
+    assert interpret("배송 조회 부탁해요", KO, list(FLOW.intents.values())).intent == "order_status"
+
+
+# --- the policy's ladder, slots and language ------------------------------------------
+def heard(text: str, conf: float = 0.97) -> p.Heard:
+    return p.Heard(Utterance(text, conf, 0, 1))
+
+
+def played(policy: p.Policy) -> list[p.Action]:
+    prompt = policy.current_prompt
+    assert prompt is not None
+    return policy.step(p.PromptDone(prompt.prompt_id))
+
+
+def listening(flow=FLOW, language="en") -> p.Policy:
+    policy = p.Policy(flow, language)
+    policy.start()
+    played(policy)
+    played(policy)  # the menu
+    return policy
+
+
+@pytest.mark.parametrize(("answer", "said"), [("yes please", "handoff"), ("no", "menu"), ("agent", "handoff")])
+def test_an_unsure_request_is_confirmed_once(answer, said):
+    policy = listening()
+    actions = policy.step(heard("can somebody help me"))  # a person-word, but no clear request
+    assert [a.name for a in actions if isinstance(a, p.Say)] == ["confirm_human"]
+    assert policy.listen_context == "yesno"
+    played(policy)
+    actions = policy.step(heard(answer))
+    assert [a.name for a in actions if isinstance(a, p.Say)] == [said]
+    if said == "handoff":
+        assert policy.handoff_reason is HandoffReason.CALLER_REQUEST
+
+
+def test_a_request_heard_with_middling_confidence_is_confirmed_not_reprompted():
+    policy = listening()
+    actions = policy.step(heard("agent please", conf=0.45))
+    assert [a.name for a in actions if isinstance(a, p.Say)] == ["confirm_human"]
+    played(policy)
+    assert [a.name for a in policy.step(p.KeyPressed("1")) if isinstance(a, p.Say)] == ["handoff"]
+
+
+def test_a_spoken_order_number_fills_the_slot():
+    flow = load_checked(ORDERS)
+    policy = listening(flow)
+    policy.step(p.KeyPressed("1"))
+    played(policy)
+    assert policy.listen_context == "digits"
+    said = policy.step(heard("four one seven two"))
+    assert said[0].name == "confirm_slot" and "4 1 7 2" in said[0].text
+    played(policy)
+    actions = policy.step(heard("yes"))
+    assert actions == [p.Lookup("http://127.0.0.1:8089/orders", {"order_number": "4172"}, 3.0)]
+    answer = policy.step(p.LookupDone(True, {"status": "is on its way"}))
+    assert answer[0].text == "Your order 4 1 7 2 is on its way."
+
+
+def test_a_language_choice_node(tmp_path):
+    flow = load_checked(write(tmp_path, """
+[flow]
+languages = ["en", "ko"]
+start = "choose"
+[prompts.choose]
+en = "For English press 1. 한국어는 2번을 누르세요."
+ko = "For English press 1. 한국어는 2번을 누르세요."
+[nodes.choose]
+type = "language"
+prompt = "choose"
+dtmf = { "1" = "en", "2" = "ko" }
+next = "bye"
+[nodes.bye]
+type = "end"
+"""))
+    policy = listening(flow)  # the disclosure, then the choice
+    actions = policy.step(p.KeyPressed("2"))
+    assert policy.language == "ko" and actions[0].text == KO.prompts["goodbye"]
