@@ -103,6 +103,17 @@ class Clips:
                       self.audio(again["file"]) if again else None, again["file"] if again else "")
 
 
+async def checkout_of(python: str) -> Path:
+    """The directory holding the `voicebot` package that `python` imports."""
+    proc = await asyncio.create_subprocess_exec(
+        python, "-c", "import pathlib, voicebot; print(pathlib.Path(voicebot.__file__).resolve().parent.parent)",
+        cwd="/", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate()
+    if proc.returncode:
+        raise SystemExit(f"PYTHON={python} cannot import voicebot: {err.decode()[-500:]}")
+    return Path(out.decode().strip())
+
+
 async def start_server(env_extra: dict[str, str], tmp: str, workers: int, asr_timeout: float) -> tuple[Any, str]:
     """`voicebot serve` on a free port; its log goes to a file, shown if it fails to start."""
     port = free_port()
@@ -113,7 +124,9 @@ async def start_server(env_extra: dict[str, str], tmp: str, workers: int, asr_ti
     if workers:
         env["VOICEBOT_ASR_WORKERS"] = str(workers)
     python = env.pop("PYTHON", sys.executable)  # an arm may run another checkout's interpreter
-    proc = await asyncio.create_subprocess_exec(python, "-m", "voicebot", "serve", env=env, cwd=ROOT,
+    # `python -m` imports from its working directory first: run in that interpreter's own checkout
+    cwd = ROOT if python == sys.executable else await checkout_of(python)
+    proc = await asyncio.create_subprocess_exec(python, "-m", "voicebot", "serve", env=env, cwd=cwd,
                                                 stdout=log, stderr=log)
     base = f"http://127.0.0.1:{port}"
     async with aiohttp.ClientSession() as http:
