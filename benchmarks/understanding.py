@@ -117,7 +117,7 @@ async def checkout_of(python: str) -> Path:
 async def start_server(env_extra: dict[str, str], tmp: str, workers: int, asr_timeout: float) -> tuple[Any, str]:
     """`voicebot serve` on a free port; its log goes to a file, shown if it fails to start."""
     port = free_port()
-    db, log = f"{tmp}/bench.db", open(f"{tmp}/server.log", "wb")  # noqa: SIM115 (closed with the dir)
+    db, log_path = f"{tmp}/bench.db", Path(tmp) / "server.log"
     env = {**os.environ, "VOICEBOT_PORT": str(port), "VOICEBOT_DB": db,
            "VOICEBOT_LOG_LEVEL": "WARNING", "VOICEBOT_MAX_CALLS": "200",
            "VOICEBOT_ASR_TIMEOUT_S": str(asr_timeout), **env_extra}
@@ -126,8 +126,9 @@ async def start_server(env_extra: dict[str, str], tmp: str, workers: int, asr_ti
     python = env.pop("PYTHON", sys.executable)  # an arm may run another checkout's interpreter
     # `python -m` imports from its working directory first: run in that interpreter's own checkout
     cwd = ROOT if python == sys.executable else await checkout_of(python)
-    proc = await asyncio.create_subprocess_exec(python, "-m", "voicebot", "serve", env=env, cwd=cwd,
-                                                stdout=log, stderr=log)
+    with log_path.open("wb") as log:  # the server keeps its own copy of the descriptor
+        proc = await asyncio.create_subprocess_exec(python, "-m", "voicebot", "serve", env=env, cwd=cwd,
+                                                    stdout=log, stderr=log)
     base = f"http://127.0.0.1:{port}"
     async with aiohttp.ClientSession() as http:
         for _ in range(900):
@@ -138,8 +139,7 @@ async def start_server(env_extra: dict[str, str], tmp: str, workers: int, asr_ti
             except aiohttp.ClientError:
                 pass
             if proc.returncode is not None:
-                log.flush()
-                tail = Path(log.name).read_text(errors="replace")[-2000:]
+                tail = log_path.read_text(errors="replace")[-2000:]
                 raise SystemExit(f"server exited during start-up (env {env_extra}):\n{tail}")
             await asyncio.sleep(0.2)
     proc.terminate()
