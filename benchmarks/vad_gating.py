@@ -51,7 +51,7 @@ from voicebot.audio.codecs import ulaw_decode, ulaw_encode
 from voicebot.audio.resample import StreamResampler
 from voicebot.audio.vad import SpeechAudio, SpeechDetector, SpeechEnded, SpeechStarted
 from voicebot.audio.wav import read_wav
-from voicebot.dialog.lang import PACKS
+from voicebot.dialog.compile import default_vocabulary
 
 LINE_RATE = 8000
 FRAME = 160  # 20 ms at 8 kHz
@@ -155,8 +155,7 @@ def run_ungated(engine: SpeechEngine, samples: np.ndarray) -> tuple[float, str]:
 
 
 def bench_language(language: str, repeats: int, only: str | None) -> tuple[list[Row], str]:
-    pack = PACKS[language]
-    engine = load_engine(ENGINES[language], pack)
+    engine = load_engine(ENGINES[language], default_vocabulary(language))
     entries = [e for e in json.loads((FIXTURES / "manifest.json").read_text())
                if e["language"] == language and (only is None or only in e["file"])]
     warm = line_audio(FIXTURES / entries[0]["file"])

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ from hypothesis import strategies as st
 
 MAX_BYTES = 4096  # the fuzz server's VOICEBOT_MAX_MESSAGE_BYTES (small: huge frames are cheap)
 CALL_ID = "<call-id>"  # replaced by a fresh id when sent, so starts never collide
+SAFE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")  # call ids, CallSids, StreamSids (docs/protocol.md)
 DIGITS = "0123456789*#"
 
 
@@ -159,12 +161,16 @@ def _native_start_ok(event: dict[str, Any]) -> bool:
     rate, encoding = event.get("sample_rate", 8000), event.get("encoding", "pcm16")
     call_id, caller = event.get("call_id", ""), event.get("caller", "")
     return (type(rate) is int and rate in (8000, 16000) and encoding in ("pcm16", "mulaw")
-            and isinstance(call_id, str) and len(call_id) <= 128
+            and isinstance(call_id, str) and (call_id in ("", CALL_ID) or _safe(call_id))
             and isinstance(caller, str) and len(caller) <= 256)
 
 
 # --- Twilio Media Streams -------------------------------------------------------------
-def _tw_start(fmt: Any = None, params: Any = None, call_sid: Any = "CA-fuzz", sid: Any = "MZ1",
+def _safe(value: Any) -> bool:
+    return isinstance(value, str) and SAFE_ID.fullmatch(value) is not None
+
+
+def _tw_start(fmt: Any = None, params: Any = None, call_sid: Any = CALL_ID, sid: Any = "MZ1",
               top_sid: bool = True) -> dict[str, Any]:
     start: dict[str, Any] = {"callSid": call_sid, "streamSid": sid,
                              "mediaFormat": fmt if fmt is not None else
@@ -184,7 +190,8 @@ twilio_bad_start = st.one_of(
         "encoding": st.sampled_from(["audio/x-mulaw", "audio/l16", ""]),
         "sampleRate": st.sampled_from([16000, 44100, "8000", None])}))),
     st.builds(_tw_start, params=junk),
-    st.builds(_tw_start, call_sid=junk),
+    # a valid CallSid other than the fresh one could repeat, and a used one is refused
+    st.builds(_tw_start, call_sid=junk.filter(lambda v: not _safe(v))),
     st.builds(_tw_start, sid=st.one_of(junk, st.just(""))),
     st.just({"event": "start"}), st.just({"event": "start", "start": "now"}),
 ).map(text)
@@ -280,7 +287,8 @@ def _twilio_start_ok(msg: dict[str, Any]) -> bool:
     if fmt.get("encoding", "audio/x-mulaw") != "audio/x-mulaw" or fmt.get("sampleRate", 8000) != 8000:
         return False
     sid = msg["streamSid"] if "streamSid" in msg else start.get("streamSid")
-    return all(isinstance(v, str) and v for v in (sid, start.get("callSid")))
+    call_sid = start.get("callSid")
+    return _safe(sid) and (call_sid == CALL_ID or _safe(call_sid))
 
 
 # --- shared -----------------------------------------------------------------------------

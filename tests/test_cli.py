@@ -29,8 +29,12 @@ def run_cli(*args: str, env: dict[str, str] | None = None, **kw) -> subprocess.P
 
 @pytest.mark.engine
 def test_serve_starts_on_defaults_reports_engine_and_stops_cleanly(tmp_path):
-    port = free_port()
-    proc = run_cli("serve", "--port", str(port), db=tmp_path / "calls.db")
+    port, audiosocket_port = free_port(), free_port()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        sip_port = s.getsockname()[1]
+    proc = run_cli("serve", "--port", str(port), "--audiosocket-port", str(audiosocket_port),
+                   "--sip-port", str(sip_port), db=tmp_path / "calls.db")
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -47,7 +51,9 @@ def test_serve_starts_on_defaults_reports_engine_and_stops_cleanly(tmp_path):
         output, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, output
     assert f"listening on http://127.0.0.1:{port}" in output
-    assert "speech engine: pocketsphinx" in output
+    assert f"AudioSocket: listening on 127.0.0.1:{audiosocket_port}" in output
+    assert f"SIP: listening on udp 127.0.0.1:{sip_port}" in output
+    assert "speech engine (en): pocketsphinx" in output
     assert "vosk" in output.lower()  # tells how to get a Vosk English model
     assert "VOICEBOT_TWILIO_AUTH_TOKEN is not set" in output
     assert (tmp_path / "calls.db").exists()
@@ -58,6 +64,18 @@ def test_bad_config_fails_at_start_naming_the_key(tmp_path):
     output, _ = proc.communicate(timeout=30)
     assert proc.returncode == 2
     assert "no_input_turns" in output and "expected int" in output
+
+
+def test_gateway_ports_are_checked_at_start(tmp_path):
+    proc = run_cli("serve", "--port", "8080", "--audiosocket-port", "8080", db=tmp_path / "x.db")
+    output, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 2 and "audiosocket_port" in output and "differ from port" in output
+    proc = run_cli("serve", env={"VOICEBOT_AUDIOSOCKET_PORT": "70000"}, db=tmp_path / "x.db")
+    output, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 2 and "audiosocket_port" in output
+    proc = run_cli("serve", env={"VOICEBOT_SIP_RTP_PORTS": "20000"}, db=tmp_path / "x.db")
+    output, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 2 and "sip_rtp_ports" in output and "10000-20000" in output
 
 
 @pytest.mark.engine

@@ -207,7 +207,7 @@ async def healthy_calls(server: ServerThread, stop: asyncio.Event) -> list[tuple
 
 
 START = text({"event": "start", "call_id": CALL_ID, "sample_rate": 8000, "encoding": "pcm16"})
-TW_START = text({"event": "start", "streamSid": "MZ1", "start": {"streamSid": "MZ1", "callSid": "CA1"}})
+TW_START = text({"event": "start", "streamSid": "MZ1", "start": {"streamSid": "MZ1", "callSid": CALL_ID}})
 BAD_UTF8 = Frame("raw_text", b'{"event":"stop"\xc3}')
 # every kind of trouble the issue names, always tried (Hypothesis adds its own on top)
 NATIVE_CASES = [

@@ -18,7 +18,7 @@ import pytest
 from voicebot.app import DESK
 from voicebot.audio.wav import read_wav
 from voicebot.replay.client import ReplayOptions, replay
-from voicebot.telephony.signature import twilio_signature
+from voicebot.signing import twilio_signature
 
 from .conftest import FIXTURES
 from .staff_helpers import KNOWLEDGE, make_staff
@@ -128,6 +128,8 @@ async def native_transfer(server, call_id: str, caller: str = CALLER) -> None:
 
 async def report(server, call_id: str, body, token: str | None = "gw-secret") -> tuple[int, dict]:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
+    if isinstance(body, str):
+        headers["Content-Type"] = "application/json"
     async with aiohttp.ClientSession() as http:
         async with http.post(f"{server.http}/v1/calls/{call_id}/human-line", headers=headers,
                              data=body if isinstance(body, str) else None,

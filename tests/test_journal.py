@@ -267,3 +267,19 @@ async def test_erasure_waits_for_the_database_and_the_journal(journalled, tmp_pa
     await wait_until(lambda: journalled.up and journalled.pending == 0)
     assert await journalled.erase_caller("+15550123") == ["e1"]
     assert await journalled.get("e1") is None
+
+
+async def test_free_form_transcripts_are_journalled_and_replayed_once(journalled, tmp_path):
+    store = journalled
+    item = {"start": 1.0, "end": 2.2, "text": "Weasels have eaten our phone system.",
+            "status": "ok", "words": []}
+    await store.create(CallRecord("c1", "native", started_at=1.0))
+    outage = Outage(store, tmp_path / "db")
+    await outage.begin()
+    await store.add_transcript("c1", 9.0, item)
+    await store.add_transcript("c1", 9.0, item)  # a repeated write is stored once
+    assert store.pending == 2
+    outage.restore()
+    await wait_until(lambda: store.up)
+    record = await store.get("c1")
+    assert record.transcripts == [{"at": 9.0, **item}] and record.prompts == []

@@ -91,7 +91,7 @@ def test_many_phrasings_reach_a_human(text):
 
 
 def test_low_confidence_reprompts_then_hands_off():
-    call = Call().played().played().send(heard("agent please", conf=0.2))
+    call = Call().played().played().send(heard("agent please", conf=0.15))
     assert call.said[-1] == "didnt_catch"  # below the confirm rung even "agent" is not acted on
     call.played().send(heard("blah", conf=0.2)).played()
     assert call.final == handoff_to(HandoffReason.LOW_CONFIDENCE)

@@ -9,7 +9,7 @@ from voicebot.config import Settings, load_settings
 from voicebot.errors import ConfigError, ProtocolError
 from voicebot.telephony import twilio_codec as tc
 from voicebot.telephony.native import parse_event, parse_start
-from voicebot.telephony.signature import twilio_signature, valid_twilio_signature
+from voicebot.signing import twilio_signature, valid_twilio_signature
 from voicebot.telephony.twiml import connect_twiml, dial_twiml
 
 

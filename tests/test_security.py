@@ -11,11 +11,11 @@ import pytest
 
 from voicebot.audio.wav import read_wav
 from voicebot.replay.client import ReplayOptions, replay
-from voicebot.telephony.signature import twilio_signature
+from voicebot.signing import twilio_signature
 
 from .conftest import FIXTURES, STAFF_TOKEN
 
-pytestmark = [pytest.mark.e2e, pytest.mark.engine]
+pytestmark = [pytest.mark.e2e, pytest.mark.engine, pytest.mark.security]
 
 TW_TOKEN, GW_TOKEN = "tw-secret-0123456789", "gw-secret-0123456789"
 PUBLIC = "https://bot.example.com"
@@ -59,8 +59,7 @@ async def test_twilio_signatures_bind_url_and_parameters(start_server, en_engine
             assert refused.value.status == 403
     samples, rate = read_wav(FIXTURES / "en_human_person.wav")
     result = await replay(server.ws + "/twilio/media", samples, rate, ReplayOptions(
-        protocol="twilio", headers={"X-Twilio-Signature": twilio_signature(TW_TOKEN, media_url)},
-        **FAST))
+        protocol="twilio", twilio_auth_token=TW_TOKEN, public_url=PUBLIC, **FAST))
     assert result.outcome == "handoff:caller_request"
 
 
@@ -97,10 +96,11 @@ async def test_staff_api_needs_a_staff_token(start_server, en_engine):
 async def test_http_request_bodies_are_capped(start_server, en_engine):
     server = await start_server(en_engine, max_request_bytes=2048)
     async with aiohttp.ClientSession() as http:
-        status, _ = await post(http, server.http + "/twilio/voice", {"From": CALLER}, None)
+        form = {"CallSid": "CA1", "From": CALLER}
+        status, _ = await post(http, server.http + "/twilio/voice", form, None)
         assert status == 200
         status, _ = await post(http, server.http + "/twilio/voice",
-                               {"From": CALLER, "Pad": "x" * 4096}, None)
+                               {**form, "CallerName": "x" * 4096}, None)
         assert status == 413
         async with http.get(server.http + "/healthz") as r:
             assert r.status == 200  # the server is unaffected
@@ -113,10 +113,11 @@ async def test_logs_carry_no_caller_data_or_secrets(start_server, en_engine, cap
     samples, rate = read_wav(FIXTURES / "en_human_person.wav")
     native = await replay(server.ws + "/v1/stream", samples, rate, ReplayOptions(
         caller=CALLER, headers={"Authorization": f"Bearer {GW_TOKEN}"}, dtmf=[(0.1, "7")], **FAST))
-    media_sig = twilio_signature(TW_TOKEN, "wss://bot.example.com/twilio/media")
     twilio = await replay(server.ws + "/twilio/media", samples, rate, ReplayOptions(
-        protocol="twilio", caller=CALLER, headers={"X-Twilio-Signature": media_sig}, **FAST))
-    form = {"CallSid": twilio.call_id, "From": CALLER}
+        protocol="twilio", caller=CALLER, twilio_auth_token=TW_TOKEN, public_url=PUBLIC, **FAST))
+    media_sig = twilio_signature(TW_TOKEN, "wss://bot.example.com/twilio/media")
+    form = {"CallSid": twilio.call_id, "From": CALLER, "CallStatus": "in-progress",
+            "DialCallStatus": "busy"}
     async with aiohttp.ClientSession() as http:
         for path in ("/twilio/voice", "/twilio/stream-ended", "/twilio/dial-ended"):
             sig = twilio_signature(TW_TOKEN, PUBLIC + path, form)

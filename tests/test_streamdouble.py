@@ -3,14 +3,27 @@
 
 from __future__ import annotations
 
+import aiohttp
 import pytest
 from streamdouble.api import run_scenario
 from streamdouble.scenario import parse
 from streamdouble.session import SessionConfig
 
+from voicebot.replay.client import ReplayOptions, twilio_webhook
+
 from .conftest import FIXTURES
 
 pytestmark = [pytest.mark.e2e, pytest.mark.engine]
+
+
+async def stream_parameters(server, caller: str = "+15550123") -> dict[str, str]:
+    """The <Stream>'s <Parameter>s from /twilio/voice, as Twilio gets them. (streamdouble
+    picks its own CallSid and cannot sign the upgrade, so these servers run without a
+    Twilio auth token, where no stream token is required.)"""
+    async with aiohttp.ClientSession() as http:
+        parameters, _ = await twilio_webhook(http, server.ws + "/twilio/media",
+                                             ReplayOptions(caller=caller), "CA-streamdouble")
+    return parameters
 
 
 async def test_streamdouble_caller_asks_for_an_agent_during_the_disclosure(start_server, en_engine):
@@ -27,7 +40,8 @@ async def test_streamdouble_caller_asks_for_an_agent_during_the_disclosure(start
             {"expect": "no_violations"},
         ],
     })
-    config = SessionConfig(custom_parameters={"caller": "+15550142"}, max_call_s=40)
+    config = SessionConfig(custom_parameters=await stream_parameters(server, "+15550142"),
+                           max_call_s=40)
     report = await run_scenario(server.ws + "/twilio/media", scenario, config=config)
     assert report.violations == []
     assert report.time_to_first_audio_ms is not None and report.time_to_first_audio_ms < 500
@@ -51,8 +65,8 @@ async def test_streamdouble_barge_in_gets_a_clear(start_server, en_engine):
             {"wait": 3},  # the bot hands off and closes the stream
         ],
     })
-    report = await run_scenario(server.ws + "/twilio/media", scenario,
-                                config=SessionConfig(max_call_s=40))
+    report = await run_scenario(server.ws + "/twilio/media", scenario, config=SessionConfig(
+        custom_parameters=await stream_parameters(server), max_call_s=40))
     assert report.violations == []
     assert not report.result.failed_expectations
     record = await server.record(report.result.identity.call_sid)

@@ -8,6 +8,7 @@ import signal
 import sqlite3
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import aiohttp
 from aiohttp import web
@@ -20,6 +21,7 @@ from voicebot.call.events import CallEventBus
 from voicebot.call.registry import CallRegistry
 from voicebot.call.session import CallServices
 from voicebot.config import Settings
+from voicebot.errors import ConfigError
 from voicebot.dialog.flow import Flow
 from voicebot.flowrun import (
     FlowReloader,
@@ -29,6 +31,7 @@ from voicebot.flowrun import (
     vocabularies,
 )
 from voicebot.metrics import CONTENT_TYPE, Metrics
+from voicebot.security_headers import add_security_headers
 from voicebot.staff.admin import AdminRoutes
 from voicebot.staff.privacy import PrivacyRoutes, keep_retention
 from voicebot.staff.routes import DeskRoutes
@@ -36,10 +39,13 @@ from voicebot.staff.service import StaffDesk
 from voicebot.storage.base import CallStore
 from voicebot.storage.journal import JournalledStore
 from voicebot.storage.sqlite import SqliteCallStore
-from voicebot.telephony.human_line import HumanLineHandler
+from voicebot.telephony.audiosocket import AudioSocketServer
+from voicebot.telephony.call_route import CallRouteHandler
+from voicebot.telephony.human_line import HumanLine, HumanLineHandler
 from voicebot.telephony.native import NativeStreamHandler
 from voicebot.telephony.twilio_ws import TwilioMediaHandler
 from voicebot.telephony.twiml import TwimlHandlers
+from voicebot.transcript.wiring import start_transcripts
 from voicebot.tts.base import Synthesizer
 from voicebot.tts.prompts import PromptCache
 from voicebot.tts.pyttsx3_tts import Pyttsx3Synthesizer
@@ -50,6 +56,7 @@ REGISTRY = web.AppKey("registry", CallRegistry)
 STARTUP = web.AppKey("startup", asyncio.Task)
 DESK = web.AppKey("desk", StaffDesk)
 STORE = web.AppKey("store", JournalledStore)
+AUDIOSOCKET = web.AppKey("audiosocket", AudioSocketServer)
 RELOADER = web.AppKey("reloader", FlowReloader)
 
 
@@ -62,6 +69,7 @@ def create_app(
     logging.getLogger("aiosqlite").setLevel(max(logging.INFO, logging.getLogger().level))
     flow = load_settings_flow(settings)  # a broken flow stops the server here, with every problem
     app = web.Application(client_max_size=settings.max_request_bytes)
+    app.on_response_prepare.append(add_security_headers)
     metrics = Metrics()
     registry = CallRegistry(settings.max_calls, metrics)
     store = JournalledStore(
@@ -81,6 +89,7 @@ def create_app(
     app.router.add_get("/twilio/media", TwilioMediaHandler(settings, registry).handle)
     app.router.add_get("/v1/stream", NativeStreamHandler(settings, registry).handle)
     app.router.add_post("/v1/calls/{call_id}/human-line", human_line.handle)
+    CallRouteHandler(settings, twiml.line).add_to(app.router)
     DeskRoutes(desk, store).add_to(app.router)
     PrivacyRoutes(desk, store).add_to(app.router)
     AdminRoutes(desk).add_to(app.router)
@@ -104,7 +113,8 @@ def create_app(
         await store.open()
         await desk.open()
         app[STARTUP] = asyncio.create_task(
-            _prepare(settings, flow, registry, store, prompts, executor, engine, events, http, reloader),
+            _prepare(settings, flow, registry, store, prompts, executor, engine, events, http, reloader,
+                     desk),
             name="startup")
         _on_sighup(reloader)
         retention = asyncio.create_task(keep_retention(store, desk, settings.retention_days),
@@ -114,6 +124,8 @@ def create_app(
             retention.cancel()
             await asyncio.gather(retention, return_exceptions=True)
         await registry.hang_up_all()
+        if registry.services is not None and registry.services.transcripts is not None:
+            await registry.services.transcripts.close()
         app[STARTUP].cancel()
         await asyncio.gather(app[STARTUP], return_exceptions=True)
         _on_sighup(None)
@@ -135,13 +147,57 @@ def create_app(
         desk.feed.close()
 
     app.on_shutdown.append(end_feeds)
+    if settings.audiosocket_port:
+        _add_audiosocket(app, AudioSocketServer(settings, registry, twiml.line))
+    if settings.sip_port:
+        _add_sip(app, settings, registry, twiml.line)
     return app
+
+
+def _add_audiosocket(app: web.Application, server: AudioSocketServer) -> None:
+    """Listen with the HTTP server. On shutdown: stop accepting first, let the
+    drain hand its calls over like any other, then cut what is left (before
+    the store closes)."""
+    settings = server.settings
+    app[AUDIOSOCKET] = server
+
+    async def start(app: web.Application) -> None:
+        await server.start(settings.audiosocket_host or settings.host, settings.audiosocket_port)
+
+    async def stop_listening(app: web.Application) -> None:
+        server.stop_listening()
+
+    async def close(app: web.Application) -> None:
+        await server.close(grace_s=1.0)  # the drain before this already waited for the calls
+
+    app.on_startup.append(start)
+    app.on_shutdown.insert(0, stop_listening)
+    app.on_shutdown.append(close)
+
+
+def _add_sip(app: web.Application, settings: Settings, registry: CallRegistry,
+             line: HumanLine) -> None:
+    try:  # the `sip` extra: only when asked for
+        from voicebot.telephony.sip import SipEndpoint
+    except ImportError as exc:
+        raise ConfigError("sip_port", f"needs the sip extra (pip install 'voicebot[sip]'): {exc}") from None
+
+    endpoint = SipEndpoint(settings, registry, line)
+
+    async def start(app: web.Application) -> None:
+        await endpoint.start(settings.sip_port)
+
+    async def close(app: web.Application) -> None:
+        await endpoint.close(grace_s=1.0)  # after the drain, like AudioSocket
+
+    app.on_startup.append(start)
+    app.on_shutdown.append(close)
 
 
 async def _prepare(
     settings: Settings, flow: Flow, registry: CallRegistry, store: CallStore, prompts: PromptCache,
     executor: ThreadPoolExecutor, engine: SpeechEngine | None, events: CallEventBus,
-    http: aiohttp.ClientSession, reloader: FlowReloader,
+    http: aiohttp.ClientSession, reloader: FlowReloader, desk: StaffDesk,
 ) -> None:
     """Load each language's recogniser and render the prompts; only then report healthy."""
     loop = asyncio.get_running_loop()
@@ -160,8 +216,10 @@ async def _prepare(
              ", ".join(engines))
     runners = {code: AsrRunner(each, executor, settings.asr_timeout_s) for code, each in engines.items()}
     reloader.vocab = vocab
+    transcripts = await start_transcripts(settings, store, desk, events)
     registry.services = CallServices(settings, runners[settings.language], prompts, store, flow, events,
-                                     frames=FrameBatcher(loop.call_later), recognisers=runners, http=http)
+                                     frames=FrameBatcher(loop.call_later), recognisers=runners, http=http,
+                                     transcripts=transcripts)
 
 
 def _on_sighup(reloader: FlowReloader | None) -> None:
@@ -179,19 +237,25 @@ async def _health(request: web.Request) -> web.Response:
     registry = request.app[REGISTRY]
     startup = request.app[STARTUP]
     if startup.done() and not startup.cancelled() and startup.exception() is not None:
-        return web.json_response({"status": "failed", "error": str(startup.exception())}, status=503)
+        # the reason (which may name files) is in the log, not on this open endpoint
+        return web.json_response({"status": "failed", "error": "start-up failed; see the log"},
+                                 status=503)
     if not registry.ready:
         return web.json_response({"status": "starting"}, status=503)
     assert registry.services is not None
     metrics = registry.metrics
-    return web.json_response({
-        "status": "ok", "engine": registry.services.asr.engine.description,
+    model = registry.services.settings.model
+    return web.json_response({  # names only: no install paths to anyone who can connect
+        "status": "ok", "engine": registry.services.asr.engine.name,
+        "model": Path(model).name if model else "embedded",
         "flow": registry.services.flow.name, "flow_reloads": request.app[RELOADER].reloads,
         "languages": list(registry.services.languages),
         "calls": len(registry.sessions), "max_calls": registry.max_calls,
         "over_capacity": int(metrics.sample("voicebot_calls_over_capacity_total")),
         "store": "ok" if request.app[STORE].up else "journalling",
         "journal_pending": request.app[STORE].pending,
+        "transcripts": registry.services.transcripts.health() if registry.services.transcripts
+        else "off",
     })
 
 

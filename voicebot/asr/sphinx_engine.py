@@ -45,6 +45,11 @@ SAMPLE_RATE = 16000  # the en-us model's filterbank reaches 6.8 kHz: it refuses 
 FRAME_S = 0.01
 CMN_SECONDS = 1.0  # audio used to estimate the cepstral mean before decoding starts
 PHONE_LOOP_PROB = 1e-3  # FSG probability of each phone of the free loop
+# FSG probability of leaving a phrase after one of its first words, so a caller
+# cut off mid-sentence leaves the words said (measured on today's grammar:
+# 1e-15 let unfinished sentences beat whole ones, 1e-100 left nothing).
+PREFIX_EXIT_PROB = 1e-195  # 1e-30 at the language weight 6.5 it was measured at; this search uses 1
+PREFIX_MAX_CONFIDENCE = 0.3  # an unfinished phrase is never a request
 NO_TEXT_BELOW = 0.2  # under this the sentence is a guess the loop clearly beats: no text
 # Logistic map of the per-frame margin (sentence score - phone-loop score, in
 # pocketsphinx log-base-1.0001 units per 10 ms frame) onto [0, 1]: margin
@@ -153,6 +158,7 @@ class SphinxEngine:
         if not any(self._contexts.values()):
             raise ValueError("none of the flow's phrases can be spelled with the pocketsphinx dictionary")
         self.default_context = vocabulary.contexts[0].name
+        self._graphs: dict[str, list] = {}  # type: ignore[type-arg]  # context -> transitions without exits
         self.sentences = frozenset(p for ps in self._contexts.values() for p in ps)  # templates
         with self._lock:
             self._pool = [self._build() for _ in range(max(1, pool_size))]
@@ -187,7 +193,9 @@ class SphinxEngine:
         for template in self._contexts[name]:
             edges, state = fsg_edges(parse(template), 0, 1, state)
             transitions += edges
-        return decoder.create_fsg(name, 0, 1, transitions)
+        self._graphs[name] = transitions
+        exits = [(s, 1, PREFIX_EXIT_PROB) for s in range(2, state)]
+        return decoder.create_fsg(name, 0, 1, transitions + exits)
 
     def stream(self, context: str = "") -> SphinxStream:
         return SphinxStream(self, context if context in self._contexts else self.default_context)
@@ -241,6 +249,29 @@ class SphinxEngine:
             self._cmn.process_raw(pcm, True, True)
             self._cmn.end_utt()
             return self._cmn.get_cmn()
+
+
+def _accepts(transitions: list, words: list[str]) -> bool:  # type: ignore[type-arg]
+    """Whether the graph (start 0, final 1) reads exactly these words."""
+    step: dict[int, list[tuple[int, str | None]]] = {}
+    for t in transitions:
+        step.setdefault(t[0], []).append((t[1], t[3] if len(t) == 4 else None))
+
+    def closure(states: set[int]) -> set[int]:
+        todo, seen = list(states), set(states)
+        while todo:
+            for target, word in step.get(todo.pop(), ()):
+                if word is None and target not in seen:
+                    seen.add(target)
+                    todo.append(target)
+        return seen
+
+    states = closure({0})
+    for word in words:
+        states = closure({target for s in states for target, w in step.get(s, ()) if w == word})
+        if not states:
+            return False
+    return 1 in states
 
 
 class SphinxStream:
@@ -325,7 +356,10 @@ class SphinxStream:
         margin = (sentence_score - loop[1]) / frames if loop is not None else float("-inf")
         self.margin = margin
         confidence = margin_to_confidence(margin)
-        if not text or confidence < NO_TEXT_BELOW:
+        whole = _accepts(self._engine._graphs[self._context], text.split())
+        if not whole:  # the caller stopped mid-phrase: keep the words, never as a request
+            confidence = min(confidence, PREFIX_MAX_CONFIDENCE)
+        if not text or (whole and confidence < NO_TEXT_BELOW):
             return Transcript("", round(confidence, 4))
         words = tuple(
             Word(seg.word.split("(")[0], round(confidence, 4), seg.start_frame * FRAME_S,

@@ -70,4 +70,4 @@ class CallEventBus:
             try:
                 subscriber(event)
             except Exception:  # a broken subscriber must never break the call
-                log.exception("call %s: event subscriber failed on %s", event.call_id, event.kind)
+                log.exception("call %r: event subscriber failed on %s", event.call_id, event.kind)

@@ -22,7 +22,7 @@ class Playout:
     say: Say
     started_at: float  # wall clock, first audio byte sent
     finished_at: float  # wall clock, mark echoed / timer ran out / interrupted
-    confirmed_by: str  # "mark" | "timer" | "interrupted"
+    confirmed_by: str  # "mark" | "playout" (the adapter's own clock) | "timer" | "interrupted"
 
 
 AudioSource = Callable[[Say], Awaitable[np.ndarray]]
@@ -105,7 +105,8 @@ class Player:
         await self._channel.send_mark(name)
         try:
             await asyncio.wait_for(echoed, samples.size / rate + self._grace_s)
-            return "mark"
+            # "mark": the gateway echoed it; adapters that pace playout themselves say so
+            return getattr(self._channel, "confirmed_by", "mark")
         except TimeoutError:
             return "timer"
         finally:

@@ -79,4 +79,4 @@ class CallRecorder:
         try:
             await op
         except Exception as exc:  # noqa: BLE001 - see module docstring
-            log.error("call %s: storing %s failed: %s", self.call_id, what, type(exc).__name__)
+            log.error("call %r: storing %s failed: %s", self.call_id, what, type(exc).__name__)

@@ -35,6 +35,12 @@ class CallRegistry:
     def ready(self) -> bool:
         return self.services is not None
 
+    def has_call(self, call_or_gateway_id: str) -> bool:
+        """A live call has this id as its own or as its gateway's."""
+        return call_or_gateway_id in self.sessions or any(
+            s.recorder.record.gateway_call_id == call_or_gateway_id
+            for s in self.sessions.values())
+
     def new_session(self, record: CallRecord, channel: MediaChannel) -> CallSession:
         if self.services is None:
             raise RuntimeError("services are not ready")

@@ -56,7 +56,7 @@ class Ladder:
     a caller two seconds, a needless transfer costs a person's time."""
 
     accept: float | None = None  # None: VOICEBOT_CONFIDENCE_THRESHOLD
-    confirm: float = 0.3
+    confirm: float = 0.2
     transfer: float = 0.95
 
 
@@ -272,7 +272,7 @@ class _Reader:
             timeout_s=float(spec.get("timeout_s", 3.0)), error=str(spec.get("error", "")),
             hangover_ms=int(hangover) if hangover is not None else None,
             ladder=Ladder(float(ladder["accept"]) if "accept" in ladder else None,
-                          float(ladder.get("confirm", 0.3)), float(ladder.get("transfer", 0.95))))
+                          float(ladder.get("confirm", 0.2)), float(ladder.get("transfer", 0.95))))
 
 
 def locate(text: str, where: str) -> int | None:

@@ -298,7 +298,7 @@ class Policy:
     def _ask_node(self) -> Node | None:
         """The question the caller is answering: the current node, or, while an
         answer is still playing, the question that follows it."""
-        name, hops = self.node, 0
+        name, hops = self.node or self.flow.start, 0  # during the disclosure: the first question
         while name and hops < 4:
             node = self.flow.nodes.get(name)
             if node is None or node.type in ("ask", "language"):

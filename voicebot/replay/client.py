@@ -13,11 +13,14 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import urlsplit
+from xml.etree import ElementTree
 
 import aiohttp
 import numpy as np
 
 from voicebot.audio.codecs import ulaw_decode, ulaw_encode
+from voicebot.signing import twilio_signature
 
 FRAME_MS = 20
 MarkMode = Literal["played", "immediate", "never"]
@@ -38,8 +41,13 @@ class ReplayOptions:
     call_id: str = ""
     headers: dict[str, str] = field(default_factory=dict)
     # how the caller answers "Do you want me to connect you to a person?" once
-    # it has played: "yes" keys 1, "no" keys 2, "none" says nothing
-    confirm: Literal["yes", "no", "none"] = "none"
+    # it has played: "yes" keys 1 (as a caller who asked would), "no" keys 2,
+    # "none" says nothing
+    confirm: Literal["yes", "no", "none"] = "yes"
+    # Twilio only: the server's auth token and public URL, to sign the webhook
+    # and the stream as Twilio would (needed when the server checks signatures)
+    twilio_auth_token: str = ""
+    public_url: str = ""
 
 
 @dataclass
@@ -112,16 +120,52 @@ async def replay(url: str, samples: np.ndarray, rate: int, options: ReplayOption
     audio = resample(samples, rate, line_rate)
     result = ReplayResult(call_id=options.call_id or f"replay-{uuid.uuid4().hex[:12]}")
     async with aiohttp.ClientSession() as http:
-        async with http.ws_connect(url, headers=options.headers, max_msg_size=0) as ws:
-            call = _Call(ws, options, result, line_rate)
+        headers, parameters = dict(options.headers), {"caller": options.caller}
+        if options.protocol == "twilio":
+            parameters, signature = await twilio_webhook(http, url, options, result.call_id)
+            headers.update(signature)
+        async with http.ws_connect(url, headers=headers, max_msg_size=0) as ws:
+            call = _Call(ws, options, result, line_rate, parameters)
             await call.run(audio)
     return result
 
 
+async def twilio_webhook(http: aiohttp.ClientSession, media_url: str, options: ReplayOptions,
+                         call_sid: str) -> tuple[dict[str, str], dict[str, str]]:
+    """What Twilio does when a call comes in: POST /twilio/voice (on the host of
+    `media_url`), then open the TwiML's <Stream> with its <Parameter>s (among
+    them the call's stream token). Returns those parameters and the signature
+    header for the stream."""
+    parts = urlsplit(media_url)
+    scheme = "https" if parts.scheme == "wss" else "http"
+    webhook = f"{scheme}://{parts.netloc}{parts.path.removesuffix('/twilio/media')}/twilio/voice"
+    form = {"AccountSid": "AC" + "0" * 32, "ApiVersion": "2010-04-01", "CallSid": call_sid,
+            "CallStatus": "ringing", "Direction": "inbound", "From": options.caller,
+            "To": "+15550100"}
+    public = options.public_url.rstrip("/") or f"{scheme}://{parts.netloc}"
+    headers = {}
+    if options.twilio_auth_token:
+        headers["X-Twilio-Signature"] = twilio_signature(
+            options.twilio_auth_token, public + "/twilio/voice", form)
+    async with http.post(webhook, data=form, headers=headers) as response:
+        if response.status != 200:
+            raise ConnectionError(f"/twilio/voice answered {response.status}")
+        twiml = ElementTree.fromstring(await response.text())
+    stream = twiml.find("./Connect/Stream")
+    if stream is None:
+        raise ConnectionError("/twilio/voice answered no <Connect><Stream>")
+    parameters = {p.get("name", ""): p.get("value", "") for p in stream.findall("Parameter")}
+    if not options.twilio_auth_token:
+        return parameters, {}
+    return parameters, {"X-Twilio-Signature": twilio_signature(
+        options.twilio_auth_token, stream.get("url", ""))}
+
+
 class _Call:
     def __init__(self, ws: aiohttp.ClientWebSocketResponse, options: ReplayOptions,
-                 result: ReplayResult, line_rate: int) -> None:
+                 result: ReplayResult, line_rate: int, parameters: dict[str, str]) -> None:
         self.ws = ws
+        self.parameters = parameters  # Twilio's customParameters
         self.o = options
         self.result = result
         self.rate = line_rate
@@ -158,7 +202,7 @@ class _Call:
                 "start": {"streamSid": self.sid, "callSid": self.result.call_id,
                           "accountSid": "AC" + "0" * 32, "tracks": ["inbound"],
                           "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
-                          "customParameters": {"caller": self.o.caller}},
+                          "customParameters": self.parameters},
             }))
         else:
             await self.ws.send_str(json.dumps({

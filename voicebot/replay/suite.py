@@ -113,8 +113,7 @@ async def run_cases(
         await asyncio.sleep(index * arrival_gap_s)
         async with gate:
             # a caller who wanted a person says yes when asked; anyone else says no
-            confirm = ("yes" if case.expected == "handoff:caller_request" else "no") \
-                if base.confirm == "none" else base.confirm
+            confirm = ("yes" if case.expected in (None, "handoff:caller_request") else "no")
             options = ReplayOptions(**{**base.__dict__, "dtmf": case.dtmf, "hangup_at": case.hangup_at,
                                        "confirm": confirm})
             try:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import re
+import json
+import math
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -18,54 +18,26 @@ from voicebot.staff.auth import (
     hash_password,
     new_token,
     token_hash,
+    user_name_problem,
     verify_login,
 )
 from voicebot.staff.routes import bad_request, json_body, json_response
 from voicebot.staff.service import StaffDesk
+from voicebot.staff.throttle import LoginThrottle, client_address, forwarded_https, parse_proxies
 from voicebot.storage.staff import ROLES
 
-NAME = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
 MIN_PASSWORD = 10
-LOCKOUT_FAILURES, LOCKOUT_S = 5, 60.0  # per name: slows password guessing to a crawl
-MAX_TRACKED_NAMES = 1024  # beyond this, failures older than LOCKOUT_S are forgotten
+MAX_TOKEN_ID = 2**63 - 1  # SQLite's largest integer
 STATIC = Path(__file__).parent / "static"
 # Settings an admin may see; secrets only say whether they are set.
 SECRET_SETTINGS = ("twilio_auth_token", "stream_token", "staff_token", "crm_webhook_secret")
-
-
-class LoginThrottle:
-    """Log-in failures in a row per name: `limit` of them lock the name until
-    `window_s` after the last. Guesses at made-up names must not grow the table
-    without bound, so once it tracks more than `max_names`, failures older than
-    the window (which no longer lock anything) are dropped."""
-
-    def __init__(self, limit: int = LOCKOUT_FAILURES, window_s: float = LOCKOUT_S,
-                 max_names: int = MAX_TRACKED_NAMES, clock: Callable[[], float] = time.monotonic) -> None:
-        self.limit, self.window_s, self.max_names, self._clock = limit, window_s, max_names, clock
-        self._failures: dict[str, tuple[int, float]] = {}  # name -> (failures in a row, last)
-
-    def __len__(self) -> int:
-        return len(self._failures)
-
-    def locked(self, name: str) -> bool:
-        failures, last = self._failures.get(name, (0, 0.0))
-        return failures >= self.limit and self._clock() - last < self.window_s
-
-    def failed(self, name: str) -> None:
-        now = self._clock()
-        failures, _ = self._failures.get(name, (0, 0.0))
-        self._failures[name] = (failures + 1, now)  # once locked, each miss locks it again
-        if len(self._failures) > self.max_names:
-            self._failures = {n: f for n, f in self._failures.items() if now - f[1] < self.window_s}
-
-    def succeeded(self, name: str) -> None:
-        self._failures.pop(name, None)
 
 
 class AdminRoutes:
     def __init__(self, desk: StaffDesk) -> None:
         self.d = desk
         self._throttle = LoginThrottle()
+        self._proxies = parse_proxies(desk.settings.trusted_proxies)
 
     def add_to(self, router: web.UrlDispatcher) -> None:
         router.add_get("/desk", self.page)
@@ -84,32 +56,38 @@ class AdminRoutes:
         router.add_get("/api/staff/webhook-deliveries", self.deliveries)
 
     async def page(self, request: web.Request) -> web.FileResponse:
-        return web.FileResponse(STATIC / "desk.html", headers={
-            "Cache-Control": "no-store", "X-Frame-Options": "DENY",
-            "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
-                                       "frame-ancestors 'none'"})
+        # the security headers (CSP, frames) go on every response: security_headers.py
+        return web.FileResponse(STATIC / "desk.html", headers={"Cache-Control": "no-store"})
 
     async def login(self, request: web.Request) -> web.Response:
+        source = client_address(request, self._proxies)
+        wait = self._throttle.retry_after(source)
+        if wait > 0:
+            raise web.HTTPTooManyRequests(
+                text=json.dumps({"error": "too many failed log-ins from this address; "
+                                          f"try again in {math.ceil(wait)} s"}),
+                content_type="application/json", headers={"Retry-After": str(math.ceil(wait))})
         body = await json_body(request)
         name, password = str(body.get("name", "")), str(body.get("password", ""))
-        locked = self._throttle.locked(name)
-        who = None
-        if name and password and not locked:
-            who = await verify_login(self.d.staff, name, password)
+        who = await verify_login(self.d.staff, name, password) if name and password else None
         if who is None:
-            if name and not locked:
-                self._throttle.failed(name)
+            self._throttle.failed(source)
             raise web.HTTPUnauthorized(text='{"error": "wrong name or password"}',
                                        content_type="application/json")
-        self._throttle.succeeded(name)
         token, hashed = new_token()
         await self.d.staff.add_credential(hashed, who.name, "session",
                                           expires_at=time.time() + SESSION_SECONDS)
         await self.d.staff.audit(who.name, who.role, "login")
         response = json_response({"name": who.name, "role": who.role})
         response.set_cookie(SESSION_COOKIE, token, max_age=SESSION_SECONDS, httponly=True,
-                            samesite="Strict", path="/", secure=request.secure)
+                            samesite="Strict", path="/", secure=self._secure(request))
         return response
+
+    def _secure(self, request: web.Request) -> bool:
+        """Behind the TLS proxy the README recommends, the request itself is plain
+        http: the public URL (or the trusted proxy's X-Forwarded-Proto) says https."""
+        return (request.secure or self.d.settings.public_url.lower().startswith("https://")
+                or forwarded_https(request, self._proxies))
 
     async def logout(self, request: web.Request) -> web.Response:
         await self.d.auth.require(request, "agent")
@@ -133,8 +111,9 @@ class AdminRoutes:
         body = await json_body(request)
         name, role = str(body.get("name", "")), body.get("role")
         password = body.get("password")
-        if not NAME.match(name):
-            raise bad_request("name: 1-64 letters, digits or . _ @ -")
+        problem = user_name_problem(name)
+        if problem:
+            raise bad_request(problem)
         if role not in ROLES:
             raise bad_request(f"role must be one of {', '.join(ROLES)}")
         hashed = await _hash(password) if password is not None else ""
@@ -185,10 +164,10 @@ class AdminRoutes:
 
     async def revoke_token(self, request: web.Request) -> web.Response:
         who = await self.d.auth.require(request, "admin")
-        try:
-            token_id = int(request.match_info["id"])
-        except ValueError:
-            raise bad_request("token id must be a number") from None
+        text = request.match_info["id"]
+        if not (text.isascii() and text.isdigit()) or len(text) > 19 or int(text) > MAX_TOKEN_ID:
+            raise bad_request("token id must be a whole number as listed by GET /api/staff/tokens")
+        token_id = int(text)
         if not await self.d.staff.revoke(credential_id=token_id):
             return json_response({"error": "no such token"}, status=404)
         await self.d.staff.audit(who.name, who.role, "revoke_token", detail=str(token_id))

@@ -17,6 +17,7 @@ import base64
 import functools
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 
@@ -29,6 +30,18 @@ SESSION_COOKIE = "voicebot_desk"
 SESSION_SECONDS = 12 * 3600  # one working shift
 _N, _R, _P = 2**14, 8, 1  # scrypt cost: ~16 MiB, tens of ms per check
 BOOTSTRAP = "bootstrap-admin"
+CLI = "cli"  # the audit log's name for `voicebot staff` commands
+NAME = re.compile(r"[A-Za-z0-9._@-]{1,64}")
+RESERVED_NAMES = (BOOTSTRAP, CLI)  # audit entries must not be mistaken for a user's
+
+
+def user_name_problem(name: str) -> str:
+    """"" for a name a new user may have, else why not."""
+    if not NAME.fullmatch(name):
+        return "name: 1-64 letters, digits or . _ @ -"
+    if name.lower() in RESERVED_NAMES:
+        return f"name: {name!r} is reserved for the audit log"
+    return ""
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ def run_staff(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _run(args: argparse.Namespace, settings: Settings) -> int:
-    from voicebot.staff.auth import hash_password, new_token
+    from voicebot.staff.auth import hash_password, new_token, user_name_problem
     from voicebot.storage.staff import StaffStore
 
     if args.action == "erase-caller":
@@ -58,6 +58,9 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
                 print(f"{user.name}\t{user.role}{state}")
             return 0
         if args.action == "add-user":
+            problem = user_name_problem(args.name)
+            if problem:
+                raise ValueError(problem)
             if await store.user(args.name) is not None:
                 raise ValueError(f"user {args.name!r} exists")
             password = _password()

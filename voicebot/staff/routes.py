@@ -44,10 +44,22 @@ def not_found() -> web.HTTPNotFound:
 
 
 async def json_body(request: web.Request) -> dict[str, Any]:
+    """Only `Content-Type: application/json`: a cross-site form can send text/plain
+    or form bodies without a CORS preflight (login CSRF), never JSON."""
+    if request.content_type != "application/json":
+        raise web.HTTPUnsupportedMediaType(
+            text=json.dumps({"error": "send the body as Content-Type: application/json"}),
+            content_type="application/json")
+    return parse_json_object(await request.text())
+
+
+def parse_json_object(text: str) -> dict[str, Any]:
     try:
-        body = await request.json()
-    except (ValueError, UnicodeDecodeError):
-        raise bad_request("body must be a JSON object") from None
+        body = json.loads(text)
+    except RecursionError:
+        raise bad_request("body is nested too deeply") from None
+    except ValueError as exc:  # also integers longer than Python converts (4300 digits)
+        raise bad_request(f"body is not valid JSON: {str(exc)[:80]}") from None
     if not isinstance(body, dict):
         raise bad_request("body must be a JSON object")
     return body
@@ -93,16 +105,19 @@ class DeskRoutes:
         return json_response({"transfers": await self.d.desk.queue(who.name), "now": time.time()})
 
     async def claim(self, request: web.Request) -> web.Response:
-        """Agents race for a waiting transfer; the loser learns who won (they saw it queued)."""
+        """Agents race for a waiting transfer. A call an agent may not see (someone
+        else's, also the moment another agent won the race) is a 404, as for GET;
+        a supervisor, who sees every call, learns who holds it."""
         who = await self.d.auth.require(request, "agent")
-        record = await self.calls.get(request.match_info["call_id"])
-        transfer = await self.d.desk.transfer(record.call_id) if record else None
-        if record is None or transfer is None:
+        record, transfer = await self._visible(who, request.match_info["call_id"])
+        if transfer is None:
             raise not_found()
         if transfer["claimed_by"] == who.name:
             return json_response({"transfer": transfer})
         if not await self.d.desk.claim(record.call_id, who.name):
             current = await self.d.desk.transfer(record.call_id) or transfer
+            if not who.at_least("supervisor") and current["claimed_by"] != who.name:
+                raise not_found()
             return json_response({"error": f"transfer is {current['status']}",
                                   "claimed_by": current["claimed_by"]}, status=409)
         await self.d.staff.audit(who.name, who.role, "claim", record.call_id)
@@ -116,8 +131,8 @@ class DeskRoutes:
         for key in CALL_FILTERS:
             if q.get(key):
                 filters[key] = _number(key, q[key]) if key in ("since", "until") else q[key]
-        limit = min(int(_number("limit", q.get("limit", "100"))), 500)
-        offset = int(_number("offset", q.get("offset", "0")))
+        limit = min(_count("limit", q.get("limit", "100")), 500)
+        offset = _count("offset", q.get("offset", "0"))
         scope = None if who.at_least("supervisor") else who.name
         rows = await self.d.desk.list_calls(filters, visible_to=scope, limit=limit, offset=offset)
         return json_response({"calls": rows})
@@ -189,7 +204,7 @@ class DeskRoutes:
         out = io.StringIO()
         writer = csv.DictWriter(out, FEEDBACK_COLUMNS, lineterminator="\n")
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(csv_safe(r) for r in rows)
         return web.Response(text=out.getvalue(), content_type="text/csv", headers=headers)
 
     async def handoff_report(self, request: web.Request) -> web.Response:
@@ -208,6 +223,25 @@ def _number(key: str, value: str) -> float:
         number = float(value)
     except ValueError:
         raise bad_request(f"{key} must be a number") from None
-    if number < 0 or number != number:
+    if not 0 <= number < float("inf"):
         raise bad_request(f"{key} must be a non-negative number")
     return number
+
+
+MAX_COUNT = 10**9  # far beyond any table here, well inside SQLite's integers
+
+
+def _count(key: str, value: str) -> int:
+    if not (value.isascii() and value.isdigit()) or len(value) > 10 or int(value) > MAX_COUNT:
+        raise bad_request(f"{key} must be a whole number from 0 to {MAX_COUNT}")
+    return int(value)
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(row: dict[str, Any]) -> dict[str, Any]:
+    """A text cell a spreadsheet would run as a formula gets a leading `'`
+    (OWASP's CSV injection advice); numbers stay numbers."""
+    return {k: "'" + v if isinstance(v, str) and v.startswith(_FORMULA_START) else v
+            for k, v in row.items()}

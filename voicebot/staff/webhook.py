@@ -59,7 +59,7 @@ class CrmWebhook:
             await asyncio.sleep(self.base_delay_s * 2 ** (attempt - 1) * random.uniform(0.8, 1.2))
         delivered = not error
         if not delivered:
-            log.warning("webhook %s for call %s failed after %d attempts: %s",
+            log.warning("webhook %s for call %r failed after %d attempts: %s",
                         event, call_id, attempt, error)
         if attempt > 1 or not delivered:
             await self.store.add_delivery(event, call_id, attempt, delivered, last_error)

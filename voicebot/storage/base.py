@@ -26,16 +26,20 @@ class CallRecord:
     disclosure_text: str = ""
     disclosure_started_at: float | None = None
     disclosure_played_at: float | None = None
-    disclosure_confirmed_by: str = ""  # "mark" (gateway echo) | "timer" (no echo came)
+    disclosure_confirmed_by: str = ""  # "mark" (gateway echo) | "playout" (our paced clock) | "timer"
     outcome: str = ""  # handoff | completed | abandoned
     handoff_reason: str = ""
     handoff_target: str = ""
     summary: str = ""
     utterances: list[dict[str, Any]] = field(default_factory=list)
     prompts: list[dict[str, Any]] = field(default_factory=list)
+    transcripts: list[dict[str, Any]] = field(default_factory=list)  # free-form (voicebot.transcript)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+EVENT_LISTS = {"utterance": "utterances", "prompt": "prompts", "transcript": "transcripts"}
 
 
 def utterance_json(u: Utterance) -> dict[str, Any]:
@@ -57,6 +61,9 @@ class CallStore(Protocol):
     async def update(self, call_id: str, **fields: Any) -> None: ...
     async def add_utterance(self, call_id: str, at: float, utterance: Utterance) -> None: ...
     async def add_prompt(self, call_id: str, at: float, prompt: dict[str, Any]) -> None: ...
+    async def add_transcript(self, call_id: str, at: float, item: dict[str, Any]) -> None: ...
+    # the call whose call_id is this; only when there is none, the first call whose
+    # gateway_call_id is (a gateway's id can never hide another call's record)
     async def get(self, call_or_gateway_id: str) -> CallRecord | None: ...
     async def erase_caller(self, caller: str) -> list[str]: ...  # the ids of the calls deleted
     async def erase_started_before(self, cutoff: float) -> list[str]: ...

@@ -33,12 +33,12 @@ from pathlib import Path
 from typing import Any
 
 from voicebot.errors import StoreUnavailable
-from voicebot.storage.base import CallRecord, CallStore, utterance_json
+from voicebot.storage.base import EVENT_LISTS, CallRecord, CallStore, utterance_json
 from voicebot.types import Source, Utterance, Word
 
 log = logging.getLogger(__name__)
 
-_SCALARS = [f.name for f in fields(CallRecord) if f.name not in ("utterances", "prompts")]
+_SCALARS = [f.name for f in fields(CallRecord) if f.name not in EVENT_LISTS.values()]
 Entry = dict[str, Any]
 
 
@@ -104,6 +104,10 @@ class JournalledStore:
         entry = {"op": "prompt", "call_id": call_id, "at": at, "item": dict(prompt)}
         await self._write(entry, lambda: self.inner.add_prompt(call_id, at, prompt))
 
+    async def add_transcript(self, call_id: str, at: float, item: dict[str, Any]) -> None:
+        entry = {"op": "transcript", "call_id": call_id, "at": at, "item": dict(item)}
+        await self._write(entry, lambda: self.inner.add_transcript(call_id, at, item))
+
     async def erase_caller(self, caller: str) -> list[str]:
         return await self._erase(lambda: self.inner.erase_caller(caller))
 
@@ -124,9 +128,10 @@ class JournalledStore:
                 return await asyncio.wait_for(self.inner.get(call_or_gateway_id), self.timeout_s)
             except Exception as exc:  # noqa: BLE001 - a read failure is not worth an outage
                 log.warning("call store read failed: %s", type(exc).__name__)
-        for record in self._overlay.values():
-            if call_or_gateway_id in (record.call_id, record.gateway_call_id):
-                return record
+        found = self._overlay.get(call_or_gateway_id) or next(
+            (r for r in self._overlay.values() if r.gateway_call_id == call_or_gateway_id), None)
+        if found is not None:
+            return found
         if self._up:
             return None
         raise StoreUnavailable("the call database is unavailable")
@@ -201,6 +206,8 @@ class JournalledStore:
             await self.inner.add_utterance(call_id, entry["at"], _utterance(entry["item"]))
         elif op == "prompt":
             await self.inner.add_prompt(call_id, entry["at"], entry["item"])
+        elif op == "transcript":
+            await self.inner.add_transcript(call_id, entry["at"], entry["item"])
         else:
             raise ValueError(f"unknown journal entry {op!r}")
 
@@ -218,7 +225,7 @@ def _apply_to_overlay(overlay: dict[str, CallRecord], entry: Entry) -> None:
             setattr(record, key, value)
     else:
         item = {"at": entry["at"], **entry["item"]}
-        (record.utterances if entry["op"] == "utterance" else record.prompts).append(item)
+        getattr(record, EVENT_LISTS[entry["op"]]).append(item)
 
 
 def _utterance(item: dict[str, Any]) -> Utterance:

@@ -9,11 +9,11 @@ from typing import Any
 
 import aiosqlite
 
-from voicebot.storage.base import CallRecord, utterance_json
+from voicebot.storage.base import EVENT_LISTS, CallRecord, utterance_json
 from voicebot.storage.connection import connect
 from voicebot.types import Utterance
 
-_SCALARS = [f.name for f in fields(CallRecord) if f.name not in ("utterances", "prompts")]
+_SCALARS = [f.name for f in fields(CallRecord) if f.name not in EVENT_LISTS.values()]
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS calls (
@@ -73,6 +73,9 @@ class SqliteCallStore:
     async def add_prompt(self, call_id: str, at: float, prompt: dict[str, Any]) -> None:
         await self._add_event(call_id, at, "prompt", prompt)
 
+    async def add_transcript(self, call_id: str, at: float, item: dict[str, Any]) -> None:
+        await self._add_event(call_id, at, "transcript", item)
+
     async def _add_event(self, call_id: str, at: float, kind: str, payload: dict[str, Any]) -> None:
         await self.db.execute(
             "INSERT OR IGNORE INTO call_events (call_id, at, kind, payload) VALUES (?, ?, ?, ?)",
@@ -99,10 +102,12 @@ class SqliteCallStore:
         return ids
 
     async def get(self, call_or_gateway_id: str) -> CallRecord | None:
+        """The call with this id; only if none has it, the first call the gateway
+        knew by it (ids are refused once used, so there is at most one)."""
         cursor = await self.db.execute(
             f"SELECT {', '.join(_SCALARS)} FROM calls WHERE call_id = ? OR gateway_call_id = ? "
-            "ORDER BY started_at DESC LIMIT 1",
-            (call_or_gateway_id, call_or_gateway_id),
+            "ORDER BY call_id = ? DESC, started_at ASC LIMIT 1",
+            (call_or_gateway_id, call_or_gateway_id, call_or_gateway_id),
         )
         row = await cursor.fetchone()
         if row is None:
@@ -114,7 +119,7 @@ class SqliteCallStore:
         )
         for at, kind, payload in await cursor.fetchall():
             item = {"at": at, **json.loads(payload)}
-            (record.utterances if kind == "utterance" else record.prompts).append(item)
+            getattr(record, EVENT_LISTS.get(kind, "prompts")).append(item)
         return record
 
 

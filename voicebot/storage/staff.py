@@ -127,10 +127,10 @@ class StaffStore(Database):
         sets = ", ".join(f"{k} = ?" for k in changes)
         changed = await self.write(f"UPDATE staff_users SET {sets} WHERE name = ?",
                                    [*changes.values(), name])
-        if disabled or password_hash is not None:  # sessions end with the old password too
-            kinds = "('api', 'session')" if disabled else "('session')"
-            await self.write(f"DELETE FROM staff_credentials WHERE user = ? AND kind IN {kinds}",
-                             (name,))
+        if disabled or password_hash is not None:
+            # a new password is often set because the old one leaked: whoever had it
+            # may have made sessions or API tokens, so they all end with it
+            await self.write("DELETE FROM staff_credentials WHERE user = ?", (name,))
         return changed > 0
 
     async def user(self, name: str) -> StaffUser | None:

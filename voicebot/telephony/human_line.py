@@ -21,6 +21,7 @@ from voicebot.config import Settings
 from voicebot.dialog.lang import PACKS
 from voicebot.errors import StoreUnavailable
 from voicebot.storage.base import CallRecord, CallStore
+from voicebot.telephony.ids import RULE, safe_id
 
 log = logging.getLogger(__name__)
 
@@ -79,10 +80,18 @@ class HumanLineHandler:
         if token and not bearer_matches(request.headers.get("Authorization"), token):
             raise web.HTTPUnauthorized(text="missing or wrong bearer token",
                                        headers={"WWW-Authenticate": "Bearer"})
+        if request.content_type != "application/json":
+            raise web.HTTPUnsupportedMediaType(
+                text=json.dumps({"error": "send the body as Content-Type: application/json"}),
+                content_type="application/json")
+        if not safe_id(request.match_info["call_id"]):
+            raise _bad(f"call_id must be {RULE}")
         try:
             body = json.loads(await request.text())
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise _bad("the body must be JSON") from None
+        except RecursionError:
+            raise _bad("the body is nested too deeply") from None
+        except ValueError as exc:  # also UnicodeDecodeError, and integers of over 4300 digits
+            raise _bad(f"the body must be JSON: {str(exc)[:80]}") from None
         if not isinstance(body, dict):
             raise _bad("the body must be a JSON object")
         connected, waiting = body.get("connected"), body.get("caller_waiting")

@@ -21,9 +21,11 @@ from voicebot.call.session import CallSession
 from voicebot.config import Settings
 from voicebot.errors import ProtocolError
 from voicebot.storage.base import CallRecord
+from voicebot.telephony.ids import RULE, safe_id
 from voicebot.telephony.ws_common import (
     close_with_error,
     finish_call,
+    id_in_use,
     messages,
     open_socket,
     start_call,
@@ -78,7 +80,7 @@ class NativeChannel:
 def parse_event(text: str) -> dict[str, Any]:
     try:
         event = json.loads(text)
-    except (json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # ValueError: also integers of over 4300 digits
         raise ProtocolError("message is not valid JSON") from None
     if not isinstance(event, dict) or not isinstance(event.get("event"), str):
         raise ProtocolError('message must be a JSON object with a string "event"')
@@ -94,8 +96,8 @@ def parse_start(event: dict[str, Any]) -> tuple[CallRecord, StreamFormat]:
     if encoding not in ENCODINGS:
         raise ProtocolError(f"start: encoding must be one of {ENCODINGS}")
     call_id = event.get("call_id", "")
-    if not isinstance(call_id, str) or len(call_id) > 128:
-        raise ProtocolError("start: call_id must be a string of at most 128 characters")
+    if not isinstance(call_id, str) or (call_id and not safe_id(call_id)):
+        raise ProtocolError(f"start: call_id must be {RULE} (or absent)")
     caller = event.get("caller", "")
     if not isinstance(caller, str) or len(caller) > 256:
         raise ProtocolError("start: caller must be a string")
@@ -155,22 +157,15 @@ class NativeStreamHandler:
         if msg.type is not WSMsgType.TEXT:
             raise ProtocolError("the first message must be a JSON start event", UNSUPPORTED_DATA)
         record, fmt = parse_start(parse_event(msg.data))
-        if record.call_id and await self._used(record.call_id):
+        in_progress = ProtocolError("start: a call with this call_id is already in progress")
+        if record.call_id and self.registry.has_call(record.call_id):
+            raise in_progress
+        if record.call_id and await id_in_use(self.registry, record.call_id):
             raise ProtocolError("start: this call_id was already used")
         try:
-            session = self.registry.new_session(record, NativeChannel(ws, fmt))
-        except KeyError:
-            raise ProtocolError("start: a call with this call_id is already in progress") from None
-        return session, fmt
-
-    async def _used(self, call_id: str) -> bool:
-        """A reused id would append to, and overwrite, an earlier caller's record."""
-        services = self.registry.services
-        assert services is not None
-        try:
-            return await services.store.get(call_id) is not None
-        except Exception:  # noqa: BLE001 - store down: the journal keeps records apart by time
-            return False
+            return self.registry.new_session(record, NativeChannel(ws, fmt)), fmt
+        except KeyError:  # started while we looked in the store
+            raise in_progress from None
 
     def _dispatch(self, msg: Any, session: CallSession, fmt: StreamFormat) -> bool:
         if msg.type is WSMsgType.BINARY:

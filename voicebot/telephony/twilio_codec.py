@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from voicebot.errors import ProtocolError
+from voicebot.telephony.ids import check_id
 
 MAX_MEDIA_BYTES = 16000  # 2 s of μ-law; Twilio sends 160-byte (20 ms) payloads
 
@@ -58,7 +59,7 @@ TwilioMessage = Connected | Start | Media | Dtmf | Mark | Stop
 def parse(text: str) -> TwilioMessage:
     try:
         msg = json.loads(text)
-    except (json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # ValueError: also integers of over 4300 digits
         raise ProtocolError("message is not valid JSON") from None
     if not isinstance(msg, dict):
         raise ProtocolError("message must be a JSON object")
@@ -99,10 +100,11 @@ def _start(msg: dict[str, Any]) -> Start:
     params = start.get("customParameters") or {}
     if not isinstance(params, dict):
         raise ProtocolError("start: customParameters must be an object")
+    stream_sid = (_str(msg, "streamSid", "start") if "streamSid" in msg
+                  else _str(start, "streamSid", "start"))
     return Start(
-        stream_sid=_str(msg, "streamSid", "start") if "streamSid" in msg
-        else _str(start, "streamSid", "start"),
-        call_sid=_str(start, "callSid", "start"),
+        stream_sid=check_id(stream_sid, "start: streamSid"),
+        call_sid=check_id(_str(start, "callSid", "start"), "start: callSid"),
         encoding=encoding, sample_rate=rate,
         custom_parameters={str(k): str(v) for k, v in params.items()},
     )

@@ -15,10 +15,12 @@ from voicebot.config import Settings
 from voicebot.errors import ProtocolError
 from voicebot.storage.base import CallRecord
 from voicebot.telephony import twilio_codec as tc
-from voicebot.telephony.signature import valid_twilio_signature
+from voicebot.signing import valid_twilio_signature
+from voicebot.telephony.stream_token import PARAMETER, StreamTokens
 from voicebot.telephony.ws_common import (
     close_with_error,
     finish_call,
+    id_in_use,
     messages,
     open_socket,
     start_call,
@@ -56,6 +58,8 @@ class TwilioMediaHandler:
     def __init__(self, settings: Settings, registry: CallRegistry) -> None:
         self.settings = settings
         self.registry = registry
+        auth_token = settings.twilio_auth_token
+        self.tokens = StreamTokens(auth_token) if auth_token else None
 
     def _authorised(self, request: web.Request) -> bool:
         token = self.settings.twilio_auth_token
@@ -80,7 +84,7 @@ class TwilioMediaHandler:
                     raise ProtocolError("Twilio messages must be JSON text frames", 1003)
                 message = tc.parse(msg.data)
                 if session is None:
-                    session = self._begin(message, ws)
+                    session = await self._begin(message, ws)
                     if session is not None:
                         task = start_call(self.registry, session)
                     continue
@@ -96,15 +100,22 @@ class TwilioMediaHandler:
             await finish_call(self.registry, session, task)
         return ws
 
-    def _begin(self, message: tc.TwilioMessage, ws: web.WebSocketResponse) -> CallSession | None:
+    async def _begin(self, message: tc.TwilioMessage,
+                     ws: web.WebSocketResponse) -> CallSession | None:
         if isinstance(message, tc.Connected):
             return None
         if not isinstance(message, tc.Start):
             raise ProtocolError(f"{type(message).__name__.lower()} before start")
         params = message.custom_parameters
+        caller = params.get("caller", "")
+        if self.tokens is not None:
+            self.tokens.redeem(params.get(PARAMETER), message.call_sid, caller)
+        if await id_in_use(self.registry, message.call_sid):
+            # would append to, or hide behind, another call's record
+            raise ProtocolError("start: this callSid was already used")
         record = CallRecord(
             call_id="", gateway="twilio", gateway_call_id=message.call_sid,
-            stream_id=message.stream_sid, caller=params.get("caller", ""),
+            stream_id=message.stream_sid, caller=caller,
             language=params.get("language", "")[:16],
         )
         return self.registry.new_session(record, TwilioChannel(ws, message.stream_sid))

@@ -13,16 +13,20 @@ from voicebot.call.events import CallEventBus
 from voicebot.config import Settings
 from voicebot.storage.base import CallStore
 from voicebot.telephony.human_line import HumanLine
-from voicebot.telephony.signature import valid_twilio_signature
+from voicebot.signing import valid_twilio_signature
+from voicebot.telephony.stream_token import PARAMETER, StreamTokens
+from voicebot.telephony.twilio_params import check_parameters
 
 log = logging.getLogger(__name__)
 
 _XML = '<?xml version="1.0" encoding="UTF-8"?>'
 
 
-def connect_twiml(settings: Settings, caller: str, request_base: str = "") -> str:
+def connect_twiml(settings: Settings, caller: str, request_base: str = "",
+                  token: str = "") -> str:
     """`request_base` (scheme://host of the webhook request) is used only when
-    VOICEBOT_PUBLIC_URL is unset, e.g. while trying voicebot out locally."""
+    VOICEBOT_PUBLIC_URL is unset, e.g. while trying voicebot out locally.
+    `token` is the call's media-stream token (`stream_token.py`)."""
     base = (settings.public_url or request_base).rstrip("/")
     ws_base = base.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
     action = quoteattr(base + "/twilio/stream-ended")
@@ -30,7 +34,8 @@ def connect_twiml(settings: Settings, caller: str, request_base: str = "") -> st
     return (
         f"{_XML}<Response><Connect action={action}><Stream url={stream}>"
         f'<Parameter name="caller" value={quoteattr(caller)}/>'
-        "</Stream></Connect></Response>"
+        + (f'<Parameter name="{PARAMETER}" value={quoteattr(token)}/>' if token else "")
+        + "</Stream></Connect></Response>"
     )
 
 
@@ -55,27 +60,34 @@ class TwimlHandlers:
                  events: CallEventBus | None = None) -> None:
         self.settings = settings
         self.line = HumanLine(settings, store, events)
+        auth_token = settings.twilio_auth_token
+        self.tokens = StreamTokens(auth_token) if auth_token else None
 
-    async def _form(self, request: web.Request) -> dict[str, str]:
+    async def _form(self, request: web.Request, required: tuple[str, ...]) -> dict[str, str]:
         form = {k: str(v) for k, v in (await request.post()).items()}
         token = self.settings.twilio_auth_token
         if token:
             url = self.settings.public_url.rstrip("/") + request.path_qs
             if not valid_twilio_signature(token, request.headers.get("X-Twilio-Signature"), url, form):
                 raise web.HTTPForbidden(text="invalid X-Twilio-Signature")
+        problem = check_parameters(form, required)
+        if problem:
+            log.warning("refused a Twilio request to %s: %s", request.path, problem)
+            raise web.HTTPBadRequest(text=problem)
         return form
 
     async def voice(self, request: web.Request) -> web.Response:
-        form = await self._form(request)
+        form = await self._form(request, ("CallSid", "From"))
         request_base = f"{request.scheme}://{request.host}"
-        return _xml(connect_twiml(self.settings, form.get("From", ""), request_base))
+        token = self.tokens.issue(form["CallSid"], form["From"]) if self.tokens else ""
+        return _xml(connect_twiml(self.settings, form["From"], request_base, token))
 
     def _url(self, request: web.Request, path: str) -> str:
         return (self.settings.public_url or f"{request.scheme}://{request.host}").rstrip("/") + path
 
     async def stream_ended(self, request: web.Request) -> web.Response:
-        form = await self._form(request)
-        record = await self.line.record(form.get("CallSid", ""))
+        form = await self._form(request, ("CallSid",))
+        record = await self.line.record(form["CallSid"])
         if record is not None and record.outcome == "completed":
             return _xml(HANGUP_TWIML)
         if record is None:
@@ -85,11 +97,11 @@ class TwimlHandlers:
 
     async def dial_ended(self, request: web.Request) -> web.Response:
         """Twilio's <Dial action>: the human line's call is over, one way or another."""
-        form = await self._form(request)
-        status = form.get("DialCallStatus", "")
+        form = await self._form(request, ("CallSid", "CallStatus", "DialCallStatus"))
+        status = form["DialCallStatus"]
         reply = await self.line.ended(
-            form.get("CallSid", ""), connected=status in CONNECTED,
-            caller_waiting=form.get("CallStatus", "in-progress") == "in-progress", status=status)
+            form["CallSid"], connected=status in CONNECTED,
+            caller_waiting=form["CallStatus"] == "in-progress", status=status)
         return _xml(say_and_hang_up(reply.say, reply.language) if reply.say else HANGUP_TWIML)
 
 

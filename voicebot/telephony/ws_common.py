@@ -77,5 +77,20 @@ async def messages(ws: web.WebSocketResponse, max_bytes: int, start_timeout: flo
         yield msg
 
 
+async def id_in_use(registry: CallRegistry, call_or_gateway_id: str) -> bool:
+    """Whether a live or stored call already has this id (as its own or its
+    gateway's): a second call under it would append to, overwrite or hide
+    behind the first one's record."""
+    services = registry.services
+    assert services is not None
+    try:
+        if await services.store.get(call_or_gateway_id) is not None:
+            return True
+    except Exception:  # noqa: BLE001 - store down: the journal keeps records apart by time
+        pass
+    # after the await: the caller starts its session before anything else can run
+    return registry.has_call(call_or_gateway_id)
+
+
 def start_call(registry: CallRegistry, session: CallSession) -> asyncio.Task[None]:
     return asyncio.create_task(registry.run(session), name=f"call-{session.recorder.call_id}")

@@ -77,7 +77,8 @@ $("login-form").addEventListener("submit", async (event) => {
   const body = { name: $("login-name").value, password: $("login-password").value };
   const result = await api("/api/staff/login", { body });
   if (!result.ok) {
-    $("login-error").textContent = "Wrong name or password.";
+    $("login-error").textContent = result.status === 429 ? `Please wait: ${result.data.error}.`
+      : "Wrong name or password.";
     return;
   }
   $("login-password").value = "";
@@ -119,6 +120,10 @@ function connectFeed() {
     }
     renderQueue();
     if (state.current?.call_id === update.call_id) openCall(update.call_id);
+  });
+  feed.addEventListener("transcript", (event) => {  // the caller's own words are ready
+    const notice = JSON.parse(event.data);
+    if (state.current?.call_id === notice.call_id) openCall(notice.call_id);
   });
 }
 
@@ -222,14 +227,31 @@ function renderTranscript(call) {
       line.append(u.text ? (u.confidence < threshold ? el("mark", { class: "low" }, u.text) : u.text)
                          : el("em", {}, "(nothing recognised)"));
     }
+    if (u.source !== "dtmf") line.prepend(el("span", { class: "u-label" }, "bot understood: "));
     line.append(el("span", { class: "u-meta" }, `${u.start.toFixed(1)}s · conf ${u.confidence.toFixed(2)}` +
       (u.intent ? ` · ${u.intent}` : "")));
+    const free = u.source === "dtmf" ? null : freeText(call, u);
+    if (free) line.append(free);
     const flag = el("button", { class: "secondary u-flag", title: "The transcript is wrong here" }, "wrong?");
     flag.addEventListener("click", () => transcriptWrong(call.call_id, index));
     line.append(flag);
     list.append(line);
   });
   if (!call.utterances.length) list.append(el("li", {}, el("em", {}, "The caller said nothing.")));
+}
+
+function freeText(call, u) {  // the background free-form pass over the same audio
+  const t = (call.transcripts || []).filter((x) => Math.abs(x.start - u.start) < 0.001).pop();
+  if (!t) return null;
+  const said = el("div", { class: "u-free", title: `${t.engine} ${t.model}` },
+    el("span", { class: "u-label" }, "caller said: "));
+  if (t.status !== "ok") said.append(el("em", {}, t.status === "skipped" ? "(not transcribed: busy)" : "(transcription failed)"));
+  else if (!t.words.length) said.append(t.text || el("em", {}, "(no words)"));
+  else t.words.forEach((w, i) => {
+    if (i) said.append(" ");
+    said.append(w.conf < call.word_confidence_threshold ? el("mark", { class: "low", title: `confidence ${w.conf}` }, w.text) : w.text);
+  });
+  return said;
 }
 
 function renderSummary(summary, text) {

