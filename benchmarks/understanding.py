@@ -103,20 +103,32 @@ class Clips:
                       self.audio(again["file"]) if again else None, again["file"] if again else "")
 
 
+async def checkout_of(python: str) -> Path:
+    """The directory holding the `voicebot` package that `python` imports."""
+    proc = await asyncio.create_subprocess_exec(
+        python, "-c", "import pathlib, voicebot; print(pathlib.Path(voicebot.__file__).resolve().parent.parent)",
+        cwd="/", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate()
+    if proc.returncode:
+        raise SystemExit(f"PYTHON={python} cannot import voicebot: {err.decode()[-500:]}")
+    return Path(out.decode().strip())
+
+
 async def start_server(env_extra: dict[str, str], tmp: str, workers: int, asr_timeout: float) -> tuple[Any, str]:
     """`voicebot serve` on a free port; its log goes to a file, shown if it fails to start."""
     port = free_port()
-    db, log = f"{tmp}/bench.db", open(f"{tmp}/server.log", "wb")  # noqa: SIM115 (closed with the dir)
+    db, log_path = f"{tmp}/bench.db", Path(tmp) / "server.log"
     env = {**os.environ, "VOICEBOT_PORT": str(port), "VOICEBOT_DB": db,
            "VOICEBOT_LOG_LEVEL": "WARNING", "VOICEBOT_MAX_CALLS": "200",
            "VOICEBOT_ASR_TIMEOUT_S": str(asr_timeout), **env_extra}
     if workers:
         env["VOICEBOT_ASR_WORKERS"] = str(workers)
     python = env.pop("PYTHON", sys.executable)  # an arm may run another checkout's interpreter
-    # `python -m` imports from its working directory first: run in that checkout
-    home = Path(python).parents[2] if python != sys.executable else ROOT
-    proc = await asyncio.create_subprocess_exec(python, "-m", "voicebot", "serve", env=env, cwd=home,
-                                                stdout=log, stderr=log)
+    # `python -m` imports from its working directory first: run in that interpreter's own checkout
+    cwd = ROOT if python == sys.executable else await checkout_of(python)
+    with log_path.open("wb") as log:  # the server keeps its own copy of the descriptor
+        proc = await asyncio.create_subprocess_exec(python, "-m", "voicebot", "serve", env=env, cwd=cwd,
+                                                    stdout=log, stderr=log)
     base = f"http://127.0.0.1:{port}"
     async with aiohttp.ClientSession() as http:
         for _ in range(900):
@@ -127,8 +139,7 @@ async def start_server(env_extra: dict[str, str], tmp: str, workers: int, asr_ti
             except aiohttp.ClientError:
                 pass
             if proc.returncode is not None:
-                log.flush()
-                tail = Path(log.name).read_text(errors="replace")[-2000:]
+                tail = log_path.read_text(errors="replace")[-2000:]
                 raise SystemExit(f"server exited during start-up (env {env_extra}):\n{tail}")
             await asyncio.sleep(0.2)
     proc.terminate()
@@ -140,7 +151,7 @@ async def one_call(url: str, clips: Clips, clip: dict[str, Any], arm: str, speed
     try:
         async with aiohttp.ClientSession() as http, http.ws_connect(url, max_msg_size=0) as ws:
             await asyncio.wait_for(Caller(ws, speed).run(clips.script(clip), outcome), 180)
-    except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
+    except Exception as exc:  # one broken call is reported in its row, not the end of the run
         outcome.error = f"{type(exc).__name__}: {exc}"
     return outcome
 

@@ -72,7 +72,7 @@ class Caller:
         self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.line = _Line(speed, "played", self._echo)
         self.speech: list[np.ndarray] = []  # queued caller audio
-        self.spoken = asyncio.Event()
+        self._sends: set[asyncio.Future[None]] = set()
 
     async def run(self, script: Script, outcome: Outcome) -> None:
         await self.ws.send_str(json.dumps({"event": "start", "caller": "+15550123",
@@ -91,7 +91,6 @@ class Caller:
                 handle.cancel()
 
     def say(self, clip: np.ndarray) -> None:
-        self.spoken.clear()
         self.speech.append(clip)
 
     async def next_event(self, kinds: tuple[str, ...], timeout: float) -> dict[str, Any] | None:
@@ -120,7 +119,6 @@ class Caller:
                     await self.ws.send_bytes(frame.astype("<i2").tobytes())
                     ahead = start + (i // STEP + 1) * FRAME_MS / 1000 / (self.speed or 1e9) - time.monotonic()
                     await asyncio.sleep(max(0.0, ahead))
-                self.spoken.set()
             else:
                 await self.ws.send_bytes(silence.tobytes())
                 await asyncio.sleep(FRAME_MS / 1000)
@@ -140,7 +138,9 @@ class Caller:
 
     def _echo(self, name: str) -> None:
         if not self.ws.closed:
-            asyncio.ensure_future(self.ws.send_str(json.dumps({"event": "mark", "name": name})))
+            task = asyncio.ensure_future(self.ws.send_str(json.dumps({"event": "mark", "name": name})))
+            self._sends.add(task)
+            task.add_done_callback(self._sends.discard)
         self.events.put_nowait({"event": "played", "name": name})
 
 

@@ -47,14 +47,7 @@ FESTIVAL_LICENCE = {
     "kal_diphone": "festival output; kal diphone voice: BSD-style (CSTR/OGI)",
     "ked_diphone": "festival output; ked diphone voice: BSD-style (CSTR/OGI)",
 }
-ASTERISK_DIR = Path("/usr/share/asterisk/sounds/en")
-SPHINX_DIR = Path("/usr/share/pocketsphinx/test/data")
-SPHINX_LICENCE = ("BSD-2-Clause: pocketsphinx test data, Copyright 1995-2014 Carnegie Mellon University, "
-                  "2014-2015 Alpha Cephei Inc. (Debian pocketsphinx-testdata); derived clip, same terms")
-LIBRIVOX_LICENCE = ("public domain (LibriVox recording of Sense and Sensibility, ch. 1), as shipped in Debian "
-                    "pocketsphinx-testdata under BSD-2-Clause (Carnegie Mellon University, Alpha Cephei Inc.)")
-ASTERISK_LICENCE = ("CC-BY-SA-3.0: Asterisk core sounds, Copyright 2003-2010 Allison Smith, "
-                    "contributed by Digium, Inc. (Debian asterisk-core-sounds-en-wav); derived clip, same licence")
+REAL_SOURCES = ROOT / "evaluation" / "real_sources.toml"  # the real recordings, as data
 
 
 @dataclass(frozen=True)
@@ -96,48 +89,6 @@ KO_VOICES = (
 VOICES_PER_PHRASE = {"person_request": 2, "routine": 2, "person_word_no_request": 2,
                      "out_of_domain": 2, "yes": 3, "no": 3}
 ESPEAK_WPM = 165
-
-# Real recordings (basename, class, text) from Asterisk's core sounds: a real
-# human voice. None of them is used by audio_fixtures/.
-ASTERISK_CLIPS = (
-    ("all-circuits-busy-now", "out_of_domain", "All circuits are busy now."),
-    ("cannot-complete-as-dialed", "out_of_domain", "Your call cannot be completed as dialed."),
-    ("check-number-dial-again", "out_of_domain", "Please check the number and dial again."),
-    ("conf-kicked", "out_of_domain", "You have been kicked from this conference"),
-    ("demo-nomatch", "out_of_domain", "I'm sorry there are no matches for those keywords"),
-    ("please-try-call-later", "out_of_domain", "Please try your call again later."),
-    ("number-not-answering", "out_of_domain", "The number is not answering."),
-    ("privacy-prompt", "out_of_domain", "Please enter your phone number, starting with the area code."),
-    ("feature-not-avail-line", "out_of_domain", "That feature is not available on this line."),
-    ("conf-now-recording", "out_of_domain", "The conference is now being recorded."),
-    ("priv-recordintro", "out_of_domain", "At the tone, please say your name."),
-    ("dir-nomatch", "out_of_domain", "No directory entries match your search."),
-    ("queue-thankyou", "out_of_domain", "Thank you for your patience"),
-    ("conf-invalid", "out_of_domain", "That is not a valid conference number.  Please try again."),
-    ("conf-waitforleader", "out_of_domain", "The conference will begin when the leader arrives."),
-    ("followme/sorry", "person_word_no_request",
-     "I'm sorry, but I was unable to locate the person you are calling"),
-    ("followme/status", "person_word_no_request",
-     "the person you are calling is not at their desk; I will try to locate them for you"),
-    ("conf-onlyperson", "person_word_no_request", "You are currently the only person in this conference."),
-    ("dir-instr", "person_word_no_request",
-     "If this is the person you are looking for press 1 now, otherwise please press star now."),
-    ("agent-loggedoff", "person_word_no_request", "Agent logged off."),
-)
-# Real recordings from pocketsphinx's test data (other speakers): (path, text,
-# licence). audio_fixtures/ uses librivox 0880/0930 and cards 001/003, so not these.
-SPHINX_CLIPS = (
-    ("librivox/sense_and_sensibility_01_austen_64kb-0870.wav", "and mister john dashwood had then leisure "
-     "to consider how much there might be prudently in his power to do for them", LIBRIVOX_LICENCE),
-    ("librivox/sense_and_sensibility_01_austen_64kb-0890.wav",
-     "unless to be rather cold hearted and rather selfish is to be ill disposed", LIBRIVOX_LICENCE),
-    ("librivox/sense_and_sensibility_01_austen_64kb-0920.wav", "had he married a more amiable woman he might "
-     "have been made still more respectable than he was", LIBRIVOX_LICENCE),
-    ("cards/002.wav", "four queen of clubs", SPHINX_LICENCE),
-    ("cards/004.wav", "five five", SPHINX_LICENCE),
-    ("cards/005.wav", "eight of spades four of clubs seven of hearts", SPHINX_LICENCE),
-    ("goforward.raw", "go forward ten meters", SPHINX_LICENCE),
-)
 
 
 @dataclass
@@ -230,9 +181,9 @@ def telephone(samples: np.ndarray, snr_db: float | None, seed: int) -> np.ndarra
     return ulaw_decode(ulaw_encode(clipped))
 
 
-def noise_clips(language: str) -> list[tuple[str, np.ndarray, str]]:
-    """Noise and silence: (name, samples, description), deterministic."""
-    rng = np.random.default_rng(seed_of(f"noise-{language}"))
+def noise_clips(language: str, tag: str) -> list[tuple[str, np.ndarray, str]]:
+    """Noise and silence: (name, samples, description), deterministic for a tag."""
+    rng = np.random.default_rng(seed_of(f"noise-{language}{tag}"))
     n = 4 * RATE
     t = np.arange(n) / RATE
     hum = 1500 * np.sin(2 * np.pi * 60 * t) + 500 * np.sin(2 * np.pi * 180 * t)
@@ -261,6 +212,7 @@ class Job:
     source: Path | None = None
     source_note: str = ""
     licence: str = ""
+    speaker: str = ""  # a real recording's speaker
 
 
 def phrase_jobs(book: dict, language: str) -> list[Job]:
@@ -297,13 +249,16 @@ def foreign_jobs(book: dict, language: str) -> list[Job]:
 
 
 def real_jobs() -> list[Job]:
-    jobs = [Job(f"real_{cls}_{slug(base)}", "en", cls, None, text, None, ASTERISK_DIR / f"{base}.wav",
-                f"asterisk-core-sounds-en-wav: en/{base}.wav", ASTERISK_LICENCE)
-            for base, cls, text in ASTERISK_CLIPS]
-    jobs += [Job(f"real_out_of_domain_sphinx_{slug(path.split('/')[-1].split('.')[0][-12:])}", "en",
-                 "out_of_domain", None, text, None, SPHINX_DIR / path,
-                 f"pocketsphinx-testdata: test/data/{path}", licence)
-             for path, text, licence in SPHINX_CLIPS]
+    """The real recordings listed in evaluation/real_sources.toml."""
+    sources = tomllib.loads(REAL_SOURCES.read_text(encoding="utf-8"))
+    licences = sources.pop("licences")
+    jobs = []
+    for section in sources.values():
+        for clip in section["clips"]:
+            licence = licences[clip.get("licence", section.get("licence", ""))]
+            voice = clip.get("voice", section.get("voice", ""))
+            jobs.append(Job(clip["name"], "en", clip["class"], None, clip["text"], None,
+                            Path(section["dir"]) / clip["file"], section["source"] + clip["file"], licence, voice))
     return jobs
 
 
@@ -328,16 +283,10 @@ def render(job: Job, out_dir: Path) -> Clip:
     voice = job.voice
     return Clip(
         file=rel.as_posix(), language=job.language, cls=job.cls, intent=job.intent, text=job.text,
-        family=voice.family if voice else "human", voice=voice.name if voice else human_voice(job),
+        family=voice.family if voice else "human", voice=voice.name if voice else job.speaker,
         rate=voice.rate if voice else 1.0, pitch=voice.pitch if voice else 0, snr_db=snr,
         source=f"synthesized: {voice.family} {voice.name}" if voice else job.source_note,
         licence=licence_of(voice) if voice else job.licence)
-
-
-def human_voice(job: Job) -> str:
-    if "asterisk" in job.source_note:
-        return "Allison Smith (Asterisk core sounds)"
-    return "LibriVox reader" if "librivox" in job.source_note else "CMU Sphinx test speaker"
 
 
 def licence_of(voice: Voice) -> str:
@@ -348,9 +297,9 @@ def licence_of(voice: Voice) -> str:
     return f"{TEXT_LICENCE}; {FESTIVAL_LICENCE[voice.name]}"
 
 
-def render_noise(language: str, out_dir: Path) -> list[Clip]:
+def render_noise(language: str, out_dir: Path, tag: str) -> list[Clip]:
     clips = []
-    for name, samples, description in noise_clips(language):
+    for name, samples, description in noise_clips(language, tag):
         rel = Path("audio") / language / f"noise_{name}.wav"
         clipped = np.clip(np.round(samples), -32768, 32767).astype(np.int16)
         write_wav(out_dir / rel, ulaw_decode(ulaw_encode(clipped)), RATE)
@@ -382,10 +331,12 @@ def main(argv: list[str] | None = None) -> int:
         jobs += phrase_jobs(book, language)
         if with_real and language == "en":
             jobs += real_jobs()
-    return build(jobs, languages, args.out, args.jobs)
+    # a dev set gets other noise than the evaluation set
+    tag = "" if not args.phrases else "-" + "-".join(p.stem for p in phrase_files)
+    return build(jobs, languages, args.out, args.jobs, tag)
 
 
-def build(jobs: list[Job], languages: list[str], out_dir: Path, parallel: int) -> int:
+def build(jobs: list[Job], languages: list[str], out_dir: Path, parallel: int, tag: str) -> int:
     from concurrent.futures import ThreadPoolExecutor
 
     names = [f"{j.language}/{j.name}" for j in jobs]
@@ -399,7 +350,7 @@ def build(jobs: list[Job], languages: list[str], out_dir: Path, parallel: int) -
     with ThreadPoolExecutor(max(1, parallel)) as pool:
         clips = list(pool.map(lambda job: render(job, out_dir), jobs))
     for language in dict.fromkeys(languages):
-        clips += render_noise(language, out_dir)
+        clips += render_noise(language, out_dir, tag)
     manifest = {"format": 1, "rate": RATE,
                 "clips": [c.record() for c in sorted(clips, key=lambda c: c.file)]}
     (out_dir / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1) + "\n",

@@ -3,9 +3,15 @@
 `evaluation/` (issue 12) measures understanding on phrasings the bot was not
 built from. These tests fail when any evaluation phrase also appears in what the
 bot is built from: every flow file under `voicebot/flows/` (every string value,
-at any depth) and the language packs' `grammar` and `triggers`. Yes/no answers
-are left out: they are how the benchmark's caller answers a confirmation, not
-something measured, and every flow lists "yes" and "no".
+at any depth) and the language packs' `grammar` and `triggers`. A flow string is
+also read as a phrase template (`voicebot/phrases.py`: `[optional]`,
+`(one | other)`): an evaluation phrase that is one of its expansions is a copy
+too, when the template has no `*` (any speech): such a template only lists
+sentences. A template with `*` spots words inside free speech, so an evaluation
+phrase it matches is covered by generalisation, not copied (a copy disguised as
+"* whole sentence *" is not caught: that would be deliberate). Yes/no
+answers are left out: they are how the benchmark's caller answers a
+confirmation, not something measured, and every flow lists "yes" and "no".
 """
 
 from __future__ import annotations
@@ -63,17 +69,43 @@ def load_flow(path: Path) -> Any:
 
 
 def flow_strings(flow_dir: Path = FLOWS) -> dict[str, str]:
-    """Normalised flow string -> where it comes from."""
+    """Every flow string as written -> where it comes from."""
     found: dict[str, str] = {}
     files = sorted(p for ext in ("*.toml", "*.yaml", "*.yml") for p in flow_dir.rglob(ext)) \
         if flow_dir.is_dir() else []
     for path in files:
         for s in strings_in(load_flow(path)):
-            found.setdefault(normalise(s), str(path.relative_to(flow_dir.parent.parent)))
+            found.setdefault(s, str(path.relative_to(flow_dir.parent.parent)))
     for s, where in lang_pack_strings():
-        found.setdefault(normalise(s), where)
-    found.pop("", None)
+        found.setdefault(s, where)
     return found
+
+
+def template_regex(template: str) -> re.Pattern[str] | None:
+    """A regex over normalised words (each followed by a space) for every
+    expansion of `template`; None when it is not a template we can read."""
+    try:
+        from voicebot import phrases
+        node = phrases.parse(template)
+    except (ImportError, ValueError, IndexError):
+        return None
+    if "*" in template:
+        return None  # spots words in free speech: generalises (module docstring)
+
+    def rx(n: Any) -> str:
+        kind = type(n).__name__
+        if kind == "Word":
+            word = normalise(n.text)
+            return re.escape(word) + " " if word else ""
+        if kind == "Seq":
+            return "".join(rx(i) for i in n.items)
+        if kind == "Alt":
+            return "(?:" + "|".join(rx(o) for o in n.options) + ")"
+        if kind == "Opt":
+            return "(?:" + rx(n.inner) + ")?"
+        return ""
+
+    return re.compile(rx(node))
 
 
 def lang_pack_strings() -> list[tuple[str, str]]:
@@ -102,10 +134,21 @@ def eval_phrases(clips: list[dict[str, Any]]) -> dict[str, str]:
 
 
 def split_violations(phrases: dict[str, str], flow: dict[str, str]) -> list[str]:
-    """Evaluation phrases that equal a flow string (which also catches a flow
-    example sentence of 3+ words that equals an evaluation phrase)."""
-    return [f"{phrase!r} ({phrases[phrase]}) is also in {flow[phrase]}"
-            for phrase in sorted(phrases) if phrase in flow]
+    """Evaluation phrases that equal a flow string or one of its template
+    expansions (which also catches a flow example sentence of 3+ words that
+    equals an evaluation phrase)."""
+    plain = {normalise(s): where for s, where in flow.items()}
+    patterns = [(rx, s, where) for s, where in flow.items() if (rx := template_regex(s)) is not None]
+    problems = []
+    for phrase in sorted(p for p in phrases if p):
+        if phrase in plain:
+            problems.append(f"{phrase!r} ({phrases[phrase]}) is also in {plain[phrase]}")
+            continue
+        for rx, template, where in patterns:
+            if rx.pattern and rx.fullmatch(phrase + " "):
+                problems.append(f"{phrase!r} ({phrases[phrase]}) is an expansion of {template!r} in {where}")
+                break
+    return problems
 
 
 def test_no_evaluation_phrase_is_in_a_flow_or_the_language_packs() -> None:
@@ -130,6 +173,20 @@ def test_the_checker_catches_a_phrase_planted_in_a_flow(tmp_path: Path) -> None:
     assert [p for p in problems if repr(normalise(planted["text"])) in p and "copied.toml" in p]
     assert [p for p in problems if repr(normalise(korean["text"])) in p]
     assert not [p for p in problems if "clean.toml" in p]
+
+
+def test_the_checker_catches_a_phrase_a_template_expands_to(tmp_path: Path) -> None:
+    clips = manifest()
+    planted = next(c for c in clips if c["class"] == "routine" and c["language"] == "en")
+    words = normalise(planted["text"]).split()
+    template = f"(zzz | {words[0]}) {' '.join(words[1:-1])} [{words[-1]}] [please]"
+    generalises = f"* {' '.join(words[1:])} *"  # spots words in free speech: not a copy
+    flows = tmp_path / "voicebot" / "flows"
+    flows.mkdir(parents=True)
+    (flows / "t.toml").write_text(f"[intents.x]\nexamples = [{json.dumps(template)}, {json.dumps(generalises)}]\n")
+    problems = split_violations(eval_phrases(clips), flow_strings(flows))
+    assert [p for p in problems if repr(normalise(planted["text"])) in p and "expansion" in p], problems
+    assert not [p for p in problems if repr(generalises) in p]
 
 
 def test_normalise_ignores_case_punctuation_and_spacing() -> None:

@@ -113,9 +113,18 @@ def test_arms_are_parsed_and_bad_ones_refused() -> None:
     assert understanding.parse_arm("flow:") == ("flow", {})
     assert understanding.parse_arm("g:VOICEBOT_ASR_SEARCH=grammar,VOICEBOT_X=1") == (
         "g", {"VOICEBOT_ASR_SEARCH": "grammar", "VOICEBOT_X": "1"})
+    assert understanding.parse_arm("t:PYTHON=/x/bin/python")[1] == {"PYTHON": "/x/bin/python"}
     for bad in (":VOICEBOT_X=1", "a:PATH=/tmp", "a:VOICEBOT_X"):
         with pytest.raises(Exception, match="--arm"):
             understanding.parse_arm(bad)
+
+
+def test_another_interpreter_runs_its_own_checkout() -> None:
+    """`python -m voicebot` imports from its working directory, so an arm's
+    PYTHON must run in the checkout that interpreter has installed."""
+    assert asyncio.run(understanding.checkout_of(sys.executable)) == ROOT
+    with pytest.raises(SystemExit, match="cannot import voicebot"):
+        asyncio.run(understanding.checkout_of("/usr/bin/python3"))
 
 
 def test_a_tiny_run_against_a_real_server(tmp_path) -> None:
