@@ -120,7 +120,7 @@ async def test_replay_converts_any_wav_format(start_server, en_engine, tmp_path)
     server = await start_server(en_engine)
     code, out, err = await run_cli(str(path), "--url", server.ws, "--speed", "4")
     assert code == 0, out + err
-    assert 'caller "agent please"' in out
+    assert 'agent please" (confidence' in out  # the request was heard (the grammar may add an article)
     assert "outcome: handoff:caller_request" in out
 
 
