@@ -177,7 +177,7 @@ async def test_bad_peers_are_closed_with_a_log_line_and_no_other_call_is_touched
     assert server.app[REGISTRY].metrics.sample(
         "voicebot_protocol_errors_total", code=str(ac.PROTOCOL_ERROR_CODE)) == 6  # the silent peer too
     call_id = await half_open
-    assert f"call {call_id} handed off: media_timeout" in caplog.text
+    assert f"call {call_id!r} handed off: media_timeout" in caplog.text
     assert not server.app[REGISTRY].sessions
 
 

@@ -71,4 +71,7 @@ async def test_streamdouble_barge_in_gets_a_clear(start_server, en_engine):
     assert not report.result.failed_expectations
     record = await server.record(report.result.identity.call_sid)
     assert next(p for p in record.prompts if p["name"] == "menu")["confirmed_by"] == "interrupted"
-    assert record.handoff_reason == "caller_request"
+    # the request is put through at once, or (heard with middling confidence)
+    # confirmed first: streamdouble's scenario cannot answer the question
+    asked = [p["name"] for p in record.prompts]
+    assert record.handoff_reason == "caller_request" or "confirm_human" in asked, asked

@@ -84,6 +84,8 @@ EN = LanguagePack(
         "[(a | an | some)] [(real | live)] (person | human | agent | representative | operator | someone | somebody | human being) please",
         "agent", "representative", "operator", "customer service", "customer service please",
         "is there (someone | somebody | anyone | a person | a human) i can (talk | speak) to",
+        # the sentences of the grammar before flows, kept whole
+        "i want to speak to a person", "can i talk to a human", "agent please", "i want to talk to someone real",
         "i don't want to talk to a robot", "let me speak to a real person", "connect me to customer service",
     ),
     request_cues=(

@@ -114,8 +114,11 @@ async def run_cases(
         async with gate:
             # a caller who wanted a person says yes when asked; anyone else says no
             confirm = ("yes" if case.expected in (None, "handoff:caller_request") else "no")
+            # each recording is its own caller: what one caller asked for (an opt-out
+            # from the assistant is remembered per caller) must not steer the next
+            caller = f"{base.caller}{index:04d}" if base.caller else ""
             options = ReplayOptions(**{**base.__dict__, "dtmf": case.dtmf, "hangup_at": case.hangup_at,
-                                       "confirm": confirm})
+                                       "confirm": confirm, "caller": caller})
             try:
                 samples, rate = read_wav(case.path)
                 done = CaseResult(case, await replay(url, samples, rate, options))
