@@ -250,10 +250,13 @@ def _on_sighup(reloader: FlowReloader | None) -> None:
     if not hasattr(signal, "SIGHUP"):
         return
     loop = asyncio.get_running_loop()
-    if reloader is None:
-        loop.remove_signal_handler(signal.SIGHUP)
-    else:
-        loop.add_signal_handler(signal.SIGHUP, reloader.request)
+    try:
+        if reloader is None:
+            loop.remove_signal_handler(signal.SIGHUP)
+        else:
+            loop.add_signal_handler(signal.SIGHUP, reloader.request)
+    except (ValueError, RuntimeError):  # a loop outside the main thread (embedded, tests): no signals
+        log.debug("no SIGHUP reload: the event loop is not in the main thread")
 
 
 async def _health(request: web.Request) -> web.Response:
