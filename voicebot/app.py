@@ -24,6 +24,7 @@ from voicebot.ops.wiring import Operations
 from voicebot.config import Settings
 from voicebot.errors import ConfigError
 from voicebot.dialog.flow import Flow
+from voicebot.http_lookup import HttpLookups
 from voicebot.flowrun import (
     LINE_RATES,
     FlowReloader,
@@ -241,7 +242,8 @@ async def _prepare(
     reloader.vocab = vocab
     transcripts = await start_transcripts(settings, store, desk, events)
     registry.services = CallServices(settings, runners[settings.language], prompts, store, flow, events,
-                                     frames=FrameBatcher(loop.call_later), recognisers=runners, http=http,
+                                     frames=FrameBatcher(loop.call_later), recognisers=runners,
+                                     lookups=HttpLookups(http, settings.lookup_secret),
                                      transcripts=transcripts)
 
 

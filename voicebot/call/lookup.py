@@ -1,52 +1,29 @@
-"""A flow's lookup node: one signed JSON POST to the deployment's backend.
+"""The narrow interface a call uses to run a flow's lookup node, and a fake.
 
-The body is `{"call_id", "language", "node", "slots": {...}}`, signed like the
-CRM webhook (`X-Voicebot-Timestamp`, `X-Voicebot-Signature: sha256=<hex>` of
-`<timestamp>.<body>` under VOICEBOT_LOOKUP_SECRET). The backend answers 200
-with a JSON object whose fields the node's prompt may name ("Your order
-{order_number} {status}"). Anything else — a timeout, a refused connection,
-another status, a body that is not a JSON object — is a failure, which the
-policy sends down the node's error edge or to a person.
-"""
+The call layer never speaks HTTP itself: the app gives it a LookupClient
+(voicebot.http_lookup.HttpLookups, a signed JSON POST); tests may give it
+FakeLookups."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-import time
-from typing import Any
+from typing import Any, Protocol
 
-import aiohttp
-
-from voicebot.auth import sign
 from voicebot.dialog.policy import Lookup, LookupDone
 
-MAX_ANSWER_BYTES = 64 * 1024
+
+class LookupClient(Protocol):
+    async def run(self, action: Lookup, context: dict[str, Any]) -> LookupDone:
+        """Ask the backend; never raises: a failure is LookupDone(False, detail=...)."""
+        ...
 
 
-async def run_lookup(http: aiohttp.ClientSession, action: Lookup, secret: str,
-                     context: dict[str, Any]) -> LookupDone:
-    body = json.dumps({**context, "slots": action.payload}, ensure_ascii=False).encode()
-    timestamp = str(int(time.time()))
-    headers = {"Content-Type": "application/json", "X-Voicebot-Timestamp": timestamp}
-    if secret:
-        headers["X-Voicebot-Signature"] = sign(secret, timestamp, body)
-    try:
-        async with http.post(action.url, data=body, headers=headers,
-                             timeout=aiohttp.ClientTimeout(total=action.timeout_s)) as response:
-            if response.status != 200:
-                return LookupDone(False, detail=f"backend answered HTTP {response.status}")
-            raw = await response.content.read(MAX_ANSWER_BYTES + 1)
-    except (TimeoutError, asyncio.TimeoutError):
-        return LookupDone(False, detail=f"backend gave no answer within {action.timeout_s} s")
-    except aiohttp.ClientError as exc:
-        return LookupDone(False, detail=f"backend unreachable: {type(exc).__name__}")
-    if len(raw) > MAX_ANSWER_BYTES:
-        return LookupDone(False, detail="backend answer too large")
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        return LookupDone(False, detail="backend answer is not JSON")
-    if not isinstance(data, dict):
-        return LookupDone(False, detail="backend answer is not a JSON object")
-    return LookupDone(True, {k: v for k, v in data.items() if isinstance(v, str | int | float)})
+class FakeLookups:
+    """Answers every lookup with `answer` (or fails with `fail`), recording the requests."""
+
+    def __init__(self, answer: dict[str, Any] | None = None, fail: str = "") -> None:
+        self.answer, self.fail = answer or {}, fail
+        self.requests: list[tuple[Lookup, dict[str, Any]]] = []
+
+    async def run(self, action: Lookup, context: dict[str, Any]) -> LookupDone:
+        self.requests.append((action, context))
+        return LookupDone(False, detail=self.fail) if self.fail else LookupDone(True, dict(self.answer))

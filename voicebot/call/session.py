@@ -32,9 +32,7 @@ from voicebot.call.media import MediaChannel
 from voicebot.call.player import Player, Playout
 from voicebot.call.recorder import CallRecorder
 from voicebot.config import Settings
-import aiohttp
-
-from voicebot.call.lookup import run_lookup
+from voicebot.call.lookup import LookupClient
 from voicebot.dialog import policy as p
 from voicebot.dialog.flow import Flow
 from voicebot.errors import EngineError
@@ -60,7 +58,7 @@ class CallServices:
     frames: FrameBatcher | None = None  # VAD front end shared by all calls (None: per call)
     transcripts: TranscriptService | None = None  # background free-form pass (None: off)
     recognisers: dict[str, AsrRunner] = field(default_factory=dict)  # language -> recogniser
-    http: aiohttp.ClientSession | None = None  # lookups
+    lookups: LookupClient | None = None  # a flow's lookup nodes
 
     def recogniser(self, language: str) -> AsrRunner:
         return self.recognisers.get(language, self.asr)
@@ -256,12 +254,12 @@ class CallSession:
             tuple(self.transcript)))
 
     async def _lookup(self, action: p.Lookup) -> None:
-        http = self.services.http
-        if http is None:
+        lookups = self.services.lookups
+        if lookups is None:
             self._events.put_nowait(p.LookupDone(False, detail="lookups are not available"))
             return
         context = {"call_id": self.recorder.call_id, "language": self.policy.language, "node": self.policy.node}
-        done = await run_lookup(http, action, self.services.settings.lookup_secret, context)
+        done = await lookups.run(action, context)
         if not done.ok:
             log.warning("call %s: lookup at node %s failed: %s", self.recorder.call_id, self.policy.node,
                         done.detail)
