@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import socket
@@ -173,11 +174,16 @@ async def when_listening(base: str, protocol: str) -> float:
     return played[1]
 
 
+_CALLERS = itertools.count(1)
+
+
 async def one_call(base: str, call: tuple[Any, int, float], protocol: str, delay: float) -> dict[str, Any]:
     await asyncio.sleep(delay)
     samples, rate, spoken_end = call
+    # every call is its own caller: an opt-out from the assistant is remembered
+    # per caller, and would send this caller's later calls straight to a person
     options = ReplayOptions(protocol=protocol, speed=1.0, marks="played",
-                            hangup_at=len(samples) / rate)
+                            hangup_at=len(samples) / rate, caller=f"+1555{next(_CALLERS):07d}")
     result = await replay(base.replace("http", "ws") + PATHS[protocol], samples, rate, options)
     # The native protocol announces each prompt; on Twilio's wire the reply is
     # the first bot audio after a pause ("speaking", noted by the replay client).
