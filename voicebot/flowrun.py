@@ -28,6 +28,7 @@ from voicebot.dialog.compile import vocabulary
 from voicebot.dialog.flow import DEFAULT_FLOW, Flow, FlowError
 from voicebot.dialog.flowcheck import load_checked
 from voicebot.dialog.lang import SYSTEM_PROMPTS
+from voicebot.dialog.variants import each_variant
 from voicebot.errors import ConfigError
 from voicebot.tts.prompts import PromptCache
 from voicebot.types import Vocabulary
@@ -75,7 +76,15 @@ def start_recognisers(settings: Settings, vocab: dict[str, Vocabulary],
 
 
 def prompt_texts(settings: Settings, flow: Flow, language: str) -> list[str]:
-    """Every fixed text the flow may say in `language` (templates render on demand)."""
+    """Every fixed text the flow, or any variant of its experiments, may say in
+    `language` (templates render on demand)."""
+    texts = []
+    for each in [flow, *(varied for _, _, varied in each_variant(flow))]:
+        texts += _fixed_texts(settings, each, language)
+    return list(dict.fromkeys(texts))
+
+
+def _fixed_texts(settings: Settings, flow: Flow, language: str) -> list[str]:
     names = list(dict.fromkeys([*SYSTEM_PROMPTS, *flow.prompts]))
     texts = [settings.disclosure_text or flow.prompt("disclosure", language)]
     for name in names:

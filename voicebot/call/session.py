@@ -40,7 +40,7 @@ from voicebot.handoff.context import HandoffContext, summarise
 from voicebot.storage.base import CallRecord, CallStore
 from voicebot.transcript.service import TranscriptService, transcripts_for
 from voicebot.tts.prompts import PromptCache
-from voicebot.types import HandoffReason, Outcome, Source, Utterance
+from voicebot.types import HandoffReason, Source, Utterance
 
 log = logging.getLogger(__name__)
 
@@ -236,6 +236,8 @@ class CallSession:
                 self._start_timer(action.timeout_s)
             elif isinstance(action, p.Lookup):
                 self._track(self._lookup(action))
+            elif isinstance(action, p.Survey):
+                await self.recorder.survey(action.status, action.rating)
             elif isinstance(action, p.Handoff):
                 await self._hand_off(action.reason, action.queue)
                 return True
@@ -290,7 +292,9 @@ class CallSession:
             await asyncio.wait(self._pending, timeout=self.services.settings.asr_timeout_s + 1)
         for task in self._pending:
             task.cancel()
-        outcome = Outcome.ABANDONED if self.policy.state is not p.State.DONE else None
+        if self.policy.survey == p.SURVEY_OFFERED:  # hung up on the survey: skipped
+            await self.recorder.survey("hung_up", None)
+        outcome = self.policy.outcome_if_left()
         await self.recorder.ended(outcome, self._summary(self.policy.handoff_reason))
         self.services.events.publish(CallAudio(self.recorder.call_id, self._call_time()))
         self.services.events.publish(CallEnded(self.recorder.call_id, self.recorder.record.outcome))

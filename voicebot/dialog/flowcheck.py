@@ -9,6 +9,7 @@ from pathlib import Path
 
 from voicebot.dialog.flow import DIGITS, Flow, FlowError, Node, Problem, load_flow, locate
 from voicebot.dialog.lang import BUILTIN_INTENTS, GOODBYE, PACKS
+from voicebot.dialog.variants import check_experiments, each_variant
 from voicebot.types import HandoffReason
 
 _DEFAULT_PROMPT = {"end": "goodbye", "transfer": "handoff"}
@@ -16,6 +17,16 @@ _FIELD = re.compile(r"{(\w+)}")
 
 
 def check_flow(flow: Flow) -> list[Problem]:
+    """Every problem of the flow and of each of its experiments' variants."""
+    problems = _check_graph(flow)
+    for name in _unreachable(flow):
+        problems.append(Problem(f"nodes.{name}", "unreachable from flow.start",
+                                locate(flow.text, f"nodes.{name}"), flow.source))
+    return problems + check_experiments(flow, problems, _check_graph)
+
+
+def _check_graph(flow: Flow) -> list[Problem]:
+    """Everything but reachability (which may differ between variants)."""
     problems: list[Problem] = []
 
     def problem(where: str, message: str) -> None:
@@ -25,8 +36,6 @@ def check_flow(flow: Flow) -> list[Problem]:
         problem("flow.start", f"no node named {flow.start!r}")
     for node in flow.nodes.values():
         _check_node(flow, node, problem)
-    for name in _unreachable(flow):
-        problem(f"nodes.{name}", "unreachable from flow.start")
     for name, texts in flow.prompts.items():
         for code in flow.languages:
             if code not in texts and name not in PACKS[code].prompts:
@@ -121,6 +130,14 @@ def _check_prompt(flow: Flow, node: Node, problem) -> None:  # type: ignore[no-u
 
 
 def _unreachable(flow: Flow) -> list[str]:
+    """Nodes no variant of the flow reaches (a node only a variant's branch leads to is in use)."""
+    seen: set[str] = set()
+    for each in [flow, *(varied for _, _, varied in each_variant(flow))]:
+        seen |= _reachable(each)
+    return [n for n in flow.nodes if n not in seen]
+
+
+def _reachable(flow: Flow) -> set[str]:
     seen, todo = set(), [flow.start]
     while todo:
         name = todo.pop()
@@ -131,4 +148,4 @@ def _unreachable(flow: Flow) -> list[str]:
         todo += [node.next, node.no_match, node.no_input, node.error, *node.on.values()]
         if node.type != "language":
             todo += list(node.dtmf.values())
-    return [n for n in flow.nodes if n not in seen]
+    return seen

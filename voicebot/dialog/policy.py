@@ -12,7 +12,10 @@ whatever the flow says:
   (or DTMF 0), after one short "Do you want me to connect you to a person?"
   when the bot is unsure — never "I didn't catch that";
 - not understood twice, asked twice without answer, unhelpable twice: a person;
-- nothing ends in silence: every path ends in a prompt, a handoff or a goodbye.
+- nothing ends in silence: every path ends in a prompt, a handoff or a goodbye;
+- the optional satisfaction survey (`[flow] csat_survey`) comes only after a
+  conversation the bot completed, takes keys 1-5, and any other answer,
+  silence or hanging up skips it (0 still reaches a person).
 """
 
 from __future__ import annotations
@@ -126,7 +129,18 @@ class Lookup:
     timeout_s: float
 
 
-Action = Say | StopPlayback | ExpectInput | Handoff | End | Lookup
+@dataclass(frozen=True)
+class Survey:
+    """Store the survey's state with the call: `offered`, then `rated` (with the
+    rating) or how it was skipped: `silence`, `other_key`, `spoke`, `person`."""
+
+    status: str
+    rating: int | None = None
+
+
+Action = Say | StopPlayback | ExpectInput | Handoff | End | Lookup | Survey
+SURVEY_OFFERED = "offered"
+RATINGS = "12345"
 
 
 class State(Enum):
@@ -134,6 +148,7 @@ class State(Enum):
     PROMPTING = auto()
     LISTENING = auto()
     LOOKING_UP = auto()
+    SURVEYING = auto()  # the conversation is complete; the survey is asked or awaited
     HANDING_OFF = auto()
     ENDING = auto()
     DONE = auto()
@@ -156,6 +171,8 @@ class Policy:
     slots: dict[str, str] = field(default_factory=dict)
     confirming: str = ""  # "human" or a slot name while a yes/no question is open
     lookup_error: str = ""  # why the last lookup failed, for the person who takes over
+    survey: str = ""  # "" (not offered), then a Survey status
+    _goodbye: str = ""  # the end node's prompt, said after the survey
     _prompt: Say | None = None
     _next_id: int = 0
     _held: list[Event] = field(default_factory=list)  # heard during the disclosure
@@ -208,6 +225,8 @@ class Policy:
             return []
         if self.state in _FINAL:
             return []
+        if self.state is State.SURVEYING:
+            return self._survey_answer(event)
         if isinstance(event, LookupDone):
             return self._lookup_done(event)
         if self.state is State.LOOKING_UP:
@@ -235,6 +254,8 @@ class Policy:
         if self.state is State.ENDING:
             self.state = State.DONE
             return [End(Outcome.COMPLETED)]
+        if self.state is State.SURVEYING:
+            return [ExpectInput(self.flow.csat_timeout_s)]
         node = self.flow.nodes[self.node]
         if node.type in ("say", "answer", "lookup") and not self.confirming:
             return self._enter(node.next)
@@ -275,6 +296,8 @@ class Policy:
             reason = HandoffReason(node.reason)
             return self._handoff(reason, node.queue)
         if node.type == "end":
+            if self.flow.csat_survey and not self.survey:
+                return self._offer_survey(node.prompt or "goodbye")
             return [self._say(node.prompt or "goodbye", state=State.ENDING)]
         if node.type == "answer":
             self.answered.append(node.intent or node.name)
@@ -460,6 +483,47 @@ class Policy:
         if self._quiet >= self.config.no_input_turns:
             return self._handoff(HandoffReason.NO_INPUT, node.queue)
         return self._enter(node.no_input)
+
+    # --- the satisfaction survey ----------------------------------------------------------
+    def _offer_survey(self, goodbye: str) -> list[Action]:
+        self.survey, self._goodbye = SURVEY_OFFERED, goodbye
+        return [Survey(SURVEY_OFFERED), self._say("csat_survey", state=State.SURVEYING)]
+
+    def _survey_answer(self, event: Event) -> list[Action]:
+        """Keys 1-5 rate; 0 asks for a person; any other key, silence or speech skips."""
+        if isinstance(event, KeyPressed):
+            if event.digit == "0":
+                self.survey = "person"
+                return [Survey("person"), *self._handoff(HandoffReason.CALLER_REQUEST)]
+            if event.digit in RATINGS:
+                return self._survey_done("rated", int(event.digit))
+            return self._survey_done("other_key")
+        if isinstance(event, NoInput):
+            return self._survey_done("silence")
+        if isinstance(event, Heard):
+            u = event.utterance
+            if not u.text.strip() or u.confidence < self.config.confidence_threshold:
+                # noise on the line: keep waiting (the timer stopped when it began)
+                return [] if self._prompt is not None else [ExpectInput(self.flow.csat_timeout_s)]
+            heard = self.understand(u.text)
+            if heard.intent == HUMAN and heard.certain:
+                self.survey = "person"
+                return [Survey("person"), *self._handoff(HandoffReason.CALLER_REQUEST)]
+            return self._survey_done("spoke")
+        return []
+
+    def _survey_done(self, status: str, rating: int | None = None) -> list[Action]:
+        self.survey = status
+        return [Survey(status, rating), self._say(self._goodbye, state=State.ENDING)]
+
+    def outcome_if_left(self) -> Outcome | None:
+        """The outcome of a call the caller leaves now (None: already decided). During
+        the survey the bot's part is over, so hanging up there completes the call."""
+        if self.state is State.DONE:
+            return None
+        if self.survey and self.handoff_reason is None:
+            return Outcome.COMPLETED
+        return Outcome.ABANDONED
 
     # --- endings -----------------------------------------------------------------------
     def _failed(self) -> list[Action]:
