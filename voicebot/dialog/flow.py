@@ -388,6 +388,9 @@ def locate(text: str, where: str) -> int | None:
     header that is a prefix of it, then the first key line under it."""
     parts = where.split(".")
     lines = text.splitlines()
+    for i, line in enumerate(lines):  # its own header, or the first one under it
+        if re.match(rf"\s*\[\s*{re.escape(where)}\s*[.\]]", line):
+            return i + 1
     for cut in range(len(parts), 0, -1):
         header = ".".join(parts[:cut])
         for i, line in enumerate(lines):
@@ -406,6 +409,6 @@ def _key_line(lines: list[str], first: int, keys: list[str]) -> int | None:
         for j in range(first, len(lines)):
             if lines[j].lstrip().startswith("["):
                 break
-            if re.match(rf"\s*{key}\s*=", lines[j]):
+            if re.match(rf"\s*{key}\s*[.=]", lines[j]):  # the key, or one under it
                 return j + 1
     return None
