@@ -129,6 +129,10 @@ def test_noise_keeps_waiting_speech_skips_and_a_person_is_still_reachable(flow):
         actions = person.send(event)
         assert actions[0] == p.Survey("person") and actions[1].name == "handoff"
         assert person.policy.handoff_reason is HandoffReason.CALLER_REQUEST
+    stopping = Call(flow)  # the service hands the call over (shutdown) during the survey
+    stopping.to_survey()
+    actions = stopping.send(p.HandOver(HandoffReason.SHUTDOWN))
+    assert actions[0] == p.Survey("interrupted") and actions[1].name == "handoff"
 
 
 def test_hanging_up_on_the_survey_still_completes_the_call(flow):

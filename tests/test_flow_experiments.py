@@ -254,3 +254,32 @@ async def test_real_calls_in_two_variants_hear_and_branch_differently(start_serv
         record = await server.record(call_id)
         assert record is not None and record.ended_at is not None
 
+
+
+def test_text_cases_can_run_in_a_variant(tmp_path, capsys):
+    cases = tmp_path / "cases.toml"
+    cases.write_text('''
+[[cases]]
+say = "where is my order"
+expect = "node:order_status"
+[[cases]]
+say = "where is my order"
+expect = "node:password_reset"
+variants = { routing = "swapped" }
+''')
+    swapped = EXPERIMENTS + """
+[experiments.routing.usual]
+[experiments.routing.swapped]
+nodes.menu.on.order_status = "password_reset"
+"""
+    flow = str(write(tmp_path, flow_text(swapped)))
+    assert main(["flows", "test", flow, str(cases)]) == 0
+    assert "2 passed, 0 failed" in capsys.readouterr().out
+    cases.write_text('''
+[[cases]]
+say = "where is my order"
+expect = "node:order_status"
+variants = { wording = "long" }
+''')
+    assert main(["flows", "test", flow, str(cases)]) == 1
+    assert "no experiment 'wording' with a variant 'long'" in capsys.readouterr().err

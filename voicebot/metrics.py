@@ -82,7 +82,7 @@ class Metrics:
             "completed, with [flow] csat_survey)", registry=r)
         self.csat_results = Counter(
             "voicebot_csat_results", "Surveys rated or skipped: rated, silence, other_key, "
-            "spoke, hung_up, person", ["result"], registry=r)
+            "spoke, hung_up, person, interrupted", ["result"], registry=r)
         self.csat_rating = Histogram("voicebot_csat_rating", "Callers' satisfaction ratings (1-5)",
                                      buckets=RATING_BUCKETS, registry=r)
         self.active = Gauge("voicebot_calls_active", "Calls in progress", registry=r)

@@ -132,7 +132,8 @@ class Lookup:
 @dataclass(frozen=True)
 class Survey:
     """Store the survey's state with the call: `offered`, then `rated` (with the
-    rating) or how it was skipped: `silence`, `other_key`, `spoke`, `person`."""
+    rating) or how it was skipped: `silence`, `other_key`, `spoke`, `person` (asked
+    for one), `interrupted` (the service handed the call over: shutdown, a failure)."""
 
     status: str
     rating: int | None = None
@@ -493,8 +494,7 @@ class Policy:
         """Keys 1-5 rate; 0 asks for a person; any other key, silence or speech skips."""
         if isinstance(event, KeyPressed):
             if event.digit == "0":
-                self.survey = "person"
-                return [Survey("person"), *self._handoff(HandoffReason.CALLER_REQUEST)]
+                return self._handoff(HandoffReason.CALLER_REQUEST)
             if event.digit in RATINGS:
                 return self._survey_done("rated", int(event.digit))
             return self._survey_done("other_key")
@@ -507,8 +507,7 @@ class Policy:
                 return [] if self._prompt is not None else [ExpectInput(self.flow.csat_timeout_s)]
             heard = self.understand(u.text)
             if heard.intent == HUMAN and heard.certain:
-                self.survey = "person"
-                return [Survey("person"), *self._handoff(HandoffReason.CALLER_REQUEST)]
+                return self._handoff(HandoffReason.CALLER_REQUEST)
             return self._survey_done("spoke")
         return []
 
@@ -536,7 +535,11 @@ class Policy:
     def _handoff(self, reason: HandoffReason, queue: str = "") -> list[Action]:
         self.handoff_reason = reason
         self.handoff_queue = queue
-        return [self._say("handoff", interruptible=False, state=State.HANDING_OFF)]
+        cut: list[Action] = []
+        if self.survey == SURVEY_OFFERED:  # a person now: the survey ends unanswered
+            self.survey = "person" if reason is HandoffReason.CALLER_REQUEST else "interrupted"
+            cut.append(Survey(self.survey))
+        return [*cut, self._say("handoff", interruptible=False, state=State.HANDING_OFF)]
 
     def _say(self, name: str, text: str | None = None, *, interruptible: bool = True,
              state: State = State.PROMPTING) -> Say:
