@@ -262,3 +262,22 @@ async def test_real_calls_rated_skipped_by_silence_and_by_hang_up(start_server, 
     assert "CSAT ratings (mean 4.00)" in page and "<svg" in page
     status, served = await server.api("/api/reports/kpi?since=1h&format=json")
     assert status == 200 and served["kpis"]["csat_rated"] == 1
+
+
+@pytest.mark.e2e
+async def test_a_korean_caller_is_asked_and_rates_in_korean(start_server, tmp_path):
+    from voicebot.asr.fake import FakeEngine
+
+    # keys only: no speech to recognise; the prompts are spoken by the real synthesizer
+    server = await start_server(FakeEngine(language="ko"), flow=str(surveyed_flow(tmp_path)),
+                                language="ko", no_input_timeout_s=1.0)
+    async with Caller(server.ws, call_id="ko-rated", language="ko") as call:
+        await call.prompt("menu")
+        await call.keys("2")  # a password reset, then silence at "anything else?"
+        survey = await call.prompt("csat_survey")
+        assert survey["text"] == KO.prompts["csat_survey"]
+        await call.keys("5")
+        assert (await call.prompt("goodbye"))["text"] == KO.prompts["goodbye"]
+        assert (await call.event("end"))["reason"] == "completed"
+    record = await _ended(server, "ko-rated")
+    assert (record.language, record.survey, record.csat) == ("ko", "rated", 5)
