@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from voicebot.app import REGISTRY
 from voicebot.asr.fake import FakeEngine
 from voicebot.audio.wav import read_wav
 from voicebot.cli import main
@@ -221,6 +222,8 @@ async def test_real_calls_in_two_variants_hear_and_branch_differently(start_serv
     # every caller says "where is my order", heard with confidence 0.75
     engine = FakeEngine(lambda audio: Transcript("where is my order", 0.75))
     server = await start_server(engine, flow=str(path))
+    prompts = server.app[REGISTRY].services.prompts  # every variant's text, before any call
+    assert all(prompts.prerendered("en-us", SHORT_MENU, rate) for rate in (8000, 16000))
     control, variant = _ids_for(flow, [
         {"wording": "usual", "branch": "ask_more", "ladder": "usual"},
         {"wording": "short", "branch": "straight_out", "ladder": "strict"}])
