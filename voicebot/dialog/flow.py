@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from voicebot.dialog.lang import PACKS
+from voicebot.dialog.variants import FlowExperiment, read_experiments
 from voicebot.phrases import TemplateError, parse, tidy
 from voicebot.types import normalise
 
@@ -105,39 +106,6 @@ class Node:
 
 
 @dataclass(frozen=True)
-class FlowVariant:
-    """One variant of an experiment: prompt texts (name -> language -> text) and node
-    changes (node -> {edge, prompt or "confidence": {rung: value}}) over the flow."""
-
-    name: str
-    weight: float = 1.0
-    prompts: dict[str, dict[str, str]] = field(default_factory=dict)
-    nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    def paths(self) -> list[str]:
-        """Every key this variant sets, as a dotted path of the flow file."""
-        out = [f"prompts.{n}.{code}" for n, texts in self.prompts.items() for code in texts]
-        for node, changes in self.nodes.items():
-            for key, value in changes.items():
-                if isinstance(value, dict):
-                    out += [f"nodes.{node}.{key}.{sub}" for sub in value]
-                else:
-                    out.append(f"nodes.{node}.{key}")
-        return out
-
-
-@dataclass(frozen=True)
-class FlowExperiment:
-    """An A/B test the flow declares; its first variant is the control."""
-
-    name: str
-    variants: tuple[FlowVariant, ...]
-
-    def variant(self, name: str) -> FlowVariant | None:
-        return next((v for v in self.variants if v.name == name), None)
-
-
-@dataclass(frozen=True)
 class Flow:
     name: str
     languages: tuple[str, ...]
@@ -163,9 +131,6 @@ class Flow:
 
 
 _TOP = {"flow", "prompts", "intents", "nodes", "queues", "slots", "experiments"}
-# what a flow variant may change at a node: its edges (a branch), its prompt, its ladder
-VARIANT_NODE_KEYS = ("next", "no_match", "no_input", "error", "prompt", "on", "dtmf", "confidence")
-_RUNGS = ("accept", "confirm", "transfer")
 _NODE_KEYS = {"type", "prompt", "next", "on", "dtmf", "no_match", "no_input", "queue", "reason",
               "intent", "slot", "url", "send", "timeout_s", "error", "hangover_ms", "confidence"}
 
@@ -217,8 +182,7 @@ class _Reader:
             queues={n: str(v) for n, v in self.table(data, "queues").items()},
             slots={n: self.slot(n, spec) for n, spec in self.table(data, "slots").items()},
             source=self.file, text=self.text, **self.survey(head),
-            experiments=tuple(self.experiment(n, spec)
-                              for n, spec in self.table(data, "experiments").items()))
+            experiments=read_experiments(self, self.table(data, "experiments")))
 
     def table(self, data: dict[str, Any], key: str, where: str = "") -> dict[str, Any]:
         value = data.get(key, {})
@@ -236,63 +200,6 @@ class _Reader:
             self.problem("flow.csat_timeout_s", "must be a number of seconds from 1 to 30")
             timeout = 5.0
         return {"csat_survey": on, "csat_timeout_s": float(timeout)}
-
-    def experiment(self, name: str, spec: Any) -> FlowExperiment:
-        if not isinstance(spec, dict):
-            self.problem(f"experiments.{name}", "must be a table of variants")
-            return FlowExperiment(name, ())
-        return FlowExperiment(name, tuple(self.variant(f"experiments.{name}.{v}", v, s)
-                                          for v, s in spec.items()))
-
-    def variant(self, where: str, name: str, spec: Any) -> FlowVariant:
-        if not isinstance(spec, dict):
-            self.problem(where, "must be a table (weight, prompts, nodes)")
-            return FlowVariant(name)
-        for key in spec.keys() - {"weight", "prompts", "nodes"}:
-            self.problem(f"{where}.{key}", "unknown key (expected weight, prompts or nodes)")
-        weight = spec.get("weight", 1)
-        if isinstance(weight, bool) or not isinstance(weight, int | float) or weight <= 0:
-            self.problem(f"{where}.weight", "must be a positive number")
-            weight = 1
-        prompts = {n: self.prompt(n, s, f"{where}.prompts.{n}")
-                   for n, s in self.table(spec, "prompts", where).items()}
-        nodes = {n: self.node_changes(f"{where}.nodes.{n}", s)
-                 for n, s in self.table(spec, "nodes", where).items()}
-        return FlowVariant(name, float(weight), prompts, nodes)
-
-    def node_changes(self, where: str, spec: Any) -> dict[str, Any]:
-        if not isinstance(spec, dict):
-            self.problem(where, "must be a table of the node's keys to change")
-            return {}
-        changes: dict[str, Any] = {}
-        for key, value in spec.items():
-            if key not in VARIANT_NODE_KEYS:
-                self.problem(f"{where}.{key}", "a variant changes only a node's "
-                             f"{', '.join(VARIANT_NODE_KEYS)}")
-            elif key == "confidence":
-                changes[key] = self.rungs(f"{where}.{key}", value)
-            elif key in ("on", "dtmf"):
-                if isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
-                    changes[key] = {str(k): v for k, v in value.items()}
-                else:
-                    self.problem(f"{where}.{key}", 'must be a table of name = "target"')
-            elif isinstance(value, str):
-                changes[key] = value
-            else:
-                self.problem(f"{where}.{key}", "must be a string")
-        return changes
-
-    def rungs(self, where: str, value: Any) -> dict[str, float]:
-        if not isinstance(value, dict):
-            self.problem(where, "must be a table of accept, confirm, transfer")
-            return {}
-        rungs = {}
-        for rung, number in value.items():
-            if rung not in _RUNGS or isinstance(number, bool) or not isinstance(number, int | float):
-                self.problem(f"{where}.{rung}", "expected accept, confirm or transfer = a number")
-            else:
-                rungs[rung] = float(number)
-        return rungs
 
     def strings(self, parent: dict[str, Any], where: str, value: Any) -> list[str]:
         if isinstance(value, str):

@@ -1,5 +1,6 @@
 """A flow's own A/B tests: variants of prompt texts, edges (a branch) and
-question thresholds, applied to the flow a call runs with, and their checks.
+question thresholds: read from the flow file, and applied to the flow a call
+runs with (voicebot.dialog.flowcheck checks them).
 
 Which variant a call gets is decided outside the dialog layer (the ops
 layer hashes the call id with the experiment's split); here a choice of
@@ -9,16 +10,122 @@ same state machine over plain data.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import replace
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Protocol
 
-from voicebot.dialog.flow import Flow, FlowExperiment, FlowVariant, Node, Problem, locate
-from voicebot.types import LABEL_KEY
+if TYPE_CHECKING:  # flow.py reads experiments with these functions
+    from voicebot.dialog.flow import Flow, Node
 
-Checker = Callable[[Flow], list[Problem]]
 _MAPS = ("on", "dtmf")
-MAX_NAME = 29  # the call's label is ab_<name>, at most 32 characters
+# what a flow variant may change at a node: its edges (a branch), its prompt, its ladder
+VARIANT_NODE_KEYS = ("next", "no_match", "no_input", "error", "prompt", "on", "dtmf", "confidence")
+_RUNGS = ("accept", "confirm", "transfer")
+
+
+@dataclass(frozen=True)
+class FlowVariant:
+    """One variant of an experiment: prompt texts (name -> language -> text) and node
+    changes (node -> {edge, prompt or "confidence": {rung: value}}) over the flow."""
+
+    name: str
+    weight: float = 1.0
+    prompts: dict[str, dict[str, str]] = field(default_factory=dict)
+    nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def paths(self) -> list[str]:
+        """Every key this variant sets, as a dotted path of the flow file."""
+        out = [f"prompts.{n}.{code}" for n, texts in self.prompts.items() for code in texts]
+        for node, changes in self.nodes.items():
+            for key, value in changes.items():
+                if isinstance(value, dict):
+                    out += [f"nodes.{node}.{key}.{sub}" for sub in value]
+                else:
+                    out.append(f"nodes.{node}.{key}")
+        return out
+
+
+@dataclass(frozen=True)
+class FlowExperiment:
+    """An A/B test the flow declares; its first variant is the control."""
+
+    name: str
+    variants: tuple[FlowVariant, ...]
+
+    def variant(self, name: str) -> FlowVariant | None:
+        return next((v for v in self.variants if v.name == name), None)
+
+
+class Reader(Protocol):
+    """The flow file's reader: collects problems at dotted key paths."""
+
+    def problem(self, where: str, message: str) -> None: ...
+    def table(self, data: dict[str, Any], key: str, where: str = "") -> dict[str, Any]: ...
+    def prompt(self, name: str, spec: Any, where: str = "") -> dict[str, str]: ...
+
+
+def read_experiments(r: Reader, tables: dict[str, Any]) -> tuple[FlowExperiment, ...]:
+    return tuple(read_experiment(r, name, spec) for name, spec in tables.items())
+
+
+def read_experiment(r: Reader, name: str, spec: Any) -> FlowExperiment:
+    if not isinstance(spec, dict):
+        r.problem(f"experiments.{name}", "must be a table of variants")
+        return FlowExperiment(name, ())
+    return FlowExperiment(name, tuple(_variant(r, f"experiments.{name}.{v}", v, s)
+                                      for v, s in spec.items()))
+
+
+def _variant(r: Reader, where: str, name: str, spec: Any) -> FlowVariant:
+    if not isinstance(spec, dict):
+        r.problem(where, "must be a table (weight, prompts, nodes)")
+        return FlowVariant(name)
+    for key in spec.keys() - {"weight", "prompts", "nodes"}:
+        r.problem(f"{where}.{key}", "unknown key (expected weight, prompts or nodes)")
+    weight = spec.get("weight", 1)
+    if isinstance(weight, bool) or not isinstance(weight, int | float) or weight <= 0:
+        r.problem(f"{where}.weight", "must be a positive number")
+        weight = 1
+    prompts = {n: r.prompt(n, s, f"{where}.prompts.{n}")
+               for n, s in r.table(spec, "prompts", where).items()}
+    nodes = {n: _node_changes(r, f"{where}.nodes.{n}", s)
+             for n, s in r.table(spec, "nodes", where).items()}
+    return FlowVariant(name, float(weight), prompts, nodes)
+
+
+def _node_changes(r: Reader, where: str, spec: Any) -> dict[str, Any]:
+    if not isinstance(spec, dict):
+        r.problem(where, "must be a table of the node's keys to change")
+        return {}
+    changes: dict[str, Any] = {}
+    for key, value in spec.items():
+        if key not in VARIANT_NODE_KEYS:
+            r.problem(f"{where}.{key}", "a variant changes only a node's "
+                      f"{', '.join(VARIANT_NODE_KEYS)}")
+        elif key == "confidence":
+            changes[key] = _rungs(r, f"{where}.{key}", value)
+        elif key in ("on", "dtmf"):
+            if isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
+                changes[key] = {str(k): v for k, v in value.items()}
+            else:
+                r.problem(f"{where}.{key}", 'must be a table of name = "target"')
+        elif isinstance(value, str):
+            changes[key] = value
+        else:
+            r.problem(f"{where}.{key}", "must be a string")
+    return changes
+
+
+def _rungs(r: Reader, where: str, value: Any) -> dict[str, float]:
+    if not isinstance(value, dict):
+        r.problem(where, "must be a table of accept, confirm, transfer")
+        return {}
+    rungs = {}
+    for rung, number in value.items():
+        if rung not in _RUNGS or isinstance(number, bool) or not isinstance(number, int | float):
+            r.problem(f"{where}.{rung}", "expected accept, confirm or transfer = a number")
+        else:
+            rungs[rung] = float(number)
+    return rungs
 
 
 def with_variants(flow: Flow, chosen: dict[str, str]) -> Flow:
@@ -53,56 +160,3 @@ def _changed(node: Node, changes: dict[str, Any]) -> Node:
     return replace(node, **fields)
 
 
-def check_experiments(flow: Flow, base: list[Problem], check: Checker) -> list[Problem]:
-    """Names, splits and what each variant touches; then each variant's flow
-    through `check` (the graph checks), its new problems placed at the variant's keys."""
-    problems: list[Problem] = []
-
-    def problem(where: str, message: str) -> None:
-        problems.append(Problem(where, message, locate(flow.text, where), flow.source))
-
-    owner: dict[str, str] = {}  # a changed key -> the experiment that changes it
-    known = {(p.where, p.message) for p in base}
-    for experiment, variant, varied in each_variant(flow):
-        where = f"experiments.{experiment.name}.{variant.name}"
-        if not LABEL_KEY.fullmatch(variant.name):
-            problem(where, "a variant's name is a lower-case identifier")
-        _check_targets(flow, variant, where, problem)
-        for path in variant.paths():
-            other = owner.setdefault(path, experiment.name)
-            if other != experiment.name:
-                problem(f"{where}.{path}", f"experiment {other!r} changes this too: "
-                        "a call in both could not tell which one it measured")
-        for found in check(varied):
-            if (found.where, found.message) not in known:
-                path = _cause(variant, found.where)
-                problem(f"{where}.{path}" if path else where,
-                        f"in variant {variant.name}: {found.where}: {found.message}")
-    for experiment in flow.experiments:
-        where = f"experiments.{experiment.name}"
-        if not LABEL_KEY.fullmatch(experiment.name) or len(experiment.name) > MAX_NAME:
-            problem(where, f"an experiment's name is a lower-case identifier of at most "
-                    f"{MAX_NAME} characters")
-        if len(experiment.variants) < 2:
-            problem(where, "an experiment needs two or more variants (the first is the control)")
-    return problems
-
-
-def _check_targets(flow: Flow, variant: FlowVariant, where: str, problem) -> None:  # type: ignore[no-untyped-def]
-    for name, texts in variant.prompts.items():
-        for code, text in texts.items():
-            if not text.strip():
-                problem(f"{where}.prompts.{name}.{code}", "a prompt cannot be empty")
-    for name, changes in variant.nodes.items():
-        node = flow.nodes.get(name)
-        if node is None:
-            problem(f"{where}.nodes.{name}", f"no node named {name!r}")
-        elif "confidence" in changes and node.type != "ask":
-            problem(f"{where}.nodes.{name}.confidence", "thresholds belong to ask nodes")
-
-
-def _cause(variant: FlowVariant, where: str) -> str:
-    """The variant's key behind a problem found at `where` in its flow ("" if none is)."""
-    related = [p for p in variant.paths() if where.startswith(p) or p.startswith(where + ".")
-               or p == where]
-    return max(related, key=len, default="")
