@@ -281,3 +281,27 @@ async def test_a_korean_caller_is_asked_and_rates_in_korean(start_server, tmp_pa
         assert (await call.event("end"))["reason"] == "completed"
     record = await _ended(server, "ko-rated")
     assert (record.language, record.survey, record.csat) == ("ko", "rated", 5)
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(("opt_out_key", "outcome", "survey", "rating"), [
+    ("9", "handoff:opted_out", "person", None),  # the disclosure's key still opts out
+    ("5", "completed", "rated", 5)])  # but a key the survey asked for is a rating
+async def test_the_opt_out_key_at_the_survey(start_server, tmp_path, opt_out_key, outcome, survey,
+                                             rating):
+    from voicebot.asr.fake import FakeEngine
+
+    disclosure = (f"You've reached our automated assistant, a computer. Press {opt_out_key} "
+                  "to always speak to a person.")
+    server = await start_server(FakeEngine(), flow=str(surveyed_flow(tmp_path)),
+                                opt_out_key=opt_out_key, disclosure_text=disclosure,
+                                no_input_timeout_s=1.0)
+    async with Caller(server.ws, call_id="opt") as call:
+        await call.prompt("menu")
+        await call.keys("1")
+        await call.prompt("csat_survey")
+        await call.keys(opt_out_key)
+        assert (await call.event("end"))["reason"] == outcome
+    record = await _ended(server, "opt")
+    assert (record.survey, record.csat) == (survey, rating)
+    assert (record.handoff_reason == "opted_out") == (outcome == "handoff:opted_out")

@@ -154,8 +154,12 @@ class CallSession:
         now = self._call_time()
         u = Utterance(digit, 1.0, now, now, Source.DTMF, "human" if digit == "0" else None)
         self._track(self._record_utterance(u))
-        self._events.put_nowait(p.KeyPressed(digit))
-        if digit == self.services.settings.opt_out_key:  # named in the disclosure (privacy)
+        surveying = self.policy.state is p.State.SURVEYING
+        opting_out = (digit == self.services.settings.opt_out_key
+                      and not (surveying and digit in p.RATINGS))  # a rating the survey asked for
+        if not (opting_out and surveying):  # at the survey the opt-out key is no answer to it
+            self._events.put_nowait(p.KeyPressed(digit))
+        if opting_out:  # named in the disclosure (privacy)
             self.hand_over(HandoffReason.OPTED_OUT)
 
     def on_mark(self, name: str) -> None:

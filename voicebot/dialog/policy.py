@@ -537,7 +537,8 @@ class Policy:
         self.handoff_queue = queue
         cut: list[Action] = []
         if self.survey == SURVEY_OFFERED:  # a person now: the survey ends unanswered
-            self.survey = "person" if reason is HandoffReason.CALLER_REQUEST else "interrupted"
+            asked = reason in (HandoffReason.CALLER_REQUEST, HandoffReason.OPTED_OUT)
+            self.survey = "person" if asked else "interrupted"
             cut.append(Survey(self.survey))
         return [*cut, self._say("handoff", interruptible=False, state=State.HANDING_OFF)]
 
