@@ -66,8 +66,8 @@ EN = LanguagePack(
         "human_unavailable_no_number": "I'm sorry, no one could take your call just now. "
         "Please call us again a little later. Goodbye.",
         # the optional post-call survey ([flow] csat_survey): keys only, skipping is free
-        "csat_survey": "Before you go, how satisfied are you with this call? Press 1 to 5 on "
-        "your keypad, 5 for very satisfied. Or simply hang up.",
+        "csat_survey": "Before you go, please rate this call from 1 to 5 on your keypad, "
+        "5 being best. Or just hang up.",
     },
     person_words=(
         "person", "human", "agent", "representative", "operator", "someone", "somebody", "anyone",
@@ -131,8 +131,8 @@ KO = LanguagePack(
         "요청하신 내용을 확인하고 이 번호로 다시 연락드리겠습니다. 안녕히 계세요.",
         "human_unavailable_no_number": "죄송합니다. 지금은 상담원이 전화를 받을 수 없습니다. "
         "잠시 후에 다시 전화해 주세요. 안녕히 계세요.",
-        "csat_survey": "끊기 전에, 이번 통화에 얼마나 만족하셨나요? 키패드로 1에서 5까지 눌러 "
-        "주세요. 5는 매우 만족입니다. 원하지 않으시면 그냥 끊으셔도 됩니다.",
+        "csat_survey": "끊기 전에 이번 통화를 키패드로 1에서 5까지 평가해 주세요. "
+        "5가 가장 좋습니다. 원하지 않으시면 그냥 끊으셔도 됩니다.",
     },
     person_words=("상담원", "사람", "직원", "상담사", "담당자"),
     # Vosk turns a phrase list into a bigram of its words: every word added
