@@ -286,3 +286,34 @@ variants = { wording = "long" }
 ''')
     assert main(["flows", "test", flow, str(cases)]) == 1
     assert "no experiment 'wording' with a variant 'long'" in capsys.readouterr().err
+
+
+def test_a_name_in_both_the_flow_and_the_experiments_file_stops_the_server(tmp_path):
+    from voicebot.app import create_app
+    from voicebot.errors import ConfigError
+
+    file = tmp_path / "ab.toml"
+    file.write_text("[ladder]\nusual = {}\nlow = { confidence_threshold = 0.5 }\n")
+    settings = Settings(flow=str(write(tmp_path, flow_text())), experiments=str(file),
+                        db=str(tmp_path / "c.db"))
+    with pytest.raises(ConfigError, match="ladder: named by the flow and by the experiments file"):
+        create_app(settings)
+
+
+def test_each_call_is_labelled_with_its_variants_and_runs_with_them(tmp_path):
+    from voicebot.call.events import CallEventBus, CallTagged
+    from voicebot.call.session import CallServices
+    from voicebot.ops.abtest import vary_flow
+
+    flow = load_checked(write(tmp_path, flow_text()))
+    bus, seen = CallEventBus(), []
+    bus.subscribe(lambda e: seen.append(e) if isinstance(e, CallTagged) else None)
+    services = CallServices(Settings(), None, None, None, flow, bus)  # type: ignore[arg-type]
+    mine = vary_flow("exp-7", services)
+    tags = {e.key: e.value for e in seen}
+    assert tags == {f"ab_{e.name}": flow_experiment(e).assign("exp-7").name for e in flow.experiments}
+    assert mine.flow == with_variants(flow, {k.removeprefix("ab_"): v for k, v in tags.items()})
+    assert services.flow is flow  # the shared flow is never changed
+    seen.clear()  # names the experiments file runs are left to it
+    assert vary_flow("exp-7", services, taken={"wording", "branch", "ladder"}) is services
+    assert seen == []
