@@ -52,7 +52,7 @@ from voicebot.telephony.human_line import HumanLine, HumanLineHandler
 from voicebot.telephony.native import NativeStreamHandler
 from voicebot.telephony.twilio_ws import TwilioMediaHandler
 from voicebot.telephony.twiml import TwimlHandlers
-from voicebot.transcript.wiring import start_transcripts
+from voicebot.transcript.wiring import start_second_opinion, start_transcripts
 from voicebot.tts.base import Synthesizer
 from voicebot.tts.prompts import PromptCache
 from voicebot.tts.pyttsx3_tts import Pyttsx3Synthesizer
@@ -143,6 +143,8 @@ def create_app(
         await registry.hang_up_all()
         if registry.services is not None and registry.services.transcripts is not None:
             await registry.services.transcripts.close()
+        if registry.services is not None and registry.services.opinion is not None:
+            await registry.services.opinion.close()
         app[STARTUP].cancel()
         await asyncio.gather(app[STARTUP], return_exceptions=True)
         await opt_outs.close()
@@ -241,10 +243,11 @@ async def _prepare(
     runners = {code: AsrRunner(each, executor, settings.asr_timeout_s) for code, each in engines.items()}
     reloader.vocab = vocab
     transcripts = await start_transcripts(settings, store, desk, events)
+    opinion = await start_second_opinion(settings)
     registry.services = CallServices(settings, runners[settings.language], prompts, store, flow, events,
                                      frames=FrameBatcher(loop.call_later), recognisers=runners,
                                      lookups=HttpLookups(http, settings.lookup_secret),
-                                     transcripts=transcripts)
+                                     transcripts=transcripts, opinion=opinion)
 
 
 def _on_sighup(reloader: FlowReloader | None) -> None:
@@ -284,6 +287,7 @@ async def _health(request: web.Request) -> web.Response:
         "journal_pending": request.app[STORE].pending,
         "transcripts": registry.services.transcripts.health() if registry.services.transcripts
         else "off",
+        "second_opinion": registry.services.opinion.health() if registry.services.opinion else "off",
     })
 
 
