@@ -415,21 +415,18 @@ class Policy:
     def _slot_heard(self, node: Node, digits: str) -> list[Action]:
         slot = self.flow.slots[node.slot]
         if not slot.valid(digits):
-            self._low += 1
-            if self._low >= self.config.low_confidence_turns:
-                return self._handoff(HandoffReason.LOW_CONFIDENCE, node.queue)
-            return [self._say("slot_invalid")]
+            return self._not_understood("slot_invalid")
         self.slots[slot.name] = digits
         if slot.confirm:
             return self._ask_confirm(slot.name, digits)
         return self._enter(node.next)
 
-    def _not_understood(self) -> list[Action]:
+    def _not_understood(self, prompt: str = "didnt_catch") -> list[Action]:
         self._low += 1
         if self._low >= self.config.low_confidence_turns:
             node = self._ask_node()
             return self._handoff(HandoffReason.LOW_CONFIDENCE, node.queue if node else "")
-        return [self._say("didnt_catch")]
+        return [self._say(prompt)]
 
     def _key(self, digit: str) -> list[Action]:
         node = self._ask_node()
