@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from voicebot.app import REGISTRY
 from voicebot.audio.wav import read_wav
 from voicebot.dialog import policy as p
 from voicebot.dialog.flow import DEFAULT_FLOW
@@ -216,3 +217,5 @@ async def test_real_calls_the_grammar_alone_misses(start_server, en_engine):
 
     status, health = await server.api("/healthz")
     assert status == 200 and health["second_opinion"]["answered"] >= 2, health
+    metrics = server.app[REGISTRY].metrics
+    assert metrics.sample("voicebot_second_opinions_total", result="answered") == health["second_opinion"]["answered"]
