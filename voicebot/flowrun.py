@@ -77,15 +77,15 @@ def start_recognisers(settings: Settings, vocab: dict[str, Vocabulary],
 def prompt_texts(settings: Settings, flow: Flow, language: str) -> list[str]:
     """Every fixed text the flow may say in `language` (templates render on demand)."""
     names = list(dict.fromkeys([*SYSTEM_PROMPTS, *flow.prompts]))
-    texts = [settings.disclosure_text or flow.prompt("disclosure", language)]
+    texts = [settings.disclosure_text or flow.disclosure(language, settings.opt_out_key)]
     for name in names:
-        if name == "disclosure" or name.startswith("human_unavailable"):
+        if name in ("disclosure", "opt_out_key") or name.startswith("human_unavailable"):
             continue
         try:
             text = flow.prompt(name, language)
         except KeyError:
             continue
-        if "{" not in text:
+        if "{" not in text and (name != "recording_consent" or settings.recording != "off"):
             texts.append(text)
     return list(dict.fromkeys(texts))
 

@@ -36,6 +36,8 @@ class PolicyConfig:
     unresolved_turns: int = 2
     no_input_timeout_s: float = 6.0
     disclosure_text: str = ""  # "" = the language's text
+    opt_out_key: str = ""  # named after the language's disclosure ("" = none)
+    ask_recording_consent: bool = False  # after the disclosure (VOICEBOT_RECORDING=consent)
 
 
 # --- events in ---------------------------------------------------------------
@@ -126,7 +128,18 @@ class Lookup:
     timeout_s: float
 
 
-Action = Say | StopPlayback | ExpectInput | Handoff | End | Lookup
+@dataclass(frozen=True)
+class RecordingConsent:
+    """The caller was asked to allow recording ("asked"), or answered: "given"
+    (DTMF 1 or yes), "refused" (no, another key) or "no_answer" (silence, not
+    understood, or they went to a person instead)."""
+
+    answer: str
+
+
+Action = Say | StopPlayback | ExpectInput | Handoff | End | Lookup | RecordingConsent
+
+CONSENT = "recording"  # `confirming` while the recording question is open
 
 
 class State(Enum):
@@ -189,9 +202,12 @@ class Policy:
             self.language = code
 
     # --- events ------------------------------------------------------------------
+    def disclosure_text(self) -> str:
+        return self.config.disclosure_text or self.flow.disclosure(self.language, self.config.opt_out_key)
+
     def start(self) -> list[Action]:
-        text = self.config.disclosure_text or self.flow.prompt("disclosure", self.language)
-        return [self._say("disclosure", text, interruptible=False, state=State.DISCLOSING)]
+        return [self._say("disclosure", self.disclosure_text(), interruptible=False,
+                          state=State.DISCLOSING)]
 
     def step(self, event: Event) -> list[Action]:
         if self.state is State.DONE:
@@ -212,6 +228,8 @@ class Policy:
             return self._lookup_done(event)
         if self.state is State.LOOKING_UP:
             return self._key(event.digit) if isinstance(event, KeyPressed) and event.digit == "0" else []
+        if self.confirming == CONSENT and isinstance(event, Heard | KeyPressed | NoInput):
+            return self._consent_answer(event)
         if isinstance(event, SpeechBegan):
             return self._barge_in()
         if isinstance(event, Heard):
@@ -264,6 +282,14 @@ class Policy:
         for event in heard:  # a clear request for a person said over the disclosure
             if event.utterance.intent == HUMAN and self._sure(event.utterance):
                 return self._handoff(HandoffReason.CALLER_REQUEST)
+        if self.config.ask_recording_consent:
+            self._held, self.confirming = list(heard), CONSENT  # heard again after the answer
+            return [RecordingConsent("asked"), self._say("recording_consent")]
+        return self._begin(heard)
+
+    def _begin(self, heard: list[Heard]) -> list[Action]:
+        """The flow's first question, answered at once by what was said over the disclosure."""
+        self.node = self.flow.start
         if heard and self.flow.nodes[self.node].type == "ask":
             return self._heard(heard[-1].utterance)
         return self._enter(self.flow.start)
@@ -461,6 +487,32 @@ class Policy:
             return self._handoff(HandoffReason.NO_INPUT, node.queue)
         return self._enter(node.no_input)
 
+    # --- recording consent ------------------------------------------------------------
+    def _consent_answer(self, event: Heard | KeyPressed | NoInput) -> list[Action]:
+        """Only DTMF 1 or a yes allows recording; a person is reachable here as anywhere."""
+        if isinstance(event, NoInput) and self.state is not State.LISTENING:
+            return []
+        if isinstance(event, KeyPressed) and event.digit == self.config.opt_out_key:
+            return []  # the session hands the call over (HandOver follows)
+        answer, person = "no_answer", False
+        if isinstance(event, KeyPressed):
+            person = event.digit == "0"
+            answer = "given" if event.digit == "1" else "no_answer" if person else "refused"
+        elif isinstance(event, Heard):
+            u, node = event.utterance, self._ask_node()
+            meaning = self.understand(u.text)
+            sure = node is None or u.confidence >= node.ladder.confirm
+            person = meaning.intent == HUMAN and sure
+            if meaning.intent == YES and sure:
+                answer = "given"
+            elif meaning.intent in (NO, GOODBYE) and sure:
+                answer = "refused"
+        held, self._held, self.confirming = self._held, [], ""
+        decided: list[Action] = [RecordingConsent(answer)]
+        if person:
+            return decided + self._handoff(HandoffReason.CALLER_REQUEST)
+        return decided + self._begin([e for e in held if isinstance(e, Heard)])
+
     # --- endings -----------------------------------------------------------------------
     def _failed(self) -> list[Action]:
         if self.state is State.HANDING_OFF:  # the handoff line itself failed: transfer silently
@@ -470,9 +522,11 @@ class Policy:
         return self._handoff(HandoffReason.SYSTEM_ERROR)
 
     def _handoff(self, reason: HandoffReason, queue: str = "") -> list[Action]:
+        unanswered: list[Action] = [RecordingConsent("no_answer")] if self.confirming == CONSENT else []
         self.handoff_reason = reason
         self.handoff_queue = queue
-        return [self._say("handoff", interruptible=False, state=State.HANDING_OFF)]
+        self.confirming = ""
+        return unanswered + [self._say("handoff", interruptible=False, state=State.HANDING_OFF)]
 
     def _say(self, name: str, text: str | None = None, *, interruptible: bool = True,
              state: State = State.PROMPTING) -> Say:
