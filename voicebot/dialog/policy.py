@@ -280,7 +280,8 @@ class Policy:
                 return self._handoff(HandoffReason.CALLER_REQUEST)
         heard = [e for e in held if isinstance(e, Heard)]
         for event in heard:  # a clear request for a person said over the disclosure
-            if event.utterance.intent == HUMAN and self._sure(event.utterance):
+            meaning = self.understand(event.utterance.text)
+            if meaning.intent == HUMAN and meaning.certain:
                 return self._handoff(HandoffReason.CALLER_REQUEST)
         if self.config.ask_recording_consent:
             self._held, self.confirming = list(heard), CONSENT  # heard again after the answer
@@ -376,9 +377,6 @@ class Policy:
         if self._unresolved >= self.config.unresolved_turns:
             return self._handoff(HandoffReason.UNRESOLVED, node.queue)
         return self._enter(node.no_match)
-
-    def _sure(self, u: Utterance) -> bool:
-        return self.understand(u.text).certain
 
     def _accept(self, node: Node) -> float:
         """The node's own accept threshold, else the configured one."""
