@@ -86,6 +86,13 @@ def test_problems_point_at_their_place(tmp_path, change, where, line, message):
     assert any(f"flow.toml:{line}: {where}: " in pr and message in pr for pr in found), found
 
 
+def test_a_reworded_opt_out_sentence_must_name_the_key(tmp_path):
+    reworded = GOOD + '\n[prompts.opt_out_key]\nen = "Press {key} to always reach our team."\n'
+    assert problems(tmp_path, reworded) == []
+    found = problems(tmp_path, reworded.replace("{key}", "nine"))
+    assert any("prompts.opt_out_key.en: must name the key as {key}" in pr for pr in found), found
+
+
 def test_syntax_errors_and_unknown_keys_are_named(tmp_path):
     assert "(syntax)" in problems(tmp_path, GOOD + "\n[nodes.x\n")[0]
     found = problems(tmp_path, GOOD.replace('prompt = "menu"', 'prompt = "menu"\nprompts = "x"'))
