@@ -6,6 +6,7 @@ erased with the caller and by its own retention; recording off never asks."""
 from __future__ import annotations
 
 import base64
+import json
 import stat
 
 import numpy as np
@@ -23,6 +24,7 @@ from voicebot.tts.pyttsx3_tts import Pyttsx3Synthesizer
 
 from .conftest import FIXTURES
 from .staff_helpers import KNOWLEDGE, make_staff
+from .test_privacy_keys import cli
 
 pytestmark = pytest.mark.e2e
 CALLER = "+15550171"
@@ -104,6 +106,12 @@ async def test_consent_keeps_the_callers_audio_encrypted_for_supervisors_only(st
     exported = export["calls"][0]["recording"]
     assert exported["format"] == "audio/wav" and exported["seconds"] == pytest.approx(kept.size / RATE, abs=0.01)
     assert np.array_equal(read_wav(base64.b64decode(exported["wav_base64"]))[0], kept)
+
+    if protocol == "native":  # the shell's export is the same code, with the same keys
+        shell = cli("privacy", "export", "--caller", CALLER, env={"VOICEBOT_DB": server.settings.db})
+        assert shell.returncode == 0, shell.stderr
+        from_shell = json.loads(shell.stdout)["calls"][0]["recording"]["wav_base64"]
+        assert np.array_equal(read_wav(base64.b64decode(from_shell))[0], kept)
 
     assert (await staff["ada"].post("/api/privacy/erase", {"caller": CALLER}))[0] == 200
     assert not path.exists() and await _recordings(server).read(record.call_id) is None
