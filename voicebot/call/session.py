@@ -113,7 +113,7 @@ class CallSession:
             return
         if not self._audio_arrived():
             return
-        if self._audio_kept is not None:
+        if self._audio_kept is not None:  # as 16-bit PCM, whatever the line's encoding
             self._audio_kept.write(data if encoding == "pcm16" else decode(data, encoding).astype("<i2").tobytes())
         if self._lane is None:
             self._lane = batcher.lane(self.channel.line_rate, encoding, self._vad.config, self._on_vad)
