@@ -189,3 +189,14 @@ async def test_rotation_reseals_recordings_and_a_foreign_key_is_refused(tmp_path
     assert (await RecordingStore(tmp_path / "rec", FieldPrivacy(KeySet(new))).read("c1")).pcm == audio
     with pytest.raises(UndecryptableData, match="not configured"):
         await store.check_keys()  # the old key alone no longer reads it
+
+
+async def test_a_failing_disk_ends_the_recording_not_the_call(tmp_path, caplog):
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("")
+    store = RecordingStore(blocked, FieldPrivacy(KeySet(new_root())))
+    sink = store.start("c1", RATE)
+    sink.write(bytes(RATE * 2 * 3))  # three seconds: the first chunk already fails
+    await sink.close()  # neither raises
+    assert "c1" in caplog.text and "writing the recording failed" in caplog.text
+    assert await store.read("c1") is None

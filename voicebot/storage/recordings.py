@@ -94,7 +94,7 @@ class RecordingStore:
                 header = json.loads(f.readline())
                 chunks = [self.privacy.unseal_bytes(blob, f"{header['call_id']}:{i}")
                           for i, blob in enumerate(_blobs(f))]
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return None
         return Recording(header["call_id"], header["sample_rate"], header["started_at"], b"".join(chunks))
 
