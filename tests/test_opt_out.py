@@ -174,6 +174,8 @@ async def test_the_key_the_built_in_disclosure_names_reaches_a_person_and_is_rem
     assert prompts[0]["name"] == "disclosure" and "Press 9 to always speak to a person." in prompts[0]["text"]
     assert pressed.marks_echoed[0] == "1-disclosure"  # the key came after the disclosure played
     assert pressed.outcome == "handoff:opted_out" and prompts[-1]["name"] == "handoff"
+    handed = pressed.of("handoff")[0]  # what the gateway and the person taking the call get
+    assert handed["reason"] == "opted_out" and "opted out of the automated assistant" in handed["summary"]
     assert "no_input" not in [p["name"] for p in prompts]
     record = await server.record(pressed.call_id)
     assert record.handoff_reason == "opted_out" and "Press 9" in record.disclosure_text
