@@ -254,3 +254,14 @@ type = "end"
     policy = listening(flow)  # the disclosure, then the choice
     actions = policy.step(p.KeyPressed("2"))
     assert policy.language == "ko" and actions[0].text == KO.prompts["goodbye"]
+
+
+def test_a_flow_that_maps_the_opt_out_key_is_refused(tmp_path):
+    from voicebot.config import Settings
+    from voicebot.errors import ConfigError
+    from voicebot.flowrun import load_settings_flow
+
+    path = write(tmp_path, GOOD.replace('on = { billing = "bye" }', 'on = { billing = "bye" }\ndtmf = { "9" = "bye" }'))
+    with pytest.raises(ConfigError, match="opts the caller out"):
+        load_settings_flow(Settings(flow=str(path)))
+    assert load_settings_flow(Settings(flow=str(path), opt_out_key="")).name

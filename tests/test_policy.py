@@ -240,3 +240,17 @@ def test_a_person_asked_for_over_the_disclosure_is_not_kept_waiting_by_the_quest
 def test_recording_off_never_asks():
     call = Call().played()
     assert consents(call) == [] and call.said == ["disclosure", "menu"]
+
+
+def test_the_opt_out_key_is_a_digit_while_the_caller_keys_in_a_number():
+    from voicebot.dialog.flow import DEFAULT_FLOW as default_path
+
+    orders = load_checked(default_path.parent / "orders.toml")
+    policy = p.Policy(orders, "en", p.PolicyConfig(opt_out_key="9"))
+    policy.start()
+    assert policy.opts_out("9") and not policy.opts_out("8")  # during the disclosure
+    policy.step(p.PromptDone(policy.current_prompt.prompt_id))
+    assert policy.opts_out("9")  # at the menu
+    policy.step(p.KeyPressed("1"))  # order status: "key in your order number"
+    assert orders.nodes[policy.node].slot and not policy.opts_out("9")
+    assert not p.Policy(orders, "en").opts_out("9")  # no key configured

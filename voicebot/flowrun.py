@@ -46,6 +46,11 @@ def load_settings_flow(settings: Settings) -> Flow:
         flow = load_checked(flow_path(settings))
     except FlowError as exc:
         raise ConfigError("flow", f"the flow has problems:\n{exc}") from None
+    mapped = [name for name, node in flow.nodes.items() if settings.opt_out_key in node.dtmf]
+    if settings.opt_out_key and mapped:
+        raise ConfigError("opt_out_key", f"{settings.opt_out_key} opts the caller out of the assistant "
+                          f"(the disclosure says so), but the flow's {', '.join(mapped)} map it: "
+                          "choose another key for either")
     if settings.language not in flow.languages:
         raise ConfigError("language", f"{settings.language!r} is not one of the flow's languages "
                           f"({', '.join(flow.languages)})")

@@ -166,8 +166,9 @@ class CallSession:
         now = self._call_time()
         u = Utterance(digit, 1.0, now, now, Source.DTMF, "human" if digit == "0" else None)
         self._track(self._record_utterance(u))
+        opts_out = self.policy.opts_out(digit)  # named in the disclosure (privacy)
         self._events.put_nowait(p.KeyPressed(digit))
-        if digit == self.services.settings.opt_out_key:  # named in the disclosure (privacy)
+        if opts_out:
             self.hand_over(HandoffReason.OPTED_OUT)
 
     def on_mark(self, name: str) -> None:

@@ -219,6 +219,15 @@ class Policy:
         topics = [k for intent in intents for k in intent.keywords.get(self.language, ())]
         return PACKS[self.language].opinion_prompt(topics)
 
+    def opts_out(self, digit: str) -> bool:
+        """Whether this key is the opt-out key here: everywhere, except while the caller
+        keys in a number the flow asked for (an order number may hold a 9)."""
+        if not digit or digit != self.config.opt_out_key:
+            return False
+        node = self._ask_node()
+        keying = node is not None and bool(node.slot) and not self.confirming
+        return self.state is State.DISCLOSING or not keying
+
     @property
     def listen_context(self) -> str:
         node = self._ask_node()
@@ -520,7 +529,7 @@ class Policy:
         """Only DTMF 1 or a yes allows recording; a person is reachable here as anywhere."""
         if isinstance(event, NoInput) and self.state is not State.LISTENING:
             return []
-        if isinstance(event, KeyPressed) and event.digit == self.config.opt_out_key:
+        if isinstance(event, KeyPressed) and self.opts_out(event.digit):
             return []  # the session hands the call over (HandOver follows)
         answer, person = "no_answer", False
         if isinstance(event, KeyPressed):
