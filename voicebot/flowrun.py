@@ -47,6 +47,11 @@ def load_settings_flow(settings: Settings) -> Flow:
         flow = load_checked(flow_path(settings))
     except FlowError as exc:
         raise ConfigError("flow", f"the flow has problems:\n{exc}") from None
+    mapped = [name for name, node in flow.nodes.items() if settings.opt_out_key in node.dtmf]
+    if settings.opt_out_key and mapped:
+        raise ConfigError("opt_out_key", f"{settings.opt_out_key} opts the caller out of the assistant "
+                          f"(the disclosure says so), but the flow's {', '.join(mapped)} map it: "
+                          "choose another key for either")
     if settings.language not in flow.languages:
         raise ConfigError("language", f"{settings.language!r} is not one of the flow's languages "
                           f"({', '.join(flow.languages)})")
@@ -86,15 +91,15 @@ def prompt_texts(settings: Settings, flow: Flow, language: str) -> list[str]:
 
 def _fixed_texts(settings: Settings, flow: Flow, language: str) -> list[str]:
     names = list(dict.fromkeys([*SYSTEM_PROMPTS, *flow.prompts]))
-    texts = [settings.disclosure_text or flow.prompt("disclosure", language)]
+    texts = [settings.disclosure_text or flow.disclosure(language, settings.opt_out_key)]
     for name in names:
-        if name == "disclosure" or name.startswith("human_unavailable"):
+        if name in ("disclosure", "opt_out_key") or name.startswith("human_unavailable"):
             continue
         try:
             text = flow.prompt(name, language)
         except KeyError:
             continue
-        if "{" not in text:
+        if "{" not in text and (name != "recording_consent" or settings.recording != "off"):
             texts.append(text)
     return list(dict.fromkeys(texts))
 

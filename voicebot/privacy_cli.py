@@ -50,7 +50,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
 
         async with Stores(settings) as s:
             opted_out = await s.opt_outs.has(s.privacy.pseudonym(caller))
-            data = await export_caller(s.calls, s.desk, caller, opted_out)
+            data = await export_caller(s.calls, s.desk, caller, opted_out, s.recordings)
             await s.staff.audit("cli", "admin", "export_caller", detail=f"{len(data['calls'])} calls")
         json.dump(data, sys.stdout, ensure_ascii=False, indent=2)
         print()
@@ -87,7 +87,9 @@ async def rotate_key(settings: Settings) -> int:
                                     lambda kind, item: seal_item(p, kind, unseal_item(p, kind, item)),
                                     lambda value: p.seal(p.unseal(value)))
         await s.desk.rewrite(lambda value: p.seal(p.unseal(value)))
-        await s.staff.audit("cli", "admin", "rotate_key", detail=f"{n} calls, key {p.key_id}")
+        recorded = await s.recordings.rewrite()
+        await s.staff.audit("cli", "admin", "rotate_key",
+                            detail=f"{n} calls, {recorded} recordings, key {p.key_id}")
     if not settings.secret_key:
         os.replace(pending, key_file)
     print(f"re-encrypted {n} calls under key {p.key_id} in {time.perf_counter() - started:.1f} s"

@@ -51,6 +51,10 @@ class CallRecorder:
             await self._update(disclosure_played_at=playout.finished_at,
                                disclosure_confirmed_by=playout.confirmed_by)
 
+    async def recording_consent(self, answer: str) -> None:
+        """"asked", then the caller's answer (see dialog.policy.RecordingConsent)."""
+        await self._update(recording_consent=answer)
+
     async def utterance(self, u: Utterance) -> None:
         await self._safe("utterance", self.store.add_utterance(self.call_id, time.time(), u))
 

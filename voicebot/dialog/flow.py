@@ -126,6 +126,13 @@ class Flow:
         own = self.prompts.get(name, {}).get(language)
         return own if own is not None else PACKS[language].prompts[name]
 
+    def disclosure(self, language: str, opt_out_key: str = "") -> str:
+        """The AI disclosure; with an opt-out key, the sentence naming it follows."""
+        text = self.prompt("disclosure", language)
+        if opt_out_key:
+            text += " " + self.prompt("opt_out_key", language).format(key=opt_out_key)
+        return text
+
     def voice(self, language: str) -> str:
         return PACKS[language].voice
 

@@ -42,6 +42,9 @@ def _check_graph(flow: Flow) -> list[Problem]:
         for code in flow.languages:
             if code not in texts and name not in PACKS[code].prompts:
                 problem(f"prompts.{name}", f"no {code!r} text")
+    for code, text in flow.prompts.get("opt_out_key", {}).items():
+        if "{key}" not in text:  # the disclosure must name the key that opts out
+            problem(f"prompts.opt_out_key.{code}", "must name the key as {key}")
     for name, intent in flow.intents.items():
         for code in flow.languages:
             if not intent.examples.get(code) and not intent.keywords.get(code):

@@ -40,6 +40,8 @@ class PolicyConfig:
     unresolved_turns: int = 2
     no_input_timeout_s: float = 6.0
     disclosure_text: str = ""  # "" = the language's text
+    opt_out_key: str = ""  # named after the language's disclosure ("" = none)
+    ask_recording_consent: bool = False  # after the disclosure (VOICEBOT_RECORDING=consent)
 
 
 # --- events in ---------------------------------------------------------------
@@ -141,9 +143,19 @@ class Survey:
     rating: int | None = None
 
 
-Action = Say | StopPlayback | ExpectInput | Handoff | End | Lookup | Survey
+@dataclass(frozen=True)
+class RecordingConsent:
+    """The caller was asked to allow recording ("asked"), or answered: "given"
+    (DTMF 1 or yes), "refused" (no, another key) or "no_answer" (silence, not
+    understood, or they went to a person instead)."""
+
+    answer: str
+
+
+Action = Say | StopPlayback | ExpectInput | Handoff | End | Lookup | Survey | RecordingConsent
 SURVEY_OFFERED = "offered"
 RATINGS = "12345"
+CONSENT = "recording"  # `confirming` while the recording question is open
 
 
 class State(Enum):
@@ -224,6 +236,17 @@ class Policy:
         topics = [k for intent in intents for k in intent.keywords.get(self.language, ())]
         return PACKS[self.language].opinion_prompt(topics)
 
+    def opts_out(self, digit: str) -> bool:
+        """Whether this key is the opt-out key here: everywhere, except while the caller
+        keys in a number the flow asked for (an order number may hold a 9)."""
+        if not digit or digit != self.config.opt_out_key:
+            return False
+        if self.state is State.SURVEYING:  # the survey's rating keys rate
+            return digit not in RATINGS
+        node = self._ask_node()
+        keying = node is not None and bool(node.slot) and not self.confirming
+        return self.state is State.DISCLOSING or not keying
+
     @property
     def listen_context(self) -> str:
         node = self._ask_node()
@@ -238,9 +261,12 @@ class Policy:
             self.language = code
 
     # --- events ------------------------------------------------------------------
+    def disclosure_text(self) -> str:
+        return self.config.disclosure_text or self.flow.disclosure(self.language, self.config.opt_out_key)
+
     def start(self) -> list[Action]:
-        text = self.config.disclosure_text or self.flow.prompt("disclosure", self.language)
-        return [self._say("disclosure", text, interruptible=False, state=State.DISCLOSING)]
+        return [self._say("disclosure", self.disclosure_text(), interruptible=False,
+                          state=State.DISCLOSING)]
 
     def step(self, event: Event) -> list[Action]:
         if self.state is State.DONE:
@@ -263,6 +289,8 @@ class Policy:
             return self._lookup_done(event)
         if self.state is State.LOOKING_UP:
             return self._key(event.digit) if isinstance(event, KeyPressed) and event.digit == "0" else []
+        if self.confirming == CONSENT and isinstance(event, Heard | KeyPressed | NoInput):
+            return self._consent_answer(event)
         if isinstance(event, SpeechBegan):
             return self._barge_in()
         if isinstance(event, Heard):
@@ -313,11 +341,21 @@ class Policy:
         for event in held:
             if isinstance(event, KeyPressed) and event.digit == "0":
                 return self._handoff(HandoffReason.CALLER_REQUEST)
-        heard = [e for e in held if isinstance(e, Heard)]
-        readings = [(e.utterance, e.reading or self._read(e.utterance)) for e in held if isinstance(e, Heard)]
+        readings = self._readings(held)
         for _, reading in readings:  # a clear request for a person said over the disclosure
             if reading.meaning.intent == HUMAN and reading.meaning.certain:
                 return self._handoff(HandoffReason.CALLER_REQUEST)
+        if self.config.ask_recording_consent:
+            self._held, self.confirming = [e for e in held if isinstance(e, Heard)], CONSENT
+            return [RecordingConsent("asked"), self._say("recording_consent")]  # heard again after
+        return self._begin(readings)
+
+    def _readings(self, events: list[Event]) -> list[tuple[Utterance, Reading]]:
+        return [(e.utterance, e.reading or self._read(e.utterance)) for e in events if isinstance(e, Heard)]
+
+    def _begin(self, readings: list[tuple[Utterance, Reading]]) -> list[Action]:
+        """The flow's first question, answered at once by what was said over the disclosure."""
+        self.node = self.flow.start
         if readings and self.flow.nodes[self.node].type == "ask":
             return self._heard(*readings[-1])
         return self._enter(self.flow.start)
@@ -550,6 +588,32 @@ class Policy:
             return Outcome.COMPLETED
         return Outcome.ABANDONED
 
+    # --- recording consent ------------------------------------------------------------
+    def _consent_answer(self, event: Heard | KeyPressed | NoInput) -> list[Action]:
+        """Only DTMF 1 or a yes allows recording; a person is reachable here as anywhere."""
+        if isinstance(event, NoInput) and self.state is not State.LISTENING:
+            return []
+        if isinstance(event, KeyPressed) and self.opts_out(event.digit):
+            return []  # the session hands the call over (HandOver follows)
+        answer, person = "no_answer", False
+        if isinstance(event, KeyPressed):
+            person = event.digit == "0"
+            answer = "given" if event.digit == "1" else "no_answer" if person else "refused"
+        elif isinstance(event, Heard):
+            reading, node = event.reading or self._read(event.utterance), self._ask_node()
+            meaning = reading.meaning
+            sure = node is None or reading.confidence >= node.ladder.confirm
+            person = meaning.intent == HUMAN and sure
+            if meaning.intent == YES and sure:
+                answer = "given"
+            elif meaning.intent in (NO, GOODBYE) and sure:
+                answer = "refused"
+        held, self._held, self.confirming = self._held, [], ""
+        decided: list[Action] = [RecordingConsent(answer)]
+        if person:
+            return decided + self._handoff(HandoffReason.CALLER_REQUEST)
+        return decided + self._begin(self._readings(held))
+
     # --- endings -----------------------------------------------------------------------
     def _failed(self) -> list[Action]:
         if self.state is State.HANDING_OFF:  # the handoff line itself failed: transfer silently
@@ -559,14 +623,15 @@ class Policy:
         return self._handoff(HandoffReason.SYSTEM_ERROR)
 
     def _handoff(self, reason: HandoffReason, queue: str = "") -> list[Action]:
+        unanswered: list[Action] = [RecordingConsent("no_answer")] if self.confirming == CONSENT else []
         self.handoff_reason = reason
         self.handoff_queue = queue
-        cut: list[Action] = []
         if self.survey == SURVEY_OFFERED:  # a person now: the survey ends unanswered
             asked = reason in (HandoffReason.CALLER_REQUEST, HandoffReason.OPTED_OUT)
             self.survey = "person" if asked else "interrupted"
-            cut.append(Survey(self.survey))
-        return [*cut, self._say("handoff", interruptible=False, state=State.HANDING_OFF)]
+            unanswered.append(Survey(self.survey))
+        self.confirming = ""
+        return [*unanswered, self._say("handoff", interruptible=False, state=State.HANDING_OFF)]
 
     def _say(self, name: str, text: str | None = None, *, interruptible: bool = True,
              state: State = State.PROMPTING) -> Say:

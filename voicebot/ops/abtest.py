@@ -169,12 +169,12 @@ def _variant(experiment: str, name: str, spec: Any, base: Settings) -> Variant:
             raise ConfigError("experiments", f"{where}: {key} cannot vary per call "
                               f"(one of: {', '.join(PER_CALL)})")
     changes = {k: _coerce(k, types[k], v) for k, v in spec.items()}
+    if "disclosure_text" in changes and not changes["disclosure_text"].strip():
+        raise ConfigError("experiments", f"{where}: the AI disclosure cannot be empty")
     try:
         dataclasses.replace(base, **changes)  # the same checks as the settings themselves
     except ConfigError as exc:
         raise ConfigError("experiments", f"{where}: {exc}") from None
-    if "disclosure_text" in changes and not changes["disclosure_text"].strip():
-        raise ConfigError("experiments", f"{where}: the AI disclosure cannot be empty")
     return Variant(name, float(weight), changes)
 
 

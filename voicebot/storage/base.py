@@ -28,6 +28,7 @@ class CallRecord:
     disclosure_started_at: float | None = None
     disclosure_played_at: float | None = None
     disclosure_confirmed_by: str = ""  # "mark" (gateway echo) | "playout" (our paced clock) | "timer"
+    recording_consent: str = ""  # "" not asked | asked | given | refused | no_answer
     outcome: str = ""  # handoff | completed | abandoned
     handoff_reason: str = ""
     handoff_target: str = ""

@@ -231,7 +231,7 @@ class DeskStore(Database):
         """Each call's disclosure record, with how much else happened in it."""
         return await self.rows(
             "SELECT c.call_id, c.started_at, c.ended_at, c.outcome, c.disclosure_started_at, "
-            "c.disclosure_played_at, c.disclosure_confirmed_by, "
+            "c.disclosure_played_at, c.disclosure_confirmed_by, c.recording_consent, "
             "(SELECT COUNT(*) FROM call_events e WHERE e.call_id = c.call_id "
             " AND e.kind = 'utterance') AS utterances, "
             "(SELECT COUNT(*) FROM call_events e WHERE e.call_id = c.call_id "
