@@ -19,7 +19,7 @@ from voicebot.config import Settings
 from voicebot.dialog.flow import Flow
 from voicebot.metrics import Metrics
 from voicebot.ops.abtest import Experiments
-from voicebot.ops.calls import SqliteCallSource
+from voicebot.ops.calls import SqlCallSource
 from voicebot.privacy.crypto import Privacy
 from voicebot.storage.desk import DeskStore
 from voicebot.storage.sealed import unseal_item
@@ -32,9 +32,9 @@ from voicebot.staff.service import StaffDesk
 log = logging.getLogger(__name__)
 
 
-def sealed_source(db: str, privacy: Privacy) -> SqliteCallSource:
+def sealed_source(db: str, privacy: Privacy) -> SqlCallSource:
     """A report reader that opens what privacy sealed (numbers, words, desk notes)."""
-    return SqliteCallSource(db, desk=lambda path: DeskStore(path, privacy),
+    return SqlCallSource(db, desk=lambda path: DeskStore(path, privacy),
                             reveal=lambda item: unseal_item(privacy, "utterance", item))
 
 
@@ -49,10 +49,9 @@ class Operations:
         self.experiments = (Experiments.from_file(settings.experiments, settings)
                             if settings.experiments else None)
         self.observer = CallObserver(metrics)
-        self.tagger = CallTagger(TagStore(settings.db))
+        self.tagger = CallTagger(TagStore(settings.db, settings.db_timeout_s))
         self.gauges = DeskGauges(metrics, desk.desk)
-        # reports read the SQLite file; a database URL (a shared server) has no reader yet
-        self.reports = None if "://" in settings.db else sealed_source(settings.db, desk.privacy)
+        self.reports = sealed_source(settings.db, desk.privacy)
         self.intent_of = flow_understanding(flow)
         self.routes = ReportRoutes(desk, self.reports, settings, metrics, self.intent_of)
         events.subscribe(self.observer.on_call_event)

@@ -31,11 +31,11 @@ class Stores:
         from voicebot.storage.desk import DeskStore
         from voicebot.storage.optout import OptOutStore
         from voicebot.storage.sealed import SealedCallStore
-        from voicebot.storage.sqlite import SqliteCallStore
+        from voicebot.storage.callstore import SqlCallStore
         from voicebot.storage.staff import StaffStore
 
         self.privacy = privacy or privacy_for(settings)
-        self.backend = SqliteCallStore(settings.db)
+        self.backend = SqlCallStore(settings.db)
         self.calls = SealedCallStore(self.backend, self.privacy)
         self.desk = DeskStore(settings.db, self.privacy)
         self.staff = StaffStore(settings.db)
