@@ -87,7 +87,7 @@ async def _statement(conn: Any, sql: str, params: Params) -> tuple[list[Row], in
 
 async def connect_postgres(url: str, timeout_s: float = 5.0) -> PostgresSql:
     """A pool to the database at `url`, its schema brought up to date."""
-    pool = await asyncpg.create_pool(url, min_size=1, max_size=POOL_SIZE, timeout=timeout_s,
+    pool = await asyncpg.create_pool(url, min_size=0, max_size=POOL_SIZE, timeout=timeout_s,
                                      command_timeout=timeout_s)
     try:
         async with pool.acquire() as conn:
