@@ -39,6 +39,7 @@ class Settings:
     db: str = "var/voicebot.db"  # SQLite file, or postgresql://user:pass@host/name (shared)
     redis_url: str = ""  # redis://host:6379/0: desk feed and log-in throttle shared by workers
     drain_s: float = 0.0  # on SIGTERM, let calls finish this long (healthz 503) before shutdown
+    reuse_port: int = 0  # 1: several workers on one machine listen on one port (SO_REUSEPORT)
     model: str = ""  # Vosk model dir or name; empty = embedded English engine
     language: str = "en"
     disclosure_text: str = ""  # unset = the language pack's default; set empty = error
@@ -136,6 +137,8 @@ def _validate(s: Settings) -> None:
         raise ConfigError("public_url", "must start with https:// (or http:// for local tests)")
     if s.redis_url and urlsplit(s.redis_url).scheme not in ("redis", "rediss", "unix"):
         raise ConfigError("redis_url", "must be a redis://, rediss:// or unix:// URL")
+    if s.reuse_port not in (0, 1):
+        raise ConfigError("reuse_port", "must be 0 or 1")
     if s.drain_s < 0:
         raise ConfigError("drain_s", "must be 0 or more seconds")
     if s.crm_webhook_url and urlsplit(s.crm_webhook_url).scheme not in ("http", "https"):

@@ -110,7 +110,7 @@ class SharedThrottle:
 
     def __init__(self, redis: aioredis.Redis, local: LoginThrottle | None = None) -> None:
         self.redis = redis
-        self.local = local or LoginThrottle()
+        self.local = local if local is not None else LoginThrottle()
 
     async def retry_after(self, source: str) -> float:
         try:

@@ -69,7 +69,7 @@ class Throttle(Protocol):
 
 class PerWorker:
     def __init__(self, throttle: LoginThrottle | None = None) -> None:
-        self.throttle = throttle or LoginThrottle()
+        self.throttle = throttle if throttle is not None else LoginThrottle()
 
     async def retry_after(self, source: str) -> float:
         return self.throttle.retry_after(source)
