@@ -152,3 +152,19 @@ async def _calls(health) -> bool:
 async def _draining(health) -> bool:
     status, body = await health()
     return status == 503 and body.get("status") == "draining"
+
+
+@pytest.mark.e2e
+@pytest.mark.engine
+async def test_with_redis_unreachable_a_workers_own_desk_still_sees_its_transfers(
+        start_server, en_engine):
+    server = await start_server(en_engine, redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    samples, rate = read_wav(FIXTURES / "en_human_person.wav")
+    async with aiohttp.ClientSession() as http, \
+            http.get(server.http + "/api/feed", headers=BEARER) as feed:
+        await next_event(feed, "ready")
+        result = await replay(server.ws + "/v1/stream", samples, rate,
+                              ReplayOptions(speed=0, marks="immediate", max_call_s=60))
+        message = await asyncio.wait_for(next_event(feed, "transfer"), 30)
+    assert message["transfer"]["call_id"] == result.call_id
+    assert result.outcome == "handoff:caller_request"

@@ -19,7 +19,7 @@ import asyncpg
 from voicebot.storage.migrations import migrate_postgres
 from voicebot.storage.sql import Params, Row
 
-POOL_SIZE = 8  # connections per store and worker process; a statement waits for a free one
+POOL_SIZE = 4  # connections per store (5 stores) and worker; a statement waits for a free one
 _LITERAL_OR_MARK = re.compile(r"'(?:[^']|'')*'|\?")
 _RETURNS_ROWS = re.compile(r"^\s*(SELECT|WITH|VALUES)\b|\bRETURNING\b", re.IGNORECASE)
 
