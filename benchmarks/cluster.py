@@ -16,8 +16,10 @@ from the worker that decided it (via Redis).
 
 PostgreSQL, Redis and HAProxy are started here, on temporary directories and
 free ports (the Debian packages postgresql, redis-server and haproxy). Both
-arms share this machine's cores: the figures compare deployments, they do not
-add capacity.
+deployments are up at once and each level runs on one, then on the other
+(alternating which goes first), so the machine's other load falls on both
+alike. They share this machine's cores: the figures compare deployments, they
+do not add capacity.
 
     .venv/bin/python benchmarks/cluster.py --counts 10
     .venv/bin/python benchmarks/cluster.py --counts 10,20,30 --protocol twilio
@@ -35,6 +37,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -105,28 +109,27 @@ async def watch_desk(base: str, latencies: list[float]) -> None:
                     latencies.append((time.time() - message["transfer"]["decided_at"]) * 1000)
 
 
-async def measure(arm: Arm, args: argparse.Namespace, counts: list[int]) -> None:
+async def prepare(arm: Arm, args: argparse.Namespace) -> list[tuple]:
+    """The callers' audio for this deployment (they speak once the bot listens)."""
     listen_at = await capacity.when_listening(arm.base, args.protocol)
-    entries = [capacity.caller_audio(e, listen_at) for e in capacity.chosen_fixtures(args)]
-    idle = capacity.rss_mb(arm.pids)
-    for n in counts:
-        arm.rows.append(await capacity.run_level(arm.base, arm.pids, entries, n, args, idle))
+    return [capacity.caller_audio(e, listen_at) for e in capacity.chosen_fixtures(args)]
 
 
-async def one_worker(args: argparse.Namespace, tmp: Path, counts: list[int]) -> Arm:
+@asynccontextmanager
+async def one_worker(args: argparse.Namespace, tmp: Path) -> AsyncIterator[Arm]:
     proc, base = await capacity.start_server(args, str(tmp / "calls.db"))
     try:
-        arm = Arm("1 x SQLite", base, capacity.family(proc.pid))
-        await measure(arm, args, counts)
-        return arm
+        yield Arm("1 x SQLite", base, capacity.family(proc.pid))
     finally:
         proc.terminate()
         proc.wait(timeout=60)
 
 
-async def two_workers(args: argparse.Namespace, tmp: Path, counts: list[int]) -> Arm:
+@asynccontextmanager
+async def two_workers(args: argparse.Namespace, tmp: Path) -> AsyncIterator[Arm]:
     postgres, redis = Postgres(), Redis()
     procs: list[subprocess.Popen[bytes]] = []
+    desk: asyncio.Task[None] | None = None
     try:
         postgres.start()
         shared = {"VOICEBOT_REDIS_URL": redis.url, "VOICEBOT_SECRET_KEY": SECRET,
@@ -142,13 +145,11 @@ async def two_workers(args: argparse.Namespace, tmp: Path, counts: list[int]) ->
         procs.append(proxy)
         arm = Arm("2 x PG+Redis", base, [p for w in procs[:2] for p in capacity.family(w.pid)])
         desk = asyncio.create_task(watch_desk(bases[1], arm.feed_ms))
-        try:
-            await measure(arm, args, counts)
-        finally:
+        yield arm
+    finally:
+        if desk is not None:
             desk.cancel()
             await asyncio.gather(desk, return_exceptions=True)
-        return arm
-    finally:
         for proc in procs:
             proc.terminate()
             proc.wait(timeout=60)
@@ -157,20 +158,30 @@ async def two_workers(args: argparse.Namespace, tmp: Path, counts: list[int]) ->
 
 
 async def main(args: argparse.Namespace) -> int:
+    """Both deployments stay up; each level runs on one, then the other (the
+    first alternating), so the machine's other load falls on both alike."""
     counts = [int(c) for c in args.counts.split(",")]
+    load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
-        single = await one_worker(args, Path(tmp), counts)
-        cluster = await two_workers(args, Path(tmp), counts)
-    print(f"# {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}; protocol {args.protocol}, "
-          f"language {args.language}, arrivals over {args.ramp:.0f} s, "
+        async with one_worker(args, Path(tmp)) as single, \
+                two_workers(args, Path(tmp)) as cluster:
+            arms = (single, cluster)
+            audio = {arm.label: await prepare(arm, args) for arm in arms}
+            idle = {arm.label: capacity.rss_mb(arm.pids) for arm in arms}
+            for i, n in enumerate(counts):
+                for arm in (arms if i % 2 == 0 else arms[::-1]):
+                    arm.rows.append(await capacity.run_level(
+                        arm.base, arm.pids, audio[arm.label], n, args, idle[arm.label]))
+    print(f"# {os.cpu_count()} CPUs, load {load:.2f} before, {os.getloadavg()[0]:.2f} after; "
+          f"protocol {args.protocol}, language {args.language}, arrivals over {args.ramp:.0f} s, "
           f"target response p95 {args.target_ms:.0f} ms")
     print("deployment   |    N | first audio ms | response ms   | replied syserr | CPU/call | "
           "MB/call |  wall | server client |")
     for i, n in enumerate(counts):
-        for arm in (single, cluster):
+        for arm in arms:
             print(f"{arm.label:<12} |", end="")
             capacity.print_row(arm.rows[i], args.target_ms)
-    for arm in (single, cluster):
+    for arm in arms:
         for row in arm.rows:
             print(f"# {arm.label}: N={row.n}: {row.within}/{row.n} calls within "
                   f"{args.target_ms:.0f} ms, response p95 {row.resp_p95 * 1000:.0f} ms")
