@@ -24,13 +24,16 @@ from voicebot.staff.auth import (
 from voicebot.staff.routes import bad_request, json_body, json_response
 from voicebot.staff.service import StaffDesk
 from voicebot.staff.throttle import client_address, forwarded_https, parse_proxies
+from voicebot.storage.backends import display
 from voicebot.storage.staff import ROLES
 
 MIN_PASSWORD = 10
 MAX_TOKEN_ID = 2**63 - 1  # SQLite's largest integer
 STATIC = Path(__file__).parent / "static"
 # Settings an admin may see; secrets only say whether they are set.
-SECRET_SETTINGS = ("twilio_auth_token", "stream_token", "staff_token", "crm_webhook_secret")
+SECRET_SETTINGS = ("twilio_auth_token", "stream_token", "staff_token", "crm_webhook_secret",
+                   "secret_key", "previous_secret_key", "pseudonym_key", "lookup_secret")
+URL_SETTINGS = ("db", "redis_url")  # shown without the password they may carry
 
 
 class AdminRoutes:
@@ -182,6 +185,8 @@ class AdminRoutes:
         values = dataclasses.asdict(self.d.settings)
         for key in SECRET_SETTINGS:
             values[key] = "(set)" if values.get(key) else ""
+        for key in URL_SETTINGS:
+            values[key] = display(values[key])
         return json_response({"settings": values})
 
     async def deliveries(self, request: web.Request) -> web.Response:

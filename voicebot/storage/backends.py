@@ -49,9 +49,9 @@ def unreachable() -> tuple[type[BaseException], ...]:
 
 
 def display(db: str) -> str:
-    """The setting as it may appear in a log: without a password."""
+    """A database (or Redis) URL as it may be shown or logged: without a password."""
     parts = urlsplit(db)
-    if not is_server(db) or parts.password is None:
+    if not parts.scheme or parts.password is None:
         return db
     host = parts.hostname or ""
     netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
