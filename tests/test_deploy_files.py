@@ -116,3 +116,17 @@ async def test_the_image_health_check_passes_when_ready_and_fails_when_draining(
     assert await check() == 0
     server.app[DRAIN].since = time.monotonic()  # as after SIGTERM (the real one: test_cluster)
     assert await check() != 0
+
+
+def test_the_installed_package_has_every_data_file():
+    """The image installs voicebot as a package (not from the source tree): every
+    file it reads (flows, migrations, the desk's page) must be package data."""
+    import fnmatch
+    import tomllib
+
+    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())[
+        "tool"]["setuptools"]["package-data"]["voicebot"]
+    data = [p.relative_to(ROOT / "voicebot").as_posix() for p in (ROOT / "voicebot").rglob("*")
+            if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts]
+    missing = [f for f in data if not any(fnmatch.fnmatch(f, pat) for pat in patterns)]
+    assert data and not missing, missing
