@@ -300,3 +300,12 @@ def test_a_database_url_is_logged_without_its_password():
     assert display("postgresql://bot:hunter2@db:5432/voicebot") == "postgresql://bot:***@db:5432/voicebot"
     assert display("var/voicebot.db") == "var/voicebot.db"
     assert is_server("postgres://db/x") and not is_server("var/x.db")
+
+
+def test_placeholders_are_numbered_outside_quoted_literals():
+    from voicebot.storage.postgres import numbered
+
+    assert numbered("SELECT * FROM t WHERE a = ? AND b IN (?, ?)") == \
+        "SELECT * FROM t WHERE a = $1 AND b IN ($2, $3)"
+    assert numbered("UPDATE t SET note = 'why?' WHERE k = ? AND s = 'it''s ?'") == \
+        "UPDATE t SET note = 'why?' WHERE k = $1 AND s = 'it''s ?'"
