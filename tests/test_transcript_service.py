@@ -39,10 +39,10 @@ class GatedEngine(FakeFreeFormEngine):
         self.gate = threading.Event()
         self.started = threading.Event()
 
-    def transcribe(self, pcm: bytes):  # type: ignore[no-untyped-def]
+    def transcribe(self, pcm: bytes, prompt: str = ""):  # type: ignore[no-untyped-def]
         self.started.set()
         self.gate.wait(10)
-        return super().transcribe(pcm)
+        return super().transcribe(pcm, prompt)
 
 
 def pcm(samples: int) -> bytes:
