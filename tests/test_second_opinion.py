@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from voicebot.app import REGISTRY
 from voicebot.audio.wav import read_wav
 from voicebot.dialog import policy as p
 from voicebot.dialog.flow import DEFAULT_FLOW
@@ -200,7 +201,8 @@ async def test_real_calls_the_grammar_alone_misses(start_server, en_engine):
     from .test_e2e_calls import call
 
     # a loaded test machine may take seconds per utterance; latency is benchmarks/understanding.py's
-    server = await start_server(en_engine, second_opinion="whisper", second_opinion_timeout_s=60)
+    server = await start_server(en_engine, second_opinion="whisper", second_opinion_timeout_s=60,
+                                transcript_engine="whisper", transcript_calls="handoff")
     track = await call(server, "en_caribbean_track.wav")
     prompts = [e["name"] for e in track.of("prompt")]
     assert "order_status" in prompts and "didnt_catch" not in prompts, prompts
@@ -213,6 +215,16 @@ async def test_real_calls_the_grammar_alone_misses(start_server, en_engine):
     assert manager.outcome == "handoff:caller_request"
     asked = [e["name"] for e in manager.of("prompt")]
     assert asked[-1] == "handoff" and not {"didnt_catch", "confirm_human"} & set(asked), asked
+    # the transcript pass (same model) takes the second opinion's words, not a second run
+    for _ in range(200):
+        record = await server.record(manager.call_id)
+        if record.transcripts:
+            break
+        await asyncio.sleep(0.05)
+    assert record.transcripts[0]["by"] == "second_opinion"
+    assert "manager" in record.transcripts[0]["text"].lower()
 
     status, health = await server.api("/healthz")
     assert status == 200 and health["second_opinion"]["answered"] >= 2, health
+    metrics = server.app[REGISTRY].metrics
+    assert metrics.sample("voicebot_second_opinions_total", result="answered") == health["second_opinion"]["answered"]

@@ -242,6 +242,8 @@ async def _prepare(
     reloader.speech = speech
     transcripts = await start_transcripts(settings, store, desk, events)
     opinion = await start_second_opinion(settings)
+    if opinion is not None:
+        opinion.observe = registry.metrics.second_opinion
     registry.services = CallServices(settings, runners[settings.language], prompts, store, flow, events,
                                      frames=FrameBatcher(loop.call_later), recognisers=runners,
                                      lookups=HttpLookups(http, settings.lookup_secret),

@@ -338,14 +338,14 @@ class CallSession:
             self._events.put_nowait(p.Failed(str(exc)))
             self.services.events.publish(CallError(self.recorder.call_id, "recognition"))
             return
-        reading = await self._read(result, audio, rate)
+        reading = await self._read(result, audio, rate, start)
         said = reading.heard or result  # the second opinion's words when they decided
         u = Utterance(said.text, said.confidence, start, end, Source.SPEECH,
                       reading.meaning.intent, said.words)
         await self._record_utterance(u)
         self._events.put_nowait(p.Heard(u, reading))
 
-    async def _read(self, result: Transcript, audio: bytes, rate: int) -> Reading:
+    async def _read(self, result: Transcript, audio: bytes, rate: int, start: float) -> Reading:
         """The grammar's reading, with a free-form engine's opinion where it is unsure."""
         reading = self.policy.read(result.text, result.confidence)
         opinion = self.services.opinion
@@ -353,7 +353,10 @@ class CallSession:
                 or not self.policy.wants_second_opinion(reading):
             return reading
         heard = await opinion.ask(audio, rate, self.policy.opinion_prompt)
-        return reading if heard is None else self.policy.reread(reading, heard)
+        if heard is None:
+            return reading
+        self._free.heard(start, heard, opinion.transcriber.model)  # not transcribed twice
+        return self.policy.reread(reading, heard)
 
     async def _record_utterance(self, u: Utterance) -> None:
         self.transcript.append(u)

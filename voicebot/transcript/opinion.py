@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -45,6 +46,7 @@ class SecondOpinion:
     timeout_s: float = 1.5
     max_waiting: int = 4  # asks queued behind the running one; more would all come late
     counts: OpinionCounts = field(default_factory=OpinionCounts)
+    observe: Callable[[str], None] | None = None  # told each count's name as it grows (metrics)
 
     def __post_init__(self) -> None:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="second-opinion")
@@ -61,23 +63,28 @@ class SecondOpinion:
     async def ask(self, pcm: bytes, rate: int, prompt: str) -> Transcript | None:
         """What the engine heard in this PCM16 utterance at `rate`, or None."""
         if self._waiting > self.max_waiting:
-            self.counts.busy += 1
+            self._count("busy")
             return None
-        self.counts.asked += 1
+        self._count("asked")
         self._waiting += 1
         job = asyncio.get_running_loop().run_in_executor(self._executor, self._run, pcm, rate, prompt)
         job.add_done_callback(self._job_done)
         try:
             heard = await asyncio.wait_for(asyncio.shield(job), self.timeout_s)
         except TimeoutError:
-            self.counts.late += 1
+            self._count("late")
             return None
         except Exception as exc:  # the engine's failure is not the call's: the grammar decides
             log.error("second opinion failed: %s", type(exc).__name__)
-            self.counts.failed += 1
+            self._count("failed")
             return None
-        self.counts.answered += 1
+        self._count("answered")
         return heard
+
+    def _count(self, name: str) -> None:
+        setattr(self.counts, name, getattr(self.counts, name) + 1)
+        if self.observe is not None:
+            self.observe(name)
 
     def _job_done(self, job: asyncio.Future[Transcript]) -> None:
         self._waiting -= 1
