@@ -109,3 +109,6 @@ async def start_server(tmp_path):
     yield start
     for runner in reversed(runners):
         await runner.cleanup()
+
+
+from .servers import postgres_cluster, postgres_url, redis_server  # noqa: E402,F401 - fixtures

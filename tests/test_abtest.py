@@ -19,7 +19,7 @@ from voicebot.dialog.lang import EN
 from voicebot.app import REGISTRY
 from voicebot.errors import ConfigError
 from voicebot.ops.abtest import Experiments, compare, two_proportion_p, wilson
-from voicebot.ops.calls import CallFacts, SqliteCallSource
+from voicebot.ops.calls import CallFacts, SqlCallSource
 from voicebot.ops.report import build_report
 from voicebot.replay.client import ReplayOptions, replay
 from voicebot.types import Transcript
@@ -134,7 +134,7 @@ async def test_variants_change_real_calls_and_the_report_compares_them(start_ser
         assert (await server.record(call_id)).disclosure_text == wording_heard
     now = time.time()
     for _ in range(200):
-        report = await build_report(SqliteCallSource(server.settings.db), now - 600, now + 60)
+        report = await build_report(SqlCallSource(server.settings.db), now - 600, now + 60)
         arms = report["ab_tests"].get("threshold", {}).get("variants", {})
         if sum(a["calls"] for a in arms.values()) == 2:
             break

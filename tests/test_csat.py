@@ -16,7 +16,7 @@ from voicebot.dialog import policy as p
 from voicebot.dialog.flow import DEFAULT_FLOW, FlowError, load_flow
 from voicebot.dialog.flowcheck import load_checked
 from voicebot.dialog.lang import EN, KO, SYSTEM_PROMPTS
-from voicebot.ops.calls import CallFacts, SqliteCallSource
+from voicebot.ops.calls import CallFacts, SqlCallSource
 from voicebot.ops.abtest import compare
 from voicebot.ops.fairness import fairness
 from voicebot.ops.kpi import compute
@@ -250,7 +250,7 @@ async def test_real_calls_rated_skipped_by_silence_and_by_hang_up(start_server, 
     assert "voicebot_csat_rating_sum 4.0" in text and "voicebot_csat_rating_count 1.0" in text
 
     now = time.time()
-    report = await build_report(SqliteCallSource(server.settings.db), now - 600, now + 60)
+    report = await build_report(SqlCallSource(server.settings.db), now - 600, now + 60)
     k = report["kpis"]
     assert (k["csat_offered"], k["csat_rated"], k["csat_mean"]) == (3, 1, 4.0)
     assert k["csat_satisfied"] == 1.0 and k["csat_response_rate"] == pytest.approx(1 / 3, abs=1e-4)

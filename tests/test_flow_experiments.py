@@ -23,7 +23,7 @@ from voicebot.dialog.flowcheck import check_flow, load_checked
 from voicebot.dialog.variants import with_variants
 from voicebot.flowrun import prompt_texts
 from voicebot.ops.abtest import controls_of, flow_experiment
-from voicebot.ops.calls import SqliteCallSource
+from voicebot.ops.calls import SqlCallSource
 from voicebot.ops.report import build_report, render
 from voicebot.types import Transcript, Utterance
 
@@ -207,7 +207,7 @@ def _ids_for(flow, wanted: list[dict[str, str]]) -> list[str]:
 async def _settled(server, calls: int, flow) -> dict:
     now = time.time()
     for _ in range(300):
-        report = await build_report(SqliteCallSource(server.settings.db), now - 600, now + 60,
+        report = await build_report(SqlCallSource(server.settings.db), now - 600, now + 60,
                                     controls=controls_of(server.settings, flow))
         if report["kpis"]["ended"] >= calls:
             return report

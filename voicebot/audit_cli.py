@@ -24,6 +24,7 @@ from typing import Any
 
 from voicebot.config import Settings
 from voicebot.errors import ConfigError
+from voicebot.storage.backends import is_server
 
 
 def add_audit_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -77,7 +78,7 @@ def disclosure_report(rows: list[dict[str, Any]]) -> DisclosureReport:
 
 
 def run_audit(args: argparse.Namespace, settings: Settings) -> int:
-    if settings.db != ":memory:" and not Path(settings.db).exists():
+    if settings.db != ":memory:" and not is_server(settings.db) and not Path(settings.db).exists():
         print(f"voicebot audit: no database at {settings.db}", file=sys.stderr)
         return 2
     try:
@@ -106,9 +107,9 @@ def run_audit(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _rows(settings: Settings, since: float) -> list[dict[str, Any]]:
     from voicebot.storage.desk import DeskStore
-    from voicebot.storage.sqlite import SqliteCallStore
+    from voicebot.storage.callstore import SqlCallStore
 
-    calls, desk = SqliteCallStore(settings.db), DeskStore(settings.db)  # no personal columns read
+    calls, desk = SqlCallStore(settings.db), DeskStore(settings.db)  # no personal columns read
     await calls.open()  # makes the tables of an empty database
     await desk.open()
     try:

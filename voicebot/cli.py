@@ -294,10 +294,12 @@ def _serve(settings: Settings) -> int:
     log.info("listening on %s://%s:%d (Twilio webhook: POST /twilio/voice, native: WS /v1/stream)",
              "https" if tls else "http", settings.host, settings.port)
     # SIGTERM/SIGINT: stop listening, hand every call to a human (app.py drain),
-    # flush the records, exit 0. The timeout only bounds sockets still open after that.
+    # flush the records, exit 0; with VOICEBOT_DRAIN_S, SIGTERM first lets the
+    # calls finish while /healthz says 503 (voicebot/drain.py). The timeout only bounds sockets still open after that.
     try:
         web.run_app(app, host=settings.host, port=settings.port, print=None, ssl_context=tls,
-                    shutdown_timeout=settings.shutdown_grace_s + 5, handle_signals=True)
+                    shutdown_timeout=settings.shutdown_grace_s + 5, handle_signals=True,
+                    reuse_port=bool(settings.reuse_port) or None)
     except ConfigError as exc:  # e.g. stored data sealed under a key not configured
         print(f"voicebot: refusing to start: {exc}", file=sys.stderr)
         return 2

@@ -36,7 +36,10 @@ class Settings:
     crm_webhook_secret: str = ""  # HMAC-SHA256 key for the webhook signature
     knowledge_dir: str = "knowledge"  # agent-assist articles (*.toml)
     experiments: str = ""  # TOML file of A/B tests (variants of per-call settings); "" = none
-    db: str = "var/voicebot.db"
+    db: str = "var/voicebot.db"  # SQLite file, or postgresql://user:pass@host/name (shared)
+    redis_url: str = ""  # redis://host:6379/0: desk feed and log-in throttle shared by workers
+    drain_s: float = 0.0  # on SIGTERM, let calls finish this long (healthz 503) before shutdown
+    reuse_port: int = 0  # 1: several workers on one machine listen on one port (SO_REUSEPORT)
     model: str = ""  # Vosk model dir or name; empty = embedded English engine
     language: str = "en"
     disclosure_text: str = ""  # unset = the language pack's default; set empty = error
@@ -108,8 +111,14 @@ class Settings:
         _validate(self)
 
     @property
+    def local_db_base(self) -> str:
+        """Where files beside the database go: the SQLite file's path, or for a
+        database server (a URL) `var/voicebot` on this worker."""
+        return "var/voicebot" if urlsplit(self.db).scheme in ("postgresql", "postgres") else self.db
+
+    @property
     def journal_path(self) -> str:
-        return self.journal or self.db + ".journal"
+        return self.journal or self.local_db_base + ".journal"
 
     @property
     def recordings_path(self) -> str:
@@ -117,7 +126,7 @@ class Settings:
 
     @property
     def key_path(self) -> str:
-        return self.key_file or self.db + ".key"
+        return self.key_file or self.local_db_base + ".key"
 
     @property
     def ws_public_base(self) -> str:
@@ -139,6 +148,12 @@ def _validate(s: Settings) -> None:
         raise ConfigError("sip_rtp_ports", "must be a range like 10000-20000")
     if s.public_url and urlsplit(s.public_url).scheme not in ("http", "https"):
         raise ConfigError("public_url", "must start with https:// (or http:// for local tests)")
+    if s.redis_url and urlsplit(s.redis_url).scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError("redis_url", "must be a redis://, rediss:// or unix:// URL")
+    if s.reuse_port not in (0, 1):
+        raise ConfigError("reuse_port", "must be 0 or 1")
+    if s.drain_s < 0:
+        raise ConfigError("drain_s", "must be 0 or more seconds")
     if s.crm_webhook_url and urlsplit(s.crm_webhook_url).scheme not in ("http", "https"):
         raise ConfigError("crm_webhook_url", "must be an http(s):// URL")
     if s.crm_webhook_url and not s.crm_webhook_secret:

@@ -1,8 +1,8 @@
 """Stored calls as the reports read them: one `CallFacts` per call, with its
 speech turns, the staff's corrections and its labels.
 
-`CallSource` is the narrow read interface; `SqliteCallSource` reads the calls'
-SQLite file (calls, call_events, desk_feedback, desk_transfers, call_tags) and
+`CallSource` is the narrow read interface; `SqlCallSource` reads the calls'
+database, SQLite or PostgreSQL (calls, call_events, desk_feedback, desk_transfers, call_tags) and
 `StaticCallSource` serves a list (tests, other stores). Caller numbers are
 only used to count repeat callers and never leave this layer's callers'
 memory: reports print counts, not numbers.
@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from voicebot.ops.tags import TagStore
 from voicebot.storage.desk import DeskStore
-from voicebot.storage.sqlite import SqliteCallStore
+from voicebot.storage.callstore import SqlCallStore
 
 REVIEW_KINDS = ("transcript_wrong", "reviewed_ok")  # feedback that means someone read the transcript
 
@@ -71,7 +71,7 @@ class StaticCallSource:
 Reveal = Callable[[dict[str, Any]], dict[str, Any]]
 
 
-class SqliteCallSource:
+class SqlCallSource:
     """Opens the database read-mostly (creating the tables if the file is new).
 
     Where stored text is sealed, `desk` opens a DeskStore that unseals its columns
@@ -84,7 +84,7 @@ class SqliteCallSource:
         self._reveal = reveal
 
     async def calls(self, since: float, until: float) -> list[CallFacts]:
-        store, desk, tags = SqliteCallStore(self.path), self._desk(self.path), TagStore(self.path)
+        store, desk, tags = SqlCallStore(self.path), self._desk(self.path), TagStore(self.path)
         await store.open()
         await desk.open()
         await tags.open()

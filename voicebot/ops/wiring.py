@@ -20,7 +20,7 @@ from voicebot.dialog.flow import Flow
 from voicebot.errors import ConfigError
 from voicebot.metrics import Metrics
 from voicebot.ops.abtest import Experiments
-from voicebot.ops.calls import SqliteCallSource
+from voicebot.ops.calls import SqlCallSource
 from voicebot.privacy.crypto import Privacy
 from voicebot.storage.desk import DeskStore
 from voicebot.storage.sealed import unseal_item
@@ -33,9 +33,9 @@ from voicebot.staff.service import StaffDesk
 log = logging.getLogger(__name__)
 
 
-def sealed_source(db: str, privacy: Privacy) -> SqliteCallSource:
+def sealed_source(db: str, privacy: Privacy) -> SqlCallSource:
     """A report reader that opens what privacy sealed (numbers, words, desk notes)."""
-    return SqliteCallSource(db, desk=lambda path: DeskStore(path, privacy),
+    return SqlCallSource(db, desk=lambda path: DeskStore(path, privacy),
                             reveal=lambda item: unseal_item(privacy, "utterance", item))
 
 
@@ -54,10 +54,9 @@ class Operations:
             raise ConfigError("experiments", f"{', '.join(sorted(clash))}: named by the flow "
                               "and by the experiments file; rename one")
         self.observer = CallObserver(metrics)
-        self.tagger = CallTagger(TagStore(settings.db))
+        self.tagger = CallTagger(TagStore(settings.db, settings.db_timeout_s))
         self.gauges = DeskGauges(metrics, desk.desk)
-        # reports read the SQLite file; a database URL (a shared server) has no reader yet
-        self.reports = None if "://" in settings.db else sealed_source(settings.db, desk.privacy)
+        self.reports = sealed_source(settings.db, desk.privacy)
         self.intent_of = flow_understanding(flow)
         self.routes = ReportRoutes(desk, self.reports, settings, metrics, self.intent_of, flow)
         events.subscribe(self.observer.on_call_event)

@@ -32,11 +32,11 @@ class Stores:
         from voicebot.storage.optout import OptOutStore
         from voicebot.storage.recordings import RecordingStore
         from voicebot.storage.sealed import SealedCallStore
-        from voicebot.storage.sqlite import SqliteCallStore
+        from voicebot.storage.callstore import SqlCallStore
         from voicebot.storage.staff import StaffStore
 
         self.privacy = privacy or privacy_for(settings)
-        self.backend = SqliteCallStore(settings.db)
+        self.backend = SqlCallStore(settings.db)
         self.calls = SealedCallStore(self.backend, self.privacy)
         self.desk = DeskStore(settings.db, self.privacy)
         self.staff = StaffStore(settings.db)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import ipaddress
 import time
 from collections.abc import Callable, Iterable
+from typing import Protocol
 
 from aiohttp import web
 
@@ -33,7 +34,7 @@ class LoginThrottle:
     def __len__(self) -> int:
         return len(self._misses)
 
-    def _wait(self, misses: int) -> float:
+    def wait_after(self, misses: int) -> float:
         if misses < self.free:
             return 0.0
         return min(self.max_s, self.base_s * 2.0 ** min(misses - self.free, 32))
@@ -44,7 +45,7 @@ class LoginThrottle:
         now = self._clock()
         if now - last >= self.forget_s:
             return 0.0
-        return max(0.0, last + self._wait(misses) - now)
+        return max(0.0, last + self.wait_after(misses) - now)
 
     def failed(self, source: str) -> None:
         now = self._clock()
@@ -56,6 +57,25 @@ class LoginThrottle:
                 latest = sorted(live.items(), key=lambda item: item[1][1])
                 live = dict(latest[-self.max_sources // 2:])
             self._misses = live
+
+
+class Throttle(Protocol):
+    """What the log-in route asks: this worker's (`PerWorker`) or every worker's
+    (`voicebot.staff.shared.SharedThrottle`) count of a source's misses."""
+
+    async def retry_after(self, source: str) -> float: ...
+    async def failed(self, source: str) -> None: ...
+
+
+class PerWorker:
+    def __init__(self, throttle: LoginThrottle | None = None) -> None:
+        self.throttle = throttle if throttle is not None else LoginThrottle()
+
+    async def retry_after(self, source: str) -> float:
+        return self.throttle.retry_after(source)
+
+    async def failed(self, source: str) -> None:
+        self.throttle.failed(source)
 
 
 def parse_proxies(setting: str) -> frozenset[str]:

@@ -12,7 +12,7 @@ entry, so a crash in the middle of a replay repeats at most the entry being
 written, and a write that timed out may have landed late. Every entry is
 idempotent in the store, so a repeat is stored once: a repeated create is a
 data error (skipped), an update sets the same values, and an utterance or
-prompt is unique per call, kind and instant (`SqliteCallStore`).
+prompt is unique per call, kind and instant (`SqlCallStore`).
 Data errors (`data_errors`, e.g. a duplicate key) are not outages: they are
 raised to the caller and never journalled.
 
