@@ -513,15 +513,12 @@ def render_utterance(u: Say | Real) -> np.ndarray:
 def render(fx: Fixture) -> tuple[np.ndarray, dict]:
     clips = [render_utterance(u) for u in fx.utterances]
     speech = []
-    for clip, start in zip(clips, fx.starts):
+    for clip, start in zip(clips, fx.starts, strict=True):
         end = start + len(clip) / RATE
         speech.append([round(start, 3), round(float(np.ceil(end * 1000) / 1000), 3)])
-    if clips:
-        total = int(round((speech[-1][1] + fx.trail) * RATE))
-    else:
-        total = int(round(fx.duration * RATE))
+    total = int(round((speech[-1][1] + fx.trail if clips else fx.duration) * RATE))
     signal = np.zeros(total)
-    for clip, start in zip(clips, fx.starts):
+    for clip, start in zip(clips, fx.starts, strict=True):
         i = int(round(start * RATE))
         signal[i:i + len(clip)] += clip
     if fx.noise_snr_db is not None:

@@ -20,11 +20,9 @@ from voicebot.audio.batch import FrameBatcher
 from voicebot.call.events import CallEventBus
 from voicebot.call.registry import CallRegistry
 from voicebot.call.session import CallServices
-from voicebot.ops.wiring import Operations
 from voicebot.config import Settings
-from voicebot.errors import ConfigError
 from voicebot.dialog.flow import Flow
-from voicebot.http_lookup import HttpLookups
+from voicebot.errors import ConfigError
 from voicebot.flowrun import (
     LINE_RATES,
     FlowReloader,
@@ -33,7 +31,9 @@ from voicebot.flowrun import (
     start_recognisers,
     vocabularies,
 )
+from voicebot.http_lookup import HttpLookups
 from voicebot.metrics import CONTENT_TYPE, Metrics
+from voicebot.ops.wiring import Operations
 from voicebot.privacy import privacy_for
 from voicebot.security_headers import add_security_headers
 from voicebot.staff.admin import AdminRoutes

@@ -12,11 +12,11 @@ from pathlib import Path
 
 from aiohttp import web
 
-from voicebot.config import Settings, load_settings
 from voicebot import flows_cli
+from voicebot.audit_cli import add_audit_parser, run_audit
+from voicebot.config import Settings, load_settings
 from voicebot.errors import ConfigError
 from voicebot.ops.cli import add_report_parser, run_report
-from voicebot.audit_cli import add_audit_parser, run_audit
 from voicebot.privacy_cli import add_privacy_parser, run_privacy
 from voicebot.staff.cli import add_staff_parser, run_staff
 

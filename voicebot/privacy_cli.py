@@ -60,8 +60,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 async def rotate_key(settings: Settings) -> int:
     from voicebot.privacy.crypto import FieldPrivacy
-    from voicebot.privacy.keys import KeySet, load_keys, new_root, pending_path, read_key_file
-    from voicebot.privacy.keys import write_key_file
+    from voicebot.privacy.keys import KeySet, load_keys, new_root, pending_path, read_key_file, write_key_file
     from voicebot.storage.sealed import seal_item, seal_row, unseal_item, unseal_row
 
     journal = Path(settings.journal_path)

@@ -51,7 +51,7 @@ async def test_session_cookie_is_secure_behind_the_tls_proxy(start_server):
 async def test_login_takes_only_json_so_a_cross_site_form_cannot_log_in(start_server):
     server = await start_server(FakeEngine())
     await make_staff(server.http)
-    text = '{"name": "ann", "password": "%s"}' % PASSWORD
+    text = f'{{"name": "ann", "password": "{PASSWORD}"}}'
     for body, headers in ((text, {"Content-Type": "text/plain"}),
                           ({"name": "ann", "password": PASSWORD}, {})):  # a form post
         r = await login(server, body, headers, as_json=False)

@@ -26,13 +26,19 @@ from voicebot.audio.vad import (
     VadConfig,
     VadEvent,
 )
-from voicebot.call.events import CallAudio, CallError, SpeechEndDetected  # metrics only
-from voicebot.call.events import CallEnded, CallEventBus, HandoffDecided
+from voicebot.call.events import (  # metrics only
+    CallAudio,
+    CallEnded,
+    CallError,
+    CallEventBus,
+    HandoffDecided,
+    SpeechEndDetected,
+)
+from voicebot.call.lookup import LookupClient
 from voicebot.call.media import MediaChannel
 from voicebot.call.player import Player, Playout
 from voicebot.call.recorder import CallRecorder
 from voicebot.config import Settings
-from voicebot.call.lookup import LookupClient
 from voicebot.dialog import policy as p
 from voicebot.dialog.flow import Flow
 from voicebot.errors import EngineError

@@ -39,7 +39,8 @@ def load_cases(path: str | Path) -> list[dict[str, str]]:
     data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     cases = data.get("cases", [])
     for i, case in enumerate(cases):
-        if not isinstance(case, dict) or not isinstance(case.get("say"), str) or not isinstance(case.get("expect"), str):
+        if not (isinstance(case, dict) and isinstance(case.get("say"), str)
+                and isinstance(case.get("expect"), str)):
             raise ValueError(f"{path}: cases[{i}] needs say = \"...\" and expect = \"...\"")
     return cases
 

@@ -77,11 +77,15 @@ EN = LanguagePack(
     # speech pass as confident requests).
     person_examples=(
         "(i want to | i need to | i'd like to | i would like to | can i | could i | let me) (speak | talk) "
-        "(to | with) [(a | an | some)] [(real | live)] (person | human | agent | representative | operator | someone | somebody | human being) [please]",
+        "(to | with) [(a | an | some)] [(real | live)] "
+        "(person | human | agent | representative | operator | someone | somebody | human being) [please]",
         "[(can you | could you | please)] (put me through to | transfer me to | connect me to | connect me with | "
-        "get me) [(a | an | some)] [(real | live)] (person | human | agent | representative | operator | someone | somebody | human being) [please]",
-        "(i want | i need) [(a | an | some)] [(real | live)] (person | human | agent | representative | operator | someone | somebody | human being) [please]",
-        "[(a | an | some)] [(real | live)] (person | human | agent | representative | operator | someone | somebody | human being) please",
+        "get me) [(a | an | some)] [(real | live)] "
+        "(person | human | agent | representative | operator | someone | somebody | human being) [please]",
+        "(i want | i need) [(a | an | some)] [(real | live)] "
+        "(person | human | agent | representative | operator | someone | somebody | human being) [please]",
+        "[(a | an | some)] [(real | live)] "
+        "(person | human | agent | representative | operator | someone | somebody | human being) please",
         "agent", "representative", "operator", "customer service", "customer service please",
         "is there (someone | somebody | anyone | a person | a human) i can (talk | speak) to",
         # the sentences of the grammar before flows, kept whole

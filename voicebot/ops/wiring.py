@@ -20,14 +20,14 @@ from voicebot.dialog.flow import Flow
 from voicebot.metrics import Metrics
 from voicebot.ops.abtest import Experiments
 from voicebot.ops.calls import SqliteCallSource
-from voicebot.privacy.crypto import Privacy
-from voicebot.storage.desk import DeskStore
-from voicebot.storage.sealed import unseal_item
 from voicebot.ops.observer import CallObserver, DeskGauges
 from voicebot.ops.report import flow_understanding
 from voicebot.ops.routes import ReportRoutes, watch_fairness
 from voicebot.ops.tags import CallTagger, TagStore
+from voicebot.privacy.crypto import Privacy
 from voicebot.staff.service import StaffDesk
+from voicebot.storage.desk import DeskStore
+from voicebot.storage.sealed import unseal_item
 
 log = logging.getLogger(__name__)
 

@@ -15,15 +15,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import UTC, datetime
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
 from voicebot.errors import StoreUnavailable
-from voicebot.staff.routes import bad_request, json_body, json_response
 from voicebot.staff.optout import OptOuts
+from voicebot.staff.routes import bad_request, json_body, json_response
 from voicebot.staff.service import StaffDesk
 from voicebot.storage.base import CallStore
 from voicebot.storage.desk import DeskStore

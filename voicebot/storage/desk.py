@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 from voicebot.privacy.crypto import NoPrivacy, Privacy

@@ -24,6 +24,7 @@ anything else.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -249,10 +250,8 @@ def _utterance(item: dict[str, Any]) -> Utterance:
 
 
 async def _quietly(op: Awaitable[None]) -> None:
-    try:
+    with contextlib.suppress(Exception):  # closing a broken connection may fail
         await op
-    except Exception:  # noqa: BLE001, S110 - closing a broken connection may fail
-        pass
 
 
 # --- file operations (run on a worker thread) ------------------------------------------

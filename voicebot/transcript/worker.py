@@ -14,6 +14,7 @@ Messages: parent → child ("job", pcm) ("stop",); child → parent
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -91,10 +92,8 @@ class ProcessTranscriber:
 
     def close(self) -> None:
         if self._conn is not None:
-            try:
+            with contextlib.suppress(OSError):
                 self._conn.send(("stop",))
-            except OSError:
-                pass
         if self._process is not None:
             try:
                 self._process.wait(timeout=2)
