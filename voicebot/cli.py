@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -251,7 +252,7 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
-def _progress_bar():  # type: ignore[no-untyped-def]
+def _progress_bar() -> Callable[[int, int | None], None]:
     def show(done: int, total: int | None) -> None:
         if total:
             filled = int(30 * done / total)

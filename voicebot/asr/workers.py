@@ -65,9 +65,10 @@ def _serve(conn: Connection, model: str | None) -> None:
             message = conn.recv()
         except (EOFError, OSError):
             return
-        kind, sid = message[0], message[1] if len(message) > 1 else None
+        kind = message[0]
         if kind == "stop":
             return
+        sid: int = message[1]  # every other message names its stream
         try:
             if kind == "open":
                 streams[sid] = engine.stream(message[2] if len(message) > 2 else "")

@@ -37,7 +37,7 @@ class CaseResult:
 
 def load_cases(path: str | Path) -> list[dict[str, str]]:
     data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    cases = data.get("cases", [])
+    cases: list[dict[str, str]] = data.get("cases", [])
     for i, case in enumerate(cases):
         if not (isinstance(case, dict) and isinstance(case.get("say"), str)
                 and isinstance(case.get("expect"), str)):

@@ -79,7 +79,8 @@ class Experiments:
 
     @classmethod
     def parse(cls, raw: dict[str, Any], base: Settings) -> Experiments:
-        experiments, changed = [], set()
+        experiments: list[Experiment] = []
+        changed: set[str] = set()
         for name, table in raw.items():
             if not KEY.fullmatch(LABEL_PREFIX + name) or not isinstance(table, dict) or len(table) < 2:
                 raise ConfigError("experiments",
@@ -180,8 +181,8 @@ def compare(calls: list[CallFacts], controls: dict[str, str] | None = None,
             continue  # still in progress
         for key, variant in call.labels.items():
             if key.startswith(LABEL_PREFIX):
-                arms = by_experiment.setdefault(key.removeprefix(LABEL_PREFIX), {})
-                arms.setdefault(variant, []).append(call)
+                groups = by_experiment.setdefault(key.removeprefix(LABEL_PREFIX), {})
+                groups.setdefault(variant, []).append(call)
     result: dict[str, Any] = {}
     for name, variants in sorted(by_experiment.items()):
         control = (controls or {}).get(name)

@@ -32,8 +32,10 @@ from voicebot.storage.sealed import unseal_item
 log = logging.getLogger(__name__)
 
 
-def sealed_source(db: str, privacy: Privacy) -> SqliteCallSource:
+def sealed_source(db: str, privacy: Privacy | None) -> SqliteCallSource:
     """A report reader that opens what privacy sealed (numbers, words, desk notes)."""
+    if privacy is None:  # a desk without privacy sealed nothing
+        return SqliteCallSource(db)
     return SqliteCallSource(db, desk=lambda path: DeskStore(path, privacy),
                             reveal=lambda item: unseal_item(privacy, "utterance", item))
 

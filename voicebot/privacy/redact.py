@@ -114,8 +114,9 @@ def _digit_at(tokens: list[str], i: int) -> str | None:
     if digits is not None:
         return digits
     repeat = _REPEAT.get(tokens[i].lower())
-    if repeat and i + 1 < len(tokens) and len(_digits(tokens[i + 1]) or "") == 1:
-        return _digits(tokens[i + 1]) * (repeat - 1)  # "double five": the five adds the last
+    following = _digits(tokens[i + 1]) if repeat and i + 1 < len(tokens) else None
+    if repeat and following is not None and len(following) == 1:
+        return following * (repeat - 1)  # "double five": the five adds the last
     j = i
     while j < len(tokens) and tokens[j].lower() in _ZERO_WORDS:
         j += 1

@@ -81,5 +81,5 @@ def client_address(request: web.Request, trusted_proxies: Iterable[str]) -> str:
 
 
 def forwarded_https(request: web.Request, trusted_proxies: Iterable[str]) -> bool:
-    return (request.remote in trusted_proxies
+    return (request.remote is not None and request.remote in trusted_proxies
             and request.headers.get("X-Forwarded-Proto", "").strip().lower() == "https")

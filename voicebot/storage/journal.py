@@ -232,9 +232,10 @@ def _apply_to_overlay(overlay: dict[str, CallRecord], entry: Entry) -> None:
         record = CallRecord(**entry["record"])
         overlay[record.call_id] = record
         return
-    record = overlay.get(entry["call_id"])
-    if record is None:
+    existing = overlay.get(entry["call_id"])
+    if existing is None:
         return
+    record = existing
     if entry["op"] == "update":
         for key, value in entry["fields"].items():
             setattr(record, key, value)

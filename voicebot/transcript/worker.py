@@ -23,7 +23,7 @@ import sys
 import time
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from voicebot.errors import ConfigError, EngineError
 from voicebot.transcript.base import FreeFormEngine
@@ -111,7 +111,8 @@ class ProcessTranscriber:
         theirs.close()
         conn = Connection(ours.detach())
         try:
-            hello = conn.recv() if conn.poll(_START_TIMEOUT_S) else ("failed", "", "did not start in time")
+            hello: tuple[Any, ...] = (conn.recv() if conn.poll(_START_TIMEOUT_S)
+                                      else ("failed", "", "did not start in time"))
         except (EOFError, OSError):
             hello = ("failed", "", f"exited with code {process.wait()}")
         if hello[0] != "ready":
