@@ -1,0 +1,271 @@
+"""Recognition in worker processes, so calls use every core.
+
+pocketsphinx holds the GIL while it decodes (two threads decode no faster
+than one, measured), so in-process threads serialise every call's recognition
+and stall the event loop while they run. A WorkerPoolEngine runs N processes,
+each with its own loaded engine, and implements the same SpeechEngine
+interface: a stream is pinned to the least-busy worker, `accept()` sends audio
+down that worker's pipe without waiting, `finish()` waits for the result.
+
+The worker's first message from the parent is ("vocabulary", json): what the
+flow listens for (voicebot.types.Vocabulary), so the ASR layer never reads
+the flow itself. Then (parent → worker): ("open", sid, context) ("accept", sid, pcm) ("finish", sid)
+("drop", sid) ("stop",). Worker → parent: ("ready", name, rate, description),
+("result", sid, text, confidence, words) or ("error", sid, message).
+A worker that dies fails its open streams with EngineError (the call goes to a
+human) and is replaced for the next stream.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import logging
+import socket
+import subprocess
+import sys
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any
+
+from voicebot.asr.base import RecognizerStream
+from voicebot.errors import ConfigError, EngineError
+from voicebot.types import Transcript, Vocabulary, Word
+
+log = logging.getLogger("voicebot.asr")
+_START_TIMEOUT_S = 120.0
+# A finish() still unanswered after this frees its thread; the runner's own,
+# shorter timeout has long since handed the call to a human.
+_FINISH_GIVE_UP_S = 60.0
+
+
+def _serve(conn: Connection, model: str | None) -> None:
+    """Worker process main loop: one engine, many interleaved streams."""
+    from voicebot.asr.loader import load_engine
+
+    try:
+        kind, payload = conn.recv()
+        if kind != "vocabulary":
+            raise ValueError(f"expected the vocabulary first, got {kind!r}")
+        engine = load_engine(model, Vocabulary.from_json(json.loads(payload)))
+    except ConfigError as exc:  # reported to the parent, which raises it at start-up
+        conn.send(("failed", exc.key, str(exc).split(": ", 1)[-1]))
+        return
+    except Exception as exc:
+        conn.send(("failed", None, f"{type(exc).__name__}: {exc}"))
+        return
+    conn.send(("ready", engine.name, engine.sample_rate, engine.description))
+    streams: dict[int, RecognizerStream] = {}
+    errors: dict[int, str] = {}
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return
+        kind = message[0]
+        if kind == "stop":
+            return
+        sid: int = message[1]  # every other message names its stream
+        try:
+            if kind == "open":
+                streams[sid] = engine.stream(message[2] if len(message) > 2 else "")
+            elif kind == "accept" and sid in streams and sid not in errors:
+                streams[sid].accept(message[2])
+            elif kind == "finish":
+                _reply_finish(conn, sid, streams.pop(sid, None), errors.pop(sid, None))
+            elif kind == "drop":
+                streams.pop(sid, None)
+                errors.pop(sid, None)
+        except Exception as exc:  # engine failures belong to one stream, not the worker
+            streams.pop(sid, None)
+            if kind == "finish":
+                conn.send(("error", sid, f"{type(exc).__name__}: {exc}"))
+            else:
+                errors[sid] = f"{type(exc).__name__}: {exc}"
+
+
+def _reply_finish(conn: Connection, sid: int, stream: RecognizerStream | None, error: str | None) -> None:
+    if error is not None or stream is None:
+        conn.send(("error", sid, error or "unknown stream"))
+        return
+    try:
+        t = stream.finish()
+    except Exception as exc:
+        conn.send(("error", sid, f"{type(exc).__name__}: {exc}"))
+        return
+    words = [(w.text, w.conf, w.start, w.end) for w in t.words]
+    conn.send(("result", sid, t.text, t.confidence, words))
+
+
+@dataclass
+class _Worker:
+    process: Any
+    conn: Connection
+    info: tuple[str, int, str]  # engine name, sample rate, description
+    send_lock: threading.Lock = field(default_factory=threading.Lock)
+    pending: dict[int, Future[Transcript]] = field(default_factory=dict)
+    open_streams: int = 0
+    alive: bool = True
+
+    def send(self, message: tuple[Any, ...]) -> None:
+        if not self.alive:
+            raise EngineError("speech worker process is gone")
+        try:
+            with self.send_lock:
+                self.conn.send(message)
+        except (OSError, ValueError) as exc:
+            self.alive = False
+            raise EngineError(f"speech worker process is gone: {exc}") from None
+
+
+class WorkerPoolEngine:
+    """A SpeechEngine whose streams run in `workers` child processes."""
+
+    def __init__(self, model: str | None, vocabulary: Vocabulary, workers: int = 2) -> None:
+        self._model, self.language = model, vocabulary.language
+        self._vocabulary = json.dumps(vocabulary.to_json())
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._workers: list[_Worker] = []
+        self._closing = False
+        for _ in range(max(1, workers)):
+            self._workers.append(self._spawn())
+        first = self._workers[0]
+        self.name, self.sample_rate, description = first.info
+        self.description = f"{description}; {len(self._workers)} worker processes"
+
+    def stream(self, context: str = "") -> RecognizerStream:
+        with self._lock:
+            for i, w in enumerate(self._workers):
+                if not w.alive:
+                    self._workers[i] = self._spawn()
+            worker = min(self._workers, key=lambda w: w.open_streams)
+            worker.open_streams += 1
+            sid = next(self._ids)
+        try:
+            worker.send(("open", sid, context))
+        except EngineError:
+            self._closed(worker)
+            raise
+        return _PoolStream(self, worker, sid)  # only now: its __del__ gives the slot back
+
+    def close(self) -> None:
+        self._closing = True
+        for w in self._workers:
+            with contextlib.suppress(EngineError):
+                w.send(("stop",))
+        for w in self._workers:
+            try:
+                w.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                w.process.kill()
+                w.process.wait()
+            w.conn.close()
+
+    @property
+    def pids(self) -> list[int]:
+        return [w.process.pid for w in self._workers]
+
+    def _closed(self, worker: _Worker) -> None:
+        with self._lock:
+            worker.open_streams -= 1
+
+    def _spawn(self) -> _Worker:
+        """Start `python -m voicebot.asr.workers` on one end of a socket pair (not
+        multiprocessing: its spawn re-runs the parent's __main__, fork copies
+        the parent's threads and locks)."""
+        ours, theirs = socket.socketpair()
+        args = [sys.executable, "-m", "voicebot.asr.workers", str(theirs.fileno()), self._model or ""]
+        process = subprocess.Popen(args, pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL)
+        theirs.close()
+        conn = Connection(ours.detach())
+        try:
+            conn.send(("vocabulary", self._vocabulary))
+            if not conn.poll(_START_TIMEOUT_S):
+                raise EngineError("speech worker did not start in time")
+            hello = conn.recv()
+        except (EOFError, OSError):
+            hello = ("failed", None, f"worker exited with code {process.wait()}")
+        except EngineError:
+            process.kill()
+            raise
+        if hello[0] == "failed":
+            process.wait()
+            conn.close()
+            if hello[1]:
+                raise ConfigError(hello[1], hello[2])
+            raise EngineError(f"speech worker failed to load the engine: {hello[2]}")
+        worker = _Worker(process, conn, tuple(hello[1:]))
+        threading.Thread(target=self._read, args=(worker,), name="asr-reader", daemon=True).start()
+        return worker
+
+    def _read(self, worker: _Worker) -> None:
+        """Resolve each finish() future as the worker answers; fail them all if it dies."""
+        while True:
+            try:
+                kind, sid, *rest = worker.conn.recv()
+            except (EOFError, OSError):
+                break
+            future = worker.pending.pop(sid, None)
+            if future is None or future.done():
+                continue
+            if kind == "result":
+                text, confidence, words = rest
+                future.set_result(Transcript(text, confidence, tuple(Word(*w) for w in words)))
+            else:
+                future.set_exception(EngineError(f"{self.name} failed: {rest[0]}"))
+        worker.alive = False
+        code = worker.process.poll()
+        if not self._closing:
+            log.error("speech worker %s exited (code %s); its open utterances go to a human",
+                      worker.process.pid, code)
+        for future in list(worker.pending.values()):
+            if not future.done():
+                future.set_exception(EngineError("speech worker process died"))
+        worker.pending.clear()
+
+
+class _PoolStream:
+    def __init__(self, engine: WorkerPoolEngine, worker: _Worker, sid: int) -> None:
+        self._engine, self._worker, self._sid = engine, worker, sid
+        self._done = False
+
+    def accept(self, pcm: bytes) -> None:
+        if pcm:
+            self._worker.send(("accept", self._sid, pcm))
+
+    def finish(self) -> Transcript:
+        if self._done:
+            raise RuntimeError("finish() called twice")
+        self._done = True
+        future: Future[Transcript] = Future()
+        self._worker.pending[self._sid] = future
+        try:
+            self._worker.send(("finish", self._sid))
+            return future.result(timeout=_FINISH_GIVE_UP_S)
+        except TimeoutError:
+            raise EngineError("speech worker gave no result") from None
+        finally:
+            self._worker.pending.pop(self._sid, None)
+            self._engine._closed(self._worker)
+
+    def __del__(self) -> None:  # an abandoned utterance frees its worker-side stream
+        if not self._done:
+            self._done = True
+            try:  # noqa: SIM105 - no contextlib.suppress in __del__: module globals may be gone at exit
+                self._worker.send(("drop", self._sid))
+            except Exception:
+                pass
+            self._engine._closed(self._worker)
+
+
+def _main(argv: list[str]) -> None:
+    fd, model = int(argv[0]), argv[1]
+    _serve(Connection(fd), model or None)
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1:])

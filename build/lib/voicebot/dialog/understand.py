@@ -1,0 +1,181 @@
+"""From a transcript to what the caller wants: pure text rules, any engine.
+
+Callers word things their own way, with fillers and hesitations, so intents
+are found by their key words and example phrases inside the text, never by
+whole-sentence equality. A person-word is not a request: "put me through to
+an agent" asks for someone, "the agent told me my order would come" tells a
+story. A person-word led by a request ("speak to", "get me", "transfer me to")
+or standing almost alone ("agent please") is a request; one led by "the",
+"my", or followed by "told"/"said" is a mention; anything between is unsure,
+and the policy asks before it transfers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+from voicebot.dialog.flow import Intent
+from voicebot.dialog.lang import HUMAN, NO, YES, LanguagePack
+from voicebot.phrases import TemplateError, expand
+from voicebot.types import normalise
+
+_FILLERS = {"a", "an", "um", "uh", "er", "erm", "hmm", "please", "just", "real", "live", "actual",
+            "now", "hi", "hello", "oh", "ok", "okay", "so", "well", "yeah", "thank", "thanks",
+            "you", "being"}
+_DEFINITE = {"the", "your", "my", "his", "her", "their", "our", "that", "this", "those", "these"}
+_NEGATION = {"don't", "not", "never", "no", "didn't", "won't", "dont"}
+_NOT_PEOPLE = {"robot", "machine", "computer"}  # asking to leave them is asking for a person
+_TALK = {"speak", "talk", "chat"}
+_STORY = {"husband", "wife", "son", "daughter", "friend", "brother", "sister", "mother", "father",
+          "mom", "dad", "neighbor", "neighbour", "boss", "colleague", "yesterday", "ago", "told",
+          "said", "promised"}
+_AFTER = {"told", "said", "says", "was", "were", "had", "spoke", "talked", "called", "sent",
+          "promised", "hung", "gave", "who", "works", "worked", "is", "did"}
+_PAST = {"spoke", "talked", "called", "met", "saw", "had", "was", "were", "emailed", "chatted"}
+_REQUEST_WINDOW = 5  # words before a person-word in which a request cue counts
+
+
+@dataclass(frozen=True)
+class Interpretation:
+    intent: str | None
+    certain: bool = True  # for HUMAN: the request frame is clear
+    digits: str = ""  # digits spoken or typed in the utterance
+
+
+def interpret(text: str, pack: LanguagePack, intents: list[Intent]) -> Interpretation:
+    """The caller's intent among `intents` plus the built-in ones (a person, yes, no)."""
+    words = normalise(text).split()
+    if not words:
+        return Interpretation(None)
+    digits = spoken_digits(words, pack)
+    person = person_request(words, pack)
+    if person is not None and person:
+        return Interpretation(HUMAN, certain=True, digits=digits)
+    answer = yes_or_no(words, pack)
+    best = best_intent(words, intents, pack.code)
+    if best is not None:
+        return Interpretation(best, digits=digits)
+    if person is None and _has_person_word(words, pack):
+        return Interpretation(HUMAN, certain=False, digits=digits)
+    if answer is not None:
+        return Interpretation(answer, digits=digits)
+    return Interpretation(None, digits=digits)
+
+
+def person_request(words: list[str], pack: LanguagePack) -> bool | None:
+    """True: a clear request for a person; False: only mentions of people (or
+    none at all); None: a person-word whose frame is unclear."""
+    hits = _person_hits(words, pack)
+    if not hits:
+        return False
+    unsure = False
+    for start, end in hits:
+        verdict = _frame(words, start, end, pack)
+        if verdict is True:
+            return True
+        unsure = unsure or verdict is None
+    return None if unsure else False
+
+
+def _frame(words: list[str], start: int, end: int, pack: LanguagePack) -> bool | None:
+    before = words[max(0, start - _REQUEST_WINDOW):start]
+    after = words[end:end + 2]
+    not_people = " ".join(words[start:end]) in _NOT_PEOPLE
+    negated = any(w in _NEGATION for w in words[:start])
+    requested = any(any(cue in w for cue in pack.request_cues) for w in before) if pack.code == "ko" \
+        else any(w in pack.request_cues for w in before)
+    if pack.code == "ko":
+        requested = requested or any(any(cue in w for cue in pack.request_cues) for w in words[end:])
+        mentioned = any(any(c in w for c in pack.mention_cues) for w in words)
+    else:
+        requested = requested or any(w in _TALK for w in words[end:end + 4])  # "someone i can talk to"
+        mentioned = (bool(before) and before[-1] in _DEFINITE) or any(w in _AFTER for w in after) \
+            or any(w in _STORY for w in words) or any(w in _PAST for w in before)
+    if not_people:
+        return True if negated and requested else None
+    if negated:
+        return None
+    content = [w for w in words if w not in _FILLERS]
+    if len(content) <= pack.short_request_words and not mentioned:
+        return True
+    if requested and not mentioned:
+        return True
+    if mentioned and not requested:
+        return False
+    return None
+
+
+def _person_hits(words: list[str], pack: LanguagePack) -> list[tuple[int, int]]:
+    hits = []
+    for phrase in pack.person_words:
+        parts = phrase.split()
+        n = len(parts)
+        for i in range(len(words) - n + 1):
+            if pack.code == "ko":
+                if n == 1 and parts[0] in words[i]:
+                    hits.append((i, i + 1))
+            elif words[i:i + n] == parts:
+                hits.append((i, i + n))
+    return sorted(hits)
+
+
+def _has_person_word(words: list[str], pack: LanguagePack) -> bool:
+    return bool(_person_hits(words, pack))
+
+
+def yes_or_no(words: list[str], pack: LanguagePack) -> str | None:
+    text = " ".join(words)
+    for intent, phrases in ((NO, pack.no), (YES, pack.yes)):
+        for phrase in phrases:
+            if text == phrase or text.startswith(phrase + " ") or (pack.code == "ko" and words[0] == phrase):
+                return intent
+    return None
+
+
+def best_intent(words: list[str], intents: list[Intent], language: str) -> str | None:
+    """The intent with the most key-word and example evidence; None on a tie or none."""
+    text = f" {' '.join(words)} "
+    scores: dict[str, float] = {}
+    for intent in intents:
+        score = 0.0
+        for keyword in intent.keywords.get(language, ()):
+            if _contains(text, words, keyword, language):
+                score += 1.0
+        for example in intent.examples.get(language, ()):
+            if any(f" {sentence} " in text for sentence in _sentences(example)):
+                score += 2.0
+                break
+        if score:
+            scores[intent.name] = score
+    if not scores:
+        return None
+    ranked = sorted(scores.items(), key=lambda kv: -kv[1])
+    if len(ranked) > 1 and ranked[0][1] == ranked[1][1]:
+        return None
+    return ranked[0][0]
+
+
+@lru_cache(maxsize=4096)
+def _sentences(template: str) -> tuple[str, ...]:
+    """A template's expansions (its `*` matches anything, so it is left out)."""
+    try:
+        return tuple(expand(template, 500))
+    except TemplateError:
+        return (template,)
+
+
+def _contains(text: str, words: list[str], keyword: str, language: str) -> bool:
+    if language == "ko":  # Korean attaches particles to words: 주문을, 배송이
+        return any(part in w for part in keyword.split() for w in words)
+    return f" {keyword} " in text
+
+
+def spoken_digits(words: list[str], pack: LanguagePack) -> str:
+    out = []
+    for w in words:
+        if w.isdigit():
+            out.append(w)
+        elif w in pack.digits:
+            out.append(pack.digits[w])
+    return "".join(out)

@@ -1,0 +1,100 @@
+"""Counters an operator watches (`GET /metrics`, Prometheus text format).
+
+One `Metrics` per application, each with its own CollectorRegistry, so several
+servers in one process (the tests) never share or double-register counters.
+Imports no other voicebot module: any layer may count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+# seconds: an answer within ~1 s feels natural on the phone; beyond 3 s callers talk over it
+LATENCY_BUCKETS = (0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
+SHARE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+WAIT_BUCKETS = (5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.calls = Counter("voicebot_calls", "Calls accepted", ["gateway", "language"],
+                             registry=r)
+        self.over_capacity = Counter(
+            "voicebot_calls_over_capacity",
+            "Calls sent straight to a human because VOICEBOT_MAX_CALLS were running", registry=r)
+        self.handoffs = Counter("voicebot_handoffs", "Calls handed to a human", ["reason"],
+                                registry=r)
+        self.outcomes = Counter("voicebot_calls_ended", "Calls ended, by outcome", ["outcome"],
+                                registry=r)
+        self.protocol_errors = Counter(
+            "voicebot_protocol_errors", "Calls closed because the gateway sent something invalid",
+            ["code"], registry=r)
+        self.errors = Counter(
+            "voicebot_errors", "Failures during calls, each sending its caller to a human: "
+            "recognition, prompt, internal, protocol", ["kind"], registry=r)
+        self.journalled = Counter(
+            "voicebot_store_journalled", "Store writes kept in the local journal (DB unavailable)",
+            registry=r)
+        self.disclosures_played = Counter(
+            "voicebot_disclosures_played", "AI disclosures that started playing", registry=r)
+        self.disclosures_confirmed = Counter(
+            "voicebot_disclosures_confirmed",
+            "AI disclosures played to the end: by the gateway's mark echo, or by the timer "
+            "when no echo came", ["by"], registry=r)
+        self.confidence = Histogram(
+            "voicebot_utterance_confidence", "Recogniser confidence of each caller utterance",
+            ["language"], buckets=SHARE_BUCKETS, registry=r)
+        self.recognition = Histogram(
+            "voicebot_recognition_seconds",
+            "End of speech (the VAD's decision) to the recogniser's result",
+            buckets=LATENCY_BUCKETS, registry=r)
+        self.response = Histogram(
+            "voicebot_response_seconds",
+            "End of speech (the VAD's decision) to the first audio of the bot's answer",
+            buckets=LATENCY_BUCKETS, registry=r)
+        self.speech_ratio = Histogram(
+            "voicebot_vad_speech_ratio", "Share of a call's audio the VAD marked as speech",
+            buckets=SHARE_BUCKETS, registry=r)
+        self.engine = Gauge("voicebot_engine_info", "The speech engine serving calls (value 1)",
+                            ["engine", "model", "language"], registry=r)
+        self.desk_queue = Gauge("voicebot_desk_queue_length",
+                                "Transfers waiting for an agent (waiting, callback)", ["status"],
+                                registry=r)
+        self.desk_oldest = Gauge("voicebot_desk_oldest_wait_seconds",
+                                 "How long the oldest transfer in the queue has waited", registry=r)
+        self.desk_wait = Histogram(
+            "voicebot_desk_wait_seconds", "Handoff decided to an agent claiming the transfer",
+            buckets=WAIT_BUCKETS, registry=r)
+        self.fairness_flags = Gauge(
+            "voicebot_fairness_flagged",
+            "1 when a caller group's KPI is outside 0.8-1.25 of the best group's (last report)",
+            ["dimension", "group", "kpi"], registry=r)
+        self.active = Gauge("voicebot_calls_active", "Calls in progress", registry=r)
+        self.journal_pending = Gauge(
+            "voicebot_journal_pending", "Store writes waiting in the journal for the DB", registry=r)
+
+    def track_active(self, count: Callable[[], int]) -> None:
+        self.active.set_function(count)
+
+    def track_journal(self, count: Callable[[], int]) -> None:
+        self.journal_pending.set_function(count)
+
+    def set_engines(self, engines: dict[str, str], models: dict[str, str]) -> None:
+        """`engines`: language → engine name; `models`: language → model ("" = embedded)."""
+        self.engine.clear()
+        for language, engine in engines.items():
+            self.engine.labels(engine, models.get(language) or "embedded", language).set(1)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def sample(self, name: str, **labels: str) -> float:
+        """Current value of a sample, e.g. `sample("voicebot_calls_over_capacity_total")`."""
+        return self.registry.get_sample_value(name, labels) or 0.0

