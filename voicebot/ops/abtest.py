@@ -29,7 +29,7 @@ from typing import Any
 
 from voicebot.call.events import CallTagged
 from voicebot.call.session import CallServices
-from voicebot.config import Settings, _coerce
+from voicebot.config import Settings, coerce_setting
 from voicebot.errors import ConfigError
 from voicebot.ops.calls import CallFacts
 from voicebot.ops.tags import KEY
@@ -130,12 +130,11 @@ def _variant(experiment: str, name: str, spec: Any, base: Settings) -> Variant:
     weight = spec.pop("weight", 1)
     if isinstance(weight, bool) or not isinstance(weight, int | float) or weight <= 0:
         raise ConfigError("experiments", f"{where}: weight must be a positive number")
-    types = {f.name: f.type for f in dataclasses.fields(Settings)}
     for key in spec:
         if key not in PER_CALL:
             raise ConfigError("experiments", f"{where}: {key} cannot vary per call "
                               f"(one of: {', '.join(PER_CALL)})")
-    changes = {k: _coerce(k, types[k], v) for k, v in spec.items()}
+    changes = {k: coerce_setting(k, v) for k, v in spec.items()}
     try:
         dataclasses.replace(base, **changes)  # the same checks as the settings themselves
     except ConfigError as exc:

@@ -58,10 +58,9 @@ class LoginThrottle:
             self._misses = live
 
 
-def parse_proxies(setting: str) -> frozenset[str]:
-    """VOICEBOT_TRUSTED_PROXIES: comma-separated addresses; ValueError names a bad one."""
-    entries = [e.strip() for e in setting.split(",") if e.strip()]
-    return frozenset(str(ipaddress.ip_address(e)) for e in entries)
+def parse_proxies(setting: Iterable[str]) -> frozenset[str]:
+    """VOICEBOT_TRUSTED_PROXIES: addresses; ValueError names a bad one."""
+    return frozenset(str(ipaddress.ip_address(e.strip())) for e in setting)
 
 
 def client_address(request: web.Request, trusted_proxies: Iterable[str]) -> str:
