@@ -16,9 +16,10 @@ written with the stdlib ``wave`` module, and all filtering done here in
 numpy (no resampler library whose output could change between versions).
 Running it twice gives identical bytes, e.g.::
 
-    .venv/bin/python scripts/make_fixtures.py --out /tmp/a
-    .venv/bin/python scripts/make_fixtures.py --out /tmp/b
-    (cd /tmp/a && sha256sum *) | diff - <(cd /tmp/b && sha256sum *)
+    a=$(mktemp -d) b=$(mktemp -d)
+    .venv/bin/python scripts/make_fixtures.py --out "$a"
+    .venv/bin/python scripts/make_fixtures.py --out "$b"
+    (cd "$a" && sha256sum *) | diff - <(cd "$b" && sha256sum *)
 
 Byte-identity across machines additionally needs the same espeak-ng
 version (the fixtures were made with espeak-ng 1.51).
