@@ -22,7 +22,7 @@ from voicebot.config import Settings
 from voicebot.errors import ConfigError
 
 
-def add_audit_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_audit_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     audit = sub.add_parser("audit", help="compliance reports from the stored calls")
     audit.add_argument("--config", help="TOML settings file")
     kinds = audit.add_subparsers(dest="report", required=True)

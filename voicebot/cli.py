@@ -120,7 +120,7 @@ def _transcribe(settings: Settings, files: list[Path], as_json: bool, kind: str 
     return 0
 
 
-def _add_replay(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _add_replay(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     replay = sub.add_parser("replay", help="stream recordings to a running server like a gateway")
     replay.add_argument("paths", nargs="+", type=Path, help="WAV files or directories of them")
     replay.add_argument("--url", default="ws://127.0.0.1:8080",
@@ -206,7 +206,7 @@ def _replay(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _add_models(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _add_models(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     models = sub.add_parser("models", help="list, download and check Vosk speech models")
     models.add_argument("--dir", type=Path, default=Path("models"), help="where models live")
     actions = models.add_subparsers(dest="action", required=True)
@@ -281,9 +281,10 @@ def _serve(settings: Settings) -> int:
 
     async def watch_startup(app: web.Application) -> None:
         def done(task: asyncio.Task[None]) -> None:
-            if not task.cancelled() and task.exception() is not None:
-                failure.append(task.exception())  # type: ignore[arg-type]
-                log.critical("start-up failed: %s", task.exception())
+            error = None if task.cancelled() else task.exception()
+            if error is not None:
+                failure.append(error)
+                log.critical("start-up failed: %s", error)
                 os.kill(os.getpid(), signal.SIGTERM)
             elif not task.cancelled():
                 log.info("ready: answering calls on %s://%s:%d", "https" if tls else "http",

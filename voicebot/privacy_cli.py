@@ -19,7 +19,7 @@ from voicebot.errors import ConfigError, StoreUnavailable
 from voicebot.staff.shell import Stores, erase_from_shell
 
 
-def add_privacy_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_privacy_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     privacy = sub.add_parser("privacy", help="keys, and a caller's data (export, erase)")
     privacy.add_argument("--config", help="TOML settings file")
     actions = privacy.add_subparsers(dest="action", required=True)

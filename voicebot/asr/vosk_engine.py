@@ -200,7 +200,8 @@ class VoskEngine:
                     tail = best[j]
                     if tail is not None and self._known(word[i:j]):
                         cand = [word[i:j], *tail]
-                        if best[i] is None or len(cand) < len(best[i]):  # type: ignore[arg-type]
+                        current = best[i]
+                        if current is None or len(cand) < len(current):
                             best[i] = cand
             if best[0] is None:
                 return None

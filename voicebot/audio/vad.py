@@ -116,7 +116,8 @@ def frame_powers(frames: np.ndarray) -> list[float]:
         x = frames[0].astype(np.float64)
         return [float(x @ x)]
     x = frames.astype(np.float64)
-    return np.einsum("ij,ij->i", x, x).tolist()  # type: ignore[no-any-return]
+    powers: list[float] = np.einsum("ij,ij->i", x, x).tolist()
+    return powers
 
 
 class VoiceGate:

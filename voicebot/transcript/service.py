@@ -33,6 +33,7 @@ from voicebot.audio.resample import resample
 from voicebot.call.events import CallEvent, HandoffDecided
 from voicebot.transcript.base import FreeText
 from voicebot.transcript.worker import Transcriber
+from voicebot.types import Transcript
 
 log = logging.getLogger("voicebot.transcript")
 MODES = ("all", "handoff")
@@ -269,7 +270,7 @@ class TranscriptService:
             log.exception("call %s: delivering a free-form transcript failed", call_id)
 
 
-def _run(transcriber: Transcriber, job: _Job) -> tuple:  # type: ignore[type-arg]
+def _run(transcriber: Transcriber, job: _Job) -> tuple[Transcript, float]:
     pcm = job.pcm
     if job.rate != transcriber.sample_rate:
         samples = np.frombuffer(pcm, np.int16)
