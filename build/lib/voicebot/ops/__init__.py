@@ -1,1 +1,0 @@
-"""Operations: live metrics from calls, KPI reports from stored calls, fairness, A/B tests."""
