@@ -13,6 +13,8 @@ from voicebot.asr.fake import FakeEngine
 from voicebot.audio.wav import read_wav
 from voicebot.call.events import CallEventBus, CallTagged
 from voicebot.config import Settings
+from voicebot.dialog.flow import DEFAULT_FLOW
+from voicebot.dialog.flowcheck import load_checked
 from voicebot.dialog.lang import EN
 from voicebot.errors import ConfigError
 from voicebot.ops.abtest import Experiments, compare, two_proportion_p, wilson
@@ -62,7 +64,8 @@ def test_a_call_runs_with_its_variant_and_is_labelled():
     bus = CallEventBus()
     seen: list[CallTagged] = []
     bus.subscribe(lambda e: seen.append(e) if isinstance(e, CallTagged) else None)
-    services = CallServices(BASE, None, None, None, None, bus)  # type: ignore[arg-type]
+    flow = load_checked(DEFAULT_FLOW)
+    services = CallServices(BASE, None, None, None, flow, bus)  # type: ignore[arg-type]
     variant = experiments.experiments[0].assign("c1")
     mine = experiments.services_for("c1", services)
     assert mine.settings.confidence_threshold == variant.changes["confidence_threshold"]

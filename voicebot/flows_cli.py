@@ -51,7 +51,11 @@ def _test(path: str, cases_path: str) -> int:
     except (FlowError, ValueError, OSError) as exc:
         print(exc, file=sys.stderr)
         return 1
-    results = run_cases(flow, cases)
+    try:
+        results = run_cases(flow, cases)
+    except ValueError as exc:
+        print(f"{cases_path}: {exc}", file=sys.stderr)
+        return 1
     width = max((len(r.say) for r in results), default=10)
     for r in results:
         mark = "ok  " if r.passed else "FAIL"

@@ -107,6 +107,10 @@ class Vocabulary:
         return cls(data["language"], tuple(ListenContext(c["name"], tuple(c["phrases"])) for c in data["contexts"]))
 
 
+# a call label's key (`ab_<experiment>`, `plan`): a short lower-case identifier
+LABEL_KEY = re.compile(r"[a-z][a-z0-9_]{0,31}")
+
+
 def normalise(text: str) -> str:
     """Lower case, punctuation to spaces, single spaces: how phrases are compared."""
     text = re.sub(r"[^\w\s']", " ", text.lower())

@@ -54,6 +54,9 @@ class CallRecorder:
     async def utterance(self, u: Utterance) -> None:
         await self._safe("utterance", self.store.add_utterance(self.call_id, time.time(), u))
 
+    async def survey(self, status: str, rating: int | None) -> None:
+        await self._update(survey=status, csat=rating)
+
     async def handed_off(self, ctx: HandoffContext) -> None:
         self._outcome_written = True
         await self._update(outcome=str(Outcome.HANDOFF), handoff_reason=str(ctx.reason),

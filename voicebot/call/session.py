@@ -43,12 +43,14 @@ from voicebot.call.recorder import CallRecorder
 from voicebot.config import Settings
 from voicebot.dialog import policy as p
 from voicebot.dialog.flow import Flow
+from voicebot.dialog.reading import Reading
 from voicebot.errors import EngineError
 from voicebot.handoff.context import HandoffContext, summarise
 from voicebot.storage.base import CallRecord, CallStore
+from voicebot.transcript.opinion import SecondOpinion
 from voicebot.transcript.service import TranscriptService, transcripts_for
 from voicebot.tts.prompts import PromptCache
-from voicebot.types import HandoffReason, Outcome, Source, Utterance
+from voicebot.types import HandoffReason, Source, Transcript, Utterance
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +69,7 @@ class CallServices:
     transcripts: TranscriptService | None = None  # background free-form pass (None: off)
     recognisers: dict[str, AsrRunner] = field(default_factory=dict)  # language -> recogniser
     lookups: LookupClient | None = None  # a flow's lookup nodes
+    opinion: SecondOpinion | None = None  # a free-form engine asked when the grammar is unsure
 
     def recogniser(self, language: str) -> AsrRunner:
         return self.recognisers.get(language, self.asr)
@@ -100,6 +103,7 @@ class CallSession:
         self._vad = SpeechDetector(channel.line_rate, _vad_config(s))
         self._lane: Lane | None = None
         self._utterance: tuple[UtteranceRecognition, StreamResampler, float] | None = None
+        self._utterance_pcm: list[bytes] = []  # at the recogniser's rate, for a second opinion
         self._pending: set[asyncio.Task[None]] = set()
         self._timer: asyncio.Task[None] | None = None
         self._player = Player(channel, self._audio_for, s.mark_grace_s,
@@ -151,6 +155,7 @@ class CallSession:
             elif isinstance(event, SpeechAudio) and self._utterance is not None:
                 recognition, resampler, _ = self._utterance
                 recognition.feed(pcm := resampler.process(event.samples).tobytes())
+                self._utterance_pcm.append(pcm)
                 self._free.feed(pcm)
             elif isinstance(event, SpeechEnded):
                 self._speech_ended(event.at)
@@ -162,8 +167,12 @@ class CallSession:
         now = self._call_time()
         u = Utterance(digit, 1.0, now, now, Source.DTMF, "human" if digit == "0" else None)
         self._track(self._record_utterance(u))
-        self._events.put_nowait(p.KeyPressed(digit))
-        if digit == self.services.settings.opt_out_key:  # named in the disclosure (privacy)
+        surveying = self.policy.state is p.State.SURVEYING
+        opting_out = (digit == self.services.settings.opt_out_key
+                      and not (surveying and digit in p.RATINGS))  # a rating the survey asked for
+        if not (opting_out and surveying):  # at the survey the opt-out key is no answer to it
+            self._events.put_nowait(p.KeyPressed(digit))
+        if opting_out:  # named in the disclosure (privacy)
             self.hand_over(HandoffReason.OPTED_OUT)
 
     def on_mark(self, name: str) -> None:
@@ -244,6 +253,8 @@ class CallSession:
                 self._start_timer(action.timeout_s)
             elif isinstance(action, p.Lookup):
                 self._track(self._lookup(action))
+            elif isinstance(action, p.Survey):
+                await self.recorder.survey(action.status, action.rating)
             elif isinstance(action, p.Handoff):
                 await self._hand_off(action.reason, action.queue)
                 return True
@@ -298,7 +309,9 @@ class CallSession:
             await asyncio.wait(self._pending, timeout=self.services.settings.asr_timeout_s + 1)
         for task in self._pending:
             task.cancel()
-        outcome = Outcome.ABANDONED if self.policy.state is not p.State.DONE else None
+        if self.policy.survey == p.SURVEY_OFFERED:  # hung up on the survey: skipped
+            await self.recorder.survey("hung_up", None)
+        outcome = self.policy.outcome_if_left()
         await self.recorder.ended(outcome, self._summary(self.policy.handoff_reason))
         self.services.events.publish(CallAudio(self.recorder.call_id, self._call_time()))
         self.services.events.publish(CallEnded(self.recorder.call_id, self.recorder.record.outcome))
@@ -317,6 +330,7 @@ class CallSession:
         resampler = StreamResampler(self.channel.line_rate, runner.engine.sample_rate,
                                     batch=self.channel.line_rate // 10)
         self._utterance = (runner.open(self.policy.listen_context), resampler, at)
+        self._utterance_pcm = []
         self._events.put_nowait(p.SpeechBegan())
 
     def _speech_ended(self, at: float) -> None:
@@ -328,9 +342,11 @@ class CallSession:
         recognition.feed(pcm := resampler.process(np.zeros(0, np.int16), last=True).tobytes())
         self._free.feed(pcm)
         self._free.ended(start, at, self.policy.language, resampler.out_rate)
-        self._track(self._recognise(recognition, start, at))
+        audio, self._utterance_pcm = b"".join((*self._utterance_pcm, pcm)), []
+        self._track(self._recognise(recognition, start, at, audio, resampler.out_rate))
 
-    async def _recognise(self, recognition: UtteranceRecognition, start: float, end: float) -> None:
+    async def _recognise(self, recognition: UtteranceRecognition, start: float, end: float,
+                         audio: bytes, rate: int) -> None:
         try:
             result = await recognition.finish()
         except EngineError as exc:
@@ -338,10 +354,25 @@ class CallSession:
             self._events.put_nowait(p.Failed(str(exc)))
             self.services.events.publish(CallError(self.recorder.call_id, "recognition"))
             return
-        intent = self.policy.understand(result.text).intent
-        u = Utterance(result.text, result.confidence, start, end, Source.SPEECH, intent, result.words)
+        reading = await self._read(result, audio, rate, start)
+        said = reading.heard or result  # the second opinion's words when they decided
+        u = Utterance(said.text, said.confidence, start, end, Source.SPEECH,
+                      reading.meaning.intent, said.words)
         await self._record_utterance(u)
-        self._events.put_nowait(p.Heard(u))
+        self._events.put_nowait(p.Heard(u, reading))
+
+    async def _read(self, result: Transcript, audio: bytes, rate: int, start: float) -> Reading:
+        """The grammar's reading, with a free-form engine's opinion where it is unsure."""
+        reading = self.policy.read(result.text, result.confidence)
+        opinion = self.services.opinion
+        if opinion is None or opinion.language != self.policy.language \
+                or not self.policy.wants_second_opinion(reading):
+            return reading
+        heard = await opinion.ask(audio, rate, self.policy.opinion_prompt)
+        if heard is None:
+            return reading
+        self._free.heard(start, heard, opinion.transcriber.model)  # not transcribed twice
+        return self.policy.reread(reading, heard)
 
     async def _record_utterance(self, u: Utterance) -> None:
         self.transcript.append(u)

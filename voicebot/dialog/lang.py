@@ -24,6 +24,7 @@ __all__ = ["HUMAN", "YES", "NO", "GOODBYE", "LanguagePack", "PACKS", "SYSTEM_PRO
 SYSTEM_PROMPTS = (
     "disclosure", "didnt_catch", "no_input", "unresolved", "anything_else", "handoff", "goodbye",
     "confirm_human", "confirm_slot", "slot_invalid", "human_unavailable", "human_unavailable_no_number",
+    "csat_survey",
 )
 
 
@@ -40,11 +41,24 @@ class LanguagePack:
     no: tuple[str, ...]
     digits: dict[str, str]  # spoken digit word -> digit
     short_request_words: int = 3  # a person-word in an utterance this short is a request
+    # words carry attached particles (Korean 상담원을, 상담원이): cues and person-words
+    # are found inside words, not as whole words
+    attaches_particles: bool = False
     open_yes: int = 2  # how many of `yes` an open question listens for ("anything else?" "yes please")
+    # how a free-form engine's prompt starts, {people} being person-words ("": no prompt)
+    opinion_lead: str = ""
+
+    def opinion_prompt(self, topics: list[str]) -> str:
+        """Words a free-form engine should expect here: people and the question's topics."""
+        if not self.opinion_lead:
+            return ""
+        people = ", ".join(w for w in self.person_words if w not in ("robot", "machine"))
+        return self.opinion_lead.format(people=people) + (f" {', '.join(topics)}." if topics else "")
 
 
 EN = LanguagePack(
     code="en",
+    opinion_lead="Customer service call. Let me talk to {people}. My",
     voice="en-us",
     prompts={
         "disclosure": "You've reached our automated assistant. I'm a computer, not a person. "
@@ -64,6 +78,9 @@ EN = LanguagePack(
         "your request and will call you back at this number. Goodbye.",
         "human_unavailable_no_number": "I'm sorry, no one could take your call just now. "
         "Please call us again a little later. Goodbye.",
+        # the optional post-call survey ([flow] csat_survey): keys only, skipping is free
+        "csat_survey": "Before you go, please rate this call from 1 to 5 on your keypad, "
+        "5 being best. Or just hang up.",
     },
     person_words=(
         "person", "human", "agent", "representative", "operator", "someone", "somebody", "anyone",
@@ -131,6 +148,8 @@ KO = LanguagePack(
         "요청하신 내용을 확인하고 이 번호로 다시 연락드리겠습니다. 안녕히 계세요.",
         "human_unavailable_no_number": "죄송합니다. 지금은 상담원이 전화를 받을 수 없습니다. "
         "잠시 후에 다시 전화해 주세요. 안녕히 계세요.",
+        "csat_survey": "끊기 전에 이번 통화를 키패드로 1에서 5까지 평가해 주세요. "
+        "5가 가장 좋습니다. 원하지 않으시면 그냥 끊으셔도 됩니다.",
     },
     person_words=("상담원", "사람", "직원", "상담사", "담당자"),
     # Vosk turns a phrase list into a bigram of its words: every word added
@@ -145,6 +164,7 @@ KO = LanguagePack(
             "육": "6", "칠": "7", "팔": "8", "구": "9"},
     short_request_words=2,
     open_yes=1,
+    attaches_particles=True,
 )
 
 

@@ -12,7 +12,10 @@ whatever the flow says:
   (or DTMF 0), after one short "Do you want me to connect you to a person?"
   when the bot is unsure — never "I didn't catch that";
 - not understood twice, asked twice without answer, unhelpable twice: a person;
-- nothing ends in silence: every path ends in a prompt, a handoff or a goodbye.
+- nothing ends in silence: every path ends in a prompt, a handoff or a goodbye;
+- the optional satisfaction survey (`[flow] csat_survey`) comes only after a
+  conversation the bot completed, takes keys 1-5, and any other answer,
+  silence or hanging up skips it (0 still reaches a person).
 """
 
 from __future__ import annotations
@@ -24,8 +27,9 @@ from typing import Any
 from voicebot.dialog.compile import context_for
 from voicebot.dialog.flow import Flow, Node
 from voicebot.dialog.lang import GOODBYE, HUMAN, NO, PACKS, YES
+from voicebot.dialog.reading import Reading, second_reading
 from voicebot.dialog.understand import Interpretation, interpret
-from voicebot.types import HandoffReason, Outcome, Utterance
+from voicebot.types import HandoffReason, Outcome, Transcript, Utterance
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,7 @@ class SpeechBegan:
 @dataclass(frozen=True)
 class Heard:
     utterance: Utterance
+    reading: Reading | None = None  # what it means, as the session read it (None: read it here)
 
 
 @dataclass(frozen=True)
@@ -126,7 +131,19 @@ class Lookup:
     timeout_s: float
 
 
-Action = Say | StopPlayback | ExpectInput | Handoff | End | Lookup
+@dataclass(frozen=True)
+class Survey:
+    """Store the survey's state with the call: `offered`, then `rated` (with the
+    rating) or how it was skipped: `silence`, `other_key`, `spoke`, `person` (asked
+    for one), `interrupted` (the service handed the call over: shutdown, a failure)."""
+
+    status: str
+    rating: int | None = None
+
+
+Action = Say | StopPlayback | ExpectInput | Handoff | End | Lookup | Survey
+SURVEY_OFFERED = "offered"
+RATINGS = "12345"
 
 
 class State(Enum):
@@ -134,6 +151,7 @@ class State(Enum):
     PROMPTING = auto()
     LISTENING = auto()
     LOOKING_UP = auto()
+    SURVEYING = auto()  # the conversation is complete; the survey is asked or awaited
     HANDING_OFF = auto()
     ENDING = auto()
     DONE = auto()
@@ -156,6 +174,8 @@ class Policy:
     slots: dict[str, str] = field(default_factory=dict)
     confirming: str = ""  # "human" or a slot name while a yes/no question is open
     lookup_error: str = ""  # why the last lookup failed, for the person who takes over
+    survey: str = ""  # "" (not offered), then a Survey status
+    _goodbye: str = ""  # the end node's prompt, said after the survey
     _prompt: Say | None = None
     _next_id: int = 0
     _held: list[Event] = field(default_factory=list)  # heard during the disclosure
@@ -174,6 +194,35 @@ class Policy:
         names = list(node.on) if node is not None else []
         intents = [self.flow.intents[n] for n in names if n in self.flow.intents]
         return interpret(text, PACKS[self.language], intents)
+
+    def read(self, text: str, confidence: float) -> Reading:
+        """The grammar recogniser's reading of what it heard at the current question."""
+        return Reading(self.understand(text), confidence)
+
+    def _read(self, u: Utterance) -> Reading:
+        return self.read(u.text, u.confidence)
+
+    def wants_second_opinion(self, reading: Reading) -> bool:
+        """Whether the grammar's reading is too unsure to act on without a free-form
+        engine's: at an open question (not a yes/no, a slot or a language choice), for
+        anything below the node's `transfer` confidence."""
+        node = self._ask_node()
+        if node is None or node.slot or node.type != "ask" or self.confirming or not node.on:
+            return False
+        sure = reading.confidence >= node.ladder.transfer
+        return not (sure and reading.meaning.intent is not None and reading.meaning.certain)
+
+    def reread(self, first: Reading, heard: Transcript) -> Reading:
+        """`first` with a free-form engine's opinion of the same audio."""
+        return second_reading(first, self.understand(heard.text), heard)
+
+    @property
+    def opinion_prompt(self) -> str:
+        """Words to steer the free-form engine toward what callers say here."""
+        node = self._ask_node()
+        intents = [self.flow.intents[n] for n in (node.on if node else ()) if n in self.flow.intents]
+        topics = [k for intent in intents for k in intent.keywords.get(self.language, ())]
+        return PACKS[self.language].opinion_prompt(topics)
 
     @property
     def listen_context(self) -> str:
@@ -208,6 +257,8 @@ class Policy:
             return []
         if self.state in _FINAL:
             return []
+        if self.state is State.SURVEYING:
+            return self._survey_answer(event)
         if isinstance(event, LookupDone):
             return self._lookup_done(event)
         if self.state is State.LOOKING_UP:
@@ -215,7 +266,7 @@ class Policy:
         if isinstance(event, SpeechBegan):
             return self._barge_in()
         if isinstance(event, Heard):
-            return self._heard(event.utterance)
+            return self._heard(event.utterance, event.reading or self._read(event.utterance))
         if isinstance(event, KeyPressed):
             return self._key(event.digit)
         return self._no_input()
@@ -235,6 +286,8 @@ class Policy:
         if self.state is State.ENDING:
             self.state = State.DONE
             return [End(Outcome.COMPLETED)]
+        if self.state is State.SURVEYING:
+            return [ExpectInput(self.flow.csat_timeout_s)]
         node = self.flow.nodes[self.node]
         if node.type in ("say", "answer", "lookup") and not self.confirming:
             return self._enter(node.next)
@@ -260,12 +313,12 @@ class Policy:
         for event in held:
             if isinstance(event, KeyPressed) and event.digit == "0":
                 return self._handoff(HandoffReason.CALLER_REQUEST)
-        heard = [e for e in held if isinstance(e, Heard)]
-        for event in heard:  # a clear request for a person said over the disclosure
-            if event.utterance.intent == HUMAN and self._sure(event.utterance):
+        readings = [(e.utterance, e.reading or self._read(e.utterance)) for e in held if isinstance(e, Heard)]
+        for _, reading in readings:  # a clear request for a person said over the disclosure
+            if reading.meaning.intent == HUMAN and reading.meaning.certain:
                 return self._handoff(HandoffReason.CALLER_REQUEST)
-        if heard and self.flow.nodes[self.node].type == "ask":
-            return self._heard(heard[-1].utterance)
+        if readings and self.flow.nodes[self.node].type == "ask":
+            return self._heard(*readings[-1])
         return self._enter(self.flow.start)
 
     def _enter(self, name: str) -> list[Action]:
@@ -275,6 +328,8 @@ class Policy:
             reason = HandoffReason(node.reason)
             return self._handoff(reason, node.queue)
         if node.type == "end":
+            if self.flow.csat_survey and not self.survey:
+                return self._offer_survey(node.prompt or "goodbye")
             return [self._say(node.prompt or "goodbye", state=State.ENDING)]
         if node.type == "answer":
             self.answered.append(node.intent or node.name)
@@ -320,21 +375,21 @@ class Policy:
             return [StopPlayback()]
         return []
 
-    def _heard(self, u: Utterance) -> list[Action]:
+    def _heard(self, u: Utterance, reading: Reading) -> list[Action]:
         node = self._ask_node()
         if node is None:
             return []
         self._quiet = 0
         if self.confirming:
-            return self._confirm_answer(u, node)
+            return self._confirm_answer(reading, node)
         accept = self._accept(node)
-        heard = self.understand(u.text)
+        heard, confidence = reading.meaning, reading.confidence
         if heard.intent == HUMAN:
-            if u.confidence >= max(accept, node.ladder.transfer) and heard.certain:
+            if confidence >= max(accept, node.ladder.transfer) and heard.certain:
                 return self._handoff(HandoffReason.CALLER_REQUEST, node.queue)
-            if u.confidence >= node.ladder.confirm:
+            if confidence >= node.ladder.confirm:
                 return self._ask_confirm(HUMAN)
-        if not u.text.strip() or u.confidence < accept:
+        if (not u.text.strip() and reading.heard is None) or confidence < accept:
             return self._not_understood()
         self._low = 0
         if node.slot:
@@ -351,9 +406,6 @@ class Policy:
             return self._handoff(HandoffReason.UNRESOLVED, node.queue)
         return self._enter(node.no_match)
 
-    def _sure(self, u: Utterance) -> bool:
-        return self.understand(u.text).certain
-
     def _accept(self, node: Node) -> float:
         """The node's own accept threshold, else the configured one."""
         return node.ladder.accept if node.ladder.accept is not None else self.config.confidence_threshold
@@ -365,13 +417,13 @@ class Policy:
         text = self.flow.prompt("confirm_slot", self.language).format(value=" ".join(value))
         return [self._say("confirm_slot", text)]
 
-    def _confirm_answer(self, u: Utterance, node: Node) -> list[Action]:
+    def _confirm_answer(self, reading: Reading, node: Node) -> list[Action]:
         what, self.confirming = self.confirming, ""
-        meaning = self.understand(u.text)
+        meaning, confidence = reading.meaning, reading.confidence
         yes = meaning.intent == YES or (what == HUMAN and meaning.intent == HUMAN)
-        if yes and u.confidence >= node.ladder.confirm:
+        if yes and confidence >= node.ladder.confirm:
             return self._confirmed(what, node)
-        if meaning.intent in (NO, GOODBYE) and u.confidence >= node.ladder.confirm:
+        if meaning.intent in (NO, GOODBYE) and confidence >= node.ladder.confirm:
             return self._enter(node.name)  # ask the question again
         if what == HUMAN and meaning.intent == HUMAN:
             return self._handoff(HandoffReason.CALLER_REQUEST, node.queue)
@@ -386,21 +438,18 @@ class Policy:
     def _slot_heard(self, node: Node, digits: str) -> list[Action]:
         slot = self.flow.slots[node.slot]
         if not slot.valid(digits):
-            self._low += 1
-            if self._low >= self.config.low_confidence_turns:
-                return self._handoff(HandoffReason.LOW_CONFIDENCE, node.queue)
-            return [self._say("slot_invalid")]
+            return self._not_understood("slot_invalid")
         self.slots[slot.name] = digits
         if slot.confirm:
             return self._ask_confirm(slot.name, digits)
         return self._enter(node.next)
 
-    def _not_understood(self) -> list[Action]:
+    def _not_understood(self, prompt: str = "didnt_catch") -> list[Action]:
         self._low += 1
         if self._low >= self.config.low_confidence_turns:
             node = self._ask_node()
             return self._handoff(HandoffReason.LOW_CONFIDENCE, node.queue if node else "")
-        return [self._say("didnt_catch")]
+        return [self._say(prompt)]
 
     def _key(self, digit: str) -> list[Action]:
         node = self._ask_node()
@@ -461,6 +510,45 @@ class Policy:
             return self._handoff(HandoffReason.NO_INPUT, node.queue)
         return self._enter(node.no_input)
 
+    # --- the satisfaction survey ----------------------------------------------------------
+    def _offer_survey(self, goodbye: str) -> list[Action]:
+        self.survey, self._goodbye = SURVEY_OFFERED, goodbye
+        return [Survey(SURVEY_OFFERED), self._say("csat_survey", state=State.SURVEYING)]
+
+    def _survey_answer(self, event: Event) -> list[Action]:
+        """Keys 1-5 rate; 0 asks for a person; any other key, silence or speech skips."""
+        if isinstance(event, KeyPressed):
+            if event.digit == "0":
+                return self._handoff(HandoffReason.CALLER_REQUEST)
+            if event.digit in RATINGS:
+                return self._survey_done("rated", int(event.digit))
+            return self._survey_done("other_key")
+        if isinstance(event, NoInput):
+            return self._survey_done("silence")
+        if isinstance(event, Heard):
+            u = event.utterance
+            if not u.text.strip() or u.confidence < self.config.confidence_threshold:
+                # noise on the line: keep waiting (the timer stopped when it began)
+                return [] if self._prompt is not None else [ExpectInput(self.flow.csat_timeout_s)]
+            heard = self.understand(u.text)
+            if heard.intent == HUMAN and heard.certain:
+                return self._handoff(HandoffReason.CALLER_REQUEST)
+            return self._survey_done("spoke")
+        return []
+
+    def _survey_done(self, status: str, rating: int | None = None) -> list[Action]:
+        self.survey = status
+        return [Survey(status, rating), self._say(self._goodbye, state=State.ENDING)]
+
+    def outcome_if_left(self) -> Outcome | None:
+        """The outcome of a call the caller leaves now (None: already decided). During
+        the survey the bot's part is over, so hanging up there completes the call."""
+        if self.state is State.DONE:
+            return None
+        if self.survey and self.handoff_reason is None:
+            return Outcome.COMPLETED
+        return Outcome.ABANDONED
+
     # --- endings -----------------------------------------------------------------------
     def _failed(self) -> list[Action]:
         if self.state is State.HANDING_OFF:  # the handoff line itself failed: transfer silently
@@ -472,7 +560,12 @@ class Policy:
     def _handoff(self, reason: HandoffReason, queue: str = "") -> list[Action]:
         self.handoff_reason = reason
         self.handoff_queue = queue
-        return [self._say("handoff", interruptible=False, state=State.HANDING_OFF)]
+        cut: list[Action] = []
+        if self.survey == SURVEY_OFFERED:  # a person now: the survey ends unanswered
+            asked = reason in (HandoffReason.CALLER_REQUEST, HandoffReason.OPTED_OUT)
+            self.survey = "person" if asked else "interrupted"
+            cut.append(Survey(self.survey))
+        return [*cut, self._say("handoff", interruptible=False, state=State.HANDING_OFF)]
 
     def _say(self, name: str, text: str | None = None, *, interruptible: bool = True,
              state: State = State.PROMPTING) -> Say:

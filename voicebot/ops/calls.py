@@ -48,6 +48,8 @@ class CallFacts:
     turns: tuple[Turn, ...] = ()
     reviewed: bool = False  # staff read the transcript: its unmarked turns count as right
     labels: dict[str, str] = field(default_factory=dict)
+    survey: str = ""  # "" not offered; offered, rated, or how it was skipped
+    csat: int | None = None  # 1-5 when rated
 
     @property
     def handle_s(self) -> float | None:
@@ -103,7 +105,7 @@ async def _load(db: DeskStore, since: float, until: float, reveal: Reveal | None
     rows = _Rows(
         await db.rows(
             "SELECT call_id, started_at, ended_at, outcome, handoff_reason, language, gateway, "
-            "caller FROM calls WHERE started_at >= ? AND started_at < ? ORDER BY started_at",
+            "caller, survey, csat FROM calls WHERE started_at >= ? AND started_at < ? ORDER BY started_at",
             window),
         await db.rows(f"SELECT call_id, payload FROM call_events WHERE kind = 'utterance' "
                       f"AND {scope} ORDER BY seq", window),
@@ -155,4 +157,10 @@ def _facts(row: dict[str, Any], utterances: list[dict[str, Any]],
         for i, u in enumerate(utterances) if u.get("source", "speech") == "speech")
     return CallFacts(call_id, row["started_at"] or 0.0, row["ended_at"], row["outcome"] or "",
                      row["handoff_reason"] or "", row["language"] or "", row["gateway"] or "",
-                     row["caller"] or "", turns, reviewed, labels)
+                     row["caller"] or "", turns, reviewed, labels, row["survey"] or "",
+                     _rating(row["csat"]))
+
+
+def _rating(value: Any) -> int | None:
+    """Columns added later hold '' in older rows; only 1-5 is a rating."""
+    return value if isinstance(value, int) and 1 <= value <= 5 else None

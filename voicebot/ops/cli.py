@@ -54,14 +54,14 @@ def run_report(args: argparse.Namespace, settings: Settings) -> int:
               file=sys.stderr)
         return 2
     try:
-        understanding = flow_understanding(load_settings_flow(settings))
+        flow = load_settings_flow(settings)
     except ConfigError as exc:
         print(f"voicebot: {exc}", file=sys.stderr)
         return 2
     report = asyncio.run(build_report(
         sealed_source(settings.db, privacy_for(settings)), since, until, threshold=settings.confidence_threshold,
-        min_calls=args.min_group, utc_offset_h=args.utc_offset, controls=controls_of(settings),
-        intent_of=understanding))
+        min_calls=args.min_group, utc_offset_h=args.utc_offset,
+        controls=controls_of(settings, flow), intent_of=flow_understanding(flow)))
     text = render(report, args.format)
     if args.out:
         args.out.write_text(text, encoding="utf-8")

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from pathlib import Path
 
 from voicebot.call.events import CallEvent, CallStarted, CallTagged
 from voicebot.storage.staff import Database
+from voicebot.types import LABEL_KEY
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ CREATE TABLE IF NOT EXISTS call_tags (
 CREATE TRIGGER IF NOT EXISTS call_tags_follow_calls AFTER DELETE ON calls
 BEGIN DELETE FROM call_tags WHERE call_id = OLD.call_id; END;
 """
-KEY = re.compile(r"[a-z][a-z0-9_]{0,31}")
+KEY = LABEL_KEY
 MAX_VALUE = 64
 
 

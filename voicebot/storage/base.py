@@ -36,6 +36,8 @@ class CallRecord:
     prompts: list[dict[str, Any]] = field(default_factory=list)
     transcripts: list[dict[str, Any]] = field(default_factory=list)  # free-form (voicebot.transcript)
     caller_sealed: str = ""  # as stored: the number, encrypted (for call backs and the desk)
+    survey: str = ""  # post-call survey: "" (not offered), offered, rated, or how it was skipped
+    csat: int | None = None  # the caller's rating, 1-5, when rated
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
