@@ -255,8 +255,10 @@ async def main(args: argparse.Namespace) -> int:
             print(f"# server pid {proc.pid}, {len(pids) - 1} recognition workers, idle RSS {idle:.0f} MB, "
                   f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}; protocol {args.protocol}, "
                   f"language {args.language}, arrivals over {args.ramp:.0f} s")
-            print("   N | first audio ms | response ms   | replied syserr | CPU/call | MB/call |  wall | server client |")
-            print("     |   p50    p95   |   p50    p95  |              |          |         |       | main   (cores) |")
+            print("   N | first audio ms | response ms   | replied syserr | CPU/call | MB/call |  wall "
+                  "| server client |")
+            print("     |   p50    p95   |   p50    p95  |              |          |         |       "
+                  "| main   (cores) |")
             rows = []
             counts = [1] * len(entries) if args.latency_only else [int(c) for c in args.counts.split(",")]
             for i, n in enumerate(counts):

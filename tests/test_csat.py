@@ -16,8 +16,8 @@ from voicebot.dialog import policy as p
 from voicebot.dialog.flow import DEFAULT_FLOW, FlowError, load_flow
 from voicebot.dialog.flowcheck import load_checked
 from voicebot.dialog.lang import EN, KO, SYSTEM_PROMPTS
-from voicebot.ops.calls import CallFacts, SqlCallSource
 from voicebot.ops.abtest import compare
+from voicebot.ops.calls import CallFacts, SqlCallSource
 from voicebot.ops.fairness import fairness
 from voicebot.ops.kpi import compute
 from voicebot.ops.report import build_report, render

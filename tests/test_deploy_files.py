@@ -93,11 +93,11 @@ def test_the_image_is_small_non_root_and_copies_what_exists():
         if line.startswith("ENV "):
             names = set(re.findall(r"(VOICEBOT_\w+)=", line))
             assert names <= SETTINGS, names - SETTINGS
-    assert json.loads(next(l for l in lines if l.startswith("CMD "))[4:]) == ["voicebot", "serve"]
+    assert json.loads(next(x for x in lines if x.startswith("CMD "))[4:]) == ["voicebot", "serve"]
 
 
 def healthcheck_command() -> list[str]:
-    line = next(l for l in dockerfile() if l.startswith("HEALTHCHECK "))
+    line = next(x for x in dockerfile() if x.startswith("HEALTHCHECK "))
     return json.loads(line.split(" CMD ", 1)[1])
 
 

@@ -68,7 +68,8 @@ def test_a_good_flow_has_no_problems(tmp_path):
 
 
 @pytest.mark.parametrize(("change", "where", "line", "message"), [
-    (('on = { billing = "bye" }', 'on = { billing = "nowhere" }'), "nodes.menu.on.billing", 12, "no node named 'nowhere'"),
+    (('on = { billing = "bye" }', 'on = { billing = "nowhere" }'), "nodes.menu.on.billing", 12,
+     "no node named 'nowhere'"),
     (('no_input = "menu"\n', ''), "nodes.menu", 9, "needs a no_input edge"),
     (('start = "menu"', 'start = "begin"'), "flow.start", 4, "no node named 'begin'"),
     (('type = "end"', 'type = "finish"'), "nodes.bye.type", 17, "must be one of"),

@@ -17,8 +17,8 @@ from voicebot.audio.wav import read_wav
 from voicebot.errors import StoreUnavailable
 from voicebot.replay.client import ReplayOptions, replay
 from voicebot.storage.base import CallRecord
-from voicebot.storage.journal import JournalledStore
 from voicebot.storage.callstore import SqlCallStore
+from voicebot.storage.journal import JournalledStore
 from voicebot.types import Source, Utterance, Word
 
 from .conftest import FIXTURES

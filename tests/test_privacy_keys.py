@@ -18,9 +18,9 @@ from voicebot.privacy import privacy_for
 from voicebot.privacy.crypto import FieldPrivacy, UndecryptableData
 from voicebot.privacy.keys import KeySet, Root, load_keys
 from voicebot.storage.base import CallRecord
+from voicebot.storage.callstore import SqlCallStore
 from voicebot.storage.desk import DeskStore
 from voicebot.storage.sealed import SealedCallStore
-from voicebot.storage.callstore import SqlCallStore
 
 from .conftest import ROOT
 from .staff_helpers import utterance

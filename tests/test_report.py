@@ -11,16 +11,16 @@ import pytest
 
 from voicebot.call.events import CallStarted, CallTagged
 from voicebot.cli import main
+from voicebot.config import Settings
+from voicebot.flowrun import load_settings_flow
 from voicebot.ops.calls import CallFacts, SqlCallSource, StaticCallSource, Turn
 from voicebot.ops.fairness import fairness, time_band
 from voicebot.ops.kpi import compute, edit_distance
-from voicebot.config import Settings
-from voicebot.flowrun import load_settings_flow
 from voicebot.ops.report import build_report, flow_understanding, parse_when, render
 from voicebot.ops.tags import CallTagger, TagStore
 from voicebot.storage.base import CallRecord
-from voicebot.storage.desk import DeskStore, Feedback
 from voicebot.storage.callstore import SqlCallStore
+from voicebot.storage.desk import DeskStore, Feedback
 from voicebot.types import Source, Utterance
 
 intent_of = flow_understanding(load_settings_flow(Settings()))  # the default flow's intents

@@ -6,8 +6,8 @@ from __future__ import annotations
 from voicebot.privacy.crypto import FieldPrivacy, NoPrivacy
 from voicebot.privacy.keys import KeySet, new_root
 from voicebot.storage.base import CallRecord
-from voicebot.storage.sealed import SealedCallStore
 from voicebot.storage.callstore import SqlCallStore
+from voicebot.storage.sealed import SealedCallStore
 
 from .staff_helpers import utterance
 

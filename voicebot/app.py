@@ -18,14 +18,14 @@ from voicebot.audio.batch import FrameBatcher
 from voicebot.call.events import CallEventBus
 from voicebot.call.registry import CallRegistry
 from voicebot.call.session import CallServices
-from voicebot.ops.wiring import Operations
 from voicebot.config import Settings
+from voicebot.dialog.flow import Flow
 from voicebot.drain import Drain
 from voicebot.errors import ConfigError
-from voicebot.dialog.flow import Flow
-from voicebot.http_lookup import HttpLookups
 from voicebot.flowrun import LINE_RATES, FlowReloader, build_speech, load_settings_flow
+from voicebot.http_lookup import HttpLookups
 from voicebot.metrics import CONTENT_TYPE, Metrics
+from voicebot.ops.wiring import Operations
 from voicebot.privacy import privacy_for
 from voicebot.security_headers import add_security_headers
 from voicebot.staff.admin import AdminRoutes
@@ -36,11 +36,11 @@ from voicebot.staff.routes import DeskRoutes
 from voicebot.staff.service import StaffDesk
 from voicebot.storage.backends import data_errors, display
 from voicebot.storage.base import CallStore
+from voicebot.storage.callstore import SqlCallStore
 from voicebot.storage.journal import JournalledStore
 from voicebot.storage.optout import OptOutStore
 from voicebot.storage.recordings import RecordingStore
 from voicebot.storage.sealed import SealedCallStore
-from voicebot.storage.callstore import SqlCallStore
 from voicebot.telephony.audiosocket import AudioSocketServer
 from voicebot.telephony.call_route import CallRouteHandler
 from voicebot.telephony.human_line import HumanLine, HumanLineHandler

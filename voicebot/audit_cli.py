@@ -27,7 +27,7 @@ from voicebot.errors import ConfigError
 from voicebot.storage.backends import is_server
 
 
-def add_audit_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_audit_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     audit = sub.add_parser("audit", help="compliance reports from the stored calls")
     audit.add_argument("--config", help="TOML settings file")
     kinds = audit.add_subparsers(dest="report", required=True)
@@ -106,8 +106,8 @@ def run_audit(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _rows(settings: Settings, since: float) -> list[dict[str, Any]]:
-    from voicebot.storage.desk import DeskStore
     from voicebot.storage.callstore import SqlCallStore
+    from voicebot.storage.desk import DeskStore
 
     calls, desk = SqlCallStore(settings.db), DeskStore(settings.db)  # no personal columns read
     await calls.open()  # makes the tables of an empty database

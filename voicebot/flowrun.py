@@ -17,6 +17,7 @@ import os
 from concurrent.futures import Executor
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from voicebot.asr.base import SpeechEngine
 from voicebot.asr.runner import AsrRunner
@@ -148,7 +149,7 @@ class FlowReloader:
     def __init__(self, settings: Settings, registry: CallRegistry, executor: Executor) -> None:
         self.settings, self.registry, self.executor = settings, registry, executor
         self.speech: Speech | None = None  # what the running flow was built into
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()  # reloads and retirements
         self.reloads = 0  # reloads that took effect
 
     def request(self) -> None:

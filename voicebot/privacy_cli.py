@@ -19,7 +19,7 @@ from voicebot.errors import ConfigError, StoreUnavailable
 from voicebot.staff.shell import Stores, erase_from_shell
 
 
-def add_privacy_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_privacy_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     privacy = sub.add_parser("privacy", help="keys, and a caller's data (export, erase)")
     privacy.add_argument("--config", help="TOML settings file")
     actions = privacy.add_subparsers(dest="action", required=True)
@@ -60,8 +60,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 async def rotate_key(settings: Settings) -> int:
     from voicebot.privacy.crypto import FieldPrivacy
-    from voicebot.privacy.keys import KeySet, load_keys, new_root, pending_path, read_key_file
-    from voicebot.privacy.keys import write_key_file
+    from voicebot.privacy.keys import KeySet, load_keys, new_root, pending_path, read_key_file, write_key_file
     from voicebot.storage.sealed import seal_item, seal_row, unseal_item, unseal_row
 
     journal = Path(settings.journal_path)

@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -26,14 +28,20 @@ from voicebot.audio.vad import (
     VadConfig,
     VadEvent,
 )
-from voicebot.call.events import CallAudio, CallError, SpeechEndDetected  # metrics only
-from voicebot.call.events import CallEnded, CallEventBus, HandoffDecided
+from voicebot.call.events import (  # metrics only
+    CallAudio,
+    CallEnded,
+    CallError,
+    CallEventBus,
+    HandoffDecided,
+    SpeechEndDetected,
+)
+from voicebot.call.lookup import LookupClient
 from voicebot.call.media import MediaChannel
 from voicebot.call.player import Player, Playout
 from voicebot.call.recorder import CallRecorder
 from voicebot.call.recording import AudioRecorder, AudioSink
 from voicebot.config import Settings
-from voicebot.call.lookup import LookupClient
 from voicebot.dialog import policy as p
 from voicebot.dialog.flow import Flow
 from voicebot.dialog.reading import Reading
@@ -422,8 +430,8 @@ class CallSession:
             self._timer.cancel()
             self._timer = None
 
-    def _track(self, coro: object) -> None:
-        task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+    def _track(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 

@@ -6,6 +6,7 @@ experiments gets the same checks, its problems placed at the variant's keys."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from voicebot.dialog.flow import DIGITS, Flow, FlowError, Node, Problem, load_flow, locate
@@ -14,6 +15,8 @@ from voicebot.dialog.variants import FlowVariant, each_variant
 from voicebot.types import LABEL_KEY, HandoffReason
 
 MAX_EXPERIMENT_NAME = 29  # the call's label is ab_<name>, at most 32 characters
+Report = Callable[[str, str], None]  # problem(where, message)
+
 _DEFAULT_PROMPT = {"end": "goodbye", "transfer": "handoff"}
 _FIELD = re.compile(r"{(\w+)}")
 
@@ -61,7 +64,7 @@ def load_checked(path: str | Path) -> Flow:
     return flow
 
 
-def _check_node(flow: Flow, node: Node, problem) -> None:  # type: ignore[no-untyped-def]
+def _check_node(flow: Flow, node: Node, problem: Report) -> None:
     where = f"nodes.{node.name}"
     known_intents = set(flow.intents) | set(BUILTIN_INTENTS) | {GOODBYE}
     for key, target in (("next", node.next), ("no_match", node.no_match),
@@ -102,7 +105,7 @@ def _check_node(flow: Flow, node: Node, problem) -> None:  # type: ignore[no-unt
         problem(f"{where}.confidence", "needs 0 <= confirm <= accept <= 1 and 0 <= transfer <= 1")
 
 
-def _check_dtmf(flow: Flow, node: Node, problem) -> None:  # type: ignore[no-untyped-def]
+def _check_dtmf(flow: Flow, node: Node, problem: Report) -> None:
     where = f"nodes.{node.name}.dtmf"
     for key, target in node.dtmf.items():
         if key not in DIGITS:
@@ -116,7 +119,7 @@ def _check_dtmf(flow: Flow, node: Node, problem) -> None:  # type: ignore[no-unt
             problem(f"{where}.{key}", f"{target!r} is neither a node nor an intent under 'on'")
 
 
-def _check_prompt(flow: Flow, node: Node, problem) -> None:  # type: ignore[no-untyped-def]
+def _check_prompt(flow: Flow, node: Node, problem: Report) -> None:
     name = node.prompt or _DEFAULT_PROMPT.get(node.type, "")
     if not name:
         if node.type in ("ask", "say", "answer", "lookup", "language"):

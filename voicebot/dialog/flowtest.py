@@ -40,11 +40,12 @@ class CaseResult:
 
 def load_cases(path: str | Path) -> list[dict[str, Any]]:
     data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    cases = data.get("cases", [])
+    cases: list[dict[str, str]] = data.get("cases", [])
     for i, case in enumerate(cases):
-        if not isinstance(case, dict) or not isinstance(case.get("say"), str) or not isinstance(case.get("expect"), str):
+        if not (isinstance(case, dict) and isinstance(case.get("say"), str)
+                and isinstance(case.get("expect"), str)):
             raise ValueError(f"{path}: cases[{i}] needs say = \"...\" and expect = \"...\"")
-        variants = case.get("variants", {})
+        variants: Any = case.get("variants", {})
         if not isinstance(variants, dict) or not all(isinstance(v, str) for v in variants.values()):
             raise ValueError(f"{path}: cases[{i}].variants is a table of experiment = \"variant\"")
     return cases

@@ -22,7 +22,8 @@ __all__ = ["HUMAN", "YES", "NO", "GOODBYE", "LanguagePack", "PACKS", "SYSTEM_PRO
 
 # prompts the policy itself says; a flow may reword them per language
 SYSTEM_PROMPTS = (
-    "disclosure", "opt_out_key", "recording_consent", "didnt_catch", "no_input", "unresolved", "anything_else", "handoff", "goodbye",
+    "disclosure", "opt_out_key", "recording_consent", "didnt_catch", "no_input", "unresolved",
+    "anything_else", "handoff", "goodbye",
     "confirm_human", "confirm_slot", "slot_invalid", "human_unavailable", "human_unavailable_no_number",
     "csat_survey",
 )
@@ -99,11 +100,15 @@ EN = LanguagePack(
     # speech pass as confident requests).
     person_examples=(
         "(i want to | i need to | i'd like to | i would like to | can i | could i | let me) (speak | talk) "
-        "(to | with) [(a | an | some)] [(real | live)] (person | human | agent | representative | operator | someone | somebody | human being) [please]",
+        "(to | with) [(a | an | some)] [(real | live)] "
+        "(person | human | agent | representative | operator | someone | somebody | human being) [please]",
         "[(can you | could you | please)] (put me through to | transfer me to | connect me to | connect me with | "
-        "get me) [(a | an | some)] [(real | live)] (person | human | agent | representative | operator | someone | somebody | human being) [please]",
-        "(i want | i need) [(a | an | some)] [(real | live)] (person | human | agent | representative | operator | someone | somebody | human being) [please]",
-        "[(a | an | some)] [(real | live)] (person | human | agent | representative | operator | someone | somebody | human being) please",
+        "get me) [(a | an | some)] [(real | live)] "
+        "(person | human | agent | representative | operator | someone | somebody | human being) [please]",
+        "(i want | i need) [(a | an | some)] [(real | live)] "
+        "(person | human | agent | representative | operator | someone | somebody | human being) [please]",
+        "[(a | an | some)] [(real | live)] "
+        "(person | human | agent | representative | operator | someone | somebody | human being) please",
         "agent", "representative", "operator", "customer service", "customer service please",
         "is there (someone | somebody | anyone | a person | a human) i can (talk | speak) to",
         # the sentences of the grammar before flows, kept whole

@@ -644,7 +644,7 @@ class Policy:
         return self._prompt
 
 
-class _Blank(dict):  # type: ignore[type-arg]
+class _Blank(dict[str, str]):
     """A template field nobody filled is said as nothing, not as '{field}'."""
 
     def __missing__(self, key: str) -> str:

@@ -33,9 +33,9 @@ from typing import Any
 
 from voicebot.call.events import CallTagged
 from voicebot.call.session import CallServices
-from voicebot.config import Settings, _coerce
-from voicebot.dialog.flow import Flow, FlowExperiment
-from voicebot.dialog.variants import with_variants
+from voicebot.config import Settings, coerce_setting
+from voicebot.dialog.flow import Flow
+from voicebot.dialog.variants import FlowExperiment, with_variants
 from voicebot.errors import ConfigError
 from voicebot.ops.calls import CallFacts
 from voicebot.ops.kpi import csat
@@ -86,7 +86,8 @@ class Experiments:
 
     @classmethod
     def parse(cls, raw: dict[str, Any], base: Settings) -> Experiments:
-        experiments, changed = [], set()
+        experiments: list[Experiment] = []
+        changed: set[str] = set()
         for name, table in raw.items():
             if not KEY.fullmatch(LABEL_PREFIX + name) or not isinstance(table, dict) or len(table) < 2:
                 raise ConfigError("experiments",
@@ -163,13 +164,12 @@ def _variant(experiment: str, name: str, spec: Any, base: Settings) -> Variant:
     weight = spec.pop("weight", 1)
     if isinstance(weight, bool) or not isinstance(weight, int | float) or weight <= 0:
         raise ConfigError("experiments", f"{where}: weight must be a positive number")
-    types = {f.name: f.type for f in dataclasses.fields(Settings)}
     for key in spec:
         if key not in PER_CALL:
             raise ConfigError("experiments", f"{where}: {key} cannot vary per call "
                               f"(one of: {', '.join(PER_CALL)})")
-    changes = {k: _coerce(k, types[k], v) for k, v in spec.items()}
-    if "disclosure_text" in changes and not changes["disclosure_text"].strip():
+    changes = {k: coerce_setting(k, v) for k, v in spec.items()}
+    if "disclosure_text" in changes and not str(changes["disclosure_text"]).strip():
         raise ConfigError("experiments", f"{where}: the AI disclosure cannot be empty")
     try:
         dataclasses.replace(base, **changes)  # the same checks as the settings themselves
@@ -220,8 +220,8 @@ def compare(calls: list[CallFacts], controls: dict[str, str] | None = None,
             continue  # still in progress
         for key, variant in call.labels.items():
             if key.startswith(LABEL_PREFIX):
-                arms = by_experiment.setdefault(key.removeprefix(LABEL_PREFIX), {})
-                arms.setdefault(variant, []).append(call)
+                groups = by_experiment.setdefault(key.removeprefix(LABEL_PREFIX), {})
+                groups.setdefault(variant, []).append(call)
     result: dict[str, Any] = {}
     for name, variants in sorted(by_experiment.items()):
         control = (controls or {}).get(name)

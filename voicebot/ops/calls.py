@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from voicebot.ops.tags import TagStore
-from voicebot.storage.desk import DeskStore
 from voicebot.storage.callstore import SqlCallStore
+from voicebot.storage.desk import DeskStore
 
 REVIEW_KINDS = ("transcript_wrong", "reviewed_ok")  # feedback that means someone read the transcript
 

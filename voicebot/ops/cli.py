@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from voicebot.config import Settings
+from voicebot.errors import ConfigError
+from voicebot.flowrun import load_settings_flow
 from voicebot.ops.abtest import controls_of
+from voicebot.ops.report import FORMATS, build_report, flow_understanding, parse_when, render
 from voicebot.ops.wiring import sealed_source
 from voicebot.privacy import privacy_for
-from voicebot.errors import ConfigError
 from voicebot.storage.backends import display, is_server, unreachable
-from voicebot.flowrun import load_settings_flow
-from voicebot.ops.report import FORMATS, build_report, flow_understanding, parse_when, render
 
 
 def add_report_parser(sub: Any) -> None:

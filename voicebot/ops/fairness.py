@@ -34,6 +34,10 @@ FIGURES: dict[str, Callable[[Kpis], float | None]] = {
 BASES: dict[str, Callable[[Kpis], int]] = {"csat_satisfied": lambda k: k.csat_rated}
 
 
+def _all_calls(k: Kpis) -> int:
+    return k.calls
+
+
 @dataclass(frozen=True)
 class Flag:
     dimension: str
@@ -84,7 +88,7 @@ def _compare(dimension: str, kpis: dict[str, Kpis], min_calls: int
     flags: list[Flag] = []
     ratios: dict[str, dict[str, float | None]] = {g: {} for g in kpis}
     for name, figure in FIGURES.items():
-        base = BASES.get(name, lambda k: k.calls)
+        base = BASES.get(name, _all_calls)
         values = {g: v for g, k in kpis.items()
                   if base(k) >= min_calls and (v := figure(k)) is not None}
         best = max(values.values(), default=None)

@@ -43,7 +43,7 @@ class CallObserver:
         self._calls: dict[str, _Call] = {}
 
     def observe(self, store: CallStore) -> CallStore:
-        return ObservedStore(store, self)  # type: ignore[return-value]
+        return ObservedStore(store, self)
 
     def _call(self, call_id: str) -> _Call:
         return self._calls.setdefault(call_id, _Call())

@@ -21,20 +21,22 @@ from voicebot.errors import ConfigError
 from voicebot.metrics import Metrics
 from voicebot.ops.abtest import Experiments
 from voicebot.ops.calls import SqlCallSource
-from voicebot.privacy.crypto import Privacy
-from voicebot.storage.desk import DeskStore
-from voicebot.storage.sealed import unseal_item
 from voicebot.ops.observer import CallObserver, DeskGauges
 from voicebot.ops.report import flow_understanding
 from voicebot.ops.routes import ReportRoutes, watch_fairness
 from voicebot.ops.tags import CallTagger, TagStore
+from voicebot.privacy.crypto import Privacy
 from voicebot.staff.service import StaffDesk
+from voicebot.storage.desk import DeskStore
+from voicebot.storage.sealed import unseal_item
 
 log = logging.getLogger(__name__)
 
 
-def sealed_source(db: str, privacy: Privacy) -> SqlCallSource:
+def sealed_source(db: str, privacy: Privacy | None) -> SqlCallSource:
     """A report reader that opens what privacy sealed (numbers, words, desk notes)."""
+    if privacy is None:  # a desk without privacy sealed nothing
+        return SqlCallSource(db)
     return SqlCallSource(db, desk=lambda path: DeskStore(path, privacy),
                             reveal=lambda item: unseal_item(privacy, "utterance", item))
 

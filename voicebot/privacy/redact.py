@@ -124,8 +124,9 @@ def _digit_at(tokens: list[str], i: int) -> str | None:
         unit = _word(tokens[i + 1]) if i + 1 < len(tokens) else ""
         return tens if unit in DIGIT_WORDS and unit != "zero" else tens + "0"
     repeat = _REPEAT.get(tokens[i].lower())
-    if repeat and i + 1 < len(tokens) and len(_digits(tokens[i + 1]) or "") == 1:
-        return _digits(tokens[i + 1]) * (repeat - 1)  # "double five": the five adds the last
+    following = _digits(tokens[i + 1]) if repeat and i + 1 < len(tokens) else None
+    if repeat and following is not None and len(following) == 1:
+        return following * (repeat - 1)  # "double five": the five adds the last
     j = i
     while j < len(tokens) and tokens[j].lower() in _ZERO_WORDS:
         j += 1

@@ -17,16 +17,16 @@ import asyncio
 import base64
 import logging
 import time
-from datetime import UTC, datetime
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
 from voicebot.errors import StoreUnavailable
-from voicebot.staff.routes import bad_request, json_body, json_response
 from voicebot.staff.optout import OptOuts
+from voicebot.staff.routes import bad_request, json_body, json_response
 from voicebot.staff.service import StaffDesk
 from voicebot.storage.base import CallStore
 from voicebot.storage.desk import DeskStore

@@ -20,8 +20,8 @@ from voicebot.assist.summary import main_intent
 from voicebot.call.events import CallEnded, CallEvent, HandoffDecided, HumanLineEnded
 from voicebot.config import Settings
 from voicebot.privacy.crypto import Privacy
-from voicebot.staff.auth import Authenticator
 from voicebot.staff import shared
+from voicebot.staff.auth import Authenticator
 from voicebot.staff.feed import FeedHub
 from voicebot.staff.throttle import PerWorker, Throttle
 from voicebot.staff.webhook import CrmWebhook

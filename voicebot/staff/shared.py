@@ -128,7 +128,8 @@ class SharedThrottle:
         key = THROTTLE_PREFIX + source
         try:
             async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.hincrby(key, "misses", 1).hset(key, "last", repr(time.time()))
+                pipe.hincrby(key, "misses", 1)
+                pipe.hset(key, "last", repr(time.time()))
                 pipe.expire(key, max(1, int(self.local.forget_s)))
                 await pipe.execute()
         except (RedisError, OSError) as exc:

@@ -28,11 +28,11 @@ class Stores:
 
     def __init__(self, settings: Settings, privacy: Any = None) -> None:
         from voicebot.privacy import privacy_for
+        from voicebot.storage.callstore import SqlCallStore
         from voicebot.storage.desk import DeskStore
         from voicebot.storage.optout import OptOutStore
         from voicebot.storage.recordings import RecordingStore
         from voicebot.storage.sealed import SealedCallStore
-        from voicebot.storage.callstore import SqlCallStore
         from voicebot.storage.staff import StaffStore
 
         self.privacy = privacy or privacy_for(settings)

@@ -78,10 +78,9 @@ class PerWorker:
         self.throttle.failed(source)
 
 
-def parse_proxies(setting: str) -> frozenset[str]:
-    """VOICEBOT_TRUSTED_PROXIES: comma-separated addresses; ValueError names a bad one."""
-    entries = [e.strip() for e in setting.split(",") if e.strip()]
-    return frozenset(str(ipaddress.ip_address(e)) for e in entries)
+def parse_proxies(setting: Iterable[str]) -> frozenset[str]:
+    """VOICEBOT_TRUSTED_PROXIES: addresses; ValueError names a bad one."""
+    return frozenset(str(ipaddress.ip_address(e.strip())) for e in setting)
 
 
 def client_address(request: web.Request, trusted_proxies: Iterable[str]) -> str:
@@ -101,5 +100,5 @@ def client_address(request: web.Request, trusted_proxies: Iterable[str]) -> str:
 
 
 def forwarded_https(request: web.Request, trusted_proxies: Iterable[str]) -> bool:
-    return (request.remote in trusted_proxies
+    return (request.remote is not None and request.remote in trusted_proxies
             and request.headers.get("X-Forwarded-Proto", "").strip().lower() == "https")

@@ -7,8 +7,8 @@ hangs up mid-sentence still leaves what was heard.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
 from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from voicebot.types import Utterance

@@ -4,9 +4,9 @@ PostgreSQL server shared by many workers (`voicebot.storage.backends`)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 from voicebot.storage.backends import open_sql

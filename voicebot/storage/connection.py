@@ -4,6 +4,7 @@ store, to the file the call store, the staff desk and the reports share."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -84,7 +85,5 @@ def _create_owner_only(path: str) -> None:
     """A new database file is owner-only (SQLite gives its -wal/-shm the same mode).
     Never open and close an existing one here: closing any descriptor of a file
     drops every POSIX lock this process holds on it, i.e. the other connections'."""
-    try:
+    with contextlib.suppress(FileExistsError):
         os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-    except FileExistsError:
-        pass

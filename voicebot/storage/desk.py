@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 from voicebot.privacy.crypto import NoPrivacy, Privacy
 from voicebot.storage.staff import Database
-
 
 TRANSFER_STATES = ("waiting", "claimed", "callback", "closed", "abandoned")
 OPEN_STATES = "('waiting', 'callback')"  # in the queue, for any agent to take

@@ -7,7 +7,6 @@ import time
 from voicebot.storage.staff import Database
 
 
-
 class OptOutStore(Database):
     async def all(self) -> set[str]:
         return {row["caller"] for row in await self.rows("SELECT caller FROM caller_opt_outs")}

@@ -209,7 +209,8 @@ def _blobs(f: BinaryIO) -> Iterator[bytes]:
 def _header(path: Path) -> dict[str, Any] | None:
     try:
         with path.open("rb") as f:
-            return json.loads(f.readline())
+            header: dict[str, Any] = json.loads(f.readline())
+            return header
     except (FileNotFoundError, ValueError):
         return None
 
