@@ -176,10 +176,19 @@ async def run_arm(arm: str, env: dict[str, str], language: str, chosen: list[dic
                     print(f"\r{progress[0]}/{progress[1]} calls", end="", file=sys.stderr, flush=True)
                     return out
 
-            return list(await asyncio.gather(*(bounded(c) for c in chosen)))
+            outcomes = list(await asyncio.gather(*(bounded(c) for c in chosen)))
+            await print_second_opinions(arm, base)
+            return outcomes
         finally:
             proc.terminate()
             await proc.wait()
+
+
+async def print_second_opinions(arm: str, base: str) -> None:
+    """What the arm's server did with the second opinion (asked, answered, late, busy)."""
+    async with aiohttp.ClientSession() as http, http.get(base + "/healthz") as r:
+        health = await r.json()
+    print(f"\n{arm}: second opinion {health.get('second_opinion')}", file=sys.stderr)
 
 
 def score(o: Outcome) -> dict[str, bool]:

@@ -103,7 +103,7 @@ class Settings:
     # off | auto (whisper when its extra and model are installed) | whisper
     second_opinion: str = "auto"
     second_opinion_model: str = "whisper-tiny.en"
-    second_opinion_timeout_s: float = 1.5  # no answer by then: the grammar's reading stands
+    second_opinion_timeout_s: float = 1.0  # no answer by then: the grammar's reading stands
     second_opinion_threads: int = 2
 
     def language_models(self) -> dict[str, str]:

@@ -216,13 +216,15 @@ class Policy:
 
     def wants_second_opinion(self, reading: Reading) -> bool:
         """Whether the grammar's reading is too unsure to act on without a free-form
-        engine's: at an open question (not a yes/no, a slot or a language choice), for
-        anything below the node's `transfer` confidence."""
+        engine's, at an open question (not a yes/no, a slot or a language choice): a
+        request for a person it would confirm, or anything it would reprompt."""
         node = self._ask_node()
         if node is None or node.slot or node.type != "ask" or self.confirming or not node.on:
             return False
-        sure = reading.confidence >= node.ladder.transfer
-        return not (sure and reading.meaning.intent is not None and reading.meaning.certain)
+        meaning, confidence = reading.meaning, reading.confidence
+        if meaning.intent == HUMAN:  # put through at once only when sure; else ask first
+            return not (meaning.certain and confidence >= node.ladder.transfer)
+        return meaning.intent is None or confidence < self._accept(node)  # would be reprompted
 
     def reread(self, first: Reading, heard: Transcript) -> Reading:
         """`first` with a free-form engine's opinion of the same audio."""
