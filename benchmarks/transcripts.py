@@ -372,12 +372,17 @@ async def _drive(label, proc, base, manifest, calls, ramp, cap, aiohttp) -> dict
 
 
 async def server_part(args: argparse.Namespace) -> None:
-    whisper = {"VOICEBOT_TRANSCRIPT_ENGINE": "whisper", "VOICEBOT_TRANSCRIPT_MODEL": args.model}
-    configs = [("off", {"VOICEBOT_TRANSCRIPT_ENGINE": "off"}),
+    no_opinion = {"VOICEBOT_SECOND_OPINION": "off"}
+    whisper = {**no_opinion, "VOICEBOT_TRANSCRIPT_ENGINE": "whisper", "VOICEBOT_TRANSCRIPT_MODEL": args.model}
+    configs = [("off", {**no_opinion, "VOICEBOT_TRANSCRIPT_ENGINE": "off"}),
                ("whisper, handoff", {**whisper, "VOICEBOT_TRANSCRIPT_CALLS": "handoff"}),
                ("whisper, handoff, 2w", {**whisper, "VOICEBOT_TRANSCRIPT_CALLS": "handoff",
                                          "VOICEBOT_TRANSCRIPT_WORKERS": "2"}),
-               ("whisper, all", {**whisper, "VOICEBOT_TRANSCRIPT_CALLS": "all"})]
+               ("whisper, all", {**whisper, "VOICEBOT_TRANSCRIPT_CALLS": "all"}),
+               # the second opinion's words stand in for the pass's (same model)
+               ("handoff, 2nd op.", {**whisper, "VOICEBOT_TRANSCRIPT_CALLS": "handoff",
+                                     "VOICEBOT_SECOND_OPINION": "whisper",
+                                     "VOICEBOT_SECOND_OPINION_MODEL": args.model})]
     rows = []
     for label, env in configs:
         rows.append(await server_run(label, env, args.calls, args.ramp))
