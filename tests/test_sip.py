@@ -77,7 +77,9 @@ CODECS = {0: PcmuCodec, 8: PcmaCodec}
 
 async def prompt(server, name: str) -> np.ndarray:
     services = server.app[REGISTRY].services
-    samples = await services.prompts.get(services.flow.voice("en"), PACKS["en"].prompts[name], 8000)
+    text = (services.flow.disclosure("en", services.settings.opt_out_key) if name == "disclosure"
+            else PACKS["en"].prompts[name])  # the disclosure names the opt-out key
+    samples = await services.prompts.get(services.flow.voice("en"), text, 8000)
     return samples
 
 
@@ -91,17 +93,31 @@ def find(heard: np.ndarray, expected: np.ndarray) -> tuple[int, float]:
     return lag, float(np.corrcoef(h[lag : lag + e.size], e)[0, 1])
 
 
+def best_match(heard: np.ndarray, piece: np.ndarray) -> tuple[int, float]:
+    """Where `piece` lines up best in `heard` by normalised correlation (which,
+    unlike `find`'s raw one, a loud stretch next to a quiet piece cannot win)."""
+    h, p = heard.astype(float), piece.astype(float) - piece.mean()
+    size = 1 << int(np.ceil(np.log2(h.size + p.size)))
+    dots = np.fft.irfft(np.fft.rfft(h, size) * np.conj(np.fft.rfft(p, size)), size)[: h.size - p.size + 1]
+    sums, squares = (np.concatenate([[0.0], np.cumsum(x)]) for x in (h, h * h))
+    window_sum, window_squares = sums[p.size :] - sums[: -p.size], squares[p.size :] - squares[: -p.size]
+    energy = np.sqrt(np.maximum(window_squares - window_sum**2 / p.size, 1e-9))
+    scores = dots / (energy * np.linalg.norm(p))
+    best = int(np.argmax(scores))
+    return best, float(scores[best])
+
+
 def heard_in(heard: np.ndarray, expected: np.ndarray, chunk: int = 2000) -> tuple[float, int]:
     """For audio that went through a real phone's jitter buffer (which may slip
     a few samples): the share of `expected`'s 0.25 s pieces found in `heard`
-    (correlation > 0.9), and where its last piece was found."""
+    (normalised correlation > 0.9), and where its last piece was found."""
     found, last = 0, -1
     pieces = [expected[i : i + chunk] for i in range(0, expected.size - chunk + 1, chunk)]
     for piece in pieces:
-        if np.abs(piece).mean() < 100:  # a pause matches anything
+        if not piece.any():  # digital silence matches nothing
             found += 1
             continue
-        lag, match = find(heard, piece)
+        lag, match = best_match(heard, piece)
         if match > 0.9:
             found, last = found + 1, lag
     return found / len(pieces), last
