@@ -31,6 +31,7 @@ from voicebot.call.events import CallEnded, CallEventBus, HandoffDecided
 from voicebot.call.media import MediaChannel
 from voicebot.call.player import Player, Playout
 from voicebot.call.recorder import CallRecorder
+from voicebot.call.tasks import CallTasks
 from voicebot.config import Settings
 from voicebot.call.lookup import LookupClient
 from voicebot.dialog import policy as p
@@ -92,10 +93,10 @@ class CallSession:
         self._vad = SpeechDetector(channel.line_rate, _vad_config(s))
         self._lane: Lane | None = None
         self._utterance: tuple[UtteranceRecognition, StreamResampler, float] | None = None
-        self._pending: set[asyncio.Task[None]] = set()
+        self.tasks = CallTasks(f"call {record.call_id!r}")  # every task this call starts
         self._timer: asyncio.Task[None] | None = None
         self._player = Player(channel, self._audio_for, s.mark_grace_s,
-                              self._on_played, self._on_prompt_failed)
+                              self._on_played, self._on_prompt_failed, self.tasks.spawn)
         self._hung_up = False
         self._samples_in = 0
         self._hand_over = hand_over
@@ -132,7 +133,9 @@ class CallSession:
             self._handle_vad(events)
         except Exception:  # e.g. the resampler or the engine stream: fail to a human, not to silence
             log.exception("call %r: speech handling failed", self.recorder.call_id)
-            self._utterance = None
+            if self._utterance is not None:
+                self.tasks.spawn(self._utterance[0].aclose(), "asr-abandoned")
+                self._utterance = None
             self.services.events.publish(CallError(self.recorder.call_id, "internal"))
             self.hand_over(HandoffReason.SYSTEM_ERROR)
 
@@ -153,7 +156,7 @@ class CallSession:
         self._cancel_timer()
         now = self._call_time()
         u = Utterance(digit, 1.0, now, now, Source.DTMF, "human" if digit == "0" else None)
-        self._track(self._record_utterance(u))
+        self.tasks.spawn(self._record_utterance(u), "record-key")
         self._events.put_nowait(p.KeyPressed(digit))
         if digit == self.services.settings.opt_out_key:  # named in the disclosure (privacy)
             self.hand_over(HandoffReason.OPTED_OUT)
@@ -182,7 +185,7 @@ class CallSession:
     async def run(self) -> None:
         await self.recorder.started(self.policy.config.disclosure_text
                                     or self.flow.prompt("disclosure", self.policy.language))
-        watchdog = asyncio.create_task(self._watchdog(), name="call-watchdog")
+        watchdog = self.tasks.spawn(self._watchdog(), "call-watchdog")
         try:
             await self._perform(self.policy.start())
             if self._hand_over is not None:
@@ -194,7 +197,8 @@ class CallSession:
                 if await self._step(event):
                     break
         finally:
-            watchdog.cancel()
+            if watchdog is not None:
+                watchdog.cancel()
             await self._shutdown()
 
     async def _watchdog(self) -> None:
@@ -235,7 +239,7 @@ class CallSession:
             elif isinstance(action, p.ExpectInput):
                 self._start_timer(action.timeout_s)
             elif isinstance(action, p.Lookup):
-                self._track(self._lookup(action))
+                self.tasks.spawn(self._lookup(action), "lookup")
             elif isinstance(action, p.Handoff):
                 await self._hand_off(action.reason, action.queue)
                 return True
@@ -286,10 +290,8 @@ class CallSession:
         if self._utterance is not None:  # speech still open when the call ended
             self._speech_ended(self._call_time())
         self._free.close()
-        if self._pending:
-            await asyncio.wait(self._pending, timeout=self.services.settings.asr_timeout_s + 1)
-        for task in self._pending:
-            task.cancel()
+        await self.tasks.settle(self.services.settings.asr_timeout_s + 1)  # recognitions, lookups
+        await self.tasks.close()
         outcome = Outcome.ABANDONED if self.policy.state is not p.State.DONE else None
         await self.recorder.ended(outcome, self._summary(self.policy.handoff_reason))
         self.services.events.publish(CallAudio(self.recorder.call_id, self._call_time()))
@@ -320,7 +322,7 @@ class CallSession:
         recognition.feed(pcm := resampler.process(np.zeros(0, np.int16), last=True).tobytes())
         self._free.feed(pcm)
         self._free.ended(start, at, self.policy.language, resampler.out_rate)
-        self._track(self._recognise(recognition, start, at))
+        self.tasks.spawn(self._recognise(recognition, start, at), "recognise")
 
     async def _recognise(self, recognition: UtteranceRecognition, start: float, end: float) -> None:
         try:
@@ -353,7 +355,7 @@ class CallSession:
                                                self.channel.line_rate)
 
     def _on_played(self, playout: Playout) -> None:
-        self._track(self.recorder.prompt_played(playout))
+        self.tasks.spawn(self.recorder.prompt_played(playout), "record-prompt")
         interrupted = playout.confirmed_by == "interrupted"
         self._events.put_nowait(p.PromptDone(playout.say.prompt_id, interrupted))
 
@@ -370,17 +372,12 @@ class CallSession:
             await asyncio.sleep(seconds)
             self._events.put_nowait(p.NoInput())
 
-        self._timer = asyncio.create_task(expire(), name="no-input")
+        self._timer = self.tasks.spawn(expire(), "no-input")
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-
-    def _track(self, coro: object) -> None:
-        task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
 
     def _call_time(self) -> float:
         """Seconds of caller audio received: the clock utterance times use."""
