@@ -66,6 +66,14 @@ class Server:
         assert services is not None
         return await services.store.get(call_id)
 
+    async def call_over(self, call_id: str | None = None, timeout: float = 30.0) -> None:
+        """Waits until the call (by our id or the gateway's; None: every call) has
+        ended on the server's side: its record is closed."""
+        registry = self.app[REGISTRY]
+        async with asyncio.timeout(timeout):
+            while registry.has_call(call_id) if call_id else registry.sessions:
+                await registry.changed()
+
     async def api(self, path: str, token: str | None = STAFF_TOKEN) -> tuple[int, Any]:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         async with aiohttp.ClientSession() as http, http.get(self.http + path, headers=headers) as r:

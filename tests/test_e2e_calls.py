@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import aiohttp
@@ -114,7 +113,7 @@ async def test_barge_in_clears_the_menu_prompt(start_server, en_engine, protocol
 async def test_hang_up_mid_sentence_keeps_what_was_said(start_server, en_engine):
     server = await start_server(en_engine)
     result = await call(server, "en_hangup_mid_sentence.wav", hangup_at=2.03)
-    await asyncio.sleep(0.2)
+    await server.call_over(result.call_id)
     record = await server.record(result.call_id)
     assert record.outcome == "abandoned" and record.ended_at is not None
     assert record.utterances and record.utterances[0]["end"] <= 2.1

@@ -9,7 +9,6 @@ checks that on a subset). The verdict here comes from the server's call record.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 
 import pytest
@@ -100,7 +99,7 @@ async def run_all(start_server, engine, language: str, protocol: str) -> dict[st
     path = "/twilio/media" if protocol == "twilio" else "/v1/stream"
     options = ReplayOptions(protocol=protocol, speed=1.0, marks="played", max_call_s=70)
     results = await run_cases(cases, server.ws + path, options, len(cases), arrival_gap_s=ARRIVAL_GAP_S)
-    await asyncio.sleep(0.3)  # records of calls the client hung up on are closed by now
+    await server.call_over()  # records of calls the client hung up on are closed
     verdicts = {}
     for done in results:
         name = done.case.path.name

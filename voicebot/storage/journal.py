@@ -185,6 +185,8 @@ class JournalledStore:
         return await done
 
     async def get(self, call_or_gateway_id: str) -> CallRecord | None:
+        # taken first: a write stored while the database is read leaves `_unstored`
+        unstored_now = {call_id: list(entries) for call_id, entries in self._unstored.items()}
         record, failed = None, not self._up
         if self._up:
             try:
@@ -192,8 +194,8 @@ class JournalledStore:
             except Exception as exc:  # noqa: BLE001 - a read failure is not worth an outage
                 log.warning("call store read failed: %s", type(exc).__name__)
                 failed = True
-        call_id = record.call_id if record is not None else self._created(call_or_gateway_id)
-        unstored = self._unstored.get(call_id or "", [])
+        call_id = record.call_id if record is not None else _created(unstored_now, call_or_gateway_id)
+        unstored = unstored_now.get(call_id or "", [])
         if record is None:
             if not unstored or unstored[0]["op"] != "create":
                 if failed:
@@ -203,14 +205,6 @@ class JournalledStore:
         for entry in unstored:
             _apply_to_record(record, entry)
         return record
-
-    def _created(self, call_or_gateway_id: str) -> str | None:
-        """The call whose creation is not in the database yet that has this id."""
-        if call_or_gateway_id in self._unstored:
-            return call_or_gateway_id
-        return next((cid for cid, entries in self._unstored.items()
-                     if entries and entries[0]["op"] == "create"
-                     and entries[0]["record"]["gateway_call_id"] == call_or_gateway_id), None)
 
     # --- the queue's one writer ----------------------------------------------------------
     async def _drain(self) -> None:
@@ -365,6 +359,15 @@ class JournalledStore:
             await self.inner.add_transcript(call_id, entry["at"], entry["item"])
         else:
             raise ValueError(f"unknown journal entry {op!r}")
+
+
+def _created(unstored: dict[str, list[Entry]], call_or_gateway_id: str) -> str | None:
+    """The call whose creation is not in the database yet that has this id."""
+    if call_or_gateway_id in unstored:
+        return call_or_gateway_id
+    return next((call_id for call_id, entries in unstored.items()
+                 if entries and entries[0]["op"] == "create"
+                 and entries[0]["record"]["gateway_call_id"] == call_or_gateway_id), None)
 
 
 def _apply_to_record(record: CallRecord, entry: Entry) -> None:
