@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,13 +15,21 @@ import pytest
 from aiohttp import web
 
 from voicebot.dialog.compile import default_vocabulary
-from voicebot.app import REGISTRY, STARTUP, create_app
+from voicebot.app import REGISTRY, STARTUP, STORE, create_app
 from voicebot.config import Settings
 from voicebot.storage.base import CallRecord
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "audio_fixtures"
 STAFF_TOKEN = "staff-secret-for-tests"
+
+
+def rtp_ports() -> str:
+    """An RTP port range of this test process's own: parallel workers (pytest-xdist
+    gw0, gw1, ...) never hand out the same ports."""
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    low = 31000 + 1000 * worker
+    return f"{low}-{low + 998}"
 
 
 def manifest() -> list[dict[str, Any]]:
@@ -73,6 +82,10 @@ class Server:
         async with asyncio.timeout(timeout):
             while registry.has_call(call_id) if call_id else registry.sessions:
                 await registry.changed()
+
+    async def stored(self) -> None:
+        """Every call write made so far is in the database (writes are queued)."""
+        await self.app[STORE].flush()
 
     async def api(self, path: str, token: str | None = STAFF_TOKEN) -> tuple[int, Any]:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
