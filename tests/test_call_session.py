@@ -240,6 +240,26 @@ async def test_the_opt_out_key_sends_the_caller_to_a_person(kit):
     assert record.disclosure_text.endswith("Press 9 to always speak to a person.")
 
 
+async def test_a_failure_on_the_audio_path_sends_the_call_to_a_person(kit, monkeypatch):
+    class BrokenResampler:
+        def __init__(self, *args, **kwargs) -> None:
+            pass
+
+        def process(self, samples, last=False):
+            raise ValueError("resampler state corrupted")
+
+    monkeypatch.setattr("voicebot.call.session.StreamResampler", BrokenResampler)
+    engine = FakeEngine([HEARD_HUMAN])
+    call = await kit.start_call(engine)
+    await call.prompted("menu")
+    call.speak()
+    await call.ended()
+    assert call.handoff_reason == "system_error"
+    assert [e.error for e in call.of_kind("call_error")] == ["internal"]
+    assert engine.finished == 0  # handed over at once, not after the recogniser's timeout
+    no_tasks_left(call)
+
+
 # --- lookups ----------------------------------------------------------------------------------
 
 async def key_in_order(call, digits: str = "12345") -> None:

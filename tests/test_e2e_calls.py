@@ -35,7 +35,7 @@ async def test_disclosure_plays_first_then_a_person_request_hands_off(start_serv
     prompts = [e["name"] for e in result.of("prompt")]
     assert prompts[0] == "disclosure" and prompts[-1] == "handoff"
     assert kinds.index("prompt") < kinds.index("mark")  # the disclosure is announced first
-    assert result.first_audio_s is not None and result.first_audio_s < 0.5
+    assert result.first_audio_s is not None  # how soon: benchmarks/latency.py
     assert result.marks_echoed[0] == "1-disclosure"
     assert result.outcome == "handoff:caller_request"
 
