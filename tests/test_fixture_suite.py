@@ -121,8 +121,14 @@ async def run_all(start_server, engine, language: str, protocol: str) -> dict[st
     return verdicts
 
 
-@pytest.mark.parametrize("protocol", ["native", "twilio"])
-@pytest.mark.parametrize(("language", "fixture"), CASES, ids=[name for _, name in CASES])
+# One run's items stay in one test process (pytest-xdist --dist loadgroup): the
+# run is shared by them, and the four runs spread over the processes.
+ITEMS = [pytest.param(language, name, protocol, id=f"{name}-{protocol}",
+                      marks=pytest.mark.xdist_group(f"fixture-suite-{language}-{protocol}"))
+         for protocol in ("native", "twilio") for language, name in CASES]
+
+
+@pytest.mark.parametrize(("language", "fixture", "protocol"), ITEMS)
 async def test_fixture_reaches_its_expected_outcome(start_server, request, language, fixture, protocol):
     key = (language, protocol)
     if key not in _RUNS:
