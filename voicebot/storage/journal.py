@@ -77,6 +77,8 @@ class JournalledStore:
         self._overflow = asyncio.Event()  # the queue is full: journal what it holds now
         self._file_lock = asyncio.Lock()  # an append vs the replay handing back to the database
         self._up = False
+        self._to_journal = False  # the entry at the queue's head was given up on: journal it
+        self._journalling = False  # writes go to the journal until a replay has caught up
         self._closed = False
         self._drain_task: asyncio.Task[None] | None = None
         self._recovery: asyncio.Task[None] | None = None
@@ -94,12 +96,13 @@ class JournalledStore:
 
     @property
     def _direct(self) -> bool:
-        return self._up and not self.pending
+        return self._up and not self._journalling
 
     # --- lifecycle -----------------------------------------------------------------
     async def open(self) -> None:
         """Never raises for an unavailable database: calls are answered regardless."""
         self.pending = await asyncio.to_thread(jf.count_entries, self.path, self._pos_path)
+        self._journalling = self.pending > 0
         self._drain_task = asyncio.create_task(self._drain(), name="store-writes")
         await self._recover()
         if not self._direct:
@@ -115,16 +118,32 @@ class JournalledStore:
                 await self.flush()
             self._closed = True
             self._wake.set()
-            await self._drain_task  # returns once the queue is empty
+            try:  # it returns once the queue is empty
+                await asyncio.wait_for(asyncio.shield(self._drain_task), 2 * self.timeout_s)
+            except TimeoutError:
+                self._drain_task.cancel()
+                await asyncio.gather(self._drain_task, return_exceptions=True)
+                await self._journal_left_over()
         if self._recovery is not None:
             self._recovery.cancel()
             await asyncio.gather(self._recovery, return_exceptions=True)
-        if self.pending:
+        if self._journalling:
             await self._recover()  # last chance; otherwise the next start replays
         if self.pending:
             log.warning("database unavailable at shutdown: %d writes kept in %s",
                         self.pending, self.path)
         await _quietly(self.inner.close())
+
+    async def _journal_left_over(self) -> None:
+        left = [item for item in self._queue if not isinstance(item, _InOrder)]
+        for item in self._queue:
+            if isinstance(item, _InOrder):
+                _fail(item.done, StoreUnavailable("the call store is closing"))
+        self._queue.clear()
+        if left:
+            await asyncio.to_thread(jf.append, self.path, left)
+            self.pending += len(left)
+            self._journalling = True
 
     async def flush(self) -> None:
         """Returns once every write made before it is in the database or the journal."""
@@ -155,6 +174,7 @@ class JournalledStore:
             log.warning("a %s came after the call store closed: journalled", entry["op"])
             jf.append(self.path, [entry])
             self.pending += 1
+            self._journalling = True
             return
         self._queue.append(entry)
         self._unstored.setdefault(entry["call_id"], []).append(entry)
@@ -214,7 +234,7 @@ class JournalledStore:
                     return
                 self._wake.clear()
                 await self._wake.wait()
-            elif self._overflow.is_set() or not self._direct:
+            elif self._overflow.is_set() or self._to_journal or not self._direct:
                 await self._journal_queued()
             else:
                 item = self._queue.popleft()
@@ -228,7 +248,14 @@ class JournalledStore:
         back to the queue's head, and from there to the journal."""
         write = asyncio.create_task(self._apply(entry), name="store-write")
         overflow = asyncio.create_task(self._overflow.wait(), name="store-overflow")
-        await asyncio.wait({write, overflow}, timeout=self.timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        try:
+            await asyncio.wait({write, overflow}, timeout=self.timeout_s,
+                               return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:  # close() gave up on the drain: the entry is journalled
+            write.cancel()
+            overflow.cancel()
+            self._queue.appendleft(entry)
+            raise
         overflow.cancel()
         if write.done() and not write.cancelled():
             exc = write.exception()
@@ -241,9 +268,12 @@ class JournalledStore:
             self._went_down(exc)
         elif not self._overflow.is_set():
             self._went_down(TimeoutError())
-        write.cancel()  # given up on: it may still land (at-least-once; entries are idempotent)
-        await asyncio.gather(write, overflow, return_exceptions=True)
+        # given up on: it may still land (at-least-once; entries are idempotent). It goes
+        # to the journal whatever the recovery does meanwhile, so it cannot overtake it.
         self._queue.appendleft(entry)
+        self._to_journal = True
+        write.cancel()
+        await asyncio.gather(write, overflow, return_exceptions=True)
 
     async def _journal_queued(self) -> None:
         """Append everything queued, in order, with one fsync; answer the reads,
@@ -262,6 +292,7 @@ class JournalledStore:
                 batch.append(item)
         await self._append(batch)
         self._overflow.clear()
+        self._to_journal = False
 
     async def _append(self, batch: list[Entry]) -> None:
         if not batch:
@@ -269,6 +300,7 @@ class JournalledStore:
         async with self._file_lock:
             await asyncio.to_thread(jf.append, self.path, batch)
             self.pending += len(batch)
+            self._journalling = True
         for _ in batch:
             self._on_journalled()
         self._start_recovery()
@@ -332,6 +364,7 @@ class JournalledStore:
                     if not entries:
                         await asyncio.to_thread(jf.remove, self.path, self._pos_path)
                         self.pending = 0
+                        self._journalling = False
                         break
             for entry, end in entries:
                 try:
