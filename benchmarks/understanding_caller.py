@@ -66,8 +66,9 @@ class Script:
 
 
 class Caller:
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse, speed: float) -> None:
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse, speed: float, number: str) -> None:
         self.ws = ws
+        self.number = number  # each call its own caller (voicebot.replay.callers)
         self.speed = speed
         self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.line = _Line(speed, "played", self._echo)
@@ -75,7 +76,7 @@ class Caller:
         self._sends: set[asyncio.Future[None]] = set()
 
     async def run(self, script: Script, outcome: Outcome) -> None:
-        await self.ws.send_str(json.dumps({"event": "start", "caller": "+15550123",
+        await self.ws.send_str(json.dumps({"event": "start", "caller": self.number,
                                            "sample_rate": RATE, "encoding": "pcm16"}))
         tasks = [asyncio.create_task(self._send()), asyncio.create_task(self._receive())]
         try:
