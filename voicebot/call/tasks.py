@@ -59,4 +59,6 @@ class CallTasks:
     def _done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            log.error("%s: task %s failed: %r", self._label, task.get_name(), task.exception())
+            # the type only: an exception's text may carry what the caller said
+            log.error("%s: task %s failed: %s", self._label, task.get_name(),
+                      type(task.exception()).__name__)
