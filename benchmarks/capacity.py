@@ -77,6 +77,7 @@ class Row:
     wall_s: float
     server_loop: float  # CPU share of the server's main process (event loop + threads)
     client: float  # CPU share of this gateway simulator
+    within: int = 0  # calls whose response came within --target-ms
 
 
 def free_port() -> int:
@@ -123,9 +124,10 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
 
 
-async def start_server(args: argparse.Namespace, db: str) -> tuple[subprocess.Popen[bytes], str]:
+async def start_server(args: argparse.Namespace, db: str, extra_env: dict[str, str] | None = None
+                       ) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    env = {**os.environ, "VOICEBOT_PORT": str(port), "VOICEBOT_DB": db,
+    env = {**os.environ, **(extra_env or {}), "VOICEBOT_PORT": str(port), "VOICEBOT_DB": db,
            "VOICEBOT_LANGUAGE": args.language, "VOICEBOT_MODEL": args.model or "",
            "VOICEBOT_LOG_LEVEL": "WARNING",
            # the server's own limit (default 64) must not turn the load away
@@ -222,7 +224,8 @@ async def run_level(base: str, pids: list[int], entries: list[tuple[Any, int, fl
     return Row(
         n, pct(firsts, 0.5), pct(firsts, 0.95), pct(responses, 0.5), pct(responses, 0.95),
         len(responses), sum(r["system_error"] for r in results),
-        cpu / streamed if streamed else 0.0, (max(peak) - idle_mb) / n, wall, loop_load, client_load)
+        cpu / streamed if streamed else 0.0, (max(peak) - idle_mb) / n, wall, loop_load, client_load,
+        sum(r * 1000 <= args.target_ms for r in responses))
 
 
 def print_row(row: Row, target_ms: float) -> None:
@@ -233,10 +236,14 @@ def print_row(row: Row, target_ms: float) -> None:
           f"{row.wall_s:>5.0f} s | {row.server_loop*100:>4.0f} % {row.client*100:>4.0f} % | {ok}", flush=True)
 
 
-async def main(args: argparse.Namespace) -> int:
+def chosen_fixtures(args: argparse.Namespace) -> list[dict[str, Any]]:
     manifest = {e["file"]: e for e in json.loads((FIXTURES / "manifest.json").read_text())}
     names = args.fixtures.split(",") if args.fixtures else (KO_MIX if args.language == "ko" else EN_MIX)
-    chosen = [manifest[n] for n in names]
+    return [manifest[n] for n in names]
+
+
+async def main(args: argparse.Namespace) -> int:
+    chosen = chosen_fixtures(args)
     with tempfile.TemporaryDirectory() as tmp:
         proc, base = await start_server(args, str(Path(tmp) / "calls.db"))
         try:
@@ -248,8 +255,10 @@ async def main(args: argparse.Namespace) -> int:
             print(f"# server pid {proc.pid}, {len(pids) - 1} recognition workers, idle RSS {idle:.0f} MB, "
                   f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}; protocol {args.protocol}, "
                   f"language {args.language}, arrivals over {args.ramp:.0f} s")
-            print("   N | first audio ms | response ms   | replied syserr | CPU/call | MB/call |  wall | server client |")
-            print("     |   p50    p95   |   p50    p95  |              |          |         |       | main   (cores) |")
+            print("   N | first audio ms | response ms   | replied syserr | CPU/call | MB/call |  wall "
+                  "| server client |")
+            print("     |   p50    p95   |   p50    p95  |              |          |         |       "
+                  "| main   (cores) |")
             rows = []
             counts = [1] * len(entries) if args.latency_only else [int(c) for c in args.counts.split(",")]
             for i, n in enumerate(counts):
@@ -275,8 +284,9 @@ async def main(args: argparse.Namespace) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parser(description: str | None = __doc__) -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=description,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--protocol", choices=("native", "twilio"), default="native")
     ap.add_argument("--language", choices=("en", "ko"), default="en")
     ap.add_argument("--model", default="", help="VOICEBOT_MODEL for the server (Vosk)")
@@ -286,4 +296,8 @@ if __name__ == "__main__":
     ap.add_argument("--target-ms", type=float, default=600.0)
     ap.add_argument("--fixtures", help="comma-separated fixture names (default: a talking mix)")
     ap.add_argument("--latency-only", action="store_true", help="one call at a time through each fixture")
-    sys.exit(asyncio.run(main(ap.parse_args())))
+    return ap
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main(parser().parse_args())))

@@ -65,9 +65,10 @@ def _serve(conn: Connection, model: str | None) -> None:
             message = conn.recv()
         except (EOFError, OSError):
             return
-        kind, sid = message[0], message[1] if len(message) > 1 else None
+        kind = message[0]
         if kind == "stop":
             return
+        sid: int = message[1]  # every other message names its stream
         try:
             if kind == "open":
                 streams[sid] = engine.stream(message[2] if len(message) > 2 else "")
@@ -154,10 +155,8 @@ class WorkerPoolEngine:
     def close(self) -> None:
         self._closing = True
         for w in self._workers:
-            try:
+            with contextlib.suppress(EngineError):
                 w.send(("stop",))
-            except EngineError:
-                pass
         for w in self._workers:
             try:
                 w.process.wait(timeout=5)
@@ -272,7 +271,7 @@ class _PoolStream:
     def __del__(self) -> None:  # an abandoned utterance frees its worker-side stream
         if not self._done:
             self._done = True
-            try:
+            try:  # noqa: SIM105 - no contextlib.suppress in __del__: module globals may be gone at exit
                 self._worker.send(("drop", self._sid))
             except Exception:
                 pass

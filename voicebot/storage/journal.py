@@ -18,7 +18,7 @@ the middle of a replay repeats at most the entry being written, and a write
 given up on (timed out, or overtaken by an overflow) may have landed late.
 Every entry is idempotent in the store, so a repeat is stored once: a repeated
 create is a data error (skipped), an update sets the same values, and an
-utterance or prompt is unique per call, kind and instant (`SqliteCallStore`).
+utterance or prompt is unique per call, kind and instant (`SqlCallStore`).
 Data errors (`data_errors`, e.g. a duplicate key) are not outages: the write
 is logged and dropped, never journalled. Writes still queued when the process
 dies are lost: `close()` drains the queue (into the journal if need be).
@@ -32,6 +32,7 @@ and exports run in the queue's order, with the database up and caught up.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -431,7 +432,5 @@ def _utterance(item: dict[str, Any]) -> Utterance:
 
 
 async def _quietly(op: Awaitable[None]) -> None:
-    try:
+    with contextlib.suppress(Exception):  # closing a broken connection may fail
         await op
-    except Exception:  # noqa: BLE001, S110 - closing a broken connection may fail
-        pass
