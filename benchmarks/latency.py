@@ -91,7 +91,8 @@ async def batcher_s(runs: int) -> dict[str, list[float]]:
         got = asyncio.Event()
         delivered: list[float] = []
 
-        def deliver(events: object) -> None:
+        def deliver(events: object, delivered: list[float] = delivered,
+                    got: asyncio.Event = got) -> None:
             delivered.append(time.monotonic())
             got.set()
         paced = batcher.lane(8000, "mulaw", VadConfig(), deliver)

@@ -11,8 +11,8 @@ import base64
 import json
 import time
 import uuid
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
 from xml.etree import ElementTree
