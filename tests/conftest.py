@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from voicebot.app import REGISTRY, STARTUP, create_app
+from voicebot.app import REGISTRY, STARTUP, STORE, create_app
 from voicebot.config import Settings
 from voicebot.dialog.compile import default_vocabulary
 from voicebot.storage.base import CallRecord
@@ -22,6 +22,14 @@ from voicebot.storage.base import CallRecord
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "audio_fixtures"
 STAFF_TOKEN = "staff-secret-for-tests"
+
+
+def rtp_ports() -> str:
+    """An RTP port range of this test process's own: parallel workers (pytest-xdist
+    gw0, gw1, ...) never hand out the same ports."""
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    low = 31000 + 1000 * worker
+    return f"{low}-{low + 998}"
 
 
 def manifest() -> list[dict[str, Any]]:
@@ -72,6 +80,18 @@ class Server:
         services = self.app[REGISTRY].services
         assert services is not None
         return await services.store.get(call_id)
+
+    async def call_over(self, call_id: str | None = None, timeout: float = 30.0) -> None:
+        """Waits until the call (by our id or the gateway's; None: every call) has
+        ended on the server's side: its record is closed."""
+        registry = self.app[REGISTRY]
+        async with asyncio.timeout(timeout):
+            while registry.has_call(call_id) if call_id else registry.sessions:
+                await registry.changed()
+
+    async def stored(self) -> None:
+        """Every call write made so far is in the database (writes are queued)."""
+        await self.app[STORE].flush()
 
     async def api(self, path: str, token: str | None = STAFF_TOKEN) -> tuple[int, Any]:
         headers = {"Authorization": f"Bearer {token}"} if token else {}

@@ -86,11 +86,13 @@ async def seed_call(server: Any, call_id: str, transcript: list[Utterance],
         await store.add_utterance(call_id, time.time(), u)
     if reason is None:
         await store.update(call_id, outcome="completed", ended_at=time.time())
+        await server.stored()  # the desk's lists read the database itself
         return
     services.events.publish(HandoffDecided(call_id, reason, "Caller asked for a person.",
                                            caller, language, tuple(transcript)))
     await store.update(call_id, outcome="handoff", handoff_reason=str(reason),
                        summary="Caller asked for a person.", ended_at=time.time())
+    await server.stored()
     desk = server.app[DESK]
     for _ in range(100):
         if await desk.desk.transfer(call_id) is not None:

@@ -14,7 +14,6 @@ import gc
 import importlib.util
 import shutil
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -198,17 +197,6 @@ def test_sphinx_finish_without_audio_and_misuse(sphinx):
         stream.accept(b"\0\0")
     with pytest.raises(RuntimeError):
         stream.finish()
-
-
-@needs_tools
-def test_sphinx_finish_is_fast(sphinx, speak):
-    pcm = speak("i don't want to talk to a robot", "en-us+f3", speed=170, pitch=60)
-    stream = sphinx.stream()
-    for chunk in A.chunks(pcm):
-        stream.accept(chunk)
-    t0 = time.perf_counter()
-    stream.finish()
-    assert time.perf_counter() - t0 < 0.1, "decoding happens in accept(); finish() only closes"
 
 
 def test_sphinx_engine_refuses_8khz_and_unknown_words():

@@ -162,7 +162,9 @@ async def test_bad_peers_are_closed_with_a_log_line_and_no_other_call_is_touched
     }
     replies = await asyncio.gather(*(raw(port, data, then_close=name == "closed inside a frame")
                                      for name, data in bad.items()))
-    assert all(reply == b"" for reply in replies[:3]) and replies[-1] == b""  # closed, nothing said
+    # closed, nothing said; the oversize frame followed a valid UUID, so that call had
+    # started and may have sent the disclosure's first audio before the frame was read
+    assert [replies[0], replies[2], replies[-1]] == [b"", b"", b""]
     for line in ("unknown frame kind 0x42", "frame of 65535 bytes is over the limit of 8000",
                  "the first frame must be the call's UUID", "DTMF frame must carry one of",
                  "the connection closed inside a frame", "no UUID frame within 2 s"):

@@ -1,8 +1,6 @@
 """FrameBatcher: the VAD front end of many calls run together must decide
 exactly what each call's own SpeechDetector decides, in order, within a tick."""
 
-import asyncio
-import time
 
 import numpy as np
 import pytest
@@ -123,34 +121,53 @@ def test_closed_lane_takes_nothing_more():
     assert events == []
 
 
-async def test_real_time_messages_wait_for_the_tick_and_a_backlog_does_not():
-    batcher = FrameBatcher(asyncio.get_running_loop().call_later, tick_s=0.03)
+class FakeClock:
+    """A Schedule that runs nothing by itself: the test fires what is due."""
+
+    def __init__(self) -> None:
+        self.timers: list[FakeTimer] = []
+
+    def __call__(self, delay: float, callback) -> "FakeTimer":
+        timer = FakeTimer(delay, callback)
+        self.timers.append(timer)
+        return timer
+
+    def fire(self) -> list[float]:
+        """Run every timer not cancelled; their delays."""
+        due, self.timers = [t for t in self.timers if not t.cancelled], []
+        for timer in due:
+            timer.callback()
+        return [t.delay for t in due]
+
+
+class FakeTimer:
+    def __init__(self, delay: float, callback) -> None:
+        self.delay, self.callback, self.cancelled = delay, callback, False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+def test_real_time_messages_wait_for_the_tick_and_a_backlog_does_not():
+    clock = FakeClock()
+    batcher = FrameBatcher(clock, tick_s=0.03)
     data = _line("en_human_agent.wav")
-    delivered: list[float] = []
-    got = asyncio.Event()
+    delivered: list[list] = []
 
-    def deliver(events):
-        delivered.append(time.monotonic())
-        got.set()
-
-    paced = batcher.lane(8000, "mulaw", VadConfig(), deliver)
+    paced = batcher.lane(8000, "mulaw", VadConfig(), delivered.append)
     for i in range(0, 12000, 160):  # 1.5 s in 20 ms messages, one per tick: the timer flushes
-        pushed = time.monotonic()
         paced.push(data[i:i + 160])
-        await asyncio.sleep(0)
-        assert not got.is_set()  # neither inside push() nor on the loop's next turn
-        await asyncio.sleep(0.04)  # the tick (30 ms) flushes this message
-        if got.is_set():
+        assert delivered == []  # never inside push()
+        assert clock.fire() == [0.03]  # each message is held for the tick, then flushed by it
+        if delivered:
             break
-    assert got.is_set() and delivered[0] - pushed >= 0.025  # held for the tick
+    assert delivered, "the VAD's events reached the call"
     paced.close()
 
-    got.clear()
-    burst = batcher.lane(8000, "mulaw", VadConfig(), deliver)
-    pushed = time.monotonic()
+    delivered.clear()
+    burst = batcher.lane(8000, "mulaw", VadConfig(), delivered.append)
     burst.push(data[:12000])  # 1.5 s at once: a backlog, run on the loop's next turn
-    await asyncio.wait_for(got.wait(), 1.0)
-    assert delivered[-1] - pushed < 0.04
+    assert delivered == [] and clock.fire() == [0.0] and len(delivered) == 1
     batcher.close()
 
 

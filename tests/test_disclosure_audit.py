@@ -42,6 +42,7 @@ async def test_disclosure_audit_after_real_calls(start_server, en_engine, tmp_pa
                 break
             await asyncio.sleep(0.02)
 
+    await server.stored()  # the audit reads the database itself
     ok = audit(db)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "played and confirmed: 2 of 2 calls (100.0 %)" in ok.stdout
@@ -62,6 +63,7 @@ async def test_disclosure_audit_after_real_calls(start_server, en_engine, tmp_pa
                                       disclosure_started_at=now, **fields))
     await store.add_prompt("left-during", now, {"name": "disclosure", "text": "I'm a computer."})
 
+    await server.stored()
     found = audit(db)
     assert found.returncode == 1
     assert "played and confirmed: 2 of 5 calls (40.0 %)" in found.stdout

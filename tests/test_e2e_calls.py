@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import aiohttp
@@ -36,7 +35,7 @@ async def test_disclosure_plays_first_then_a_person_request_hands_off(start_serv
     prompts = [e["name"] for e in result.of("prompt")]
     assert prompts[0] == "disclosure" and prompts[-1] == "handoff"
     assert kinds.index("prompt") < kinds.index("mark")  # the disclosure is announced first
-    assert result.first_audio_s is not None and result.first_audio_s < 0.5
+    assert result.first_audio_s is not None  # how soon: benchmarks/latency.py
     assert result.marks_echoed[0] == "1-disclosure"
     assert result.outcome == "handoff:caller_request"
 
@@ -59,7 +58,8 @@ async def test_disclosure_plays_first_then_a_person_request_hands_off(start_serv
 
 async def test_twilio_call_hands_off_and_stream_end_dials_the_human(start_server, en_engine):
     server = await start_server(en_engine, public_url="https://bot.example.com")
-    result = await call(server, "en_human_person.wav", protocol="twilio")
+    # pacing is not what this checks: as fast as the socket takes it
+    result = await call(server, "en_human_person.wav", protocol="twilio", marks="immediate", speed=0)
     assert result.outcome == "handoff:caller_request"
     assert result.audio.size > 8000 * 5  # disclosure + handoff line, as μ-law media
 
@@ -114,7 +114,7 @@ async def test_barge_in_clears_the_menu_prompt(start_server, en_engine, protocol
 async def test_hang_up_mid_sentence_keeps_what_was_said(start_server, en_engine):
     server = await start_server(en_engine)
     result = await call(server, "en_hangup_mid_sentence.wav", hangup_at=2.03)
-    await asyncio.sleep(0.2)
+    await server.call_over(result.call_id)
     record = await server.record(result.call_id)
     assert record.outcome == "abandoned" and record.ended_at is not None
     assert record.utterances and record.utterances[0]["end"] <= 2.1

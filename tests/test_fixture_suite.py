@@ -9,7 +9,6 @@ checks that on a subset). The verdict here comes from the server's call record.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 
 import pytest
@@ -100,7 +99,7 @@ async def run_all(start_server, engine, language: str, protocol: str) -> dict[st
     path = "/twilio/media" if protocol == "twilio" else "/v1/stream"
     options = ReplayOptions(protocol=protocol, speed=1.0, marks="played", max_call_s=70)
     results = await run_cases(cases, server.ws + path, options, len(cases), arrival_gap_s=ARRIVAL_GAP_S)
-    await asyncio.sleep(0.3)  # records of calls the client hung up on are closed by now
+    await server.call_over()  # records of calls the client hung up on are closed
     verdicts = {}
     for done in results:
         name = done.case.path.name
@@ -122,8 +121,14 @@ async def run_all(start_server, engine, language: str, protocol: str) -> dict[st
     return verdicts
 
 
-@pytest.mark.parametrize("protocol", ["native", "twilio"])
-@pytest.mark.parametrize(("language", "fixture"), CASES, ids=[name for _, name in CASES])
+# One run's items stay in one test process (pytest-xdist --dist loadgroup): the
+# run is shared by them, and the four runs spread over the processes.
+ITEMS = [pytest.param(language, name, protocol, id=f"{name}-{protocol}",
+                      marks=pytest.mark.xdist_group(f"fixture-suite-{language}-{protocol}"))
+         for protocol in ("native", "twilio") for language, name in CASES]
+
+
+@pytest.mark.parametrize(("language", "fixture", "protocol"), ITEMS)
 async def test_fixture_reaches_its_expected_outcome(start_server, request, language, fixture, protocol):
     key = (language, protocol)
     if key not in _RUNS:

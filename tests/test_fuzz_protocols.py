@@ -274,7 +274,11 @@ def test_malformed_traffic_closes_only_its_own_call(fuzz_server):
 
     stop = asyncio.Event()
     healthy = asyncio.run_coroutine_threadsafe(healthy_calls(server, stop), server.loop)
-    time.sleep(0.5)  # the first healthy call is connected before the fuzzing starts
+    registry = server.app[REGISTRY]
+    connected_by = time.monotonic() + 30
+    while not registry.sessions:  # the first healthy call is connected before the fuzzing starts
+        assert time.monotonic() < connected_by, "the healthy call never connected"
+        time.sleep(0.02)
     tasks_before = len(asyncio.all_tasks(server.loop))
     rss_before, started = rss_mb(), time.monotonic()
     native()
@@ -283,7 +287,6 @@ def test_malformed_traffic_closes_only_its_own_call(fuzz_server):
     elapsed = time.monotonic() - started
     server.loop.call_soon_threadsafe(stop.set)
     outcomes = healthy.result(90)
-    registry = server.app[REGISTRY]
     deadline = time.monotonic() + 20
     while registry.sessions and time.monotonic() < deadline:
         time.sleep(0.1)

@@ -93,7 +93,7 @@ async def test_no_one_left_to_tell(start_server, en_engine, dial, call, then):
     status, twiml = await post(server, "/twilio/dial-ended", {
         "CallSid": call_id, "DialCallStatus": dial, "CallStatus": call})
     assert status == 200 and "<Say" not in twiml and "<Hangup/>" in twiml
-    await asyncio.sleep(0.2)  # any desk change is queued by then
+    await server.app[DESK].settled()  # every desk change the dial's end made is done
     assert (await server.app[DESK].desk.transfer(await desk_id(server, call_id)))["status"] == then
 
 

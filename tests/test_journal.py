@@ -51,6 +51,23 @@ async def wait_until(condition, timeout: float = 10.0) -> None:
         await asyncio.sleep(0.02)
 
 
+def count_reconnects(store: JournalledStore) -> list[bool]:
+    """Every reconnect the store tries from now on, and whether it worked."""
+    attempts: list[bool] = []
+    inner_open = store.inner.open
+
+    async def open_and_count() -> None:
+        try:
+            await inner_open()
+        except BaseException:
+            attempts.append(False)
+            raise
+        attempts.append(True)
+
+    store.inner.open = open_and_count
+    return attempts
+
+
 def utterance(text: str, start: float) -> Utterance:
     return Utterance(text, 0.91, start, start + 1.2, Source.SPEECH, "human",
                      (Word(text.split()[0], 0.9, 0.0, 0.4),))
@@ -74,14 +91,17 @@ async def test_writes_during_an_outage_are_replayed_in_order(journalled, tmp_pat
     store = journalled
     await store.create(CallRecord("before", "native", caller="+15550001", started_at=1.0))
     await store.add_utterance("before", 2.0, utterance("order status", 0.5))
+    await store.flush()
     outage = Outage(store, tmp_path / "db")
     await outage.begin()
+    attempts = count_reconnects(store)
 
     await store.update("before", outcome="handoff", handoff_reason="caller_request")
     await store.create(CallRecord("during", "twilio", gateway_call_id="CA9", started_at=3.0))
     await store.add_prompt("during", 3.5, {"name": "disclosure", "confirmed_by": "mark"})
     await store.add_utterance("during", 4.0, utterance("agent please", 1.0))
     await store.update("during", outcome="completed", ended_at=5.0)
+    await store.flush()
     assert not store.up and store.pending == 5  # the first write found the outage: all five kept
     lines = (tmp_path / "local" / "calls.journal").read_text().splitlines()
     assert [json.loads(line)["op"] for line in lines] == [
@@ -91,7 +111,7 @@ async def test_writes_during_an_outage_are_replayed_in_order(journalled, tmp_pat
     assert during is not None and during.outcome == "completed"
     with pytest.raises(StoreUnavailable):
         await store.get("before")
-    await asyncio.sleep(0.3)
+    await wait_until(lambda: len(attempts) >= 3)
     assert not store.up, "still down while the directory is missing"
 
     outage.restore()
@@ -104,7 +124,8 @@ async def test_writes_during_an_outage_are_replayed_in_order(journalled, tmp_pat
     assert [p["name"] for p in during.prompts] == ["disclosure"]
     assert during.utterances[0]["words"][0]["text"] == "agent"
     await store.update("during", summary="after")  # straight to the database again
-    assert store.pending == 0 and (await store.get("during")).summary == "after"
+    await store.flush()
+    assert store.pending == 0 and (await store.inner.get("during")).summary == "after"
 
 
 async def test_journal_left_by_a_crash_is_replayed_at_start_once(tmp_path):
@@ -116,6 +137,7 @@ async def test_journal_left_by_a_crash_is_replayed_at_start_once(tmp_path):
     await first.create(CallRecord("c1", "native", started_at=1.0))
     for i in range(3):
         await first.add_utterance("c1", 2.0 + i, utterance(f"word{i} here", float(i)))
+    await first.flush()
     # the process dies: no close(); the journal is all that is left. A replay had
     # also got as far as the first two entries (position saved) before the crash.
     assert first._recovery is not None
@@ -154,6 +176,7 @@ async def test_a_journal_replayed_twice_stores_each_entry_once(tmp_path):
     await store.add_utterance("c2", 2.0, utterance("agent please", 0.0))
     await store.add_prompt("c2", 1.5, {"name": "disclosure", "text": "hello"})
     await store.update("c2", summary="asked for a person")
+    await store.flush()
     store._recovery.cancel()
     outage.restore()
     saved = journal.read_bytes()
@@ -196,12 +219,14 @@ async def test_duplicate_events_in_an_older_database_are_removed_once(tmp_path):
         await store.close()
 
 
-async def test_data_errors_are_raised_not_journalled(journalled, tmp_path):
-    await journalled.create(CallRecord("dup", "native"))
-    with pytest.raises(sqlite3.IntegrityError):
-        await journalled.create(CallRecord("dup", "native"))
-    with pytest.raises(ValueError):
+async def test_data_errors_are_dropped_not_journalled(journalled, tmp_path, caplog):
+    await journalled.create(CallRecord("dup", "native", caller="+15550001"))
+    await journalled.create(CallRecord("dup", "native", caller="+15550002"))
+    with pytest.raises(ValueError):  # found before it is queued
         await journalled.update("dup", no_such_field=1)
+    await journalled.flush()
+    assert "refused a create: IntegrityError (not journalled)" in caplog.text
+    assert (await journalled.get("dup")).caller == "+15550001"
     assert journalled.up and journalled.pending == 0
     assert not (tmp_path / "local" / "calls.journal").exists()
 
@@ -260,6 +285,7 @@ async def test_calls_during_a_database_outage_lose_no_records(start_server, en_e
 async def test_erasure_waits_for_the_database_and_the_journal(journalled, tmp_path):
     """An erasure must not be undone by journalled writes replayed after it."""
     await journalled.create(CallRecord("e1", "native", caller="+15550123"))
+    await journalled.flush()
     outage = Outage(journalled, tmp_path / "db")
     await outage.begin()
     await journalled.add_utterance("e1", 2.0, utterance("agent please", 0.0))
@@ -276,10 +302,12 @@ async def test_free_form_transcripts_are_journalled_and_replayed_once(journalled
     item = {"start": 1.0, "end": 2.2, "text": "Weasels have eaten our phone system.",
             "status": "ok", "words": []}
     await store.create(CallRecord("c1", "native", started_at=1.0))
+    await store.flush()
     outage = Outage(store, tmp_path / "db")
     await outage.begin()
     await store.add_transcript("c1", 9.0, item)
     await store.add_transcript("c1", 9.0, item)  # a repeated write is stored once
+    await store.flush()
     assert store.pending == 2
     outage.restore()
     await wait_until(lambda: store.up)

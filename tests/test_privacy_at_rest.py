@@ -92,6 +92,8 @@ async def test_raw_bytes_hold_no_number_or_transcript(start_server, en_engine, t
         "kind": "transcript_wrong", "utterance": 0, "correction": "put me through to Zebulon"})
     assert status in (200, 201)
 
+    await server.call_over()
+    await server.stored()  # read below from the database file itself
     records = [await server.record(i) for i in ids]
     assert [r.caller for r in records] == list(CALLERS.values())  # read back in the clear
     assert records[0].utterances[0]["text"] == "i want to speak to a person"

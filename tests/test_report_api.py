@@ -49,6 +49,8 @@ async def test_supervisor_report_flags_a_group_and_sets_the_metric(start_server)
         marks="immediate", speed=0, max_call_s=30, labels={"plan": 5}))  # type: ignore[dict-item]
     assert bad.close_code == 1008 and "labels must be an object" in bad.close_reason
 
+    await server.call_over()
+    await server.stored()  # reports read the database itself
     for _ in range(200):  # the label writer runs on its own task
         status, _, body = await _get(server, "/api/reports/kpi?since=1d&min_group=5")
         if '"basic"' in body:

@@ -26,7 +26,7 @@ from voicebot.audio.resample import resample
 from voicebot.audio.wav import read_wav, write_wav
 from voicebot.dialog.lang import PACKS
 
-from .conftest import FIXTURES
+from .conftest import FIXTURES, rtp_ports
 
 pytestmark = [
     pytest.mark.e2e, pytest.mark.engine,
@@ -187,7 +187,7 @@ async def test_sip_callers_hear_the_disclosure_and_are_transferred_or_called_bac
         start_server, en_engine, tmp_path):
     sip_port = free_port()
     server = await start_server(en_engine, sip_port=sip_port, human_line=HUMAN_LINE.format(free_port()),
-                                sip_transfer_timeout_s=3.0, sip_rtp_ports="31000-31998")
+                                sip_transfer_timeout_s=3.0, sip_rtp_ports=rtp_ports())
     (ok, ok_log), (busy, busy_log), (keyed, keyed_log), (_, gone_log), phone = await asyncio.gather(
         caller(tmp_path / "transferred", sip_port, "en_human_person.wav"),
         caller(tmp_path / "busy", sip_port, "en_human_person.wav", notify_status="486 Busy Here"),

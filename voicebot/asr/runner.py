@@ -4,7 +4,9 @@ Audio is queued without waiting; a worker task drains the queue into the
 engine on a thread pool (batching whatever has piled up into one call), so the
 event loop never blocks and chunks reach the engine in order. `finish()` is
 bounded by a timeout: an engine that raises or hangs becomes an EngineError,
-which the call session turns into a handoff to a human.
+which the call session turns into a handoff to a human. A stream that can
+answer without a thread (`finish_later()`, the worker pool's) is awaited
+without one, so a hung engine holds no executor thread past the timeout.
 """
 
 from __future__ import annotations
@@ -47,11 +49,13 @@ class UtteranceRecognition:
         try:
             return await asyncio.wait_for(asyncio.shield(self._task), self._runner.timeout_s)
         except TimeoutError:
-            self._task.cancel()
+            await self.aclose()
             raise EngineError(f"recogniser gave no result within {self._runner.timeout_s} s") from None
 
-    def cancel(self) -> None:
+    async def aclose(self) -> None:
+        """Abandon the utterance: its worker task is cancelled and awaited."""
         self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
 
     async def _work(self) -> Transcript:
         loop = asyncio.get_running_loop()
@@ -67,10 +71,19 @@ class UtteranceRecognition:
                 if audio:
                     await loop.run_in_executor(run.executor, stream.accept, audio)
                 if done:
-                    return await loop.run_in_executor(run.executor, stream.finish)
+                    return await _finish(stream, loop, run.executor)
         except asyncio.CancelledError:
             raise
         except EngineError:
             raise
         except Exception as exc:  # engines raise anything; it must become a handoff
             raise EngineError(f"{run.engine.name} failed: {type(exc).__name__}: {exc}") from exc
+
+
+async def _finish(stream: RecognizerStream, loop: asyncio.AbstractEventLoop, executor: Executor) -> Transcript:
+    finish_later = getattr(stream, "finish_later", None)
+    if finish_later is None:
+        return await loop.run_in_executor(executor, stream.finish)
+    # sending may block on a worker's full pipe: a thread sends, nothing waits on one
+    future = await loop.run_in_executor(executor, finish_later)
+    return await asyncio.wrap_future(future)  # cancelling it gives the stream up

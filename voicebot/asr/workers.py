@@ -26,7 +26,7 @@ import socket
 import subprocess
 import sys
 import threading
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
@@ -212,18 +212,21 @@ class WorkerPoolEngine:
             future = worker.pending.pop(sid, None)
             if future is None or future.done():
                 continue
-            if kind == "result":
-                text, confidence, words = rest
-                future.set_result(Transcript(text, confidence, tuple(Word(*w) for w in words)))
-            else:
-                future.set_exception(EngineError(f"{self.name} failed: {rest[0]}"))
+            try:  # the caller may give the future up (cancel it) at any moment
+                if kind == "result":
+                    text, confidence, words = rest
+                    future.set_result(Transcript(text, confidence, tuple(Word(*w) for w in words)))
+                else:
+                    future.set_exception(EngineError(f"{self.name} failed: {rest[0]}"))
+            except InvalidStateError:
+                pass
         worker.alive = False
         code = worker.process.poll()
         if not self._closing:
             log.error("speech worker %s exited (code %s); its open utterances go to a human",
                       worker.process.pid, code)
         for future in list(worker.pending.values()):
-            if not future.done():
+            with contextlib.suppress(InvalidStateError):  # given up meanwhile
                 future.set_exception(EngineError("speech worker process died"))
         worker.pending.clear()
 
@@ -238,19 +241,32 @@ class _PoolStream:
             self._worker.send(("accept", self._sid, pcm))
 
     def finish(self) -> Transcript:
+        future = self.finish_later()
+        try:
+            return future.result(timeout=_FINISH_GIVE_UP_S)
+        except TimeoutError:
+            future.cancel()
+            raise EngineError("speech worker gave no result") from None
+
+    def finish_later(self) -> Future[Transcript]:
+        """finish() without blocking a thread: the future the reader thread resolves.
+        Cancelling it gives the stream up (the worker's late answer is dropped)."""
         if self._done:
             raise RuntimeError("finish() called twice")
         self._done = True
         future: Future[Transcript] = Future()
         self._worker.pending[self._sid] = future
+        future.add_done_callback(self._settled)
         try:
             self._worker.send(("finish", self._sid))
-            return future.result(timeout=_FINISH_GIVE_UP_S)
-        except TimeoutError:
-            raise EngineError("speech worker gave no result") from None
-        finally:
-            self._worker.pending.pop(self._sid, None)
-            self._engine._closed(self._worker)
+        except EngineError as exc:  # the worker is gone
+            if not future.done():
+                future.set_exception(exc)
+        return future
+
+    def _settled(self, _: Future[Transcript]) -> None:
+        self._worker.pending.pop(self._sid, None)
+        self._engine._closed(self._worker)
 
     def __del__(self) -> None:  # an abandoned utterance frees its worker-side stream
         if not self._done:

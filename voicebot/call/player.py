@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -28,18 +29,25 @@ class Playout:
 AudioSource = Callable[[Say], Awaitable[np.ndarray]]
 PlayoutHandler = Callable[[Playout], None]
 FailureHandler = Callable[[Say, BaseException], None]
+Spawn = Callable[[Coroutine[Any, Any, None], str], "asyncio.Task[None] | None"]
+
+
+def _create_task(coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+    return asyncio.create_task(coro, name=name)
 
 
 class Player:
     def __init__(
         self, channel: MediaChannel, audio_for: AudioSource, grace_s: float,
-        on_played: PlayoutHandler, on_failed: FailureHandler,
+        on_played: PlayoutHandler, on_failed: FailureHandler, spawn: Spawn = _create_task,
     ) -> None:
+        """`spawn` starts the playout tasks (the call's own task group)."""
         self._channel = channel
         self._audio_for = audio_for
         self._grace_s = grace_s
         self._on_played = on_played
         self._on_failed = on_failed
+        self._spawn = spawn
         self._task: asyncio.Task[None] | None = None
         self._marks: dict[str, asyncio.Future[None]] = {}
         self._sent_unconfirmed = False
@@ -48,7 +56,7 @@ class Player:
         """Start `say`; a prompt still playing is cut and its buffered audio cleared."""
         clear_first = self._sent_unconfirmed
         self._cancel_current()
-        self._task = asyncio.create_task(self._play(say, clear_first), name=f"prompt-{say.name}")
+        self._task = self._spawn(self._play(say, clear_first), f"prompt-{say.name}")
 
     async def stop(self) -> None:
         """Barge-in: cut the prompt and tell the gateway to drop what it buffered."""

@@ -10,9 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
@@ -41,6 +39,7 @@ from voicebot.call.media import MediaChannel
 from voicebot.call.player import Player, Playout
 from voicebot.call.recorder import CallRecorder
 from voicebot.call.recording import AudioRecorder, AudioSink
+from voicebot.call.tasks import CallTasks
 from voicebot.config import Settings
 from voicebot.dialog import policy as p
 from voicebot.dialog.flow import Flow
@@ -106,10 +105,10 @@ class CallSession:
         self._lane: Lane | None = None
         self._utterance: tuple[UtteranceRecognition, StreamResampler, float] | None = None
         self._utterance_pcm: list[bytes] = []  # at the recogniser's rate, for a second opinion
-        self._pending: set[asyncio.Task[None]] = set()
+        self.tasks = CallTasks(f"call {record.call_id!r}")  # every task this call starts
         self._timer: asyncio.Task[None] | None = None
         self._player = Player(channel, self._audio_for, s.mark_grace_s,
-                              self._on_played, self._on_prompt_failed)
+                              self._on_played, self._on_prompt_failed, self.tasks.spawn)
         self._hung_up = False
         self._samples_in = 0
         self._hand_over = hand_over
@@ -151,7 +150,9 @@ class CallSession:
             self._handle_vad(events)
         except Exception:  # e.g. the resampler or the engine stream: fail to a human, not to silence
             log.exception("call %r: speech handling failed", self.recorder.call_id)
-            self._utterance = None
+            if self._utterance is not None:
+                self.tasks.spawn(self._utterance[0].aclose(), "asr-abandoned")
+                self._utterance = None
             self.services.events.publish(CallError(self.recorder.call_id, "internal"))
             self.hand_over(HandoffReason.SYSTEM_ERROR)
 
@@ -173,7 +174,7 @@ class CallSession:
         self._cancel_timer()
         now = self._call_time()
         u = Utterance(digit, 1.0, now, now, Source.DTMF, "human" if digit == "0" else None)
-        self._track(self._record_utterance(u))
+        self.tasks.spawn(self._record_utterance(u), "record-key")
         opts_out = self.policy.opts_out(digit)  # named in the disclosure (privacy)
         if not (opts_out and self.policy.state is p.State.SURVEYING):  # no answer to the survey
             self._events.put_nowait(p.KeyPressed(digit))
@@ -203,7 +204,7 @@ class CallSession:
     # --- the call --------------------------------------------------------------------
     async def run(self) -> None:
         await self.recorder.started(self.policy.disclosure_text())
-        watchdog = asyncio.create_task(self._watchdog(), name="call-watchdog")
+        watchdog = self.tasks.spawn(self._watchdog(), "call-watchdog")
         try:
             await self._perform(self.policy.start())
             if self._hand_over is not None:
@@ -215,7 +216,8 @@ class CallSession:
                 if await self._step(event):
                     break
         finally:
-            watchdog.cancel()
+            if watchdog is not None:
+                watchdog.cancel()
             await self._shutdown()
 
     async def _watchdog(self) -> None:
@@ -256,7 +258,7 @@ class CallSession:
             elif isinstance(action, p.ExpectInput):
                 self._start_timer(action.timeout_s)
             elif isinstance(action, p.Lookup):
-                self._track(self._lookup(action))
+                self.tasks.spawn(self._lookup(action), "lookup")
             elif isinstance(action, p.Survey):
                 await self.recorder.survey(action.status, action.rating)
             elif isinstance(action, p.RecordingConsent):
@@ -271,7 +273,7 @@ class CallSession:
         return False
 
     def _recording_consent(self, answer: str) -> None:
-        self._track(self.recorder.recording_consent(answer))
+        self.tasks.spawn(self.recorder.recording_consent(answer), "record-consent")
         recordings = self.services.recordings
         if answer == "given" and recordings is not None and self._audio_kept is None:
             self._audio_kept = recordings.start(self.recorder.call_id, self.channel.line_rate)
@@ -319,10 +321,8 @@ class CallSession:
         self._free.close()
         if self._audio_kept is not None:
             await self._audio_kept.close()
-        if self._pending:
-            await asyncio.wait(self._pending, timeout=self.services.settings.asr_timeout_s + 1)
-        for task in self._pending:
-            task.cancel()
+        await self.tasks.settle(self.services.settings.asr_timeout_s + 1)  # recognitions, lookups
+        await self.tasks.close()
         if self.policy.survey == p.SURVEY_OFFERED:  # hung up on the survey: skipped
             await self.recorder.survey("hung_up", None)
         outcome = self.policy.outcome_if_left()
@@ -357,7 +357,7 @@ class CallSession:
         self._free.feed(pcm)
         self._free.ended(start, at, self.policy.language, resampler.out_rate)
         audio, self._utterance_pcm = b"".join((*self._utterance_pcm, pcm)), []
-        self._track(self._recognise(recognition, start, at, audio, resampler.out_rate))
+        self.tasks.spawn(self._recognise(recognition, start, at, audio, resampler.out_rate), "recognise")
 
     async def _recognise(self, recognition: UtteranceRecognition, start: float, end: float,
                          audio: bytes, rate: int) -> None:
@@ -406,7 +406,7 @@ class CallSession:
                                                self.channel.line_rate)
 
     def _on_played(self, playout: Playout) -> None:
-        self._track(self.recorder.prompt_played(playout))
+        self.tasks.spawn(self.recorder.prompt_played(playout), "record-prompt")
         interrupted = playout.confirmed_by == "interrupted"
         self._events.put_nowait(p.PromptDone(playout.say.prompt_id, interrupted))
 
@@ -423,17 +423,12 @@ class CallSession:
             await asyncio.sleep(seconds)
             self._events.put_nowait(p.NoInput())
 
-        self._timer = asyncio.create_task(expire(), name="no-input")
+        self._timer = self.tasks.spawn(expire(), "no-input")
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-
-    def _track(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
 
     def _call_time(self) -> float:
         """Seconds of caller audio received: the clock utterance times use."""

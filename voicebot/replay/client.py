@@ -11,6 +11,7 @@ import base64
 import json
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -52,6 +53,8 @@ class ReplayOptions:
     # and the stream as Twilio would (needed when the server checks signatures)
     twilio_auth_token: str = ""
     public_url: str = ""
+    # called with each event from the bot as it arrives (its "t" set): tests wait on these
+    on_event: Callable[[dict[str, Any]], None] | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -330,6 +333,8 @@ class _Call:
             return
         event = {**event, "t": round(self._now(), 3)}
         self.result.events.append(event)
+        if self.o.on_event is not None:
+            self.o.on_event(event)
         if kind == "mark":
             self.line.mark(event["mark"]["name"] if "mark" in event else event["name"])
         elif kind == "clear":

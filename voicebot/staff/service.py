@@ -128,6 +128,15 @@ class StaffDesk:
         self.feed.publish({"type": "transfer_update", "call_id": call_id, "status": status,
                            "at": time.time(), **extra})
 
+    async def settled(self) -> None:
+        """Returns once every desk change queued before this call is done."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        async def mark() -> None:
+            done.set_result(None)
+        self._jobs.put_nowait(mark)
+        await done
+
     def notify_crm(self, event: str, call_id: str, payload: dict[str, Any]) -> None:
         """Case data only (no transcript): the CRM gets what it needs to open a case."""
         if self.webhook is not None:
