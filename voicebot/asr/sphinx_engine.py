@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pocketsphinx import Decoder, get_model_path  # type: ignore[import-untyped]
 
 from voicebot.phrases import TemplateError, fsg_edges, parse, words
-from voicebot.types import Transcript, Vocabulary, Word
+from voicebot.types import Partial, Transcript, Vocabulary, Word
 
 SAMPLE_RATE = 16000  # the en-us model's filterbank reaches 6.8 kHz: it refuses 8 kHz
 FRAME_S = 0.01
@@ -136,8 +136,10 @@ class _DecoderSet:
 class SphinxEngine:
     name = "pocketsphinx"
 
-    def __init__(self, vocabulary: Vocabulary, sample_rate: int = SAMPLE_RATE, pool_size: int = 2) -> None:
+    def __init__(self, vocabulary: Vocabulary, sample_rate: int = SAMPLE_RATE, pool_size: int = 2,
+                 max_sets: int = 0) -> None:
         self.pool_size = max(1, pool_size)
+        self.max_sets = max(self.pool_size, max_sets)  # grow() builds up to this many
         if sample_rate != SAMPLE_RATE:
             raise ValueError(f"pocketsphinx's en-us model needs {SAMPLE_RATE} Hz audio, not "
                              f"{sample_rate} (resample 8 kHz line audio to 16 kHz)")
@@ -237,6 +239,17 @@ class SphinxEngine:
             else:
                 self.created -= 1
 
+    def grow(self) -> bool:
+        """Build one more pooled set if fewer than `max_sets` exist; False when
+        there are enough. The worker calls it while no audio waits, so that a
+        burst of utterances finds sets ready instead of building them."""
+        with self._lock:
+            if self.created >= self.max_sets:
+                return False
+            self._pool.append(self._build())
+            self.pool_size = max(self.pool_size, len(self._pool))
+            return True
+
     @property
     def idle(self) -> int:
         with self._lock:
@@ -272,6 +285,13 @@ def _accepts(transitions: list, words: list[str]) -> bool:  # type: ignore[type-
         if not states:
             return False
     return 1 in states
+
+
+def _margin(decoders: _DecoderSet, sentence_score: float) -> float:
+    """Per-frame score margin of the sentence path over the phone loop."""
+    loop = _score(decoders.loop)
+    frames = max(1, decoders.sentences.n_frames())
+    return (sentence_score - loop[1]) / frames if loop is not None else float("-inf")
 
 
 class SphinxStream:
@@ -320,6 +340,23 @@ class SphinxStream:
                 self._finalizer.detach()
             self._engine.release(decoders)
 
+    def partial(self) -> Partial:
+        """The best path so far, and whether it is a whole phrase of the context.
+        Starts decoding (on the audio there is, like finish()) if it had not."""
+        if self._done:
+            raise RuntimeError("partial() after finish()")
+        if self._decoders is None and (len(self._pending) < 2 or not self._begin(build=False)):
+            return Partial("", 0.0, False)  # nothing yet, or every set busy: no opinion
+        self._feed()
+        decoders = self._decoders
+        assert decoders is not None
+        sentence = _score(decoders.sentences)
+        if sentence is None or not sentence[0].strip():
+            return Partial("", 0.0, False)
+        confidence = margin_to_confidence(_margin(decoders, sentence[1]))
+        return Partial(sentence[0], round(confidence, 4), _accepts(self._engine._graphs[self._context],
+                                                                   sentence[0].split()))
+
     def _begin(self, build: bool) -> bool:
         engine = self._engine
         decoders = engine.acquire(build)
@@ -351,10 +388,7 @@ class SphinxStream:
         if sentence is None or not sentence[0].strip():
             return Transcript("", 0.0)
         text, sentence_score = sentence
-        loop = _score(decoders.loop)
-        frames = max(1, decoders.sentences.n_frames())
-        margin = (sentence_score - loop[1]) / frames if loop is not None else float("-inf")
-        self.margin = margin
+        margin = self.margin = _margin(decoders, sentence_score)
         confidence = margin_to_confidence(margin)
         whole = _accepts(self._engine._graphs[self._context], text.split())
         if not whole:  # the caller stopped mid-phrase: keep the words, never as a request
