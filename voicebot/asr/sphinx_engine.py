@@ -16,15 +16,17 @@ margin between the two paths, mapped through a logistic whose slope and offset
 were fitted on benchmarks/asr_rejection.py (see docs/asr.md), so that the
 default threshold 0.6 sits at the measured operating point.
 
-Decoders are not thread-safe, take ~0.35 s to build and ~55 MB each set
-(every pocketsphinx decoder loads its own copy of the acoustic model), so a
-fixed number of sets is built up front and pooled: a stream takes a set on
-its first second of audio and gives it back in finish() (or when it is
-garbage-collected unfinished). When all sets are busy, a stream keeps
-buffering and takes one as soon as one is free (catching up in one go);
-only a stream that reaches finish() with none free builds an extra set,
-which is dropped again when returned to a full pool. Memory stays flat as
-calls are added; a build never stalls other streams mid-call.
+Decoders are not thread-safe, take ~0.4 s to build and ~60 MB each set
+(every pocketsphinx decoder loads its own copy of the acoustic model), so
+sets are pooled: a stream takes a set after CMN_SECONDS of audio (or when
+asked for a partial result) and gives it back in finish() (or when it is
+garbage-collected unfinished). `pool_size` sets are built up front; `grow()`
+builds more, up to `max_sets`, and the recognition worker calls it only while
+no audio waits, so a burst of utterances finds sets ready and memory is
+bounded by `max_sets`. When all sets are busy, a stream keeps buffering and
+takes one as soon as one is free (catching up in one go); only a stream that
+reaches finish() with none free builds an extra set, which is dropped again
+when returned to a full pool.
 """
 
 from __future__ import annotations
@@ -43,7 +45,14 @@ from voicebot.types import Partial, Transcript, Vocabulary, Word
 
 SAMPLE_RATE = 16000  # the en-us model's filterbank reaches 6.8 kHz: it refuses 8 kHz
 FRAME_S = 0.01
-CMN_SECONDS = 1.0  # audio used to estimate the cepstral mean before decoding starts
+# Audio used to estimate the cepstral mean before decoding starts. Decoding
+# runs at ~0.2x real time, so a stream that waited 1 s was still ~0.2 s behind
+# when a short request ended, and a partial result came that late. With 0.7 s
+# it keeps up and recognises as well: the first utterances of the 40 English
+# fixtures (audio_fixtures/ and audio_fixtures/turns/, from 0.3 s before the
+# speech) came out exactly right 24 times with 0.7 s and with 1 s, 23 with
+# 0.8 s and 16 with 0.5 s (too little speech for the mean).
+CMN_SECONDS = 0.7
 PHONE_LOOP_PROB = 1e-3  # FSG probability of each phone of the free loop
 # FSG probability of leaving a phrase after one of its first words, so a caller
 # cut off mid-sentence leaves the words said (measured on today's grammar:

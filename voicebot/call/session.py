@@ -321,7 +321,12 @@ class CallSession:
 
     async def _paused(self, recognition: UtteranceRecognition, pause: int) -> None:
         """A short silence mid-utterance: end the turn now if a whole expected phrase was heard."""
-        limit = pause_limit(await recognition.partial(), self._turn)
+        asked = time.monotonic()
+        heard = await recognition.partial()
+        limit = pause_limit(heard, self._turn)
+        log.debug("call %r: pause %d heard in %.0f ms: whole=%s confidence=%.2f -> %s", self.recorder.call_id,
+                  pause, (time.monotonic() - asked) * 1000, heard and heard.whole,
+                  heard.confidence if heard else 0.0, limit)
         if limit is not None and self._utterance is not None and self._utterance[0] is recognition:
             self._on_vad(self._endpointer().decide(pause, limit))
 
