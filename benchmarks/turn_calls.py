@@ -142,7 +142,7 @@ async def run_turns(args: Any) -> int:
     import os
     import tempfile
 
-    from capacity import EN_MIX, FIXTURES, ROOT, family, pct, rss_mb, start_server, when_listening
+    from capacity import EN_MIX, FIXTURES, ROOT, cpu_seconds, family, pct, rss_mb, start_server, when_listening
     from understanding import parse_arm
 
     items = (fixture_items(FIXTURES / "turns", None, True) + fixture_items(FIXTURES, EN_MIX, False)
@@ -158,6 +158,7 @@ async def run_turns(args: Any) -> int:
             try:
                 listen_at = await when_listening(base, "native")
                 pids = family(proc.pid)
+                await settled(pids, cpu_seconds)  # the workers build their decoder sets first
                 for pattern in PATTERNS:
                     peak = [rss_mb(pids)]
                     results = await _pattern(base, items, pattern, listen_at, args, lambda: peak.append(rss_mb(pids)))
@@ -167,6 +168,16 @@ async def run_turns(args: Any) -> int:
                 proc.terminate()
                 proc.wait(timeout=30)
     return 0
+
+
+async def settled(pids: list[int], cpu_seconds: Any, limit_s: float = 90.0) -> None:
+    """Wait (at most `limit_s`) until the server and its workers use < 10 % of a core."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        before = cpu_seconds(pids)
+        await asyncio.sleep(1.0)
+        if cpu_seconds(pids) - before < 0.1:
+            return
 
 
 def kinds(items: list[Item]) -> dict[str, int]:

@@ -150,3 +150,46 @@ def test_flow_silences_in_the_wrong_order_are_a_problem(tmp_path):
                                                     "hangover_ms = 400\n", 1))
     with pytest.raises(FlowError, match=r"nodes.menu.complete_ms: complete_ms \(600\) must not exceed"):
         load_checked(bad)
+
+
+def test_prompts_start_at_their_first_voiced_sample():
+    from voicebot.tts.prompts import without_lead_in
+
+    audio = np.concatenate([np.zeros(80, np.int16), np.full(40, 3, np.int16), np.array([500, -800, 2], np.int16)])
+    assert without_lead_in(audio).tolist() == [500, -800, 2]
+    quiet = np.full(10, 5, np.int16)
+    assert without_lead_in(quiet).size == 10  # nothing voiced: kept as it is
+
+
+async def test_rendered_prompts_have_no_lead_in():
+    from voicebot.tts.prompts import VOICED_LEVEL, PromptCache
+
+    class Synth:
+        name = "fake"
+
+        def synthesize(self, text: str, voice: str):
+            lead = np.zeros(441, np.int16)  # 20 ms at 22050 Hz
+            tone = (np.sin(np.arange(2205) / 3) * 8000).astype(np.int16)
+            return np.concatenate([lead, tone]), 22050
+
+    cache = PromptCache(Synth())
+    try:
+        audio = await cache.get("en", "hello", 8000)
+    finally:
+        cache.close()
+    assert abs(int(audio[0])) >= VOICED_LEVEL
+
+
+@pytest.mark.parametrize(("values", "ok"), [
+    ({}, True), ({"turn_complete_ms": 0}, True),
+    ({"turn_complete_ms": 600}, False), ({"turn_mid_phrase_ms": 300}, False),
+])
+def test_settings_keep_the_silences_in_order(values, ok):
+    from voicebot.config import Settings
+    from voicebot.errors import ConfigError
+
+    if ok:
+        Settings(**values)
+    else:
+        with pytest.raises(ConfigError, match="turn_complete_ms"):
+            Settings(**values)

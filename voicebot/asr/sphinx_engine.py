@@ -22,8 +22,8 @@ sets are pooled: a stream takes a set after CMN_SECONDS of audio (or when
 asked for a partial result) and gives it back in finish() (or when it is
 garbage-collected unfinished). `pool_size` sets are built up front; `grow()`
 builds more, up to `max_sets`, and the recognition worker calls it only while
-no audio waits, so a burst of utterances finds sets ready and memory is
-bounded by `max_sets`. When all sets are busy, a stream keeps buffering and
+it has no utterance open, so a burst of utterances finds sets ready and
+memory is bounded by `max_sets`. When all sets are busy, a stream keeps buffering and
 takes one as soon as one is free (catching up in one go); only a stream that
 reaches finish() with none free builds an extra set, which is dropped again
 when returned to a full pool.
@@ -256,7 +256,7 @@ class SphinxEngine:
             if self.created >= self.max_sets:
                 return False
             self._pool.append(self._build())
-            self.pool_size = max(self.pool_size, len(self._pool))
+            self.pool_size = self.max_sets  # every set built is kept for the next burst
             return True
 
     @property

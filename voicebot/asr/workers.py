@@ -13,8 +13,8 @@ the flow itself, and {"decoder_sets": n}. Then (parent → worker): ("open", sid
 ("accept", sid, pcm) ("partial", sid) ("finish", sid) ("drop", sid) ("ping", n) ("stop",).
 Worker → parent: ("ready", name, rate, description), ("result", sid, text,
 confidence, words), ("partial", sid, text, confidence, whole), ("pong", n) or
-("error", sid, message). While nothing waits in its pipe, a worker lets its
-engine build spare decoders (SphinxEngine.grow).
+("error", sid, message). While it has no utterance open and nothing waits in
+its pipe, a worker lets its engine build spare decoders (SphinxEngine.grow).
 
 A worker that dies fails its open streams with EngineError (the call goes to a
 human) and is replaced for the next stream. So does a worker that hangs (alive,
@@ -74,7 +74,7 @@ def _serve(conn: Connection, model: str | None) -> None:
     errors: dict[int, str] = {}
     grow = getattr(engine, "grow", None)
     while True:
-        if grow is not None and not conn.poll(0):
+        if grow is not None and not streams and not conn.poll(0):
             grow = grow if grow() else None  # idle: one more spare decoder, then look again
             continue
         try:
