@@ -139,11 +139,12 @@ def pct(values: list[float], q: float) -> float:
 async def start_server(args: argparse.Namespace, db: str,
                        extra: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    env = {**os.environ, **(extra or {}), "VOICEBOT_PORT": str(port), "VOICEBOT_DB": db,
+    env = {**os.environ, "VOICEBOT_PORT": str(port), "VOICEBOT_DB": db,
            "VOICEBOT_LANGUAGE": args.language, "VOICEBOT_MODEL": args.model or "",
            "VOICEBOT_LOG_LEVEL": "WARNING",
            # the server's own limit (default 64) must not turn the load away
-           "VOICEBOT_MAX_CALLS": str(max(int(c) for c in args.counts.split(",")) + args.calls + 1)}
+           "VOICEBOT_MAX_CALLS": str(max(int(c) for c in args.counts.split(",")) + args.calls + 1),
+           **(extra or {})}
     if args.workers:
         env["VOICEBOT_ASR_WORKERS"] = str(args.workers)
     proc = subprocess.Popen([sys.executable, "-m", "voicebot", "serve"], env=env, cwd=ROOT,

@@ -124,3 +124,29 @@ def test_sets_grow_while_idle_up_to_the_bound():
     for s in streams:
         s.finish()
     assert engine.idle == 3 and engine.created == 3  # kept for the next burst
+
+
+def test_a_silent_worker_that_is_working_is_busy_not_hung():
+    """The watchdog tells a worker decoding a backlog (using CPU) from a frozen one."""
+    import subprocess
+    import sys
+    import time
+    from types import SimpleNamespace
+
+    from voicebot.asr.workers import _busy, _cpu_seconds
+
+    spinning = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    frozen = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        workers = {p: SimpleNamespace(process=p, cpu_at_ping=_cpu_seconds(p.pid)) for p in (spinning, frozen)}
+        start = time.monotonic()
+        while _cpu_seconds(spinning.pid) - workers[spinning].cpu_at_ping < 0.3:  # bounded by the test timeout
+            time.sleep(0.05)
+        silent = time.monotonic() - start
+        assert _busy(workers[spinning], silent, hang_after_s=silent)
+        assert not _busy(workers[frozen], silent, hang_after_s=silent)
+        assert not _busy(workers[spinning], 4 * silent, hang_after_s=silent)  # busy too long: hung
+    finally:
+        for p in (spinning, frozen):
+            p.kill()
+            p.wait()

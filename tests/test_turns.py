@@ -28,13 +28,15 @@ def adaptive() -> Endpointer:
     return Endpointer(VadConfig(start_ms=20, hangover_ms=200, pause_ms=60, preroll_ms=20))
 
 
-def test_a_short_pause_is_reported_once_and_the_hangover_still_ends_the_turn():
+def test_pauses_are_numbered_and_reported_again_while_they_last_and_the_hangover_still_ends():
     ep = adaptive()
     events = push(ep, "xxxx" + "..." + "x" + "...")
     pauses = [e for e in events if isinstance(e, SpeechPaused)]
     assert [p.pause for p in pauses] == [1, 2]  # one per pause, numbered
     assert ep.speaking
-    ends = [e for e in push(ep, "." * 7) if isinstance(e, SpeechEnded)]
+    events = push(ep, "." * 7)
+    assert [p.pause for p in events if isinstance(p, SpeechPaused)] == [2, 2]  # at 6 and 9 quiet frames
+    ends = [e for e in events if isinstance(e, SpeechEnded)]
     assert len(ends) == 1 and not ep.speaking  # 10 frames = 200 ms of silence in all
 
 

@@ -19,8 +19,10 @@ its pipe, a worker lets its engine build spare decoders (SphinxEngine.grow).
 A worker that dies fails its open streams with EngineError (the call goes to a
 human) and is replaced for the next stream. So does a worker that hangs (alive,
 not answering): a watchdog pings every worker and kills one that has not
-answered for `hang_after_s`; the parent's sends time out after as long, so no
-thread waits on a full pipe forever.
+answered for `hang_after_s` while using no CPU (one that is decoding a backlog
+gets up to three times as long: its calls' own timeouts already hand them
+over); the parent's sends time out after as long, so no thread waits on a
+full pipe forever.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import os
 import socket
 import struct
 import subprocess
@@ -143,6 +146,7 @@ class _Worker:
     open_streams: int = 0
     alive: bool = True
     pinged_at: float | None = None  # monotonic time of the ping not answered yet
+    cpu_at_ping: float = 0.0  # the process's CPU seconds then
 
     def send(self, message: tuple[Any, ...]) -> None:
         if not self.alive:
@@ -291,7 +295,16 @@ class WorkerPoolEngine:
                 self._check(worker, time.monotonic())
 
     def _check(self, worker: _Worker, now: float) -> None:
+        if worker.alive and worker.pinged_at is None:
+            worker.pinged_at, worker.cpu_at_ping = now, _cpu_seconds(worker.process.pid)
+            try:
+                worker.send(("ping", 0))
+            except EngineError:
+                pass
+            return
         silent = worker.pinged_at is not None and now - worker.pinged_at > self._hang_after_s
+        if silent and worker.alive and _busy(worker, now - (worker.pinged_at or now), self._hang_after_s):
+            return  # decoding a backlog, not hung: its calls' own timeouts cover them
         if silent or not worker.alive:  # not alive: also a send that timed out
             if worker.process.poll() is None and not self._closing:
                 log.error("speech worker %s did not answer for %.1f s; killed, its open utterances "
@@ -299,13 +312,25 @@ class WorkerPoolEngine:
                 worker.alive = False
                 self.hung += 1
                 worker.process.kill()
-            return
-        if worker.pinged_at is None:
-            worker.pinged_at = now
-            try:
-                worker.send(("ping", 0))
-            except EngineError:
-                pass
+
+
+def _busy(worker: _Worker, silent_s: float, hang_after_s: float) -> bool:
+    """A silent worker that kept using CPU (over 5 % of a core) is busy, not
+    hung, up to three times the hang limit; a frozen or blocked one uses none."""
+    if silent_s > 3 * hang_after_s:
+        return False
+    return _cpu_seconds(worker.process.pid) - worker.cpu_at_ping > 0.05 * silent_s
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process (Linux /proc; 0 elsewhere: then
+    only the ping decides)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class _PoolStream:

@@ -1,7 +1,8 @@
 """Adaptive end of turn: how much silence ends the caller's turn.
 
 The endpointer reports a short pause (`complete_ms` of silence inside an
-utterance) and the recogniser is asked what it has heard so far. A whole
+utterance, and again every `complete_ms` while it lasts) and the recogniser
+is asked what it has heard so far. A whole
 phrase of what the question listens for (a request for a person, a yes or a
 no, a slot's digits, an intent's example) ends the turn there; the beginning
 of a phrase ("I want to speak to…") lets the pause run to `mid_phrase_ms`;
