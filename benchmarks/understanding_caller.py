@@ -66,10 +66,10 @@ class Script:
 
 
 class Caller:
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse, speed: float, number: str = "+15550123") -> None:
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse, speed: float, number: str) -> None:
         self.ws = ws
+        self.number = number  # each call its own caller (voicebot.replay.callers)
         self.speed = speed
-        self.number = number
         self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.line = _Line(speed, "played", self._echo)
         self.speech: list[np.ndarray] = []  # queued caller audio

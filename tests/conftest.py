@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,12 @@ STAFF_TOKEN = "staff-secret-for-tests"
 
 def manifest() -> list[dict[str, Any]]:
     return json.loads((FIXTURES / "manifest.json").read_text())
+
+
+# Servers the tests start, in process or as `voicebot serve`, run without the
+# Whisper second opinion unless a test asks for it (tests/test_second_opinion.py):
+# their expectations are the grammar recogniser's.
+os.environ.setdefault("VOICEBOT_SECOND_OPINION", "off")
 
 
 # The servers under test recognise in worker processes, as `voicebot serve`
@@ -79,7 +86,8 @@ async def start_server(tmp_path):
 
     async def start(engine: Any = None, synthesizer: Any = None, **overrides: Any) -> Server:
         values = {"port": 0, "db": str(tmp_path / f"calls{len(runners)}.db"),
-                  "staff_token": STAFF_TOKEN, "no_input_timeout_s": 4.0, **overrides}
+                  "staff_token": STAFF_TOKEN, "no_input_timeout_s": 4.0,
+                  "second_opinion": "off", **overrides}
         settings = Settings(**values)
         app = create_app(settings, engine=engine, synthesizer=synthesizer)
         runner = web.AppRunner(app, access_log=None)

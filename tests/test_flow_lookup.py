@@ -53,15 +53,20 @@ def orders_flow(tmp_path: Path, url: str) -> str:
     return str(path)
 
 
+async def key_in_order_4172(call: Caller) -> dict:
+    """menu → 1 (order status) → key 4172# → the read-back prompt, returned."""
+    await call.prompt("menu")
+    await call.keys("1")
+    await call.prompt("order_number")
+    await call.keys("4172#")
+    return await call.prompt("confirm_slot")
+
+
 async def test_keyed_order_number_is_confirmed_looked_up_and_spoken(start_server, backend, tmp_path):
     url, seen, _ = backend
     server = await start_server(FakeEngine(), flow=orders_flow(tmp_path, url), lookup_secret=SECRET)
     async with Caller(server.ws, call_id="order-1") as call:
-        await call.prompt("menu")
-        await call.keys("1")
-        await call.prompt("order_number")
-        await call.keys("4172#")
-        confirm = await call.prompt("confirm_slot")
+        confirm = await key_in_order_4172(call)
         assert "4 1 7 2" in confirm["text"]
         await call.keys("1")
         answer = await call.prompt("order_answer")
@@ -99,11 +104,7 @@ async def test_a_failing_backend_hands_over_with_the_reason(start_server, backen
     state["status"] = status
     server = await start_server(FakeEngine(), flow=orders_flow(tmp_path, url), lookup_secret=SECRET)
     async with Caller(server.ws, call_id=f"fail-{status}") as call:
-        await call.prompt("menu")
-        await call.keys("1")
-        await call.prompt("order_number")
-        await call.keys("4172#")
-        await call.prompt("confirm_slot")
+        await key_in_order_4172(call)
         await call.keys("1")
         handoff = await call.event("handoff")
     assert handoff["reason"] == "lookup_failed"
@@ -117,11 +118,7 @@ async def test_an_unreachable_backend_hands_over(start_server, tmp_path, unused_
     flow = orders_flow(tmp_path, f"http://127.0.0.1:{unused_tcp_port}/orders")
     server = await start_server(FakeEngine(), flow=flow)
     async with Caller(server.ws) as call:
-        await call.prompt("menu")
-        await call.keys("1")
-        await call.prompt("order_number")
-        await call.keys("4172#")
-        await call.prompt("confirm_slot")
+        await key_in_order_4172(call)
         await call.keys("1")
         handoff = await call.event("handoff")
     assert handoff["reason"] == "lookup_failed" and "unreachable" in handoff["summary"]

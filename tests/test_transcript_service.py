@@ -39,10 +39,10 @@ class GatedEngine(FakeFreeFormEngine):
         self.gate = threading.Event()
         self.started = threading.Event()
 
-    def transcribe(self, pcm: bytes):  # type: ignore[no-untyped-def]
+    def transcribe(self, pcm: bytes, prompt: str = ""):  # type: ignore[no-untyped-def]
         self.started.set()
         self.gate.wait(10)
-        return super().transcribe(pcm)
+        return super().transcribe(pcm, prompt)
 
 
 def pcm(samples: int) -> bytes:
@@ -226,3 +226,43 @@ async def test_speech_in_another_language_than_the_engines_is_marked_not_guessed
     call.ended(0.0, 0.1, "ko", 16000)  # the caller switched the call to Korean
     _, text, _ = await sink.next()
     assert (text.status, text.extra["why"], text.text) == ("skipped", "language", "")
+
+
+async def test_a_second_opinion_by_the_same_model_is_not_transcribed_again(make_service):
+    """Handoff mode: the second opinion's words stand for the kept utterance; the
+    handoff then announces them and transcribes only the others."""
+    from voicebot.types import Transcript
+
+    engine = FakeFreeFormEngine(model="whisper-tiny.en")
+    service, sink = make_service(engine, mode="handoff")
+    call = service.call("c1")
+    for i, n in enumerate((1600, 3200)):
+        call.feed(pcm(n))
+        call.ended(float(i), i + 0.5, "en", 16000)
+    call.heard(1.0, Transcript("put me through to a person", 0.8), "other-model")  # not ours: ignored
+    call.heard(1.0, Transcript("put me through to a person", 0.8), "whisper-tiny.en")
+    _, known, over = await sink.next()
+    assert (known.start, known.end, known.text, known.extra, over) == (
+        1.0, 1.5, "put me through to a person", {"by": "second_opinion"}, False)
+    service.on_call_event(handoff("c1"))
+    got = [await sink.next(), await sink.next()]
+    assert {t.text for _, t, _ in got} == {"heard 1600 samples", "handed over: put me through to a person"}
+    assert engine.seen == [1600]
+
+
+async def test_a_waiting_job_is_withdrawn_for_a_second_opinion(make_service):
+    from voicebot.types import Transcript
+
+    engine = GatedEngine()
+    service, sink = make_service(engine)
+    call = service.call("c1")
+    for i, n in enumerate((1600, 3200)):
+        call.feed(pcm(n))
+        call.ended(float(i), i + 0.5, "en", 16000)
+    await asyncio.to_thread(engine.started.wait, 10)  # the first is running, the second waits
+    call.heard(1.0, Transcript("agent please", 0.9), engine.model)
+    call.heard(0.0, Transcript("too late", 0.9), engine.model)  # running: left to the pass
+    assert (await sink.next())[1].text == "agent please"
+    engine.gate.set()
+    assert (await sink.next())[1].text == "heard 1600 samples"
+    assert len(service.queue) == 0 and service.counts["ok"] == 2

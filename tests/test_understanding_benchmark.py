@@ -70,7 +70,7 @@ async def test_the_caller_answers_the_confirmation_with_its_yes_clip(aiohttp_cli
     outcome = Outcome("ask.wav", "fake", "en", "person_request", None)
     script = Script(TONE, TONE[:4000], "yes.wav", None)
     async with client.ws_connect("/v1/stream") as ws:
-        await asyncio.wait_for(Caller(ws, speed=4).run(script, outcome), 30)
+        await asyncio.wait_for(Caller(ws, speed=4, number="+15550000001").run(script, outcome), 30)
     assert outcome.turns == [Turn("ask.wav", "prompt:confirm_human"), Turn("yes.wav", "handoff:caller_request")]
     assert outcome.confirmed and outcome.handoff == "caller_request" and not outcome.error
     assert heard == [8000, 4000]  # the clip, then the yes clip, each whole

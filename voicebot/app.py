@@ -14,7 +14,6 @@ import aiohttp
 from aiohttp import web
 
 from voicebot.asr.base import SpeechEngine
-from voicebot.asr.runner import AsrRunner
 from voicebot.asr.workers import WorkerPoolEngine
 from voicebot.audio.batch import FrameBatcher
 from voicebot.call.events import CallEventBus
@@ -25,14 +24,7 @@ from voicebot.config import Settings
 from voicebot.errors import ConfigError
 from voicebot.dialog.flow import Flow
 from voicebot.http_lookup import HttpLookups
-from voicebot.flowrun import (
-    LINE_RATES,
-    FlowReloader,
-    load_settings_flow,
-    render_prompts,
-    start_recognisers,
-    vocabularies,
-)
+from voicebot.flowrun import LINE_RATES, FlowReloader, build_speech, load_settings_flow
 from voicebot.metrics import CONTENT_TYPE, Metrics
 from voicebot.privacy import privacy_for
 from voicebot.security_headers import add_security_headers
@@ -52,7 +44,7 @@ from voicebot.telephony.human_line import HumanLine, HumanLineHandler
 from voicebot.telephony.native import NativeStreamHandler
 from voicebot.telephony.twilio_ws import TwilioMediaHandler
 from voicebot.telephony.twiml import TwimlHandlers
-from voicebot.transcript.wiring import start_transcripts
+from voicebot.transcript.wiring import start_second_opinion, start_transcripts
 from voicebot.tts.base import Synthesizer
 from voicebot.tts.prompts import PromptCache
 from voicebot.tts.pyttsx3_tts import Pyttsx3Synthesizer
@@ -143,6 +135,8 @@ def create_app(
         await registry.hang_up_all()
         if registry.services is not None and registry.services.transcripts is not None:
             await registry.services.transcripts.close()
+        if registry.services is not None and registry.services.opinion is not None:
+            await registry.services.opinion.close()
         app[STARTUP].cancel()
         await asyncio.gather(app[STARTUP], return_exceptions=True)
         await opt_outs.close()
@@ -220,11 +214,8 @@ async def _prepare(
 ) -> None:
     """Load each language's recogniser and render the prompts; only then report healthy."""
     loop = asyncio.get_running_loop()
-    vocab = vocabularies(settings, flow)
-    if engine is None:
-        engines = await loop.run_in_executor(executor, start_recognisers, settings, vocab)
-    else:  # tests: one given engine answers for the default language
-        engines = {settings.language: engine}
+    speech = await build_speech(settings, flow, prompts, executor, engine=engine)
+    engines = {code: runner.engine for code, runner in speech.runners.items()}
     for code, each in engines.items():
         log.info("speech engine (%s): %s", code, each.description)
     registry.metrics.set_engines({code: each.name for code, each in engines.items()},
@@ -232,19 +223,21 @@ async def _prepare(
     if engines[settings.language].name != "vosk" and settings.language == "en":
         log.info("for production English, install a Vosk model (e.g. vosk-model-small-en-us-0.15, "
                  "see models/README.md) and set VOICEBOT_MODEL to its directory")
-    count = await render_prompts(settings, flow, prompts, list(engines))
     if registry.per_call is not None:  # A/B disclosure wordings, in the default language
         await prompts.prerender(flow.voice(settings.language), registry.per_call.prompt_texts(),
                                 LINE_RATES)
-    log.info("flow %s: %d nodes; rendered %d prompts (%s)", flow.name, len(flow.nodes), count,
-             ", ".join(engines))
-    runners = {code: AsrRunner(each, executor, settings.asr_timeout_s) for code, each in engines.items()}
-    reloader.vocab = vocab
+    log.info("flow %s: %d nodes; rendered %d prompts (%s)", flow.name, len(flow.nodes),
+             speech.prompts_rendered, ", ".join(engines))
+    runners = speech.runners
+    reloader.speech = speech
     transcripts = await start_transcripts(settings, store, desk, events)
+    opinion = await start_second_opinion(settings)
+    if opinion is not None:
+        opinion.observe = registry.metrics.second_opinion
     registry.services = CallServices(settings, runners[settings.language], prompts, store, flow, events,
                                      frames=FrameBatcher(loop.call_later), recognisers=runners,
                                      lookups=HttpLookups(http, settings.lookup_secret),
-                                     transcripts=transcripts)
+                                     transcripts=transcripts, opinion=opinion)
 
 
 def _on_sighup(reloader: FlowReloader | None) -> None:
@@ -284,6 +277,7 @@ async def _health(request: web.Request) -> web.Response:
         "journal_pending": request.app[STORE].pending,
         "transcripts": registry.services.transcripts.health() if registry.services.transcripts
         else "off",
+        "second_opinion": registry.services.opinion.health() if registry.services.opinion else "off",
     })
 
 

@@ -90,6 +90,12 @@ class Settings:
     transcript_calls: str = "handoff"  # all | handoff (only calls handed to a person)
     transcript_workers: int = 1  # processes of the free-form pass (separate from asr_workers)
     transcript_queue: int = 64  # utterances waiting for it at most; more are skipped, marked
+    # a free-form engine asked about the utterances the grammar recogniser is unsure of:
+    # off | auto (whisper when its extra and model are installed) | whisper
+    second_opinion: str = "auto"
+    second_opinion_model: str = "whisper-tiny.en"
+    second_opinion_timeout_s: float = 1.5  # no answer by then: the grammar's reading stands
+    second_opinion_threads: int = 2
 
     def language_models(self) -> dict[str, str]:
         """Language -> model for every language this server recognises (the default first)."""
@@ -154,6 +160,11 @@ def _validate(s: Settings) -> None:
             raise ConfigError("trusted_proxies", f"{proxy[:60]!r} is not an IP address") from None
     if s.transcript_engine not in ("off", "vosk", "whisper"):
         raise ConfigError("transcript_engine", "must be off, vosk or whisper")
+    if s.second_opinion not in ("off", "auto", "whisper"):
+        raise ConfigError("second_opinion", "must be off, auto or whisper")
+    if s.second_opinion_timeout_s <= 0 or s.second_opinion_threads < 1:
+        raise ConfigError("second_opinion_timeout_s" if s.second_opinion_timeout_s <= 0
+                          else "second_opinion_threads", "must be positive")
     if s.transcript_calls not in ("all", "handoff"):
         raise ConfigError("transcript_calls", "must be all or handoff")
     for key in ("transcript_workers", "transcript_queue"):

@@ -15,7 +15,7 @@ import asyncio
 import logging
 import os
 from concurrent.futures import Executor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from voicebot.asr.base import SpeechEngine
@@ -101,12 +101,41 @@ async def render_prompts(settings: Settings, flow: Flow, prompts: PromptCache, l
     return count
 
 
+@dataclass(frozen=True)
+class Speech:
+    """What a flow needs to be spoken and heard: per language, its vocabulary and
+    recogniser; its prompts are rendered into the shared cache."""
+
+    vocab: dict[str, Vocabulary]
+    runners: dict[str, AsrRunner]
+    prompts_rendered: int
+
+
+async def build_speech(settings: Settings, flow: Flow, prompts: PromptCache, executor: Executor,
+                       running: Speech | None = None, engine: SpeechEngine | None = None) -> Speech:
+    """Recognisers for `flow` (reusing `running`'s where a language's vocabulary is
+    unchanged; `engine`: tests, one given engine for the default language) and its prompts."""
+    vocab = vocabularies(settings, flow)
+    if engine is not None:
+        engines = {settings.language: engine}
+    else:
+        reuse = {code: (running.vocab[code], runner.engine) for code, runner in running.runners.items()
+                 if code in running.vocab} if running is not None else None
+        engines = await asyncio.get_running_loop().run_in_executor(
+            executor, start_recognisers, settings, vocab, reuse)
+    count = await render_prompts(settings, flow, prompts, list(engines))
+    old = running.runners if running is not None else {}
+    runners = {code: old[code] if code in old and old[code].engine is each
+               else AsrRunner(each, executor, settings.asr_timeout_s) for code, each in engines.items()}
+    return Speech(vocab, runners, count)
+
+
 class FlowReloader:
     """SIGHUP: load, check, build and swap; old recognisers close when their calls end."""
 
     def __init__(self, settings: Settings, registry: CallRegistry, executor: Executor) -> None:
         self.settings, self.registry, self.executor = settings, registry, executor
-        self.vocab: dict[str, Vocabulary] = {}
+        self.speech: Speech | None = None  # what the running flow was built into
         self._tasks: set[asyncio.Task[None]] = set()
         self.reloads = 0  # reloads that took effect
 
@@ -125,18 +154,12 @@ class FlowReloader:
         except ConfigError as exc:
             log.error("flow reload refused, keeping the running flow: %s", exc)
             return False
-        vocab = vocabularies(self.settings, flow)
-        running = {code: (self.vocab[code], runner.engine) for code, runner in services.recognisers.items()
-                   if code in self.vocab}
-        engines = await loop.run_in_executor(self.executor, start_recognisers, self.settings, vocab, running)
-        await render_prompts(self.settings, flow, services.prompts, list(engines))
-        timeout = self.settings.asr_timeout_s
-        runners = {code: services.recognisers[code] if code in services.recognisers
-                   and engines[code] is services.recognisers[code].engine
-                   else AsrRunner(engine, self.executor, timeout) for code, engine in engines.items()}
+        running = self.speech or Speech({}, services.recognisers, 0)
+        speech = await build_speech(self.settings, flow, services.prompts, self.executor, running)
+        runners = speech.runners
         self.registry.services = replace(services, flow=flow, asr=runners[self.settings.language],
                                          recognisers=runners)
-        self.vocab = vocab
+        self.speech = speech
         self.reloads += 1
         log.info("flow reloaded from %s: %d nodes, languages %s", flow.source, len(flow.nodes),
                  ", ".join(runners))

@@ -76,6 +76,9 @@ class Metrics:
             "voicebot_fairness_flagged",
             "1 when a caller group's KPI is outside 0.8-1.25 of the best group's (last report)",
             ["dimension", "group", "kpi"], registry=r)
+        self.second_opinions = Counter(
+            "voicebot_second_opinions", "Unsure utterances sent to the free-form engine, by what came "
+            "of it (asked; answered, late, failed; busy: not asked)", ["result"], registry=r)
         self.active = Gauge("voicebot_calls_active", "Calls in progress", registry=r)
         self.journal_pending = Gauge(
             "voicebot_journal_pending", "Store writes waiting in the journal for the DB", registry=r)
@@ -91,6 +94,9 @@ class Metrics:
         self.engine.clear()
         for language, engine in engines.items():
             self.engine.labels(engine, models.get(language) or "embedded", language).set(1)
+
+    def second_opinion(self, result: str) -> None:
+        self.second_opinions.labels(result).inc()
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

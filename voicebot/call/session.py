@@ -38,12 +38,14 @@ from voicebot.config import Settings
 from voicebot.call.lookup import LookupClient
 from voicebot.dialog import policy as p
 from voicebot.dialog.flow import Flow, Node
+from voicebot.dialog.reading import Reading
 from voicebot.errors import EngineError
 from voicebot.handoff.context import HandoffContext, summarise
 from voicebot.storage.base import CallRecord, CallStore
+from voicebot.transcript.opinion import SecondOpinion
 from voicebot.transcript.service import TranscriptService, transcripts_for
 from voicebot.tts.prompts import PromptCache
-from voicebot.types import HandoffReason, Outcome, Source, Utterance
+from voicebot.types import HandoffReason, Outcome, Source, Transcript, Utterance
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,7 @@ class CallServices:
     transcripts: TranscriptService | None = None  # background free-form pass (None: off)
     recognisers: dict[str, AsrRunner] = field(default_factory=dict)  # language -> recogniser
     lookups: LookupClient | None = None  # a flow's lookup nodes
+    opinion: SecondOpinion | None = None  # a free-form engine asked when the grammar is unsure
 
     def recogniser(self, language: str) -> AsrRunner:
         return self.recognisers.get(language, self.asr)
@@ -96,6 +99,7 @@ class CallSession:
         self._lane: Lane | None = None
         self._utterance: tuple[UtteranceRecognition, StreamResampler, float] | None = None
         self._turn = _turn_timing(s, None)
+        self._utterance_pcm: list[bytes] = []  # at the recogniser's rate, for a second opinion
         self._pending: set[asyncio.Task[None]] = set()
         self._timer: asyncio.Task[None] | None = None
         self._player = Player(channel, self._audio_for, s.mark_grace_s,
@@ -147,6 +151,7 @@ class CallSession:
             elif isinstance(event, SpeechAudio) and self._utterance is not None:
                 recognition, resampler, _ = self._utterance
                 recognition.feed(pcm := resampler.process(event.samples).tobytes())
+                self._utterance_pcm.append(pcm)
                 self._free.feed(pcm)
             elif isinstance(event, SpeechEnded):
                 self._speech_ended(event.at)
@@ -317,6 +322,7 @@ class CallSession:
         self._utterance = (runner.open(self.policy.listen_context), resampler, at)
         self._turn = _turn_timing(self.services.settings, self.policy.listen_node)
         self._endpointer().set_turn(self._turn.hangover_ms, self._turn.pause_ms)
+        self._utterance_pcm = []
         self._events.put_nowait(p.SpeechBegan())
 
     async def _paused(self, recognition: UtteranceRecognition, pause: int) -> None:
@@ -342,9 +348,11 @@ class CallSession:
         recognition.feed(pcm := resampler.process(np.zeros(0, np.int16), last=True).tobytes())
         self._free.feed(pcm)
         self._free.ended(start, at, self.policy.language, resampler.out_rate)
-        self._track(self._recognise(recognition, start, at))
+        audio, self._utterance_pcm = b"".join((*self._utterance_pcm, pcm)), []
+        self._track(self._recognise(recognition, start, at, audio, resampler.out_rate))
 
-    async def _recognise(self, recognition: UtteranceRecognition, start: float, end: float) -> None:
+    async def _recognise(self, recognition: UtteranceRecognition, start: float, end: float,
+                         audio: bytes, rate: int) -> None:
         try:
             result = await recognition.finish()
         except EngineError as exc:
@@ -352,10 +360,25 @@ class CallSession:
             self._events.put_nowait(p.Failed(str(exc)))
             self.services.events.publish(CallError(self.recorder.call_id, "recognition"))
             return
-        intent = self.policy.understand(result.text).intent
-        u = Utterance(result.text, result.confidence, start, end, Source.SPEECH, intent, result.words)
+        reading = await self._read(result, audio, rate, start)
+        said = reading.heard or result  # the second opinion's words when they decided
+        u = Utterance(said.text, said.confidence, start, end, Source.SPEECH,
+                      reading.meaning.intent, said.words)
         await self._record_utterance(u)
-        self._events.put_nowait(p.Heard(u))
+        self._events.put_nowait(p.Heard(u, reading))
+
+    async def _read(self, result: Transcript, audio: bytes, rate: int, start: float) -> Reading:
+        """The grammar's reading, with a free-form engine's opinion where it is unsure."""
+        reading = self.policy.read(result.text, result.confidence)
+        opinion = self.services.opinion
+        if opinion is None or opinion.language != self.policy.language \
+                or not self.policy.wants_second_opinion(reading):
+            return reading
+        heard = await opinion.ask(audio, rate, self.policy.opinion_prompt)
+        if heard is None:
+            return reading
+        self._free.heard(start, heard, opinion.transcriber.model)  # not transcribed twice
+        return self.policy.reread(reading, heard)
 
     async def _record_utterance(self, u: Utterance) -> None:
         self.transcript.append(u)

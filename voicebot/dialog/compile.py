@@ -22,7 +22,6 @@ def vocabulary(flow: Flow, language: str) -> Vocabulary:
     yes_no = [tidy(p) for p in pack.yes + pack.no]
     yes = [tidy(p) for p in pack.yes[:pack.open_yes]]  # enough to answer "anything else?"
     examples = [e for intent in flow.intents.values() for e in intent.examples.get(language, ())]
-    keywords = [k for intent in flow.intents.values() for k in intent.keywords.get(language, ())]
     contexts = (
         ListenContext(OPEN, _unique(examples + person + yes)),
         ListenContext(YESNO, _unique(yes_no + person)),

@@ -40,11 +40,24 @@ class LanguagePack:
     no: tuple[str, ...]
     digits: dict[str, str]  # spoken digit word -> digit
     short_request_words: int = 3  # a person-word in an utterance this short is a request
+    # words carry attached particles (Korean 상담원을, 상담원이): cues and person-words
+    # are found inside words, not as whole words
+    attaches_particles: bool = False
     open_yes: int = 2  # how many of `yes` an open question listens for ("anything else?" "yes please")
+    # how a free-form engine's prompt starts, {people} being person-words ("": no prompt)
+    opinion_lead: str = ""
+
+    def opinion_prompt(self, topics: list[str]) -> str:
+        """Words a free-form engine should expect here: people and the question's topics."""
+        if not self.opinion_lead:
+            return ""
+        people = ", ".join(w for w in self.person_words if w not in ("robot", "machine"))
+        return self.opinion_lead.format(people=people) + (f" {', '.join(topics)}." if topics else "")
 
 
 EN = LanguagePack(
     code="en",
+    opinion_lead="Customer service call. Let me talk to {people}. My",
     voice="en-us",
     prompts={
         "disclosure": "You've reached our automated assistant. I'm a computer, not a person. "
@@ -141,6 +154,7 @@ KO = LanguagePack(
             "육": "6", "칠": "7", "팔": "8", "구": "9"},
     short_request_words=2,
     open_yes=1,
+    attaches_particles=True,
 )
 
 

@@ -24,8 +24,9 @@ from typing import Any
 from voicebot.dialog.compile import context_for
 from voicebot.dialog.flow import Flow, Node
 from voicebot.dialog.lang import GOODBYE, HUMAN, NO, PACKS, YES
+from voicebot.dialog.reading import Reading, second_reading
 from voicebot.dialog.understand import Interpretation, interpret
-from voicebot.types import HandoffReason, Outcome, Utterance
+from voicebot.types import HandoffReason, Outcome, Transcript, Utterance
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class SpeechBegan:
 @dataclass(frozen=True)
 class Heard:
     utterance: Utterance
+    reading: Reading | None = None  # what it means, as the session read it (None: read it here)
 
 
 @dataclass(frozen=True)
@@ -175,6 +177,35 @@ class Policy:
         intents = [self.flow.intents[n] for n in names if n in self.flow.intents]
         return interpret(text, PACKS[self.language], intents)
 
+    def read(self, text: str, confidence: float) -> Reading:
+        """The grammar recogniser's reading of what it heard at the current question."""
+        return Reading(self.understand(text), confidence)
+
+    def _read(self, u: Utterance) -> Reading:
+        return self.read(u.text, u.confidence)
+
+    def wants_second_opinion(self, reading: Reading) -> bool:
+        """Whether the grammar's reading is too unsure to act on without a free-form
+        engine's: at an open question (not a yes/no, a slot or a language choice), for
+        anything below the node's `transfer` confidence."""
+        node = self._ask_node()
+        if node is None or node.slot or node.type != "ask" or self.confirming or not node.on:
+            return False
+        sure = reading.confidence >= node.ladder.transfer
+        return not (sure and reading.meaning.intent is not None and reading.meaning.certain)
+
+    def reread(self, first: Reading, heard: Transcript) -> Reading:
+        """`first` with a free-form engine's opinion of the same audio."""
+        return second_reading(first, self.understand(heard.text), heard)
+
+    @property
+    def opinion_prompt(self) -> str:
+        """Words to steer the free-form engine toward what callers say here."""
+        node = self._ask_node()
+        intents = [self.flow.intents[n] for n in (node.on if node else ()) if n in self.flow.intents]
+        topics = [k for intent in intents for k in intent.keywords.get(self.language, ())]
+        return PACKS[self.language].opinion_prompt(topics)
+
     @property
     def listen_context(self) -> str:
         node = self._ask_node()
@@ -220,7 +251,7 @@ class Policy:
         if isinstance(event, SpeechBegan):
             return self._barge_in()
         if isinstance(event, Heard):
-            return self._heard(event.utterance)
+            return self._heard(event.utterance, event.reading or self._read(event.utterance))
         if isinstance(event, KeyPressed):
             return self._key(event.digit)
         return self._no_input()
@@ -266,11 +297,12 @@ class Policy:
             if isinstance(event, KeyPressed) and event.digit == "0":
                 return self._handoff(HandoffReason.CALLER_REQUEST)
         heard = [e for e in held if isinstance(e, Heard)]
-        for event in heard:  # a clear request for a person said over the disclosure
-            if event.utterance.intent == HUMAN and self._sure(event.utterance):
+        readings = [(e.utterance, e.reading or self._read(e.utterance)) for e in held if isinstance(e, Heard)]
+        for _, reading in readings:  # a clear request for a person said over the disclosure
+            if reading.meaning.intent == HUMAN and reading.meaning.certain:
                 return self._handoff(HandoffReason.CALLER_REQUEST)
-        if heard and self.flow.nodes[self.node].type == "ask":
-            return self._heard(heard[-1].utterance)
+        if readings and self.flow.nodes[self.node].type == "ask":
+            return self._heard(*readings[-1])
         return self._enter(self.flow.start)
 
     def _enter(self, name: str) -> list[Action]:
@@ -325,21 +357,21 @@ class Policy:
             return [StopPlayback()]
         return []
 
-    def _heard(self, u: Utterance) -> list[Action]:
+    def _heard(self, u: Utterance, reading: Reading) -> list[Action]:
         node = self._ask_node()
         if node is None:
             return []
         self._quiet = 0
         if self.confirming:
-            return self._confirm_answer(u, node)
+            return self._confirm_answer(reading, node)
         accept = self._accept(node)
-        heard = self.understand(u.text)
+        heard, confidence = reading.meaning, reading.confidence
         if heard.intent == HUMAN:
-            if u.confidence >= max(accept, node.ladder.transfer) and heard.certain:
+            if confidence >= max(accept, node.ladder.transfer) and heard.certain:
                 return self._handoff(HandoffReason.CALLER_REQUEST, node.queue)
-            if u.confidence >= node.ladder.confirm:
+            if confidence >= node.ladder.confirm:
                 return self._ask_confirm(HUMAN)
-        if not u.text.strip() or u.confidence < accept:
+        if (not u.text.strip() and reading.heard is None) or confidence < accept:
             return self._not_understood()
         self._low = 0
         if node.slot:
@@ -356,9 +388,6 @@ class Policy:
             return self._handoff(HandoffReason.UNRESOLVED, node.queue)
         return self._enter(node.no_match)
 
-    def _sure(self, u: Utterance) -> bool:
-        return self.understand(u.text).certain
-
     def _accept(self, node: Node) -> float:
         """The node's own accept threshold, else the configured one."""
         return node.ladder.accept if node.ladder.accept is not None else self.config.confidence_threshold
@@ -370,13 +399,13 @@ class Policy:
         text = self.flow.prompt("confirm_slot", self.language).format(value=" ".join(value))
         return [self._say("confirm_slot", text)]
 
-    def _confirm_answer(self, u: Utterance, node: Node) -> list[Action]:
+    def _confirm_answer(self, reading: Reading, node: Node) -> list[Action]:
         what, self.confirming = self.confirming, ""
-        meaning = self.understand(u.text)
+        meaning, confidence = reading.meaning, reading.confidence
         yes = meaning.intent == YES or (what == HUMAN and meaning.intent == HUMAN)
-        if yes and u.confidence >= node.ladder.confirm:
+        if yes and confidence >= node.ladder.confirm:
             return self._confirmed(what, node)
-        if meaning.intent in (NO, GOODBYE) and u.confidence >= node.ladder.confirm:
+        if meaning.intent in (NO, GOODBYE) and confidence >= node.ladder.confirm:
             return self._enter(node.name)  # ask the question again
         if what == HUMAN and meaning.intent == HUMAN:
             return self._handoff(HandoffReason.CALLER_REQUEST, node.queue)
@@ -391,21 +420,18 @@ class Policy:
     def _slot_heard(self, node: Node, digits: str) -> list[Action]:
         slot = self.flow.slots[node.slot]
         if not slot.valid(digits):
-            self._low += 1
-            if self._low >= self.config.low_confidence_turns:
-                return self._handoff(HandoffReason.LOW_CONFIDENCE, node.queue)
-            return [self._say("slot_invalid")]
+            return self._not_understood("slot_invalid")
         self.slots[slot.name] = digits
         if slot.confirm:
             return self._ask_confirm(slot.name, digits)
         return self._enter(node.next)
 
-    def _not_understood(self) -> list[Action]:
+    def _not_understood(self, prompt: str = "didnt_catch") -> list[Action]:
         self._low += 1
         if self._low >= self.config.low_confidence_turns:
             node = self._ask_node()
             return self._handoff(HandoffReason.LOW_CONFIDENCE, node.queue if node else "")
-        return [self._say("didnt_catch")]
+        return [self._say(prompt)]
 
     def _key(self, digit: str) -> list[Action]:
         node = self._ask_node()

@@ -49,14 +49,15 @@ def interpret(text: str, pack: LanguagePack, intents: list[Intent]) -> Interpret
     if not words:
         return Interpretation(None)
     digits = spoken_digits(words, pack)
-    person = person_request(words, pack)
+    hits = _person_hits(words, pack)
+    person = _request_verdict(words, hits, pack)
     if person is not None and person:
         return Interpretation(HUMAN, certain=True, digits=digits)
     answer = yes_or_no(words, pack)
-    best = best_intent(words, intents, pack.code)
+    best = best_intent(words, intents, pack)
     if best is not None:
         return Interpretation(best, digits=digits)
-    if person is None and _has_person_word(words, pack):
+    if person is None and hits:
         return Interpretation(HUMAN, certain=False, digits=digits)
     if answer is not None:
         return Interpretation(answer, digits=digits)
@@ -66,7 +67,10 @@ def interpret(text: str, pack: LanguagePack, intents: list[Intent]) -> Interpret
 def person_request(words: list[str], pack: LanguagePack) -> bool | None:
     """True: a clear request for a person; False: only mentions of people (or
     none at all); None: a person-word whose frame is unclear."""
-    hits = _person_hits(words, pack)
+    return _request_verdict(words, _person_hits(words, pack), pack)
+
+
+def _request_verdict(words: list[str], hits: list[tuple[int, int]], pack: LanguagePack) -> bool | None:
     if not hits:
         return False
     unsure = False
@@ -83,9 +87,9 @@ def _frame(words: list[str], start: int, end: int, pack: LanguagePack) -> bool |
     after = words[end:end + 2]
     not_people = " ".join(words[start:end]) in _NOT_PEOPLE
     negated = any(w in _NEGATION for w in words[:start])
-    requested = any(any(cue in w for cue in pack.request_cues) for w in before) if pack.code == "ko" \
+    requested = any(any(cue in w for cue in pack.request_cues) for w in before) if pack.attaches_particles \
         else any(w in pack.request_cues for w in before)
-    if pack.code == "ko":
+    if pack.attaches_particles:
         requested = requested or any(any(cue in w for cue in pack.request_cues) for w in words[end:])
         mentioned = any(any(c in w for c in pack.mention_cues) for w in words)
     else:
@@ -112,7 +116,7 @@ def _person_hits(words: list[str], pack: LanguagePack) -> list[tuple[int, int]]:
         parts = phrase.split()
         n = len(parts)
         for i in range(len(words) - n + 1):
-            if pack.code == "ko":
+            if pack.attaches_particles:
                 if n == 1 and parts[0] in words[i]:
                     hits.append((i, i + 1))
             elif words[i:i + n] == parts:
@@ -120,29 +124,25 @@ def _person_hits(words: list[str], pack: LanguagePack) -> list[tuple[int, int]]:
     return sorted(hits)
 
 
-def _has_person_word(words: list[str], pack: LanguagePack) -> bool:
-    return bool(_person_hits(words, pack))
-
-
 def yes_or_no(words: list[str], pack: LanguagePack) -> str | None:
     text = " ".join(words)
     for intent, phrases in ((NO, pack.no), (YES, pack.yes)):
         for phrase in phrases:
-            if text == phrase or text.startswith(phrase + " ") or (pack.code == "ko" and words[0] == phrase):
+            if text == phrase or text.startswith(phrase + " ") or (pack.attaches_particles and words[0] == phrase):
                 return intent
     return None
 
 
-def best_intent(words: list[str], intents: list[Intent], language: str) -> str | None:
+def best_intent(words: list[str], intents: list[Intent], pack: LanguagePack) -> str | None:
     """The intent with the most key-word and example evidence; None on a tie or none."""
     text = f" {' '.join(words)} "
     scores: dict[str, float] = {}
     for intent in intents:
         score = 0.0
-        for keyword in intent.keywords.get(language, ()):
-            if _contains(text, words, keyword, language):
+        for keyword in intent.keywords.get(pack.code, ()):
+            if _contains(text, words, keyword, pack):
                 score += 1.0
-        for example in intent.examples.get(language, ()):
+        for example in intent.examples.get(pack.code, ()):
             if any(f" {sentence} " in text for sentence in _sentences(example)):
                 score += 2.0
                 break
@@ -165,8 +165,8 @@ def _sentences(template: str) -> tuple[str, ...]:
         return (template,)
 
 
-def _contains(text: str, words: list[str], keyword: str, language: str) -> bool:
-    if language == "ko":  # Korean attaches particles to words: 주문을, 배송이
+def _contains(text: str, words: list[str], keyword: str, pack: LanguagePack) -> bool:
+    if pack.attaches_particles:  # 주문을, 배송이
         return any(part in w for part in keyword.split() for w in words)
     return f" {keyword} " in text
 

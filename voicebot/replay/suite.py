@@ -12,6 +12,7 @@ from typing import Any
 
 from voicebot.audio.wav import read_wav
 from voicebot.dialog.lang import normalise
+from voicebot.replay.callers import caller_number
 from voicebot.replay.client import ReplayOptions, ReplayResult, replay
 
 
@@ -116,7 +117,7 @@ async def run_cases(
             confirm = ("yes" if case.expected in (None, "handoff:caller_request") else "no")
             # each recording is its own caller: what one caller asked for (an opt-out
             # from the assistant is remembered per caller) must not steer the next
-            caller = f"{base.caller}{index:04d}" if base.caller else ""
+            caller = caller_number(index, base.caller) if base.caller else ""
             options = ReplayOptions(**{**base.__dict__, "dtmf": case.dtmf, "hangup_at": case.hangup_at,
                                        "confirm": confirm, "caller": caller})
             try:

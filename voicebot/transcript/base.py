@@ -18,7 +18,9 @@ class FreeFormEngine(Protocol):
     model: str  # what the operator configured, for the record ("whisper-tiny.en")
     sample_rate: int  # rate of the PCM16 that transcribe() expects
 
-    def transcribe(self, pcm: bytes) -> Transcript: ...
+    def transcribe(self, pcm: bytes, prompt: str = "") -> Transcript:
+        """`prompt`: words the caller is likely to use, to steer an engine that
+        takes them (Whisper's initial prompt); others ignore it."""
 
 
 @dataclass(frozen=True)
@@ -61,10 +63,12 @@ class FakeFreeFormEngine:
         self.fail = fail
         self.model = model
         self.seen: list[int] = []
+        self.prompts: list[str] = []
 
-    def transcribe(self, pcm: bytes) -> Transcript:
+    def transcribe(self, pcm: bytes, prompt: str = "") -> Transcript:
         n = len(pcm) // 2
         self.seen.append(n)
+        self.prompts.append(prompt)
         if n in self.fail:
             raise RuntimeError(f"fake engine told to fail on {n} samples")
         text = self.script.get(n, f"heard {n} samples")

@@ -21,6 +21,9 @@ ENGINE_KEY = "VOICEBOT_TRANSCRIPT_ENGINE"
 MODEL_KEY = "VOICEBOT_TRANSCRIPT_MODEL"
 _MIN_SAMPLES = 1600  # 0.1 s at 16 kHz: shorter is a click, not words
 DEFAULT_MODELS = {"whisper": "whisper-tiny.en", "vosk": ""}
+# Prompted with the flow's words, Whisper writes the prompt back on noise and
+# silence; those segments carry no_speech_prob 0.9+, speech under 0.15 (dev set).
+_PROMPTED_NO_SPEECH = 0.6
 
 
 class WhisperEngine:
@@ -44,15 +47,17 @@ class WhisperEngine:
             raise ConfigError(MODEL_KEY, f"{model} only speaks English; the language is "
                               f"{language!r}: use a multilingual model such as whisper-base")
 
-    def transcribe(self, pcm: bytes) -> Transcript:
+    def transcribe(self, pcm: bytes, prompt: str = "") -> Transcript:
         audio = np.frombuffer(pcm, np.int16).astype(np.float32) / 32768.0
         if audio.size < _MIN_SAMPLES:
             return Transcript("", 0.0)
         segments, _ = self._model.transcribe(
             audio, language=self.language, beam_size=self.beam_size, word_timestamps=True,
-            condition_on_previous_text=False, vad_filter=False)
+            condition_on_previous_text=False, vad_filter=False, initial_prompt=prompt or None)
         texts, words, logprobs = [], [], []
         for seg in segments:
+            if prompt and seg.no_speech_prob > _PROMPTED_NO_SPEECH:
+                continue  # a prompted model "hears" its prompt in line noise
             texts.append(seg.text.strip())
             logprobs.append(seg.avg_logprob)
             words += [Word(w.word.strip(), float(w.probability), float(w.start), float(w.end))
@@ -79,7 +84,7 @@ class VoskFullEngine:
         self._vosk = vosk
         self._model = vosk.Model(str(path))
 
-    def transcribe(self, pcm: bytes) -> Transcript:
+    def transcribe(self, pcm: bytes, prompt: str = "") -> Transcript:
         if len(pcm) // 2 < _MIN_SAMPLES:
             return Transcript("", 0.0)
         rec = self._vosk.KaldiRecognizer(self._model, self.sample_rate)

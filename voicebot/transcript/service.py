@@ -33,6 +33,7 @@ from voicebot.audio.resample import resample
 from voicebot.call.events import CallEvent, HandoffDecided
 from voicebot.transcript.base import FreeText
 from voicebot.transcript.worker import Transcriber
+from voicebot.types import Transcript
 
 log = logging.getLogger("voicebot.transcript")
 MODES = ("all", "handoff")
@@ -91,6 +92,15 @@ class JobQueue:
                 break
         return dropped
 
+    def take(self, call_id: str, start: float) -> _Job | None:
+        """Remove and return the waiting job of that utterance, if one waits."""
+        for job in self._heap:
+            if job.call_id == call_id and job.start == start:
+                self._heap.remove(job)
+                heapq.heapify(self._heap)
+                return job
+        return None
+
     async def get(self) -> _Job:
         while not self._heap:
             waiter = asyncio.get_running_loop().create_future()
@@ -140,6 +150,22 @@ class CallTranscripts:
             old_start, old_end, old, old_rate = self._history.pop(0)
             self._kept_s -= len(old) / 2 / old_rate
             self._service.skip(self.call_id, old_start, old_end, False, "history_limit")
+
+    def heard(self, start: float, heard: Transcript, model: str) -> None:
+        """The utterance that started at `start` was transcribed elsewhere (the second
+        opinion, by `model`): when that is this pass's model, its text stands for the
+        pass's and the utterance is not transcribed again."""
+        service = self._service
+        if service is None or model != service.transcribers[0].model:
+            return
+        kept = next((h for h in self._history if h[0] == start), None)
+        if kept is not None:
+            self._history.remove(kept)
+            self._kept_s -= len(kept[2]) / 2 / kept[3]
+            end = kept[1]
+        elif (end := service.withdraw(self.call_id, start)) is None:
+            return  # already being transcribed, or never queued
+        service.deliver_known(self, start, end, heard)
 
     def hand_over(self) -> None:
         if self._service is None or self.handed_over:
@@ -219,6 +245,19 @@ class TranscriptService:
                    calls.call_id, start, end, pcm, rate, calls.handed_over)
         if (dropped := self.queue.put(job)) is not None:
             self.skip(dropped.call_id, dropped.start, dropped.end, dropped.handed_over, "busy")
+
+    def withdraw(self, call_id: str, start: float) -> float | None:
+        """Take a waiting utterance off the queue; its end, or None if none waits."""
+        job = self.queue.take(call_id, start)
+        return job.end if job is not None else None
+
+    def deliver_known(self, calls: CallTranscripts, start: float, end: float, heard: Transcript) -> None:
+        """Deliver a transcript made elsewhere by this pass's model, as the pass's own."""
+        self.counts["ok"] += 1
+        t = self.transcribers[0]
+        text = FreeText(start, end, heard.text, heard.confidence, heard.words, t.name, t.model, "ok",
+                        extra={"by": "second_opinion"})
+        self._notices.put_nowait(lambda: self._deliver(calls.call_id, text, calls.handed_over))
 
     def skip(self, call_id: str, start: float, end: float, handed_over: bool, why: str) -> None:
         self.counts["skipped"] += 1

@@ -10,7 +10,9 @@ from voicebot.call.events import CallEventBus
 from voicebot.config import Settings
 from voicebot.staff.service import StaffDesk
 from voicebot.storage.base import CallStore
+from voicebot.errors import ConfigError, EngineError
 from voicebot.transcript.desk import DeskSink
+from voicebot.transcript.opinion import SecondOpinion
 from voicebot.transcript.service import TranscriptService
 from voicebot.transcript.worker import ProcessTranscriber
 
@@ -46,3 +48,29 @@ async def start_transcripts(settings: Settings, store: CallStore, desk: StaffDes
     events.subscribe(service.on_call_event)
     log.info("free-form transcripts: %s", service.description)
     return service
+
+
+async def start_second_opinion(settings: Settings) -> SecondOpinion | None:
+    """The free-form engine the calls ask when the grammar is unsure. With `auto`
+    it is Whisper when installed (`pip install 'voicebot[whisper]'` and a model),
+    else off; with `whisper` a missing engine or model stops the start."""
+    mode = settings.second_opinion
+    if mode == "off" or (mode == "auto" and settings.language != "en"):
+        return None
+
+    def spawn() -> ProcessTranscriber:  # normal priority: the caller waits for its answer
+        return ProcessTranscriber("whisper", settings.second_opinion_model, settings.language, MODELS_DIR,
+                                  settings.second_opinion_threads, max(60.0, settings.second_opinion_timeout_s * 4),
+                                  nice=0)
+
+    try:
+        transcriber = await asyncio.get_running_loop().run_in_executor(None, spawn)
+    except (ConfigError, EngineError) as exc:
+        if mode == "whisper":
+            raise ConfigError("second_opinion_model", str(exc).split(": ", 1)[-1]) from None
+        log.info("no second opinion on unsure utterances (%s); for it: pip install "
+                 "'voicebot[whisper]' and a Whisper model", exc)
+        return None
+    opinion = SecondOpinion(transcriber, settings.language, settings.second_opinion_timeout_s)
+    log.info("second opinion on unsure utterances: %s", opinion.description)
+    return opinion

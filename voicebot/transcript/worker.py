@@ -6,7 +6,7 @@ the decision workers (voicebot.asr.workers) and lowered in priority
 and the event loop first. A job slower than `timeout_s` kills the process
 (it is restarted for the next job); a process that dies fails only its job.
 
-Messages: parent → child ("job", pcm) ("stop",); child → parent
+Messages: parent → child ("job", pcm, prompt) ("stop",); child → parent
 ("ready", name, model, rate) | ("failed", key, message) once, then
 ("result", text, confidence, words, cpu_s) | ("error", message) per job.
 `InlineTranscriber` calls an engine in the calling thread (fakes, benchmarks).
@@ -38,7 +38,7 @@ class Transcriber(Protocol):
     model: str
     sample_rate: int
 
-    def transcribe(self, pcm: bytes) -> tuple[Transcript, float]:
+    def transcribe(self, pcm: bytes, prompt: str = "") -> tuple[Transcript, float]:
         """Blocking: the utterance's transcript and the engine CPU seconds it took."""
 
     def close(self) -> None: ...
@@ -49,9 +49,9 @@ class InlineTranscriber:
         self.engine = engine
         self.name, self.model, self.sample_rate = engine.name, engine.model, engine.sample_rate
 
-    def transcribe(self, pcm: bytes) -> tuple[Transcript, float]:
+    def transcribe(self, pcm: bytes, prompt: str = "") -> tuple[Transcript, float]:
         began = time.thread_time()
-        result = self.engine.transcribe(pcm)
+        result = self.engine.transcribe(pcm, prompt)
         return result, time.thread_time() - began
 
     def close(self) -> None:
@@ -60,8 +60,8 @@ class InlineTranscriber:
 
 class ProcessTranscriber:
     def __init__(self, engine: str, model: str, language: str, models_dir: Path,
-                 threads: int = 1, timeout_s: float = 60.0) -> None:
-        self._args = [engine, model, language, str(models_dir), str(threads)]
+                 threads: int = 1, timeout_s: float = 60.0, nice: int = NICE) -> None:
+        self._args = [engine, model, language, str(models_dir), str(threads), str(nice)]
         self.timeout_s = timeout_s
         self._process: subprocess.Popen[bytes] | None = None
         self._conn: Connection | None = None
@@ -71,12 +71,12 @@ class ProcessTranscriber:
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
-    def transcribe(self, pcm: bytes) -> tuple[Transcript, float]:
+    def transcribe(self, pcm: bytes, prompt: str = "") -> tuple[Transcript, float]:
         if self._conn is None:
             self._start()
         assert self._conn is not None
         try:
-            self._conn.send(("job", pcm))
+            self._conn.send(("job", pcm, prompt))
             if not self._conn.poll(self.timeout_s):
                 self._kill()
                 raise EngineError(f"transcript engine gave no result within {self.timeout_s} s")
@@ -137,8 +137,8 @@ class ProcessTranscriber:
 
 
 def _serve(conn: Connection, engine_name: str, model: str, language: str, models_dir: str,
-           threads: int) -> None:
-    os.nice(NICE)
+           threads: int, nice: int) -> None:
+    os.nice(nice)
     from voicebot.transcript.engines import load_free_engine
 
     try:
@@ -160,7 +160,7 @@ def _serve(conn: Connection, engine_name: str, model: str, language: str, models
             return
         began = time.process_time()
         try:
-            t, _ = inline.transcribe(message[1])
+            t, _ = inline.transcribe(message[1], message[2])
         except Exception as exc:  # one utterance's failure, not the worker's
             conn.send(("error", f"{type(exc).__name__}: {exc}"))
             continue
@@ -170,4 +170,4 @@ def _serve(conn: Connection, engine_name: str, model: str, language: str, models
 
 if __name__ == "__main__":
     fd, *rest = sys.argv[1:]
-    _serve(Connection(int(fd)), rest[0], rest[1], rest[2], rest[3], int(rest[4]))
+    _serve(Connection(int(fd)), rest[0], rest[1], rest[2], rest[3], int(rest[4]), int(rest[5]))

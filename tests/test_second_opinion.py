@@ -1,0 +1,230 @@
+"""The second opinion: a free-form engine asked about utterances the grammar is unsure of.
+
+Pure rules and the policy first (no I/O), then the SecondOpinion service with
+a scripted engine, then real calls: a real server, a real WebSocket client,
+real pocketsphinx and real Whisper on a recording the grammar alone misses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+import pytest
+
+from voicebot.app import REGISTRY
+from voicebot.audio.wav import read_wav
+from voicebot.dialog import policy as p
+from voicebot.dialog.flow import DEFAULT_FLOW
+from voicebot.dialog.flowcheck import load_checked
+from voicebot.dialog.reading import OTHER_SPEECH, SECOND, SURE, Reading, second_reading
+from voicebot.dialog.understand import Interpretation
+from voicebot.replay.client import ReplayOptions, replay
+from voicebot.transcript.base import FakeFreeFormEngine
+from voicebot.transcript.opinion import SecondOpinion
+from voicebot.transcript.worker import InlineTranscriber
+from voicebot.types import HandoffReason, Transcript, Utterance
+
+FLOW = load_checked(DEFAULT_FLOW)
+ORDERS = load_checked(DEFAULT_FLOW.parent / "orders.toml")
+
+
+def played(policy: p.Policy) -> list[p.Action]:
+    prompt = policy.current_prompt
+    assert prompt is not None
+    return policy.step(p.PromptDone(prompt.prompt_id))
+
+
+def at_menu(flow=FLOW) -> p.Policy:
+    policy = p.Policy(flow, "en")
+    policy.start()
+    played(policy)
+    played(policy)
+    return policy
+
+
+def said(actions: list[p.Action]) -> list[str]:
+    return [a.name for a in actions if isinstance(a, p.Say)]
+
+
+def hear(policy: p.Policy, grammar: str, confidence: float, second: str | None,
+         second_confidence: float = 0.9) -> list[p.Action]:
+    """What the session does: the grammar's reading, a second opinion when wanted."""
+    reading = policy.read(grammar, confidence)
+    if second is not None and policy.wants_second_opinion(reading):
+        reading = policy.reread(reading, Transcript(second, second_confidence))
+    text = reading.heard.text if reading.heard else grammar
+    return policy.step(p.Heard(Utterance(text, confidence, 0, 1, intent=reading.meaning.intent), reading))
+
+
+# --- the rule --------------------------------------------------------------------------
+def test_a_whole_intent_in_the_free_form_text_is_acted_on():
+    first = Reading(Interpretation(None), 0.1)
+    heard = Transcript("could you connect me with a human being", 0.5)
+    reading = second_reading(first, Interpretation("human"), heard)
+    assert (reading.meaning.intent, reading.confidence, reading.by, reading.heard) == ("human", SURE, SECOND, heard)
+
+
+def test_confident_other_speech_drops_the_grammars_near_miss():
+    first = Reading(Interpretation("human"), 0.7)
+    reading = second_reading(first, Interpretation(None), Transcript("book a table for two", OTHER_SPEECH))
+    assert reading.meaning.intent is None and reading.confidence == 0.0
+
+
+@pytest.mark.parametrize("heard", [Transcript("mumble grumble", OTHER_SPEECH - 0.01), Transcript("", 0.99)])
+def test_an_unsure_or_empty_second_opinion_leaves_the_grammars_reading(heard):
+    first = Reading(Interpretation("human"), 0.7)
+    assert second_reading(first, Interpretation(None), heard) is first
+
+
+# --- when the policy wants one ---------------------------------------------------------
+def test_asked_only_where_the_grammar_is_unsure_at_an_open_question():
+    policy = at_menu()
+    assert not policy.wants_second_opinion(policy.read("agent please", 0.97))
+    assert not policy.wants_second_opinion(policy.read("i forgot my password", 0.96))
+    assert policy.wants_second_opinion(policy.read("agent please", 0.6))
+    assert policy.wants_second_opinion(policy.read("", 0.0))
+    assert policy.wants_second_opinion(policy.read("can somebody help me", 0.99))  # unclear frame
+    policy.step(p.Heard(Utterance("can somebody help me", 0.5, 0, 1)))
+    assert policy.confirming == "human"
+    assert not policy.wants_second_opinion(policy.read("yes", 0.3))  # a yes/no question
+
+
+def test_not_asked_for_a_slot():
+    policy = at_menu(ORDERS)
+    policy.step(p.KeyPressed("1"))
+    played(policy)
+    assert policy.listen_context == "digits"
+    assert not policy.wants_second_opinion(policy.read("four one", 0.3))
+
+
+def test_the_prompt_names_people_and_the_questions_topics():
+    prompt = at_menu().opinion_prompt
+    assert "representative" in prompt and "password" in prompt and "robot" not in prompt
+
+
+# --- what the caller then hears --------------------------------------------------------
+def test_a_request_the_grammar_missed_reaches_a_person_on_the_first_ask():
+    policy = at_menu()
+    actions = hear(policy, "", 0.02, "um can I get a representative on the line please")
+    assert said(actions) == ["handoff"] and policy.handoff_reason is HandoffReason.CALLER_REQUEST
+
+
+def test_a_routine_request_the_grammar_missed_is_answered():
+    policy = at_menu()
+    assert said(hear(policy, "when will the shipment come", 0.41, "I forgot my password")) == ["password_reset"]
+
+
+def test_an_unclear_request_is_still_confirmed():
+    policy = at_menu()
+    assert said(hear(policy, "", 0.0, "somebody from your team emailed me")) == ["confirm_human"]
+
+
+def test_other_speech_is_not_confirmed_as_a_request():
+    policy = at_menu()
+    assert said(hear(policy, "i'd like to speak to a real agent", 0.73, "I'd like to book a table for two.",
+                     0.94)) == ["didnt_catch"]
+
+
+def test_without_an_opinion_the_grammar_decides_as_before():
+    policy = at_menu()
+    assert said(hear(policy, "i'd like to speak to a real agent", 0.73, None)) == ["confirm_human"]
+
+
+def test_the_stored_words_are_the_callers_when_the_opinion_decided():
+    policy = at_menu()
+    reading = policy.reread(policy.read("", 0.0), Transcript("get me a human", 0.8))
+    assert reading.heard is not None and reading.heard.text == "get me a human"
+
+
+# --- the service -----------------------------------------------------------------------
+def pcm(samples: int) -> bytes:
+    return bytes(2 * samples)
+
+
+class GatedEngine(FakeFreeFormEngine):
+    """Answers only once the test opens the gate."""
+
+    def __init__(self) -> None:
+        super().__init__({16000: "get me a person"})
+        self.gate = threading.Event()
+
+    def transcribe(self, pcm: bytes, prompt: str = "") -> Transcript:
+        self.gate.wait(10)
+        return super().transcribe(pcm, prompt)
+
+
+async def test_the_service_answers_with_the_prompt_and_resamples():
+    engine = FakeFreeFormEngine({16000: "get me a person"})
+    opinion = SecondOpinion(InlineTranscriber(engine), "en", timeout_s=5)
+    heard = await opinion.ask(pcm(8000), 8000, "agent, person")  # 1 s at 8 kHz -> 16000 samples
+    assert heard is not None and heard.text == "get me a person"
+    assert engine.prompts == ["agent, person"]
+    assert opinion.counts.as_dict() == {"asked": 1, "answered": 1, "late": 0, "busy": 0, "failed": 0}
+    await opinion.close()
+
+
+async def test_a_late_or_failing_opinion_is_no_opinion():
+    engine = GatedEngine()
+    opinion = SecondOpinion(InlineTranscriber(engine), "en", timeout_s=0.05)
+    assert await opinion.ask(pcm(16000), 16000, "") is None
+    assert opinion.counts.late == 1
+    engine.gate.set()
+    failing = SecondOpinion(InlineTranscriber(FakeFreeFormEngine(fail=(16000,))), "en", timeout_s=5)
+    assert await failing.ask(pcm(16000), 16000, "") is None
+    assert failing.counts.failed == 1
+    await opinion.close()
+    await failing.close()
+
+
+async def test_a_busy_engine_is_not_asked():
+    engine = GatedEngine()
+    opinion = SecondOpinion(InlineTranscriber(engine), "en", timeout_s=5, max_waiting=1)
+    waiting = [asyncio.create_task(opinion.ask(pcm(16000), 16000, "")) for _ in range(2)]
+    while opinion.counts.asked < 2:
+        await asyncio.sleep(0)
+    assert await opinion.ask(pcm(16000), 16000, "") is None
+    assert opinion.counts.busy == 1
+    engine.gate.set()
+    assert [h.text for h in await asyncio.gather(*waiting) if h] == ["get me a person"] * 2
+    await opinion.close()
+
+
+# --- real calls: real server, pocketsphinx and Whisper -----------------------------------
+@pytest.mark.e2e
+@pytest.mark.engine
+async def test_real_calls_the_grammar_alone_misses(start_server, en_engine):
+    """The grammar alone misses both (the first is in tests/test_fixture_suite.py's
+    KNOWN_MISSES; it hears nothing in the second): with the second opinion, each
+    caller is understood on the first ask."""
+    from .test_e2e_calls import call
+
+    # a loaded test machine may take seconds per utterance; latency is benchmarks/understanding.py's
+    server = await start_server(en_engine, second_opinion="whisper", second_opinion_timeout_s=60,
+                                transcript_engine="whisper", transcript_calls="handoff")
+    track = await call(server, "en_caribbean_track.wav")
+    prompts = [e["name"] for e in track.of("prompt")]
+    assert "order_status" in prompts and "didnt_catch" not in prompts, prompts
+    record = await server.record(track.call_id)
+    assert "track" in record.utterances[0]["text"].lower()  # Whisper's words, not the grammar's
+
+    samples, rate = read_wav(Path(__file__).parent / "audio" / "talk_to_a_manager_festival_slt.wav")
+    manager = await replay(server.ws + "/v1/stream", samples, rate,
+                           ReplayOptions(max_call_s=60, caller="+15550124", confirm="none"))
+    assert manager.outcome == "handoff:caller_request"
+    asked = [e["name"] for e in manager.of("prompt")]
+    assert asked[-1] == "handoff" and not {"didnt_catch", "confirm_human"} & set(asked), asked
+    # the transcript pass (same model) takes the second opinion's words, not a second run
+    for _ in range(200):
+        record = await server.record(manager.call_id)
+        if record.transcripts:
+            break
+        await asyncio.sleep(0.05)
+    assert record.transcripts[0]["by"] == "second_opinion"
+    assert "manager" in record.transcripts[0]["text"].lower()
+
+    status, health = await server.api("/healthz")
+    assert status == 200 and health["second_opinion"]["answered"] >= 2, health
+    metrics = server.app[REGISTRY].metrics
+    assert metrics.sample("voicebot_second_opinions_total", result="answered") == health["second_opinion"]["answered"]

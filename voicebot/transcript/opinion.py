@@ -1,0 +1,103 @@
+"""A second opinion on the utterances the grammar recogniser is unsure of.
+
+The decision recogniser is fast but places words only inside its small
+grammar; a large-vocabulary engine (Whisper) hears what callers actually said
+but takes a few hundred milliseconds. So the call asks this one only when the
+dialog policy says the grammar's reading is not sure enough to act on, and
+waits at most `timeout_s`: a second opinion that comes late, fails, or finds
+the engine busy is no opinion, and the grammar's reading stands. The engine
+runs in its own process at normal priority (unlike the background transcript
+pass): its answer is on the caller's path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from voicebot.audio.resample import resample
+from voicebot.transcript.worker import Transcriber
+from voicebot.types import Transcript
+
+log = logging.getLogger("voicebot.transcript")
+
+
+@dataclass
+class OpinionCounts:
+    asked: int = 0
+    answered: int = 0
+    late: int = 0  # over the timeout: the grammar's reading stood
+    busy: int = 0  # too many waiting: not asked
+    failed: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(vars(self))
+
+
+@dataclass
+class SecondOpinion:
+    transcriber: Transcriber
+    language: str  # the engine's language; other calls are not asked
+    timeout_s: float = 1.5
+    max_waiting: int = 4  # asks queued behind the running one; more would all come late
+    counts: OpinionCounts = field(default_factory=OpinionCounts)
+    observe: Callable[[str], None] | None = None  # told each count's name as it grows (metrics)
+
+    def __post_init__(self) -> None:
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="second-opinion")
+        self._waiting = 0
+
+    @property
+    def description(self) -> str:
+        t = self.transcriber
+        return f"{t.name} {t.model}, within {self.timeout_s:g} s"
+
+    def health(self) -> dict[str, object]:
+        return {"engine": self.description, **self.counts.as_dict()}
+
+    async def ask(self, pcm: bytes, rate: int, prompt: str) -> Transcript | None:
+        """What the engine heard in this PCM16 utterance at `rate`, or None."""
+        if self._waiting > self.max_waiting:
+            self._count("busy")
+            return None
+        self._count("asked")
+        self._waiting += 1
+        job = asyncio.get_running_loop().run_in_executor(self._executor, self._run, pcm, rate, prompt)
+        job.add_done_callback(self._job_done)
+        try:
+            heard = await asyncio.wait_for(asyncio.shield(job), self.timeout_s)
+        except TimeoutError:
+            self._count("late")
+            return None
+        except Exception as exc:  # the engine's failure is not the call's: the grammar decides
+            log.error("second opinion failed: %s", type(exc).__name__)
+            self._count("failed")
+            return None
+        self._count("answered")
+        return heard
+
+    def _count(self, name: str) -> None:
+        setattr(self.counts, name, getattr(self.counts, name) + 1)
+        if self.observe is not None:
+            self.observe(name)
+
+    def _job_done(self, job: asyncio.Future[Transcript]) -> None:
+        self._waiting -= 1
+        if not job.cancelled():
+            job.exception()  # retrieved: a late failure is counted above or not at all
+
+    def _run(self, pcm: bytes, rate: int, prompt: str) -> Transcript:
+        if rate != self.transcriber.sample_rate:
+            samples = np.frombuffer(pcm, np.int16)
+            pcm = resample(samples, rate, self.transcriber.sample_rate).tobytes()
+        heard, _ = self.transcriber.transcribe(pcm, prompt)
+        return heard
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self.transcriber.close)
+        self._executor.shutdown(wait=False)
