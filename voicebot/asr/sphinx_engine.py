@@ -47,12 +47,12 @@ SAMPLE_RATE = 16000  # the en-us model's filterbank reaches 6.8 kHz: it refuses 
 FRAME_S = 0.01
 # Audio used to estimate the cepstral mean before decoding starts. Decoding
 # runs at ~0.2x real time, so a stream that waited 1 s was still ~0.2 s behind
-# when a short request ended, and a partial result came that late. With 0.7 s
-# it keeps up and recognises as well: the first utterances of the 40 English
-# fixtures (audio_fixtures/ and audio_fixtures/turns/, from 0.3 s before the
-# speech) came out exactly right 24 times with 0.7 s and with 1 s, 23 with
-# 0.8 s and 16 with 0.5 s (too little speech for the mean).
-CMN_SECONDS = 0.7
+# when a short request ended, and a partial result came that late. The first
+# utterances of the 40 English fixtures (audio_fixtures/ and .../turns/, from
+# 0.3 s before the speech) came out exactly right 24 times with 1 s, 23 with
+# 0.8 s and with 0.7 s, 16 with 0.5 s; with 0.7 s the fixture suite's LibriVox
+# sentence became a request for a person, with 0.8 s it did not.
+CMN_SECONDS = 0.8
 PHONE_LOOP_PROB = 1e-3  # FSG probability of each phone of the free loop
 # FSG probability of leaving a phrase after one of its first words, so a caller
 # cut off mid-sentence leaves the words said (measured on today's grammar:
@@ -351,11 +351,14 @@ class SphinxStream:
 
     def partial(self) -> Partial:
         """The best path so far, and whether it is a whole phrase of the context.
-        Starts decoding (on the audio there is, like finish()) if it had not."""
+        No opinion before CMN_SECONDS of audio: decoding started on less would
+        decode the rest of the utterance, if the caller goes on, with a worse
+        cepstral mean."""
         if self._done:
             raise RuntimeError("partial() after finish()")
-        if self._decoders is None and (len(self._pending) < 2 or not self._begin(build=False)):
-            return Partial("", 0.0, False)  # nothing yet, or every set busy: no opinion
+        if self._decoders is None and (len(self._pending) < int(CMN_SECONDS * SAMPLE_RATE) * 2
+                                       or not self._begin(build=False)):
+            return Partial("", 0.0, False)  # too little audio for the mean, or every set busy: no opinion
         self._feed()
         decoders = self._decoders
         assert decoders is not None

@@ -17,9 +17,10 @@ from dataclasses import dataclass, replace
 
 from voicebot.types import Partial
 
-# A whole phrase heard with less than this is a guess the phone loop nearly
-# beats (the recogniser's margin, as for its confidence): not enough to cut in.
-COMPLETE_CONFIDENCE = 0.25
+# A whole phrase heard with less than this is too much of a guess to cut the
+# caller off: at 0.25 a LibriVox sentence (audio_fixtures, out of domain) was
+# cut at a pause into "could i talk to an real human" and sent to a person.
+COMPLETE_CONFIDENCE = 0.5
 # The beginning of a phrase heard with less is taken for other speech (measured mid-utterance
 # on audio_fixtures/turns: real prefixes 0.12-0.98, a voicemail greeting 0.01-0.15).
 MID_PHRASE_CONFIDENCE = 0.1
