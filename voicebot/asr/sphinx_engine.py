@@ -46,13 +46,13 @@ from voicebot.types import Partial, Transcript, Vocabulary, Word
 SAMPLE_RATE = 16000  # the en-us model's filterbank reaches 6.8 kHz: it refuses 8 kHz
 FRAME_S = 0.01
 # Audio used to estimate the cepstral mean before decoding starts. Decoding
-# runs at ~0.2x real time, so a stream that waited 1 s was still ~0.2 s behind
-# when a short request ended, and a partial result came that late. The first
-# utterances of the 40 English fixtures (audio_fixtures/ and .../turns/, from
-# 0.3 s before the speech) came out exactly right 24 times with 1 s, 23 with
-# 0.8 s and with 0.7 s, 16 with 0.5 s; with 0.7 s the fixture suite's LibriVox
-# sentence became a request for a person, with 0.8 s it did not.
-CMN_SECONDS = 0.8
+# runs at ~0.2x real time, so a short request's partial result comes up to
+# ~0.3 s late while the stream catches up. Less was tried for that: the 40
+# English fixtures' first utterances came out exactly right 24 times with 1 s,
+# 23 with 0.8 s and 0.7 s, 16 with 0.5 s, and with 0.7-0.8 s the fixture
+# suite's LibriVox sentence became a request for a person and a plain request
+# fell under the 0.6 threshold; so it stays 1 s.
+CMN_SECONDS = 1.0
 PHONE_LOOP_PROB = 1e-3  # FSG probability of each phone of the free loop
 # FSG probability of leaving a phrase after one of its first words, so a caller
 # cut off mid-sentence leaves the words said (measured on today's grammar:
