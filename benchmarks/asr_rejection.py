@@ -53,9 +53,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests import asr_audio as A
-from voicebot.dialog.compile import default_vocabulary
 from voicebot.asr.loader import DEFAULT_CONFIDENCE_THRESHOLD, load_engine
 from voicebot.audio.wav import read_wav
+from voicebot.dialog.compile import default_vocabulary
 from voicebot.dialog.lang import EN, KO, LanguagePack
 from voicebot.types import normalise
 
@@ -131,7 +131,6 @@ def fixture_utterances(language: str, rate: int = 16000) -> list[tuple[str, str,
     """(kind, said, file, PCM at `rate`) cut from audio_fixtures/ at the manifest's
     speech times, with the VAD's 0.3 s pre-roll and 0.5 s hang-over."""
     fixtures = ROOT / "audio_fixtures"
-    pack = EN if language == "en" else KO
     grammar = {normalise(s).replace(" ", "") for s in sentences(language)}
     out = []
     for entry in json.loads((fixtures / "manifest.json").read_text()):

@@ -90,6 +90,7 @@ class Row:
     wall_s: float
     server_loop: float  # CPU share of the server's main process (event loop + threads)
     client: float  # CPU share of this gateway simulator
+    within: int = 0  # calls whose response came within --target-ms
 
 
 def free_port() -> int:
@@ -136,15 +137,15 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
 
 
-async def start_server(args: argparse.Namespace, db: str,
-                       extra: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], str]:
+async def start_server(args: argparse.Namespace, db: str, extra_env: dict[str, str] | None = None
+                       ) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = {**os.environ, "VOICEBOT_PORT": str(port), "VOICEBOT_DB": db,
            "VOICEBOT_LANGUAGE": args.language, "VOICEBOT_MODEL": args.model or "",
            "VOICEBOT_LOG_LEVEL": "WARNING",
            # the server's own limit (default 64) must not turn the load away
            "VOICEBOT_MAX_CALLS": str(max(int(c) for c in args.counts.split(",")) + args.calls + 1),
-           **(extra or {})}
+           **(extra_env or {})}
     if args.workers:
         env["VOICEBOT_ASR_WORKERS"] = str(args.workers)
     proc = subprocess.Popen([sys.executable, "-m", "voicebot", "serve"], env=env, cwd=ROOT,
@@ -237,7 +238,8 @@ async def run_level(base: str, pids: list[int], entries: list[tuple[Any, int, fl
     return Row(
         n, pct(firsts, 0.5), pct(firsts, 0.95), pct(responses, 0.5), pct(responses, 0.95),
         len(responses), sum(r["system_error"] for r in results),
-        cpu / streamed if streamed else 0.0, (max(peak) - idle_mb) / n, wall, loop_load, client_load)
+        cpu / streamed if streamed else 0.0, (max(peak) - idle_mb) / n, wall, loop_load, client_load,
+        sum(r * 1000 <= args.target_ms for r in responses))
 
 
 def print_row(row: Row, target_ms: float) -> None:
@@ -248,14 +250,18 @@ def print_row(row: Row, target_ms: float) -> None:
           f"{row.wall_s:>5.0f} s | {row.server_loop*100:>4.0f} % {row.client*100:>4.0f} % | {ok}", flush=True)
 
 
+def chosen_fixtures(args: argparse.Namespace) -> list[dict[str, Any]]:
+    manifest = {e["file"]: e for e in json.loads((FIXTURES / "manifest.json").read_text())}
+    names = args.fixtures.split(",") if args.fixtures else (KO_MIX if args.language == "ko" else EN_MIX)
+    return [manifest[n] for n in names]
+
+
 async def main(args: argparse.Namespace) -> int:
     if args.turns:
         from turn_calls import run_turns
 
         return await run_turns(args)
-    manifest = {e["file"]: e for e in json.loads((FIXTURES / "manifest.json").read_text())}
-    names = args.fixtures.split(",") if args.fixtures else (KO_MIX if args.language == "ko" else EN_MIX)
-    chosen = [manifest[n] for n in names]
+    chosen = chosen_fixtures(args)
     with tempfile.TemporaryDirectory() as tmp:
         proc, base = await start_server(args, str(Path(tmp) / "calls.db"))
         try:
@@ -267,8 +273,10 @@ async def main(args: argparse.Namespace) -> int:
             print(f"# server pid {proc.pid}, {len(pids) - 1} recognition workers, idle RSS {idle:.0f} MB, "
                   f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}; protocol {args.protocol}, "
                   f"language {args.language}, arrivals over {args.ramp:.0f} s")
-            print("   N | first audio ms | response ms   | replied syserr | CPU/call | MB/call |  wall | server client |")
-            print("     |   p50    p95   |   p50    p95  |              |          |         |       | main   (cores) |")
+            print("   N | first audio ms | response ms   | replied syserr | CPU/call | MB/call |  wall "
+                  "| server client |")
+            print("     |   p50    p95   |   p50    p95  |              |          |         |       "
+                  "| main   (cores) |")
             rows = []
             counts = [1] * len(entries) if args.latency_only else [int(c) for c in args.counts.split(",")]
             for i, n in enumerate(counts):
@@ -294,8 +302,9 @@ async def main(args: argparse.Namespace) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parser(description: str | None = __doc__) -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=description,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--protocol", choices=("native", "twilio"), default="native")
     ap.add_argument("--language", choices=("en", "ko"), default="en")
     ap.add_argument("--model", default="", help="VOICEBOT_MODEL for the server (Vosk)")
@@ -310,4 +319,8 @@ if __name__ == "__main__":
     ap.add_argument("--heldout", type=int, default=10, help="--turns: held-out clips per class")
     ap.add_argument("--arm", action="append", help="--turns: NAME:VOICEBOT_KEY=VAL,... (repeatable; "
                     "default fixed:VOICEBOT_TURN_COMPLETE_MS=0 and adaptive:)")
-    sys.exit(asyncio.run(main(ap.parse_args())))
+    return ap
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main(parser().parse_args())))

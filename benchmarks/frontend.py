@@ -80,7 +80,7 @@ def verify(ulaw: bytes, frames: list[bytes], chunks_1s: list[bytes], chunks_5: l
     notes = []
     decoded = ulaw_decode(ulaw)
     all_codes = bytes(range(256))
-    assert R.PY_TABLE == ulaw_decode(all_codes).tolist(), "Python G.711 table differs from ulaw_decode"
+    assert ulaw_decode(all_codes).tolist() == R.PY_TABLE, "Python G.711 table differs from ulaw_decode"
     pcm, _ = R.py_frame(ulaw, [0])
     assert pcm.tolist()[1::2] == decoded.tolist(), "per-sample Python decode differs from ulaw_decode"
     if audioop is not None:
@@ -103,7 +103,7 @@ def verify(ulaw: bytes, frames: list[bytes], chunks_1s: list[bytes], chunks_5: l
         assert R.run_batched(frames, config, n, True)() == alone, f"FrameBatcher x{n} differs"
     notes.append(f"FrameBatcher x{', x'.join(map(str, calls))}: every call feeds the recogniser "
                  "exactly what its own SpeechDetector would")
-    for name, value in fed.items():
+    for value in fed.values():
         assert value == speech, f"speech fed to the recogniser differs: {fed}"
     if audioop is not None:
         value = R.run_audioop_like_for_like(frames, config, True)()

@@ -390,7 +390,7 @@ def run_batched(frames: list[bytes], config: VadConfig, calls: int, resample: bo
         pushes = [lane.push for lane in lanes]
         flush = batcher.flush
         for tick in ticks:
-            for push, data in zip(pushes, tick):
+            for push, data in zip(pushes, tick, strict=True):
                 push(data)
             flush()
         for lane, sink in zip(lanes, sinks, strict=True):

@@ -7,7 +7,8 @@ raw bytes of the database, its WAL and the journal for the caller's number (in
 four spellings), every fixture's spoken sentences, and every word of 4+ letters
 the callers said, except words that are also labels stored in the clear
 (field names, prompt and intent names, handoff reasons, the disclosure text,
-the database schema's own text), which are listed. Hits are whole words. Prints the count of hits per needle (0 expected).
+the database schema's own text), which are listed. Hits are whole words.
+Prints the count of hits per needle (0 expected).
 
     .venv/bin/python benchmarks/privacy_grep.py [--speed max] [--concurrency 4]
 """

@@ -23,8 +23,8 @@ from pathlib import Path
 from voicebot.privacy.crypto import FieldPrivacy
 from voicebot.privacy.keys import KeySet, new_root
 from voicebot.storage.base import CallRecord, utterance_json
+from voicebot.storage.callstore import SqlCallStore
 from voicebot.storage.sealed import SealedCallStore, seal_item, unseal_item
-from voicebot.storage.sqlite import SqliteCallStore
 from voicebot.types import Source, Utterance, Word
 
 WRITES_PER_CALL = 12
@@ -89,8 +89,8 @@ async def main(calls: int, rounds: int) -> dict:
     privacy = FieldPrivacy(KeySet(new_root()))
     with tempfile.TemporaryDirectory() as tmp:
         plain_db, sealed_db = Path(tmp) / "plain.db", Path(tmp) / "sealed.db"
-        makers = {"plain": lambda: SqliteCallStore(plain_db),
-                  "sealed": lambda: SealedCallStore(SqliteCallStore(sealed_db), privacy)}
+        makers = {"plain": lambda: SqlCallStore(plain_db),
+                  "sealed": lambda: SealedCallStore(SqlCallStore(sealed_db), privacy)}
         best = {k: (float("inf"), float("inf")) for k in makers}
         for r in range(rounds):  # the order alternates, so neither always runs first
             for k in (("plain", "sealed") if r % 2 == 0 else ("sealed", "plain")):

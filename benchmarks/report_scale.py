@@ -2,7 +2,7 @@
 
 Builds N synthetic calls (3 spoken turns each, labels, one in 20 reviewed with
 a correction, two A/B variants) in a temporary SQLite file with the real
-schema, then times, best of `--repeats`: reading them (SqliteCallSource),
+schema, then times, best of `--repeats`: reading them (SqlCallSource),
 computing KPIs + fairness + A/B (build_report), rendering table, JSON and
 HTML. Also the observer's cost for one call's events and store writes.
 
@@ -23,20 +23,20 @@ from pathlib import Path
 
 from voicebot.call.events import CallAudio, CallEnded, SpeechEndDetected
 from voicebot.metrics import Metrics
-from voicebot.ops.calls import SqliteCallSource
+from voicebot.ops.calls import SqlCallSource
 from voicebot.ops.observer import CallObserver
 from voicebot.ops.report import build_report, render
 from voicebot.ops.tags import TagStore
 from voicebot.storage.base import CallRecord
+from voicebot.storage.callstore import SqlCallStore
 from voicebot.storage.desk import DeskStore
-from voicebot.storage.sqlite import SqliteCallStore
 from voicebot.types import Source, Utterance
 
 NOW = 1_780_000_000.0
 
 
 async def _schema(path: str) -> None:
-    for db in (SqliteCallStore(path), DeskStore(path), TagStore(path)):
+    for db in (SqlCallStore(path), DeskStore(path), TagStore(path)):
         await db.open()
         await db.close()
 
@@ -124,15 +124,15 @@ def main() -> None:
             path = str(Path(tmp) / "calls.db")
             asyncio.run(_schema(path))
             _fill(path, n)
-            source = SqliteCallSource(path)
+            source = SqlCallSource(path)
             since, until = NOW - 7 * 86400, NOW + 1
-            read = _best(lambda: asyncio.run(source.calls(since, until)), args.repeats)
+            read = _best(lambda: asyncio.run(source.calls(since, until)), args.repeats)  # noqa: B023 - run at once
             report: dict = {}
 
             def build() -> None:
-                report.update(asyncio.run(build_report(source, since, until)))
+                report.update(asyncio.run(build_report(source, since, until)))  # noqa: B023 - run at once
             whole = _best(build, args.repeats)
-            cells = [_best(lambda f=f: render(report, f), args.repeats)
+            cells = [_best(lambda f=f: render(report, f), args.repeats)  # noqa: B023 - run at once
                      for f in ("table", "json", "html")]
             print(f"{n:>8} {read:>8.2f} {whole:>9.2f} {cells[0]:>8.3f} {cells[1]:>7.3f} {cells[2]:>7.3f}")
     per_call = _observer_cost(2000)

@@ -71,8 +71,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from voicebot.audio.codecs import ulaw_decode, ulaw_encode
 from voicebot.audio.resample import resample
 from voicebot.audio.wav import read_wav
-from voicebot.types import normalise
 from voicebot.replay.suite import error_rate
+from voicebot.types import normalise
 
 TESTDATA = Path("/usr/share/pocketsphinx/test/data")
 ASTERISK = Path("/usr/share/asterisk/sounds/en")
@@ -170,7 +170,9 @@ def real_english(quick: bool) -> tuple[list[Clip], str]:
                 clips.append((folder / f"{m[2]}.wav", m[1].strip()))
     if ASTERISK_TEXT.is_file() and ASTERISK.is_dir():
         prompts = []
-        for line in gzip.open(ASTERISK_TEXT, "rt", encoding="utf-8", errors="replace"):
+        with gzip.open(ASTERISK_TEXT, "rt", encoding="utf-8", errors="replace") as lines:
+            prompt_lines = list(lines)
+        for line in prompt_lines:
             name, _, text = line.partition(":")
             text = text.strip()
             if (text and not re.search(r"[\d\[\]]|\.\.\.", text) and 3 <= len(text.split()) <= 20
@@ -246,10 +248,8 @@ def run(engine: Any, clips: list[Clip], language: str) -> Score:
     score = Score()
     for clip in clips:
         began = time.process_time()
-        if isinstance(engine, SphinxLM):
-            text = engine.transcribe(clip.pcm)
-        else:
-            text = engine.transcribe_in(language, clip.pcm)
+        text = (engine.transcribe(clip.pcm) if isinstance(engine, SphinxLM)
+                else engine.transcribe_in(language, clip.pcm))
         score.cpu_s += time.process_time() - began
         rate = error_rate(clip.said, text, language)
         units = len(normalise(clip.said).replace(" ", "")) if language == "ko" else \
@@ -308,7 +308,6 @@ HANDOFF_MIX = ["en_human_person.wav", "en_human_robot.wav", "real_agent.wav",
 
 async def server_run(label: str, env: dict[str, str], calls: int, ramp: float) -> dict[str, Any]:
     import aiohttp
-
     import capacity as cap
 
     manifest = {m["file"]: m for m in json.loads((ROOT / "audio_fixtures/manifest.json").read_text())}
@@ -373,12 +372,17 @@ async def _drive(label, proc, base, manifest, calls, ramp, cap, aiohttp) -> dict
 
 
 async def server_part(args: argparse.Namespace) -> None:
-    whisper = {"VOICEBOT_TRANSCRIPT_ENGINE": "whisper", "VOICEBOT_TRANSCRIPT_MODEL": args.model}
-    configs = [("off", {"VOICEBOT_TRANSCRIPT_ENGINE": "off"}),
+    no_opinion = {"VOICEBOT_SECOND_OPINION": "off"}
+    whisper = {**no_opinion, "VOICEBOT_TRANSCRIPT_ENGINE": "whisper", "VOICEBOT_TRANSCRIPT_MODEL": args.model}
+    configs = [("off", {**no_opinion, "VOICEBOT_TRANSCRIPT_ENGINE": "off"}),
                ("whisper, handoff", {**whisper, "VOICEBOT_TRANSCRIPT_CALLS": "handoff"}),
                ("whisper, handoff, 2w", {**whisper, "VOICEBOT_TRANSCRIPT_CALLS": "handoff",
                                          "VOICEBOT_TRANSCRIPT_WORKERS": "2"}),
-               ("whisper, all", {**whisper, "VOICEBOT_TRANSCRIPT_CALLS": "all"})]
+               ("whisper, all", {**whisper, "VOICEBOT_TRANSCRIPT_CALLS": "all"}),
+               # the second opinion's words stand in for the pass's (same model)
+               ("handoff, 2nd op.", {**whisper, "VOICEBOT_TRANSCRIPT_CALLS": "handoff",
+                                     "VOICEBOT_SECOND_OPINION": "whisper",
+                                     "VOICEBOT_SECOND_OPINION_MODEL": args.model})]
     rows = []
     for label, env in configs:
         rows.append(await server_run(label, env, args.calls, args.ramp))

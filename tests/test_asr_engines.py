@@ -22,15 +22,14 @@ import numpy as np
 import pytest
 
 from tests import asr_audio as A
-from voicebot.dialog.compile import default_vocabulary
 from voicebot.asr import sphinx_engine, vosk_engine
 from voicebot.asr.fake import FakeEngine
 from voicebot.asr.loader import DEFAULT_CONFIDENCE_THRESHOLD as THRESHOLD
 from voicebot.asr.loader import load_engine, model_problems
 from voicebot.audio.wav import wav_bytes
-from voicebot.types import ListenContext, Vocabulary
+from voicebot.dialog.compile import default_vocabulary
 from voicebot.errors import ConfigError
-from voicebot.types import Transcript
+from voicebot.types import ListenContext, Transcript, Vocabulary
 
 pytestmark = pytest.mark.engine
 
@@ -355,14 +354,14 @@ def test_loader_copy_of_korean_model_by_path(tmp_path, vosk_ko):
 
 def test_engines_describe_themselves(sphinx):
     assert sphinx.name == "pocketsphinx" and sphinx.language == "en" and sphinx.sample_rate == 16000
-    assert "pocketsphinx" in sphinx.description and "templates" in sphinx.description and "3 contexts" in sphinx.description
+    assert all(part in sphinx.description for part in ("pocketsphinx", "templates", "3 contexts"))
 
 
 def test_confidence_maps_share_the_operating_point():
     for module in (sphinx_engine, vosk_engine):
         assert module.margin_to_confidence(module.MARGIN_AT_THRESHOLD) == pytest.approx(THRESHOLD)
         values = [module.margin_to_confidence(m) for m in range(-40, 20)]
-        assert values == sorted(values) and 0.0 <= values[0] and values[-1] <= 1.0
+        assert values == sorted(values) and values[0] >= 0.0 and values[-1] <= 1.0
         assert module.margin_to_confidence(float("nan")) == 0.0
 
 

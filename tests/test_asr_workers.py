@@ -9,11 +9,11 @@ import signal
 
 import pytest
 
-from voicebot.dialog.compile import default_vocabulary
 from voicebot.asr.loader import load_engine
 from voicebot.asr.workers import WorkerPoolEngine
 from voicebot.audio.resample import resample
 from voicebot.audio.wav import read_wav
+from voicebot.dialog.compile import default_vocabulary
 from voicebot.errors import ConfigError, EngineError
 
 from .conftest import FIXTURES

@@ -74,3 +74,23 @@ async def test_disclosure_audit_after_real_calls(start_server, en_engine, tmp_pa
     recent = audit(db, "--since", today)
     assert "2 of 4 calls (50.0 %)" in recent.stdout and "old-never-played" not in recent.stdout
     assert audit(db, "--since", "yesterday").returncode == 2
+
+
+async def test_the_audit_shows_recording_consent_and_its_answers(start_server, en_engine, tmp_path):
+    db = tmp_path / "calls.db"
+    server = await start_server(en_engine, db=str(db), knowledge_dir=KNOWLEDGE, recording="consent",
+                                no_input_timeout_s=0.5)
+    samples, rate = read_wav(FIXTURES / "silence.wav")
+    for answer in ({"recording_consent": "1"}, {"recording_consent": "2"}, {}):
+        done = await replay(server.ws + "/v1/stream", samples, rate, ReplayOptions(
+            marks="immediate", speed=1, hangup_at=2.5, keys_after=answer))
+        for _ in range(200):
+            record = await server.record(done.call_id)
+            if record is not None and record.ended_at is not None:
+                break
+            await asyncio.sleep(0.02)
+    ok = audit(db)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "played and confirmed: 3 of 3 calls (100.0 %)" in ok.stdout
+    assert ("recording consent asked on 3 calls: 1 given, 1 refused, 1 no answer, "
+            "0 left before answering") in ok.stdout

@@ -49,7 +49,7 @@ KNOWN_MISSES = {
 ARRIVAL_GAP_S = 0.7
 # Fixtures that talk over a prompt the bot may cut short: the bot must clear it.
 BARGE_IN = {"en_barge_in.wav": "menu", "en_barge_in_answer.wav": "order_status"}
-DISCLOSURE_S = 7.0  # the disclosure has played by then (6.6 s at the default TTS rate)
+DISCLOSURE_S = 8.0  # the disclosure has played by then (7.65 s at the default TTS rate, en)
 
 
 async def outcome_of(server, done: CaseResult) -> str:

@@ -124,7 +124,8 @@ def test_samples_survived_a_mulaw_round_trip(entry):
     assert values <= _ulaw_grid()
 
 
-@pytest.mark.parametrize("entry", [e for e in MANIFEST if e["speech"]], ids=[e["file"] for e in MANIFEST if e["speech"]])
+@pytest.mark.parametrize("entry", [e for e in MANIFEST if e["speech"]],
+                         ids=[e["file"] for e in MANIFEST if e["speech"]])
 def test_speech_ranges_are_louder_than_their_surroundings(entry):
     data, params = _read(entry["file"])
     duration = params.nframes / RATE
@@ -146,7 +147,8 @@ def test_speech_ranges_are_louder_than_their_surroundings(entry):
         assert speech_rms > 2.0 * around_rms, (start, end, speech_rms, around_rms)  # at least 6 dB
 
 
-@pytest.mark.parametrize("entry", [e for e in MANIFEST if not e["speech"]], ids=[e["file"] for e in MANIFEST if not e["speech"]])
+@pytest.mark.parametrize("entry", [e for e in MANIFEST if not e["speech"]],
+                         ids=[e["file"] for e in MANIFEST if not e["speech"]])
 def test_files_without_speech_have_no_loud_parts(entry):
     data, _ = _read(entry["file"])
     frames = data[: len(data) // 160 * 160].reshape(-1, 160).astype(np.float64)

@@ -68,7 +68,8 @@ def test_a_good_flow_has_no_problems(tmp_path):
 
 
 @pytest.mark.parametrize(("change", "where", "line", "message"), [
-    (('on = { billing = "bye" }', 'on = { billing = "nowhere" }'), "nodes.menu.on.billing", 12, "no node named 'nowhere'"),
+    (('on = { billing = "bye" }', 'on = { billing = "nowhere" }'), "nodes.menu.on.billing", 12,
+     "no node named 'nowhere'"),
     (('no_input = "menu"\n', ''), "nodes.menu", 9, "needs a no_input edge"),
     (('start = "menu"', 'start = "begin"'), "flow.start", 4, "no node named 'begin'"),
     (('type = "end"', 'type = "finish"'), "nodes.bye.type", 17, "must be one of"),
@@ -84,6 +85,13 @@ def test_problems_point_at_their_place(tmp_path, change, where, line, message):
     assert text != GOOD
     found = problems(tmp_path, text)
     assert any(f"flow.toml:{line}: {where}: " in pr and message in pr for pr in found), found
+
+
+def test_a_reworded_opt_out_sentence_must_name_the_key(tmp_path):
+    reworded = GOOD + '\n[prompts.opt_out_key]\nen = "Press {key} to always reach our team."\n'
+    assert problems(tmp_path, reworded) == []
+    found = problems(tmp_path, reworded.replace("{key}", "nine"))
+    assert any("prompts.opt_out_key.en: must name the key as {key}" in pr for pr in found), found
 
 
 def test_syntax_errors_and_unknown_keys_are_named(tmp_path):
@@ -247,3 +255,14 @@ type = "end"
     policy = listening(flow)  # the disclosure, then the choice
     actions = policy.step(p.KeyPressed("2"))
     assert policy.language == "ko" and actions[0].text == KO.prompts["goodbye"]
+
+
+def test_a_flow_that_maps_the_opt_out_key_is_refused(tmp_path):
+    from voicebot.config import Settings
+    from voicebot.errors import ConfigError
+    from voicebot.flowrun import load_settings_flow
+
+    path = write(tmp_path, GOOD.replace('on = { billing = "bye" }', 'on = { billing = "bye" }\ndtmf = { "9" = "bye" }'))
+    with pytest.raises(ConfigError, match="opts the caller out"):
+        load_settings_flow(Settings(flow=str(path)))
+    assert load_settings_flow(Settings(flow=str(path), opt_out_key="")).name

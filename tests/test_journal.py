@@ -17,8 +17,8 @@ from voicebot.audio.wav import read_wav
 from voicebot.errors import StoreUnavailable
 from voicebot.replay.client import ReplayOptions, replay
 from voicebot.storage.base import CallRecord
+from voicebot.storage.callstore import SqlCallStore
 from voicebot.storage.journal import JournalledStore
-from voicebot.storage.sqlite import SqliteCallStore
 from voicebot.types import Source, Utterance, Word
 
 from .conftest import FIXTURES
@@ -57,7 +57,7 @@ def utterance(text: str, start: float) -> Utterance:
 
 
 def journalled_store(db: Path, journal: Path, **options) -> JournalledStore:
-    return JournalledStore(SqliteCallStore(db), journal,
+    return JournalledStore(SqlCallStore(db), journal,
                            data_errors=(sqlite3.IntegrityError, ValueError), **options)
 
 
@@ -123,7 +123,7 @@ async def test_journal_left_by_a_crash_is_replayed_at_start_once(tmp_path):
     outage.restore()
     entries = journal.read_bytes().splitlines(keepends=True)
     done = len(entries[0]) + len(entries[1])
-    direct = SqliteCallStore(db)
+    direct = SqlCallStore(db)
     await direct.open()
     await direct.create(CallRecord("c1", "native", started_at=1.0))
     await direct.add_utterance("c1", 2.0, utterance("word0 here", 0.0))
@@ -176,10 +176,12 @@ async def test_a_journal_replayed_twice_stores_each_entry_once(tmp_path):
 
 async def test_duplicate_events_in_an_older_database_are_removed_once(tmp_path):
     db = tmp_path / "calls.db"
-    store = SqliteCallStore(db)
+    store = SqlCallStore(db)
     await store.open()
     await store.create(CallRecord("c3", "native", started_at=1.0))
-    await store.db.execute("DROP INDEX call_events_once")  # as a database from before it
+    # as a file from before the index and before schema versions
+    await store.sql.run("DROP INDEX call_events_once")
+    await store.sql.run("DROP TABLE schema_version")
     for _ in range(3):
         await store.add_utterance("c3", 2.0, utterance("agent please", 0.0))
     await store.add_utterance("c3", 3.0, utterance("thank you", 1.0))

@@ -132,8 +132,69 @@ def test_the_opt_out_key_must_be_named_in_the_disclosure():
     from voicebot.config import Settings
     from voicebot.errors import ConfigError
 
+    assert Settings().opt_out_key == "9"  # the built-in disclosure names it
     with pytest.raises(ConfigError, match="name the key"):
-        Settings(opt_out_key="9")
+        Settings(disclosure_text="You've reached our automated assistant.")  # a text of one's own
     with pytest.raises(ConfigError, match="one DTMF key"):
         Settings(opt_out_key="0", disclosure_text="Press 0 for a person.")
     assert Settings(opt_out_key="9", disclosure_text=DISCLOSURE).opt_out_key == "9"
+    assert Settings(opt_out_key="", disclosure_text="I'm a computer.").opt_out_key == ""
+
+
+@pytest.mark.parametrize(("language", "named"), [("en", "Press 9 to always speak to a person."),
+                                                 ("ko", "항상 상담원과 통화하시려면 9번을 누르세요.")])
+def test_every_built_in_disclosure_names_the_key_unless_there_is_none(language, named):
+    from voicebot.dialog.flow import DEFAULT_FLOW
+    from voicebot.dialog.flowcheck import load_checked
+
+    flow = load_checked(DEFAULT_FLOW)
+    assert language in flow.languages
+    with_key = flow.disclosure(language, "9")
+    assert with_key.startswith(flow.prompt("disclosure", language)) and with_key.endswith(named)
+    assert "9" not in flow.disclosure(language, "")
+    assert flow.disclosure(language, "#").endswith(named.replace("9", "#"))
+
+
+async def _press_after_disclosure(server, caller: str):
+    samples, rate = read_wav(FIXTURES / "silence.wav")
+    options = ReplayOptions(caller=caller, marks="immediate", speed=0, max_call_s=30,
+                            keys_after={"disclosure": "9"})
+    return await replay(server.ws + "/v1/stream", samples, rate, options)
+
+
+async def test_the_key_the_built_in_disclosure_names_reaches_a_person_and_is_remembered(
+        start_server, en_engine):
+    """Out of the box (no disclosure text, no key configured): the disclosure says
+    "Press 9 ...", 9 pressed once it has played reaches a person as an opt-out, and
+    the caller's next call goes to a person right after the disclosure."""
+    server = await start_server(en_engine, knowledge_dir=KNOWLEDGE)
+    admin = (await make_staff(server.http))["ada"]
+    pressed = await _press_after_disclosure(server, REFUSER)
+    prompts = pressed.of("prompt")
+    assert prompts[0]["name"] == "disclosure" and "Press 9 to always speak to a person." in prompts[0]["text"]
+    assert pressed.marks_echoed[0] == "1-disclosure"  # the key came after the disclosure played
+    assert pressed.outcome == "handoff:opted_out" and prompts[-1]["name"] == "handoff"
+    handed = pressed.of("handoff")[0]  # what the gateway and the person taking the call get
+    assert handed["reason"] == "opted_out" and "opted out of the automated assistant" in handed["summary"]
+    assert "no_input" not in [p["name"] for p in prompts]
+    record = await server.record(pressed.call_id)
+    assert record.handoff_reason == "opted_out" and "Press 9" in record.disclosure_text
+    assert [u["text"] for u in record.utterances] == ["9"]
+    for _ in range(200):
+        if await _opted_out(admin, REFUSER):
+            break
+        await asyncio.sleep(0.02)
+    again = await _call(server, "en_human_person.wav", REFUSER)  # asks for a person: not needed
+    assert again.outcome == "handoff:opted_out"
+    assert [e["name"] for e in again.of("prompt")] == ["disclosure", "handoff"]
+    assert (await _call(server, "silence.wav", SOMEONE)).outcome == "handoff:no_input"
+
+
+async def test_the_korean_disclosure_names_the_key_too(start_server):
+    from voicebot.asr.fake import FakeEngine
+
+    server = await start_server(FakeEngine(language="ko"), language="ko", knowledge_dir=KNOWLEDGE)
+    pressed = await _press_after_disclosure(server, REFUSER)
+    said = pressed.of("prompt")[0]
+    assert said["name"] == "disclosure" and "9번을 누르세요" in said["text"]
+    assert pressed.outcome == "handoff:opted_out"

@@ -182,3 +182,75 @@ def test_korean_pack_routes_requests():
     policy.step(p.PromptDone(1))
     u = Utterance("상담원 연결해 주세요", 0.97, 0, 1)
     assert [a.name for a in policy.step(p.Heard(u))] == ["handoff"]
+
+
+# --- recording consent (VOICEBOT_RECORDING=consent) ----------------------------------
+def consents(call: Call) -> list[str]:
+    return [a.answer for a in call.actions if isinstance(a, p.RecordingConsent)]
+
+
+def asked_consent(**config) -> Call:
+    call = Call(ask_recording_consent=True, opt_out_key="9", **config).played()  # the disclosure
+    assert call.said == ["disclosure", "recording_consent"] and consents(call) == ["asked"]
+    assert call.policy.listen_context == "yesno"
+    return call.played()
+
+
+@pytest.mark.parametrize(("answer", "consent"), [
+    (p.KeyPressed("1"), "given"), (heard("yes"), "given"), (heard("yeah"), "given"),
+    (p.KeyPressed("2"), "refused"), (p.KeyPressed("#"), "refused"), (heard("no"), "refused"),
+    (heard("no thanks"), "refused"), (p.NoInput(), "no_answer"), (heard("yes", 0.1), "no_answer"),
+    (heard("where is my order"), "no_answer"),
+])
+def test_only_a_one_or_a_yes_allows_recording_and_the_flow_goes_on(answer, consent):
+    call = asked_consent().send(answer)
+    assert consents(call) == ["asked", consent]
+    assert call.said[-1] == "menu"
+
+
+@pytest.mark.parametrize("answer", [p.KeyPressed("0"), heard("agent please"),
+                                    heard("i want to speak to a person")])
+def test_the_consent_question_never_blocks_the_way_to_a_person(answer):
+    call = asked_consent().send(answer)
+    assert consents(call) == ["asked", "no_answer"] and call.said[-1] == "handoff"
+    assert call.played().final == handoff_to(HandoffReason.CALLER_REQUEST)
+
+
+def test_the_opt_out_key_at_the_consent_question_hands_over_without_a_menu():
+    call = asked_consent().send(p.KeyPressed("9"))
+    assert consents(call) == ["asked"]  # the session's HandOver follows the key
+    call.send(p.HandOver(HandoffReason.OPTED_OUT))
+    assert consents(call) == ["asked", "no_answer"] and call.said[-1] == "handoff"
+    assert "menu" not in call.said
+    assert call.played().final == handoff_to(HandoffReason.OPTED_OUT)
+
+
+def test_a_request_over_the_disclosure_is_answered_after_the_consent():
+    call = Call(ask_recording_consent=True).send(heard("where is my order")).played()
+    assert call.said == ["disclosure", "recording_consent"]
+    call.played().send(p.KeyPressed("1"))
+    assert consents(call) == ["asked", "given"] and call.said[-1] == "order_status"
+
+
+def test_a_person_asked_for_over_the_disclosure_is_not_kept_waiting_by_the_question():
+    call = Call(ask_recording_consent=True).send(heard("agent please")).played()
+    assert consents(call) == [] and call.said == ["disclosure", "handoff"]
+
+
+def test_recording_off_never_asks():
+    call = Call().played()
+    assert consents(call) == [] and call.said == ["disclosure", "menu"]
+
+
+def test_the_opt_out_key_is_a_digit_while_the_caller_keys_in_a_number():
+    from voicebot.dialog.flow import DEFAULT_FLOW as default_path
+
+    orders = load_checked(default_path.parent / "orders.toml")
+    policy = p.Policy(orders, "en", p.PolicyConfig(opt_out_key="9"))
+    policy.start()
+    assert policy.opts_out("9") and not policy.opts_out("8")  # during the disclosure
+    policy.step(p.PromptDone(policy.current_prompt.prompt_id))
+    assert policy.opts_out("9")  # at the menu
+    policy.step(p.KeyPressed("1"))  # order status: "key in your order number"
+    assert orders.nodes[policy.node].slot and not policy.opts_out("9")
+    assert not p.Policy(orders, "en").opts_out("9")  # no key configured

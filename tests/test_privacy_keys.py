@@ -18,9 +18,9 @@ from voicebot.privacy import privacy_for
 from voicebot.privacy.crypto import FieldPrivacy, UndecryptableData
 from voicebot.privacy.keys import KeySet, Root, load_keys
 from voicebot.storage.base import CallRecord
+from voicebot.storage.callstore import SqlCallStore
 from voicebot.storage.desk import DeskStore
 from voicebot.storage.sealed import SealedCallStore
-from voicebot.storage.sqlite import SqliteCallStore
 
 from .conftest import ROOT
 from .staff_helpers import utterance
@@ -70,7 +70,7 @@ def test_sealed_values_are_authenticated_and_name_their_key():
 
 
 async def _seed(settings: Settings, caller: str, text: str) -> None:
-    store = SealedCallStore(SqliteCallStore(settings.db), privacy_for(settings))
+    store = SealedCallStore(SqlCallStore(settings.db), privacy_for(settings))
     await store.open()
     desk = DeskStore(settings.db, privacy_for(settings))
     await desk.open()
@@ -84,7 +84,7 @@ async def _seed(settings: Settings, caller: str, text: str) -> None:
 
 
 async def _read(settings: Settings) -> tuple[CallRecord | None, list[CallRecord], str]:
-    store = SealedCallStore(SqliteCallStore(settings.db), privacy_for(settings))
+    store = SealedCallStore(SqlCallStore(settings.db), privacy_for(settings))
     await store.open()
     desk = DeskStore(settings.db, privacy_for(settings))
     await desk.open()
@@ -151,7 +151,7 @@ def test_a_separate_pseudonym_key_keeps_pseudonyms_across_rotation(tmp_path):
 
 async def _legacy(db) -> None:
     """A database written before sealing existed: numbers and words in the clear."""
-    plain = SqliteCallStore(db)
+    plain = SqlCallStore(db)
     await plain.open()
     desk = DeskStore(db)
     await desk.open()
@@ -170,7 +170,7 @@ def test_rows_from_before_sealing_are_read_then_sealed_by_the_first_rotation(tmp
     asyncio.run(_legacy(db))
 
     async def read() -> tuple[CallRecord | None, int]:
-        store = SealedCallStore(SqliteCallStore(db), privacy_for(settings))
+        store = SealedCallStore(SqlCallStore(db), privacy_for(settings))
         await store.open()
         try:
             return await store.get("old"), len(await store.calls_of_caller("+15550188"))

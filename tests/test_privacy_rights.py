@@ -37,6 +37,7 @@ async def test_export_then_erase_by_caller(start_server, tmp_path):
     assert first["caller"] == THEM and first["outcome"] == "completed"
     assert first["utterances"][0]["text"] == "where is my order"
     assert second["handoff_reason"] == "caller_request"
+    assert second["recording"] is None  # recording is off
     assert second["disclosure"] == {"text": "I'm a computer.", "confirmed_by": "mark",
                                     "started_at": pytest.approx(second["started_at"], abs=5),
                                     "played_at": pytest.approx(second["started_at"], abs=5)}

@@ -7,9 +7,9 @@ import pytest
 
 from voicebot.config import Settings, load_settings
 from voicebot.errors import ConfigError, ProtocolError
+from voicebot.signing import twilio_signature, valid_twilio_signature
 from voicebot.telephony import twilio_codec as tc
 from voicebot.telephony.native import parse_event, parse_start
-from voicebot.signing import twilio_signature, valid_twilio_signature
 from voicebot.telephony.twiml import connect_twiml, dial_twiml
 
 
@@ -35,7 +35,8 @@ def test_twilio_start_and_media_parse():
     ('{"event":"media","media":{"payload":"!!!"}}', "base64"),
     ('{"event":"media"}', "missing object"),
     ('{"event":"start","start":{"callSid":"CA"}}', "streamSid"),
-    ('{"event":"start","streamSid":"MZ","start":{"callSid":"CA","mediaFormat":{"encoding":"audio/l16","sampleRate":16000}}}', "unsupported media format"),
+    ('{"event":"start","streamSid":"MZ","start":{"callSid":"CA",'
+     '"mediaFormat":{"encoding":"audio/l16","sampleRate":16000}}}', "unsupported media format"),
     ('{"event":"dtmf","dtmf":{"digit":"x"}}', "digit"),
 ])
 def test_twilio_malformed_messages_raise_with_reason(raw, reason):
@@ -78,7 +79,8 @@ def test_twiml_documents():
 
 
 def test_native_start_validation():
-    record, fmt = parse_start(parse_event('{"event":"start","call_id":"c1","caller":"+1","sample_rate":16000,"encoding":"mulaw"}'))
+    record, fmt = parse_start(parse_event(
+        '{"event":"start","call_id":"c1","caller":"+1","sample_rate":16000,"encoding":"mulaw"}'))
     assert record.call_id == "c1" and fmt.sample_rate == 16000 and fmt.encoding == "mulaw"
     for bad in ('{"event":"start","sample_rate":44100}', '{"event":"start","encoding":"opus"}',
                 '{"event":"dtmf"}', '{"event":"start","call_id":5}', '"start"'):

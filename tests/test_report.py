@@ -11,16 +11,16 @@ import pytest
 
 from voicebot.call.events import CallStarted, CallTagged
 from voicebot.cli import main
-from voicebot.ops.calls import CallFacts, SqliteCallSource, StaticCallSource, Turn
-from voicebot.ops.fairness import fairness, time_band
-from voicebot.ops.kpi import compute, edit_distance
 from voicebot.config import Settings
 from voicebot.flowrun import load_settings_flow
+from voicebot.ops.calls import CallFacts, SqlCallSource, StaticCallSource, Turn
+from voicebot.ops.fairness import fairness, time_band
+from voicebot.ops.kpi import compute, edit_distance
 from voicebot.ops.report import build_report, flow_understanding, parse_when, render
 from voicebot.ops.tags import CallTagger, TagStore
 from voicebot.storage.base import CallRecord
+from voicebot.storage.callstore import SqlCallStore
 from voicebot.storage.desk import DeskStore, Feedback
-from voicebot.storage.sqlite import SqliteCallStore
 from voicebot.types import Source, Utterance
 
 intent_of = flow_understanding(load_settings_flow(Settings()))  # the default flow's intents
@@ -117,7 +117,7 @@ def test_parse_when():
 async def _seed(path: str, now: float) -> None:
     """Calls as the server's stores write them: 8 English wideband calls the bot
     understood, 8 Korean telephone calls it mostly did not; one correction."""
-    store, desk, tagger = SqliteCallStore(path), DeskStore(path), CallTagger(TagStore(path))
+    store, desk, tagger = SqlCallStore(path), DeskStore(path), CallTagger(TagStore(path))
     await store.open()
     await desk.open()
     await tagger.open()
@@ -146,13 +146,13 @@ async def test_sqlite_source_reads_what_the_stores_wrote(tmp_path):
     path = str(tmp_path / "calls.db")
     now = time.time()
     await _seed(path, now)
-    calls = await SqliteCallSource(path).calls(now - DAY, now)
+    calls = await SqlCallSource(path).calls(now - DAY, now)
     assert len(calls) == 16
     en1 = next(c for c in calls if c.call_id == "en-1")
     assert en1.reviewed and en1.turns[0].correction == "where is my border"
     assert en1.labels == {"line": "wideband", "plan": "gold"}
     assert next(c for c in calls if c.call_id == "en-0").labels == {"line": "wideband", "plan": "basic"}
-    report = await build_report(SqliteCallSource(path), now - DAY, now, intent_of=intent_of)
+    report = await build_report(SqlCallSource(path), now - DAY, now, intent_of=intent_of)
     assert report["kpis"]["wer"] == 0.25 and report["kpis"]["reviewed_calls"] == 1
     assert report["kpis"]["intent_accuracy"] == 0.0  # "my border" means nothing: order missed
     assert await build_report(StaticCallSource([]), now - DAY, now)  # an empty window is fine
@@ -161,7 +161,7 @@ async def test_sqlite_source_reads_what_the_stores_wrote(tmp_path):
 async def test_labels_go_with_their_erased_calls(tmp_path):
     path = str(tmp_path / "calls.db")
     await _seed(path, time.time())
-    store, tags = SqliteCallStore(path), TagStore(path)
+    store, tags = SqlCallStore(path), TagStore(path)
     await store.open()
     await tags.open()
     erased = await store.erase_caller("+15550001")  # calls 1, 6, 11
@@ -198,15 +198,17 @@ def test_report_command_json_table_and_html(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("VOICEBOT_DB", str(tmp_path / "none.db"))
     assert main(["report"]) == 2
     assert "no call database" in capsys.readouterr().err
-    monkeypatch.setenv("VOICEBOT_DB", "postgresql://db.example/voicebot")
+    monkeypatch.setenv("VOICEBOT_DB", "postgresql://reporter:secret@db.invalid/voicebot")
     assert main(["report"]) == 2
-    assert "not a database URL" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "cannot reach the call database postgresql://reporter:***@db.invalid/voicebot" in err
+    assert "secret" not in err
     assert render(report, "json").startswith("{")
 
 
 async def test_sealed_utterances_are_opened_by_the_reveal_hook(tmp_path):
     path = str(tmp_path / "calls.db")
-    store = SqliteCallStore(path)
+    store = SqlCallStore(path)
     await store.open()
     await store.create(CallRecord("c1", "native", started_at=T0))
     await store.add_utterance("c1", T0, Utterance("sealed:agent please", 0.8, 1.0, 2.0))
@@ -214,5 +216,5 @@ async def test_sealed_utterances_are_opened_by_the_reveal_hook(tmp_path):
 
     def reveal(item: dict) -> dict:
         return {**item, "text": item["text"].removeprefix("sealed:")}
-    calls = await SqliteCallSource(path, reveal=reveal).calls(T0 - 1, T0 + 1)
+    calls = await SqlCallSource(path, reveal=reveal).calls(T0 - 1, T0 + 1)
     assert calls[0].turns == (Turn("agent please", 0.8, None),)

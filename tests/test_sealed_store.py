@@ -6,14 +6,14 @@ from __future__ import annotations
 from voicebot.privacy.crypto import FieldPrivacy, NoPrivacy
 from voicebot.privacy.keys import KeySet, new_root
 from voicebot.storage.base import CallRecord
+from voicebot.storage.callstore import SqlCallStore
 from voicebot.storage.sealed import SealedCallStore
-from voicebot.storage.sqlite import SqliteCallStore
 
 from .staff_helpers import utterance
 
 
 async def _round_trip(tmp_path, privacy) -> tuple[CallRecord, list[str]]:
-    store = SealedCallStore(SqliteCallStore(tmp_path / "calls.db"), privacy)
+    store = SealedCallStore(SqlCallStore(tmp_path / "calls.db"), privacy)
     await store.open()
     try:
         await store.create(CallRecord("c1", "native", caller="+15550190", started_at=1.0))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -83,6 +84,8 @@ def test_asked_only_where_the_grammar_is_unsure_at_an_open_question():
     policy = at_menu()
     assert not policy.wants_second_opinion(policy.read("agent please", 0.97))
     assert not policy.wants_second_opinion(policy.read("i forgot my password", 0.96))
+    assert not policy.wants_second_opinion(policy.read("i forgot my password", 0.7))  # acted on
+    assert policy.wants_second_opinion(policy.read("i forgot my password", 0.5))  # would reprompt
     assert policy.wants_second_opinion(policy.read("agent please", 0.6))
     assert policy.wants_second_opinion(policy.read("", 0.0))
     assert policy.wants_second_opinion(policy.read("can somebody help me", 0.99))  # unclear frame
@@ -228,3 +231,22 @@ async def test_real_calls_the_grammar_alone_misses(start_server, en_engine):
     assert status == 200 and health["second_opinion"]["answered"] >= 2, health
     metrics = server.app[REGISTRY].metrics
     assert metrics.sample("voicebot_second_opinions_total", result="answered") == health["second_opinion"]["answered"]
+
+
+class SlowEngine(FakeFreeFormEngine):
+    def transcribe(self, pcm: bytes, prompt: str = "") -> Transcript:
+        time.sleep(0.3)  # the engine's work, not a wait for an event
+        return super().transcribe(pcm, prompt)
+
+
+async def test_not_asked_when_the_queue_would_make_it_late():
+    """Jobs take 0.3 s and the budget is 0.5 s: one job fits, a second behind it would not."""
+    opinion = SecondOpinion(InlineTranscriber(SlowEngine()), "en", timeout_s=0.5)
+    for _ in range(6):  # learns the pace
+        assert await opinion.ask(pcm(16000), 16000, "") is not None
+    running = asyncio.create_task(opinion.ask(pcm(16000), 16000, ""))
+    while opinion.counts.asked < 7:
+        await asyncio.sleep(0)
+    assert await opinion.ask(pcm(16000), 16000, "") is None
+    assert opinion.counts.busy == 1 and await running is not None
+    await opinion.close()

@@ -50,10 +50,10 @@ async def test_sigterm_hands_calls_over_flushes_records_and_exits_cleanly(tmp_pa
         silence = np.zeros(8000, np.int16)
         live = ReplayOptions(speed=1, marks="played", max_call_s=40)
         talking = asyncio.create_task(replay(url, silence, 8000, live))
-        # presses 0 at once: its handoff line plays from ~6.5 s (after the disclosure) to ~12 s
+        # presses 0 at once: its handoff line plays from ~7.7 s (after the disclosure) to ~13 s
         leaving = asyncio.create_task(replay(url, silence, 8000, ReplayOptions(
             speed=1, marks="played", max_call_s=40, dtmf=[(0.2, "0")])))
-        await asyncio.sleep(8.5)
+        await asyncio.sleep(9.5)
         t_term = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         await asyncio.sleep(0.5)
@@ -82,7 +82,7 @@ async def test_sigterm_hands_calls_over_flushes_records_and_exits_cleanly(tmp_pa
     assert leaving_result.outcome == "handoff:caller_request"  # finished as it was going
     handoff_line = next(e for e in leaving_result.of("prompt") if e["name"] == "handoff")
     handed = leaving_result.of("handoff")[0]
-    assert handoff_line["t"] < 8.5 < handed["t"], "SIGTERM arrived while that handoff was playing"
+    assert handoff_line["t"] < 9.5 < handed["t"], "SIGTERM arrived while that handoff was playing"
 
     with sqlite3.connect(db) as conn:
         rows = dict(conn.execute("SELECT call_id, outcome || ':' || handoff_reason || ':' || "

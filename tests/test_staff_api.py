@@ -254,3 +254,14 @@ async def test_admin_manages_users_and_tokens(desk):
     status, settings = await ada.get("/api/staff/settings")
     assert settings["settings"]["staff_token"] == "(set)"
     assert STAFF_TOKEN not in json.dumps(settings)
+
+
+async def test_admins_see_whether_secrets_are_set_never_the_secrets_or_url_passwords(start_server):
+    secret, redis_password = "root-secret-of-this-deployment-0123456789", "redis-password-42"
+    server = await start_server(FakeEngine(), secret_key=secret, lookup_secret="lookup-key-42",
+                                redis_url=f"redis://:{redis_password}@127.0.0.1:1/0")
+    status, body = await server.api("/api/staff/settings")
+    shown = json.dumps(body)
+    assert status == 200 and body["settings"]["secret_key"] == "(set)"
+    assert body["settings"]["redis_url"] == "redis://:***@127.0.0.1:1/0"
+    assert secret not in shown and redis_password not in shown and "lookup-key-42" not in shown

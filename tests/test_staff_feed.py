@@ -84,8 +84,8 @@ async def test_a_caller_who_hangs_up_during_the_handoff_line_leaves_the_queue(
             http.get(server.http + "/api/feed", headers=BEARER) as feed:
         await next_event(feed, "ready")
         # DTMF 0 during the disclosure: the handoff line starts once the disclosure
-        # has played (~6.5 s at real time); the caller hangs up 1.5 s into it
-        call = call_task(server, "en_dtmf_zero.wav", dtmf=[(1.0, "0")], hangup_at=8.0)
+        # has played (~7.7 s at real time); the caller hangs up 1.3 s into it
+        call = call_task(server, "en_dtmf_zero.wav", dtmf=[(1.0, "0")], hangup_at=9.0)
         transfer = (await asyncio.wait_for(next_event(feed, "transfer"), 30))["transfer"]
         update = await asyncio.wait_for(next_event(feed, "transfer_update"), 30)
         result = await call

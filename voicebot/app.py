@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import sqlite3
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,25 +18,29 @@ from voicebot.audio.batch import FrameBatcher
 from voicebot.call.events import CallEventBus
 from voicebot.call.registry import CallRegistry
 from voicebot.call.session import CallServices
-from voicebot.ops.wiring import Operations
 from voicebot.config import Settings
-from voicebot.errors import ConfigError
 from voicebot.dialog.flow import Flow
-from voicebot.http_lookup import HttpLookups
+from voicebot.drain import Drain
+from voicebot.errors import ConfigError
 from voicebot.flowrun import LINE_RATES, FlowReloader, build_speech, load_settings_flow
+from voicebot.http_lookup import HttpLookups
 from voicebot.metrics import CONTENT_TYPE, Metrics
+from voicebot.ops.wiring import Operations
 from voicebot.privacy import privacy_for
 from voicebot.security_headers import add_security_headers
 from voicebot.staff.admin import AdminRoutes
 from voicebot.staff.optout import OptOuts
-from voicebot.staff.privacy import PrivacyRoutes, keep_retention
+from voicebot.staff.privacy import PrivacyRoutes, Retention, keep_retention
+from voicebot.staff.recordings import RecordingRoutes
 from voicebot.staff.routes import DeskRoutes
 from voicebot.staff.service import StaffDesk
+from voicebot.storage.backends import data_errors, display
 from voicebot.storage.base import CallStore
+from voicebot.storage.callstore import SqlCallStore
 from voicebot.storage.journal import JournalledStore
 from voicebot.storage.optout import OptOutStore
+from voicebot.storage.recordings import RecordingStore
 from voicebot.storage.sealed import SealedCallStore
-from voicebot.storage.sqlite import SqliteCallStore
 from voicebot.telephony.audiosocket import AudioSocketServer
 from voicebot.telephony.call_route import CallRouteHandler
 from voicebot.telephony.human_line import HumanLine, HumanLineHandler
@@ -58,6 +61,7 @@ DESK = web.AppKey("desk", StaffDesk)
 STORE = web.AppKey("store", JournalledStore)
 AUDIOSOCKET = web.AppKey("audiosocket", AudioSocketServer)
 RELOADER = web.AppKey("reloader", FlowReloader)
+DRAIN = web.AppKey("drain", Drain)
 
 
 def create_app(
@@ -73,8 +77,9 @@ def create_app(
     metrics = Metrics()
     registry = CallRegistry(settings.max_calls, metrics)
     journalled = JournalledStore(
-        SqliteCallStore(settings.db), settings.journal_path, timeout_s=settings.db_timeout_s,
-        data_errors=(sqlite3.IntegrityError, ValueError), on_journalled=metrics.journalled.inc)
+        SqlCallStore(settings.db, settings.db_timeout_s), settings.journal_path,
+        timeout_s=settings.db_timeout_s, data_errors=data_errors(settings.db),
+        on_journalled=metrics.journalled.inc)
     metrics.track_journal(lambda: journalled.pending)
     privacy = privacy_for(settings)  # outermost: neither the journal nor the DB sees plain data
     store = SealedCallStore(journalled, privacy)
@@ -95,10 +100,12 @@ def create_app(
     app.router.add_post("/v1/calls/{call_id}/human-line", human_line.handle)
     CallRouteHandler(settings, twiml.line).add_to(app.router)
     DeskRoutes(desk, store).add_to(app.router)
-    opt_outs = OptOuts(OptOutStore(settings.db), privacy, desk.staff, metrics)
+    opt_outs = OptOuts(OptOutStore(settings.db, settings.db_timeout_s), privacy, desk.staff, metrics)
     registry.opted_out = opt_outs.opted_out
     events.subscribe(opt_outs.on_call_event)
-    PrivacyRoutes(desk, store, opt_outs).add_to(app.router)
+    recordings = RecordingStore(settings.recordings_path, privacy)
+    PrivacyRoutes(desk, store, opt_outs, recordings).add_to(app.router)
+    RecordingRoutes(desk, store, recordings).add_to(app.router)
     AdminRoutes(desk).add_to(app.router)
     app.router.add_get("/healthz", _health)
     app.router.add_get("/metrics", _metrics)
@@ -109,11 +116,19 @@ def create_app(
         await registry.drain(settings.shutdown_grace_s)
 
     app.on_shutdown.append(drain)
+    app[DRAIN] = Drain(registry, settings.drain_s)
+    if settings.drain_s > 0:
+        async def drain_on_sigterm(app: web.Application) -> None:  # replaces aiohttp's stop
+            app[DRAIN].install()
+
+        app.on_startup.append(drain_on_sigterm)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         # Threads only move audio to the recognition processes and wait for
         # their answers, so there are enough for every call's open utterance.
+        log.info("call database: %s", display(settings.db))
         await store.open()  # first: it refuses data it cannot decrypt, before any thread starts
+        await recordings.check_keys()
         executor = ThreadPoolExecutor(max_workers=64, thread_name_prefix="asr")
         prompts = PromptCache(synthesizer or Pyttsx3Synthesizer(settings.tts_rate))
         http = aiohttp.ClientSession()
@@ -122,11 +137,12 @@ def create_app(
         await opt_outs.open()
         app[STARTUP] = asyncio.create_task(
             _prepare(settings, flow, registry, store, prompts, executor, engine, events, http, reloader,
-                     desk),
+                     desk, recordings),
             name="startup")
         _on_sighup(reloader)
-        retention = asyncio.create_task(keep_retention(store, desk, settings.retention_days),
-                                        name="retention") if settings.retention_days else None
+        rules = Retention(settings.retention_days, recordings, settings.recording_retention_days)
+        retention = asyncio.create_task(keep_retention(store, desk, rules),
+                                        name="retention") if rules.active else None
         await ops.open()
         yield
         if retention is not None:
@@ -210,7 +226,7 @@ def _add_sip(app: web.Application, settings: Settings, registry: CallRegistry,
 async def _prepare(
     settings: Settings, flow: Flow, registry: CallRegistry, store: CallStore, prompts: PromptCache,
     executor: ThreadPoolExecutor, engine: SpeechEngine | None, events: CallEventBus,
-    http: aiohttp.ClientSession, reloader: FlowReloader, desk: StaffDesk,
+    http: aiohttp.ClientSession, reloader: FlowReloader, desk: StaffDesk, recordings: RecordingStore,
 ) -> None:
     """Load each language's recogniser and render the prompts; only then report healthy."""
     loop = asyncio.get_running_loop()
@@ -237,7 +253,8 @@ async def _prepare(
     registry.services = CallServices(settings, runners[settings.language], prompts, store, flow, events,
                                      frames=FrameBatcher(loop.call_later), recognisers=runners,
                                      lookups=HttpLookups(http, settings.lookup_secret),
-                                     transcripts=transcripts, opinion=opinion)
+                                     transcripts=transcripts, opinion=opinion,
+                                     recordings=recordings if settings.recording == "consent" else None)
 
 
 def _on_sighup(reloader: FlowReloader | None) -> None:
@@ -263,6 +280,9 @@ async def _health(request: web.Request) -> web.Response:
                                  status=503)
     if not registry.ready:
         return web.json_response({"status": "starting"}, status=503)
+    if request.app[DRAIN].active:  # a load balancer sends new calls elsewhere
+        return web.json_response({"status": "draining", "calls": len(registry.sessions)},
+                                 status=503)
     assert registry.services is not None
     metrics = registry.metrics
     model = registry.services.settings.model

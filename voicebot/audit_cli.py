@@ -6,6 +6,10 @@ no mark came in time (`timer`) is not proof, so it is listed. Calls the caller
 left during the disclosure, before the bot said or heard anything else, are
 not counted (nobody talked to the machine), and neither are calls still in
 progress. Exits 1 when the share is below 100 %, 0 otherwise.
+
+With recording on (VOICEBOT_RECORDING=consent), it also counts the calls asked
+for consent to record and their answers (given, refused, no answer, or left
+before answering), and marks each listed call with its answer.
 """
 
 from __future__ import annotations
@@ -20,9 +24,10 @@ from typing import Any
 
 from voicebot.config import Settings
 from voicebot.errors import ConfigError
+from voicebot.storage.backends import is_server
 
 
-def add_audit_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_audit_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     audit = sub.add_parser("audit", help="compliance reports from the stored calls")
     audit.add_argument("--config", help="TOML settings file")
     kinds = audit.add_subparsers(dest="report", required=True)
@@ -45,6 +50,7 @@ class DisclosureReport:
     left_during: int = 0
     in_progress: int = 0
     missing: list[dict[str, Any]] = field(default_factory=list)
+    consent: dict[str, int] = field(default_factory=dict)  # recording consent answer -> calls
 
     @property
     def counted(self) -> int:
@@ -58,6 +64,8 @@ class DisclosureReport:
 def disclosure_report(rows: list[dict[str, Any]]) -> DisclosureReport:
     report = DisclosureReport()
     for row in rows:
+        if row["recording_consent"]:
+            report.consent[row["recording_consent"]] = report.consent.get(row["recording_consent"], 0) + 1
         if row["disclosure_played_at"] is not None and row["disclosure_confirmed_by"] == "mark":
             report.confirmed += 1
         elif row["ended_at"] is None:
@@ -70,7 +78,7 @@ def disclosure_report(rows: list[dict[str, Any]]) -> DisclosureReport:
 
 
 def run_audit(args: argparse.Namespace, settings: Settings) -> int:
-    if settings.db != ":memory:" and not Path(settings.db).exists():
+    if settings.db != ":memory:" and not is_server(settings.db) and not Path(settings.db).exists():
         print(f"voicebot audit: no database at {settings.db}", file=sys.stderr)
         return 2
     try:
@@ -83,19 +91,25 @@ def run_audit(args: argparse.Namespace, settings: Settings) -> int:
           f"({report.share:.1f} %)")
     print(f"not counted: {report.left_during} left during the disclosure, "
           f"{report.in_progress} in progress")
+    if report.consent:
+        c = report.consent
+        print(f"recording consent asked on {sum(c.values())} calls: {c.get('given', 0)} given, "
+              f"{c.get('refused', 0)} refused, {c.get('no_answer', 0)} no answer, "
+              f"{c.get('asked', 0)} left before answering")
     for row in report.missing:
         started = datetime.fromtimestamp(row["started_at"] or 0, UTC).isoformat(timespec="seconds")
         played = "played" if row["disclosure_played_at"] is not None else "not played"
         how = row["disclosure_confirmed_by"] or "no confirmation"
-        print(f"  {row['call_id']}  {started}  {row['outcome'] or '-'}  {played}, {how}")
+        consent = f", recording consent {row['recording_consent']}" if row["recording_consent"] else ""
+        print(f"  {row['call_id']}  {started}  {row['outcome'] or '-'}  {played}, {how}{consent}")
     return 0 if report.share >= 100.0 else 1
 
 
 async def _rows(settings: Settings, since: float) -> list[dict[str, Any]]:
+    from voicebot.storage.callstore import SqlCallStore
     from voicebot.storage.desk import DeskStore
-    from voicebot.storage.sqlite import SqliteCallStore
 
-    calls, desk = SqliteCallStore(settings.db), DeskStore(settings.db)  # no personal columns read
+    calls, desk = SqlCallStore(settings.db), DeskStore(settings.db)  # no personal columns read
     await calls.open()  # makes the tables of an empty database
     await desk.open()
     try:

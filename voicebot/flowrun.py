@@ -17,6 +17,7 @@ import os
 from concurrent.futures import Executor
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from voicebot.asr.base import SpeechEngine
 from voicebot.asr.runner import AsrRunner
@@ -28,6 +29,7 @@ from voicebot.dialog.compile import vocabulary
 from voicebot.dialog.flow import DEFAULT_FLOW, Flow, FlowError
 from voicebot.dialog.flowcheck import load_checked
 from voicebot.dialog.lang import SYSTEM_PROMPTS
+from voicebot.dialog.variants import each_variant
 from voicebot.errors import ConfigError
 from voicebot.tts.prompts import PromptCache
 from voicebot.types import Vocabulary
@@ -46,6 +48,11 @@ def load_settings_flow(settings: Settings) -> Flow:
         flow = load_checked(flow_path(settings))
     except FlowError as exc:
         raise ConfigError("flow", f"the flow has problems:\n{exc}") from None
+    mapped = [name for name, node in flow.nodes.items() if settings.opt_out_key in node.dtmf]
+    if settings.opt_out_key and mapped:
+        raise ConfigError("opt_out_key", f"{settings.opt_out_key} opts the caller out of the assistant "
+                          f"(the disclosure says so), but the flow's {', '.join(mapped)} map it: "
+                          "choose another key for either")
     if settings.language not in flow.languages:
         raise ConfigError("language", f"{settings.language!r} is not one of the flow's languages "
                           f"({', '.join(flow.languages)})")
@@ -77,17 +84,25 @@ def start_recognisers(settings: Settings, vocab: dict[str, Vocabulary],
 
 
 def prompt_texts(settings: Settings, flow: Flow, language: str) -> list[str]:
-    """Every fixed text the flow may say in `language` (templates render on demand)."""
+    """Every fixed text the flow, or any variant of its experiments, may say in
+    `language` (templates render on demand)."""
+    texts = []
+    for each in [flow, *(varied for _, _, varied in each_variant(flow))]:
+        texts += _fixed_texts(settings, each, language)
+    return list(dict.fromkeys(texts))
+
+
+def _fixed_texts(settings: Settings, flow: Flow, language: str) -> list[str]:
     names = list(dict.fromkeys([*SYSTEM_PROMPTS, *flow.prompts]))
-    texts = [settings.disclosure_text or flow.prompt("disclosure", language)]
+    texts = [settings.disclosure_text or flow.disclosure(language, settings.opt_out_key)]
     for name in names:
-        if name == "disclosure" or name.startswith("human_unavailable"):
+        if name in ("disclosure", "opt_out_key") or name.startswith("human_unavailable"):
             continue
         try:
             text = flow.prompt(name, language)
         except KeyError:
             continue
-        if "{" not in text:
+        if "{" not in text and (name != "recording_consent" or settings.recording != "off"):
             texts.append(text)
     return list(dict.fromkeys(texts))
 
@@ -136,7 +151,7 @@ class FlowReloader:
     def __init__(self, settings: Settings, registry: CallRegistry, executor: Executor) -> None:
         self.settings, self.registry, self.executor = settings, registry, executor
         self.speech: Speech | None = None  # what the running flow was built into
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()  # reloads and retirements
         self.reloads = 0  # reloads that took effect
 
     def request(self) -> None:

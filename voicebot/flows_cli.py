@@ -10,7 +10,7 @@ from voicebot.dialog.flowcheck import check_flow, load_checked
 from voicebot.dialog.flowtest import load_cases, run_cases
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     flows = sub.add_parser("flows", help="check a flow file, or run text cases against it")
     action = flows.add_subparsers(dest="flows_command", required=True)
     check = action.add_parser("check", help="validate the schema and the graph")
@@ -51,7 +51,11 @@ def _test(path: str, cases_path: str) -> int:
     except (FlowError, ValueError, OSError) as exc:
         print(exc, file=sys.stderr)
         return 1
-    results = run_cases(flow, cases)
+    try:
+        results = run_cases(flow, cases)
+    except ValueError as exc:
+        print(f"{cases_path}: {exc}", file=sys.stderr)
+        return 1
     width = max((len(r.say) for r in results), default=10)
     for r in results:
         mark = "ok  " if r.passed else "FAIL"

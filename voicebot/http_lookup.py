@@ -11,7 +11,6 @@ policy sends down the node's error edge or to a person.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from typing import Any
@@ -47,7 +46,7 @@ async def run_lookup(http: aiohttp.ClientSession, action: Lookup, secret: str,
             if response.status != 200:
                 return LookupDone(False, detail=f"backend answered HTTP {response.status}")
             raw = await response.content.read(MAX_ANSWER_BYTES + 1)
-    except (TimeoutError, asyncio.TimeoutError):
+    except TimeoutError:
         return LookupDone(False, detail=f"backend gave no answer within {action.timeout_s} s")
     except aiohttp.ClientError as exc:
         return LookupDone(False, detail=f"backend unreachable: {type(exc).__name__}")

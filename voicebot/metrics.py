@@ -18,6 +18,7 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 LATENCY_BUCKETS = (0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 SHARE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 WAIT_BUCKETS = (5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
+RATING_BUCKETS = (1.0, 2.0, 3.0, 4.0, 5.0)
 
 
 class Metrics:
@@ -76,6 +77,14 @@ class Metrics:
             "voicebot_fairness_flagged",
             "1 when a caller group's KPI is outside 0.8-1.25 of the best group's (last report)",
             ["dimension", "group", "kpi"], registry=r)
+        self.csat_offered = Counter(
+            "voicebot_csat_offered", "Post-call satisfaction surveys asked (calls the bot "
+            "completed, with [flow] csat_survey)", registry=r)
+        self.csat_results = Counter(
+            "voicebot_csat_results", "Surveys rated or skipped: rated, silence, other_key, "
+            "spoke, hung_up, person, interrupted", ["result"], registry=r)
+        self.csat_rating = Histogram("voicebot_csat_rating", "Callers' satisfaction ratings (1-5)",
+                                     buckets=RATING_BUCKETS, registry=r)
         self.second_opinions = Counter(
             "voicebot_second_opinions", "Unsure utterances sent to the free-form engine, by what came "
             "of it (asked; answered, late, failed; busy: not asked)", ["result"], registry=r)

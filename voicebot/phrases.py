@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 _TOKEN = re.compile(r"\(|\)|\[|\]|\||\*|[^\s()\[\]|*]+")
@@ -115,7 +116,7 @@ def expand(template: str, limit: int = 200) -> list[str]:
     return list(dict.fromkeys(s for s in (" ".join(o.split()) for o in out) if s))
 
 
-def _expand(node: Node):  # type: ignore[no-untyped-def]
+def _expand(node: Node) -> Iterator[list[str]]:
     if isinstance(node, Any):
         yield []
     elif isinstance(node, Word):
@@ -130,7 +131,7 @@ def _expand(node: Node):  # type: ignore[no-untyped-def]
         yield from _product([list(itertools.islice(_expand(i), 50)) for i in node.items])
 
 
-def _product(choices: list[list[list[str]]]):  # type: ignore[no-untyped-def]
+def _product(choices: list[list[list[str]]]) -> Iterator[list[str]]:
     for combo in itertools.product(*choices):
         yield [w for part in combo for w in part]
 

@@ -19,7 +19,7 @@ from voicebot.errors import ConfigError, StoreUnavailable
 from voicebot.staff.shell import Stores, erase_from_shell
 
 
-def add_privacy_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_privacy_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     privacy = sub.add_parser("privacy", help="keys, and a caller's data (export, erase)")
     privacy.add_argument("--config", help="TOML settings file")
     actions = privacy.add_subparsers(dest="action", required=True)
@@ -50,7 +50,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
 
         async with Stores(settings) as s:
             opted_out = await s.opt_outs.has(s.privacy.pseudonym(caller))
-            data = await export_caller(s.calls, s.desk, caller, opted_out)
+            data = await export_caller(s.calls, s.desk, caller, opted_out, s.recordings)
             await s.staff.audit("cli", "admin", "export_caller", detail=f"{len(data['calls'])} calls")
         json.dump(data, sys.stdout, ensure_ascii=False, indent=2)
         print()
@@ -60,8 +60,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 async def rotate_key(settings: Settings) -> int:
     from voicebot.privacy.crypto import FieldPrivacy
-    from voicebot.privacy.keys import KeySet, load_keys, new_root, pending_path, read_key_file
-    from voicebot.privacy.keys import write_key_file
+    from voicebot.privacy.keys import KeySet, load_keys, new_root, pending_path, read_key_file, write_key_file
     from voicebot.storage.sealed import seal_item, seal_row, unseal_item, unseal_row
 
     journal = Path(settings.journal_path)
@@ -87,7 +86,9 @@ async def rotate_key(settings: Settings) -> int:
                                     lambda kind, item: seal_item(p, kind, unseal_item(p, kind, item)),
                                     lambda value: p.seal(p.unseal(value)))
         await s.desk.rewrite(lambda value: p.seal(p.unseal(value)))
-        await s.staff.audit("cli", "admin", "rotate_key", detail=f"{n} calls, key {p.key_id}")
+        recorded = await s.recordings.rewrite()
+        await s.staff.audit("cli", "admin", "rotate_key",
+                            detail=f"{n} calls, {recorded} recordings, key {p.key_id}")
     if not settings.secret_key:
         os.replace(pending, key_file)
     print(f"re-encrypted {n} calls under key {p.key_id} in {time.perf_counter() - started:.1f} s"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,8 +115,12 @@ class Vocabulary:
                 "contexts": [{"name": c.name, "phrases": list(c.phrases)} for c in self.contexts]}
 
     @classmethod
-    def from_json(cls, data: dict) -> Vocabulary:  # type: ignore[type-arg]
+    def from_json(cls, data: dict[str, Any]) -> Vocabulary:
         return cls(data["language"], tuple(ListenContext(c["name"], tuple(c["phrases"])) for c in data["contexts"]))
+
+
+# a call label's key (`ab_<experiment>`, `plan`): a short lower-case identifier
+LABEL_KEY = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
 
 def normalise(text: str) -> str:

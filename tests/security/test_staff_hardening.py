@@ -39,7 +39,7 @@ async def test_session_cookie_is_secure_behind_the_tls_proxy(start_server):
     assert r.status == 200 and cookie["secure"] and cookie["httponly"]
     assert cookie["samesite"] == "Strict"
 
-    local = await start_server(FakeEngine(), trusted_proxies="127.0.0.1")  # no public URL
+    local = await start_server(FakeEngine(), trusted_proxies=("127.0.0.1",))  # no public URL
     await make_staff(local.http)
     r = await login(local, {"name": "ann", "password": PASSWORD},
                     {"X-Forwarded-Proto": "https"})
@@ -51,7 +51,7 @@ async def test_session_cookie_is_secure_behind_the_tls_proxy(start_server):
 async def test_login_takes_only_json_so_a_cross_site_form_cannot_log_in(start_server):
     server = await start_server(FakeEngine())
     await make_staff(server.http)
-    text = '{"name": "ann", "password": "%s"}' % PASSWORD
+    text = f'{{"name": "ann", "password": "{PASSWORD}"}}'
     for body, headers in ((text, {"Content-Type": "text/plain"}),
                           ({"name": "ann", "password": PASSWORD}, {})):  # a form post
         r = await login(server, body, headers, as_json=False)
@@ -60,7 +60,7 @@ async def test_login_takes_only_json_so_a_cross_site_form_cannot_log_in(start_se
 
 
 async def test_guessing_is_slowed_per_source_and_locks_no_one_out(start_server):
-    server = await start_server(FakeEngine(), trusted_proxies="127.0.0.1")
+    server = await start_server(FakeEngine(), trusted_proxies=("127.0.0.1",))
     await make_staff(server.http)
     attacker, victim = {"X-Forwarded-For": "203.0.113.7"}, {"X-Forwarded-For": "198.51.100.9"}
     statuses = []

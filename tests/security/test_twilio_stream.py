@@ -16,8 +16,8 @@ from voicebot.app import REGISTRY
 from voicebot.audio.wav import read_wav
 from voicebot.errors import ProtocolError
 from voicebot.replay.client import ReplayOptions, replay, twilio_webhook
-from voicebot.storage.base import CallRecord
 from voicebot.signing import twilio_signature
+from voicebot.storage.base import CallRecord
 from voicebot.telephony.stream_token import StreamTokens
 
 from ..conftest import FIXTURES, STAFF_TOKEN

@@ -62,7 +62,7 @@ def load_engine(model: str | None, vocabulary: Vocabulary, models_dir: Path = MO
     if info is not None and info.language != language:
         raise ConfigError(KEY, f"{info.name} is a {info.language!r} model but the language is "
                           f"{language!r}; {_no_model_hint(language)}")
-    import vosk  # type: ignore[import-untyped]
+    import vosk
 
     vosk.SetLogLevel(-1)  # Kaldi's start-up chatter is not for the service log
     from voicebot.asr.vosk_engine import VoskEngine

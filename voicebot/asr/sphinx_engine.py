@@ -38,7 +38,7 @@ import threading
 import weakref
 from dataclasses import dataclass
 
-from pocketsphinx import Decoder, get_model_path  # type: ignore[import-untyped]
+from pocketsphinx import Decoder, get_model_path
 
 from voicebot.phrases import TemplateError, fsg_edges, parse, words
 from voicebot.types import Partial, Transcript, Vocabulary, Word
@@ -270,7 +270,8 @@ class SphinxEngine:
             self._cmn.start_utt()
             self._cmn.process_raw(pcm, True, True)
             self._cmn.end_utt()
-            return self._cmn.get_cmn()
+            cmn: str = self._cmn.get_cmn()
+            return cmn
 
 
 def _accepts(transitions: list, words: list[str]) -> bool:  # type: ignore[type-arg]
@@ -312,7 +313,7 @@ class SphinxStream:
         self._context = context
         self._pending = bytearray()
         self._decoders: _DecoderSet | None = None
-        self._finalizer: weakref.finalize | None = None
+        self._finalizer: weakref.finalize[[_DecoderSet], SphinxStream] | None = None
         self._done = False
         self.margin: float | None = None  # per-frame score margin of the last result
 

@@ -36,9 +36,10 @@ import math
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import vosk  # type: ignore[import-untyped]
+import vosk
 
 from voicebot.phrases import TemplateError, expand
 from voicebot.types import Transcript, Vocabulary, Word, normalise
@@ -179,7 +180,8 @@ class VoskEngine:
 
     # --- vocabulary ----------------------------------------------------------
     def _known(self, word: str) -> bool:
-        return self.model.vosk_model_find_word(word) >= 0
+        index: int = self.model.vosk_model_find_word(word)
+        return index >= 0
 
     def _tokens(self, sentence: str) -> str | None:
         """The sentence in the model's words: each word as is when the model knows
@@ -198,7 +200,8 @@ class VoskEngine:
                     tail = best[j]
                     if tail is not None and self._known(word[i:j]):
                         cand = [word[i:j], *tail]
-                        if best[i] is None or len(cand) < len(best[i]):  # type: ignore[arg-type]
+                        current = best[i]
+                        if current is None or len(cand) < len(current):
                             best[i] = cand
             if best[0] is None:
                 return None
@@ -223,7 +226,8 @@ def _band_noise(rate: int, from_hz: float, seconds: float = 1.0) -> np.ndarray:
     spec = np.fft.rfft(np.random.RandomState(20240).standard_normal(n))
     spec[np.fft.rfftfreq(n, 1 / rate) < from_hz] = 0
     noise = np.fft.irfft(spec, n)  # circular: loops without a seam
-    return (noise / noise.std()).astype(np.float32)
+    unit: np.ndarray = (noise / noise.std()).astype(np.float32)
+    return unit
 
 
 class VoskStream:
@@ -283,7 +287,7 @@ class VoskStream:
         confidence = min((w.conf for w in words), default=0.0)
         return Transcript(text, round(confidence, 4), words)
 
-    def _from_alternatives(self, alternatives: list[dict]) -> Transcript:
+    def _from_alternatives(self, alternatives: list[dict[str, Any]]) -> Transcript:
         paths = [(a.get("text", "").strip(), float(a.get("confidence", 0.0)), a.get("result", []))
                  for a in alternatives]
         if not paths or not paths[0][0]:
@@ -317,7 +321,7 @@ class VoskStream:
         return Transcript(text, round(confidence, 4), words)
 
 
-    def _coverage(self, words: list[dict]) -> float:
+    def _coverage(self, words: list[dict[str, Any]]) -> float:
         if not self._levels or not words:
             return 0.0
         levels = np.concatenate(self._levels)
@@ -336,7 +340,8 @@ def _posteriors(scores: list[float]) -> list[float]:
     return [w / total for w in weights]
 
 
-def _word_posterior(word: dict, paths: list[tuple[str, float, list[dict]]], posts: list[float]) -> float:
+def _word_posterior(word: dict[str, Any], paths: list[tuple[str, float, list[dict[str, Any]]]],
+                    posts: list[float]) -> float:
     """Share of the N-best mass on paths with the same word over (mostly) the same time."""
     s, e = float(word["start"]), float(word["end"])
     mass = 0.0

@@ -27,6 +27,7 @@ full pipe forever.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
@@ -91,7 +92,8 @@ def _serve(conn: Connection, model: str | None) -> None:
 
 def _handle(conn: Connection, engine: Any, message: tuple[Any, ...], streams: dict[int, RecognizerStream],
             errors: dict[int, str]) -> None:
-    kind, sid = message[0], message[1] if len(message) > 1 else None
+    kind = message[0]
+    sid: int = message[1]  # every message but "stop" names its stream (or a ping's number)
     try:
         if kind == "open":
             streams[sid] = engine.stream(message[2] if len(message) > 2 else "")
@@ -200,10 +202,8 @@ class WorkerPoolEngine:
         self._closing = True
         self._stop.set()
         for w in self._workers:
-            try:
+            with contextlib.suppress(EngineError):
                 w.send(("stop",))
-            except EngineError:
-                pass
         for w in self._workers:
             try:
                 w.process.wait(timeout=5)
@@ -373,7 +373,7 @@ class _PoolStream:
     def __del__(self) -> None:  # an abandoned utterance frees its worker-side stream
         if not self._done:
             self._done = True
-            try:
+            try:  # noqa: SIM105 - no contextlib.suppress in __del__: module globals may be gone at exit
                 self._worker.send(("drop", self._sid))
             except Exception:
                 pass

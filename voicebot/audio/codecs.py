@@ -29,7 +29,8 @@ def _build_encode_table() -> np.ndarray:
     magnitude = np.minimum(np.abs(samples), _CLIP >> 2) + (_BIAS >> 2)
     exponent = np.floor(np.log2(magnitude)).astype(np.int32) - 5
     mantissa = (magnitude >> (exponent + 1)) & 0x0F
-    return (~(sign | (exponent << 4) | mantissa) & 0xFF).astype(np.uint8)
+    codes: np.ndarray = (~(sign | (exponent << 4) | mantissa) & 0xFF).astype(np.uint8)
+    return codes
 
 
 ULAW_TO_PCM = _build_decode_table()

@@ -36,7 +36,8 @@ class StreamResampler:
                 return _EMPTY
             samples = np.concatenate(self._held) if len(self._held) > 1 else self._held[0]
             self._held, self._held_n = [], 0
-        return self._stream.resample_chunk(np.ascontiguousarray(samples, dtype=np.int16), last=last)
+        out: np.ndarray = self._stream.resample_chunk(np.ascontiguousarray(samples, dtype=np.int16), last=last)
+        return out
 
 
 _EMPTY = np.zeros(0, dtype=np.int16)
@@ -46,4 +47,5 @@ def resample(samples: np.ndarray, in_rate: int, out_rate: int) -> np.ndarray:
     """Whole-signal conversion (prompts, fixtures)."""
     if in_rate == out_rate:
         return samples.astype(np.int16, copy=False)
-    return soxr.resample(samples.astype(np.int16, copy=False), in_rate, out_rate, quality="HQ")
+    out: np.ndarray = soxr.resample(samples.astype(np.int16, copy=False), in_rate, out_rate, quality="HQ")
+    return out

@@ -13,8 +13,7 @@ from voicebot.audio.resample import resample
 
 def read_wav(source: str | Path | bytes, rate: int | None = None) -> tuple[np.ndarray, int]:
     """Samples as mono int16 and their rate; resampled to `rate` when given."""
-    handle = io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")
-    with handle, wave.open(handle, "rb") as wav:
+    with wave.open(io.BytesIO(source) if isinstance(source, bytes) else str(source), "rb") as wav:
         width, channels, in_rate = wav.getsampwidth(), wav.getnchannels(), wav.getframerate()
         raw = wav.readframes(wav.getnframes())
     samples = _to_int16(raw, width).reshape(-1, channels).mean(axis=1).astype(np.int16)

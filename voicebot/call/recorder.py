@@ -51,8 +51,15 @@ class CallRecorder:
             await self._update(disclosure_played_at=playout.finished_at,
                                disclosure_confirmed_by=playout.confirmed_by)
 
+    async def recording_consent(self, answer: str) -> None:
+        """"asked", then the caller's answer (see dialog.policy.RecordingConsent)."""
+        await self._update(recording_consent=answer)
+
     async def utterance(self, u: Utterance) -> None:
         await self._safe("utterance", self.store.add_utterance(self.call_id, time.time(), u))
+
+    async def survey(self, status: str, rating: int | None) -> None:
+        await self._update(survey=status, csat=rating)
 
     async def handed_off(self, ctx: HandoffContext) -> None:
         self._outcome_written = True

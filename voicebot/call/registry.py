@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from typing import Protocol
 from collections.abc import Callable
+from typing import Protocol
 
 from voicebot.call.events import CallStarted, CallTagged
 from voicebot.call.media import MediaChannel

@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -28,14 +30,21 @@ from voicebot.audio.vad import (
     VadConfig,
     VadEvent,
 )
-from voicebot.call.events import CallAudio, CallError, SpeechEndDetected  # metrics only
-from voicebot.call.events import CallEnded, CallEventBus, HandoffDecided
+from voicebot.call.events import (  # metrics only
+    CallAudio,
+    CallEnded,
+    CallError,
+    CallEventBus,
+    HandoffDecided,
+    SpeechEndDetected,
+)
+from voicebot.call.lookup import LookupClient
 from voicebot.call.media import MediaChannel
 from voicebot.call.player import Player, Playout
 from voicebot.call.recorder import CallRecorder
 from voicebot.call.turns import TurnTiming, pause_limit
+from voicebot.call.recording import AudioRecorder, AudioSink
 from voicebot.config import Settings
-from voicebot.call.lookup import LookupClient
 from voicebot.dialog import policy as p
 from voicebot.dialog.flow import Flow, Node
 from voicebot.dialog.reading import Reading
@@ -45,7 +54,7 @@ from voicebot.storage.base import CallRecord, CallStore
 from voicebot.transcript.opinion import SecondOpinion
 from voicebot.transcript.service import TranscriptService, transcripts_for
 from voicebot.tts.prompts import PromptCache
-from voicebot.types import HandoffReason, Outcome, Source, Transcript, Utterance
+from voicebot.types import HandoffReason, Source, Transcript, Utterance
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +74,7 @@ class CallServices:
     recognisers: dict[str, AsrRunner] = field(default_factory=dict)  # language -> recogniser
     lookups: LookupClient | None = None  # a flow's lookup nodes
     opinion: SecondOpinion | None = None  # a free-form engine asked when the grammar is unsure
+    recordings: AudioRecorder | None = None  # the caller's audio, with their consent (None: off)
 
     def recogniser(self, language: str) -> AsrRunner:
         return self.recognisers.get(language, self.asr)
@@ -107,6 +117,7 @@ class CallSession:
         self._hung_up = False
         self._samples_in = 0
         self._hand_over = hand_over
+        self._audio_kept: AudioSink | None = None  # the caller allowed recording
         self._last_media = self._began = time.monotonic()
 
     # --- inbound, called by the adapter ----------------------------------------------
@@ -118,6 +129,8 @@ class CallSession:
             return
         if not self._audio_arrived():
             return
+        if self._audio_kept is not None:  # as 16-bit PCM, whatever the line's encoding
+            self._audio_kept.write(data if encoding == "pcm16" else decode(data, encoding).astype("<i2").tobytes())
         if self._lane is None:
             self._lane = batcher.lane(self.channel.line_rate, encoding, self._vad.config, self._on_vad)
         self._samples_in += len(data) // ENCODINGS[encoding]
@@ -126,6 +139,8 @@ class CallSession:
     def on_audio(self, samples: np.ndarray) -> None:
         if not self._audio_arrived():
             return
+        if self._audio_kept is not None:
+            self._audio_kept.write(samples.astype("<i2").tobytes())
         self._samples_in += samples.size
         self._on_vad(self._vad.push(samples))
 
@@ -165,8 +180,10 @@ class CallSession:
         now = self._call_time()
         u = Utterance(digit, 1.0, now, now, Source.DTMF, "human" if digit == "0" else None)
         self._track(self._record_utterance(u))
-        self._events.put_nowait(p.KeyPressed(digit))
-        if digit == self.services.settings.opt_out_key:  # named in the disclosure (privacy)
+        opts_out = self.policy.opts_out(digit)  # named in the disclosure (privacy)
+        if not (opts_out and self.policy.state is p.State.SURVEYING):  # no answer to the survey
+            self._events.put_nowait(p.KeyPressed(digit))
+        if opts_out:
             self.hand_over(HandoffReason.OPTED_OUT)
 
     def on_mark(self, name: str) -> None:
@@ -191,8 +208,7 @@ class CallSession:
 
     # --- the call --------------------------------------------------------------------
     async def run(self) -> None:
-        await self.recorder.started(self.policy.config.disclosure_text
-                                    or self.flow.prompt("disclosure", self.policy.language))
+        await self.recorder.started(self.policy.disclosure_text())
         watchdog = asyncio.create_task(self._watchdog(), name="call-watchdog")
         try:
             await self._perform(self.policy.start())
@@ -247,6 +263,10 @@ class CallSession:
                 self._start_timer(action.timeout_s)
             elif isinstance(action, p.Lookup):
                 self._track(self._lookup(action))
+            elif isinstance(action, p.Survey):
+                await self.recorder.survey(action.status, action.rating)
+            elif isinstance(action, p.RecordingConsent):
+                self._recording_consent(action.answer)
             elif isinstance(action, p.Handoff):
                 await self._hand_off(action.reason, action.queue)
                 return True
@@ -255,6 +275,12 @@ class CallSession:
                 await self.channel.end("completed")
                 return True
         return False
+
+    def _recording_consent(self, answer: str) -> None:
+        self._track(self.recorder.recording_consent(answer))
+        recordings = self.services.recordings
+        if answer == "given" and recordings is not None and self._audio_kept is None:
+            self._audio_kept = recordings.start(self.recorder.call_id, self.channel.line_rate)
 
     def _announce_handoff(self) -> None:
         reason = self.policy.handoff_reason
@@ -297,11 +323,15 @@ class CallSession:
         if self._utterance is not None:  # speech still open when the call ended
             self._speech_ended(self._call_time())
         self._free.close()
+        if self._audio_kept is not None:
+            await self._audio_kept.close()
         if self._pending:
             await asyncio.wait(self._pending, timeout=self.services.settings.asr_timeout_s + 1)
         for task in self._pending:
             task.cancel()
-        outcome = Outcome.ABANDONED if self.policy.state is not p.State.DONE else None
+        if self.policy.survey == p.SURVEY_OFFERED:  # hung up on the survey: skipped
+            await self.recorder.survey("hung_up", None)
+        outcome = self.policy.outcome_if_left()
         await self.recorder.ended(outcome, self._summary(self.policy.handoff_reason))
         self.services.events.publish(CallAudio(self.recorder.call_id, self._call_time()))
         self.services.events.publish(CallEnded(self.recorder.call_id, self.recorder.record.outcome))
@@ -422,8 +452,8 @@ class CallSession:
             self._timer.cancel()
             self._timer = None
 
-    def _track(self, coro: object) -> None:
-        task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+    def _track(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
@@ -446,6 +476,7 @@ def _policy_config(s: Settings) -> p.PolicyConfig:
         confidence_threshold=s.confidence_threshold, low_confidence_turns=s.low_confidence_turns,
         no_input_turns=s.no_input_turns, unresolved_turns=s.unresolved_turns,
         no_input_timeout_s=s.no_input_timeout_s, disclosure_text=s.disclosure_text,
+        opt_out_key=s.opt_out_key, ask_recording_consent=s.recording == "consent",
     )
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from voicebot.dialog.lang import PACKS
+from voicebot.dialog.variants import FlowExperiment, read_experiments
 from voicebot.phrases import TemplateError, parse, tidy
 from voicebot.types import normalise
 
@@ -118,17 +119,27 @@ class Flow:
     slots: dict[str, Slot]
     source: str = ""
     text: str = ""  # the file as read, for locating problems
+    csat_survey: bool = False  # ask "rate this call 1-5" before an end node's goodbye
+    csat_timeout_s: float = 5.0  # no key this long: the survey is skipped
+    experiments: tuple[FlowExperiment, ...] = ()
 
     def prompt(self, name: str, language: str) -> str:
         """The flow's text for a prompt, else the built-in one; KeyError if neither."""
         own = self.prompts.get(name, {}).get(language)
         return own if own is not None else PACKS[language].prompts[name]
 
+    def disclosure(self, language: str, opt_out_key: str = "") -> str:
+        """The AI disclosure; with an opt-out key, the sentence naming it follows."""
+        text = self.prompt("disclosure", language)
+        if opt_out_key:
+            text += " " + self.prompt("opt_out_key", language).format(key=opt_out_key)
+        return text
+
     def voice(self, language: str) -> str:
         return PACKS[language].voice
 
 
-_TOP = {"flow", "prompts", "intents", "nodes", "queues", "slots"}
+_TOP = {"flow", "prompts", "intents", "nodes", "queues", "slots", "experiments"}
 _NODE_KEYS = {"type", "prompt", "next", "on", "dtmf", "no_match", "no_input", "queue", "reason",
               "intent", "slot", "url", "send", "timeout_s", "error", "hangover_ms", "complete_ms",
               "mid_phrase_ms", "confidence"}
@@ -180,14 +191,25 @@ class _Reader:
             prompts={n: self.prompt(n, spec) for n, spec in self.table(data, "prompts").items()},
             queues={n: str(v) for n, v in self.table(data, "queues").items()},
             slots={n: self.slot(n, spec) for n, spec in self.table(data, "slots").items()},
-            source=self.file, text=self.text)
+            source=self.file, text=self.text, **self.survey(head),
+            experiments=read_experiments(self, self.table(data, "experiments")))
 
-    def table(self, data: dict[str, Any], key: str) -> dict[str, Any]:
+    def table(self, data: dict[str, Any], key: str, where: str = "") -> dict[str, Any]:
         value = data.get(key, {})
         if not isinstance(value, dict):
-            self.problem(key, "must be a table")
+            self.problem(f"{where}.{key}" if where else key, "must be a table")
             return {}
         return value
+
+    def survey(self, head: dict[str, Any]) -> dict[str, Any]:
+        on, timeout = head.get("csat_survey", False), head.get("csat_timeout_s", 5.0)
+        if not isinstance(on, bool):
+            self.problem("flow.csat_survey", "must be true or false")
+            on = False
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 1 <= timeout <= 30:
+            self.problem("flow.csat_timeout_s", "must be a number of seconds from 1 to 30")
+            timeout = 5.0
+        return {"csat_survey": on, "csat_timeout_s": float(timeout)}
 
     def strings(self, parent: dict[str, Any], where: str, value: Any) -> list[str]:
         if isinstance(value, str):
@@ -197,9 +219,9 @@ class _Reader:
             return []
         return list(value)
 
-    def prompt(self, name: str, spec: Any) -> dict[str, str]:
+    def prompt(self, name: str, spec: Any, where: str = "") -> dict[str, str]:
         if not isinstance(spec, dict) or not all(isinstance(v, str) for v in spec.values()):
-            self.problem(f"prompts.{name}", 'must be a table of language = "text"')
+            self.problem(where or f"prompts.{name}", 'must be a table of language = "text"')
             return {}
         return dict(spec)
 
@@ -294,6 +316,9 @@ def locate(text: str, where: str) -> int | None:
     header that is a prefix of it, then the first key line under it."""
     parts = where.split(".")
     lines = text.splitlines()
+    for i, line in enumerate(lines):  # its own header, or the first one under it
+        if re.match(rf"\s*\[\s*{re.escape(where)}\s*[.\]]", line):
+            return i + 1
     for cut in range(len(parts), 0, -1):
         header = ".".join(parts[:cut])
         for i, line in enumerate(lines):
@@ -301,11 +326,17 @@ def locate(text: str, where: str) -> int | None:
                 rest = parts[cut:]
                 if not rest:
                     return i + 1
-                key = re.escape(rest[0])
-                for j in range(i + 1, len(lines)):
-                    if lines[j].lstrip().startswith("["):
-                        break
-                    if re.match(rf'\s*"?{key}"?\s*=', lines[j]):
-                        return j + 1
-                return i + 1
+                return _key_line(lines, i + 1, rest) or i + 1
+    return None
+
+
+def _key_line(lines: list[str], first: int, keys: list[str]) -> int | None:
+    """The line under a header that sets the longest dotted prefix of `keys`."""
+    for depth in range(len(keys), 0, -1):
+        key = r"\s*\.\s*".join(rf'"?{re.escape(k)}"?' for k in keys[:depth])
+        for j in range(first, len(lines)):
+            if lines[j].lstrip().startswith("["):
+                break
+            if re.match(rf"\s*{key}\s*[.=]", lines[j]):  # the key, or one under it
+                return j + 1
     return None

@@ -7,6 +7,7 @@ CASES is TOML, one `[[cases]]` table each:
     expect = "handoff:caller_request"              # or "intent:order_status", "node:goodbye", "confirm"
     at = "menu"                                    # the question it answers (default: flow.start)
     language = "en"                                # default: the flow's first
+    variants = { menu_wording = "short" }          # variants of the flow's experiments (default: as written)
 
 Each utterance is heard with full confidence, so a case tests the flow and the
 text matcher, not a recogniser.
@@ -17,9 +18,11 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from voicebot.dialog import policy as p
 from voicebot.dialog.flow import Flow
+from voicebot.dialog.variants import with_variants
 from voicebot.types import Utterance
 
 
@@ -35,16 +38,21 @@ class CaseResult:
         return self.got == self.expect
 
 
-def load_cases(path: str | Path) -> list[dict[str, str]]:
+def load_cases(path: str | Path) -> list[dict[str, Any]]:
     data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    cases = data.get("cases", [])
+    cases: list[dict[str, str]] = data.get("cases", [])
     for i, case in enumerate(cases):
-        if not isinstance(case, dict) or not isinstance(case.get("say"), str) or not isinstance(case.get("expect"), str):
+        if not (isinstance(case, dict) and isinstance(case.get("say"), str)
+                and isinstance(case.get("expect"), str)):
             raise ValueError(f"{path}: cases[{i}] needs say = \"...\" and expect = \"...\"")
+        variants: Any = case.get("variants", {})
+        if not isinstance(variants, dict) or not all(isinstance(v, str) for v in variants.values()):
+            raise ValueError(f"{path}: cases[{i}].variants is a table of experiment = \"variant\"")
     return cases
 
 
-def run_case(flow: Flow, case: dict[str, str]) -> CaseResult:
+def run_case(flow: Flow, case: dict[str, Any]) -> CaseResult:
+    flow = _varied(flow, case.get("variants", {}))
     language = case.get("language") or flow.languages[0]
     at = case.get("at") or flow.start
     policy = p.Policy(flow, language)
@@ -69,5 +77,14 @@ def _outcome(policy: p.Policy, actions: list[p.Action], intent: str | None) -> s
     return f"node:{policy.node}" if says or actions else f"intent:{intent}"
 
 
-def run_cases(flow: Flow, cases: list[dict[str, str]]) -> list[CaseResult]:
+def _varied(flow: Flow, variants: dict[str, str]) -> Flow:
+    """ValueError for an experiment or variant the flow does not have."""
+    for name, variant in variants.items():
+        experiment = next((e for e in flow.experiments if e.name == name), None)
+        if experiment is None or experiment.variant(variant) is None:
+            raise ValueError(f"the flow has no experiment {name!r} with a variant {variant!r}")
+    return with_variants(flow, variants)
+
+
+def run_cases(flow: Flow, cases: list[dict[str, Any]]) -> list[CaseResult]:
     return [run_case(flow, case) for case in cases]

@@ -22,8 +22,10 @@ __all__ = ["HUMAN", "YES", "NO", "GOODBYE", "LanguagePack", "PACKS", "SYSTEM_PRO
 
 # prompts the policy itself says; a flow may reword them per language
 SYSTEM_PROMPTS = (
-    "disclosure", "didnt_catch", "no_input", "unresolved", "anything_else", "handoff", "goodbye",
+    "disclosure", "opt_out_key", "recording_consent", "didnt_catch", "no_input", "unresolved",
+    "anything_else", "handoff", "goodbye",
     "confirm_human", "confirm_slot", "slot_invalid", "human_unavailable", "human_unavailable_no_number",
+    "csat_survey",
 )
 
 
@@ -60,8 +62,13 @@ EN = LanguagePack(
     opinion_lead="Customer service call. Let me talk to {people}. My",
     voice="en-us",
     prompts={
-        "disclosure": "You've reached our automated assistant. I'm a computer, not a person. "
-        "You can ask for a person at any time.",
+        "disclosure": "You've reached our automated assistant, not a person. "
+        "Ask for a person at any time.",
+        # follows the disclosure when VOICEBOT_OPT_OUT_KEY is set (the default, 9)
+        "opt_out_key": "Press {key} to always speak to a person.",
+        # after the disclosure when VOICEBOT_RECORDING=consent
+        "recording_consent": "This call can be recorded to help us improve. To allow it, press 1 "
+        "or say yes. Otherwise, it won't be recorded.",
         "didnt_catch": "Sorry, I didn't catch that. Could you say it again?",
         "no_input": "Are you still there? Tell me how I can help, or say agent to reach a person.",
         "unresolved": "I'm not able to help with that myself. Or say agent to talk to a person.",
@@ -77,6 +84,9 @@ EN = LanguagePack(
         "your request and will call you back at this number. Goodbye.",
         "human_unavailable_no_number": "I'm sorry, no one could take your call just now. "
         "Please call us again a little later. Goodbye.",
+        # the optional post-call survey ([flow] csat_survey): keys only, skipping is free
+        "csat_survey": "Before you go, please rate this call from 1 to 5 on your keypad, "
+        "5 being best. Or just hang up.",
     },
     person_words=(
         "person", "human", "agent", "representative", "operator", "someone", "somebody", "anyone",
@@ -90,11 +100,15 @@ EN = LanguagePack(
     # speech pass as confident requests).
     person_examples=(
         "(i want to | i need to | i'd like to | i would like to | can i | could i | let me) (speak | talk) "
-        "(to | with) [(a | an | some)] [(real | live)] (person | human | agent | representative | operator | someone | somebody | human being) [please]",
+        "(to | with) [(a | an | some)] [(real | live)] "
+        "(person | human | agent | representative | operator | someone | somebody | human being) [please]",
         "[(can you | could you | please)] (put me through to | transfer me to | connect me to | connect me with | "
-        "get me) [(a | an | some)] [(real | live)] (person | human | agent | representative | operator | someone | somebody | human being) [please]",
-        "(i want | i need) [(a | an | some)] [(real | live)] (person | human | agent | representative | operator | someone | somebody | human being) [please]",
-        "[(a | an | some)] [(real | live)] (person | human | agent | representative | operator | someone | somebody | human being) please",
+        "get me) [(a | an | some)] [(real | live)] "
+        "(person | human | agent | representative | operator | someone | somebody | human being) [please]",
+        "(i want | i need) [(a | an | some)] [(real | live)] "
+        "(person | human | agent | representative | operator | someone | somebody | human being) [please]",
+        "[(a | an | some)] [(real | live)] "
+        "(person | human | agent | representative | operator | someone | somebody | human being) please",
         "agent", "representative", "operator", "customer service", "customer service please",
         "is there (someone | somebody | anyone | a person | a human) i can (talk | speak) to",
         # the sentences of the grammar before flows, kept whole
@@ -124,8 +138,10 @@ KO = LanguagePack(
     code="ko",
     voice="ko",
     prompts={
-        "disclosure": "자동 응답 도우미에 연결되었습니다. 저는 사람이 아닌 컴퓨터입니다. "
-        "언제든지 상담원을 요청하실 수 있습니다.",
+        "disclosure": "저는 사람이 아닌 자동 응답 도우미입니다. 언제든지 상담원을 요청하실 수 있습니다.",
+        "opt_out_key": "항상 상담원과 통화하시려면 {key}번을 누르세요.",
+        "recording_consent": "서비스 개선을 위해 통화를 녹음할 수 있습니다. 동의하시면 1번을 누르거나 "
+        "네라고 말씀해 주세요. 그렇지 않으면 녹음하지 않습니다.",
         "didnt_catch": "죄송합니다, 잘 듣지 못했습니다. 다시 말씀해 주시겠어요?",
         "no_input": "듣고 계신가요? 상담원을 원하시면 상담원이라고 말씀해 주세요.",
         "unresolved": "그 일은 제가 직접 도와드리기 어렵습니다. "
@@ -140,6 +156,8 @@ KO = LanguagePack(
         "요청하신 내용을 확인하고 이 번호로 다시 연락드리겠습니다. 안녕히 계세요.",
         "human_unavailable_no_number": "죄송합니다. 지금은 상담원이 전화를 받을 수 없습니다. "
         "잠시 후에 다시 전화해 주세요. 안녕히 계세요.",
+        "csat_survey": "끊기 전에 이번 통화를 키패드로 1에서 5까지 평가해 주세요. "
+        "5가 가장 좋습니다. 원하지 않으시면 그냥 끊으셔도 됩니다.",
     },
     person_words=("상담원", "사람", "직원", "상담사", "담당자"),
     # Vosk turns a phrase list into a bigram of its words: every word added

@@ -12,7 +12,10 @@ whatever the flow says:
   (or DTMF 0), after one short "Do you want me to connect you to a person?"
   when the bot is unsure — never "I didn't catch that";
 - not understood twice, asked twice without answer, unhelpable twice: a person;
-- nothing ends in silence: every path ends in a prompt, a handoff or a goodbye.
+- nothing ends in silence: every path ends in a prompt, a handoff or a goodbye;
+- the optional satisfaction survey (`[flow] csat_survey`) comes only after a
+  conversation the bot completed, takes keys 1-5, and any other answer,
+  silence or hanging up skips it (0 still reaches a person).
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ class PolicyConfig:
     unresolved_turns: int = 2
     no_input_timeout_s: float = 6.0
     disclosure_text: str = ""  # "" = the language's text
+    opt_out_key: str = ""  # named after the language's disclosure ("" = none)
+    ask_recording_consent: bool = False  # after the disclosure (VOICEBOT_RECORDING=consent)
 
 
 # --- events in ---------------------------------------------------------------
@@ -128,7 +133,29 @@ class Lookup:
     timeout_s: float
 
 
-Action = Say | StopPlayback | ExpectInput | Handoff | End | Lookup
+@dataclass(frozen=True)
+class Survey:
+    """Store the survey's state with the call: `offered`, then `rated` (with the
+    rating) or how it was skipped: `silence`, `other_key`, `spoke`, `person` (asked
+    for one), `interrupted` (the service handed the call over: shutdown, a failure)."""
+
+    status: str
+    rating: int | None = None
+
+
+@dataclass(frozen=True)
+class RecordingConsent:
+    """The caller was asked to allow recording ("asked"), or answered: "given"
+    (DTMF 1 or yes), "refused" (no, another key) or "no_answer" (silence, not
+    understood, or they went to a person instead)."""
+
+    answer: str
+
+
+Action = Say | StopPlayback | ExpectInput | Handoff | End | Lookup | Survey | RecordingConsent
+SURVEY_OFFERED = "offered"
+RATINGS = "12345"
+CONSENT = "recording"  # `confirming` while the recording question is open
 
 
 class State(Enum):
@@ -136,6 +163,7 @@ class State(Enum):
     PROMPTING = auto()
     LISTENING = auto()
     LOOKING_UP = auto()
+    SURVEYING = auto()  # the conversation is complete; the survey is asked or awaited
     HANDING_OFF = auto()
     ENDING = auto()
     DONE = auto()
@@ -158,6 +186,8 @@ class Policy:
     slots: dict[str, str] = field(default_factory=dict)
     confirming: str = ""  # "human" or a slot name while a yes/no question is open
     lookup_error: str = ""  # why the last lookup failed, for the person who takes over
+    survey: str = ""  # "" (not offered), then a Survey status
+    _goodbye: str = ""  # the end node's prompt, said after the survey
     _prompt: Say | None = None
     _next_id: int = 0
     _held: list[Event] = field(default_factory=list)  # heard during the disclosure
@@ -186,13 +216,15 @@ class Policy:
 
     def wants_second_opinion(self, reading: Reading) -> bool:
         """Whether the grammar's reading is too unsure to act on without a free-form
-        engine's: at an open question (not a yes/no, a slot or a language choice), for
-        anything below the node's `transfer` confidence."""
+        engine's, at an open question (not a yes/no, a slot or a language choice): a
+        request for a person it would confirm, or anything it would reprompt."""
         node = self._ask_node()
         if node is None or node.slot or node.type != "ask" or self.confirming or not node.on:
             return False
-        sure = reading.confidence >= node.ladder.transfer
-        return not (sure and reading.meaning.intent is not None and reading.meaning.certain)
+        meaning, confidence = reading.meaning, reading.confidence
+        if meaning.intent == HUMAN:  # put through at once only when sure; else ask first
+            return not (meaning.certain and confidence >= node.ladder.transfer)
+        return meaning.intent is None or confidence < self._accept(node)  # would be reprompted
 
     def reread(self, first: Reading, heard: Transcript) -> Reading:
         """`first` with a free-form engine's opinion of the same audio."""
@@ -205,6 +237,17 @@ class Policy:
         intents = [self.flow.intents[n] for n in (node.on if node else ()) if n in self.flow.intents]
         topics = [k for intent in intents for k in intent.keywords.get(self.language, ())]
         return PACKS[self.language].opinion_prompt(topics)
+
+    def opts_out(self, digit: str) -> bool:
+        """Whether this key is the opt-out key here: everywhere, except while the caller
+        keys in a number the flow asked for (an order number may hold a 9)."""
+        if not digit or digit != self.config.opt_out_key:
+            return False
+        if self.state is State.SURVEYING:  # the survey's rating keys rate
+            return digit not in RATINGS
+        node = self._ask_node()
+        keying = node is not None and bool(node.slot) and not self.confirming
+        return self.state is State.DISCLOSING or not keying
 
     @property
     def listen_context(self) -> str:
@@ -225,9 +268,12 @@ class Policy:
             self.language = code
 
     # --- events ------------------------------------------------------------------
+    def disclosure_text(self) -> str:
+        return self.config.disclosure_text or self.flow.disclosure(self.language, self.config.opt_out_key)
+
     def start(self) -> list[Action]:
-        text = self.config.disclosure_text or self.flow.prompt("disclosure", self.language)
-        return [self._say("disclosure", text, interruptible=False, state=State.DISCLOSING)]
+        return [self._say("disclosure", self.disclosure_text(), interruptible=False,
+                          state=State.DISCLOSING)]
 
     def step(self, event: Event) -> list[Action]:
         if self.state is State.DONE:
@@ -244,10 +290,14 @@ class Policy:
             return []
         if self.state in _FINAL:
             return []
+        if self.state is State.SURVEYING:
+            return self._survey_answer(event)
         if isinstance(event, LookupDone):
             return self._lookup_done(event)
         if self.state is State.LOOKING_UP:
             return self._key(event.digit) if isinstance(event, KeyPressed) and event.digit == "0" else []
+        if self.confirming == CONSENT and isinstance(event, Heard | KeyPressed | NoInput):
+            return self._consent_answer(event)
         if isinstance(event, SpeechBegan):
             return self._barge_in()
         if isinstance(event, Heard):
@@ -271,6 +321,8 @@ class Policy:
         if self.state is State.ENDING:
             self.state = State.DONE
             return [End(Outcome.COMPLETED)]
+        if self.state is State.SURVEYING:
+            return [ExpectInput(self.flow.csat_timeout_s)]
         node = self.flow.nodes[self.node]
         if node.type in ("say", "answer", "lookup") and not self.confirming:
             return self._enter(node.next)
@@ -296,11 +348,21 @@ class Policy:
         for event in held:
             if isinstance(event, KeyPressed) and event.digit == "0":
                 return self._handoff(HandoffReason.CALLER_REQUEST)
-        heard = [e for e in held if isinstance(e, Heard)]
-        readings = [(e.utterance, e.reading or self._read(e.utterance)) for e in held if isinstance(e, Heard)]
+        readings = self._readings(held)
         for _, reading in readings:  # a clear request for a person said over the disclosure
             if reading.meaning.intent == HUMAN and reading.meaning.certain:
                 return self._handoff(HandoffReason.CALLER_REQUEST)
+        if self.config.ask_recording_consent:
+            self._held, self.confirming = [e for e in held if isinstance(e, Heard)], CONSENT
+            return [RecordingConsent("asked"), self._say("recording_consent")]  # heard again after
+        return self._begin(readings)
+
+    def _readings(self, events: list[Event]) -> list[tuple[Utterance, Reading]]:
+        return [(e.utterance, e.reading or self._read(e.utterance)) for e in events if isinstance(e, Heard)]
+
+    def _begin(self, readings: list[tuple[Utterance, Reading]]) -> list[Action]:
+        """The flow's first question, answered at once by what was said over the disclosure."""
+        self.node = self.flow.start
         if readings and self.flow.nodes[self.node].type == "ask":
             return self._heard(*readings[-1])
         return self._enter(self.flow.start)
@@ -312,6 +374,8 @@ class Policy:
             reason = HandoffReason(node.reason)
             return self._handoff(reason, node.queue)
         if node.type == "end":
+            if self.flow.csat_survey and not self.survey:
+                return self._offer_survey(node.prompt or "goodbye")
             return [self._say(node.prompt or "goodbye", state=State.ENDING)]
         if node.type == "answer":
             self.answered.append(node.intent or node.name)
@@ -492,6 +556,71 @@ class Policy:
             return self._handoff(HandoffReason.NO_INPUT, node.queue)
         return self._enter(node.no_input)
 
+    # --- the satisfaction survey ----------------------------------------------------------
+    def _offer_survey(self, goodbye: str) -> list[Action]:
+        self.survey, self._goodbye = SURVEY_OFFERED, goodbye
+        return [Survey(SURVEY_OFFERED), self._say("csat_survey", state=State.SURVEYING)]
+
+    def _survey_answer(self, event: Event) -> list[Action]:
+        """Keys 1-5 rate; 0 asks for a person; any other key, silence or speech skips."""
+        if isinstance(event, KeyPressed):
+            if event.digit == "0":
+                return self._handoff(HandoffReason.CALLER_REQUEST)
+            if event.digit in RATINGS:
+                return self._survey_done("rated", int(event.digit))
+            return self._survey_done("other_key")
+        if isinstance(event, NoInput):
+            return self._survey_done("silence")
+        if isinstance(event, Heard):
+            u = event.utterance
+            if not u.text.strip() or u.confidence < self.config.confidence_threshold:
+                # noise on the line: keep waiting (the timer stopped when it began)
+                return [] if self._prompt is not None else [ExpectInput(self.flow.csat_timeout_s)]
+            heard = self.understand(u.text)
+            if heard.intent == HUMAN and heard.certain:
+                return self._handoff(HandoffReason.CALLER_REQUEST)
+            return self._survey_done("spoke")
+        return []
+
+    def _survey_done(self, status: str, rating: int | None = None) -> list[Action]:
+        self.survey = status
+        return [Survey(status, rating), self._say(self._goodbye, state=State.ENDING)]
+
+    def outcome_if_left(self) -> Outcome | None:
+        """The outcome of a call the caller leaves now (None: already decided). During
+        the survey the bot's part is over, so hanging up there completes the call."""
+        if self.state is State.DONE:
+            return None
+        if self.survey and self.handoff_reason is None:
+            return Outcome.COMPLETED
+        return Outcome.ABANDONED
+
+    # --- recording consent ------------------------------------------------------------
+    def _consent_answer(self, event: Heard | KeyPressed | NoInput) -> list[Action]:
+        """Only DTMF 1 or a yes allows recording; a person is reachable here as anywhere."""
+        if isinstance(event, NoInput) and self.state is not State.LISTENING:
+            return []
+        if isinstance(event, KeyPressed) and self.opts_out(event.digit):
+            return []  # the session hands the call over (HandOver follows)
+        answer, person = "no_answer", False
+        if isinstance(event, KeyPressed):
+            person = event.digit == "0"
+            answer = "given" if event.digit == "1" else "no_answer" if person else "refused"
+        elif isinstance(event, Heard):
+            reading, node = event.reading or self._read(event.utterance), self._ask_node()
+            meaning = reading.meaning
+            sure = node is None or reading.confidence >= node.ladder.confirm
+            person = meaning.intent == HUMAN and sure
+            if meaning.intent == YES and sure:
+                answer = "given"
+            elif meaning.intent in (NO, GOODBYE) and sure:
+                answer = "refused"
+        held, self._held, self.confirming = self._held, [], ""
+        decided: list[Action] = [RecordingConsent(answer)]
+        if person:
+            return decided + self._handoff(HandoffReason.CALLER_REQUEST)
+        return decided + self._begin(self._readings(held))
+
     # --- endings -----------------------------------------------------------------------
     def _failed(self) -> list[Action]:
         if self.state is State.HANDING_OFF:  # the handoff line itself failed: transfer silently
@@ -501,9 +630,15 @@ class Policy:
         return self._handoff(HandoffReason.SYSTEM_ERROR)
 
     def _handoff(self, reason: HandoffReason, queue: str = "") -> list[Action]:
+        unanswered: list[Action] = [RecordingConsent("no_answer")] if self.confirming == CONSENT else []
         self.handoff_reason = reason
         self.handoff_queue = queue
-        return [self._say("handoff", interruptible=False, state=State.HANDING_OFF)]
+        if self.survey == SURVEY_OFFERED:  # a person now: the survey ends unanswered
+            asked = reason in (HandoffReason.CALLER_REQUEST, HandoffReason.OPTED_OUT)
+            self.survey = "person" if asked else "interrupted"
+            unanswered.append(Survey(self.survey))
+        self.confirming = ""
+        return [*unanswered, self._say("handoff", interruptible=False, state=State.HANDING_OFF)]
 
     def _say(self, name: str, text: str | None = None, *, interruptible: bool = True,
              state: State = State.PROMPTING) -> Say:
@@ -516,7 +651,7 @@ class Policy:
         return self._prompt
 
 
-class _Blank(dict):  # type: ignore[type-arg]
+class _Blank(dict[str, str]):
     """A template field nobody filled is said as nothing, not as '{field}'."""
 
     def __missing__(self, key: str) -> str:

@@ -21,7 +21,7 @@ from voicebot.phrases import TemplateError, expand
 from voicebot.types import normalise
 
 _FILLERS = {"a", "an", "um", "uh", "er", "erm", "hmm", "please", "just", "real", "live", "actual",
-            "now", "hi", "hello", "oh", "ok", "okay", "so", "well", "yeah", "um", "thank", "thanks",
+            "now", "hi", "hello", "oh", "ok", "okay", "so", "well", "yeah", "thank", "thanks",
             "you", "being"}
 _DEFINITE = {"the", "your", "my", "his", "her", "their", "our", "that", "this", "those", "these"}
 _NEGATION = {"don't", "not", "never", "no", "didn't", "won't", "dont"}

@@ -1,5 +1,5 @@
-"""A/B tests: per-call variants of the settings a call runs with, and the
-comparison of their outcomes.
+"""A/B tests: per-call variants of the settings and of the flow a call runs
+with, and the comparison of their outcomes.
 
 An experiments file (TOML, `VOICEBOT_EXPERIMENTS`) names each experiment as a
 table and each variant as a sub-table with a `weight` (default 1) and the
@@ -11,10 +11,13 @@ settings it changes; the first variant is the control:
 
 Each call gets one variant per experiment, from a hash of the experiment's name
 and the call's id (the same call always lands in the same variant), runs with
-its settings, and is labelled `ab_<experiment>=<variant>` for the report. The
-report compares containment and escalation rate per variant with Wilson 95 %
-intervals and a two-proportion z-test against the control (Bonferroni-corrected
-when there are several variants).
+its settings, and is labelled `ab_<experiment>=<variant>` for the report.
+A flow's own experiments (`[experiments.*]` in the flow file: prompt texts,
+branches, thresholds; voicebot.dialog.variants) are split by the same hash.
+The report compares containment, escalation rate and CSAT (the share of
+ratings 4-5) per variant with Wilson 95 % intervals and a two-proportion
+z-test against the control (Bonferroni-corrected when there are several
+variants).
 """
 
 from __future__ import annotations
@@ -23,15 +26,19 @@ import dataclasses
 import hashlib
 import math
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from voicebot.call.events import CallTagged
 from voicebot.call.session import CallServices
-from voicebot.config import Settings, _coerce
+from voicebot.config import Settings, coerce_setting
+from voicebot.dialog.flow import Flow
+from voicebot.dialog.variants import FlowExperiment, with_variants
 from voicebot.errors import ConfigError
 from voicebot.ops.calls import CallFacts
+from voicebot.ops.kpi import csat
 from voicebot.ops.tags import KEY
 
 LABEL_PREFIX = "ab_"
@@ -79,7 +86,8 @@ class Experiments:
 
     @classmethod
     def parse(cls, raw: dict[str, Any], base: Settings) -> Experiments:
-        experiments, changed = [], set()
+        experiments: list[Experiment] = []
+        changed: set[str] = set()
         for name, table in raw.items():
             if not KEY.fullmatch(LABEL_PREFIX + name) or not isinstance(table, dict) or len(table) < 2:
                 raise ConfigError("experiments",
@@ -105,20 +113,47 @@ class Experiments:
             variant = experiment.assign(call_id)
             changes.update(variant.changes)
             services.events.publish(CallTagged(call_id, LABEL_PREFIX + experiment.name, variant.name))
-        if not changes:
-            return services
-        return dataclasses.replace(services, settings=dataclasses.replace(services.settings, **changes))
+        if changes:
+            settings = dataclasses.replace(services.settings, **changes)
+            services = dataclasses.replace(services, settings=settings)
+        return vary_flow(call_id, services, taken={e.name for e in self.experiments})
+
+    def names(self) -> set[str]:
+        return {e.name for e in self.experiments}
 
 
-def controls_of(settings: Settings) -> dict[str, str]:
-    """Each experiment's control variant, from the settings' experiments file (if any)."""
+def flow_experiment(experiment: FlowExperiment) -> Experiment:
+    """A flow's experiment, split like any other (its variants change the flow)."""
+    return Experiment(experiment.name,
+                      tuple(Variant(v.name, v.weight, {}) for v in experiment.variants))
+
+
+def vary_flow(call_id: str, services: CallServices, taken: set[str] | None = None) -> CallServices:
+    """The flow this call hears: one variant of each of the flow's experiments;
+    one the experiments file already runs under that name (`taken`) is left out."""
+    chosen: dict[str, str] = {}
+    for experiment in services.flow.experiments:
+        if experiment.name not in (taken or set()):
+            chosen[experiment.name] = flow_experiment(experiment).assign(call_id).name
+            services.events.publish(CallTagged(call_id, LABEL_PREFIX + experiment.name,
+                                               chosen[experiment.name]))
+    if not chosen:
+        return services
+    return dataclasses.replace(services, flow=with_variants(services.flow, chosen))
+
+
+def controls_of(settings: Settings, flow: Flow | None = None) -> dict[str, str]:
+    """Each experiment's control variant: the first of the flow's experiments and
+    of the settings' experiments file (if any)."""
+    controls = {e.name: e.variants[0].name for e in (flow.experiments if flow else ())
+                if e.variants}
     if not settings.experiments:
-        return {}
+        return controls
     try:
         experiments = Experiments.from_file(settings.experiments, settings).experiments
     except ConfigError:
-        return {}  # the report still compares, against the first variant by name
-    return {e.name: e.variants[0].name for e in experiments}
+        return controls  # the report still compares, against the first variant by name
+    return controls | {e.name: e.variants[0].name for e in experiments}
 
 
 def _variant(experiment: str, name: str, spec: Any, base: Settings) -> Variant:
@@ -129,23 +164,28 @@ def _variant(experiment: str, name: str, spec: Any, base: Settings) -> Variant:
     weight = spec.pop("weight", 1)
     if isinstance(weight, bool) or not isinstance(weight, int | float) or weight <= 0:
         raise ConfigError("experiments", f"{where}: weight must be a positive number")
-    types = {f.name: f.type for f in dataclasses.fields(Settings)}
     for key in spec:
         if key not in PER_CALL:
             raise ConfigError("experiments", f"{where}: {key} cannot vary per call "
                               f"(one of: {', '.join(PER_CALL)})")
-    changes = {k: _coerce(k, types[k], v) for k, v in spec.items()}
+    changes = {k: coerce_setting(k, v) for k, v in spec.items()}
+    if "disclosure_text" in changes and not str(changes["disclosure_text"]).strip():
+        raise ConfigError("experiments", f"{where}: the AI disclosure cannot be empty")
     try:
         dataclasses.replace(base, **changes)  # the same checks as the settings themselves
     except ConfigError as exc:
         raise ConfigError("experiments", f"{where}: {exc}") from None
-    if "disclosure_text" in changes and not changes["disclosure_text"].strip():
-        raise ConfigError("experiments", f"{where}: the AI disclosure cannot be empty")
     return Variant(name, float(weight), changes)
 
 
 # --- comparing the variants' outcomes ------------------------------------------------
-OUTCOMES = {"containment": "completed", "escalation_rate": "handoff"}
+Count = Callable[[CallFacts], bool]
+# each proportion compared: (the calls it is a share of, the calls that count)
+OUTCOMES: dict[str, tuple[Count, Count]] = {
+    "containment": (lambda c: True, lambda c: c.outcome == "completed"),
+    "escalation_rate": (lambda c: True, lambda c: c.outcome == "handoff"),
+    "csat_satisfied": (lambda c: c.csat is not None, lambda c: (c.csat or 0) >= 4),
+}
 
 
 def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float] | None:
@@ -180,8 +220,8 @@ def compare(calls: list[CallFacts], controls: dict[str, str] | None = None,
             continue  # still in progress
         for key, variant in call.labels.items():
             if key.startswith(LABEL_PREFIX):
-                arms = by_experiment.setdefault(key.removeprefix(LABEL_PREFIX), {})
-                arms.setdefault(variant, []).append(call)
+                groups = by_experiment.setdefault(key.removeprefix(LABEL_PREFIX), {})
+                groups.setdefault(variant, []).append(call)
     result: dict[str, Any] = {}
     for name, variants in sorted(by_experiment.items()):
         control = (controls or {}).get(name)
@@ -196,22 +236,28 @@ def compare(calls: list[CallFacts], controls: dict[str, str] | None = None,
 
 
 def _arm(calls: list[CallFacts]) -> dict[str, Any]:
-    n = len(calls)
-    arm: dict[str, Any] = {"calls": n}
-    for figure, outcome in OUTCOMES.items():
-        hits = sum(c.outcome == outcome for c in calls)
+    arm: dict[str, Any] = {"calls": len(calls)}
+    for figure, (among, counts) in OUTCOMES.items():
+        base = [c for c in calls if among(c)]
+        n, hits = len(base), sum(counts(c) for c in base)
         interval = wilson(hits, n)
-        arm[figure] = {"count": hits, "rate": round(hits / n, 4) if n else None,
+        arm[figure] = {"count": hits, "n": n, "rate": round(hits / n, 4) if n else None,
                        "ci95": [round(x, 4) for x in interval] if interval else None}
+    survey = csat(calls)
+    arm["csat"] = {k: _round(survey[f"csat_{k}"]) for k in ("mean", "response_rate", "offered")}
     return arm
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
 
 
 def _versus(control: dict[str, Any], other: dict[str, Any], alpha: float) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for figure in OUTCOMES:
         c, o = control[figure], other[figure]
-        p = two_proportion_p(o["count"], other["calls"], c["count"], control["calls"])
-        enough = min(other["calls"], control["calls"]) >= MIN_ARM
+        p = two_proportion_p(o["count"], o["n"], c["count"], c["n"])
+        enough = min(o["n"], c["n"]) >= MIN_ARM
         rates = (o["rate"], c["rate"])
         out[figure] = {
             "difference": None if None in rates else round(rates[0] - rates[1], 4),

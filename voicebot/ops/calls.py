@@ -1,8 +1,8 @@
 """Stored calls as the reports read them: one `CallFacts` per call, with its
 speech turns, the staff's corrections and its labels.
 
-`CallSource` is the narrow read interface; `SqliteCallSource` reads the calls'
-SQLite file (calls, call_events, desk_feedback, desk_transfers, call_tags) and
+`CallSource` is the narrow read interface; `SqlCallSource` reads the calls'
+database, SQLite or PostgreSQL (calls, call_events, desk_feedback, desk_transfers, call_tags) and
 `StaticCallSource` serves a list (tests, other stores). Caller numbers are
 only used to count repeat callers and never leave this layer's callers'
 memory: reports print counts, not numbers.
@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from voicebot.ops.tags import TagStore
+from voicebot.storage.callstore import SqlCallStore
 from voicebot.storage.desk import DeskStore
-from voicebot.storage.sqlite import SqliteCallStore
 
 REVIEW_KINDS = ("transcript_wrong", "reviewed_ok")  # feedback that means someone read the transcript
 
@@ -48,6 +48,8 @@ class CallFacts:
     turns: tuple[Turn, ...] = ()
     reviewed: bool = False  # staff read the transcript: its unmarked turns count as right
     labels: dict[str, str] = field(default_factory=dict)
+    survey: str = ""  # "" not offered; offered, rated, or how it was skipped
+    csat: int | None = None  # 1-5 when rated
 
     @property
     def handle_s(self) -> float | None:
@@ -69,7 +71,7 @@ class StaticCallSource:
 Reveal = Callable[[dict[str, Any]], dict[str, Any]]
 
 
-class SqliteCallSource:
+class SqlCallSource:
     """Opens the database read-mostly (creating the tables if the file is new).
 
     Where stored text is sealed, `desk` opens a DeskStore that unseals its columns
@@ -82,7 +84,7 @@ class SqliteCallSource:
         self._reveal = reveal
 
     async def calls(self, since: float, until: float) -> list[CallFacts]:
-        store, desk, tags = SqliteCallStore(self.path), self._desk(self.path), TagStore(self.path)
+        store, desk, tags = SqlCallStore(self.path), self._desk(self.path), TagStore(self.path)
         await store.open()
         await desk.open()
         await tags.open()
@@ -103,7 +105,7 @@ async def _load(db: DeskStore, since: float, until: float, reveal: Reveal | None
     rows = _Rows(
         await db.rows(
             "SELECT call_id, started_at, ended_at, outcome, handoff_reason, language, gateway, "
-            "caller FROM calls WHERE started_at >= ? AND started_at < ? ORDER BY started_at",
+            "caller, survey, csat FROM calls WHERE started_at >= ? AND started_at < ? ORDER BY started_at",
             window),
         await db.rows(f"SELECT call_id, payload FROM call_events WHERE kind = 'utterance' "
                       f"AND {scope} ORDER BY seq", window),
@@ -155,4 +157,10 @@ def _facts(row: dict[str, Any], utterances: list[dict[str, Any]],
         for i, u in enumerate(utterances) if u.get("source", "speech") == "speech")
     return CallFacts(call_id, row["started_at"] or 0.0, row["ended_at"], row["outcome"] or "",
                      row["handoff_reason"] or "", row["language"] or "", row["gateway"] or "",
-                     row["caller"] or "", turns, reviewed, labels)
+                     row["caller"] or "", turns, reviewed, labels, row["survey"] or "",
+                     _rating(row["csat"]))
+
+
+def _rating(value: Any) -> int | None:
+    """Columns added later hold '' in older rows; only 1-5 is a rating."""
+    return value if isinstance(value, int) and 1 <= value <= 5 else None

@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from voicebot.config import Settings
-from voicebot.ops.abtest import controls_of
-from voicebot.ops.wiring import sealed_source
-from voicebot.privacy import privacy_for
 from voicebot.errors import ConfigError
 from voicebot.flowrun import load_settings_flow
+from voicebot.ops.abtest import controls_of
 from voicebot.ops.report import FORMATS, build_report, flow_understanding, parse_when, render
+from voicebot.ops.wiring import sealed_source
+from voicebot.privacy import privacy_for
+from voicebot.storage.backends import display, is_server, unreachable
 
 
 def add_report_parser(sub: Any) -> None:
@@ -45,23 +46,25 @@ def run_report(args: argparse.Namespace, settings: Settings) -> int:
     if args.min_group < 1:
         print("voicebot: --min-group must be at least 1", file=sys.stderr)
         return 2
-    if "://" in settings.db:
-        print("voicebot: reports read a SQLite call database, not a database URL",
-              file=sys.stderr)
-        return 2
-    if not Path(settings.db).exists():
+    if not is_server(settings.db) and not Path(settings.db).exists():
         print(f"voicebot: no call database at {settings.db} (set db in --config or VOICEBOT_DB)",
               file=sys.stderr)
         return 2
     try:
-        understanding = flow_understanding(load_settings_flow(settings))
+        flow = load_settings_flow(settings)
     except ConfigError as exc:
         print(f"voicebot: {exc}", file=sys.stderr)
         return 2
-    report = asyncio.run(build_report(
-        sealed_source(settings.db, privacy_for(settings)), since, until, threshold=settings.confidence_threshold,
-        min_calls=args.min_group, utc_offset_h=args.utc_offset, controls=controls_of(settings),
-        intent_of=understanding))
+    try:
+        report = asyncio.run(build_report(
+            sealed_source(settings.db, privacy_for(settings)), since, until,
+            threshold=settings.confidence_threshold, min_calls=args.min_group,
+            utc_offset_h=args.utc_offset, controls=controls_of(settings, flow),
+            intent_of=flow_understanding(flow)))
+    except unreachable() as exc:
+        print(f"voicebot: cannot reach the call database {display(settings.db)} "
+              f"({type(exc).__name__})", file=sys.stderr)
+        return 2
     text = render(report, args.format)
     if args.out:
         args.out.write_text(text, encoding="utf-8")

@@ -4,8 +4,8 @@ The calls are split by language, line quality (8 kHz telephone vs wideband),
 time of day, and each label the deployment attaches (`CallTagged`). For each
 group and each figure where higher is better, the disparity ratio is the
 group's value over the best group's. A group outside 0.8-1.25 (the
-four-fifths rule) is flagged, if it has at least `min_calls` calls: a handful
-of calls says nothing about a group.
+four-fifths rule) is flagged, if it has at least `min_calls` calls (for CSAT,
+`min_calls` ratings): a handful of calls says nothing about a group.
 """
 
 from __future__ import annotations
@@ -28,7 +28,14 @@ FIGURES: dict[str, Callable[[Kpis], float | None]] = {
     "understood": lambda k: k.understood,
     "word_accuracy": lambda k: None if k.wer is None else max(0.0, 1.0 - k.wer),
     "intent_accuracy": lambda k: k.intent_accuracy,
+    "csat_satisfied": lambda k: k.csat_satisfied,
 }
+# how many observations a figure rests on (a group needs min_calls of them to be flagged)
+BASES: dict[str, Callable[[Kpis], int]] = {"csat_satisfied": lambda k: k.csat_rated}
+
+
+def _all_calls(k: Kpis) -> int:
+    return k.calls
 
 
 @dataclass(frozen=True)
@@ -67,7 +74,7 @@ def fairness(calls: list[CallFacts], *, threshold: float = 0.6, intent_of: Inten
         dimension_flags, ratios = _compare(dimension, kpis, min_calls)
         flags += dimension_flags
         dimensions[dimension] = {
-            g: {"calls": k.calls, "enough_calls": k.calls >= min_calls,
+            g: {"calls": k.calls, "enough_calls": k.calls >= min_calls, "csat_rated": k.csat_rated,
                 **{f: _r(fig(k)) for f, fig in FIGURES.items()},
                 "ratios": ratios[g], "flagged": sorted(f.kpi for f in dimension_flags if f.group == g)}
             for g, k in sorted(kpis.items())}
@@ -81,8 +88,9 @@ def _compare(dimension: str, kpis: dict[str, Kpis], min_calls: int
     flags: list[Flag] = []
     ratios: dict[str, dict[str, float | None]] = {g: {} for g in kpis}
     for name, figure in FIGURES.items():
+        base = BASES.get(name, _all_calls)
         values = {g: v for g, k in kpis.items()
-                  if k.calls >= min_calls and (v := figure(k)) is not None}
+                  if base(k) >= min_calls and (v := figure(k)) is not None}
         best = max(values.values(), default=None)
         for group, kpi in kpis.items():
             value = figure(kpi)

@@ -6,7 +6,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from voicebot.ops.report import KPI_ROWS, _fmt, _stamp, ab_lines, escape, svg_of
+from voicebot.ops.report import KPI_ROWS, _fmt, _stamp, ab_lines, escape, not_measured, svg_of
 
 _STYLE = """body{font:15px system-ui,sans-serif;margin:2em;max-width:60em;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1.5em}
@@ -24,7 +24,8 @@ def render_html(report: dict[str, Any]) -> str:
              "<table>" + "".join(
                  f"<tr><th>{escape(label)}</th><td>{escape(_fmt(k[key], pct))}</td></tr>"
                  for key, label, pct in KPI_ROWS) + "</table>",
-             "<div class=charts>", _outcomes_chart(k), _reasons_chart(k["escalations"]), "</div>",
+             "<div class=charts>", _outcomes_chart(k), _reasons_chart(k["escalations"]),
+             _csat_chart(k), "</div>",
              f"<h2>Fairness</h2><p>Each group's figure over the best group's; outside "
              f"{f['band'][0]}–{f['band'][1]} is flagged "
              f"(groups of at least {f['min_calls']} calls).</p>"]
@@ -40,18 +41,20 @@ def render_html(report: dict[str, Any]) -> str:
     if report["ab_tests"]:
         parts.append("<h2>A/B tests</h2><pre>" + escape("\n".join(ab_lines(report["ab_tests"])))
                      + "</pre>")
-    parts.append("<p>Not measured: " + escape("; ".join(
-        f"{k}: {v}" for k, v in report["not_measured"].items())) + "</p></body></html>")
+    if report["not_measured"]:
+        parts.append("<p>Not measured: " + escape(not_measured(report)) + "</p>")
+    parts.append("</body></html>")
     return "\n".join(parts)
 
 
 def _group_table(groups: dict[str, Any]) -> str:
     head = "<tr><th>group</th><th>calls</th><th>containment</th><th>understood</th>" \
-           "<th>word accuracy</th><th>intent accuracy</th><th>flagged</th></tr>"
+           "<th>word accuracy</th><th>intent accuracy</th><th>CSAT 4-5</th><th>flagged</th></tr>"
     rows = "".join(
         f"<tr><td>{escape(name)}</td><td>{g['calls']}</td>"
         + "".join(f"<td>{escape(_fmt(g[key], True))}</td>"
-                  for key in ("containment", "understood", "word_accuracy", "intent_accuracy"))
+                  for key in ("containment", "understood", "word_accuracy", "intent_accuracy",
+                              "csat_satisfied"))
         + f"<td class=flag>{escape(', '.join(g['flagged']))}</td></tr>" for name, g in groups.items())
     return f"<table>{head}{rows}</table>"
 
@@ -80,6 +83,20 @@ def _reasons_chart(escalations: dict[str, int]) -> str:
     ax.invert_yaxis()
     ax.set_title("Handoffs by reason")
     ax.set_xlabel("calls")
+    return svg_of(fig)
+
+
+def _csat_chart(k: dict[str, Any]) -> str:
+    if not k["csat_rated"]:
+        return ""
+    fig = _figure()
+    ax = fig.subplots()
+    scores = list(k["csat_ratings"])
+    ax.bar(scores, [k["csat_ratings"][s] for s in scores],
+           color=["#c33", "#d83", "#bb3", "#7b3", "#2a7"])
+    ax.set_title(f"CSAT ratings (mean {k['csat_mean']:.2f})")
+    ax.set_xlabel("rating")
+    ax.set_ylabel("calls")
     return svg_of(fig)
 
 

@@ -9,7 +9,10 @@
 - accuracy from staff review: WER and intent accuracy over the turns of calls
   someone reviewed, taking each turn as right unless marked wrong (with the
   correction as the reference). Intent accuracy: the recognised text means what
-  the correction means (the same understanding applied to both).
+  the correction means (the same understanding applied to both);
+- CSAT from the optional post-call survey: the mean rating (1-5), the share
+  of ratings that are 4 or 5, and the response rate (rated, of the surveys
+  offered; skipping by silence, another key or hanging up counts as offered).
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ import bisect
 import statistics
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from voicebot.ops.calls import CallFacts
 
@@ -49,6 +53,12 @@ class Kpis:
     reviewed_turns: int
     wer: float | None
     intent_accuracy: float | None
+    csat_offered: int = 0
+    csat_rated: int = 0
+    csat_mean: float | None = None
+    csat_satisfied: float | None = None  # share of ratings 4-5
+    csat_response_rate: float | None = None
+    csat_ratings: dict[str, int] = field(default_factory=dict)  # "1".."5" -> count
 
     def to_json(self) -> dict[str, object]:
         return {k: _round(v) for k, v in self.__dict__.items()}
@@ -79,7 +89,17 @@ def compute(calls: list[CallFacts], *, threshold: float = 0.6, intent_of: Intent
         repeat_rate=repeat, repeat_base=base,
         understood=_share(sum(t.confidence >= threshold for t in turns), len(turns)),
         speech_turns=len(turns), reviewed_calls=len(reviewed), reviewed_turns=n_reviewed,
-        wer=wer, intent_accuracy=intent_acc)
+        wer=wer, intent_accuracy=intent_acc, **csat(calls))
+
+
+def csat(calls: list[CallFacts]) -> dict[str, Any]:
+    offered = sum(bool(c.survey) for c in calls)
+    ratings = [c.csat for c in calls if c.csat is not None]
+    return {"csat_offered": offered, "csat_rated": len(ratings),
+            "csat_mean": statistics.fmean(ratings) if ratings else None,
+            "csat_satisfied": _share(sum(r >= 4 for r in ratings), len(ratings)),
+            "csat_response_rate": _share(len(ratings), offered),
+            "csat_ratings": {str(score): ratings.count(score) for score in range(1, 6)}}
 
 
 def _accuracy(reviewed: list[CallFacts], intent_of: IntentOf | None

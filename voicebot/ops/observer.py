@@ -43,7 +43,7 @@ class CallObserver:
         self._calls: dict[str, _Call] = {}
 
     def observe(self, store: CallStore) -> CallStore:
-        return ObservedStore(store, self)  # type: ignore[return-value]
+        return ObservedStore(store, self)
 
     def _call(self, call_id: str) -> _Call:
         return self._calls.setdefault(call_id, _Call())
@@ -76,6 +76,16 @@ class CallObserver:
             self.metrics.disclosures_played.inc()
         if fields.get("disclosure_confirmed_by"):
             self.metrics.disclosures_confirmed.labels(fields["disclosure_confirmed_by"]).inc()
+        if survey := fields.get("survey"):
+            self._survey(survey, fields.get("csat"))
+
+    def _survey(self, status: str, rating: int | None) -> None:
+        if status == "offered":
+            self.metrics.csat_offered.inc()
+            return
+        self.metrics.csat_results.labels(status).inc()
+        if rating is not None:
+            self.metrics.csat_rating.observe(rating)
 
     def utterance(self, call_id: str, at: float, u: Utterance) -> None:
         if u.source is not Source.SPEECH:

@@ -82,7 +82,8 @@ def _assemble(calls: list[CallFacts], later: list[CallFacts], since: float, unti
         "fairness": fairness(calls, threshold=threshold, intent_of=intent_of,
                              min_calls=min_calls, utc_offset_h=utc_offset_h),
         "ab_tests": compare(calls, controls),
-        "not_measured": {"csat": "no post-call survey yet"},
+        "not_measured": {} if kpis.csat_offered else {
+            "csat": "no post-call survey was offered in this window ([flow] csat_survey)"},
     }
 
 
@@ -117,7 +118,12 @@ KPI_ROWS = (("calls", "calls", False), ("ended", "ended", False),
             ("understood", "speech turns understood", True),
             ("reviewed_calls", "calls reviewed by staff", False),
             ("wer", "word error rate (reviewed)", True),
-            ("intent_accuracy", "intent accuracy (reviewed)", True))
+            ("intent_accuracy", "intent accuracy (reviewed)", True),
+            ("csat_mean", "CSAT, mean rating (1-5)", False),
+            ("csat_satisfied", "CSAT, ratings of 4 or 5", True),
+            ("csat_response_rate", "CSAT response rate", True),
+            ("csat_rated", "CSAT ratings", False))
+AB_FIGURES = ("containment", "escalation_rate", "csat_satisfied")
 
 
 def render_table(report: dict[str, Any]) -> str:
@@ -135,11 +141,16 @@ def render_table(report: dict[str, Any]) -> str:
             mark = "  FLAGGED: " + ", ".join(g["flagged"]) if g["flagged"] else ""
             lines.append(f"    {group:<22} {g['calls']:>5} calls"
                          f"  containment {_fmt(g['containment'], True):>8}"
-                         f"  understood {_fmt(g['understood'], True):>8}{mark}")
+                         f"  understood {_fmt(g['understood'], True):>8}"
+                         f"  csat 4-5 {_fmt(g['csat_satisfied'], True):>8}{mark}")
     lines += ab_lines(report["ab_tests"])
-    missing = "; ".join(f"{k}: {v}" for k, v in report["not_measured"].items())
-    lines += ["", f"  not measured: {missing}"]
+    if report["not_measured"]:
+        lines += ["", f"  not measured: {not_measured(report)}"]
     return "\n".join(lines) + "\n"
+
+
+def not_measured(report: dict[str, Any]) -> str:
+    return "; ".join(f"{k}: {v}" for k, v in report["not_measured"].items())
 
 
 def ab_lines(tests: dict[str, Any]) -> list[str]:
@@ -149,13 +160,14 @@ def ab_lines(tests: dict[str, Any]) -> list[str]:
         for variant, arm in test["variants"].items():
             versus = test["against_control"].get(variant, {})
             cells = []
-            for figure in ("containment", "escalation_rate"):
+            for figure in AB_FIGURES:
                 f = arm[figure]
                 ci = f"[{_fmt(f['ci95'][0], True)}, {_fmt(f['ci95'][1], True)}]" if f["ci95"] else ""
                 v = versus.get(figure)
                 verdict = "" if v is None else (
                     f" p={v['p_value']}" + (" SIGNIFICANT" if v["significant"] else ""))
                 cells.append(f"{figure} {_fmt(f['rate'], True)} {ci}{verdict}")
+            cells.append(f"csat mean {_fmt(arm['csat']['mean'])}")
             lines.append(f"    {variant:<14} {arm['calls']:>5} calls  " + "  ".join(cells))
     return lines
 

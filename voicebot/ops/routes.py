@@ -10,6 +10,7 @@ import time
 from aiohttp import web
 
 from voicebot.config import Settings
+from voicebot.dialog.flow import Flow
 from voicebot.metrics import Metrics
 from voicebot.ops.abtest import controls_of
 from voicebot.ops.calls import REVIEW_KINDS, CallSource
@@ -28,7 +29,10 @@ FAIRNESS_FIRST_S = 60.0  # let start-up (engine, prompts) have the machine first
 
 class ReportRoutes:
     def __init__(self, desk: StaffDesk, source: CallSource | None, settings: Settings,
-                 metrics: Metrics, intent_of: IntentOf | None = None) -> None:
+                 metrics: Metrics, intent_of: IntentOf | None = None,
+                 flow: Flow | None = None) -> None:
+        """`flow`: the flow at start, whose experiments' first variants are the controls."""
+        self.flow = flow
         self.d = desk
         self.source = source
         self.settings = settings
@@ -81,7 +85,7 @@ class ReportRoutes:
                                           "min_group at least 1")
         report = await build_report(self.source, since, until, min_calls=min_calls,
                                     threshold=self.settings.confidence_threshold,
-                                    controls=controls_of(self.settings), intent_of=self.intent_of)
+                                    controls=controls_of(self.settings, self.flow), intent_of=self.intent_of)
         set_fairness(self.metrics, report["fairness"])
         # matplotlib takes a moment per chart: off the event loop
         body = await asyncio.get_running_loop().run_in_executor(None, render, report, fmt)

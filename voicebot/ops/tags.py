@@ -11,26 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
-from pathlib import Path
 
 from voicebot.call.events import CallEvent, CallStarted, CallTagged
 from voicebot.storage.staff import Database
+from voicebot.types import LABEL_KEY
 
 log = logging.getLogger(__name__)
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS call_tags (
-    call_id TEXT NOT NULL,
-    key TEXT NOT NULL,
-    value TEXT NOT NULL,
-    PRIMARY KEY (call_id, key)
-);
--- a call's labels go with it, whoever deletes it (a caller's erasure, retention)
-CREATE TRIGGER IF NOT EXISTS call_tags_follow_calls AFTER DELETE ON calls
-BEGIN DELETE FROM call_tags WHERE call_id = OLD.call_id; END;
-"""
-KEY = re.compile(r"[a-z][a-z0-9_]{0,31}")
+KEY = LABEL_KEY
 MAX_VALUE = 64
 
 
@@ -43,8 +31,7 @@ def valid_label(key: str, value: str) -> bool:
 
 
 class TagStore(Database):
-    def __init__(self, path: str | Path) -> None:
-        super().__init__(path, _SCHEMA)
+    """The `call_tags` table (a trigger deletes a call's labels with the call)."""
 
     async def open(self) -> None:
         """Labels whose call is gone (erased before the trigger existed) go too; at

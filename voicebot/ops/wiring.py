@@ -17,24 +17,27 @@ from voicebot.call.events import CallEventBus
 from voicebot.call.session import CallServices
 from voicebot.config import Settings
 from voicebot.dialog.flow import Flow
+from voicebot.errors import ConfigError
 from voicebot.metrics import Metrics
 from voicebot.ops.abtest import Experiments
-from voicebot.ops.calls import SqliteCallSource
-from voicebot.privacy.crypto import Privacy
-from voicebot.storage.desk import DeskStore
-from voicebot.storage.sealed import unseal_item
+from voicebot.ops.calls import SqlCallSource
 from voicebot.ops.observer import CallObserver, DeskGauges
 from voicebot.ops.report import flow_understanding
 from voicebot.ops.routes import ReportRoutes, watch_fairness
 from voicebot.ops.tags import CallTagger, TagStore
+from voicebot.privacy.crypto import Privacy
 from voicebot.staff.service import StaffDesk
+from voicebot.storage.desk import DeskStore
+from voicebot.storage.sealed import unseal_item
 
 log = logging.getLogger(__name__)
 
 
-def sealed_source(db: str, privacy: Privacy) -> SqliteCallSource:
+def sealed_source(db: str, privacy: Privacy | None) -> SqlCallSource:
     """A report reader that opens what privacy sealed (numbers, words, desk notes)."""
-    return SqliteCallSource(db, desk=lambda path: DeskStore(path, privacy),
+    if privacy is None:  # a desk without privacy sealed nothing
+        return SqlCallSource(db)
+    return SqlCallSource(db, desk=lambda path: DeskStore(path, privacy),
                             reveal=lambda item: unseal_item(privacy, "utterance", item))
 
 
@@ -47,14 +50,17 @@ class Operations:
         self.settings = settings
         self.metrics = metrics
         self.experiments = (Experiments.from_file(settings.experiments, settings)
-                            if settings.experiments else None)
+                            if settings.experiments else Experiments([]))
+        clash = self.experiments.names() & {e.name for e in flow.experiments}
+        if clash:
+            raise ConfigError("experiments", f"{', '.join(sorted(clash))}: named by the flow "
+                              "and by the experiments file; rename one")
         self.observer = CallObserver(metrics)
-        self.tagger = CallTagger(TagStore(settings.db))
+        self.tagger = CallTagger(TagStore(settings.db, settings.db_timeout_s))
         self.gauges = DeskGauges(metrics, desk.desk)
-        # reports read the SQLite file; a database URL (a shared server) has no reader yet
-        self.reports = None if "://" in settings.db else sealed_source(settings.db, desk.privacy)
+        self.reports = sealed_source(settings.db, desk.privacy)
         self.intent_of = flow_understanding(flow)
-        self.routes = ReportRoutes(desk, self.reports, settings, metrics, self.intent_of)
+        self.routes = ReportRoutes(desk, self.reports, settings, metrics, self.intent_of, flow)
         events.subscribe(self.observer.on_call_event)
         events.subscribe(self.tagger.on_call_event)
         self._fairness: asyncio.Task[None] | None = None
@@ -63,13 +69,12 @@ class Operations:
         self.routes.add_to(router)
 
     def services_for(self, call_id: str, services: CallServices) -> CallServices:
-        if self.experiments is not None:
-            services = self.experiments.services_for(call_id, services)
+        services = self.experiments.services_for(call_id, services)
         return dataclasses.replace(services, store=self.observer.observe(services.store))
 
     def prompt_texts(self) -> list[str]:
         """Prompts the variants need rendered before the first call (disclosure wordings)."""
-        return self.experiments.prompt_texts() if self.experiments is not None else []
+        return self.experiments.prompt_texts()
 
     async def open(self) -> None:
         """After the call store (the labels' trigger needs the calls table)."""

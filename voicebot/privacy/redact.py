@@ -15,10 +15,12 @@ words just before it:
 | `[EMAIL]` | `name@host.tld`, or spoken "name at host dot com" |
 | `[DIGITS]` | any other run of 5 or more digits |
 
-Digit words, digit groups, "oh" between digits and "double"/"triple" before a
-digit all count. Not understood (known misses, listed in
-`tests/test_redaction.py`): tens and teens ("forty one eleven ..."), and
-personal data that is not a number or an address (names, street addresses).
+Digit words, digit groups, "oh" between digits, "double"/"triple" before a
+digit, teens ("eleven" = 11) and tens ("forty one" = 41, "forty" alone = 40)
+all count, so "forty one eleven eleven ..." is a card number too. Not
+understood (known misses, listed in `tests/test_redaction.py`): personal data
+that is not a number or an address (names, street addresses), and
+"hundred"/"thousand" ("four hundred twelve" is two runs).
 
 **The slot rule.** A run of 4–16 digits right after "order" (optionally
 "number", "no", "#" or "is" between) is the order number the flow and the agent
@@ -37,6 +39,10 @@ from typing import Any
 
 DIGIT_WORDS = {"zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5",
                "six": "6", "seven": "7", "eight": "8", "nine": "9"}
+TEEN_WORDS = {"ten": "10", "eleven": "11", "twelve": "12", "thirteen": "13", "fourteen": "14",
+              "fifteen": "15", "sixteen": "16", "seventeen": "17", "eighteen": "18", "nineteen": "19"}
+TENS_WORDS = {"twenty": "2", "thirty": "3", "forty": "4", "fifty": "5", "sixty": "6",
+              "seventy": "7", "eighty": "8", "ninety": "9"}
 _ZERO_WORDS = ("oh", "o")
 _REPEAT = {"double": 2, "triple": 3}  # digits only between other digits ("oh my" stays)
 _GROUP = re.compile(r"^\(?\+?\d[\d\-().]*$")
@@ -113,19 +119,30 @@ def _digit_at(tokens: list[str], i: int) -> str | None:
     digits = _digits(tokens[i])
     if digits is not None:
         return digits
+    tens = TENS_WORDS.get(_word(tokens[i]))
+    if tens is not None:  # "forty one" is 41: the unit word that follows adds its digit
+        unit = _word(tokens[i + 1]) if i + 1 < len(tokens) else ""
+        return tens if unit in DIGIT_WORDS and unit != "zero" else tens + "0"
     repeat = _REPEAT.get(tokens[i].lower())
-    if repeat and i + 1 < len(tokens) and len(_digits(tokens[i + 1]) or "") == 1:
-        return _digits(tokens[i + 1]) * (repeat - 1)  # "double five": the five adds the last
+    following = _digits(tokens[i + 1]) if repeat and i + 1 < len(tokens) else None
+    if repeat and following is not None and len(following) == 1:
+        return following * (repeat - 1)  # "double five": the five adds the last
     j = i
     while j < len(tokens) and tokens[j].lower() in _ZERO_WORDS:
         j += 1
     return "0" if j > i and j < len(tokens) and _digits(tokens[j]) is not None else None
 
 
+def _word(token: str) -> str:
+    return token.lower().strip(",.?!;:\"'")
+
+
 def _digits(token: str) -> str | None:
-    word = token.lower().strip(",.?!;:\"'")
+    word = _word(token)
     if word in DIGIT_WORDS:
         return DIGIT_WORDS[word]
+    if word in TEEN_WORDS:
+        return TEEN_WORDS[word]
     if _GROUP.match(word):
         return re.sub(r"\D", "", word)
     return None

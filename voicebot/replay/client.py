@@ -45,6 +45,9 @@ class ReplayOptions:
     # it has played: "yes" keys 1 (as a caller who asked would), "no" keys 2,
     # "none" says nothing
     confirm: Literal["yes", "no", "none"] = "yes"
+    # keys pressed once a prompt has played, by prompt name: {"disclosure": "9"}
+    # opts out right after the disclosure, {"recording_consent": "1"} allows recording
+    keys_after: dict[str, str] = field(default_factory=dict)
     # Twilio only: the server's auth token and public URL, to sign the webhook
     # and the stream as Twilio would (needed when the server checks signatures)
     twilio_auth_token: str = ""
@@ -288,8 +291,11 @@ class _Call:
         task = asyncio.ensure_future(self.ws.send_str(json.dumps(msg)))
         self._sends.add(task)
         task.add_done_callback(self._sends.discard)
+        digit = self.o.keys_after.get(name.partition("-")[2], "")
         if name.endswith("-confirm_human") and self.o.confirm != "none":
-            answer = asyncio.ensure_future(self._send_dtmf("1" if self.o.confirm == "yes" else "2"))
+            digit = "1" if self.o.confirm == "yes" else "2"
+        if digit:
+            answer = asyncio.ensure_future(self._send_dtmf(digit))
             self._sends.add(answer)
             answer.add_done_callback(self._sends.discard)
 

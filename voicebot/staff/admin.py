@@ -23,20 +23,22 @@ from voicebot.staff.auth import (
 )
 from voicebot.staff.routes import bad_request, json_body, json_response
 from voicebot.staff.service import StaffDesk
-from voicebot.staff.throttle import LoginThrottle, client_address, forwarded_https, parse_proxies
+from voicebot.staff.throttle import client_address, forwarded_https, parse_proxies
+from voicebot.storage.backends import display
 from voicebot.storage.staff import ROLES
 
 MIN_PASSWORD = 10
 MAX_TOKEN_ID = 2**63 - 1  # SQLite's largest integer
 STATIC = Path(__file__).parent / "static"
 # Settings an admin may see; secrets only say whether they are set.
-SECRET_SETTINGS = ("twilio_auth_token", "stream_token", "staff_token", "crm_webhook_secret")
+SECRET_SETTINGS = ("twilio_auth_token", "stream_token", "staff_token", "crm_webhook_secret",
+                   "secret_key", "previous_secret_key", "pseudonym_key", "lookup_secret")
+URL_SETTINGS = ("db", "redis_url")  # shown without the password they may carry
 
 
 class AdminRoutes:
     def __init__(self, desk: StaffDesk) -> None:
         self.d = desk
-        self._throttle = LoginThrottle()
         self._proxies = parse_proxies(desk.settings.trusted_proxies)
 
     def add_to(self, router: web.UrlDispatcher) -> None:
@@ -61,7 +63,7 @@ class AdminRoutes:
 
     async def login(self, request: web.Request) -> web.Response:
         source = client_address(request, self._proxies)
-        wait = self._throttle.retry_after(source)
+        wait = await self.d.throttle.retry_after(source)
         if wait > 0:
             raise web.HTTPTooManyRequests(
                 text=json.dumps({"error": "too many failed log-ins from this address; "
@@ -71,7 +73,7 @@ class AdminRoutes:
         name, password = str(body.get("name", "")), str(body.get("password", ""))
         who = await verify_login(self.d.staff, name, password) if name and password else None
         if who is None:
-            self._throttle.failed(source)
+            await self.d.throttle.failed(source)
             raise web.HTTPUnauthorized(text='{"error": "wrong name or password"}',
                                        content_type="application/json")
         token, hashed = new_token()
@@ -183,6 +185,8 @@ class AdminRoutes:
         values = dataclasses.asdict(self.d.settings)
         for key in SECRET_SETTINGS:
             values[key] = "(set)" if values.get(key) else ""
+        for key in URL_SETTINGS:
+            values[key] = display(values[key])
         return json_response({"settings": values})
 
     async def deliveries(self, request: web.Request) -> web.Response:

@@ -19,7 +19,7 @@ from voicebot.errors import ConfigError
 ROLES = ("agent", "supervisor", "admin")
 
 
-def add_staff_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_staff_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     staff = sub.add_parser("staff", help="staff desk accounts (users, API tokens)")
     staff.add_argument("--config", help="TOML settings file (for the database path)")
     actions = staff.add_subparsers(dest="action", required=True)

@@ -2,13 +2,16 @@
 
 `publish` never blocks: each desk has a bounded queue, and a desk too slow to
 drain it is disconnected (its browser reconnects and reloads the queue)
-rather than holding up the others.
+rather than holding up the others. With several workers, `relay` (set by
+`voicebot.staff.shared.RedisFeed`) takes each message to every worker, whose
+relay `deliver`s it to the desks connected there.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -22,12 +25,20 @@ class FeedHub:
     def __init__(self) -> None:
         self._queues: set[asyncio.Queue[dict[str, Any] | None]] = set()
         self._closed = False
+        self.relay: Callable[[dict[str, Any]], None] | None = None
 
     @property
     def listeners(self) -> int:
         return len(self._queues)
 
     def publish(self, message: dict[str, Any]) -> None:
+        if self.relay is not None:
+            self.relay(message)
+        else:
+            self.deliver(message)
+
+    def deliver(self, message: dict[str, Any]) -> None:
+        """To the desks connected to this worker."""
         for queue in list(self._queues):
             try:
                 queue.put_nowait(message)

@@ -20,8 +20,10 @@ from voicebot.assist.summary import main_intent
 from voicebot.call.events import CallEnded, CallEvent, HandoffDecided, HumanLineEnded
 from voicebot.config import Settings
 from voicebot.privacy.crypto import Privacy
+from voicebot.staff import shared
 from voicebot.staff.auth import Authenticator
 from voicebot.staff.feed import FeedHub
+from voicebot.staff.throttle import PerWorker, Throttle
 from voicebot.staff.webhook import CrmWebhook
 from voicebot.storage.base import utterance_json
 from voicebot.storage.desk import DeskStore
@@ -34,11 +36,16 @@ Job = Callable[[], Awaitable[None]]
 class StaffDesk:
     def __init__(self, settings: Settings, privacy: Privacy | None = None) -> None:
         self.settings = settings
-        self.staff = StaffStore(settings.db)
+        self.staff = StaffStore(settings.db, settings.db_timeout_s)
         self.privacy = privacy
-        self.desk = DeskStore(settings.db, privacy)
+        self.desk = DeskStore(settings.db, privacy, settings.db_timeout_s)
         self.auth = Authenticator(self.staff, settings.staff_token)
         self.feed = FeedHub()
+        self.throttle: Throttle = PerWorker()
+        self.redis = shared.connect(settings.redis_url) if settings.redis_url else None
+        self.shared_feed = shared.RedisFeed(self.redis, self.feed) if self.redis else None
+        if self.redis is not None:
+            self.throttle = shared.SharedThrottle(self.redis)
         self.kb = KnowledgeBase([])
         self.webhook: CrmWebhook | None = None
         if settings.crm_webhook_url:
@@ -58,9 +65,15 @@ class StaffDesk:
         log.info("staff desk: %d knowledge articles, CRM webhook %s", len(self.kb.articles),
                  "on" if self.webhook else "off")
         self._worker = asyncio.create_task(self._work(), name="staff-desk-writer")
+        if self.shared_feed is not None:
+            await self.shared_feed.open()
 
     async def close(self) -> None:
         self.feed.close()
+        if self.shared_feed is not None:
+            await self.shared_feed.close()
+        if self.redis is not None:
+            await self.redis.aclose()
         if self._worker is not None:
             self._jobs.put_nowait(None)
             await asyncio.wait({self._worker}, timeout=5)

@@ -17,7 +17,7 @@ async def erase_from_shell(settings: Settings, caller: str) -> int:
     async with Stores(settings) as s:
         async def forget(number: str) -> None:  # a running server's memory within REFRESH_S
             await s.opt_outs.remove(s.privacy.pseudonym(number))
-        ids = await erase_caller(s.calls, s.desk, caller.strip(), forget)
+        ids = await erase_caller(s.calls, s.desk, caller.strip(), forget, s.recordings)
         await s.staff.audit("cli", "admin", "erase_caller", detail=f"{len(ids)} calls")
     print(f"erased {len(ids)} calls", file=sys.stderr)
     return 0
@@ -28,18 +28,20 @@ class Stores:
 
     def __init__(self, settings: Settings, privacy: Any = None) -> None:
         from voicebot.privacy import privacy_for
+        from voicebot.storage.callstore import SqlCallStore
         from voicebot.storage.desk import DeskStore
         from voicebot.storage.optout import OptOutStore
+        from voicebot.storage.recordings import RecordingStore
         from voicebot.storage.sealed import SealedCallStore
-        from voicebot.storage.sqlite import SqliteCallStore
         from voicebot.storage.staff import StaffStore
 
         self.privacy = privacy or privacy_for(settings)
-        self.backend = SqliteCallStore(settings.db)
+        self.backend = SqlCallStore(settings.db)
         self.calls = SealedCallStore(self.backend, self.privacy)
         self.desk = DeskStore(settings.db, self.privacy)
         self.staff = StaffStore(settings.db)
         self.opt_outs = OptOutStore(settings.db)
+        self.recordings = RecordingStore(settings.recordings_path, self.privacy)
 
     async def __aenter__(self) -> Stores:
         await self.calls.open()  # first: it makes the calls table and checks the key

@@ -15,6 +15,7 @@ from __future__ import annotations
 import ipaddress
 import time
 from collections.abc import Callable, Iterable
+from typing import Protocol
 
 from aiohttp import web
 
@@ -33,7 +34,7 @@ class LoginThrottle:
     def __len__(self) -> int:
         return len(self._misses)
 
-    def _wait(self, misses: int) -> float:
+    def wait_after(self, misses: int) -> float:
         if misses < self.free:
             return 0.0
         return min(self.max_s, self.base_s * 2.0 ** min(misses - self.free, 32))
@@ -44,7 +45,7 @@ class LoginThrottle:
         now = self._clock()
         if now - last >= self.forget_s:
             return 0.0
-        return max(0.0, last + self._wait(misses) - now)
+        return max(0.0, last + self.wait_after(misses) - now)
 
     def failed(self, source: str) -> None:
         now = self._clock()
@@ -58,10 +59,28 @@ class LoginThrottle:
             self._misses = live
 
 
-def parse_proxies(setting: str) -> frozenset[str]:
-    """VOICEBOT_TRUSTED_PROXIES: comma-separated addresses; ValueError names a bad one."""
-    entries = [e.strip() for e in setting.split(",") if e.strip()]
-    return frozenset(str(ipaddress.ip_address(e)) for e in entries)
+class Throttle(Protocol):
+    """What the log-in route asks: this worker's (`PerWorker`) or every worker's
+    (`voicebot.staff.shared.SharedThrottle`) count of a source's misses."""
+
+    async def retry_after(self, source: str) -> float: ...
+    async def failed(self, source: str) -> None: ...
+
+
+class PerWorker:
+    def __init__(self, throttle: LoginThrottle | None = None) -> None:
+        self.throttle = throttle if throttle is not None else LoginThrottle()
+
+    async def retry_after(self, source: str) -> float:
+        return self.throttle.retry_after(source)
+
+    async def failed(self, source: str) -> None:
+        self.throttle.failed(source)
+
+
+def parse_proxies(setting: Iterable[str]) -> frozenset[str]:
+    """VOICEBOT_TRUSTED_PROXIES: addresses; ValueError names a bad one."""
+    return frozenset(str(ipaddress.ip_address(e.strip())) for e in setting)
 
 
 def client_address(request: web.Request, trusted_proxies: Iterable[str]) -> str:
@@ -81,5 +100,5 @@ def client_address(request: web.Request, trusted_proxies: Iterable[str]) -> str:
 
 
 def forwarded_https(request: web.Request, trusted_proxies: Iterable[str]) -> bool:
-    return (request.remote in trusted_proxies
+    return (request.remote is not None and request.remote in trusted_proxies
             and request.headers.get("X-Forwarded-Proto", "").strip().lower() == "https")

@@ -7,8 +7,8 @@ hangs up mid-sentence still leaves what was heard.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
 from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from voicebot.types import Utterance
@@ -28,6 +28,7 @@ class CallRecord:
     disclosure_started_at: float | None = None
     disclosure_played_at: float | None = None
     disclosure_confirmed_by: str = ""  # "mark" (gateway echo) | "playout" (our paced clock) | "timer"
+    recording_consent: str = ""  # "" not asked | asked | given | refused | no_answer
     outcome: str = ""  # handoff | completed | abandoned
     handoff_reason: str = ""
     handoff_target: str = ""
@@ -36,6 +37,8 @@ class CallRecord:
     prompts: list[dict[str, Any]] = field(default_factory=list)
     transcripts: list[dict[str, Any]] = field(default_factory=list)  # free-form (voicebot.transcript)
     caller_sealed: str = ""  # as stored: the number, encrypted (for call backs and the desk)
+    survey: str = ""  # post-call survey: "" (not offered), offered, rated, or how it was skipped
+    csat: int | None = None  # the caller's rating, 1-5, when rated
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

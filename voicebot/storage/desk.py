@@ -12,52 +12,13 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 from voicebot.privacy.crypto import NoPrivacy, Privacy
 from voicebot.storage.staff import Database
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS desk_transfers (
-    call_id TEXT PRIMARY KEY,
-    reason TEXT NOT NULL,
-    summary TEXT NOT NULL DEFAULT '',
-    caller TEXT NOT NULL DEFAULT '',
-    language TEXT NOT NULL DEFAULT '',
-    sentiment REAL,
-    decided_at REAL NOT NULL,
-    status TEXT NOT NULL DEFAULT 'waiting',
-    claimed_by TEXT NOT NULL DEFAULT '',
-    claimed_at REAL,
-    disposition TEXT NOT NULL DEFAULT '',
-    notes TEXT NOT NULL DEFAULT '',
-    closed_at REAL
-);
-CREATE INDEX IF NOT EXISTS desk_transfers_status ON desk_transfers (status, decided_at);
-CREATE TABLE IF NOT EXISTS desk_feedback (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    call_id TEXT NOT NULL,
-    at REAL NOT NULL,
-    user TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    utterance INTEGER,  -- index into the call's transcript, when about one utterance
-    heard TEXT NOT NULL DEFAULT '',  -- what the bot recognised there
-    correction TEXT NOT NULL DEFAULT '',
-    comment TEXT NOT NULL DEFAULT ''
-);
-CREATE TABLE IF NOT EXISTS desk_webhook_deliveries (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    at REAL NOT NULL,
-    event TEXT NOT NULL,
-    call_id TEXT NOT NULL DEFAULT '',
-    attempts INTEGER NOT NULL,
-    delivered INTEGER NOT NULL,
-    last_error TEXT NOT NULL DEFAULT ''
-);
-"""
 
 TRANSFER_STATES = ("waiting", "claimed", "callback", "closed", "abandoned")
 OPEN_STATES = "('waiting', 'callback')"  # in the queue, for any agent to take
@@ -84,8 +45,9 @@ class DeskStore(Database):
     """Free text and the caller's number are sealed with `privacy` (see
     `voicebot.storage.sealed`); statuses, times and reasons stay queryable."""
 
-    def __init__(self, path: str | Path, privacy: Privacy | None = None) -> None:
-        super().__init__(path, _SCHEMA)
+    def __init__(self, db: str | Path, privacy: Privacy | None = None,
+                 timeout_s: float = 5.0) -> None:
+        super().__init__(db, timeout_s)
         self.privacy = privacy or NoPrivacy()
 
     async def rows(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[dict[str, Any]]:
@@ -102,21 +64,22 @@ class DeskStore(Database):
 
     async def rewrite(self, value: Callable[[str], str]) -> None:
         """Key rotation: every sealed column through `value`, in one transaction."""
-        for table, key, columns in (("desk_transfers", "call_id", ("summary", "caller", "notes")),
-                                    ("desk_feedback", "seq", ("heard", "correction", "comment"))):
-            cursor = await self.db.execute(f"SELECT {key}, {', '.join(columns)} FROM {table}")
-            for row in await cursor.fetchall():
-                sets = ", ".join(f"{c} = ?" for c in columns)
-                await self.db.execute(f"UPDATE {table} SET {sets} WHERE {key} = ?",
-                                      [*(value(v or "") for v in row[1:]), row[0]])
-        await self.db.commit()
+        async with self.sql.transaction() as tx:
+            for table, key, columns in (
+                    ("desk_transfers", "call_id", ("summary", "caller", "notes")),
+                    ("desk_feedback", "seq", ("heard", "correction", "comment"))):
+                found, _ = await tx.run(f"SELECT {key}, {', '.join(columns)} FROM {table}")
+                for row in found:
+                    sets = ", ".join(f"{c} = ?" for c in columns)
+                    await tx.run(f"UPDATE {table} SET {sets} WHERE {key} = ?",
+                                 [*(value(row[c] or "") for c in columns), row[key]])
 
     # --- transfers ---------------------------------------------------------------
     async def add_transfer(self, call_id: str, reason: str, summary: str, caller: str,
                            language: str, sentiment: float | None, decided_at: float) -> None:
         await self.write(
-            "INSERT OR IGNORE INTO desk_transfers (call_id, reason, summary, caller, language, "
-            "sentiment, decided_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO desk_transfers (call_id, reason, summary, caller, language, "
+            "sentiment, decided_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             (call_id, reason, self.privacy.seal(summary), self.privacy.seal(caller), language,
              sentiment, decided_at))
 
@@ -157,7 +120,7 @@ class DeskStore(Database):
         marks = ", ".join("?" * len(call_ids))
         for table in ("desk_transfers", "desk_feedback", "desk_webhook_deliveries"):
             await self.write(f"DELETE FROM {table} WHERE call_id IN ({marks})", call_ids)
-        await self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # no copy left in the WAL
+        await self.sql.scrub()
 
     async def rows_for_calls(self, call_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
         """The desk's rows about these calls (a caller's export)."""
@@ -175,15 +138,15 @@ class DeskStore(Database):
     # --- feedback ----------------------------------------------------------------
     async def add_feedback(self, f: Feedback) -> int:
         return await self.insert(
-            "INSERT INTO desk_feedback (call_id, at, user, kind, utterance, heard, correction, "
-            "comment) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            'INSERT INTO desk_feedback (call_id, at, "user", kind, utterance, heard, correction, '
+            "comment) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
             (f.call_id, time.time(), f.user, f.kind, f.utterance, *map(self.privacy.seal, (
                 f.heard, f.correction, f.comment))))
 
     async def feedback(self, since: float | None = None) -> list[dict[str, Any]]:
         """Feedback joined with what a retuning job needs from the call itself."""
         return await self.rows(
-            "SELECT f.seq, f.at, f.call_id, f.user, f.kind, f.utterance, f.heard, f.correction, "
+            'SELECT f.seq, f.at, f.call_id, f."user", f.kind, f.utterance, f.heard, f.correction, '
             "f.comment, c.language, c.handoff_reason, c.outcome FROM desk_feedback f "
             "LEFT JOIN calls c ON c.call_id = f.call_id WHERE f.at >= ? ORDER BY f.seq",
             (since or 0.0,))
@@ -191,7 +154,7 @@ class DeskStore(Database):
     # --- CRM webhook -------------------------------------------------------------
     async def add_delivery(self, event: str, call_id: str, attempts: int, delivered: bool,
                            last_error: str) -> None:
-        await self.insert(
+        await self.write(
             "INSERT INTO desk_webhook_deliveries (at, event, call_id, attempts, delivered, "
             "last_error) VALUES (?, ?, ?, ?, ?, ?)",
             (time.time(), event, call_id, attempts, int(delivered), last_error))
@@ -231,7 +194,7 @@ class DeskStore(Database):
         """Each call's disclosure record, with how much else happened in it."""
         return await self.rows(
             "SELECT c.call_id, c.started_at, c.ended_at, c.outcome, c.disclosure_started_at, "
-            "c.disclosure_played_at, c.disclosure_confirmed_by, "
+            "c.disclosure_played_at, c.disclosure_confirmed_by, c.recording_consent, "
             "(SELECT COUNT(*) FROM call_events e WHERE e.call_id = c.call_id "
             " AND e.kind = 'utterance') AS utterances, "
             "(SELECT COUNT(*) FROM call_events e WHERE e.call_id = c.call_id "

@@ -12,7 +12,7 @@ entry, so a crash in the middle of a replay repeats at most the entry being
 written, and a write that timed out may have landed late. Every entry is
 idempotent in the store, so a repeat is stored once: a repeated create is a
 data error (skipped), an update sets the same values, and an utterance or
-prompt is unique per call, kind and instant (`SqliteCallStore`).
+prompt is unique per call, kind and instant (`SqlCallStore`).
 Data errors (`data_errors`, e.g. a duplicate key) are not outages: they are
 raised to the caller and never journalled.
 
@@ -24,6 +24,7 @@ anything else.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -231,9 +232,10 @@ def _apply_to_overlay(overlay: dict[str, CallRecord], entry: Entry) -> None:
         record = CallRecord(**entry["record"])
         overlay[record.call_id] = record
         return
-    record = overlay.get(entry["call_id"])
-    if record is None:
+    existing = overlay.get(entry["call_id"])
+    if existing is None:
         return
+    record = existing
     if entry["op"] == "update":
         for key, value in entry["fields"].items():
             setattr(record, key, value)
@@ -249,10 +251,8 @@ def _utterance(item: dict[str, Any]) -> Utterance:
 
 
 async def _quietly(op: Awaitable[None]) -> None:
-    try:
+    with contextlib.suppress(Exception):  # closing a broken connection may fail
         await op
-    except Exception:  # noqa: BLE001, S110 - closing a broken connection may fail
-        pass
 
 
 # --- file operations (run on a worker thread) ------------------------------------------

@@ -1,6 +1,6 @@
 """A CallStore wrapper that keeps personal data out of any backend and its journal.
 
-It sits outermost (`SealedCallStore(JournalledStore(SqliteCallStore(...)))`),
+It sits outermost (`SealedCallStore(JournalledStore(SqlCallStore(...)))`),
 so the backend, and the journal that stands in for it during an outage, only
 ever receive pseudonyms and sealed values:
 

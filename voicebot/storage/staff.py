@@ -1,4 +1,4 @@
-"""Staff accounts, their credentials and the audit log, in the calls' SQLite file.
+"""Staff accounts, their credentials and the audit log, in the calls' database.
 
 Secrets are never stored: passwords as a KDF hash (made by the caller, see
 `voicebot.staff.auth`), API tokens and login sessions as the SHA-256 of a
@@ -12,40 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
-
-from voicebot.storage.connection import connect
+from voicebot.storage.backends import open_sql
+from voicebot.storage.sql import Params, Sql, changed, returned
+from voicebot.storage.sql import rows as fetch_rows
 
 ROLES = ("agent", "supervisor", "admin")  # each role may do everything the ones before it may
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS staff_users (
-    name TEXT PRIMARY KEY,
-    role TEXT NOT NULL,
-    password_hash TEXT NOT NULL DEFAULT '',
-    created_at REAL NOT NULL,
-    disabled INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS staff_credentials (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    token_hash TEXT NOT NULL UNIQUE,
-    user TEXT NOT NULL REFERENCES staff_users (name),
-    kind TEXT NOT NULL,  -- api | session
-    label TEXT NOT NULL DEFAULT '',
-    created_at REAL NOT NULL,
-    expires_at REAL  -- NULL = until revoked
-);
-CREATE TABLE IF NOT EXISTS staff_audit (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    at REAL NOT NULL,
-    user TEXT NOT NULL,
-    role TEXT NOT NULL,
-    action TEXT NOT NULL,
-    call_id TEXT NOT NULL DEFAULT '',
-    detail TEXT NOT NULL DEFAULT ''
-);
-CREATE INDEX IF NOT EXISTS staff_audit_call ON staff_audit (call_id);
-"""
 
 
 @dataclass(frozen=True)
@@ -62,57 +34,46 @@ class StaffUser:
 
 
 class Database:
-    """One aiosqlite connection to the calls' database file, opened after the call store."""
+    """A store's own connection (SQLite) or pool (PostgreSQL) to the calls' database."""
 
-    def __init__(self, path: str | Path, schema: str) -> None:
-        self.path = str(path)
-        self.schema = schema
-        self._db: aiosqlite.Connection | None = None
+    def __init__(self, db: str | Path, timeout_s: float = 5.0) -> None:
+        self.path = str(db)
+        self.timeout_s = timeout_s
+        self._sql: Sql | None = None
 
     async def open(self) -> None:
-        self._db = await connect(self.path, self.schema)
+        self._sql = await open_sql(self.path, self.timeout_s)
 
     async def close(self) -> None:
-        if self._db is not None:
-            await self._db.close()
-            self._db = None
+        if self._sql is not None:
+            sql, self._sql = self._sql, None
+            await sql.close()
 
     @property
-    def db(self) -> aiosqlite.Connection:
-        if self._db is None:
+    def sql(self) -> Sql:
+        if self._sql is None:
             raise RuntimeError("database is not open")
-        return self._db
+        return self._sql
 
-    async def write(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> int:
+    async def write(self, statement: str, params: Params = ()) -> int:
         """Run one statement and commit; returns the number of rows it changed."""
-        cursor = await self.db.execute(sql, params)
-        await self.db.commit()
-        return cursor.rowcount
+        return await changed(self.sql, statement, params)
 
-    async def insert(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> int:
-        """Run one INSERT and commit; returns the new row's id."""
-        cursor = await self.db.execute(sql, params)
-        await self.db.commit()
-        return int(cursor.lastrowid or 0)
+    async def insert(self, statement: str, params: Params = ()) -> int:
+        """Run one `INSERT ... RETURNING <id>` and commit; returns the new row's id."""
+        return int(await returned(self.sql, statement, params) or 0)
 
-    async def rows(
-        self, sql: str, params: tuple[Any, ...] | list[Any] = (),
-    ) -> list[dict[str, Any]]:
-        cursor = await self.db.execute(sql, params)
-        names = [d[0] for d in cursor.description]
-        return [dict(zip(names, row, strict=True)) for row in await cursor.fetchall()]
+    async def rows(self, statement: str, params: Params = ()) -> list[dict[str, Any]]:
+        return await fetch_rows(self.sql, statement, params)
 
 
 class StaffStore(Database):
-    def __init__(self, path: str | Path) -> None:
-        super().__init__(path, _SCHEMA)
-
     # --- users -------------------------------------------------------------------
     async def add_user(self, name: str, role: str, password_hash: str = "") -> StaffUser:
         if role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}")
         user = StaffUser(name, role, password_hash, time.time())
-        await self.insert("INSERT INTO staff_users (name, role, password_hash, created_at) "
+        await self.write("INSERT INTO staff_users (name, role, password_hash, created_at) "
                          "VALUES (?, ?, ?, ?)", (name, role, password_hash, user.created_at))
         return user
 
@@ -121,7 +82,8 @@ class StaffStore(Database):
         if role is not None and role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}")
         changes = {k: v for k, v in (("role", role), ("password_hash", password_hash),
-                                     ("disabled", disabled)) if v is not None}
+                                     ("disabled", None if disabled is None else int(disabled)))
+                   if v is not None}
         if not changes:
             return await self.user(name) is not None
         sets = ", ".join(f"{k} = ?" for k in changes)
@@ -130,7 +92,7 @@ class StaffStore(Database):
         if disabled or password_hash is not None:
             # a new password is often set because the old one leaked: whoever had it
             # may have made sessions or API tokens, so they all end with it
-            await self.write("DELETE FROM staff_credentials WHERE user = ?", (name,))
+            await self.write('DELETE FROM staff_credentials WHERE "user" = ?', (name,))
         return changed > 0
 
     async def user(self, name: str) -> StaffUser | None:
@@ -144,14 +106,15 @@ class StaffStore(Database):
     async def add_credential(self, token_hash: str, user: str, kind: str, label: str = "",
                              expires_at: float | None = None) -> int:
         return await self.insert(
-            "INSERT INTO staff_credentials (token_hash, user, kind, label, created_at, expires_at) "
-            "VALUES (?, ?, ?, ?, ?, ?)", (token_hash, user, kind, label, time.time(), expires_at))
+            "INSERT INTO staff_credentials (token_hash, \"user\", kind, label, created_at, "
+            "expires_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+            (token_hash, user, kind, label, time.time(), expires_at))
 
     async def user_for_token(self, token_hash: str) -> tuple[StaffUser, str] | None:
         """The enabled user a live credential belongs to, and the credential's kind."""
         rows = await self.rows(
             "SELECT u.*, c.kind AS credential_kind FROM staff_credentials c "
-            "JOIN staff_users u ON u.name = c.user WHERE c.token_hash = ? AND u.disabled = 0 "
+            "JOIN staff_users u ON u.name = c.\"user\" WHERE c.token_hash = ? AND u.disabled = 0 "
             "AND (c.expires_at IS NULL OR c.expires_at > ?)", (token_hash, time.time()))
         if not rows:
             return None
@@ -160,8 +123,8 @@ class StaffStore(Database):
 
     async def credentials(self, user: str | None = None) -> list[dict[str, Any]]:
         where, params = ("WHERE kind = 'api'", ()) if user is None else (
-            "WHERE kind = 'api' AND user = ?", (user,))
-        return await self.rows("SELECT id, user, label, created_at, expires_at "
+            "WHERE kind = 'api' AND \"user\" = ?", (user,))
+        return await self.rows('SELECT id, "user", label, created_at, expires_at '
                                f"FROM staff_credentials {where} ORDER BY id", params)
 
     async def revoke(
@@ -176,9 +139,9 @@ class StaffStore(Database):
     # --- audit -------------------------------------------------------------------
     async def audit(self, user: str, role: str, action: str, call_id: str = "",
                     detail: str = "") -> None:
-        await self.insert("INSERT INTO staff_audit (at, user, role, action, call_id, detail) "
-                          "VALUES (?, ?, ?, ?, ?, ?)",
-                          (time.time(), user, role, action, call_id, detail))
+        await self.write('INSERT INTO staff_audit (at, "user", role, action, call_id, detail) '
+                         "VALUES (?, ?, ?, ?, ?, ?)",
+                         (time.time(), user, role, action, call_id, detail))
 
     async def audit_log(self, call_id: str = "", limit: int = 500) -> list[dict[str, Any]]:
         where, params = ("WHERE call_id = ?", [call_id]) if call_id else ("", [])

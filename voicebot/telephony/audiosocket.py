@@ -201,7 +201,12 @@ class _Connection:
         samples = await services.prompts.get(services.flow.voice(reply.language), reply.say, ac.LINE_RATE)
         channel = PacedChannel(self.out.send_audio, self.out.hang_up)
         played = asyncio.get_running_loop().create_future()
-        channel.on_played = lambda name: played.done() or played.set_result(name)
+
+        def on_played(name: str) -> None:
+            if not played.done():
+                played.set_result(name)
+
+        channel.on_played = on_played
         playout = asyncio.create_task(channel.run(), name=f"return-{record.call_id}")
         reading = asyncio.create_task(self._drain_caller(), name=f"return-read-{record.call_id}")
         try:

@@ -146,7 +146,7 @@ class NativeStreamHandler:
         fmt: StreamFormat | None = None
         try:
             async for msg in messages(ws, s.max_message_bytes, s.idle_timeout_s,
-                                       lambda: session is not None):
+                                       lambda: session is not None):  # noqa: B023 - the current call
                 if session is None:
                     labels = start_labels(msg)  # checked before the call starts
                     session, fmt = await self._begin(msg, ws)

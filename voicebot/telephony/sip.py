@@ -113,8 +113,7 @@ class SipEndpoint:
         assert inner is not None
 
         def on_message(msg: SipRequest | SipResponse, addr: tuple[str, int]) -> None:
-            cseq = msg.cseq if isinstance(msg, SipResponse) else None
-            if cseq is not None and cseq.method.upper() == "REFER":
+            if isinstance(msg, SipResponse) and msg.cseq is not None and msg.cseq.method.upper() == "REFER":
                 call = self._calls.get(msg.call_id or "")
                 if call is not None:
                     call.progress.put_nowait(("refer", msg.status_code))
@@ -256,7 +255,12 @@ class _SipCall:
         assert services is not None
         samples = await services.prompts.get(services.flow.voice(reply.language), reply.say, LINE_RATE)
         played = asyncio.get_running_loop().create_future()
-        channel.on_played = lambda name: played.done() or played.set_result(name)
+
+        def on_played(name: str) -> None:
+            if not played.done():
+                played.set_result(name)
+
+        channel.on_played = on_played
         await channel.send_audio(samples)
         await channel.send_mark("human_unavailable")
         waiting = asyncio.create_task(self.hung_up.wait())

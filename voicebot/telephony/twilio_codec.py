@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -135,7 +136,7 @@ def _mark(msg: dict[str, Any]) -> Mark:
     return Mark(_str(_obj(msg, "mark"), "name", "mark"))
 
 
-_PARSERS = {
+_PARSERS: dict[str, Callable[[dict[str, Any]], TwilioMessage]] = {
     "connected": _connected, "start": _start, "media": _media,
     "dtmf": _dtmf, "mark": _mark, "stop": lambda msg: Stop(),
 }

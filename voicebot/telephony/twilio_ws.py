@@ -13,9 +13,9 @@ from voicebot.call.registry import CallRegistry, segment_labels
 from voicebot.call.session import CallSession
 from voicebot.config import Settings
 from voicebot.errors import ProtocolError
+from voicebot.signing import valid_twilio_signature
 from voicebot.storage.base import CallRecord
 from voicebot.telephony import twilio_codec as tc
-from voicebot.signing import valid_twilio_signature
 from voicebot.telephony.stream_token import PARAMETER, StreamTokens
 from voicebot.telephony.ws_common import (
     close_with_error,
@@ -79,7 +79,7 @@ class TwilioMediaHandler:
         task: asyncio.Task[None] | None = None
         try:
             async for msg in messages(ws, s.max_message_bytes, s.idle_timeout_s,
-                                       lambda: session is not None):
+                                       lambda: session is not None):  # noqa: B023 - the current call
                 if msg.type is not WSMsgType.TEXT:
                     raise ProtocolError("Twilio messages must be JSON text frames", 1003)
                 message = tc.parse(msg.data)

@@ -11,9 +11,9 @@ from aiohttp import web
 
 from voicebot.call.events import CallEventBus
 from voicebot.config import Settings
+from voicebot.signing import valid_twilio_signature
 from voicebot.storage.base import CallStore
 from voicebot.telephony.human_line import HumanLine
-from voicebot.signing import valid_twilio_signature
 from voicebot.telephony.stream_token import PARAMETER, StreamTokens
 from voicebot.telephony.twilio_params import check_parameters
 

@@ -100,13 +100,14 @@ def resolve_whisper(name_or_path: str, models_dir: Path) -> Path:
 
 
 def _from_packages(info: WhisperModel, models_dir: Path) -> Path:
-    dirs = [_package_dir(module, folder) for module, folder in info.packages]
-    if any(d is None for d in dirs):
+    found = [_package_dir(module, folder) for module, folder in info.packages]
+    dirs = [d for d in found if d is not None]
+    if len(dirs) < len(found):
         raise ModelError(f"model {info.name} is not installed in {models_dir}; "
                          f"fetch it with: voicebot models fetch {info.name}")
     if len(dirs) == 1:
-        return dirs[0]  # type: ignore[return-value]
-    parts = [d / f"model.bin.part{i}" for i, d in enumerate(dirs, 1)]  # type: ignore[operator]
+        return dirs[0]
+    parts = [d / f"model.bin.part{i}" for i, d in enumerate(dirs, 1)]
 
     def write(tmp: Path) -> None:
         with open(tmp / "model.bin", "wb") as out:
@@ -115,7 +116,7 @@ def _from_packages(info: WhisperModel, models_dir: Path) -> Path:
                     shutil.copyfileobj(src, out, 1 << 20)
         for f in FILES:
             if f != "model.bin":
-                shutil.copyfile(dirs[0] / f, tmp / f)  # type: ignore[operator]
+                shutil.copyfile(dirs[0] / f, tmp / f)
 
     return _install(info, models_dir, write)
 

@@ -77,7 +77,7 @@ class VoskFullEngine:
     sample_rate = 16000
 
     def __init__(self, path: Path, model: str) -> None:
-        import vosk  # type: ignore[import-untyped]
+        import vosk
 
         vosk.SetLogLevel(-1)
         self.model = model
@@ -123,9 +123,9 @@ def load_free_engine(engine: str, model: str, language: str,
 
         if problems := model_problems(path):
             raise ConfigError(MODEL_KEY, f"{path} is not a usable Vosk model: {'; '.join(problems)}")
-        info = KNOWN_MODELS.get(model) or KNOWN_MODELS.get(path.name)
-        if info is not None and info.language != language:
-            raise ConfigError(MODEL_KEY, f"{info.name} is a {info.language!r} model but the "
+        known = KNOWN_MODELS.get(model) or KNOWN_MODELS.get(path.name)
+        if known is not None and known.language != language:
+            raise ConfigError(MODEL_KEY, f"{known.name} is a {known.language!r} model but the "
                               f"language is {language!r}")
         return VoskFullEngine(path, model)
     raise ConfigError(ENGINE_KEY, f"must be one of {', '.join(ENGINES)}, got {engine!r}")

@@ -31,7 +31,7 @@ class FreeFormSpeechEngine:
         self.language = ""
         self.description = f"{engine.name} {engine.model}, free-form (transcript engine)"
 
-    def stream(self) -> _Utterance:
+    def stream(self, context: str = "") -> _Utterance:  # free-form: no listening contexts
         return _Utterance(self.engine)
 
 

@@ -7,15 +7,17 @@ dialog policy says the grammar's reading is not sure enough to act on, and
 waits at most `timeout_s`: a second opinion that comes late, fails, or finds
 the engine busy is no opinion, and the grammar's reading stands. The engine
 runs in its own process at normal priority (unlike the background transcript
-pass): its answer is on the caller's path.
+pass): its answer is on the caller's path. Under load it is not asked when the
+jobs ahead of it (at their recent pace) would already use up the timeout.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from concurrent.futures import ThreadPoolExecutor
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,14 +45,15 @@ class OpinionCounts:
 class SecondOpinion:
     transcriber: Transcriber
     language: str  # the engine's language; other calls are not asked
-    timeout_s: float = 1.5
-    max_waiting: int = 4  # asks queued behind the running one; more would all come late
+    timeout_s: float = 1.0
+    max_waiting: int = 4  # asks queued behind the running one at most
     counts: OpinionCounts = field(default_factory=OpinionCounts)
     observe: Callable[[str], None] | None = None  # told each count's name as it grows (metrics)
 
     def __post_init__(self) -> None:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="second-opinion")
         self._waiting = 0
+        self._job_s = self.timeout_s / 3  # how long one job takes (moving average)
 
     @property
     def description(self) -> str:
@@ -62,12 +65,12 @@ class SecondOpinion:
 
     async def ask(self, pcm: bytes, rate: int, prompt: str) -> Transcript | None:
         """What the engine heard in this PCM16 utterance at `rate`, or None."""
-        if self._waiting > self.max_waiting:
-            self._count("busy")
+        if self._waiting > self.max_waiting or (self._waiting + 1) * self._job_s > self.timeout_s:
+            self._count("busy")  # it would come late: better not add to the queue
             return None
         self._count("asked")
         self._waiting += 1
-        job = asyncio.get_running_loop().run_in_executor(self._executor, self._run, pcm, rate, prompt)
+        job = asyncio.get_running_loop().run_in_executor(self._executor, self._timed, pcm, rate, prompt)
         job.add_done_callback(self._job_done)
         try:
             heard = await asyncio.wait_for(asyncio.shield(job), self.timeout_s)
@@ -90,6 +93,13 @@ class SecondOpinion:
         self._waiting -= 1
         if not job.cancelled():
             job.exception()  # retrieved: a late failure is counted above or not at all
+
+    def _timed(self, pcm: bytes, rate: int, prompt: str) -> Transcript:
+        began = time.monotonic()
+        try:
+            return self._run(pcm, rate, prompt)
+        finally:
+            self._job_s += (time.monotonic() - began - self._job_s) / 4
 
     def _run(self, pcm: bytes, rate: int, prompt: str) -> Transcript:
         if rate != self.transcriber.sample_rate:

@@ -159,6 +159,7 @@ class CallTranscripts:
         if service is None or model != service.transcribers[0].model:
             return
         kept = next((h for h in self._history if h[0] == start), None)
+        end: float | None
         if kept is not None:
             self._history.remove(kept)
             self._kept_s -= len(kept[2]) / 2 / kept[3]
@@ -308,7 +309,7 @@ class TranscriptService:
             log.exception("call %s: delivering a free-form transcript failed", call_id)
 
 
-def _run(transcriber: Transcriber, job: _Job) -> tuple:  # type: ignore[type-arg]
+def _run(transcriber: Transcriber, job: _Job) -> tuple[Transcript, float]:
     pcm = job.pcm
     if job.rate != transcriber.sample_rate:
         samples = np.frombuffer(pcm, np.int16)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from voicebot.call.events import CallEventBus
 from voicebot.config import Settings
+from voicebot.errors import ConfigError, EngineError
 from voicebot.staff.service import StaffDesk
 from voicebot.storage.base import CallStore
-from voicebot.errors import ConfigError, EngineError
 from voicebot.transcript.desk import DeskSink
 from voicebot.transcript.opinion import SecondOpinion
 from voicebot.transcript.service import TranscriptService

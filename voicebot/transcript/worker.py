@@ -14,6 +14,7 @@ Messages: parent → child ("job", pcm, prompt) ("stop",); child → parent
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -22,7 +23,7 @@ import sys
 import time
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from voicebot.errors import ConfigError, EngineError
 from voicebot.transcript.base import FreeFormEngine
@@ -91,10 +92,8 @@ class ProcessTranscriber:
 
     def close(self) -> None:
         if self._conn is not None:
-            try:
+            with contextlib.suppress(OSError):
                 self._conn.send(("stop",))
-            except OSError:
-                pass
         if self._process is not None:
             try:
                 self._process.wait(timeout=2)
@@ -112,7 +111,8 @@ class ProcessTranscriber:
         theirs.close()
         conn = Connection(ours.detach())
         try:
-            hello = conn.recv() if conn.poll(_START_TIMEOUT_S) else ("failed", "", "did not start in time")
+            hello: tuple[Any, ...] = (conn.recv() if conn.poll(_START_TIMEOUT_S)
+                                      else ("failed", "", "did not start in time"))
         except (EOFError, OSError):
             hello = ("failed", "", f"exited with code {process.wait()}")
         if hello[0] != "ready":

@@ -40,6 +40,10 @@ class PromptCache:
             for rate in rates:
                 self._fixed[(voice, text, rate)] = await self._render(voice, text, rate)
 
+    def prerendered(self, voice: str, text: str, rate: int) -> bool:
+        """Rendered before any call asked for it (a call will not wait for it)."""
+        return (voice, text, rate) in self._fixed
+
     async def get(self, voice: str, text: str, rate: int) -> np.ndarray:
         key = (voice, text, rate)
         if key in self._fixed:

@@ -20,6 +20,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -38,9 +39,9 @@ class Pyttsx3Synthesizer:
 
     def __init__(self, rate_wpm: int = 165) -> None:
         self._rate_wpm = rate_wpm
-        self._engine = None
+        self._engine: Any = None  # pyttsx3 has no type hints
 
-    def _get_engine(self):  # type: ignore[no-untyped-def]
+    def _get_engine(self) -> Any:
         if self._engine is None:
             import pyttsx3
 

@@ -1,0 +1,72 @@
+"""Draining a worker before it stops (`VOICEBOT_DRAIN_S`).
+
+On SIGTERM a worker that may drain keeps serving the calls it has and its
+health check, but takes no new bot conversation: `/healthz` answers 503
+`{"status": "draining"}` so the load balancer sends new calls elsewhere, and a
+call that reaches it anyway hears the disclosure and goes straight to a person
+(like any call while the server shuts down). Once its last call has ended, or
+`drain_s` has passed, it shuts down as on any SIGTERM (what is still running is
+handed to a person). A second SIGTERM skips the wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+
+from aiohttp.web_runner import GracefulExit
+
+from voicebot.call.registry import CallRegistry
+
+log = logging.getLogger(__name__)
+
+
+class Drain:
+    def __init__(self, registry: CallRegistry, drain_s: float) -> None:
+        self.registry = registry
+        self.drain_s = drain_s
+        self.since: float | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.since is not None
+
+    def install(self) -> None:
+        """SIGTERM starts the drain (the main thread's loop only; elsewhere aiohttp's own stop)."""
+        try:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self.begin)
+        except (ValueError, RuntimeError, NotImplementedError):
+            log.debug("no draining on SIGTERM: the event loop is not in the main thread")
+
+    def begin(self) -> None:
+        if self.active:
+            log.info("second SIGTERM: stopping now")
+            _stop()
+            return
+        self.since = time.monotonic()
+        self.registry.draining = True
+        log.info("draining: %d calls in progress; no new calls (up to %.0f s)",
+                 len(self.registry.sessions), self.drain_s)
+        self._task = asyncio.create_task(self._finish(), name="drain")
+
+    async def _finish(self) -> None:
+        try:
+            await asyncio.wait_for(self._calls_ended(), self.drain_s)
+            log.info("drained: every call has ended")
+        except TimeoutError:
+            log.warning("drain time over with %d calls in progress", len(self.registry.sessions))
+        _stop()
+
+    async def _calls_ended(self) -> None:
+        while self.registry.sessions:
+            await self.registry.changed()
+
+
+def _stop() -> None:
+    """Leave the server's run loop as aiohttp's own SIGTERM handler does."""
+    def stop() -> None:
+        raise GracefulExit()
+    asyncio.get_running_loop().call_soon(stop)
