@@ -26,7 +26,6 @@ from typing import Any
 
 import aiohttp
 import numpy as np
-
 from understanding import Clips, choose, score
 from understanding_caller import RATE, Caller, Outcome, Turn, played, reply_to
 
@@ -162,7 +161,11 @@ async def run_turns(args: Any) -> int:
                 await settled(pids, cpu_seconds)  # the workers build their decoder sets first
                 for pattern in PATTERNS:
                     peak = [rss_mb(pids)]
-                    results = await _pattern(base, items, pattern, listen_at, args, lambda: peak.append(rss_mb(pids)))
+
+                    def sample(peak: list[float] = peak, pids: list[int] = pids) -> None:
+                        peak.append(rss_mb(pids))
+
+                    results = await _pattern(base, items, pattern, listen_at, args, sample)
                     print(row(arm, pattern, results, max(peak), pct), flush=True)
                     print(by_kind(results, pct), flush=True)
             finally:
@@ -222,7 +225,8 @@ def row(arm: str, pattern: str, results: list[dict[str, Any]], peak_mb: float, p
     late = sum(1 for r in results if r.get("late_s", 0) > 0.05)
     return (f"{arm:9} {pattern:8} {len(results):>4} | {pct(timed, .5) * 1000:>15.0f} {pct(timed, .95) * 1000:>4.0f} "
             f"{max(timed, default=float('nan')) * 1000:>4.0f} | {cuts:>3} {100 * cuts / max(1, len(results)):>4.1f} % "
-            f"| {split:>5} | {silent:>8} | {sum(scored):>3}/{len(scored):<3} {100 * sum(scored) / max(1, len(scored)):>3.0f} % "
+            f"| {split:>5} | {silent:>8} | {sum(scored):>3}/{len(scored):<3} "
+            f"{100 * sum(scored) / max(1, len(scored)):>3.0f} % "
             f"| {sum(r['syserr'] for r in results):>6} | {late:>4} | {peak_mb:>7.0f}")
 
 

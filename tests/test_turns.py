@@ -4,7 +4,6 @@ results in order with the audio, and the session ending a turn early (or not).""
 
 from __future__ import annotations
 
-import asyncio
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np

@@ -82,7 +82,10 @@ class UtteranceRecognition:
                 chunks = [await self._queue.get()]
                 while not self._queue.empty() and not isinstance(chunks[-1], _Probe):
                     chunks.append(self._queue.get_nowait())
-                probe = chunks.pop() if isinstance(chunks[-1], _Probe) else None
+                last = chunks[-1]
+                probe = last if isinstance(last, _Probe) else None
+                if probe is not None:
+                    chunks.pop()
                 done = bool(chunks) and chunks[-1] == _END
                 audio = b"".join(c for c in chunks if isinstance(c, bytes))
                 if audio:

@@ -281,9 +281,10 @@ class WorkerPoolEngine:
         if not self._closing:
             log.error("speech worker %s exited (code %s); its open utterances go to a human",
                       worker.process.pid, code)
-        for future in [*worker.pending.values(), *worker.probes.values()]:
-            if not future.done():
-                future.set_exception(EngineError("speech worker process died"))
+        waiting: list[Future[Any]] = [*worker.pending.values(), *worker.probes.values()]
+        for each in waiting:
+            if not each.done():
+                each.set_exception(EngineError("speech worker process died"))
         worker.pending.clear()
         worker.probes.clear()
 
@@ -297,21 +298,19 @@ class WorkerPoolEngine:
     def _check(self, worker: _Worker, now: float) -> None:
         if worker.alive and worker.pinged_at is None:
             worker.pinged_at, worker.cpu_at_ping = now, _cpu_seconds(worker.process.pid)
-            try:
+            with contextlib.suppress(EngineError):
                 worker.send(("ping", 0))
-            except EngineError:
-                pass
             return
         silent = worker.pinged_at is not None and now - worker.pinged_at > self._hang_after_s
         if silent and worker.alive and _busy(worker, now - (worker.pinged_at or now), self._hang_after_s):
             return  # decoding a backlog, not hung: its calls' own timeouts cover them
-        if silent or not worker.alive:  # not alive: also a send that timed out
-            if worker.process.poll() is None and not self._closing:
-                log.error("speech worker %s did not answer for %.1f s; killed, its open utterances "
-                          "go to a human", worker.process.pid, self._hang_after_s)
-                worker.alive = False
-                self.hung += 1
-                worker.process.kill()
+        # not alive: also a send that timed out
+        if (silent or not worker.alive) and worker.process.poll() is None and not self._closing:
+            log.error("speech worker %s did not answer for %.1f s; killed, its open utterances "
+                      "go to a human", worker.process.pid, self._hang_after_s)
+            worker.alive = False
+            self.hung += 1
+            worker.process.kill()
 
 
 def _busy(worker: _Worker, silent_s: float, hang_after_s: float) -> bool:

@@ -42,8 +42,8 @@ from voicebot.call.lookup import LookupClient
 from voicebot.call.media import MediaChannel
 from voicebot.call.player import Player, Playout
 from voicebot.call.recorder import CallRecorder
-from voicebot.call.turns import TurnTiming, pause_limit
 from voicebot.call.recording import AudioRecorder, AudioSink
+from voicebot.call.turns import TurnTiming, pause_limit
 from voicebot.config import Settings
 from voicebot.dialog import policy as p
 from voicebot.dialog.flow import Flow, Node

@@ -145,7 +145,7 @@ def _check_silences(node: Node, where: str, problem) -> None:  # type: ignore[no
                                  ("mid_phrase_ms", node.mid_phrase_ms)) if v]
     if given and node.type not in ("ask", "language"):
         problem(f"{where}.{given[0][0]}", "only a question (ask, language) listens for the caller")
-    for (short, a), (long, b) in zip(given, given[1:]):
+    for (short, a), (long, b) in zip(given, given[1:], strict=False):
         if a > b:
             problem(f"{where}.{short}", f"{short} ({a}) must not exceed {long} ({b})")
 
