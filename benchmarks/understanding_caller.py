@@ -73,14 +73,20 @@ class Caller:
         self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.line = _Line(speed, "played", self._echo)
         self.speech: list[np.ndarray] = []  # queued caller audio
+        self.spoke_at = 0.0  # monotonic time the last clip's first frame was sent
+        self.heard: list[tuple[float, np.ndarray]] = []  # bot audio: (when it plays on the line, samples)
         self._sends: set[asyncio.Future[None]] = set()
 
     async def run(self, script: Script, outcome: Outcome) -> None:
+        await self.talk(converse(self, script, outcome))
+
+    async def talk(self, conversation: Any) -> None:
+        """Open the call, run `conversation` (a coroutine using this caller), hang up."""
         await self.ws.send_str(json.dumps({"event": "start", "caller": self.number,
                                            "sample_rate": RATE, "encoding": "pcm16"}))
         tasks = [asyncio.create_task(self._send()), asyncio.create_task(self._receive())]
         try:
-            await converse(self, script, outcome)
+            await conversation
         finally:
             if not self.ws.closed:
                 await self.ws.send_str(json.dumps({"event": "stop"}))
@@ -112,7 +118,7 @@ class Caller:
         while not self.ws.closed:
             if self.speech:
                 clip = self.speech.pop(0)
-                start = time.monotonic()
+                start = self.spoke_at = time.monotonic()
                 for i in range(0, clip.size, STEP):
                     frame = clip[i: i + STEP]
                     if frame.size < STEP:
@@ -127,6 +133,7 @@ class Caller:
     async def _receive(self) -> None:
         async for msg in self.ws:
             if msg.type == aiohttp.WSMsgType.BINARY:
+                self.heard.append((max(time.monotonic(), self.line.play_end), np.frombuffer(msg.data, "<i2")))
                 self.line.audio(len(msg.data) / 2 / RATE)
             elif msg.type == aiohttp.WSMsgType.TEXT:
                 event = json.loads(msg.data)

@@ -76,3 +76,77 @@ def test_a_model_that_cannot_load_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError) as err:
         WorkerPoolEngine(str(tmp_path / "no-such-model"), default_vocabulary("en"), workers=1)
     assert err.value.key == "VOICEBOT_MODEL"
+
+
+def test_a_worker_that_stops_answering_is_killed_and_replaced():
+    """Alive but not answering (SIGSTOP): the watchdog's ping goes unanswered,
+    the worker is killed, its utterance fails (the call goes to a person) and
+    the next utterance gets a new worker."""
+    engine = WorkerPoolEngine(None, default_vocabulary("en"), workers=1, hang_after_s=1.0)
+    try:
+        stream = engine.stream()
+        stream.accept(utterance()[:32000])
+        hung = engine.pids[0]
+        os.kill(hung, signal.SIGSTOP)
+        with pytest.raises(EngineError, match="process (died|is gone)"):  # not the 60 s give-up
+            stream.finish()
+        assert engine.hung == 1
+        assert recognise(engine, utterance()).text == "i want to speak to a person"
+        assert engine.pids[0] != hung
+    finally:
+        engine.close()
+
+
+def test_partial_results_say_whether_a_whole_phrase_was_heard(pool):
+    pcm = utterance()
+    stream = pool.stream("open")
+    stream.accept(pcm[: int(1.4 * 32000)])  # "i want to speak ..." not finished yet
+    early = stream.partial()
+    stream.accept(pcm[int(1.4 * 32000):])
+    late = stream.partial()
+    assert early.text and not early.whole
+    assert late.text == "i want to speak to a person" and late.whole and late.confidence > 0.5
+    assert stream.finish().text == "i want to speak to a person"
+
+
+def test_sets_grow_while_idle_up_to_the_bound():
+    from voicebot.asr.sphinx_engine import SphinxEngine
+
+    engine = SphinxEngine(default_vocabulary("en"), pool_size=1, max_sets=3)
+    grown = 0
+    while engine.grow():
+        grown += 1
+    assert grown == 2 and engine.created == 3 and engine.idle == 3
+    streams = [engine.stream() for _ in range(3)]
+    for s in streams:
+        s.accept(utterance()[:40000])
+    assert engine.idle == 0  # every utterance found a set ready
+    for s in streams:
+        s.finish()
+    assert engine.idle == 3 and engine.created == 3  # kept for the next burst
+
+
+def test_a_silent_worker_that_is_working_is_busy_not_hung():
+    """The watchdog tells a worker decoding a backlog (using CPU) from a frozen one."""
+    import subprocess
+    import sys
+    import time
+    from types import SimpleNamespace
+
+    from voicebot.asr.workers import _busy, _cpu_seconds
+
+    spinning = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    frozen = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        workers = {p: SimpleNamespace(process=p, cpu_at_ping=_cpu_seconds(p.pid)) for p in (spinning, frozen)}
+        start = time.monotonic()
+        while _cpu_seconds(spinning.pid) - workers[spinning].cpu_at_ping < 0.3:  # bounded by the test timeout
+            time.sleep(0.05)
+        silent = time.monotonic() - start
+        assert _busy(workers[spinning], silent, hang_after_s=silent)
+        assert not _busy(workers[frozen], silent, hang_after_s=silent)
+        assert not _busy(workers[spinning], 4 * silent, hang_after_s=silent)  # busy too long: hung
+    finally:
+        for p in (spinning, frozen):
+            p.kill()
+            p.wait()

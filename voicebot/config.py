@@ -53,7 +53,9 @@ class Settings:
     tts_rate: int = 165  # words per minute
     vad_aggressiveness: int = 2
     vad_start_ms: int = 60  # voiced audio needed to start an utterance
-    vad_hangover_ms: int = 500  # unvoiced audio that ends it
+    vad_hangover_ms: int = 500  # unvoiced audio that ends it (unless a whole phrase ends it sooner)
+    turn_complete_ms: int = 200  # silence that ends a turn after a whole expected phrase; 0 = fixed hangover
+    turn_mid_phrase_ms: int = 800  # silence allowed in the middle of a phrase
     vad_preroll_ms: int = 300
     max_utterance_s: float = 15.0
     confidence_threshold: float = 0.6
@@ -64,6 +66,8 @@ class Settings:
     mark_grace_s: float = 3.0  # extra wait for a playout mark before assuming it played
     asr_timeout_s: float = 5.0
     asr_workers: int = 0  # recognition processes; 0 = one per CPU core
+    asr_decoder_sets: int = 10  # pocketsphinx decoder sets each process grows to (~60 MB each)
+    asr_hang_s: float = 10.0  # a recognition process silent this long is killed and replaced
     max_message_bytes: int = 1 << 20  # largest WebSocket message
     max_request_bytes: int = 64 * 1024  # largest HTTP request body (webhooks, API)
     max_calls: int = 64  # concurrent calls the bot handles; more go straight to a human
@@ -196,6 +200,11 @@ def _validate(s: Settings) -> None:
             raise ConfigError(key, "must be at least 1")
     if s.asr_workers < 0:
         raise ConfigError("asr_workers", "must be 0 (one per CPU core) or a positive count")
+    if not 1 <= s.asr_decoder_sets <= 64:
+        raise ConfigError("asr_decoder_sets", "must be from 1 to 64 (about 60 MB each)")
+    if not 0 <= s.turn_complete_ms <= s.vad_hangover_ms <= s.turn_mid_phrase_ms:
+        raise ConfigError("turn_complete_ms", "needs 0 <= turn_complete_ms <= vad_hangover_ms "
+                          "<= turn_mid_phrase_ms")
     if s.opt_out_key and (s.opt_out_key not in "123456789*#" or len(s.opt_out_key) != 1):
         raise ConfigError("opt_out_key", "must be one DTMF key 1-9, * or # (0 asks for a person)")
     if s.opt_out_key and s.disclosure_text and s.opt_out_key not in s.disclosure_text:
@@ -215,7 +224,7 @@ def _validate(s: Settings) -> None:
             raise ConfigError(key, "must be at least 1")
     for key in ("no_input_timeout_s", "max_utterance_s", "asr_timeout_s", "mark_grace_s",
                 "max_call_s", "idle_timeout_s", "shutdown_grace_s", "db_timeout_s",
-                "sip_transfer_timeout_s"):
+                "sip_transfer_timeout_s", "asr_hang_s"):
         if getattr(s, key) <= 0:
             raise ConfigError(key, "must be positive")
 

@@ -77,7 +77,9 @@ def start_recognisers(settings: Settings, vocab: dict[str, Vocabulary],
         if old is not None and old[0] == vocab_of:
             engines[code] = old[1]
         else:
-            engines[code] = WorkerPoolEngine(models[code] or None, vocab_of, workers)
+            engines[code] = WorkerPoolEngine(models[code] or None, vocab_of, workers,
+                                             decoder_sets=settings.asr_decoder_sets,
+                                             hang_after_s=settings.asr_hang_s)
     return engines
 
 

@@ -34,6 +34,18 @@ class Transcript:
         return not self.text.strip()
 
 
+@dataclass(frozen=True, slots=True)
+class Partial:
+    """What a recogniser has heard of an utterance still in progress.
+
+    `whole`: the words are one complete phrase of the stream's listen context
+    (not a prefix of one); the end-of-turn logic ends a turn early on it."""
+
+    text: str
+    confidence: float
+    whole: bool
+
+
 class Source(StrEnum):
     SPEECH = "speech"
     DTMF = "dtmf"

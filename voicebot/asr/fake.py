@@ -5,6 +5,7 @@
     FakeEngine(error=RuntimeError("boom"))                   # finish() raises
     FakeEngine(error=RuntimeError("boom"), fail_in="accept") # accept() raises
     FakeEngine(delay_s=30)                                   # finish() hangs (until release())
+    FakeEngine(partial=lambda audio: Partial("yes", 0.9, True))  # what partial() says mid-utterance
 
 `received` lists, per stream in creation order, how many bytes it was fed;
 `finished` counts the streams whose finish() returned. Thread-safe like the
@@ -16,9 +17,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 
-from voicebot.types import Transcript
+from voicebot.types import Partial, Transcript
 
 Script = Sequence[Transcript] | Callable[[bytes], Transcript]
+PartialScript = Callable[[bytes], Partial]
 
 
 class FakeEngine:
@@ -26,13 +28,15 @@ class FakeEngine:
 
     def __init__(self, results: Script = (), *, error: BaseException | None = None,
                  fail_in: str = "finish", delay_s: float = 0.0, language: str = "en",
-                 sample_rate: int = 16000) -> None:
+                 sample_rate: int = 16000, partial: PartialScript | None = None) -> None:
         if fail_in not in ("accept", "finish", "stream"):
             raise ValueError("fail_in is 'accept', 'finish' or 'stream'")
         self.language = language
         self.sample_rate = sample_rate
         self.description = "fake speech engine (tests)"
         self._script = results
+        self._partial = partial
+        self.partials = 0  # partial() calls answered
         self._next = 0
         self.error = error
         self.fail_in = fail_in
@@ -82,6 +86,12 @@ class FakeStream:
             raise engine.error
         self._audio += pcm
         engine._count(self._index, len(pcm))
+
+    def partial(self) -> Partial:
+        engine = self._engine
+        with engine._lock:
+            engine.partials += 1
+        return engine._partial(bytes(self._audio)) if engine._partial else Partial("", 0.0, False)
 
     def finish(self) -> Transcript:
         engine = self._engine

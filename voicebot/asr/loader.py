@@ -28,16 +28,19 @@ from voicebot.errors import ConfigError
 from voicebot.types import Vocabulary
 
 DEFAULT_CONFIDENCE_THRESHOLD = 0.6
-# Decoder sets each pocketsphinx engine (one per recognition process) keeps
-# ready: ~55 MB each, so memory is fixed however many calls are up; more
-# utterances at once than this buffer until a set is free (benchmarks/capacity.py).
+# Decoder sets each pocketsphinx engine (one per recognition process) builds
+# at start: ~60 MB and ~0.4 s each. A recognition process then builds more
+# while it has nothing else to do, up to VOICEBOT_ASR_DECODER_SETS, so that a
+# burst of utterances finds sets ready (benchmarks/capacity.py --burst).
 SPHINX_DECODER_SETS = 3
 MODELS_DIR = Path("models")
 KEY = "VOICEBOT_MODEL"
 
 
-def load_engine(model: str | None, vocabulary: Vocabulary, models_dir: Path = MODELS_DIR) -> SpeechEngine:
-    """The speech engine for `vocabulary`'s language: embedded pocketsphinx without a model, else Vosk."""
+def load_engine(model: str | None, vocabulary: Vocabulary, models_dir: Path = MODELS_DIR,
+                decoder_sets: int = 0) -> SpeechEngine:
+    """The speech engine for `vocabulary`'s language: embedded pocketsphinx without a model, else Vosk.
+    `decoder_sets`: how many pocketsphinx decoder sets it may grow to (0 = the start-up ones only)."""
     language = vocabulary.language
     if not model:
         if language != "en":
@@ -45,7 +48,7 @@ def load_engine(model: str | None, vocabulary: Vocabulary, models_dir: Path = MO
         from voicebot.asr.sphinx_engine import SphinxEngine
 
         try:
-            return SphinxEngine(vocabulary, pool_size=SPHINX_DECODER_SETS)
+            return SphinxEngine(vocabulary, pool_size=SPHINX_DECODER_SETS, max_sets=decoder_sets)
         except ValueError as exc:
             raise ConfigError(KEY, f"the embedded English engine cannot use this language pack: {exc}") from None
     try:

@@ -7,6 +7,8 @@ bounded by a timeout: an engine that raises or hangs becomes an EngineError,
 which the call session turns into a handoff to a human. A stream that can
 answer without a thread (`finish_later()`, the worker pool's) is awaited
 without one, so a hung engine holds no executor thread past the timeout.
+`partial()` asks, in order with the audio, what has been heard so far (None
+from an engine that cannot say, or too late to matter).
 """
 
 from __future__ import annotations
@@ -16,9 +18,15 @@ from concurrent.futures import Executor
 
 from voicebot.asr.base import RecognizerStream, SpeechEngine
 from voicebot.errors import EngineError
-from voicebot.types import Transcript
+from voicebot.types import Partial, Transcript
 
 _END = b""
+PARTIAL_TIMEOUT_S = 1.0
+
+
+class _Probe:
+    def __init__(self) -> None:
+        self.answer: asyncio.Future[Partial | None] = asyncio.get_running_loop().create_future()
 
 
 class AsrRunner:
@@ -35,7 +43,7 @@ class UtteranceRecognition:
     def __init__(self, runner: AsrRunner, context: str = "") -> None:
         self._runner = runner
         self._context = context
-        self._queue: asyncio.Queue[bytes] = asyncio.Queue()
+        self._queue: asyncio.Queue[bytes | _Probe] = asyncio.Queue()
         self._task = asyncio.create_task(self._work(), name="asr-utterance")
         self._finishing = False
 
@@ -52,6 +60,18 @@ class UtteranceRecognition:
             await self.aclose()
             raise EngineError(f"recogniser gave no result within {self._runner.timeout_s} s") from None
 
+    async def partial(self) -> Partial | None:
+        """What the engine has made of the audio fed so far; None when it cannot
+        tell (no such engine method, an error, the utterance ended, a slow answer)."""
+        if self._finishing or self._task.done():
+            return None
+        probe = _Probe()
+        self._queue.put_nowait(probe)
+        try:
+            return await asyncio.wait_for(asyncio.shield(probe.answer), PARTIAL_TIMEOUT_S)
+        except TimeoutError:
+            return None
+
     async def aclose(self) -> None:
         """Abandon the utterance: its worker task is cancelled and awaited."""
         self._task.cancel()
@@ -64,12 +84,18 @@ class UtteranceRecognition:
             stream: RecognizerStream = await loop.run_in_executor(run.executor, run.engine.stream, self._context)
             while True:
                 chunks = [await self._queue.get()]
-                while not self._queue.empty():
+                while not self._queue.empty() and not isinstance(chunks[-1], _Probe):
                     chunks.append(self._queue.get_nowait())
-                done = chunks[-1] == _END
-                audio = b"".join(chunks)
+                last = chunks[-1]
+                probe = last if isinstance(last, _Probe) else None
+                if probe is not None:
+                    chunks.pop()
+                done = bool(chunks) and chunks[-1] == _END
+                audio = b"".join(c for c in chunks if isinstance(c, bytes))
                 if audio:
                     await loop.run_in_executor(run.executor, stream.accept, audio)
+                if probe is not None:
+                    await self._answer(probe, stream)
                 if done:
                     return await _finish(stream, loop, run.executor)
         except asyncio.CancelledError:
@@ -78,6 +104,26 @@ class UtteranceRecognition:
             raise
         except Exception as exc:  # engines raise anything; it must become a handoff
             raise EngineError(f"{run.engine.name} failed: {type(exc).__name__}: {exc}") from exc
+        finally:
+            self._unanswered()
+
+    async def _answer(self, probe: _Probe, stream: RecognizerStream) -> None:
+        method = getattr(stream, "partial", None)
+        result: Partial | None = None
+        if method is not None:
+            try:
+                result = await asyncio.get_running_loop().run_in_executor(self._runner.executor, method)
+            except Exception:  # no opinion, not a failure: the turn just waits the full hangover
+                result = None
+        if not probe.answer.done():
+            probe.answer.set_result(result)
+
+    def _unanswered(self) -> None:
+        """Probes still queued when the utterance ended get no opinion."""
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if isinstance(item, _Probe) and not item.answer.done():
+                item.answer.set_result(None)
 
 
 async def _finish(stream: RecognizerStream, loop: asyncio.AbstractEventLoop, executor: Executor) -> Transcript:

@@ -74,6 +74,10 @@ class Lane:
     def speaking(self) -> bool:
         return self._endpointer.speaking
 
+    @property
+    def endpointer(self) -> Endpointer:
+        return self._endpointer
+
     def push(self, data: bytes) -> None:
         """Queue line audio (any length); events follow within one tick."""
         if self.closed or not data:

@@ -27,6 +27,7 @@ class VadConfig:
     aggressiveness: int = 2
     start_ms: int = 60
     hangover_ms: int = 500
+    pause_ms: int = 0  # unvoiced audio that makes a SpeechPaused event (0 = none)
     preroll_ms: int = 300
     max_utterance_ms: int = 15000
     min_level_dbfs: float = -50.0  # quieter frames never count as speech
@@ -52,13 +53,28 @@ class SpeechEnded:
     forced: bool  # True when cut at max_utterance_ms
 
 
-VadEvent = SpeechStarted | SpeechAudio | SpeechEnded
+@dataclass(slots=True)
+class SpeechPaused:
+    """`pause_ms` of silence inside an utterance: the owner may end the turn
+    now or wait longer (`Endpointer.decide` with this `pause`)."""
+
+    at: float
+    pause: int  # numbers the pauses of the detector; a stale decision is ignored
+
+
+VadEvent = SpeechStarted | SpeechAudio | SpeechEnded | SpeechPaused
 
 
 class Endpointer:
     """Frame-level hysteresis: start after `start` voiced frames in a row, end
     after `hangover` unvoiced frames in a row, emit `preroll` frames of audio
     from before the start so first syllables reach the recogniser.
+
+    Adaptive end of turn: after `pause` unvoiced frames it reports the pause
+    (SpeechPaused), and again after every further `pause` frames while it
+    lasts (a recogniser behind the audio may only see the whole phrase later);
+    `decide()` sets how long this pause may last (0: the turn ends now). A
+    voiced frame ends the pause and restores the hangover.
 
     `push` runs for every frame of every call, so it is written flat: one
     method, local names, a bool for the state (measured ~2x cheaper than the
@@ -67,7 +83,9 @@ class Endpointer:
     def __init__(self, config: VadConfig) -> None:
         ms = config.frame_ms
         self._start = max(1, config.start_ms // ms)
-        self._hangover = max(1, config.hangover_ms // ms)
+        self._hangover = self._limit = max(1, config.hangover_ms // ms)
+        self._pause_at = config.pause_ms // ms if config.pause_ms > 0 else -1
+        self._pauses = 0
         self._max = max(self._start + 1, config.max_utterance_ms // ms)
         self._frame_s = ms / 1000.0
         self._ring: deque[np.ndarray] = deque(maxlen=max(self._start, config.preroll_ms // ms))
@@ -91,17 +109,43 @@ class Endpointer:
             ring.clear()
             return [SpeechStarted(started), SpeechAudio(audio)]
         self._length += 1
-        run = 0 if voiced else self._run + 1
-        if run < self._hangover and self._length < self._max:
+        if voiced:
+            run, self._limit = 0, self._hangover
+        else:
+            run = self._run + 1
+        if run < self._limit and self._length < self._max:
             self._run = run
+            if run == self._pause_at:
+                self._pauses += 1
+                return [SpeechAudio(frame), SpeechPaused(self._frames_seen * self._frame_s, self._pauses)]
+            if run and self._pause_at > 0 and run % self._pause_at == 0:  # still quiet: ask again
+                return [SpeechAudio(frame), SpeechPaused(self._frames_seen * self._frame_s, self._pauses)]
             return [SpeechAudio(frame)]
-        self.speaking, self._run = False, 0
-        return [SpeechAudio(frame), SpeechEnded(self._frames_seen * self._frame_s, forced=run < self._hangover)]
+        forced = run < self._limit
+        self.speaking, self._run, self._limit = False, 0, self._hangover
+        return [SpeechAudio(frame), SpeechEnded(self._frames_seen * self._frame_s, forced=forced)]
+
+    def set_turn(self, hangover_ms: int, pause_ms: int) -> None:
+        """This turn's silences (a question's own); applies from the next frame."""
+        ms = int(self._frame_s * 1000)
+        self._hangover = self._limit = max(1, hangover_ms // ms)
+        self._pause_at = pause_ms // ms if pause_ms > 0 else -1
+
+    def decide(self, pause: int, hangover_ms: int) -> list[VadEvent]:
+        """Let pause number `pause`, if it still goes on, last `hangover_ms` in
+        all: the turn ends now when that much silence has passed already."""
+        if not self.speaking or pause != self._pauses or self._run == 0:
+            return []  # the caller spoke again, or the utterance is over
+        self._limit = max(1, hangover_ms // int(self._frame_s * 1000))
+        if self._run < self._limit:
+            return []
+        self.speaking, self._run, self._limit = False, 0, self._hangover
+        return [SpeechEnded(self._frames_seen * self._frame_s, forced=False)]
 
     def flush(self) -> list[VadEvent]:
         """End an utterance in progress (hang-up): what was heard is still delivered."""
         if self.speaking:
-            self.speaking = False
+            self.speaking, self._run, self._limit = False, 0, self._hangover
             return [SpeechEnded(self._frames_seen * self._frame_s, forced=True)]
         return []
 
@@ -198,12 +242,16 @@ class SpeechDetector:
     def flush(self) -> list[VadEvent]:
         return self._endpointer.flush()
 
+    @property
+    def endpointer(self) -> Endpointer:
+        return self._endpointer
+
 
 _EMPTY = np.zeros(0, dtype=np.int16)
 _FULL_SCALE_POWER = 32768.0**2
 
 
 __all__ = [
-    "Endpointer", "SpeechAudio", "SpeechDetector", "SpeechEnded", "SpeechStarted",
+    "Endpointer", "SpeechAudio", "SpeechDetector", "SpeechEnded", "SpeechPaused", "SpeechStarted",
     "VadConfig", "VadEvent", "VoiceGate", "frame_powers", "run_frames",
 ]

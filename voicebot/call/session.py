@@ -19,9 +19,11 @@ from voicebot.audio.batch import ENCODINGS, FrameBatcher, Lane
 from voicebot.audio.codecs import decode
 from voicebot.audio.resample import StreamResampler
 from voicebot.audio.vad import (
+    Endpointer,
     SpeechAudio,
     SpeechDetector,
     SpeechEnded,
+    SpeechPaused,
     SpeechStarted,
     VadConfig,
     VadEvent,
@@ -40,9 +42,10 @@ from voicebot.call.player import Player, Playout
 from voicebot.call.recorder import CallRecorder
 from voicebot.call.recording import AudioRecorder, AudioSink
 from voicebot.call.tasks import CallTasks
+from voicebot.call.turns import TurnTiming, pause_limit
 from voicebot.config import Settings
 from voicebot.dialog import policy as p
-from voicebot.dialog.flow import Flow
+from voicebot.dialog.flow import Flow, Node
 from voicebot.dialog.reading import Reading
 from voicebot.errors import EngineError
 from voicebot.handoff.context import HandoffContext, summarise
@@ -104,6 +107,7 @@ class CallSession:
         self._vad = SpeechDetector(channel.line_rate, _vad_config(s))
         self._lane: Lane | None = None
         self._utterance: tuple[UtteranceRecognition, StreamResampler, float] | None = None
+        self._turn = _turn_timing(s, None)
         self._utterance_pcm: list[bytes] = []  # at the recogniser's rate, for a second opinion
         self.tasks = CallTasks(f"call {record.call_id!r}")  # every task this call starts
         self._timer: asyncio.Task[None] | None = None
@@ -167,6 +171,8 @@ class CallSession:
                 self._free.feed(pcm)
             elif isinstance(event, SpeechEnded):
                 self._speech_ended(event.at)
+            elif isinstance(event, SpeechPaused) and self._utterance is not None:
+                self.tasks.spawn(self._paused(self._utterance[0], event.pause), "turn-pause")
 
     def on_dtmf(self, digit: str) -> None:
         if self._lane is not None:
@@ -344,8 +350,24 @@ class CallSession:
         resampler = StreamResampler(self.channel.line_rate, runner.engine.sample_rate,
                                     batch=self.channel.line_rate // 10)
         self._utterance = (runner.open(self.policy.listen_context), resampler, at)
+        self._turn = _turn_timing(self.services.settings, self.policy.listen_node)
+        self._endpointer().set_turn(self._turn.hangover_ms, self._turn.pause_ms)
         self._utterance_pcm = []
         self._events.put_nowait(p.SpeechBegan())
+
+    async def _paused(self, recognition: UtteranceRecognition, pause: int) -> None:
+        """A short silence mid-utterance: end the turn now if a whole expected phrase was heard."""
+        asked = time.monotonic()
+        heard = await recognition.partial()
+        limit = pause_limit(heard, self._turn)
+        log.debug("call %r: pause %d heard in %.0f ms: whole=%s confidence=%.2f -> %s", self.recorder.call_id,
+                  pause, (time.monotonic() - asked) * 1000, heard and heard.whole,
+                  heard.confidence if heard else 0.0, limit)
+        if limit is not None and self._utterance is not None and self._utterance[0] is recognition:
+            self._on_vad(self._endpointer().decide(pause, limit))
+
+    def _endpointer(self) -> Endpointer:
+        return self._lane.endpointer if self._lane is not None else self._vad.endpointer
 
     def _speech_ended(self, at: float) -> None:
         if self._utterance is None:
@@ -454,8 +476,17 @@ def _policy_config(s: Settings) -> p.PolicyConfig:
 
 
 def _vad_config(s: Settings) -> VadConfig:
+    turn = _turn_timing(s, None)
     return VadConfig(
         aggressiveness=s.vad_aggressiveness, start_ms=s.vad_start_ms,
-        hangover_ms=s.vad_hangover_ms, preroll_ms=s.vad_preroll_ms,
+        hangover_ms=turn.hangover_ms, pause_ms=turn.pause_ms, preroll_ms=s.vad_preroll_ms,
         max_utterance_ms=int(s.max_utterance_s * 1000),
     )
+
+
+def _turn_timing(s: Settings, node: Node | None) -> TurnTiming:
+    """The settings' end-of-turn silences, with the question's own where the flow gives them."""
+    timing = TurnTiming(s.vad_hangover_ms, s.turn_complete_ms, s.turn_mid_phrase_ms)
+    if node is None:
+        return timing
+    return timing.overridden(node.hangover_ms, node.complete_ms, node.mid_phrase_ms)

@@ -102,6 +102,8 @@ class Node:
     timeout_s: float = 3.0
     error: str = ""  # a lookup node: where a failure goes ("" = a person)
     hangover_ms: int | None = None  # silence that ends the caller's turn at this question
+    complete_ms: int | None = None  # ...after a whole phrase it expects (0 = always hangover_ms)
+    mid_phrase_ms: int | None = None  # ...in the middle of a phrase
     ladder: Ladder = Ladder()
 
 
@@ -139,7 +141,8 @@ class Flow:
 
 _TOP = {"flow", "prompts", "intents", "nodes", "queues", "slots", "experiments"}
 _NODE_KEYS = {"type", "prompt", "next", "on", "dtmf", "no_match", "no_input", "queue", "reason",
-              "intent", "slot", "url", "send", "timeout_s", "error", "hangover_ms", "confidence"}
+              "intent", "slot", "url", "send", "timeout_s", "error", "hangover_ms", "complete_ms",
+              "mid_phrase_ms", "confidence"}
 
 
 def load_flow(path: str | Path) -> Flow:
@@ -262,6 +265,16 @@ class _Reader:
             self.problem(where, "needs 1 <= min_digits <= max_digits <= 32")
         return slot
 
+    def silence(self, where: str, value: Any) -> int | None:
+        """An end-of-turn silence in ms (0 only for complete_ms: off)."""
+        if value is None:
+            return None
+        low = 0 if where.endswith("complete_ms") else 100
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= 5000:
+            self.problem(where, f"must be a whole number of milliseconds from {low} to 5000")
+            return None
+        return value
+
     def node(self, name: str, spec: Any) -> Node:
         where = f"nodes.{name}"
         if not isinstance(spec, dict):
@@ -283,7 +296,8 @@ class _Reader:
         if not isinstance(ladder, dict):
             self.problem(f"{where}.confidence", "must be a table with accept and confirm")
             ladder = {}
-        hangover = spec.get("hangover_ms")
+        turn = {key: self.silence(f"{where}.{key}", spec.get(key))
+                for key in ("hangover_ms", "complete_ms", "mid_phrase_ms")}
         return Node(
             name=name, type=str(kind), prompt=str(spec.get("prompt", "")), next=str(spec.get("next", "")),
             on=maps["on"], dtmf=maps["dtmf"], no_match=str(spec.get("no_match", "")),
@@ -292,7 +306,7 @@ class _Reader:
             slot=str(spec.get("slot", "")), url=str(spec.get("url", "")),
             send=tuple(self.strings(spec, f"{where}.send", spec.get("send", []))),
             timeout_s=float(spec.get("timeout_s", 3.0)), error=str(spec.get("error", "")),
-            hangover_ms=int(hangover) if hangover is not None else None,
+            **turn,
             ladder=Ladder(float(ladder["accept"]) if "accept" in ladder else None,
                           float(ladder.get("confirm", 0.2)), float(ladder.get("transfer", 0.95))))
 

@@ -66,6 +66,7 @@ def load_checked(path: str | Path) -> Flow:
 
 def _check_node(flow: Flow, node: Node, problem: Report) -> None:
     where = f"nodes.{node.name}"
+    _check_silences(node, where, problem)
     known_intents = set(flow.intents) | set(BUILTIN_INTENTS) | {GOODBYE}
     for key, target in (("next", node.next), ("no_match", node.no_match),
                         ("no_input", node.no_input), ("error", node.error)):
@@ -135,6 +136,18 @@ def _check_prompt(flow: Flow, node: Node, problem: Report) -> None:
             for f in _FIELD.findall(text):
                 if f not in flow.slots:
                     problem(f"prompts.{name}", f"{{{f}}} is not a slot (only lookups fill other fields)")
+
+
+def _check_silences(node: Node, where: str, problem) -> None:  # type: ignore[no-untyped-def]
+    """A question's end-of-turn silences, where it gives them, in order:
+    complete_ms (a whole phrase) <= hangover_ms <= mid_phrase_ms."""
+    given = [(k, v) for k, v in (("complete_ms", node.complete_ms), ("hangover_ms", node.hangover_ms),
+                                 ("mid_phrase_ms", node.mid_phrase_ms)) if v]
+    if given and node.type not in ("ask", "language"):
+        problem(f"{where}.{given[0][0]}", "only a question (ask, language) listens for the caller")
+    for (short, a), (long, b) in zip(given, given[1:], strict=False):
+        if a > b:
+            problem(f"{where}.{short}", f"{short} ({a}) must not exceed {long} ({b})")
 
 
 def _unreachable(flow: Flow) -> list[str]:

@@ -255,6 +255,11 @@ class Policy:
         return context_for(node, bool(self.confirming)) if node is not None else "open"
 
     @property
+    def listen_node(self) -> Node | None:
+        """The question the caller is answering now (its end-of-turn silences)."""
+        return self._ask_node()
+
+    @property
     def current_prompt(self) -> Say | None:
         return self._prompt
 

@@ -2,6 +2,8 @@
 
 Fixed prompts are rendered at start-up; dynamic text is rendered on demand.
 All synthesis runs on one worker thread so the event loop never waits on it.
+Each prompt starts at its first voiced sample: the synthesizer's lead-in
+silence (espeak-ng: 10-40 ms) would only add to the caller's wait.
 """
 
 from __future__ import annotations
@@ -17,6 +19,13 @@ from voicebot.audio.resample import resample
 from voicebot.tts.base import Synthesizer
 
 _MAX_DYNAMIC = 256
+VOICED_LEVEL = 100  # |sample| at or above this (about -50 dBFS) is sound, not the lead-in
+
+
+def without_lead_in(samples: np.ndarray, level: int = VOICED_LEVEL) -> np.ndarray:
+    """`samples` from the first one at or above `level` (all of them if none is)."""
+    loud = np.flatnonzero(np.abs(samples.astype(np.int32)) >= level)
+    return samples[loud[0]:] if loud.size else samples
 
 
 class PromptCache:
@@ -53,7 +62,7 @@ class PromptCache:
         samples, src_rate = await loop.run_in_executor(
             self._executor, self._synth.synthesize, text, voice
         )
-        return resample(samples, src_rate, rate)
+        return without_lead_in(resample(samples, src_rate, rate))
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

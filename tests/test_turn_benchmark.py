@@ -1,0 +1,39 @@
+"""benchmarks/turn_calls.py (capacity.py --turns): what it counts as the
+response a caller hears, a false cut, and a clip's speech."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+from .conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from turn_calls import RATE, first_audible, fixture_items, speech_span  # noqa: E402
+
+
+def test_first_audible_is_the_first_loud_sample_playing_after_the_turn_began():
+    quiet, loud = np.zeros(160, np.int16), np.full(160, 2000, np.int16)
+    menu = (0.0, np.concatenate([quiet, loud]))  # plays before the caller starts at 1.0 s
+    reply = (2.0, np.concatenate([quiet[:80], loud]))  # its lead-in: 80 samples = 10 ms
+    assert first_audible([menu, reply], after=1.0) == pytest.approx(2.0 + 80 / RATE)
+    assert first_audible([menu], after=1.0) is None
+    # a reply that started while the caller still spoke counts from the turn's start
+    assert first_audible([(0.5, np.concatenate([loud] * 100))], after=1.0) == pytest.approx(1.0, abs=1 / RATE)
+
+
+def test_speech_span_finds_the_loud_part():
+    audio = np.zeros(RATE * 2, np.int16)
+    audio[RATE // 2: RATE] = (np.sin(np.arange(RATE // 2) / 3) * 8000).astype(np.int16)
+    start, end = speech_span(audio)
+    assert start == pytest.approx(0.5, abs=0.02) and end == pytest.approx(1.0, abs=0.02)
+
+
+def test_turn_fixtures_keep_every_interval_of_the_turn():
+    items = {i.name: i for i in fixture_items(ROOT / "audio_fixtures" / "turns", None, True)}
+    paused = items["mid_speak_person.wav"]
+    assert paused.kind == "mid" and paused.start == pytest.approx(0.2)
+    assert paused.end - paused.start == pytest.approx(3.39 - 1.0, abs=0.01)  # both parts and the pause
+    assert paused.audio.size / RATE == pytest.approx(paused.end + 0.2, abs=0.01)
