@@ -250,3 +250,28 @@ async def test_not_asked_when_the_queue_would_make_it_late():
     assert await opinion.ask(pcm(16000), 16000, "") is None
     assert opinion.counts.busy == 1 and await running is not None
     await opinion.close()
+
+
+class SpellEngine(FakeFreeFormEngine):
+    def __init__(self) -> None:
+        super().__init__({16000: "get me a person"})
+        self.delay_s = 0.3
+
+    def transcribe(self, pcm: bytes, prompt: str = "") -> Transcript:
+        time.sleep(self.delay_s)  # the engine's work, not a wait for an event
+        return super().transcribe(pcm, prompt)
+
+
+async def test_a_slow_spell_does_not_switch_it_off():
+    """Jobs once took longer than the whole budget: with none ahead, it is still asked."""
+    engine = SpellEngine()
+    opinion = SecondOpinion(InlineTranscriber(engine), "en", timeout_s=0.1)
+    for _ in range(3):  # late, one after another: the pace it learns is over the budget
+        assert await opinion.ask(pcm(16000), 16000, "") is None
+        while opinion._waiting:  # the late job finishes
+            await asyncio.sleep(0.01)
+    assert opinion._job_s > opinion.timeout_s
+    engine.delay_s = 0.0  # the machine is quiet again
+    assert await opinion.ask(pcm(16000), 16000, "") is not None
+    assert (opinion.counts.late, opinion.counts.busy, opinion.counts.answered) == (3, 0, 1)
+    await opinion.close()

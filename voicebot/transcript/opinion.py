@@ -8,7 +8,8 @@ waits at most `timeout_s`: a second opinion that comes late, fails, or finds
 the engine busy is no opinion, and the grammar's reading stands. The engine
 runs in its own process at normal priority (unlike the background transcript
 pass): its answer is on the caller's path. Under load it is not asked when the
-jobs ahead of it (at their recent pace) would already use up the timeout.
+jobs ahead of it (at their recent pace) would already use up the timeout; with
+none ahead it is always asked, so a slow spell cannot switch it off for good.
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ class SecondOpinion:
 
     async def ask(self, pcm: bytes, rate: int, prompt: str) -> Transcript | None:
         """What the engine heard in this PCM16 utterance at `rate`, or None."""
-        if self._waiting > self.max_waiting or (self._waiting + 1) * self._job_s > self.timeout_s:
+        if self._waiting and (self._waiting > self.max_waiting
+                              or (self._waiting + 1) * self._job_s > self.timeout_s):
             self._count("busy")  # it would come late: better not add to the queue
             return None
         self._count("asked")
