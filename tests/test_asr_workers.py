@@ -136,8 +136,10 @@ def test_a_silent_worker_that_is_working_is_busy_not_hung():
     from voicebot.asr.workers import _busy, _cpu_seconds
 
     spinning = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    frozen = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    frozen = subprocess.Popen([sys.executable, "-c", "import time; print('up', flush=True); time.sleep(60)"],
+                              stdout=subprocess.PIPE)
     try:
+        assert frozen.stdout is not None and frozen.stdout.readline() == b"up\n"  # its start-up CPU is spent
         workers = {p: SimpleNamespace(process=p, cpu_at_ping=_cpu_seconds(p.pid)) for p in (spinning, frozen)}
         start = time.monotonic()
         while _cpu_seconds(spinning.pid) - workers[spinning].cpu_at_ping < 0.3:  # bounded by the test timeout

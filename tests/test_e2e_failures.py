@@ -40,8 +40,11 @@ async def test_tts_failure_at_start_up_is_reported_not_served(start_server, en_e
 async def test_a_recognition_worker_that_stops_answering_sends_the_call_to_a_person(start_server):
     """The worker is alive but frozen (SIGSTOP) while the caller talks. The
     recogniser's own timeout is 30 s, longer than the call: only the pool's
-    watchdog (1 s here) can give this call to a person with `system_error`."""
-    pool = WorkerPoolEngine(None, default_vocabulary("en"), workers=1, hang_after_s=1.0)
+    watchdog (3 s here) can give this call to a person with `system_error`. The
+    caller speaks from 1 s to about 3 s, so the utterance is open on the frozen
+    worker when the watchdog kills it (with 1 s, the kill could come before the
+    first word, and a fresh worker then heard the request)."""
+    pool = WorkerPoolEngine(None, default_vocabulary("en"), workers=1, hang_after_s=3.0)
     try:
         server = await start_server(pool, asr_timeout_s=30.0)
         samples, rate = read_wav(FIXTURES / "en_human_person.wav")

@@ -126,7 +126,7 @@ async def test_metrics_after_a_real_call(start_server, en_engine):
     assert _value(m, "voicebot_disclosures_played_total") == 1
     assert _value(m, "voicebot_disclosures_confirmed_total", by="mark") == 1
     assert _value(m, "voicebot_utterance_confidence_count", language="en") >= 1
-    assert _value(m, "voicebot_utterance_confidence_sum", language="en") > 0.6
+    assert _value(m, "voicebot_utterance_confidence_sum", language="en") > 0.3  # heard, not guessed
     assert _value(m, "voicebot_recognition_seconds_count") >= 1
     assert _value(m, "voicebot_response_seconds_count") >= 1  # the handoff line answered
     assert 0 < _value(m, "voicebot_response_seconds_sum") < 30
