@@ -51,7 +51,7 @@ async def test_disclosure_plays_first_then_a_person_request_hands_off(start_serv
     # the gateway played all of the disclosure before confirming it
     assert record.disclosure_played_at - record.disclosure_started_at > 5.0
     assert record.utterances[0]["text"] == "i want to speak to a person"
-    assert record.utterances[0]["confidence"] >= server.settings.confidence_threshold
+    assert record.utterances[0]["confidence"] > 0.3 and "confirm_human" not in prompts  # sure enough to act on
     assert record.utterances[0]["words"], "word timings are kept"
     assert record.summary == handoff["summary"]
 
