@@ -58,7 +58,10 @@ class CallTasks:
 
     def _done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
+        exc = None if task.cancelled() else task.exception()
+        if isinstance(exc, ConnectionError):  # the line closed under it: the caller hung up
+            log.info("%s: task %s ended with the connection (%s)", self._label, task.get_name(),
+                     type(exc).__name__)
+        elif exc is not None:
             # the type only: an exception's text may carry what the caller said
-            log.error("%s: task %s failed: %s", self._label, task.get_name(),
-                      type(task.exception()).__name__)
+            log.error("%s: task %s failed: %s", self._label, task.get_name(), type(exc).__name__)
