@@ -4,6 +4,7 @@ server on an ephemeral port."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 from dataclasses import dataclass
@@ -132,3 +133,20 @@ async def start_server(tmp_path):
 
 
 from .servers import postgres_cluster, postgres_url, redis_server  # noqa: E402,F401 - fixtures
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Fail, with the reason, items that pytest-xdist's loadgroup did not group.
+
+    Items marked xdist_group share one expensive run (the fixture suite's calls);
+    when a pytest/xdist pairing stops honouring the mark, every test process
+    repeats that run and overloads the machine without any test failing.
+    """
+    if not getattr(config.option, "loadgroup", False):
+        return  # not a loadgroup worker (e.g. -n 0)
+    reason = ("pytest-xdist --dist loadgroup did not group this item: this pytest and "
+              "pytest-xdist do not work together (see the pin in pyproject.toml)")
+    for item in items:
+        if item.get_closest_marker("xdist_group") and "@" not in item.nodeid:
+            item.runtest = functools.partial(pytest.fail, reason, pytrace=False)  # type: ignore[method-assign]
