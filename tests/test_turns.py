@@ -37,6 +37,7 @@ def test_pauses_are_numbered_and_reported_again_while_they_last_and_the_hangover
     assert [p.pause for p in events if isinstance(p, SpeechPaused)] == [2, 2]  # at 6 and 9 quiet frames
     ends = [e for e in events if isinstance(e, SpeechEnded)]
     assert len(ends) == 1 and not ep.speaking  # 10 frames = 200 ms of silence in all
+    assert not ends[0].early
 
 
 def test_deciding_zero_ends_the_turn_at_once_during_the_same_pause():
@@ -44,6 +45,7 @@ def test_deciding_zero_ends_the_turn_at_once_during_the_same_pause():
     push(ep, "xxxx...")
     ended = ep.decide(1, 0)
     assert len(ended) == 1 and isinstance(ended[0], SpeechEnded) and not ended[0].forced
+    assert ended[0].early
     assert ended[0].at == pytest.approx(7 * 0.02)
     assert not ep.speaking
 
@@ -64,7 +66,7 @@ def test_a_longer_limit_keeps_listening_through_the_pause_then_resets():
     assert not any(isinstance(e, SpeechEnded) for e in push(ep, "." * 15))  # 18 quiet frames < 20
     push(ep, "x...")  # speech again: the pause after it gets the default 200 ms back
     ends = [e for e in push(ep, "." * 7) if isinstance(e, SpeechEnded)]
-    assert len(ends) == 1
+    assert len(ends) == 1 and not ends[0].early
 
 
 def test_set_turn_changes_both_silences_and_zero_pause_means_fixed():

@@ -34,8 +34,9 @@ async def test_a_whole_short_request_ends_the_turn_early_and_a_paused_sentence_i
     server = await start_server(en_engine)  # defaults: hangover 500 ms, whole phrase 200 ms
     operator = await heard(server, "short_operator.wav")
     assert [u["text"] for u in operator] == ["operator"]
-    waited = operator[0]["end"] - entry("short_operator.wav")["speech"][0][1]
-    assert waited < 0.45  # the turn ended before the 500 ms hangover could have ended it
+    # ended on the whole phrase, not by the 500 ms hangover (how soon after the
+    # speech depends on how fast the partial decode comes back: benchmarks/capacity.py)
+    assert operator[0]["early"] is True
 
     paused = await heard(server, "mid_speak_person.wav")  # 600 ms of silence after "i want to speak"
     speech = entry("mid_speak_person.wav")["speech"]
@@ -48,4 +49,5 @@ async def test_with_a_fixed_hangover_the_same_pause_cuts_the_sentence(start_serv
     paused = await heard(server, "mid_speak_person.wav")
     assert len(paused) == 2  # what adaptive end of turn avoids: the caller cut in two
     operator = await heard(server, "short_operator.wav")
+    assert operator[0]["early"] is False
     assert operator[0]["end"] - entry("short_operator.wav")["speech"][0][1] > 0.45

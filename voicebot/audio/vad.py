@@ -51,6 +51,7 @@ class SpeechAudio:
 class SpeechEnded:
     at: float
     forced: bool  # True when cut at max_utterance_ms
+    early: bool = False  # ended by a whole expected phrase, before the hangover
 
 
 @dataclass(slots=True)
@@ -139,8 +140,9 @@ class Endpointer:
         self._limit = max(1, hangover_ms // int(self._frame_s * 1000))
         if self._run < self._limit:
             return []
+        early = self._limit < self._hangover
         self.speaking, self._run, self._limit = False, 0, self._hangover
-        return [SpeechEnded(self._frames_seen * self._frame_s, forced=False)]
+        return [SpeechEnded(self._frames_seen * self._frame_s, forced=False, early=early)]
 
     def flush(self) -> list[VadEvent]:
         """End an utterance in progress (hang-up): what was heard is still delivered."""

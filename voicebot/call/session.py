@@ -170,7 +170,7 @@ class CallSession:
                 self._utterance_pcm.append(pcm)
                 self._free.feed(pcm)
             elif isinstance(event, SpeechEnded):
-                self._speech_ended(event.at)
+                self._speech_ended(event.at, event.early)
             elif isinstance(event, SpeechPaused) and self._utterance is not None:
                 self.tasks.spawn(self._paused(self._utterance[0], event.pause), "turn-pause")
 
@@ -369,7 +369,7 @@ class CallSession:
     def _endpointer(self) -> Endpointer:
         return self._lane.endpointer if self._lane is not None else self._vad.endpointer
 
-    def _speech_ended(self, at: float) -> None:
+    def _speech_ended(self, at: float, early: bool = False) -> None:
         if self._utterance is None:
             return
         self.services.events.publish(SpeechEndDetected(self.recorder.call_id))
@@ -379,10 +379,11 @@ class CallSession:
         self._free.feed(pcm)
         self._free.ended(start, at, self.policy.language, resampler.out_rate)
         audio, self._utterance_pcm = b"".join((*self._utterance_pcm, pcm)), []
-        self.tasks.spawn(self._recognise(recognition, start, at, audio, resampler.out_rate), "recognise")
+        self.tasks.spawn(self._recognise(recognition, start, at, audio, resampler.out_rate, early),
+                         "recognise")
 
     async def _recognise(self, recognition: UtteranceRecognition, start: float, end: float,
-                         audio: bytes, rate: int) -> None:
+                         audio: bytes, rate: int, early: bool) -> None:
         try:
             result = await recognition.finish()
         except EngineError as exc:
@@ -394,7 +395,7 @@ class CallSession:
         said = reading.heard or result  # the second opinion's words when they decided
         u = Utterance(said.text, said.confidence, start, end, Source.SPEECH,
                       reading.meaning.intent, said.words)
-        await self._record_utterance(u)
+        await self._record_utterance(u, early)
         self._events.put_nowait(p.Heard(u, reading))
 
     async def _read(self, result: Transcript, audio: bytes, rate: int, start: float) -> Reading:
@@ -410,13 +411,14 @@ class CallSession:
         self._free.heard(start, heard, opinion.transcriber.model)  # not transcribed twice
         return self.policy.reread(reading, heard)
 
-    async def _record_utterance(self, u: Utterance) -> None:
+    async def _record_utterance(self, u: Utterance, early: bool = False) -> None:
         self.transcript.append(u)
         await self.recorder.utterance(u)
         if u.source is Source.SPEECH:
             await self.channel.send_event({
                 "event": "transcript", "text": u.text, "confidence": round(u.confidence, 3),
                 "start": round(u.start, 3), "end": round(u.end, 3), "intent": u.intent,
+                "early": early,  # the turn ended on a whole expected phrase, before the hangover
             })
 
     # --- prompts ---------------------------------------------------------------------
