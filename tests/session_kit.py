@@ -25,6 +25,7 @@ from voicebot.audio.wav import read_wav
 from voicebot.call.events import CallEventBus
 from voicebot.call.fake_channel import FakeChannel
 from voicebot.call.lookup import LookupClient
+from voicebot.call.recording import AudioRecorder
 from voicebot.call.session import CallServices, CallSession
 from voicebot.config import Settings
 from voicebot.flowrun import load_settings_flow
@@ -102,7 +103,7 @@ class Kit:
                          synth: FakeSynthesizer | None = None, store: CallStore | None = None,
                          channel: FakeChannel | None = None, lookups: LookupClient | None = None,
                          hand_over: HandoffReason | None = None, call_id: str = "c1",
-                         **settings: Any) -> Call:
+                         recordings: AudioRecorder | None = None, **settings: Any) -> Call:
         s = Settings(**{"db": ":memory:", **settings})
         engine = engine or FakeEngine()
         synth = synth or FakeSynthesizer()
@@ -110,7 +111,7 @@ class Kit:
         channel = channel or FakeChannel(LINE_RATE)
         services = CallServices(
             s, AsrRunner(engine, self.executor, s.asr_timeout_s), PromptCache(synth), store,
-            load_settings_flow(s), CallEventBus(), lookups=lookups)
+            load_settings_flow(s), CallEventBus(), lookups=lookups, recordings=recordings)
         published: list[Any] = []
         services.events.subscribe(published.append)
         session = CallSession(CallRecord(call_id, "native", caller="+15550123"), channel, services,

@@ -76,6 +76,30 @@ def test_read_wav_converts_stereo_and_rate(tmp_path):
     assert read_wav(wav_bytes(np.ones(10, np.int16), 8000))[0].tolist() == [1] * 10
 
 
+# the same four samples (-32768, -256, 0, 32512 in 16 bits) in each WAV sample width
+WIDTHS = {
+    1: bytes([0, 127, 128, 255]),  # unsigned, offset 128
+    2: np.array([-32768, -256, 0, 32512], "<i2").tobytes(),
+    3: b"".join(v.to_bytes(3, "little", signed=True) for v in (-(1 << 23), -65536, 0, 127 << 16)),
+    4: np.array([-(1 << 31), -(1 << 24), 0, 127 << 24], "<i4").tobytes(),
+}
+
+
+@pytest.mark.parametrize("width", sorted(WIDTHS))
+def test_read_wav_takes_every_sample_width(tmp_path, width):
+    import wave
+
+    path = tmp_path / "w.wav"
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(width)
+        w.setframerate(8000)
+        w.writeframes(WIDTHS[width])
+    samples, rate = read_wav(path)
+    assert rate == 8000 and samples.dtype == np.int16
+    assert samples.tolist() == [-32768, -256, 0, 32512]
+
+
 def _frames(pattern: str) -> list[tuple[np.ndarray, bool]]:
     return [(np.full(160, i, np.int16), c == "x") for i, c in enumerate(pattern)]
 

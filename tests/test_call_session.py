@@ -7,11 +7,13 @@ from __future__ import annotations
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pytest
 
 from voicebot.asr.fake import FakeEngine
 from voicebot.call.fake_channel import FakeChannel
 from voicebot.call.lookup import FakeLookups
+from voicebot.call.recording import FakeAudioRecorder
 from voicebot.tts.fake import FakeSynthesizer
 from voicebot.types import HandoffReason, Transcript
 
@@ -258,6 +260,42 @@ async def test_a_failure_on_the_audio_path_sends_the_call_to_a_person(kit, monke
     assert [e.error for e in call.of_kind("call_error")] == ["internal"]
     assert engine.finished == 0  # handed over at once, not after the recogniser's timeout
     no_tasks_left(call)
+
+
+# --- recording with consent ------------------------------------------------------------
+
+async def test_consent_keeps_the_callers_audio_from_then_on(kit):
+    recordings = FakeAudioRecorder()
+    call = await kit.start_call(recording="consent", recordings=recordings)
+    await call.prompted("recording_consent")
+    call.silence(0.5)  # before the answer: not kept
+    assert recordings.calls == {}
+    call.session.on_dtmf("1")
+    await call.prompted("menu")
+    call.speak(silence_s=0.2)
+    call.session.on_hangup()
+    record = await call.ended()
+    assert record.recording_consent == "given"
+    rate, sink = recordings.calls["c1"]
+    assert rate == LINE_RATE and sink.closed
+    kept = np.frombuffer(bytes(sink.pcm), "<i2")
+    assert kept.size == speech().size + int(0.2 * LINE_RATE)
+    assert np.array_equal(kept[:speech().size], speech())
+    no_tasks_left(call)
+
+
+@pytest.mark.parametrize(("answer", "consent"), [("2", "refused"), (None, "no_answer")])
+async def test_no_consent_keeps_nothing(kit, answer, consent):
+    recordings = FakeAudioRecorder()
+    call = await kit.start_call(recording="consent", recordings=recordings, no_input_timeout_s=0.2)
+    await call.prompted("recording_consent")
+    if answer:
+        call.session.on_dtmf(answer)
+    await call.prompted("menu")
+    call.speak(silence_s=0.2)
+    call.session.on_hangup()
+    record = await call.ended()
+    assert record.recording_consent == consent and recordings.calls == {}
 
 
 # --- lookups ----------------------------------------------------------------------------------
