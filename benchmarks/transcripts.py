@@ -313,7 +313,7 @@ async def server_run(label: str, env: dict[str, str], calls: int, ramp: float) -
     manifest = {m["file"]: m for m in json.loads((ROOT / "audio_fixtures/manifest.json").read_text())}
     old = dict(os.environ)
     os.environ.update(env, VOICEBOT_STAFF_TOKEN="bench-staff-token")
-    ns = argparse.Namespace(language="en", model="", workers=0, counts=str(calls))
+    ns = cap.parser().parse_args(["--language", "en", "--counts", str(calls)])  # its defaults for the rest
     with tempfile.TemporaryDirectory() as tmp:
         proc, base = await cap.start_server(ns, str(Path(tmp) / "calls.db"))
         os.environ.clear()
@@ -357,6 +357,7 @@ async def _drive(label, proc, base, manifest, calls, ramp, cap, aiohttp) -> dict
                 break
             await asyncio.sleep(0.1)
         cpu = cap.cpu_seconds(cap.family(proc.pid)) - cpu0
+        rss = cap.rss_mb(cap.family(proc.pid))  # the server and every worker process, at the end
         listener.cancel()
     call_s = sum(r["seconds"] for r in results)
     responses = [r["response"] for r in results if r["response"] is not None]
@@ -368,16 +369,17 @@ async def _drive(label, proc, base, manifest, calls, ramp, cap, aiohttp) -> dict
             "cpu_per_call": 100 * cpu / call_s, "lag_p50": cap.pct(lags, 0.5),
             "lag_p95": cap.pct(lags, 0.95), "lag_max": max(lags) if lags else float("nan"),
             "transcribed": statuses.count("ok"), "skipped": statuses.count("skipped"),
-            "sys_err": sum(r["system_error"] for r in results), "wall_s": time.monotonic() - t0}
+            "sys_err": sum(r["system_error"] for r in results), "wall_s": time.monotonic() - t0,
+            "rss_mb": rss}
 
 
 async def server_part(args: argparse.Namespace) -> None:
     no_opinion = {"VOICEBOT_SECOND_OPINION": "off"}
     whisper = {**no_opinion, "VOICEBOT_TRANSCRIPT_ENGINE": "whisper", "VOICEBOT_TRANSCRIPT_MODEL": args.model}
     configs = [("off", {**no_opinion, "VOICEBOT_TRANSCRIPT_ENGINE": "off"}),
-               ("whisper, handoff", {**whisper, "VOICEBOT_TRANSCRIPT_CALLS": "handoff"}),
-               ("whisper, handoff, 2w", {**whisper, "VOICEBOT_TRANSCRIPT_CALLS": "handoff",
-                                         "VOICEBOT_TRANSCRIPT_WORKERS": "2"}),
+               ("whisper, handoff, 1w", {**whisper, "VOICEBOT_TRANSCRIPT_CALLS": "handoff",
+                                         "VOICEBOT_TRANSCRIPT_WORKERS": "1"}),
+               ("whisper, handoff", {**whisper, "VOICEBOT_TRANSCRIPT_CALLS": "handoff"}),  # 2 workers
                ("whisper, all", {**whisper, "VOICEBOT_TRANSCRIPT_CALLS": "all"}),
                # the second opinion's words stand in for the pass's (same model)
                ("handoff, 2nd op.", {**whisper, "VOICEBOT_TRANSCRIPT_CALLS": "handoff",
@@ -390,13 +392,14 @@ async def server_part(args: argparse.Namespace) -> None:
     print(f"\n{args.calls} calls over {args.ramp:.0f} s, each asks for a person; free-form model "
           f"{args.model}")
     print(f"{'transcripts':18} {'handed over':>11} {'decision p50/p95 ms':>20} {'CPU/call':>9} "
-          f"{'desk lag p50/p95/max s':>23} {'ok/skipped':>10} {'syserr':>6} {'load':>5}")
+          f"{'desk lag p50/p95/max s':>23} {'ok/skipped':>10} {'syserr':>6} {'load':>5} {'RSS MB':>7}")
     for r in rows:
         lag = "—" if r["label"] == "off" else \
             f"{r['lag_p50']:.2f} / {r['lag_p95']:.2f} / {r['lag_max']:.2f}"
         print(f"{r['label']:18} {r['handed_over']:>11} "
               f"{1000 * r['resp_p50']:>9.0f} / {1000 * r['resp_p95']:<8.0f} {r['cpu_per_call']:>8.2f}% "
-              f"{lag:>23} {r['transcribed']:>4}/{r['skipped']:<5} {r['sys_err']:>6} {r['load']:5.1f}")
+              f"{lag:>23} {r['transcribed']:>4}/{r['skipped']:<5} {r['sys_err']:>6} {r['load']:5.1f} "
+              f"{r['rss_mb']:7.0f}")
 
 
 def main() -> int:

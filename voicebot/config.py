@@ -101,7 +101,9 @@ class Settings:
     transcript_engine: str = "off"  # free-form pass for the staff: off | vosk | whisper
     transcript_model: str = ""  # its model: a directory or a known name ("" = engine default)
     transcript_calls: str = "handoff"  # all | handoff (only calls handed to a person)
-    transcript_workers: int = 1  # processes of the free-form pass (separate from asr_workers)
+    # processes of the free-form pass (separate from asr_workers); 2 put the desk within 2 s of
+    # 20 handoffs in 10 s on 2 cores, where 1 took 3.6 s (benchmarks/transcripts.py --part server)
+    transcript_workers: int = 2
     transcript_queue: int = 64  # utterances waiting for it at most; more are skipped, marked
     # a free-form engine asked about the utterances the grammar recogniser is unsure of:
     # off | auto (whisper when its extra and model are installed) | whisper
