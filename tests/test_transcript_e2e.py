@@ -65,7 +65,7 @@ async def test_a_handed_over_call_carries_the_callers_own_words(start_server, en
         record = await server.record(call_id)
         assert record.transcripts == free
         health = (await server.api("/healthz"))[1]["transcripts"]
-        assert health["engine"].startswith("whisper whisper-tiny.en, 1 worker(s), calls: handoff")
+        assert health["engine"].startswith("whisper whisper-tiny.en, 2 worker(s), calls: handoff")
         assert (health["ok"], health["queued"], health["skipped"]) == (2, 0, 0)
 
         for _ in range(200):  # the webhook is delivered in the background
