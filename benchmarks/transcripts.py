@@ -385,6 +385,9 @@ async def server_part(args: argparse.Namespace) -> None:
                ("handoff, 2nd op.", {**whisper, "VOICEBOT_TRANSCRIPT_CALLS": "handoff",
                                      "VOICEBOT_SECOND_OPINION": "whisper",
                                      "VOICEBOT_SECOND_OPINION_MODEL": args.model})]
+    if args.arms:
+        wanted = {a.strip() for a in args.arms.split(";")}
+        configs = [(label, env) for label, env in configs if label in wanted]
     rows = []
     for label, env in configs:
         rows.append(await server_run(label, env, args.calls, args.ramp))
@@ -410,6 +413,7 @@ def main() -> int:
     ap.add_argument("--calls", type=int, default=20)
     ap.add_argument("--ramp", type=float, default=10.0)
     ap.add_argument("--model", default="whisper-tiny.en", help="server part: VOICEBOT_TRANSCRIPT_MODEL")
+    ap.add_argument("--arms", help="server part: the row labels to run, separated by semicolons (default: all)")
     args = ap.parse_args()
     print(f"load average at start: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} "
           f"{os.getloadavg()[2]:.2f}", flush=True)

@@ -274,3 +274,22 @@ async def test_a_slow_spell_does_not_switch_it_off():
     assert await opinion.ask(pcm(16000), 16000, "") is not None
     assert (opinion.counts.late, opinion.counts.busy, opinion.counts.answered) == (3, 0, 1)
     await opinion.close()
+
+
+async def test_a_late_answer_still_reaches_the_free_form_pass():
+    """Over the budget the grammar decides; the words, when they come, are not wasted."""
+    engine = SpellEngine()
+    opinion = SecondOpinion(InlineTranscriber(engine), "en", timeout_s=0.1)
+    arrived = asyncio.Event()
+    words: list[Transcript] = []
+
+    def late(heard: Transcript) -> None:
+        words.append(heard)
+        arrived.set()
+
+    assert await opinion.ask(pcm(16000), 16000, "", late=late) is None
+    assert words == []  # not yet: the job is still running
+    async with asyncio.timeout(5):
+        await arrived.wait()
+    assert [w.text for w in words] == ["get me a person"] and opinion.counts.late == 1
+    await opinion.close()

@@ -405,10 +405,12 @@ class CallSession:
         if opinion is None or opinion.language != self.policy.language \
                 or not self.policy.wants_second_opinion(reading):
             return reading
-        heard = await opinion.ask(audio, rate, self.policy.opinion_prompt)
+        model = opinion.transcriber.model
+        heard = await opinion.ask(audio, rate, self.policy.opinion_prompt,
+                                  late=lambda words: self._free.heard(start, words, model))
         if heard is None:
             return reading
-        self._free.heard(start, heard, opinion.transcriber.model)  # not transcribed twice
+        self._free.heard(start, heard, model)  # not transcribed twice
         return self.policy.reread(reading, heard)
 
     async def _record_utterance(self, u: Utterance, early: bool = False) -> None:

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
@@ -64,8 +65,12 @@ class SecondOpinion:
     def health(self) -> dict[str, object]:
         return {"engine": self.description, **self.counts.as_dict()}
 
-    async def ask(self, pcm: bytes, rate: int, prompt: str) -> Transcript | None:
-        """What the engine heard in this PCM16 utterance at `rate`, or None."""
+    async def ask(self, pcm: bytes, rate: int, prompt: str,
+                  late: Callable[[Transcript], None] | None = None) -> Transcript | None:
+        """What the engine heard in this PCM16 utterance at `rate`, or None.
+
+        A job that answers after the budget still ran: its words go to `late`
+        (the free-form pass takes them instead of transcribing the audio again)."""
         if self._waiting and (self._waiting > self.max_waiting
                               or (self._waiting + 1) * self._job_s > self.timeout_s):
             self._count("busy")  # it would come late: better not add to the queue
@@ -78,6 +83,8 @@ class SecondOpinion:
             heard = await asyncio.wait_for(asyncio.shield(job), self.timeout_s)
         except TimeoutError:
             self._count("late")
+            if late is not None:
+                job.add_done_callback(partial(_deliver_late, late))
             return None
         except Exception as exc:  # the engine's failure is not the call's: the grammar decides
             log.error("second opinion failed: %s", type(exc).__name__)
@@ -113,3 +120,8 @@ class SecondOpinion:
     async def close(self) -> None:
         await asyncio.to_thread(self.transcriber.close)
         self._executor.shutdown(wait=False)
+
+
+def _deliver_late(late: Callable[[Transcript], None], job: asyncio.Future[Transcript]) -> None:
+    if not job.cancelled() and job.exception() is None:
+        late(job.result())
