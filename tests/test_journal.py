@@ -232,6 +232,19 @@ async def test_data_errors_are_dropped_not_journalled(journalled, tmp_path, capl
 
 
 @pytest.mark.e2e
+async def test_a_write_to_a_connection_closed_under_it_is_journalled_not_dropped(journalled, tmp_path):
+    """aiosqlite says "no active connection" with a ValueError, the type data errors
+    have: a write the outage caught in flight must still be kept."""
+    await journalled.create(CallRecord("c1", "native", started_at=1.0))
+    await journalled.flush()
+    await journalled.inner._sql._db.close()  # under the store: its next write finds it closed
+    await journalled.add_utterance("c1", 2.0, utterance("agent please", 2.0))
+    await journalled.flush()
+    await wait_until(lambda: journalled.up and journalled.pending == 0)  # reconnected, replayed
+    record = await journalled.get("c1")
+    assert record is not None and [u["text"] for u in record.utterances] == ["agent please"]
+
+
 async def test_calls_during_a_database_outage_lose_no_records(start_server, en_engine, tmp_path):
     server = await start_server(en_engine, db=str(tmp_path / "db" / "calls.db"),
                                 journal=str(tmp_path / "local" / "calls.journal"))

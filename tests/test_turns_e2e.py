@@ -31,13 +31,16 @@ async def heard(server, name: str) -> list[dict]:
 
 async def test_a_whole_short_request_ends_the_turn_early_and_a_paused_sentence_is_not_cut(
         start_server, en_engine):
-    server = await start_server(en_engine)  # defaults: hangover 500 ms, whole phrase 200 ms
-    operator = await heard(server, "short_operator.wav")
+    # A long hangover leaves the partial decode room on a loaded test machine: what
+    # is checked is that the whole phrase ended the turn, not the silence (how soon
+    # after the speech depends on how fast the decode comes back: benchmarks/capacity.py)
+    patient = await start_server(en_engine, vad_hangover_ms=1500, turn_mid_phrase_ms=1500)
+    operator = await heard(patient, "short_operator.wav")
     assert [u["text"] for u in operator] == ["operator"]
-    # ended on the whole phrase, not by the 500 ms hangover (how soon after the
-    # speech depends on how fast the partial decode comes back: benchmarks/capacity.py)
     assert operator[0]["early"] is True
+    assert operator[0]["end"] - entry("short_operator.wav")["speech"][0][1] < 1.5
 
+    server = await start_server(en_engine)  # defaults: hangover 500 ms, whole phrase 200 ms
     paused = await heard(server, "mid_speak_person.wav")  # 600 ms of silence after "i want to speak"
     speech = entry("mid_speak_person.wav")["speech"]
     assert [u["text"] for u in paused] == ["i want to speak to a person"]

@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator
+import sqlite3
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -27,15 +28,17 @@ class SqliteSql:
 
     async def run(self, sql: str, params: Params = ()) -> tuple[list[Row], int]:
         if self._lock is None:
-            return await self._statement(sql, params)
+            with _closed_is_unavailable():
+                return await self._statement(sql, params)
         async with self._lock:
-            try:
-                result = await self._statement(sql, params)
-                await self._db.commit()
-            except BaseException:
-                await self._db.rollback()
-                raise
-            return result
+            with _closed_is_unavailable():
+                try:
+                    result = await self._statement(sql, params)
+                    await self._db.commit()
+                except BaseException:
+                    await self._db.rollback()
+                    raise
+                return result
 
     async def _statement(self, sql: str, params: Params) -> tuple[list[Row], int]:
         cursor = await self._db.execute(sql, params)
@@ -48,19 +51,32 @@ class SqliteSql:
         if self._lock is None:
             raise RuntimeError("transactions do not nest")
         async with self._lock:  # other statements on this connection wait, not join in
-            try:
-                await self._db.execute("BEGIN")
-                yield SqliteSql(self._db, None)
-                await self._db.commit()
-            except BaseException:
-                await self._db.rollback()
-                raise
+            with _closed_is_unavailable():
+                try:
+                    await self._db.execute("BEGIN")
+                    yield SqliteSql(self._db, None)
+                    await self._db.commit()
+                except BaseException:
+                    await self._db.rollback()
+                    raise
 
     async def scrub(self) -> None:
         await self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # no copy left in the WAL
 
     async def close(self) -> None:
         await self._db.close()
+
+
+@contextlib.contextmanager
+def _closed_is_unavailable() -> Iterator[None]:
+    """aiosqlite reports a closed connection (the database went away under a
+    write) as a ValueError, which callers take for bad data: it is an outage."""
+    try:
+        yield
+    except ValueError as exc:
+        if str(exc) != "no active connection":
+            raise
+        raise sqlite3.OperationalError("the database connection is closed") from exc
 
 
 async def connect_sqlite(path: str, *pragmas: str) -> SqliteSql:
