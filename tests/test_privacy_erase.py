@@ -17,6 +17,7 @@ from voicebot.audio.wav import read_wav
 from voicebot.replay.client import ReplayOptions, replay
 
 from .conftest import FIXTURES
+from .servers import wait_for
 from .staff_helpers import KNOWLEDGE, make_staff, seed_call, utterance
 from .test_staff_cli import staff_cli
 
@@ -93,10 +94,9 @@ async def test_calls_older_than_the_retention_period_are_erased(start_server, mo
     assert await server.record("c-old") is None
     assert await server.record("c-new") is not None  # a day's old call stays
     assert await server.app[DESK].desk.transfer("c-new") is not None
-    audited = False
-    for _ in range(200):  # the sweep writes its audit entry after the erasure
+
+    async def audited() -> bool:
         audit = await server.app[DESK].staff.audit_log()
-        if audited := any(row["action"] == "erase_expired" and row["detail"] == "1 calls" for row in audit):
-            break
-        await asyncio.sleep(0.02)
-    assert audited, audit
+        return any(row["action"] == "erase_expired" and row["detail"] == "1 calls" for row in audit)
+
+    await wait_for(audited, what="the sweep's audit entry (written after the erasure)")

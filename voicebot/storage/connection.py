@@ -27,11 +27,10 @@ class SqliteSql:
         self._lock = lock  # None: a transaction's view, which already holds it
 
     async def run(self, sql: str, params: Params = ()) -> tuple[list[Row], int]:
-        if self._lock is None:
-            with _closed_is_unavailable():
+        with _closed_is_unavailable():
+            if self._lock is None:
                 return await self._statement(sql, params)
-        async with self._lock:
-            with _closed_is_unavailable():
+            async with self._lock:
                 try:
                     result = await self._statement(sql, params)
                     await self._db.commit()
