@@ -147,9 +147,11 @@ def _handler(server: Server) -> type[BaseHTTPRequestHandler]:
                 server.drop_next = False
                 body = body[: len(body) // 2]
                 self.close_connection = True
+            # logged before the body goes out: the client can have read it all
+            # (and the test can have looked at the log) before this thread runs on
+            server.log.append(Hit(self.path, rng, status, len(body)))
             self.wfile.write(body)
             self.wfile.flush()
-            server.log.append(Hit(self.path, rng, status, len(body)))
 
     return Handler
 
