@@ -14,6 +14,7 @@ from voicebot.asr.models import KNOWN_MODELS, ModelError, resolve_model
 from voicebot.errors import ConfigError
 from voicebot.transcript.base import FreeFormEngine
 from voicebot.transcript.catalog import WHISPER_MODELS, resolve_whisper
+from voicebot.transcript.whisper_window import decode_window, window_frames
 from voicebot.types import Transcript, Word
 
 ENGINES = ("off", "vosk", "whisper")
@@ -27,20 +28,22 @@ _PROMPTED_NO_SPEECH = 0.6
 
 
 class WhisperEngine:
-    """faster-whisper (CTranslate2) on the CPU, int8, greedy-free beam search.
-    One thread by default: the pass must leave the cores to the decisions."""
+    """faster-whisper (CTranslate2) on the CPU, int8, greedy search in a window
+    sized to the utterance (whisper_window). One thread by default: the pass
+    must leave the cores to the decisions."""
 
     name = "whisper"
     sample_rate = 16000
 
     def __init__(self, path: Path, model: str, language: str, threads: int = 1,
-                 beam_size: int = 5) -> None:
+                 beam_size: int = 1, min_window_s: float = 10.0) -> None:
         try:
             from faster_whisper import WhisperModel
         except ImportError:
             raise ConfigError(ENGINE_KEY, "whisper needs the optional extra: "
                               "pip install 'voicebot[whisper]'") from None
         self.model, self.language, self.beam_size = model, language, beam_size
+        self.min_window_s = min_window_s
         self._model = WhisperModel(str(path), device="cpu", compute_type="int8",
                                    cpu_threads=threads, num_workers=1, local_files_only=True)
         if language != "en" and not self._model.model.is_multilingual:
@@ -51,23 +54,36 @@ class WhisperEngine:
         audio = np.frombuffer(pcm, np.int16).astype(np.float32) / 32768.0
         if audio.size < _MIN_SAMPLES:
             return Transcript("", 0.0)
+        frames = window_frames(audio.size, self.sample_rate, self.min_window_s)
+        if frames is None:
+            return self._long_form(audio, prompt)
+        got = decode_window(self._model, audio, frames, self.language, prompt, self.beam_size)
+        if prompt and got.no_speech_prob > _PROMPTED_NO_SPEECH:
+            return Transcript("", 0.0)  # a prompted model "hears" its prompt in line noise
+        words = tuple(Word(*w) for w in got.words)
+        return Transcript(got.text, _mean_conf(words), words)
+
+    def _long_form(self, audio: np.ndarray, prompt: str) -> Transcript:
+        """Over one window: faster-whisper's own 30 s windows, one after another."""
         segments, _ = self._model.transcribe(
             audio, language=self.language, beam_size=self.beam_size, word_timestamps=True,
             condition_on_previous_text=False, vad_filter=False, initial_prompt=prompt or None)
         texts, words, logprobs = [], [], []
         for seg in segments:
             if prompt and seg.no_speech_prob > _PROMPTED_NO_SPEECH:
-                continue  # a prompted model "hears" its prompt in line noise
+                continue
             texts.append(seg.text.strip())
             logprobs.append(seg.avg_logprob)
             words += [Word(w.word.strip(), float(w.probability), float(w.start), float(w.end))
                       for w in seg.words or () if w.word.strip()]
         text = " ".join(t for t in texts if t)
         if words:
-            confidence = sum(w.conf for w in words) / len(words)
-        else:
-            confidence = math.exp(sum(logprobs) / len(logprobs)) if logprobs else 0.0
-        return Transcript(text, confidence, tuple(words))
+            return Transcript(text, _mean_conf(tuple(words)), tuple(words))
+        return Transcript(text, math.exp(sum(logprobs) / len(logprobs)) if logprobs else 0.0, ())
+
+
+def _mean_conf(words: tuple[Word, ...]) -> float:
+    return sum(w.conf for w in words) / len(words) if words else 0.0
 
 
 class VoskFullEngine:
