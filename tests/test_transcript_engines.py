@@ -19,6 +19,7 @@ from voicebot.replay.suite import word_error_rate
 from voicebot.transcript import catalog
 from voicebot.transcript.catalog import FILES, WHISPER_MODELS, fetch_whisper, resolve_whisper
 from voicebot.transcript.engines import load_free_engine
+from voicebot.transcript.whisper_window import window_frames
 from voicebot.transcript.worker import NICE, ProcessTranscriber
 
 from .conftest import FIXTURES, manifest
@@ -41,7 +42,8 @@ def tiny(tmp_path_factory):  # type: ignore[no-untyped-def]
     return load_free_engine("whisper", TINY, "en", tmp_path_factory.mktemp("models"))
 
 
-@pytest.mark.parametrize("name", ["real_out_of_domain_weasels.wav", "real_librivox_out_of_domain.wav"])
+@pytest.mark.parametrize("name", ["real_out_of_domain_weasels.wav", "real_librivox_out_of_domain.wav",
+                                  "real_agent.wav", "real_hello_then_agent.wav"])
 def test_whisper_writes_what_real_callers_said(tiny, name: str) -> None:
     for said, pcm in utterances(name):
         got = tiny.transcribe(pcm)
@@ -50,6 +52,23 @@ def test_whisper_writes_what_real_callers_said(tiny, name: str) -> None:
         starts = [w.start for w in got.words]
         assert starts == sorted(starts) and got.words[-1].end <= len(pcm) / 2 / 16000 + 0.01
         assert all(0.0 <= w.conf <= 1.0 for w in got.words)
+
+
+def test_the_window_fits_the_utterance_up_to_whispers_own() -> None:
+    assert window_frames(16000, 16000, 10.0) == 1000, "a short utterance: the least window"
+    assert window_frames(12 * 16000 + 5, 16000, 10.0) == 1300, "its length + 1 s of silence"
+    assert window_frames(int(2.345 * 16000), 16000, 2.0) % 2 == 0, "halved by the encoder: even"
+    assert window_frames(int(29.5 * 16000), 16000, 10.0) is None, "over 30 s: the long-form path"
+
+
+def test_an_utterance_longer_than_a_window_is_transcribed_whole(tiny) -> None:
+    parts = utterances("real_out_of_domain_weasels.wav") + utterances("real_librivox_out_of_domain.wav")
+    gap = np.zeros(16000 * 6, np.int16).tobytes()
+    pcm = gap.join(p for _, p in parts)
+    assert window_frames(len(pcm) // 2, 16000, tiny.min_window_s) is None, "the test needs > 30 s"
+    got = tiny.transcribe(pcm)
+    assert word_error_rate(" ".join(s for s, _ in parts), got.text) <= 0.15, got.text
+    assert got.words[-1].start > 30.0, "word times run on past the first window"
 
 
 def test_whisper_hears_nothing_in_a_click(tiny) -> None:
