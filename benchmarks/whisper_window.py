@@ -7,8 +7,9 @@ as the second opinion prompts it at the open question, in two ways:
 
   30s-beam5   faster-whisper's own path: the clip padded to 30 s, beam search
               of 5, word timestamps (the engine before this change)
-  window      the clip's own length + 1 s, at least 10 s, greedy search
-              (`voicebot/transcript/whisper_window.py`, the engine now)
+  window-greedy  the clip's own length + 1 s, at least 10 s, greedy search
+              (`voicebot/transcript/whisper_window.py`; the second opinion)
+  window-beam5   the same window, beam search of 5 (the staff's transcripts)
 
 and prints per class how often the text matcher finds the right meaning in
 the words (a request for a person, the routine intent, or for the other
@@ -53,7 +54,8 @@ def arms(threads: int) -> dict[str, WhisperEngine]:
     return {
         "30s-beam5": WhisperEngine(path, "whisper-tiny.en", "en", threads, beam_size=5,
                                    min_window_s=31.0),  # no window fits: faster-whisper's path
-        "window": WhisperEngine(path, "whisper-tiny.en", "en", threads),
+        "window-greedy": WhisperEngine(path, "whisper-tiny.en", "en", threads, beam_size=1),
+        "window-beam5": WhisperEngine(path, "whisper-tiny.en", "en", threads, beam_size=5),
     }
 
 
@@ -101,8 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'word errors (of %d)' % words:28}" + "".join(f"{errors[n]:>14.0f}" for n in names))
     for label, q in (("seconds per clip p50", 50), ("seconds per clip p95", 95), ("seconds per clip max", 100)):
         print(f"{label:28}" + "".join(f"{np.percentile(seconds[n], q):>14.3f}" for n in names))
-    base, new = (float(np.percentile(seconds[n], 50)) for n in names)
-    print(f"{'p50 ratio 30s/window':28}{base / new:>14.1f}x")
+    base = float(np.percentile(seconds[names[0]], 50))
+    print(f"{'p50 ratio 30s/this':28}" + "".join(
+        f"{base / float(np.percentile(seconds[n], 50)):>13.1f}x" for n in names))
     return 0
 
 

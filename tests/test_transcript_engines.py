@@ -19,7 +19,7 @@ from voicebot.replay.suite import word_error_rate
 from voicebot.transcript import catalog
 from voicebot.transcript.catalog import FILES, WHISPER_MODELS, fetch_whisper, resolve_whisper
 from voicebot.transcript.engines import load_free_engine
-from voicebot.transcript.whisper_window import window_frames
+from voicebot.transcript.whisper_window import window_frames, without_echo
 from voicebot.transcript.worker import NICE, ProcessTranscriber
 
 from .conftest import FIXTURES, manifest
@@ -234,3 +234,24 @@ def test_models_fetch_and_list_know_the_whisper_names(server: Server, tmp_path, 
     assert "yes" in rows["whisper-test"] and str(tmp_path / "whisper-test") in rows["whisper-test"]
     assert "whisper-tiny.en" in rows and "whisper-base" in rows
     assert not (tmp_path / "whisper-base").exists(), "listing joins nothing"
+
+
+@pytest.mark.parametrize(("pieces", "kept"), [
+    (["Followed", " by", " the", " pound", " key.", " Followed", " by", " the", " pound", " key.",
+      " Followed"], 5),
+    (["Where", " is", " my", " order?", " Where", " is", " my", " order?"], 4),
+    (["Agent.", " Agent."], 1),
+    (["I", " want", " an", " agent.", " I", " want"], 4),  # began the sentence again, cut off
+    (["No.", " No,", " no."], 3),  # not the same sentence
+    (["Agent,", " please.", " Agent", " please", " now."], 5),
+    (["Hello", " there"], 2),
+    ([], 0),
+])
+def test_whisper_saying_its_sentence_again_is_cut(pieces: list[str], kept: int) -> None:
+    tokens = list(range(len(pieces)))
+    assert without_echo(tokens, lambda t: pieces[t]) == tokens[:kept]
+
+
+def test_transcripts_search_wider_than_the_second_opinion(tmp_path) -> None:
+    assert load_free_engine("whisper", TINY, "en", tmp_path).beam_size == 5, "the staff's words"
+    assert load_free_engine("whisper", TINY, "en", tmp_path, beam_size=1).beam_size == 1

@@ -61,7 +61,7 @@ async def start_second_opinion(settings: Settings) -> SecondOpinion | None:
     def spawn() -> ProcessTranscriber:  # normal priority: the caller waits for its answer
         return ProcessTranscriber("whisper", settings.second_opinion_model, settings.language, MODELS_DIR,
                                   settings.second_opinion_threads, max(60.0, settings.second_opinion_timeout_s * 4),
-                                  nice=0)
+                                  nice=0, beam_size=1)  # greedy: the caller waits for it
 
     try:
         transcriber = await asyncio.get_running_loop().run_in_executor(None, spawn)

@@ -61,8 +61,9 @@ class InlineTranscriber:
 
 class ProcessTranscriber:
     def __init__(self, engine: str, model: str, language: str, models_dir: Path,
-                 threads: int = 1, timeout_s: float = 60.0, nice: int = NICE) -> None:
-        self._args = [engine, model, language, str(models_dir), str(threads), str(nice)]
+                 threads: int = 1, timeout_s: float = 60.0, nice: int = NICE,
+                 beam_size: int = 5) -> None:
+        self._args = [engine, model, language, str(models_dir), str(threads), str(nice), str(beam_size)]
         self.timeout_s = timeout_s
         self._process: subprocess.Popen[bytes] | None = None
         self._conn: Connection | None = None
@@ -137,12 +138,12 @@ class ProcessTranscriber:
 
 
 def _serve(conn: Connection, engine_name: str, model: str, language: str, models_dir: str,
-           threads: int, nice: int) -> None:
+           threads: int, nice: int, beam_size: int) -> None:
     os.nice(nice)
     from voicebot.transcript.engines import load_free_engine
 
     try:
-        engine = load_free_engine(engine_name, model, language, Path(models_dir), threads)
+        engine = load_free_engine(engine_name, model, language, Path(models_dir), threads, beam_size)
     except ConfigError as exc:
         conn.send(("failed", exc.key, str(exc).split(": ", 1)[-1]))
         return
@@ -170,4 +171,5 @@ def _serve(conn: Connection, engine_name: str, model: str, language: str, models
 
 if __name__ == "__main__":
     fd, *rest = sys.argv[1:]
-    _serve(Connection(int(fd)), rest[0], rest[1], rest[2], rest[3], int(rest[4]), int(rest[5]))
+    _serve(Connection(int(fd)), rest[0], rest[1], rest[2], rest[3], int(rest[4]), int(rest[5]),
+           int(rest[6]))
