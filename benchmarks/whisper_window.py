@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'meaning right':28}" + "".join(f"{n:>14}" for n in names))
     for c in CLASSES:
         print(f"  {c:26}" + "".join(f"{hits[n, c]:>8}/{counts[c]:<5}" for n in names))
-    print(f"{'word errors (of %d)' % words:28}" + "".join(f"{errors[n]:>14.0f}" for n in names))
+    print(f"{f'word errors (of {words})':28}" + "".join(f"{errors[n]:>14.0f}" for n in names))
     for label, q in (("seconds per clip p50", 50), ("seconds per clip p95", 95), ("seconds per clip max", 100)):
         print(f"{label:28}" + "".join(f"{np.percentile(seconds[n], q):>14.3f}" for n in names))
     base = float(np.percentile(seconds[names[0]], 50))
