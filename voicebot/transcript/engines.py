@@ -49,6 +49,10 @@ class WhisperEngine:
         if language != "en" and not self._model.model.is_multilingual:
             raise ConfigError(MODEL_KEY, f"{model} only speaks English; the language is "
                               f"{language!r}: use a multilingual model such as whisper-base")
+        from faster_whisper.tokenizer import Tokenizer
+
+        self._tokenizer = Tokenizer(self._model.hf_tokenizer, self._model.model.is_multilingual,
+                                    task="transcribe", language=language)
 
     def transcribe(self, pcm: bytes, prompt: str = "") -> Transcript:
         audio = np.frombuffer(pcm, np.int16).astype(np.float32) / 32768.0
@@ -57,11 +61,10 @@ class WhisperEngine:
         frames = window_frames(audio.size, self.sample_rate, self.min_window_s)
         if frames is None:
             return self._long_form(audio, prompt)
-        got = decode_window(self._model, audio, frames, self.language, prompt, self.beam_size)
+        got = decode_window(self._model, self._tokenizer, audio, frames, prompt, self.beam_size)
         if prompt and got.no_speech_prob > _PROMPTED_NO_SPEECH:
             return Transcript("", 0.0)  # a prompted model "hears" its prompt in line noise
-        words = tuple(Word(*w) for w in got.words)
-        return Transcript(got.text, _mean_conf(words), words)
+        return Transcript(got.text, _mean_conf(got.words), got.words)
 
     def _long_form(self, audio: np.ndarray, prompt: str) -> Transcript:
         """Over one window: faster-whisper's own 30 s windows, one after another."""

@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from voicebot.types import Word
+
 MAX_WINDOW_S = 30.0  # Whisper's own window: longer audio takes the long-form path
 FRAMES_PER_S = 100  # mel frames per second
 TAIL_S = 1.0  # silence after the speech inside the window
@@ -33,7 +35,7 @@ TOKENS_PER_S = 8  # a generous bound on tokens per second of speech (about 4 wor
 class Decoded:
     text: str
     no_speech_prob: float
-    words: tuple[tuple[str, float, float, float], ...]  # word, probability, start, end (s)
+    words: tuple[Word, ...]
 
 
 def window_frames(samples: int, rate: int, min_window_s: float) -> int | None:
@@ -47,15 +49,13 @@ def window_frames(samples: int, rate: int, min_window_s: float) -> int | None:
     return frames + frames % 2  # the encoder's first convolution halves the frames
 
 
-def decode_window(model: Any, audio: np.ndarray, frames: int, language: str, prompt: str,
+def decode_window(model: Any, tokenizer: Any, audio: np.ndarray, frames: int, prompt: str,
                   beam_size: int) -> Decoded:
     """One greedy (or beam) decode of `audio` (float32, 16 kHz) in a window of
-    `frames` mel frames. `model` is a faster_whisper.WhisperModel."""
+    `frames` mel frames. `model` is a faster_whisper.WhisperModel, `tokenizer`
+    its faster_whisper Tokenizer for the language."""
     import ctranslate2
-    from faster_whisper.tokenizer import Tokenizer
 
-    tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe",
-                          language=language)
     features = model.feature_extractor(audio)
     content = min(features.shape[-1], frames)
     features = np.pad(features[:, :frames], ((0, 0), (0, max(0, frames - features.shape[-1]))))
@@ -63,17 +63,18 @@ def decode_window(model: Any, audio: np.ndarray, frames: int, language: str, pro
         np.ascontiguousarray(features[None], dtype=np.float32)), to_cpu=False)
     previous = tokenizer.encode(" " + prompt.strip()) if prompt.strip() else []
     start = model.get_prompt(tokenizer, previous, without_timestamps=True)
-    limit = min(448, len(start) + int(10 + TOKENS_PER_S * audio.size / 16000))
+    speech_s = audio.size / model.feature_extractor.sampling_rate
+    limit = min(448, len(start) + int(10 + TOKENS_PER_S * speech_s))
     result = model.model.generate(encoded, [start], beam_size=beam_size, max_length=limit,
                                   return_no_speech_prob=True)[0]
     tokens = [t for t in result.sequences_ids[0] if t < tokenizer.eot]
     tokens = without_echo(tokens, lambda t: tokenizer.decode([t]))
-    text = tokenizer.decode(tokens).strip()
     if not tokens:
         return Decoded("", result.no_speech_prob, ())
     aligned = model.find_alignment(tokenizer, [tokens], encoded, content)[0]
-    words = tuple((w["word"].strip(), float(w["probability"]), float(w["start"]), float(w["end"]))
+    words = tuple(Word(w["word"].strip(), float(w["probability"]), float(w["start"]), float(w["end"]))
                   for w in aligned if w["word"].strip())
+    text = tokenizer.decode(tokens).strip()
     return Decoded(text, result.no_speech_prob, words)
 
 
@@ -89,11 +90,12 @@ def without_echo(tokens: list[int], text_of: Callable[[int], str]) -> list[int]:
     it, or a last unfinished one that begins it again, is cut with all that
     follows. A caller who really says "Agent. Agent." loses the second word,
     not the meaning."""
+    pieces = [text_of(t) for t in tokens]
     sentences: list[tuple[int, str]] = []  # (index of its first token, its words)
     start = 0
-    for i, token in enumerate(tokens):
-        if text_of(token).rstrip().endswith(_SENTENCE_END) or i == len(tokens) - 1:
-            sentences.append((start, _words(tokens[start:i + 1], text_of)))
+    for i, piece in enumerate(pieces):
+        if piece.rstrip().endswith(_SENTENCE_END) or i == len(pieces) - 1:
+            sentences.append((start, _words(pieces[start:i + 1])))
             start = i + 1
     for (_, before), (begins, words) in zip(sentences, sentences[1:], strict=False):
         if words and (words == before or before.startswith(words + " ")):
@@ -101,5 +103,5 @@ def without_echo(tokens: list[int], text_of: Callable[[int], str]) -> list[int]:
     return tokens
 
 
-def _words(tokens: list[int], text_of: Callable[[int], str]) -> str:
-    return " ".join(re.findall(r"[\w']+", "".join(text_of(t) for t in tokens).lower()))
+def _words(pieces: list[str]) -> str:
+    return " ".join(re.findall(r"[\w']+", "".join(pieces).lower()))
