@@ -154,11 +154,16 @@ REQUESTS = [
     "could you put me through to somebody", "agent", "representative please", "a live person please",
     "is there a human i can speak with", "i want to talk to someone about my order", "operator",
     "i don't want to talk to a robot", "transfer me to customer service", "get me a human",
+    # a request verb right before the person-word decides, whatever follows it
+    "can i be transferred to the operator", "please let me talk to someone who works there",
+    "could i have a human", "connect me with your help desk", "i'd prefer speaking with a staff member",
 ]
 MENTIONS = [
     "the agent told me my order would come yesterday", "your operator hung up on me",
     "i spoke to a person last week about this", "the representative was rude",
     "my husband is a customer service representative",
+    "she told me to talk to someone in billing", "i already talked to an operator this morning",
+    "the employee at the counter gave me this number",
 ]
 
 

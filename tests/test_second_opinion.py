@@ -19,7 +19,7 @@ from voicebot.audio.wav import read_wav
 from voicebot.dialog import policy as p
 from voicebot.dialog.flow import DEFAULT_FLOW
 from voicebot.dialog.flowcheck import load_checked
-from voicebot.dialog.reading import OTHER_SPEECH, SECOND, SURE, Reading, second_reading
+from voicebot.dialog.reading import NO_PERSON_HEARD, OTHER_SPEECH, SECOND, SURE, Reading, second_reading
 from voicebot.dialog.understand import Interpretation
 from voicebot.replay.client import ReplayOptions, replay
 from voicebot.transcript.base import FakeFreeFormEngine
@@ -73,9 +73,22 @@ def test_confident_other_speech_drops_the_grammars_near_miss():
     assert reading.meaning.intent is None and reading.confidence == 0.0
 
 
-@pytest.mark.parametrize("heard", [Transcript("mumble grumble", OTHER_SPEECH - 0.01), Transcript("", 0.99)])
-def test_an_unsure_or_empty_second_opinion_leaves_the_grammars_reading(heard):
-    first = Reading(Interpretation("human"), 0.7)
+@pytest.mark.parametrize(("grammar", "heard"), [
+    ("order_status", Transcript("mumble grumble", OTHER_SPEECH - 0.01)),
+    ("human", Transcript("mumble grumble", NO_PERSON_HEARD - 0.01)),
+    ("human", Transcript("", 0.99)),
+])
+def test_an_unsure_or_empty_second_opinion_leaves_the_grammars_reading(grammar, heard):
+    first = Reading(Interpretation(grammar), 0.7)
+    assert second_reading(first, Interpretation(None), heard) is first
+
+
+def test_a_grammar_person_is_dropped_sooner_when_the_words_hold_no_one():
+    """The grammar forces other speech into its person phrases most: words heard
+    without anyone in them outweigh it at a lower confidence than other near misses."""
+    heard = Transcript("what time does the game start tonight", NO_PERSON_HEARD)
+    assert second_reading(Reading(Interpretation("human"), 0.7), Interpretation(None), heard).meaning.intent is None
+    first = Reading(Interpretation("order_status"), 0.3)
     assert second_reading(first, Interpretation(None), heard) is first
 
 
@@ -91,7 +104,20 @@ def test_asked_only_where_the_grammar_is_unsure_at_an_open_question():
     assert policy.wants_second_opinion(policy.read("can somebody help me", 0.99))  # unclear frame
     policy.step(p.Heard(Utterance("can somebody help me", 0.5, 0, 1)))
     assert policy.confirming == "human"
-    assert not policy.wants_second_opinion(policy.read("yes", 0.3))  # a yes/no question
+    assert not policy.wants_second_opinion(policy.read("yes", 0.96))  # a sure yes is acted on
+    assert not policy.wants_second_opinion(policy.read("agent", 0.96))
+    assert policy.wants_second_opinion(policy.read("yes", 0.3))  # an unsure one is not
+    assert policy.wants_second_opinion(policy.read("no", 0.96))  # a yes heard as "no" costs most
+    assert policy.opinion_prompt == "Do you want me to connect you to a person?"
+
+
+def test_a_yes_the_grammar_heard_as_no_still_reaches_a_person():
+    policy = at_menu()
+    policy.step(p.Heard(Utterance("can somebody help me", 0.5, 0, 1)))
+    first = policy.read("no", 0.6)
+    reading = policy.reread(first, Transcript("Sure, go ahead.", 0.8))
+    actions = policy.step(p.Heard(Utterance("sure go ahead", 0.8, 2, 3), reading))
+    assert policy.handoff_reason is HandoffReason.CALLER_REQUEST, actions
 
 
 def test_not_asked_for_a_slot():

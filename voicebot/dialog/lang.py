@@ -91,7 +91,8 @@ EN = LanguagePack(
     person_words=(
         "person", "human", "agent", "representative", "operator", "someone", "somebody", "anyone",
         "anybody", "staff", "associate", "advisor", "customer service", "rep", "robot", "machine",
-        "supervisor", "manager", "employee",
+        "supervisor", "manager", "employee", "team member", "staff member", "support team",
+        "help desk", "customer support", "specialist",
     ),
     # Templates (voicebot.phrases): the shapes a request for a person takes,
     # compiled into the recogniser's graph. Kept deliberately small: every
@@ -118,6 +119,8 @@ EN = LanguagePack(
     request_cues=(
         "speak", "talk", "connect", "transfer", "get", "put", "give", "want", "need", "reach",
         "let", "please", "through", "find", "chat", "wanna", "gimme", "hook", "send", "route",
+        "speaking", "talking", "chatting", "connecting", "transferred", "transferring", "pass",
+        "hand", "deal", "prefer", "rather", "reaching", "getting",
     ),
     mention_cues=(
         "the", "your", "my", "his", "her", "their", "our", "that", "this", "told", "said", "says",

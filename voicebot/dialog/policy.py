@@ -216,12 +216,17 @@ class Policy:
 
     def wants_second_opinion(self, reading: Reading) -> bool:
         """Whether the grammar's reading is too unsure to act on without a free-form
-        engine's, at an open question (not a yes/no, a slot or a language choice): a
-        request for a person it would confirm, or anything it would reprompt."""
+        engine's, at an open question (not a slot or a language choice): a request
+        for a person it would confirm, or anything it would reprompt; and the answer
+        to "do you want a person?" unless it is a sure yes (a yes heard as "no" sends
+        a caller who asked for someone back to the menu)."""
         node = self._ask_node()
-        if node is None or node.slot or node.type != "ask" or self.confirming or not node.on:
+        if node is None or node.slot or node.type != "ask" or not node.on:
             return False
         meaning, confidence = reading.meaning, reading.confidence
+        if self.confirming:
+            sure_yes = meaning.intent in (YES, HUMAN) and confidence >= self._accept(node)
+            return self.confirming == HUMAN and not sure_yes
         if meaning.intent == HUMAN:  # put through at once only when sure; else ask first
             return not (meaning.certain and confidence >= node.ladder.transfer)
         return meaning.intent is None or confidence < self._accept(node)  # would be reprompted
@@ -233,6 +238,8 @@ class Policy:
     @property
     def opinion_prompt(self) -> str:
         """Words to steer the free-form engine toward what callers say here."""
+        if self.confirming == HUMAN:  # the question itself is what the answer follows
+            return self.flow.prompt("confirm_human", self.language)
         node = self._ask_node()
         intents = [self.flow.intents[n] for n in (node.on if node else ()) if n in self.flow.intents]
         topics = [k for intent in intents for k in intent.keywords.get(self.language, ())]

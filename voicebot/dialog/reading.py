@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from voicebot.dialog.lang import HUMAN
 from voicebot.dialog.understand import Interpretation
 from voicebot.types import Transcript
 
@@ -22,6 +23,10 @@ SURE = 1.0  # the confidence a free-form intent is acted on with
 # A free-form transcript this confident and holding no intent is other speech
 # (dev set: out-of-domain sentences 0.85-0.97; mangled requests 0.35-0.80).
 OTHER_SPEECH = 0.8
+# Lower where the grammar heard a request for a person: its person phrases are
+# where it forces other speech (dev set: such sentences 0.66-0.87), and the
+# free-form words hold no person-word at all.
+NO_PERSON_HEARD = 0.7
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,7 @@ def second_reading(first: Reading, said: Interpretation, heard: Transcript) -> R
     """`first` as changed by a free-form engine that heard `heard` (meaning `said`)."""
     if said.intent is not None:
         return Reading(said, SURE, SECOND, heard)
-    if not heard.empty and heard.confidence >= OTHER_SPEECH:
+    other = NO_PERSON_HEARD if first.meaning.intent == HUMAN else OTHER_SPEECH
+    if not heard.empty and heard.confidence >= other:
         return Reading(Interpretation(None), 0.0, SECOND, heard)
     return first

@@ -7,7 +7,10 @@ an agent" asks for someone, "the agent told me my order would come" tells a
 story. A person-word led by a request ("speak to", "get me", "transfer me to")
 or standing almost alone ("agent please") is a request; one led by "the",
 "my", or followed by "told"/"said" is a mention; anything between is unsure,
-and the policy asks before it transfers.
+and the policy asks before it transfers. A request verb right before the
+person-word ("talk to the manager", "connect me with your help desk", "can I
+have a human") decides it, whatever follows ("someone who works there"),
+unless the sentence tells a story before it ("she told me to talk to...").
 """
 
 from __future__ import annotations
@@ -34,6 +37,12 @@ _AFTER = {"told", "said", "says", "was", "were", "had", "spoke", "talked", "call
           "promised", "hung", "gave", "who", "works", "worked", "is", "did"}
 _PAST = {"spoke", "talked", "called", "met", "saw", "had", "was", "were", "emailed", "chatted"}
 _REQUEST_WINDOW = 5  # words before a person-word in which a request cue counts
+# Words that may stand between a request verb and its person-word ("put me
+# through to a real live agent", "speak with your support team").
+_LINKS = {"to", "with", "me", "us", "through", "over", "on", "a", "an", "some", "one", "of", "real",
+          "live", "actual", "human", "please", "just", "the", "your", "our", "this", "any"}
+_LINK_SPAN = 5
+_MODAL_ASK = ({"can", "could", "may"}, {"i", "we"})  # "can i have a person"
 
 
 @dataclass(frozen=True)
@@ -98,6 +107,8 @@ def _frame(words: list[str], start: int, end: int, pack: LanguagePack) -> bool |
             or any(w in _STORY for w in words) or any(w in _PAST for w in before)
     if not_people:
         return True if negated and requested else None
+    if not negated and not pack.attaches_particles and _direct_request(words, start, pack):
+        return True
     if negated:
         return None
     content = [w for w in words if w not in _FILLERS]
@@ -108,6 +119,18 @@ def _frame(words: list[str], start: int, end: int, pack: LanguagePack) -> bool |
     if mentioned and not requested:
         return False
     return None
+
+
+def _direct_request(words: list[str], start: int, pack: LanguagePack) -> bool:
+    """A request verb right before the person-word, with no story told before it."""
+    i = start - 1
+    while i >= 0 and start - i <= _LINK_SPAN and words[i] in _LINKS:
+        i -= 1
+    if i < 0 or start - i > _LINK_SPAN:
+        return False
+    verb = words[i] in pack.request_cues or (
+        words[i] == "have" and i >= 2 and words[i - 2] in _MODAL_ASK[0] and words[i - 1] in _MODAL_ASK[1])
+    return verb and not any(w in _STORY or w in _PAST for w in words[:i])
 
 
 def _person_hits(words: list[str], pack: LanguagePack) -> list[tuple[int, int]]:
@@ -168,7 +191,16 @@ def _sentences(template: str) -> tuple[str, ...]:
 def _contains(text: str, words: list[str], keyword: str, pack: LanguagePack) -> bool:
     if pack.attaches_particles:  # 주문을, 배송이
         return any(part in w for part in keyword.split() for w in words)
-    return f" {keyword} " in text
+    if " " in keyword:
+        return f" {keyword} " in text
+    return any(w in _forms(keyword) for w in words)
+
+
+@lru_cache(maxsize=1024)
+def _forms(word: str) -> frozenset[str]:
+    """A key word and its regular English endings: package(s), deliver(ed|ing), arrive(d)."""
+    stem = word[:-1] if word.endswith("e") else word
+    return frozenset({word, word + "s", word + "es", stem + "ed", stem + "ing", word + "d"})
 
 
 def spoken_digits(words: list[str], pack: LanguagePack) -> str:
