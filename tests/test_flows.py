@@ -173,6 +173,32 @@ def test_requests_for_a_person_in_many_words(text):
     assert meaning.intent == "human" and meaning.certain
 
 
+# a wish to talk to someone, though who was not heard: asked about, never put through at once
+UNSURE = ["i need to speak to the number of my bill", "connect me with the health desk please",
+          "can you pass me to the billing team"]
+
+
+@pytest.mark.parametrize("text", UNSURE)
+def test_asking_to_talk_to_someone_unnamed_is_an_unsure_request(text):
+    meaning = interpret(text, EN, list(FLOW.intents.values()))
+    assert meaning.intent == "human" and not meaning.certain
+
+
+@pytest.mark.parametrize("text", ["i talked to the billing team yesterday", "she said to talk to my bank",
+                                  "i don't want to talk to anybody about it", "human resources sent me here",
+                                  "a person at your store gave me this number"])
+def test_a_story_about_talking_is_no_request(text):
+    meaning = interpret(text, EN, list(FLOW.intents.values()))
+    assert not (meaning.intent == "human" and meaning.certain)
+
+
+@pytest.mark.parametrize(("text", "intent"), [("where are my packages", "order_status"),
+                                              ("nothing got delivered", "order_status"),
+                                              ("i keep getting locked out of my accounts", "password_reset")])
+def test_key_words_match_in_their_regular_endings(text, intent):
+    assert interpret(text, EN, list(FLOW.intents.values())).intent == intent
+
+
 @pytest.mark.parametrize("text", MENTIONS)
 def test_a_person_word_is_not_a_request(text):
     meaning = interpret(text, EN, list(FLOW.intents.values()))

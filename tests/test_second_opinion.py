@@ -95,7 +95,7 @@ def test_a_grammar_person_is_dropped_sooner_when_the_words_hold_no_one():
 # --- when the policy wants one ---------------------------------------------------------
 def test_asked_only_where_the_grammar_is_unsure_at_an_open_question():
     policy = at_menu()
-    assert not policy.wants_second_opinion(policy.read("agent please", 0.97))
+    assert policy.wants_second_opinion(policy.read("agent please", 0.97))  # even a sure person: it may veto
     assert not policy.wants_second_opinion(policy.read("i forgot my password", 0.96))
     assert not policy.wants_second_opinion(policy.read("i forgot my password", 0.7))  # acted on
     assert policy.wants_second_opinion(policy.read("i forgot my password", 0.5))  # would reprompt
@@ -154,6 +154,31 @@ def test_other_speech_is_not_confirmed_as_a_request():
     policy = at_menu()
     assert said(hear(policy, "i'd like to speak to a real agent", 0.73, "I'd like to book a table for two.",
                      0.94)) == ["didnt_catch"]
+
+
+def test_two_engines_hearing_a_person_put_the_caller_through_at_once():
+    """The grammar heard a clear request but unsure of it, the free-form words hold
+    a person in an unclear frame: each alone would ask, together they are a request."""
+    policy = at_menu()
+    assert said(hear(policy, "let me speak to a someone please", 0.59, "Let me speek width an employee.",
+                     0.5)) == ["handoff"]
+    assert policy.handoff_reason is HandoffReason.CALLER_REQUEST
+
+
+def test_a_sure_grammar_person_is_outweighed_by_another_intent_or_confident_other_words():
+    policy = at_menu()
+    assert said(hear(policy, "i'd like to speak to an live human", 0.97, "I'd like an update on my shipment.",
+                     0.6)) == ["order_status"]
+    policy = at_menu()
+    assert said(hear(policy, "i'd like to speak to an live human", 0.97, "What a lovely morning it is.",
+                     OTHER_SPEECH)) == ["didnt_catch"]
+
+
+@pytest.mark.parametrize("second", ["mumble grumble", "get me a human", ""])
+def test_a_sure_grammar_person_stands_otherwise(second):
+    policy = at_menu()
+    assert said(hear(policy, "i'd like to speak to an live human", 0.97, second, OTHER_SPEECH - 0.01)) == ["handoff"]
+    assert policy.handoff_reason is HandoffReason.CALLER_REQUEST
 
 
 def test_without_an_opinion_the_grammar_decides_as_before():

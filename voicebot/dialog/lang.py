@@ -45,6 +45,7 @@ class LanguagePack:
     # words carry attached particles (Korean 상담원을, 상담원이): cues and person-words
     # are found inside words, not as whole words
     attaches_particles: bool = False
+    put_through: tuple[str, ...] = ()  # asking to talk to someone, whoever it is ("speak to")
     open_yes: int = 2  # how many of `yes` an open question listens for ("anything else?" "yes please")
     # how a free-form engine's prompt starts, {people} being person-words ("": no prompt)
     opinion_lead: str = ""
@@ -122,6 +123,9 @@ EN = LanguagePack(
         "speaking", "talking", "chatting", "connecting", "transferred", "transferring", "pass",
         "hand", "deal", "prefer", "rather", "reaching", "getting",
     ),
+    put_through=("speak to", "speak with", "talk to", "talk with", "chat with", "speaking to",
+                 "speaking with", "talking to", "talking with", "connect me", "transfer me",
+                 "put me through", "pass me to", "hand me over"),
     mention_cues=(
         "the", "your", "my", "his", "her", "their", "our", "that", "this", "told", "said", "says",
         "was", "were", "had", "spoke", "talked", "called", "sent", "promised", "hung", "gave",

@@ -227,13 +227,18 @@ class Policy:
         if self.confirming:
             sure_yes = meaning.intent in (YES, HUMAN) and confidence >= self._accept(node)
             return self.confirming == HUMAN and not sure_yes
-        if meaning.intent == HUMAN:  # put through at once only when sure; else ask first
-            return not (meaning.certain and confidence >= node.ladder.transfer)
+        if meaning.intent == HUMAN:  # even a sure one: the grammar forces other speech into its person phrases
+            return True
         return meaning.intent is None or confidence < self._accept(node)  # would be reprompted
 
     def reread(self, first: Reading, heard: Transcript) -> Reading:
         """`first` with a free-form engine's opinion of the same audio."""
-        return second_reading(first, self.understand(heard.text), heard)
+        return second_reading(first, self.understand(heard.text), heard, self._sure_person(first))
+
+    def _sure_person(self, reading: Reading) -> bool:
+        node = self._ask_node()
+        return node is not None and not self.confirming and reading.meaning.intent == HUMAN \
+            and reading.meaning.certain and reading.confidence >= max(self._accept(node), node.ladder.transfer)
 
     @property
     def opinion_prompt(self) -> str:

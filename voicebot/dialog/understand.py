@@ -42,6 +42,8 @@ _REQUEST_WINDOW = 5  # words before a person-word in which a request cue counts
 _LINKS = {"to", "with", "me", "us", "through", "over", "on", "a", "an", "some", "one", "of", "real",
           "live", "actual", "human", "please", "just", "the", "your", "our", "this", "any"}
 _LINK_SPAN = 5
+_AFTER_SPAN = 4  # words after a person-word in which "told", "gave", "who" mark a mention
+_NOT_A_PERSON_AFTER = {"resources", "error", "nature", "rights"}  # "human resources"
 _MODAL_ASK = ({"can", "could", "may"}, {"i", "we"})  # "can i have a person"
 
 
@@ -68,6 +70,8 @@ def interpret(text: str, pack: LanguagePack, intents: list[Intent]) -> Interpret
         return Interpretation(best, digits=digits)
     if person is None and hits:
         return Interpretation(HUMAN, certain=False, digits=digits)
+    if _asks_to_be_put_through(words, pack):
+        return Interpretation(HUMAN, certain=False, digits=digits)
     if answer is not None:
         return Interpretation(answer, digits=digits)
     return Interpretation(None, digits=digits)
@@ -93,7 +97,7 @@ def _request_verdict(words: list[str], hits: list[tuple[int, int]], pack: Langua
 
 def _frame(words: list[str], start: int, end: int, pack: LanguagePack) -> bool | None:
     before = words[max(0, start - _REQUEST_WINDOW):start]
-    after = words[end:end + 2]
+    after = words[end:end + _AFTER_SPAN]
     not_people = " ".join(words[start:end]) in _NOT_PEOPLE
     negated = any(w in _NEGATION for w in words[:start])
     requested = any(any(cue in w for cue in pack.request_cues) for w in before) if pack.attaches_particles \
@@ -133,6 +137,20 @@ def _direct_request(words: list[str], start: int, pack: LanguagePack) -> bool:
     return verb and not any(w in _STORY or w in _PAST for w in words[:i])
 
 
+def _asks_to_be_put_through(words: list[str], pack: LanguagePack) -> bool:
+    """"I need to speak to ...", "connect me with ...": on a call with a bot, a wish
+    to talk to someone, though the engine missed who (the policy asks first)."""
+    if pack.attaches_particles:
+        return any(cue in w for cue in pack.put_through for w in words) \
+            and not any(c in w for c in pack.mention_cues for w in words)
+    text = f" {' '.join(words)} "
+    for frame in pack.put_through:
+        at = text.find(f" {frame} ")
+        if at >= 0 and not any(w in _STORY or w in _PAST or w in _NEGATION for w in text[:at].split()):
+            return True
+    return False
+
+
 def _person_hits(words: list[str], pack: LanguagePack) -> list[tuple[int, int]]:
     hits = []
     for phrase in pack.person_words:
@@ -142,7 +160,7 @@ def _person_hits(words: list[str], pack: LanguagePack) -> list[tuple[int, int]]:
             if pack.attaches_particles:
                 if n == 1 and parts[0] in words[i]:
                     hits.append((i, i + 1))
-            elif words[i:i + n] == parts:
+            elif words[i:i + n] == parts and (i + n >= len(words) or words[i + n] not in _NOT_A_PERSON_AFTER):
                 hits.append((i, i + n))
     return sorted(hits)
 
