@@ -192,6 +192,15 @@ def test_a_story_about_talking_is_no_request(text):
     assert not (meaning.intent == "human" and meaning.certain)
 
 
+@pytest.mark.parametrize("text", ["i tried to talk to an agent yesterday but nobody answered",
+                                  "i already asked to speak to a supervisor", "i need my agent number for the form",
+                                  "somebody from billing left me a voicemail"])
+def test_words_that_tell_about_someone_are_marked_as_mentions(text):
+    meaning = interpret(text, EN, list(FLOW.intents.values()))
+    assert not meaning.certain or meaning.intent != "human"
+    assert meaning.mention
+
+
 @pytest.mark.parametrize(("text", "intent"), [("where are my packages", "order_status"),
                                               ("nothing got delivered", "order_status"),
                                               ("i keep getting locked out of my accounts", "password_reset")])

@@ -174,6 +174,18 @@ def test_a_sure_grammar_person_is_outweighed_by_another_intent_or_confident_othe
                      OTHER_SPEECH)) == ["didnt_catch"]
 
 
+@pytest.mark.parametrize("second", ["The operator transferred me here by mistake.", "I need my agent number."])
+def test_a_sure_grammar_person_in_words_about_someone_is_asked_about(second):
+    policy = at_menu()
+    assert said(hear(policy, "a operator please", 1.0, second, 0.65)) == ["confirm_human"]
+
+
+def test_two_engines_do_not_agree_on_words_about_someone():
+    policy = at_menu()
+    assert said(hear(policy, "somebody please", 0.51, "Somebody from billing left me a voicemail.",
+                     0.43)) == ["confirm_human"]
+
+
 @pytest.mark.parametrize("second", ["mumble grumble", "get me a human", ""])
 def test_a_sure_grammar_person_stands_otherwise(second):
     policy = at_menu()

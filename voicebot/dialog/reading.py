@@ -1,13 +1,15 @@
 """What an utterance means and how sure the bot is: the grammar's reading, and
-the second opinion of a free-form engine where the grammar is unsure.
+the second opinion of a free-form engine where the grammar may be wrong.
 
 The grammar recogniser forces any speech into its nearest phrase, so its
-confidence is the only thing that tells a caller's words from a near miss.
-A free-form engine writes what was said; when the text matcher finds a whole
-intent in that, the bot acts on it as if sure (a request for a person still
-needs a clear request frame, else the bot asks). When the free-form engine
-is confident of a text that holds no intent, the caller said something else:
-the grammar's near miss is dropped, and the caller is asked again.
+confidence is the only thing that tells a caller's words from a near miss. A
+free-form engine writes what was said. Its words decide when the text matcher
+finds a whole intent in them (a request for a person still needs a clear
+request frame, else the bot asks). When both engines heard a request for a
+person, the caller is put through even if each alone was unsure, unless the
+words tell about someone ("my agent number"). When the free-form engine is
+confident of words that hold no intent, the caller said something else: the
+grammar's near miss is dropped, and the caller is asked again.
 """
 
 from __future__ import annotations
@@ -41,14 +43,17 @@ class Reading:
 def second_reading(first: Reading, said: Interpretation, heard: Transcript, sure: bool = False) -> Reading:
     """`first` as changed by a free-form engine that heard `heard` (meaning `said`).
     `sure`: the grammar was sure enough of `first` to act on it alone; then only
-    another intent, or words confidently without one, outweigh it."""
+    another intent, words that tell about someone (the bot asks), or words
+    confidently without any intent outweigh it."""
     person = first.meaning.intent == HUMAN
     if said.intent is not None:
-        if person and first.meaning.certain and said.intent == HUMAN:
-            # two engines each heard a request for a person: a clear one (dev set:
-            # 27 of 27 such utterances were requests)
+        if person and first.meaning.certain and said.intent == HUMAN and not said.mention:
+            # two engines each heard a request for a person: a clear one (words that
+            # tell about someone, "my agent number", are asked about, even after a sure grammar)
             return Reading(replace(said, certain=True), SURE, SECOND, heard)
         return Reading(said, SURE, SECOND, heard)
+    if sure and person and said.mention:  # a sure request, in words that tell about someone: ask
+        return Reading(Interpretation(HUMAN, certain=False, mention=True), SURE, SECOND, heard)
     other = NO_PERSON_HEARD if person and not sure else OTHER_SPEECH
     if not heard.empty and heard.confidence >= other:
         return Reading(Interpretation(None), 0.0, SECOND, heard)

@@ -44,6 +44,7 @@ _LINKS = {"to", "with", "me", "us", "through", "over", "on", "a", "an", "some", 
 _LINK_SPAN = 5
 _AFTER_SPAN = 4  # words after a person-word in which "told", "gave", "who" mark a mention
 _NOT_A_PERSON_AFTER = {"resources", "error", "nature", "rights"}  # "human resources"
+_TOLD = {"tried", "asked", "already", "last", "earlier", "ago", "spoken"}  # a story: no request
 _MODAL_ASK = ({"can", "could", "may"}, {"i", "we"})  # "can i have a person"
 
 
@@ -51,6 +52,7 @@ _MODAL_ASK = ({"can", "could", "may"}, {"i", "we"})  # "can i have a person"
 class Interpretation:
     intent: str | None
     certain: bool = True  # for HUMAN: the request frame is clear
+    mention: bool = False  # someone is told about ("my agent", "the operator transferred me")
     digits: str = ""  # digits spoken or typed in the utterance
 
 
@@ -61,7 +63,7 @@ def interpret(text: str, pack: LanguagePack, intents: list[Intent]) -> Interpret
         return Interpretation(None)
     digits = spoken_digits(words, pack)
     hits = _person_hits(words, pack)
-    person = _request_verdict(words, hits, pack)
+    person, mention = _request_verdict(words, hits, pack)
     if person is not None and person:
         return Interpretation(HUMAN, certain=True, digits=digits)
     answer = yes_or_no(words, pack)
@@ -69,33 +71,35 @@ def interpret(text: str, pack: LanguagePack, intents: list[Intent]) -> Interpret
     if best is not None:
         return Interpretation(best, digits=digits)
     if person is None and hits:
-        return Interpretation(HUMAN, certain=False, digits=digits)
+        return Interpretation(HUMAN, certain=False, mention=mention, digits=digits)
     if _asks_to_be_put_through(words, pack):
         return Interpretation(HUMAN, certain=False, digits=digits)
     if answer is not None:
         return Interpretation(answer, digits=digits)
-    return Interpretation(None, digits=digits)
+    return Interpretation(None, mention=bool(hits), digits=digits)
 
 
 def person_request(words: list[str], pack: LanguagePack) -> bool | None:
     """True: a clear request for a person; False: only mentions of people (or
     none at all); None: a person-word whose frame is unclear."""
-    return _request_verdict(words, _person_hits(words, pack), pack)
+    return _request_verdict(words, _person_hits(words, pack), pack)[0]
 
 
-def _request_verdict(words: list[str], hits: list[tuple[int, int]], pack: LanguagePack) -> bool | None:
+def _request_verdict(words: list[str], hits: list[tuple[int, int]],
+                     pack: LanguagePack) -> tuple[bool | None, bool]:
+    """(True: a request / False: only mentions / None: unsure, whether a person-word was told about)."""
     if not hits:
-        return False
-    unsure = False
+        return False, False
+    unsure = mention = False
     for start, end in hits:
-        verdict = _frame(words, start, end, pack)
+        verdict, mentioned = _frame(words, start, end, pack)
         if verdict is True:
-            return True
-        unsure = unsure or verdict is None
-    return None if unsure else False
+            return True, False
+        unsure, mention = unsure or verdict is None, mention or mentioned
+    return (None if unsure else False), mention
 
 
-def _frame(words: list[str], start: int, end: int, pack: LanguagePack) -> bool | None:
+def _frame(words: list[str], start: int, end: int, pack: LanguagePack) -> tuple[bool | None, bool]:
     before = words[max(0, start - _REQUEST_WINDOW):start]
     after = words[end:end + _AFTER_SPAN]
     not_people = " ".join(words[start:end]) in _NOT_PEOPLE
@@ -108,25 +112,24 @@ def _frame(words: list[str], start: int, end: int, pack: LanguagePack) -> bool |
     else:
         requested = requested or any(w in _TALK for w in words[end:end + 4])  # "someone i can talk to"
         mentioned = (bool(before) and before[-1] in _DEFINITE) or any(w in _AFTER for w in after) \
-            or any(w in _STORY for w in words) or any(w in _PAST for w in before)
+            or any(w in _STORY or w in _TOLD for w in words) or any(w in _PAST for w in before)
     if not_people:
-        return True if negated and requested else None
+        return (True if negated and requested else None), False
     if not negated and not pack.attaches_particles and _direct_request(words, start, pack):
-        return True
+        return True, False
     if negated:
-        return None
+        return None, mentioned
     content = [w for w in words if w not in _FILLERS]
-    if len(content) <= pack.short_request_words and not mentioned:
-        return True
-    if requested and not mentioned:
-        return True
+    if (len(content) <= pack.short_request_words or requested) and not mentioned:
+        return True, False
     if mentioned and not requested:
-        return False
-    return None
+        return False, True
+    return None, mentioned or start <= 1  # "somebody from billing left me ...": told about
 
 
 def _direct_request(words: list[str], start: int, pack: LanguagePack) -> bool:
-    """A request verb right before the person-word, with no story told before it."""
+    """A request verb right before the person-word, in a sentence that tells no story
+    ("i tried to talk to an agent yesterday" is one)."""
     i = start - 1
     while i >= 0 and start - i <= _LINK_SPAN and words[i] in _LINKS:
         i -= 1
@@ -134,7 +137,7 @@ def _direct_request(words: list[str], start: int, pack: LanguagePack) -> bool:
         return False
     verb = words[i] in pack.request_cues or (
         words[i] == "have" and i >= 2 and words[i - 2] in _MODAL_ASK[0] and words[i - 1] in _MODAL_ASK[1])
-    return verb and not any(w in _STORY or w in _PAST for w in words[:i])
+    return verb and not any(w in _STORY or w in _PAST or w in _TOLD for w in words)
 
 
 def _asks_to_be_put_through(words: list[str], pack: LanguagePack) -> bool:
