@@ -191,7 +191,7 @@ async def _until_close(ws: aiohttp.ClientWebSocketResponse) -> tuple[list[dict[s
             return events, ws.close_code or 0, ""
 
 
-async def healthy_calls(server: ServerThread, stop: asyncio.Event) -> list[tuple[str, str]]:
+async def healthy_calls(server: ServerThread, stop: asyncio.Event) -> list[tuple[str, str, list[str]]]:
     """Real callers asking for a person, back to back, for as long as the fuzzing runs."""
     samples, rate = read_wav(FIXTURES / "en_human_person.wav")
     base = f"ws://127.0.0.1:{server.port}"
@@ -200,7 +200,7 @@ async def healthy_calls(server: ServerThread, stop: asyncio.Event) -> list[tuple
         path = "/v1/stream" if protocol == "native" else "/twilio/media"
         result = await replay(base + path, samples, rate, ReplayOptions(
             protocol=protocol, speed=1, marks="played", max_call_s=40))
-        outcomes.append((protocol, result.outcome))
+        outcomes.append((protocol, result.outcome, result.marks_echoed))  # the marks: what the bot played
         if stop.is_set():
             return outcomes
     return outcomes
@@ -300,7 +300,7 @@ def test_malformed_traffic_closes_only_its_own_call(fuzz_server):
           f"{tasks_before} -> {tasks_after}; per-call objects left: {leftovers}")
     assert tally.crashes == []
     assert tally.handled >= 10_000
-    assert outcomes and all(outcome == "handoff:caller_request" for _, outcome in outcomes)
+    assert outcomes and all(outcome == "handoff:caller_request" for _, outcome, _ in outcomes), outcomes
     assert not registry.sessions, "every fuzzed call ended and was cleaned up"
     assert set(leftovers.values()) == {0}, leftovers
     assert tasks_after <= tasks_before
