@@ -165,13 +165,13 @@ def test_two_engines_hearing_a_person_put_the_caller_through_at_once():
     assert policy.handoff_reason is HandoffReason.CALLER_REQUEST
 
 
-def test_a_sure_grammar_person_is_outweighed_by_another_intent_or_confident_other_words():
+def test_a_sure_grammar_person_gives_way_to_another_intent_and_is_asked_about_over_other_words():
     policy = at_menu()
     assert said(hear(policy, "i'd like to speak to an live human", 0.97, "I'd like an update on my shipment.",
                      0.6)) == ["order_status"]
-    policy = at_menu()
+    policy = at_menu()  # never dropped for a reprompt: asked about
     assert said(hear(policy, "i'd like to speak to an live human", 0.97, "What a lovely morning it is.",
-                     OTHER_SPEECH)) == ["didnt_catch"]
+                     OTHER_SPEECH)) == ["confirm_human"]
 
 
 @pytest.mark.parametrize("second", ["The operator transferred me here by mistake.", "I need my agent number."])

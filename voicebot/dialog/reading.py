@@ -42,9 +42,9 @@ class Reading:
 
 def second_reading(first: Reading, said: Interpretation, heard: Transcript, sure: bool = False) -> Reading:
     """`first` as changed by a free-form engine that heard `heard` (meaning `said`).
-    `sure`: the grammar was sure enough of `first` to act on it alone; then only
-    another intent, words that tell about someone (the bot asks), or words
-    confidently without any intent outweigh it."""
+    `sure`: the grammar was sure enough of `first` (a person) to act on it alone;
+    then another intent outweighs it, and words that tell about someone or
+    confidently hold no one make the bot ask rather than put the caller through."""
     person = first.meaning.intent == HUMAN
     if said.intent is not None:
         if person and first.meaning.certain and said.intent == HUMAN and not said.mention:
@@ -52,9 +52,12 @@ def second_reading(first: Reading, said: Interpretation, heard: Transcript, sure
             # tell about someone, "my agent number", are asked about, even after a sure grammar)
             return Reading(replace(said, certain=True), SURE, SECOND, heard)
         return Reading(said, SURE, SECOND, heard)
-    if sure and person and said.mention:  # a sure request, in words that tell about someone: ask
-        return Reading(Interpretation(HUMAN, certain=False, mention=True), SURE, SECOND, heard)
     other = NO_PERSON_HEARD if person and not sure else OTHER_SPEECH
-    if not heard.empty and heard.confidence >= other:
+    confident = not heard.empty and heard.confidence >= other
+    if sure and person and (said.mention or confident):
+        # a clear request is never dropped for a reprompt: in words that tell about
+        # someone, or confident words without anyone, the bot asks instead
+        return Reading(Interpretation(HUMAN, certain=False, mention=said.mention), SURE, SECOND, heard)
+    if confident:
         return Reading(Interpretation(None), 0.0, SECOND, heard)
     return first
