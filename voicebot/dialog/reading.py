@@ -9,7 +9,8 @@ request frame, else the bot asks). When both engines heard a request for a
 person, the caller is put through even if each alone was unsure, unless the
 words tell about someone ("my agent number"). When the free-form engine is
 confident of words that hold no intent, the caller said something else: the
-grammar's near miss is dropped, and the caller is asked again.
+grammar's near miss is dropped, and the caller is asked again; but a request
+for a person the grammar was sure of is never dropped: the bot asks about it.
 """
 
 from __future__ import annotations
@@ -25,10 +26,9 @@ SURE = 1.0  # the confidence a free-form intent is acted on with
 # A free-form transcript this confident and holding no intent is other speech
 # (dev set: out-of-domain sentences 0.85-0.97; mangled requests 0.35-0.80).
 OTHER_SPEECH = 0.8
-# Lower where the grammar heard a request for a person: its person phrases are
-# where it forces other speech (dev set: such sentences 0.66-0.87; no request
-# for a person lost at 0.6), and the
-# free-form words hold no person-word at all.
+# Lower where the grammar was unsure of a request for a person: its person
+# phrases are where it forces other speech (dev set: such sentences 0.66-0.87;
+# no request for a person lost at 0.6), and the free-form words hold no one.
 NO_PERSON_HEARD = 0.6
 
 

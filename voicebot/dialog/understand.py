@@ -10,7 +10,8 @@ or standing almost alone ("agent please") is a request; one led by "the",
 and the policy asks before it transfers. A request verb right before the
 person-word ("talk to the manager", "connect me with your help desk", "can I
 have a human") decides it, whatever follows ("someone who works there"),
-unless the sentence tells a story before it ("she told me to talk to...").
+unless the sentence tells a story ("I tried to talk to an agent yesterday").
+Without any person heard, "I need to speak to the ..." is an unsure request.
 """
 
 from __future__ import annotations
