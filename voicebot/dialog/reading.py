@@ -26,10 +26,6 @@ SURE = 1.0  # the confidence a free-form intent is acted on with
 # A free-form transcript this confident and holding no intent is other speech
 # (dev set: out-of-domain sentences 0.85-0.97; mangled requests 0.35-0.80).
 OTHER_SPEECH = 0.8
-# Lower where the grammar was unsure of a request for a person: its person
-# phrases are where it forces other speech (dev set: such sentences 0.66-0.87;
-# no request for a person lost at 0.6), and the free-form words hold no one.
-NO_PERSON_HEARD = 0.6
 
 
 @dataclass(frozen=True)
@@ -52,8 +48,7 @@ def second_reading(first: Reading, said: Interpretation, heard: Transcript, sure
             # tell about someone, "my agent number", are asked about, even after a sure grammar)
             return Reading(replace(said, certain=True), SURE, SECOND, heard)
         return Reading(said, SURE, SECOND, heard)
-    other = NO_PERSON_HEARD if person and not sure else OTHER_SPEECH
-    confident = not heard.empty and heard.confidence >= other
+    confident = not heard.empty and heard.confidence >= OTHER_SPEECH
     if sure and person and (said.mention or confident):
         # a clear request is never dropped for a reprompt: in words that tell about
         # someone, or confident words without anyone, the bot asks instead
