@@ -46,6 +46,7 @@ _LINK_SPAN = 5
 _AFTER_SPAN = 4  # words after a person-word in which "told", "gave", "who" mark a mention
 _NOT_A_PERSON_AFTER = {"resources", "error", "nature", "rights"}  # "human resources"
 _TOLD = {"tried", "asked", "already", "last", "earlier", "ago", "spoken"}  # a story: no request
+_TELLING = _STORY | _PAST | _TOLD
 _MODAL_ASK = ({"can", "could", "may"}, {"i", "we"})  # "can i have a person"
 
 
@@ -138,17 +139,14 @@ def _direct_request(words: list[str], start: int, pack: LanguagePack) -> bool:
         return False
     verb = words[i] in pack.request_cues or (
         words[i] == "have" and i >= 2 and words[i - 2] in _MODAL_ASK[0] and words[i - 1] in _MODAL_ASK[1])
-    return verb and not any(w in _STORY or w in _PAST or w in _TOLD for w in words)
+    return verb and not any(w in _TELLING for w in words)
 
 
 def _asks_to_be_put_through(words: list[str], pack: LanguagePack) -> bool:
     """"I need to speak to ...", "connect me with ...": on a call with a bot, a wish
     to talk to someone, though the engine missed who (the policy asks first)."""
-    if pack.attaches_particles:
-        return any(cue in w for cue in pack.put_through for w in words) \
-            and not any(c in w for c in pack.mention_cues for w in words)
     text = f" {' '.join(words)} "
-    for frame in pack.put_through:
+    for frame in pack.put_through:  # whole words: English only (no Korean frames)
         at = text.find(f" {frame} ")
         if at >= 0 and not any(w in _STORY or w in _PAST or w in _NEGATION for w in text[:at].split()):
             return True
