@@ -31,6 +31,7 @@ from voicebot.config import Settings
 from voicebot.flowrun import load_settings_flow
 from voicebot.storage.base import CallRecord, CallStore
 from voicebot.storage.fake import FakeCallStore
+from voicebot.transcript.opinion import SecondOpinion
 from voicebot.tts.fake import FakeSynthesizer
 from voicebot.tts.prompts import PromptCache
 from voicebot.types import HandoffReason
@@ -103,7 +104,8 @@ class Kit:
                          synth: FakeSynthesizer | None = None, store: CallStore | None = None,
                          channel: FakeChannel | None = None, lookups: LookupClient | None = None,
                          hand_over: HandoffReason | None = None, call_id: str = "c1",
-                         recordings: AudioRecorder | None = None, **settings: Any) -> Call:
+                         recordings: AudioRecorder | None = None, opinion: SecondOpinion | None = None,
+                         **settings: Any) -> Call:
         s = Settings(**{"db": ":memory:", **settings})
         engine = engine or FakeEngine()
         synth = synth or FakeSynthesizer()
@@ -111,7 +113,7 @@ class Kit:
         channel = channel or FakeChannel(LINE_RATE)
         services = CallServices(
             s, AsrRunner(engine, self.executor, s.asr_timeout_s), PromptCache(synth), store,
-            load_settings_flow(s), CallEventBus(), lookups=lookups, recordings=recordings)
+            load_settings_flow(s), CallEventBus(), lookups=lookups, recordings=recordings, opinion=opinion)
         published: list[Any] = []
         services.events.subscribe(published.append)
         session = CallSession(CallRecord(call_id, "native", caller="+15550123"), channel, services,

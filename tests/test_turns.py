@@ -38,6 +38,7 @@ def test_pauses_are_numbered_and_reported_again_while_they_last_and_the_hangover
     ends = [e for e in events if isinstance(e, SpeechEnded)]
     assert len(ends) == 1 and not ep.speaking  # 10 frames = 200 ms of silence in all
     assert not ends[0].early
+    assert ends[0].pause == 2  # the turn ended in pause 2: no speech since it was reported
 
 
 def test_deciding_zero_ends_the_turn_at_once_during_the_same_pause():
@@ -45,9 +46,20 @@ def test_deciding_zero_ends_the_turn_at_once_during_the_same_pause():
     push(ep, "xxxx...")
     ended = ep.decide(1, 0)
     assert len(ended) == 1 and isinstance(ended[0], SpeechEnded) and not ended[0].forced
-    assert ended[0].early
+    assert ended[0].early and ended[0].pause == 1
     assert ended[0].at == pytest.approx(7 * 0.02)
     assert not ep.speaking
+
+
+def test_a_turn_ended_without_a_reported_pause_names_none():
+    fixed = Endpointer(VadConfig(start_ms=20, hangover_ms=200, preroll_ms=20))  # no pauses reported
+    ends = [e for e in push(fixed, "xxxx" + "." * 10) if isinstance(e, SpeechEnded)]
+    assert len(ends) == 1 and ends[0].pause == 0
+    longest = Endpointer(VadConfig(start_ms=20, hangover_ms=200, pause_ms=60, max_utterance_ms=100))
+    cut = [e for e in push(longest, "x" * 5) if isinstance(e, SpeechEnded)]
+    assert cut[0].forced and cut[0].pause == 0  # cut while speaking
+    push(longest, "xx.")  # a new turn, hung up 20 ms into a silence: no pause reported yet
+    assert longest.flush()[0].pause == 0
 
 
 def test_a_stale_decision_is_ignored_once_the_caller_spoke_again():

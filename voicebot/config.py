@@ -111,6 +111,8 @@ class Settings:
     second_opinion_model: str = "whisper-tiny.en"
     second_opinion_timeout_s: float = 1.0  # no answer by then: the grammar's reading stands
     second_opinion_threads: int = 2
+    # ask it already at a pause the turn may end in, when the reading so far would be asked about
+    second_opinion_early: bool = True
 
     def language_models(self) -> dict[str, str]:
         """Language -> model for every language this server recognises (the default first)."""

@@ -52,6 +52,7 @@ class SpeechEnded:
     at: float
     forced: bool  # True when cut at max_utterance_ms
     early: bool = False  # ended by a whole expected phrase, before the hangover
+    pause: int = 0  # the reported pause (SpeechPaused.pause) the turn ended in; 0: none
 
 
 @dataclass(slots=True)
@@ -123,8 +124,9 @@ class Endpointer:
                 return [SpeechAudio(frame), SpeechPaused(self._frames_seen * self._frame_s, self._pauses)]
             return [SpeechAudio(frame)]
         forced = run < self._limit
+        pause = self._pauses if 0 < self._pause_at <= run else 0
         self.speaking, self._run, self._limit = False, 0, self._hangover
-        return [SpeechAudio(frame), SpeechEnded(self._frames_seen * self._frame_s, forced=forced)]
+        return [SpeechAudio(frame), SpeechEnded(self._frames_seen * self._frame_s, forced=forced, pause=pause)]
 
     def set_turn(self, hangover_ms: int, pause_ms: int) -> None:
         """This turn's silences (a question's own); applies from the next frame."""
@@ -142,7 +144,7 @@ class Endpointer:
             return []
         early = self._limit < self._hangover
         self.speaking, self._run, self._limit = False, 0, self._hangover
-        return [SpeechEnded(self._frames_seen * self._frame_s, forced=False, early=early)]
+        return [SpeechEnded(self._frames_seen * self._frame_s, forced=False, early=early, pause=pause)]
 
     def flush(self) -> list[VadEvent]:
         """End an utterance in progress (hang-up): what was heard is still delivered."""

@@ -28,6 +28,7 @@ from voicebot.audio.vad import (
     VadConfig,
     VadEvent,
 )
+from voicebot.call.early_opinion import EarlyOpinion
 from voicebot.call.events import (  # metrics only
     CallAudio,
     CallEnded,
@@ -53,7 +54,7 @@ from voicebot.storage.base import CallRecord, CallStore
 from voicebot.transcript.opinion import SecondOpinion
 from voicebot.transcript.service import TranscriptService, transcripts_for
 from voicebot.tts.prompts import PromptCache
-from voicebot.types import HandoffReason, Source, Transcript, Utterance
+from voicebot.types import HandoffReason, Partial, Source, Transcript, Utterance
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +110,7 @@ class CallSession:
         self._utterance: tuple[UtteranceRecognition, StreamResampler, float] | None = None
         self._turn = _turn_timing(s, None)
         self._utterance_pcm: list[bytes] = []  # at the recogniser's rate, for a second opinion
+        self._early: EarlyOpinion | None = None  # asked at a pause of the turn under way
         self.tasks = CallTasks(f"call {record.call_id!r}")  # every task this call starts
         self._timer: asyncio.Task[None] | None = None
         self._player = Player(channel, self._audio_for, s.mark_grace_s,
@@ -170,7 +172,7 @@ class CallSession:
                 self._utterance_pcm.append(pcm)
                 self._free.feed(pcm)
             elif isinstance(event, SpeechEnded):
-                self._speech_ended(event.at, event.early)
+                self._speech_ended(event.at, event.early, event.pause)
             elif isinstance(event, SpeechPaused) and self._utterance is not None:
                 self.tasks.spawn(self._paused(self._utterance[0], event.pause), "turn-pause")
 
@@ -363,15 +365,39 @@ class CallSession:
         log.debug("call %r: pause %d heard in %.0f ms: whole=%s confidence=%.2f -> %s", self.recorder.call_id,
                   pause, (time.monotonic() - asked) * 1000, heard and heard.whole,
                   heard.confidence if heard else 0.0, limit)
-        if limit is not None and self._utterance is not None and self._utterance[0] is recognition:
+        if self._utterance is None or self._utterance[0] is not recognition:
+            return  # the turn ended while the recogniser was asked
+        if limit != 0:
+            self._ask_early(pause, heard)
+        if limit is not None:
             self._on_vad(self._endpointer().decide(pause, limit))
+
+    def _ask_early(self, pause: int, heard: Partial | None) -> None:
+        """At a pause the turn may end in: ask the second opinion now when the turn's
+        reading so far is one the policy would ask it about (early_opinion.py)."""
+        opinion, utterance = self.services.opinion, self._utterance
+        if opinion is None or utterance is None or not self.services.settings.second_opinion_early \
+                or opinion.language != self.policy.language or (self._early and self._early.pause == pause):
+            return
+        reading = self.policy.read(heard.text, heard.confidence) if heard else self.policy.read("", 0.0)
+        if not self.policy.wants_second_opinion(reading):
+            return
+        if self._early is not None:
+            self._early.drop()  # the caller spoke on after the pause it was asked at
+        prompt, audio = self.policy.opinion_prompt, b"".join(self._utterance_pcm)
+        answer = self.tasks.spawn(opinion.ask(audio, utterance[1].out_rate, prompt), "early-opinion")
+        self._early = EarlyOpinion(pause, prompt, answer) if answer is not None else None
 
     def _endpointer(self) -> Endpointer:
         return self._lane.endpointer if self._lane is not None else self._vad.endpointer
 
-    def _speech_ended(self, at: float, early: bool = False) -> None:
+    def _speech_ended(self, at: float, early: bool = False, pause: int = 0) -> None:
         if self._utterance is None:
             return
+        asked, self._early = self._early, None
+        if asked is not None and not asked.fits(pause, self.policy.opinion_prompt):
+            asked.drop()
+            asked = None
         self.services.events.publish(SpeechEndDetected(self.recorder.call_id))
         recognition, resampler, start = self._utterance
         self._utterance = None
@@ -379,11 +405,11 @@ class CallSession:
         self._free.feed(pcm)
         self._free.ended(start, at, self.policy.language, resampler.out_rate)
         audio, self._utterance_pcm = b"".join((*self._utterance_pcm, pcm)), []
-        self.tasks.spawn(self._recognise(recognition, start, at, audio, resampler.out_rate, early),
+        self.tasks.spawn(self._recognise(recognition, start, at, audio, resampler.out_rate, early, asked),
                          "recognise")
 
     async def _recognise(self, recognition: UtteranceRecognition, start: float, end: float,
-                         audio: bytes, rate: int, early: bool) -> None:
+                         audio: bytes, rate: int, early: bool, asked: EarlyOpinion | None = None) -> None:
         try:
             result = await recognition.finish()
         except EngineError as exc:
@@ -391,23 +417,30 @@ class CallSession:
             self._events.put_nowait(p.Failed(str(exc)))
             self.services.events.publish(CallError(self.recorder.call_id, "recognition"))
             return
-        reading = await self._read(result, audio, rate, start)
+        reading = await self._read(result, audio, rate, start, asked)
         said = reading.heard or result  # the second opinion's words when they decided
         u = Utterance(said.text, said.confidence, start, end, Source.SPEECH,
                       reading.meaning.intent, said.words)
         await self._record_utterance(u, early)
         self._events.put_nowait(p.Heard(u, reading))
 
-    async def _read(self, result: Transcript, audio: bytes, rate: int, start: float) -> Reading:
-        """The grammar's reading, with a free-form engine's opinion where it is unsure."""
+    async def _read(self, result: Transcript, audio: bytes, rate: int, start: float,
+                    asked: EarlyOpinion | None) -> Reading:
+        """The grammar's reading, with a free-form engine's opinion where it is unsure
+        (`asked`: the one asked at the pause the turn ended in, if any)."""
         reading = self.policy.read(result.text, result.confidence)
         opinion = self.services.opinion
         if opinion is None or opinion.language != self.policy.language \
                 or not self.policy.wants_second_opinion(reading):
+            if asked is not None:
+                asked.drop()
             return reading
         model = opinion.transcriber.model
-        heard = await opinion.ask(audio, rate, self.policy.opinion_prompt,
-                                  late=lambda words: self._free.heard(start, words, model))
+        if asked is not None:
+            heard = await asked.answer
+        else:
+            heard = await opinion.ask(audio, rate, self.policy.opinion_prompt,
+                                      late=lambda words: self._free.heard(start, words, model))
         if heard is None:
             return reading
         self._free.heard(start, heard, model)  # not transcribed twice

@@ -1,0 +1,147 @@
+"""The second opinion asked at a pause, before the turn's hangover has run out
+(voicebot/call/early_opinion.py): a CallSession on a scripted grammar engine
+and a scripted free-form engine, audio fed as a gateway sends it.
+
+The partial result at the pause decides whether to ask early; the turn's end
+decides whether that answer is used (ended in the same pause) or dropped."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from voicebot.asr.fake import FakeEngine
+from voicebot.transcript.base import FakeFreeFormEngine
+from voicebot.transcript.opinion import SecondOpinion
+from voicebot.transcript.worker import InlineTranscriber
+from voicebot.types import Partial, Transcript
+
+from .session_kit import Kit, speech
+
+LINE_RATE = 8000
+
+
+def words() -> np.ndarray:
+    """The kit's utterance without the silence around it (its speech: 1.0-2.75 s)."""
+    return speech()[int(0.95 * LINE_RATE): int(2.8 * LINE_RATE)]
+
+
+NOTHING_YET = Partial("", 0.0, False)  # what the grammar says at the pause: no reading to act on
+
+
+class Hears(FakeFreeFormEngine):
+    """Hears `text` in any audio; `asked` is set by each job (the engine's thread)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+        self.asked = threading.Event()
+
+    def transcribe(self, pcm: bytes, prompt: str = "") -> Transcript:
+        heard = super().transcribe(pcm, prompt)
+        self.asked.set()
+        return Transcript(self.text, 0.9, heard.words)
+
+
+@pytest.fixture
+async def kit():
+    kit = Kit(ThreadPoolExecutor(2))
+    yield kit
+    await kit.close()
+
+
+async def asked(engine: Hears) -> None:
+    """Waits until the engine has been given a job."""
+    await asyncio.wait_for(asyncio.to_thread(engine.asked.wait, 10), 15)
+    engine.asked.clear()
+
+
+async def test_the_opinion_asked_at_the_pause_decides_the_turn(kit):
+    """The grammar hears nothing it can act on; Whisper's words are asked for at
+    the 200 ms pause, on the audio so far, and are what the turn ends with."""
+    whisper = Hears("get me a person")
+    grammar = FakeEngine([Transcript("", 0.0)], partial=lambda audio: NOTHING_YET)
+    call = await kit.start_call(grammar, opinion=SecondOpinion(InlineTranscriber(whisper), "en", 10))
+    await call.prompted("menu")
+    call.feed(words())
+    call.silence(0.3)  # past the 200 ms pause, within the 500 ms hangover
+    await asked(whisper)
+    call.silence(1.0)
+    await call.ended()
+    assert call.handoff_reason == "caller_request"
+    assert len(whisper.seen) == 1  # not asked again at the turn's end
+    # on the audio up to the pause: the turn's less the hangover after it (300 ms, less up
+    # to 100 ms of audio still in the resampler at the pause)
+    assert whisper.seen[0] / 16000 <= turn_seconds(call) - 0.15
+
+
+async def test_speech_after_the_pause_drops_the_early_answer(kit):
+    whisper = Hears("get me a person")
+    grammar = FakeEngine([Transcript("", 0.0)], partial=lambda audio: NOTHING_YET)
+    call = await kit.start_call(grammar, opinion=SecondOpinion(InlineTranscriber(whisper), "en", 10))
+    await call.prompted("menu")
+    call.feed(words())
+    call.silence(0.3)
+    await asked(whisper)
+    call.feed(words())  # the caller goes on: the answer asked at the pause is not theirs
+    call.silence(0.3)
+    await asked(whisper)  # a second pause, asked again
+    call.silence(1.0)
+    await call.ended()
+    assert call.handoff_reason == "caller_request"
+    assert len(whisper.seen) == 2 and whisper.seen[1] > whisper.seen[0] + words().size
+    assert whisper.seen[1] / 16000 <= turn_seconds(call) - 0.15
+
+
+async def test_a_sure_grammar_reading_at_the_end_leaves_the_early_answer_unused(kit):
+    whisper = Hears("get me a person")
+    grammar = FakeEngine([Transcript("where is my order", 0.95)], partial=lambda audio: NOTHING_YET)
+    call = await kit.start_call(grammar, opinion=SecondOpinion(InlineTranscriber(whisper), "en", 10))
+    await call.prompted("menu")
+    call.feed(words())
+    call.silence(0.3)
+    await asked(whisper)
+    call.silence(1.0)
+    await call.prompted("order_status")  # the grammar was sure: Whisper's "person" is not read
+    assert len(whisper.seen) == 1
+
+
+async def test_a_whole_phrase_at_the_pause_ends_the_turn_without_an_early_ask(kit):
+    """The turn ends at the pause: the opinion is asked once, on the whole turn, as before."""
+    whisper = Hears("get me a person")
+    grammar = FakeEngine([Transcript("agent", 0.7)], partial=lambda audio: Partial("agent", 0.9, True))
+    call = await kit.start_call(grammar, opinion=SecondOpinion(InlineTranscriber(whisper), "en", 10))
+    await call.prompted("menu")
+    call.feed(words())
+    call.silence(1.5)
+    await call.ended()
+    assert call.handoff_reason == "caller_request"
+    assert len(whisper.seen) == 1
+
+
+@pytest.mark.parametrize("settings", [{"second_opinion_early": False},
+                                      {"turn_complete_ms": 0}],  # a fixed hangover: no pauses reported
+                         ids=["off", "fixed-hangover"])
+async def test_asked_on_the_whole_turn_when_early_asks_are_off_or_nothing_paused(kit, settings):
+    whisper = Hears("get me a person")
+    grammar = FakeEngine([Transcript("", 0.0)], partial=lambda audio: NOTHING_YET)
+    call = await kit.start_call(grammar, opinion=SecondOpinion(InlineTranscriber(whisper), "en", 10),
+                                **settings)
+    await call.prompted("menu")
+    call.feed(words())
+    call.silence(1.5)
+    await call.ended()
+    assert call.handoff_reason == "caller_request"
+    assert len(whisper.seen) == 1 and whisper.seen[0] / 16000 >= turn_seconds(call) - 0.05
+    assert grammar.partials == 0 or settings.get("second_opinion_early") is False
+
+
+def turn_seconds(call) -> float:
+    """Seconds of the call's one speech turn, as the bot timed it."""
+    turns = call.channel.events("transcript")
+    assert len(turns) == 1
+    return turns[0]["end"] - turns[0]["start"]
