@@ -61,6 +61,7 @@ class Decider:
     language: str
     flow_path: Path
     second: bool
+    model: str = "whisper-tiny.en"  # the second opinion's
     cache: dict[str, list[Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -69,7 +70,7 @@ class Decider:
         self.whisper = None
         if self.second and self.language == "en":
             from voicebot.transcript.engines import load_free_engine
-            self.whisper = load_free_engine("whisper", "whisper-tiny.en", "en", ROOT / "models",
+            self.whisper = load_free_engine("whisper", self.model, "en", ROOT / "models",
                                             threads=2, beam_size=1)
 
     def at_menu(self) -> p.Policy:
@@ -103,7 +104,7 @@ class Decider:
         return f"prompt:{said[0]}" if said else "none"
 
     def opinion(self, path: Path, prompt: str) -> Transcript:
-        key = f"{path}|{prompt}"
+        key = f"{self.model}|{path}|{prompt}"
         if key not in self.cache:
             assert self.whisper is not None
             samples, _ = read_wav(path, self.whisper.sample_rate)
@@ -143,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--flow", type=Path, default=DEFAULT_FLOW)
     ap.add_argument("--second", default="whisper", choices=("whisper", "off"),
                     help="the Whisper second opinion (English; needs its weights)")
+    ap.add_argument("--model", default="whisper-tiny.en", help="the second opinion's Whisper model")
     ap.add_argument("--classes", default=",".join(c for c in CLASSES if c != "noise"))
     ap.add_argument("--limit", type=int, default=0, help="at most this many clips per class")
     ap.add_argument("--cache", type=Path, help="Whisper's words per clip and prompt, kept between runs")
@@ -151,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     clips = Clips(args.manifest)
     cache = json.loads(args.cache.read_text()) if args.cache and args.cache.exists() else {}
-    decider = Decider(args.lang, args.flow, args.second == "whisper", cache)
+    decider = Decider(args.lang, args.flow, args.second == "whisper", args.model, cache)
     arm = "second" if decider.whisper is not None else "grammar"
     calls = []
     for clip in choose(clips, args.lang, args.classes.split(","), args.limit):

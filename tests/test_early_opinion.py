@@ -30,6 +30,7 @@ def words() -> np.ndarray:
     return speech()[int(0.95 * LINE_RATE): int(2.8 * LINE_RATE)]
 
 
+SPEECH_ENDS = 2.75 - 0.95  # in words(), seconds
 NOTHING_YET = Partial("", 0.0, False)  # what the grammar says at the pause: no reading to act on
 
 
@@ -65,7 +66,8 @@ async def test_the_opinion_asked_at_the_pause_decides_the_turn(kit):
     the 200 ms pause, on the audio so far, and are what the turn ends with."""
     whisper = Hears("get me a person")
     grammar = FakeEngine([Transcript("", 0.0)], partial=lambda audio: NOTHING_YET)
-    call = await kit.start_call(grammar, opinion=SecondOpinion(InlineTranscriber(whisper), "en", 10))
+    call = await kit.start_call(grammar, opinion=SecondOpinion(InlineTranscriber(whisper), "en", 10),
+                                turn_complete_words=False)  # the hangover ends the turn
     await call.prompted("menu")
     call.feed(words())
     call.silence(0.3)  # past the 200 ms pause, within the 500 ms hangover
@@ -82,7 +84,8 @@ async def test_the_opinion_asked_at_the_pause_decides_the_turn(kit):
 async def test_speech_after_the_pause_drops_the_early_answer(kit):
     whisper = Hears("get me a person")
     grammar = FakeEngine([Transcript("", 0.0)], partial=lambda audio: NOTHING_YET)
-    call = await kit.start_call(grammar, opinion=SecondOpinion(InlineTranscriber(whisper), "en", 10))
+    call = await kit.start_call(grammar, opinion=SecondOpinion(InlineTranscriber(whisper), "en", 10),
+                                turn_complete_words=False)
     await call.prompted("menu")
     call.feed(words())
     call.silence(0.3)
@@ -145,3 +148,47 @@ def turn_seconds(call) -> float:
     turns = call.channel.events("transcript")
     assert len(turns) == 1
     return turns[0]["end"] - turns[0]["start"]
+
+
+async def test_a_whole_request_in_the_early_words_ends_the_turn_at_once(kit):
+    whisper = Hears("Could you get me a person?")
+    grammar = FakeEngine([Transcript("", 0.0)], partial=lambda audio: NOTHING_YET)
+    call = await kit.start_call(grammar, opinion=SecondOpinion(InlineTranscriber(whisper), "en", 10))
+    await call.prompted("menu")
+    call.feed(words())
+    call.silence(0.3)  # the turn would end after 0.5 s of silence: not yet
+    await asked(whisper)
+    await call.channel.wait_for("event", lambda e: e.get("event") == "transcript")
+    call.silence(1.0)
+    await call.ended()
+    turn = call.channel.events("transcript")[0]
+    assert turn["early"] is True and turn["end"] < SPEECH_ENDS + 0.45  # before the 500 ms hangover
+    assert call.handoff_reason == "caller_request"
+
+
+@pytest.mark.parametrize("heard", ["I want to talk to", "My agent said it shipped", "Uh, the weather"])
+async def test_words_that_trail_off_or_ask_for_nothing_wait_for_the_hangover(kit, heard):
+    whisper = Hears(heard)
+    grammar = FakeEngine([Transcript("", 0.0)], partial=lambda audio: NOTHING_YET)
+    call = await kit.start_call(grammar, opinion=SecondOpinion(InlineTranscriber(whisper), "en", 10))
+    await call.prompted("menu")
+    call.feed(words())
+    call.silence(0.3)
+    await asked(whisper)
+    await asyncio.sleep(0)  # the answer's callback has run (the engine set `asked` before answering)
+    call.silence(1.0)
+    turn = (await call.channel.wait_for("event", lambda e: e.get("event") == "transcript"))[2]
+    assert turn["early"] is False and turn["end"] >= SPEECH_ENDS + 0.49
+
+
+def test_a_whole_clear_request_that_does_not_trail_off_ends_a_turn():
+    from voicebot.call.turns import words_end_turn
+    from voicebot.dialog.understand import Interpretation
+
+    assert words_end_turn("Get me a person.", Interpretation("human"))
+    assert words_end_turn("yes", Interpretation("yes"))
+    assert not words_end_turn("I need a person and", Interpretation("human"))  # goes on
+    assert not words_end_turn("speak to someone", Interpretation("human", certain=False))
+    assert not words_end_turn("my agent", Interpretation("human", mention=True))
+    assert not words_end_turn("the weather", Interpretation(None))
+    assert not words_end_turn("", Interpretation(None))

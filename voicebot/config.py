@@ -113,6 +113,8 @@ class Settings:
     second_opinion_threads: int = 2
     # ask it already at a pause the turn may end in, when the reading so far would be asked about
     second_opinion_early: bool = True
+    # a whole, clear request in that early opinion's words ends the turn at once
+    turn_complete_words: bool = True
 
     def language_models(self) -> dict[str, str]:
         """Language -> model for every language this server recognises (the default first)."""

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
@@ -43,7 +44,7 @@ from voicebot.call.player import Player, Playout
 from voicebot.call.recorder import CallRecorder
 from voicebot.call.recording import AudioRecorder, AudioSink
 from voicebot.call.tasks import CallTasks
-from voicebot.call.turns import TurnTiming, pause_limit
+from voicebot.call.turns import TurnTiming, pause_limit, words_end_turn
 from voicebot.config import Settings
 from voicebot.dialog import policy as p
 from voicebot.dialog.flow import Flow, Node
@@ -386,7 +387,19 @@ class CallSession:
             self._early.drop()  # the caller spoke on after the pause it was asked at
         prompt, audio = self.policy.opinion_prompt, b"".join(self._utterance_pcm)
         answer = self.tasks.spawn(opinion.ask(audio, utterance[1].out_rate, prompt), "early-opinion")
-        self._early = EarlyOpinion(pause, prompt, answer) if answer is not None else None
+        if answer is not None:
+            self._early = EarlyOpinion(pause, prompt, answer)
+            answer.add_done_callback(partial(self._heard_early, pause))
+
+    def _heard_early(self, pause: int, answer: asyncio.Task[Transcript | None]) -> None:
+        """The early opinion's words are a whole, clear request: the pause ends the turn
+        (when it still goes on; the endpointer ignores a pause the caller spoke after)."""
+        if not self.services.settings.turn_complete_words or answer.cancelled() or answer.exception() \
+                or self._early is None or self._early.answer is not answer:
+            return
+        heard = answer.result()
+        if heard is not None and words_end_turn(heard.text, self.policy.understand(heard.text)):
+            self._on_vad(self._endpointer().decide(pause, 0))
 
     def _endpointer(self) -> Endpointer:
         return self._lane.endpointer if self._lane is not None else self._vad.endpointer

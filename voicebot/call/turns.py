@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from voicebot.dialog.understand import Interpretation
 from voicebot.types import Partial
 
 # A whole phrase heard with less than this is too much of a guess to cut the
@@ -24,6 +25,15 @@ COMPLETE_CONFIDENCE = 0.5
 # The beginning of a phrase heard with less is taken for other speech (measured mid-utterance
 # on audio_fixtures/turns: real prefixes 0.12-0.98, a voicemail greeting 0.01-0.15).
 MID_PHRASE_CONFIDENCE = 0.1
+
+
+# Words a sentence goes on after: free-form words that end in one are a caller
+# drawing breath, not a finished request ("I want to talk to someone about ...").
+# English only, as the second opinion is.
+GOES_ON = frozenset((
+    "a", "about", "an", "and", "as", "at", "because", "but", "by", "for", "from", "i", "if", "in",
+    "is", "like", "my", "of", "on", "or", "so", "than", "that", "the", "then", "to", "uh", "um",
+    "was", "when", "with", "your"))
 
 
 @dataclass(frozen=True)
@@ -52,3 +62,13 @@ def pause_limit(heard: Partial | None, timing: TurnTiming) -> int | None:
     if heard.whole:
         return 0 if heard.confidence >= COMPLETE_CONFIDENCE else None
     return timing.mid_phrase_ms if heard.confidence >= MID_PHRASE_CONFIDENCE else None
+
+
+def words_end_turn(text: str, meaning: Interpretation) -> bool:
+    """Whether free-form words heard at a pause already make a whole, clear
+    request (an intent, a clear request for a person, a yes or a no) that does
+    not trail off: then the pause ends the turn without waiting out the hangover."""
+    last = text.lower().replace(",", " ").replace(".", " ").replace("?", " ").split()[-1:]
+    if not last or last[0] in GOES_ON or meaning.intent is None:
+        return False
+    return meaning.certain and not meaning.mention
