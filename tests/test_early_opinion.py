@@ -31,7 +31,8 @@ def words() -> np.ndarray:
 
 
 SPEECH_ENDS = 2.75 - 0.95  # in words(), seconds
-NOTHING_YET = Partial("", 0.0, False)  # what the grammar says at the pause: no reading to act on
+# what the grammar says at the pause: a guess it would not act on alone
+UNSURE = Partial("agent", 0.3, True)
 
 
 class Hears(FakeFreeFormEngine):
@@ -65,7 +66,7 @@ async def test_the_opinion_asked_at_the_pause_decides_the_turn(kit):
     """The grammar hears nothing it can act on; Whisper's words are asked for at
     the 200 ms pause, on the audio so far, and are what the turn ends with."""
     whisper = Hears("get me a person")
-    grammar = FakeEngine([Transcript("", 0.0)], partial=lambda audio: NOTHING_YET)
+    grammar = FakeEngine([Transcript("", 0.0)], partial=lambda audio: UNSURE)
     call = await kit.start_call(grammar, opinion=SecondOpinion(InlineTranscriber(whisper), "en", 10),
                                 turn_complete_words=False)  # the hangover ends the turn
     await call.prompted("menu")
@@ -83,7 +84,7 @@ async def test_the_opinion_asked_at_the_pause_decides_the_turn(kit):
 
 async def test_speech_after_the_pause_drops_the_early_answer(kit):
     whisper = Hears("get me a person")
-    grammar = FakeEngine([Transcript("", 0.0)], partial=lambda audio: NOTHING_YET)
+    grammar = FakeEngine([Transcript("", 0.0)], partial=lambda audio: UNSURE)
     call = await kit.start_call(grammar, opinion=SecondOpinion(InlineTranscriber(whisper), "en", 10),
                                 turn_complete_words=False)
     await call.prompted("menu")
@@ -102,7 +103,7 @@ async def test_speech_after_the_pause_drops_the_early_answer(kit):
 
 async def test_a_sure_grammar_reading_at_the_end_leaves_the_early_answer_unused(kit):
     whisper = Hears("get me a person")
-    grammar = FakeEngine([Transcript("where is my order", 0.95)], partial=lambda audio: NOTHING_YET)
+    grammar = FakeEngine([Transcript("where is my order", 0.95)], partial=lambda audio: UNSURE)
     call = await kit.start_call(grammar, opinion=SecondOpinion(InlineTranscriber(whisper), "en", 10))
     await call.prompted("menu")
     call.feed(words())
@@ -131,7 +132,7 @@ async def test_a_whole_phrase_at_the_pause_ends_the_turn_without_an_early_ask(ki
                          ids=["off", "fixed-hangover"])
 async def test_asked_on_the_whole_turn_when_early_asks_are_off_or_nothing_paused(kit, settings):
     whisper = Hears("get me a person")
-    grammar = FakeEngine([Transcript("", 0.0)], partial=lambda audio: NOTHING_YET)
+    grammar = FakeEngine([Transcript("", 0.0)], partial=lambda audio: UNSURE)
     call = await kit.start_call(grammar, opinion=SecondOpinion(InlineTranscriber(whisper), "en", 10),
                                 **settings)
     await call.prompted("menu")
@@ -152,7 +153,7 @@ def turn_seconds(call) -> float:
 
 async def test_a_whole_request_in_the_early_words_ends_the_turn_at_once(kit):
     whisper = Hears("Could you get me a person?")
-    grammar = FakeEngine([Transcript("", 0.0)], partial=lambda audio: NOTHING_YET)
+    grammar = FakeEngine([Transcript("", 0.0)], partial=lambda audio: UNSURE)
     call = await kit.start_call(grammar, opinion=SecondOpinion(InlineTranscriber(whisper), "en", 10))
     await call.prompted("menu")
     call.feed(words())
@@ -169,7 +170,7 @@ async def test_a_whole_request_in_the_early_words_ends_the_turn_at_once(kit):
 @pytest.mark.parametrize("heard", ["I want to talk to", "My agent said it shipped", "Uh, the weather"])
 async def test_words_that_trail_off_or_ask_for_nothing_wait_for_the_hangover(kit, heard):
     whisper = Hears(heard)
-    grammar = FakeEngine([Transcript("", 0.0)], partial=lambda audio: NOTHING_YET)
+    grammar = FakeEngine([Transcript("", 0.0)], partial=lambda audio: UNSURE)
     call = await kit.start_call(grammar, opinion=SecondOpinion(InlineTranscriber(whisper), "en", 10))
     await call.prompted("menu")
     call.feed(words())
@@ -192,3 +193,34 @@ def test_a_whole_clear_request_that_does_not_trail_off_ends_a_turn():
     assert not words_end_turn("my agent", Interpretation("human", mention=True))
     assert not words_end_turn("the weather", Interpretation(None))
     assert not words_end_turn("", Interpretation(None))
+
+
+@pytest.mark.parametrize("at_pause", ["no opinion yet", "engine busy"])
+async def test_nothing_is_asked_early_without_spare_capacity(kit, at_pause):
+    """A grammar without an opinion yet (its decoders busy in a burst) or a busy
+    free-form engine: the turn's own audio is asked about at its end, as before."""
+    whisper = Hears("get me a person")
+    opinion = SecondOpinion(InlineTranscriber(whisper), "en", 10)
+    nothing = Partial("", 0.0, False)
+    grammar = FakeEngine([Transcript("", 0.0)],
+                         partial=lambda audio: nothing if at_pause == "no opinion yet" else UNSURE)
+    call = await kit.start_call(grammar, opinion=opinion)
+    await call.prompted("menu")
+    if at_pause == "engine busy":
+        opinion._waiting += 1  # another call's job is running
+    call.feed(words())
+    call.silence(0.3)
+    await paused(call)  # the pause was handled: nothing asked
+    assert grammar.partials >= 1 and whisper.seen == []
+    opinion._waiting = 0
+    call.silence(1.2)
+    await call.ended()
+    assert len(whisper.seen) == 1
+    assert whisper.seen[0] / 16000 >= turn_seconds(call) - 0.05  # the whole turn, at its end
+
+
+async def paused(call) -> None:
+    """Waits until the session has handled the pauses reported so far."""
+    while handling := [t for t in call.session.tasks.running if t.get_name() == "turn-pause"]:
+        await asyncio.wait(handling)
+    await asyncio.sleep(0)  # an early ask started by one of them has reached the engine's thread

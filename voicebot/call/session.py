@@ -375,13 +375,15 @@ class CallSession:
 
     def _ask_early(self, pause: int, heard: Partial | None) -> None:
         """At a pause the turn may end in: ask the second opinion now when the turn's
-        reading so far is one the policy would ask it about (early_opinion.py)."""
+        reading so far is one the policy would ask it about (early_opinion.py).
+        Only on spare capacity: with the engine busy, or the grammar without an
+        opinion yet (its decoders busy), it waits for the turn's end as before."""
         opinion, utterance = self.services.opinion, self._utterance
         if opinion is None or utterance is None or not self.services.settings.second_opinion_early \
-                or opinion.language != self.policy.language or (self._early and self._early.pause == pause):
+                or opinion.language != self.policy.language or (self._early and self._early.pause == pause) \
+                or not opinion.idle or heard is None or not heard.text.strip():
             return
-        reading = self.policy.read(heard.text, heard.confidence) if heard else self.policy.read("", 0.0)
-        if not self.policy.wants_second_opinion(reading):
+        if not self.policy.wants_second_opinion(self.policy.read(heard.text, heard.confidence)):
             return
         if self._early is not None:
             self._early.drop()  # the caller spoke on after the pause it was asked at

@@ -62,6 +62,11 @@ class SecondOpinion:
         t = self.transcriber
         return f"{t.name} {t.model}, within {self.timeout_s:g} s"
 
+    @property
+    def idle(self) -> bool:
+        """No job running or waiting: room for one asked on speculation."""
+        return self._waiting == 0
+
     def health(self) -> dict[str, object]:
         return {"engine": self.description, **self.counts.as_dict()}
 
