@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 
 from voicebot.asr.fake import FakeEngine
+from voicebot.call.early_opinion import BEHIND_S
 from voicebot.transcript.base import FakeFreeFormEngine
 from voicebot.transcript.opinion import SecondOpinion
 from voicebot.transcript.worker import InlineTranscriber
@@ -167,7 +169,7 @@ async def test_a_whole_request_in_the_early_words_ends_the_turn_at_once(kit):
     assert call.handoff_reason == "caller_request"
 
 
-@pytest.mark.parametrize("heard", ["I want to talk to", "My agent said it shipped", "Uh, the weather"])
+@pytest.mark.parametrize("heard", ["I want to talk to", "my agent told me to call", "Uh, the weather"])
 async def test_words_that_trail_off_or_ask_for_nothing_wait_for_the_hangover(kit, heard):
     whisper = Hears(heard)
     grammar = FakeEngine([Transcript("", 0.0)], partial=lambda audio: UNSURE)
@@ -176,7 +178,7 @@ async def test_words_that_trail_off_or_ask_for_nothing_wait_for_the_hangover(kit
     call.feed(words())
     call.silence(0.3)
     await asked(whisper)
-    await asyncio.sleep(0)  # the answer's callback has run (the engine set `asked` before answering)
+    await answered(call)  # and the session has judged the words
     call.silence(1.0)
     turn = (await call.channel.wait_for("event", lambda e: e.get("event") == "transcript"))[2]
     assert turn["early"] is False and turn["end"] >= SPEECH_ENDS + 0.49
@@ -219,8 +221,51 @@ async def test_nothing_is_asked_early_without_spare_capacity(kit, at_pause):
     assert whisper.seen[0] / 16000 >= turn_seconds(call) - 0.05  # the whole turn, at its end
 
 
+async def answered(call) -> None:
+    """Waits until the opinion asked at the pause has answered and its callbacks ran."""
+    early = call.session._early
+    assert early is not None
+    await asyncio.wait([early.answer])
+    await asyncio.sleep(0)
+
+
 async def paused(call) -> None:
     """Waits until the session has handled the pauses reported so far."""
     while handling := [t for t in call.session.tasks.running if t.get_name() == "turn-pause"]:
         await asyncio.wait(handling)
     await asyncio.sleep(0)  # an early ask started by one of them has reached the engine's thread
+
+
+async def test_the_grammar_hearing_the_middle_of_a_phrase_outweighs_whole_early_words(kit):
+    """"I need to reset ... my password": Whisper's words at the pause are a whole
+    request, but the grammar hears a phrase begun; the pause may run its 800 ms."""
+    whisper = Hears("Could you get me a person?")
+    grammar = FakeEngine([Transcript("", 0.0)], partial=lambda audio: Partial("i want to", 0.5, False))
+    call = await kit.start_call(grammar, opinion=SecondOpinion(InlineTranscriber(whisper), "en", 10))
+    await call.prompted("menu")
+    call.feed(words())
+    call.silence(0.3)
+    await asked(whisper)
+    await answered(call)
+    call.silence(1.0)
+    turn = (await call.channel.wait_for("event", lambda e: e.get("event") == "transcript"))[2]
+    assert turn["end"] >= SPEECH_ENDS + 0.79  # the mid-phrase wait, not cut at the words
+    assert len(whisper.seen) == 1  # the early answer was still the turn's
+
+
+async def test_recognisers_behind_the_audio_mean_no_early_ask(kit):
+    def slow(audio: bytes) -> Partial:
+        time.sleep(BEHIND_S + 0.05)  # the engine catching up on audio, as in a burst
+        return UNSURE
+
+    whisper = Hears("get me a person")
+    grammar = FakeEngine([Transcript("", 0.0)], partial=slow)
+    call = await kit.start_call(grammar, opinion=SecondOpinion(InlineTranscriber(whisper), "en", 10))
+    await call.prompted("menu")
+    call.feed(words())
+    call.silence(0.3)
+    await paused(call)
+    assert grammar.partials >= 1 and whisper.seen == []
+    call.silence(1.2)
+    await call.ended()
+    assert len(whisper.seen) == 1 and whisper.seen[0] / 16000 >= turn_seconds(call) - 0.05

@@ -19,6 +19,10 @@ from dataclasses import dataclass
 
 from voicebot.types import Transcript
 
+# A partial result slower than this means the recognisers are behind the audio
+# (a burst of turns ending together): no speculative work is added then.
+BEHIND_S = 0.15
+
 
 @dataclass(frozen=True)
 class EarlyOpinion:

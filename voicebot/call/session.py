@@ -29,7 +29,7 @@ from voicebot.audio.vad import (
     VadConfig,
     VadEvent,
 )
-from voicebot.call.early_opinion import EarlyOpinion
+from voicebot.call.early_opinion import BEHIND_S, EarlyOpinion
 from voicebot.call.events import (  # metrics only
     CallAudio,
     CallEnded,
@@ -112,6 +112,7 @@ class CallSession:
         self._turn = _turn_timing(s, None)
         self._utterance_pcm: list[bytes] = []  # at the recogniser's rate, for a second opinion
         self._early: EarlyOpinion | None = None  # asked at a pause of the turn under way
+        self._mid_phrase = 0  # the pause the grammar last heard as the middle of a phrase
         self.tasks = CallTasks(f"call {record.call_id!r}")  # every task this call starts
         self._timer: asyncio.Task[None] | None = None
         self._player = Player(channel, self._audio_for, s.mark_grace_s,
@@ -362,13 +363,16 @@ class CallSession:
         """A short silence mid-utterance: end the turn now if a whole expected phrase was heard."""
         asked = time.monotonic()
         heard = await recognition.partial()
-        limit = pause_limit(heard, self._turn)
+        limit, took = pause_limit(heard, self._turn), time.monotonic() - asked
         log.debug("call %r: pause %d heard in %.0f ms: whole=%s confidence=%.2f -> %s", self.recorder.call_id,
-                  pause, (time.monotonic() - asked) * 1000, heard and heard.whole,
-                  heard.confidence if heard else 0.0, limit)
+                  pause, took * 1000, heard and heard.whole, heard.confidence if heard else 0.0, limit)
         if self._utterance is None or self._utterance[0] is not recognition:
             return  # the turn ended while the recogniser was asked
-        if limit != 0:
+        if limit:
+            self._mid_phrase = pause
+        elif self._mid_phrase == pause:
+            self._mid_phrase = 0
+        if limit != 0 and took <= BEHIND_S:
             self._ask_early(pause, heard)
         if limit is not None:
             self._on_vad(self._endpointer().decide(pause, limit))
@@ -395,9 +399,11 @@ class CallSession:
 
     def _heard_early(self, pause: int, answer: asyncio.Task[Transcript | None]) -> None:
         """The early opinion's words are a whole, clear request: the pause ends the turn
-        (when it still goes on; the endpointer ignores a pause the caller spoke after)."""
+        (when it still goes on; the endpointer ignores a pause the caller spoke after),
+        unless the grammar hears the middle of a phrase ("I need to reset ... my password":
+        Whisper's "I need to reset" is a whole password request)."""
         if not self.services.settings.turn_complete_words or answer.cancelled() or answer.exception() \
-                or self._early is None or self._early.answer is not answer:
+                or self._early is None or self._early.answer is not answer or self._mid_phrase == pause:
             return
         heard = answer.result()
         if heard is not None and words_end_turn(heard.text, self.policy.understand(heard.text)):
