@@ -287,20 +287,30 @@ async def test_real_calls_the_grammar_alone_misses(start_server, en_engine):
 
 
 class SlowEngine(FakeFreeFormEngine):
+    """Takes 0.3 s a job; with `gate` set, a job instead runs until the test opens it."""
+
+    gate: threading.Event | None = None
+
     def transcribe(self, pcm: bytes, prompt: str = "") -> Transcript:
-        time.sleep(0.3)  # the engine's work, not a wait for an event
+        if self.gate is not None:
+            self.gate.wait(10)
+        else:
+            time.sleep(0.3)  # the engine's work, not a wait for an event
         return super().transcribe(pcm, prompt)
 
 
 async def test_not_asked_when_the_queue_would_make_it_late():
     """Jobs take 0.3 s and the budget is 0.5 s: one job fits, a second behind it would not."""
-    opinion = SecondOpinion(InlineTranscriber(SlowEngine()), "en", timeout_s=0.5)
+    engine = SlowEngine()
+    opinion = SecondOpinion(InlineTranscriber(engine), "en", timeout_s=0.5)
     for _ in range(6):  # learns the pace
         assert await opinion.ask(pcm(16000), 16000, "") is not None
+    engine.gate = threading.Event()  # the next job runs until the busy check is done
     running = asyncio.create_task(opinion.ask(pcm(16000), 16000, ""))
     while opinion.counts.asked < 7:
         await asyncio.sleep(0)
     assert await opinion.ask(pcm(16000), 16000, "") is None
+    engine.gate.set()
     assert opinion.counts.busy == 1 and await running is not None
     await opinion.close()
 
