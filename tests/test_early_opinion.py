@@ -22,7 +22,7 @@ from voicebot.transcript.opinion import SecondOpinion
 from voicebot.transcript.worker import InlineTranscriber
 from voicebot.types import Partial, Transcript
 
-from .session_kit import Kit, speech
+from .session_kit import Call, Kit, speech
 
 LINE_RATE = 8000
 
@@ -35,6 +35,7 @@ def words() -> np.ndarray:
 SPEECH_ENDS = 2.75 - 0.95  # in words(), seconds
 # what the grammar says at the pause: a guess it would not act on alone
 UNSURE = Partial("agent", 0.3, True)
+NOTHING = Transcript("", 0.0)  # what the grammar makes of the whole turn
 
 
 class Hears(FakeFreeFormEngine):
@@ -64,15 +65,24 @@ async def asked(engine: Hears) -> None:
     engine.asked.clear()
 
 
+async def caller_speaks(kit: Kit, *, heard: str = "get me a person",
+                        final: Transcript = NOTHING, partial=lambda audio: UNSURE,
+                        **settings) -> tuple[Call, Hears, FakeEngine]:
+    """A call at its menu whose caller has just said words(): the grammar says
+    `partial` at a pause and `final` at the turn's end; Whisper hears `heard`."""
+    whisper = Hears(heard)
+    grammar = FakeEngine([final], partial=partial)
+    call = await kit.start_call(grammar, opinion=SecondOpinion(InlineTranscriber(whisper), "en", 10),
+                                **settings)
+    await call.prompted("menu")
+    call.feed(words())
+    return call, whisper, grammar
+
+
 async def test_the_opinion_asked_at_the_pause_decides_the_turn(kit):
     """The grammar hears nothing it can act on; Whisper's words are asked for at
     the 200 ms pause, on the audio so far, and are what the turn ends with."""
-    whisper = Hears("get me a person")
-    grammar = FakeEngine([Transcript("", 0.0)], partial=lambda audio: UNSURE)
-    call = await kit.start_call(grammar, opinion=SecondOpinion(InlineTranscriber(whisper), "en", 10),
-                                turn_complete_words=False)  # the hangover ends the turn
-    await call.prompted("menu")
-    call.feed(words())
+    call, whisper, _ = await caller_speaks(kit, turn_complete_words=False)  # the hangover ends the turn
     call.silence(0.3)  # past the 200 ms pause, within the 500 ms hangover
     await asked(whisper)
     call.silence(1.0)
@@ -85,12 +95,7 @@ async def test_the_opinion_asked_at_the_pause_decides_the_turn(kit):
 
 
 async def test_speech_after_the_pause_drops_the_early_answer(kit):
-    whisper = Hears("get me a person")
-    grammar = FakeEngine([Transcript("", 0.0)], partial=lambda audio: UNSURE)
-    call = await kit.start_call(grammar, opinion=SecondOpinion(InlineTranscriber(whisper), "en", 10),
-                                turn_complete_words=False)
-    await call.prompted("menu")
-    call.feed(words())
+    call, whisper, grammar = await caller_speaks(kit, turn_complete_words=False)
     call.silence(0.3)
     await asked(whisper)
     call.feed(words())  # the caller goes on: the answer asked at the pause is not theirs
@@ -104,11 +109,7 @@ async def test_speech_after_the_pause_drops_the_early_answer(kit):
 
 
 async def test_a_sure_grammar_reading_at_the_end_leaves_the_early_answer_unused(kit):
-    whisper = Hears("get me a person")
-    grammar = FakeEngine([Transcript("where is my order", 0.95)], partial=lambda audio: UNSURE)
-    call = await kit.start_call(grammar, opinion=SecondOpinion(InlineTranscriber(whisper), "en", 10))
-    await call.prompted("menu")
-    call.feed(words())
+    call, whisper, grammar = await caller_speaks(kit, final=Transcript("where is my order", 0.95))
     call.silence(0.3)
     await asked(whisper)
     call.silence(1.0)
@@ -118,11 +119,8 @@ async def test_a_sure_grammar_reading_at_the_end_leaves_the_early_answer_unused(
 
 async def test_a_whole_phrase_at_the_pause_ends_the_turn_without_an_early_ask(kit):
     """The turn ends at the pause: the opinion is asked once, on the whole turn, as before."""
-    whisper = Hears("get me a person")
-    grammar = FakeEngine([Transcript("agent", 0.7)], partial=lambda audio: Partial("agent", 0.9, True))
-    call = await kit.start_call(grammar, opinion=SecondOpinion(InlineTranscriber(whisper), "en", 10))
-    await call.prompted("menu")
-    call.feed(words())
+    call, whisper, _ = await caller_speaks(kit, final=Transcript("agent", 0.7),
+                                           partial=lambda audio: Partial("agent", 0.9, True))
     call.silence(1.5)
     await call.ended()
     assert call.handoff_reason == "caller_request"
@@ -133,12 +131,7 @@ async def test_a_whole_phrase_at_the_pause_ends_the_turn_without_an_early_ask(ki
                                       {"turn_complete_ms": 0}],  # a fixed hangover: no pauses reported
                          ids=["off", "fixed-hangover"])
 async def test_asked_on_the_whole_turn_when_early_asks_are_off_or_nothing_paused(kit, settings):
-    whisper = Hears("get me a person")
-    grammar = FakeEngine([Transcript("", 0.0)], partial=lambda audio: UNSURE)
-    call = await kit.start_call(grammar, opinion=SecondOpinion(InlineTranscriber(whisper), "en", 10),
-                                **settings)
-    await call.prompted("menu")
-    call.feed(words())
+    call, whisper, grammar = await caller_speaks(kit, **settings)
     call.silence(1.5)
     await call.ended()
     assert call.handoff_reason == "caller_request"
@@ -154,11 +147,7 @@ def turn_seconds(call) -> float:
 
 
 async def test_a_whole_request_in_the_early_words_ends_the_turn_at_once(kit):
-    whisper = Hears("Could you get me a person?")
-    grammar = FakeEngine([Transcript("", 0.0)], partial=lambda audio: UNSURE)
-    call = await kit.start_call(grammar, opinion=SecondOpinion(InlineTranscriber(whisper), "en", 10))
-    await call.prompted("menu")
-    call.feed(words())
+    call, whisper, grammar = await caller_speaks(kit, heard="Could you get me a person?")
     call.silence(0.3)  # the turn would end after 0.5 s of silence: not yet
     await asked(whisper)
     await call.channel.wait_for("event", lambda e: e.get("event") == "transcript")
@@ -171,11 +160,7 @@ async def test_a_whole_request_in_the_early_words_ends_the_turn_at_once(kit):
 
 @pytest.mark.parametrize("heard", ["I want to talk to", "my agent told me to call", "Uh, the weather"])
 async def test_words_that_trail_off_or_ask_for_nothing_wait_for_the_hangover(kit, heard):
-    whisper = Hears(heard)
-    grammar = FakeEngine([Transcript("", 0.0)], partial=lambda audio: UNSURE)
-    call = await kit.start_call(grammar, opinion=SecondOpinion(InlineTranscriber(whisper), "en", 10))
-    await call.prompted("menu")
-    call.feed(words())
+    call, whisper, grammar = await caller_speaks(kit, heard=heard)
     call.silence(0.3)
     await asked(whisper)
     await answered(call)  # and the session has judged the words
@@ -201,16 +186,12 @@ def test_a_whole_clear_request_that_does_not_trail_off_ends_a_turn():
 async def test_nothing_is_asked_early_without_spare_capacity(kit, at_pause):
     """A grammar without an opinion yet (its decoders busy in a burst) or a busy
     free-form engine: the turn's own audio is asked about at its end, as before."""
-    whisper = Hears("get me a person")
-    opinion = SecondOpinion(InlineTranscriber(whisper), "en", 10)
     nothing = Partial("", 0.0, False)
-    grammar = FakeEngine([Transcript("", 0.0)],
-                         partial=lambda audio: nothing if at_pause == "no opinion yet" else UNSURE)
-    call = await kit.start_call(grammar, opinion=opinion)
-    await call.prompted("menu")
+    call, whisper, grammar = await caller_speaks(
+        kit, partial=lambda audio: nothing if at_pause == "no opinion yet" else UNSURE)
+    opinion = call.session.services.opinion
     if at_pause == "engine busy":
         opinion._waiting += 1  # another call's job is running
-    call.feed(words())
     call.silence(0.3)
     await paused(call)  # the pause was handled: nothing asked
     assert grammar.partials >= 1 and whisper.seen == []
@@ -239,11 +220,8 @@ async def paused(call) -> None:
 async def test_the_grammar_hearing_the_middle_of_a_phrase_outweighs_whole_early_words(kit):
     """"I need to reset ... my password": Whisper's words at the pause are a whole
     request, but the grammar hears a phrase begun; the pause may run its 800 ms."""
-    whisper = Hears("Could you get me a person?")
-    grammar = FakeEngine([Transcript("", 0.0)], partial=lambda audio: Partial("i want to", 0.5, False))
-    call = await kit.start_call(grammar, opinion=SecondOpinion(InlineTranscriber(whisper), "en", 10))
-    await call.prompted("menu")
-    call.feed(words())
+    call, whisper, _ = await caller_speaks(kit, heard="Could you get me a person?",
+                                           partial=lambda audio: Partial("i want to", 0.5, False))
     call.silence(0.3)
     await asked(whisper)
     await answered(call)
@@ -258,11 +236,7 @@ async def test_recognisers_behind_the_audio_mean_no_early_ask(kit):
         time.sleep(BEHIND_S + 0.05)  # the engine catching up on audio, as in a burst
         return UNSURE
 
-    whisper = Hears("get me a person")
-    grammar = FakeEngine([Transcript("", 0.0)], partial=slow)
-    call = await kit.start_call(grammar, opinion=SecondOpinion(InlineTranscriber(whisper), "en", 10))
-    await call.prompted("menu")
-    call.feed(words())
+    call, whisper, grammar = await caller_speaks(kit, partial=slow)
     call.silence(0.3)
     await paused(call)
     assert grammar.partials >= 1 and whisper.seen == []

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from voicebot.dialog.understand import Interpretation
-from voicebot.types import Partial
+from voicebot.types import Partial, normalise
 
 # A whole phrase heard with less than this is too much of a guess to cut the
 # caller off: at 0.25 a LibriVox sentence (audio_fixtures, out of domain) was
@@ -68,7 +68,7 @@ def words_end_turn(text: str, meaning: Interpretation) -> bool:
     """Whether free-form words heard at a pause already make a whole, clear
     request (an intent, a clear request for a person, a yes or a no) that does
     not trail off: then the pause ends the turn without waiting out the hangover."""
-    last = text.lower().replace(",", " ").replace(".", " ").replace("?", " ").split()[-1:]
+    last = normalise(text).split()[-1:]
     if not last or last[0] in GOES_ON or meaning.intent is None:
         return False
     return meaning.certain and not meaning.mention
