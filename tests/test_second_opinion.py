@@ -19,7 +19,7 @@ from voicebot.audio.wav import read_wav
 from voicebot.dialog import policy as p
 from voicebot.dialog.flow import DEFAULT_FLOW
 from voicebot.dialog.flowcheck import load_checked
-from voicebot.dialog.reading import OTHER_SPEECH, SECOND, SURE, Reading, second_reading
+from voicebot.dialog.reading import FLUENT, OTHER_SPEECH, SECOND, SURE, Reading, second_reading
 from voicebot.dialog.understand import Interpretation
 from voicebot.replay.client import ReplayOptions, replay
 from voicebot.transcript.base import FakeFreeFormEngine
@@ -75,12 +75,27 @@ def test_confident_other_speech_drops_the_grammars_near_miss():
 
 @pytest.mark.parametrize(("grammar", "heard"), [
     ("order_status", Transcript("mumble grumble", OTHER_SPEECH - 0.01)),
-    ("human", Transcript("mumble grumble", OTHER_SPEECH - 0.01)),
+    ("human", Transcript("mumble grumble", FLUENT - 0.01)),
     ("human", Transcript("", 0.99)),
 ])
 def test_an_unsure_or_empty_second_opinion_leaves_the_grammars_reading(grammar, heard):
     first = Reading(Interpretation(grammar), 0.7)
     assert second_reading(first, Interpretation(None), heard) is first
+
+
+@pytest.mark.parametrize("confidence", [FLUENT, OTHER_SPEECH - 0.01])
+def test_fluent_words_without_anyone_drop_an_unsure_grammar_person(confidence):
+    """The grammar forces other speech into its person phrases: fluent words with
+    no person-word in them say what the caller said instead."""
+    first = Reading(Interpretation("human"), 0.7)
+    reading = second_reading(first, Interpretation(None), Transcript("What time does the game start?", confidence))
+    assert reading.meaning.intent is None and reading.confidence == 0.0 and reading.by == SECOND
+
+
+def test_fluent_words_about_someone_keep_the_grammars_unsure_person():
+    first = Reading(Interpretation("human"), 0.7)
+    about = Interpretation(None, mention=True)
+    assert second_reading(first, about, Transcript("The operator hung up.", OTHER_SPEECH - 0.01)) is first
 
 
 # --- when the policy wants one ---------------------------------------------------------
@@ -141,10 +156,11 @@ def test_an_unclear_request_is_still_confirmed():
     assert said(hear(policy, "", 0.0, "somebody from your team emailed me")) == ["confirm_human"]
 
 
-def test_other_speech_is_not_confirmed_as_a_request():
+@pytest.mark.parametrize("confidence", [0.94, FLUENT])
+def test_other_speech_is_not_confirmed_as_a_request(confidence):
     policy = at_menu()
     assert said(hear(policy, "i'd like to speak to a real agent", 0.73, "I'd like to book a table for two.",
-                     0.94)) == ["didnt_catch"]
+                     confidence)) == ["didnt_catch"]
 
 
 def test_two_engines_hearing_a_person_put_the_caller_through_at_once():

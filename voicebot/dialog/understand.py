@@ -35,7 +35,7 @@ _STORY = {"husband", "wife", "son", "daughter", "friend", "brother", "sister", "
           "mom", "dad", "neighbor", "neighbour", "boss", "colleague", "yesterday", "ago", "told",
           "said", "promised"}
 _AFTER = {"told", "said", "says", "was", "were", "had", "spoke", "talked", "called", "sent",
-          "promised", "hung", "gave", "who", "works", "worked", "is", "did"}
+          "promised", "hung", "gave", "who", "works", "worked", "is", "did", "would", "will"}
 _PAST = {"spoke", "talked", "called", "met", "saw", "had", "was", "were", "emailed", "chatted"}
 _REQUEST_WINDOW = 5  # words before a person-word in which a request cue counts
 # Words that may stand between a request verb and its person-word ("put me
