@@ -250,7 +250,7 @@ async def test_a_failure_on_the_audio_path_sends_the_call_to_a_person(kit, monke
         def process(self, samples, last=False):
             raise ValueError("resampler state corrupted")
 
-    monkeypatch.setattr("voicebot.call.session.StreamResampler", BrokenResampler)
+    monkeypatch.setattr("voicebot.call.listening.StreamResampler", BrokenResampler)
     engine = FakeEngine([HEARD_HUMAN])
     call = await kit.start_call(engine)
     await call.prompted("menu")

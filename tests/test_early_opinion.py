@@ -204,7 +204,7 @@ async def test_nothing_is_asked_early_without_spare_capacity(kit, at_pause):
 
 async def answered(call) -> None:
     """Waits until the opinion asked at the pause has answered and its callbacks ran."""
-    early = call.session._early
+    early = call.session._listener._early
     assert early is not None
     await asyncio.wait([early.answer])
     await asyncio.sleep(0)

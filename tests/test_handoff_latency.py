@@ -58,6 +58,6 @@ class _BrokenResampler:
 async def test_failure_while_handling_speech_reaches_a_human(start_server, monkeypatch):
     """An exception on the audio path (here the speech resampler, called from the
     frame batcher) hands the call over instead of leaving the caller in silence."""
-    monkeypatch.setattr("voicebot.call.session.StreamResampler", _BrokenResampler)
+    monkeypatch.setattr("voicebot.call.listening.StreamResampler", _BrokenResampler)
     _, result = await person_request(start_server, FakeEngine())
     assert result.outcome == "handoff:system_error"  # at once: tests/test_call_session.py

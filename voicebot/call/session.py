@@ -2,7 +2,8 @@
 
 The telephony adapter calls `on_media`/`on_dtmf`/`on_mark`/`on_hangup` from its
 receive loop (they never block) and awaits `run()`, which owns every task of
-the call and returns once the call is over and its record is written.
+the call and returns once the call is over and its record is written. The
+caller's turns are heard in listening.py; what a human is told, in handoff_notes.py.
 """
 
 from __future__ import annotations
@@ -10,15 +11,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
-from functools import partial
 
 import numpy as np
 
-from voicebot.asr.runner import AsrRunner, UtteranceRecognition
-from voicebot.audio.batch import ENCODINGS, FrameBatcher, Lane
+from voicebot.audio.batch import ENCODINGS, Lane
 from voicebot.audio.codecs import decode
-from voicebot.audio.resample import StreamResampler
 from voicebot.audio.vad import (
     Endpointer,
     SpeechAudio,
@@ -26,65 +23,25 @@ from voicebot.audio.vad import (
     SpeechEnded,
     SpeechPaused,
     SpeechStarted,
-    VadConfig,
     VadEvent,
 )
-from voicebot.call.early_opinion import BEHIND_S, EarlyOpinion
-from voicebot.call.events import (  # metrics only
-    CallAudio,
-    CallEnded,
-    CallError,
-    CallEventBus,
-    HandoffDecided,
-    SpeechEndDetected,
-)
-from voicebot.call.lookup import LookupClient
+from voicebot.call.events import CallAudio, CallEnded, CallError  # metrics only
+from voicebot.call.handoff_notes import HandoffNotes, handoff_event
+from voicebot.call.listening import EndedTurn, TurnListener, vad_config
 from voicebot.call.media import MediaChannel
 from voicebot.call.player import Player, Playout
 from voicebot.call.recorder import CallRecorder
-from voicebot.call.recording import AudioRecorder, AudioSink
+from voicebot.call.recording import AudioSink
+from voicebot.call.services import CallServices as CallServices  # importers still find it here
 from voicebot.call.tasks import CallTasks
-from voicebot.call.turns import TurnTiming, pause_limit, words_end_turn
 from voicebot.config import Settings
 from voicebot.dialog import policy as p
-from voicebot.dialog.flow import Flow, Node
-from voicebot.dialog.reading import Reading
 from voicebot.errors import EngineError
-from voicebot.handoff.context import HandoffContext, summarise
-from voicebot.storage.base import CallRecord, CallStore
-from voicebot.transcript.opinion import SecondOpinion
-from voicebot.transcript.service import TranscriptService, transcripts_for
-from voicebot.tts.prompts import PromptCache
-from voicebot.types import HandoffReason, Partial, Source, Transcript, Utterance
+from voicebot.storage.base import CallRecord
+from voicebot.transcript.service import transcripts_for
+from voicebot.types import HandoffReason, Source, Utterance
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class CallServices:
-    """Per-process parts every call shares; built once by the app."""
-
-    settings: Settings
-    asr: AsrRunner  # the default language's recogniser
-    prompts: PromptCache
-    store: CallStore
-    flow: Flow  # swapped whole on reload; a call keeps the flow it started with
-    events: CallEventBus = field(default_factory=CallEventBus)
-    frames: FrameBatcher | None = None  # VAD front end shared by all calls (None: per call)
-    transcripts: TranscriptService | None = None  # background free-form pass (None: off)
-    recognisers: dict[str, AsrRunner] = field(default_factory=dict)  # language -> recogniser
-    lookups: LookupClient | None = None  # a flow's lookup nodes
-    opinion: SecondOpinion | None = None  # a free-form engine asked when the grammar is unsure
-    recordings: AudioRecorder | None = None  # the caller's audio, with their consent (None: off)
-
-    def recogniser(self, language: str) -> AsrRunner:
-        return self.recognisers.get(language, self.asr)
-
-    @property
-    def languages(self) -> tuple[str, ...]:
-        """The flow's languages this server has a recogniser for."""
-        have = set(self.recognisers) | {self.asr.engine.language}
-        return tuple(code for code in self.flow.languages if code in have)
 
 
 class _HungUp:
@@ -106,14 +63,12 @@ class CallSession:
         self.transcript: list[Utterance] = []
         self._free = transcripts_for(services.transcripts, record.call_id)
         self._events: asyncio.Queue[p.Event | _HungUp] = asyncio.Queue()
-        self._vad = SpeechDetector(channel.line_rate, _vad_config(s))
+        self._vad = SpeechDetector(channel.line_rate, vad_config(s))
         self._lane: Lane | None = None
-        self._utterance: tuple[UtteranceRecognition, StreamResampler, float] | None = None
-        self._turn = _turn_timing(s, None)
-        self._utterance_pcm: list[bytes] = []  # at the recogniser's rate, for a second opinion
-        self._early: EarlyOpinion | None = None  # asked at a pause of the turn under way
-        self._mid_phrase = 0  # the pause the grammar last heard as the middle of a phrase
         self.tasks = CallTasks(f"call {record.call_id!r}")  # every task this call starts
+        self._listener = TurnListener(record.call_id, services, self.policy, channel.line_rate, self._free,
+                                      self.tasks, self._endpointer, self._on_vad)
+        self._notes = HandoffNotes(self.flow, self.policy, self.transcript, s.human_line)
         self._timer: asyncio.Task[None] | None = None
         self._player = Player(channel, self._audio_for, s.mark_grace_s,
                               self._on_played, self._on_prompt_failed, self.tasks.spawn)
@@ -158,25 +113,22 @@ class CallSession:
             self._handle_vad(events)
         except Exception:  # e.g. the resampler or the engine stream: fail to a human, not to silence
             log.exception("call %r: speech handling failed", self.recorder.call_id)
-            if self._utterance is not None:
-                self.tasks.spawn(self._utterance[0].aclose(), "asr-abandoned")
-                self._utterance = None
+            self._listener.abandon()
             self.services.events.publish(CallError(self.recorder.call_id, "internal"))
             self.hand_over(HandoffReason.SYSTEM_ERROR)
 
     def _handle_vad(self, events: list[VadEvent]) -> None:
         for event in events:
             if isinstance(event, SpeechStarted):
-                self._speech_started(event.at)
-            elif isinstance(event, SpeechAudio) and self._utterance is not None:
-                recognition, resampler, _ = self._utterance
-                recognition.feed(pcm := resampler.process(event.samples).tobytes())
-                self._utterance_pcm.append(pcm)
-                self._free.feed(pcm)
+                self._cancel_timer()
+                self._listener.start(event.at)
+                self._events.put_nowait(p.SpeechBegan())
+            elif isinstance(event, SpeechAudio):
+                self._listener.feed(event.samples)
             elif isinstance(event, SpeechEnded):
                 self._speech_ended(event.at, event.early, event.pause)
-            elif isinstance(event, SpeechPaused) and self._utterance is not None:
-                self.tasks.spawn(self._paused(self._utterance[0], event.pause), "turn-pause")
+            elif isinstance(event, SpeechPaused):
+                self._listener.paused(event.pause)
 
     def on_dtmf(self, digit: str) -> None:
         if self._lane is not None:
@@ -261,7 +213,7 @@ class CallSession:
             if isinstance(action, p.Say):
                 self._cancel_timer()
                 if action.name == "handoff":
-                    self._announce_handoff()
+                    self.services.events.publish(self._notes.decided(self.recorder.record))
                 self._player.play(action)
             elif isinstance(action, p.StopPlayback):
                 await self._player.stop()
@@ -277,7 +229,7 @@ class CallSession:
                 await self._hand_off(action.reason, action.queue)
                 return True
             elif isinstance(action, p.End):
-                await self.recorder.finished(action.outcome, summary=self._summary(None))
+                await self.recorder.finished(action.outcome, summary=self._notes.summary(None))
                 await self.channel.end("completed")
                 return True
         return False
@@ -287,14 +239,6 @@ class CallSession:
         recordings = self.services.recordings
         if answer == "given" and recordings is not None and self._audio_kept is None:
             self._audio_kept = recordings.start(self.recorder.call_id, self.channel.line_rate)
-
-    def _announce_handoff(self) -> None:
-        reason = self.policy.handoff_reason
-        assert reason is not None
-        record = self.recorder.record
-        self.services.events.publish(HandoffDecided(
-            record.call_id, reason, self._summary(reason), record.caller, record.language,
-            tuple(self.transcript)))
 
     async def _lookup(self, action: p.Lookup) -> None:
         lookups = self.services.lookups
@@ -308,16 +252,10 @@ class CallSession:
                         done.detail)
         self._events.put_nowait(done)
 
-    def _target(self, queue: str) -> str:
-        queues = self.flow.queues
-        target = queues.get(queue) if queue else next(iter(queues.values()), "")
-        return target or self.services.settings.human_line
-
     async def _hand_off(self, reason: HandoffReason, queue: str = "") -> None:
-        target = self._target(queue)
-        context = HandoffContext(reason, target, tuple(self.transcript), self._summary(reason))
+        context = self._notes.context(reason, queue)
         await self.recorder.handed_off(context)
-        await self.channel.send_event(_handoff_event(context))
+        await self.channel.send_event(handoff_event(context))
         await self.channel.end(f"handoff:{reason}")
         log.info("call %r handed off: %s", self.recorder.call_id, reason)
 
@@ -326,8 +264,7 @@ class CallSession:
             self._lane.close()
         self._cancel_timer()
         await self._player.close()
-        if self._utterance is not None:  # speech still open when the call ended
-            self._speech_ended(self._call_time())
+        self._speech_ended(self._call_time())  # ends speech still open when the call ended
         self._free.close()
         if self._audio_kept is not None:
             await self._audio_kept.close()
@@ -336,136 +273,33 @@ class CallSession:
         if self.policy.survey == p.SURVEY_OFFERED:  # hung up on the survey: skipped
             await self.recorder.survey("hung_up", None)
         outcome = self.policy.outcome_if_left()
-        await self.recorder.ended(outcome, self._summary(self.policy.handoff_reason))
+        await self.recorder.ended(outcome, self._notes.summary(self.policy.handoff_reason))
         self.services.events.publish(CallAudio(self.recorder.call_id, self._call_time()))
         self.services.events.publish(CallEnded(self.recorder.call_id, self.recorder.record.outcome))
 
-    def _summary(self, reason: HandoffReason | None) -> str:
-        labels = {name: intent.label for name, intent in self.flow.intents.items()}
-        summary = summarise(tuple(self.transcript), reason, self.policy.answered, labels)
-        if reason is HandoffReason.LOOKUP_FAILED and self.policy.lookup_error:
-            summary += f" The lookup failed: {self.policy.lookup_error}."
-        return summary
-
     # --- speech ----------------------------------------------------------------------
-    def _speech_started(self, at: float) -> None:
-        self._cancel_timer()
-        runner = self.services.recogniser(self.policy.language)
-        resampler = StreamResampler(self.channel.line_rate, runner.engine.sample_rate,
-                                    batch=self.channel.line_rate // 10)
-        self._utterance = (runner.open(self.policy.listen_context), resampler, at)
-        self._turn = _turn_timing(self.services.settings, self.policy.listen_node)
-        self._endpointer().set_turn(self._turn.hangover_ms, self._turn.pause_ms)
-        self._utterance_pcm = []
-        self._events.put_nowait(p.SpeechBegan())
-
-    async def _paused(self, recognition: UtteranceRecognition, pause: int) -> None:
-        """A short silence mid-utterance: end the turn now if a whole expected phrase was heard."""
-        asked = time.monotonic()
-        heard = await recognition.partial()
-        limit, took = pause_limit(heard, self._turn), time.monotonic() - asked
-        log.debug("call %r: pause %d heard in %.0f ms: whole=%s confidence=%.2f -> %s", self.recorder.call_id,
-                  pause, took * 1000, heard and heard.whole, heard.confidence if heard else 0.0, limit)
-        if self._utterance is None or self._utterance[0] is not recognition:
-            return  # the turn ended while the recogniser was asked
-        if limit:
-            self._mid_phrase = pause
-        elif self._mid_phrase == pause:
-            self._mid_phrase = 0
-        if limit != 0 and took <= BEHIND_S:
-            self._ask_early(pause, heard)
-        if limit is not None:
-            self._on_vad(self._endpointer().decide(pause, limit))
-
-    def _ask_early(self, pause: int, heard: Partial | None) -> None:
-        """At a pause the turn may end in: ask the second opinion now when the turn's
-        reading so far is one the policy would ask it about (early_opinion.py).
-        Only on spare capacity: with the engine busy, or the grammar without an
-        opinion yet (its decoders busy), it waits for the turn's end as before."""
-        opinion, utterance = self.services.opinion, self._utterance
-        if opinion is None or utterance is None or not self.services.settings.second_opinion_early \
-                or opinion.language != self.policy.language or (self._early and self._early.pause == pause) \
-                or not opinion.idle or heard is None or not heard.text.strip():
-            return
-        if not self.policy.wants_second_opinion(self.policy.read(heard.text, heard.confidence)):
-            return
-        if self._early is not None:
-            self._early.drop()  # the caller spoke on after the pause it was asked at
-        prompt, audio = self.policy.opinion_prompt, b"".join(self._utterance_pcm)
-        answer = self.tasks.spawn(opinion.ask(audio, utterance[1].out_rate, prompt), "early-opinion")
-        if answer is not None:
-            self._early = EarlyOpinion(pause, prompt, answer)
-            answer.add_done_callback(partial(self._heard_early, pause))
-
-    def _heard_early(self, pause: int, answer: asyncio.Task[Transcript | None]) -> None:
-        """The early opinion's words are a whole, clear request: the pause ends the turn
-        (when it still goes on; the endpointer ignores a pause the caller spoke after),
-        unless the grammar hears the middle of a phrase ("I need to reset ... my password":
-        Whisper's "I need to reset" is a whole password request)."""
-        if not self.services.settings.turn_complete_words or answer.cancelled() or answer.exception() \
-                or self._early is None or self._early.answer is not answer or self._mid_phrase == pause:
-            return
-        heard = answer.result()
-        if heard is not None and words_end_turn(heard.text, self.policy.understand(heard.text)):
-            self._on_vad(self._endpointer().decide(pause, 0))
-
     def _endpointer(self) -> Endpointer:
         return self._lane.endpointer if self._lane is not None else self._vad.endpointer
 
     def _speech_ended(self, at: float, early: bool = False, pause: int = 0) -> None:
-        if self._utterance is None:
-            return
-        asked, self._early = self._early, None
-        if asked is not None and not asked.fits(pause, self.policy.opinion_prompt):
-            asked.drop()
-            asked = None
-        self.services.events.publish(SpeechEndDetected(self.recorder.call_id))
-        recognition, resampler, start = self._utterance
-        self._utterance = None
-        recognition.feed(pcm := resampler.process(np.zeros(0, np.int16), last=True).tobytes())
-        self._free.feed(pcm)
-        self._free.ended(start, at, self.policy.language, resampler.out_rate)
-        audio, self._utterance_pcm = b"".join((*self._utterance_pcm, pcm)), []
-        self.tasks.spawn(self._recognise(recognition, start, at, audio, resampler.out_rate, early, asked),
-                         "recognise")
+        turn = self._listener.end(at, early, pause)
+        if turn is not None:
+            self.tasks.spawn(self._recognise(turn), "recognise")
 
-    async def _recognise(self, recognition: UtteranceRecognition, start: float, end: float,
-                         audio: bytes, rate: int, early: bool, asked: EarlyOpinion | None = None) -> None:
+    async def _recognise(self, turn: EndedTurn) -> None:
         try:
-            result = await recognition.finish()
+            result = await turn.recognition.finish()
         except EngineError as exc:
             log.error("call %r: recognition failed: %s", self.recorder.call_id, exc)
             self._events.put_nowait(p.Failed(str(exc)))
             self.services.events.publish(CallError(self.recorder.call_id, "recognition"))
             return
-        reading = await self._read(result, audio, rate, start, asked)
+        reading = await self._listener.read(result, turn)
         said = reading.heard or result  # the second opinion's words when they decided
-        u = Utterance(said.text, said.confidence, start, end, Source.SPEECH,
+        u = Utterance(said.text, said.confidence, turn.start, turn.end, Source.SPEECH,
                       reading.meaning.intent, said.words)
-        await self._record_utterance(u, early)
+        await self._record_utterance(u, turn.early)
         self._events.put_nowait(p.Heard(u, reading))
-
-    async def _read(self, result: Transcript, audio: bytes, rate: int, start: float,
-                    asked: EarlyOpinion | None) -> Reading:
-        """The grammar's reading, with a free-form engine's opinion where it is unsure
-        (`asked`: the one asked at the pause the turn ended in, if any)."""
-        reading = self.policy.read(result.text, result.confidence)
-        opinion = self.services.opinion
-        if opinion is None or opinion.language != self.policy.language \
-                or not self.policy.wants_second_opinion(reading):
-            if asked is not None:
-                asked.drop()
-            return reading
-        model = opinion.transcriber.model
-        if asked is not None:
-            heard = await asked.answer
-        else:
-            heard = await opinion.ask(audio, rate, self.policy.opinion_prompt,
-                                      late=lambda words: self._free.heard(start, words, model))
-        if heard is None:
-            return reading
-        self._free.heard(start, heard, model)  # not transcribed twice
-        return self.policy.reread(reading, heard)
 
     async def _record_utterance(self, u: Utterance, early: bool = False) -> None:
         self.transcript.append(u)
@@ -515,15 +349,6 @@ class CallSession:
         return self._samples_in / self.channel.line_rate
 
 
-def _handoff_event(ctx: HandoffContext) -> dict[str, object]:
-    from voicebot.storage.base import utterance_json
-
-    return {
-        "event": "handoff", "reason": str(ctx.reason), "target": ctx.target,
-        "summary": ctx.summary, "transcript": [utterance_json(u) for u in ctx.transcript],
-    }
-
-
 def _policy_config(s: Settings) -> p.PolicyConfig:
     return p.PolicyConfig(
         confidence_threshold=s.confidence_threshold, low_confidence_turns=s.low_confidence_turns,
@@ -532,19 +357,3 @@ def _policy_config(s: Settings) -> p.PolicyConfig:
         opt_out_key=s.opt_out_key, ask_recording_consent=s.recording == "consent",
     )
 
-
-def _vad_config(s: Settings) -> VadConfig:
-    turn = _turn_timing(s, None)
-    return VadConfig(
-        aggressiveness=s.vad_aggressiveness, start_ms=s.vad_start_ms,
-        hangover_ms=turn.hangover_ms, pause_ms=turn.pause_ms, preroll_ms=s.vad_preroll_ms,
-        max_utterance_ms=int(s.max_utterance_s * 1000),
-    )
-
-
-def _turn_timing(s: Settings, node: Node | None) -> TurnTiming:
-    """The settings' end-of-turn silences, with the question's own where the flow gives them."""
-    timing = TurnTiming(s.vad_hangover_ms, s.turn_complete_ms, s.turn_mid_phrase_ms)
-    if node is None:
-        return timing
-    return timing.overridden(node.hangover_ms, node.complete_ms, node.mid_phrase_ms)

@@ -1,0 +1,214 @@
+"""The caller's turn, from the start of their speech to the reading of it.
+
+The session owns the voice activity detector and hands the listener its events
+for the turn under way: the audio streams to the recogniser (at its rate) and
+to the free-form transcript pass; at each short pause the recogniser is asked
+what it has heard so far, which may end the turn there (turns.py) or ask the
+second opinion before the turn's end (early_opinion.py). The ended turn is
+read by the grammar, with the second opinion where the grammar is unsure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+
+import numpy as np
+
+from voicebot.asr.runner import UtteranceRecognition
+from voicebot.audio.resample import StreamResampler
+from voicebot.audio.vad import Endpointer, VadConfig, VadEvent
+from voicebot.call.early_opinion import BEHIND_S, EarlyOpinion
+from voicebot.call.events import SpeechEndDetected  # metrics only
+from voicebot.call.services import CallServices
+from voicebot.call.tasks import CallTasks
+from voicebot.call.turns import TurnTiming, pause_limit, words_end_turn
+from voicebot.config import Settings
+from voicebot.dialog import policy as p
+from voicebot.dialog.flow import Node
+from voicebot.dialog.reading import Reading
+from voicebot.transcript.service import CallTranscripts
+from voicebot.types import Partial, Transcript
+
+# The session's logger: a call's log lines keep the one name operators filter on.
+log = logging.getLogger("voicebot.call.session")
+
+
+@dataclass
+class _Speech:
+    """The caller's speech under way."""
+
+    recognition: UtteranceRecognition
+    resampler: StreamResampler  # line rate -> the recogniser's
+    start: float  # call time
+    pcm: list[bytes] = field(default_factory=list)  # at the recogniser's rate, for a second opinion
+
+
+@dataclass(frozen=True)
+class EndedTurn:
+    """A turn the endpointer ended; its recognition is finishing."""
+
+    recognition: UtteranceRecognition
+    start: float
+    end: float
+    audio: bytes  # the whole turn at the recogniser's rate
+    rate: int
+    early: bool  # ended by a whole expected phrase, before the hangover
+    asked: EarlyOpinion | None  # the second opinion asked at the pause the turn ended in
+
+
+class TurnListener:
+    """One call's turns, one at a time: the session calls `start`, `feed`, `paused`
+    and `end` on the VAD's events. `endpointer` gives the session's endpointer;
+    what it decides about a pause goes back through `decided`, the session's
+    handling of VAD events, so that a failure there still reaches a human."""
+
+    def __init__(self, call_id: str, services: CallServices, policy: p.Policy, line_rate: int,
+                 free: CallTranscripts, tasks: CallTasks, endpointer: Callable[[], Endpointer],
+                 decided: Callable[[list[VadEvent]], None]) -> None:
+        self._call_id = call_id
+        self._services = services
+        self._policy = policy
+        self._line_rate = line_rate
+        self._free = free
+        self._tasks = tasks
+        self._endpointer = endpointer
+        self._decided = decided
+        self._speech: _Speech | None = None
+        self._timing = turn_timing(services.settings, None)
+        self._early: EarlyOpinion | None = None  # asked at a pause of the turn under way
+        self._mid_phrase = 0  # the pause the grammar last heard as the middle of a phrase
+
+    def start(self, at: float) -> None:
+        runner = self._services.recogniser(self._policy.language)
+        resampler = StreamResampler(self._line_rate, runner.engine.sample_rate, batch=self._line_rate // 10)
+        self._speech = _Speech(runner.open(self._policy.listen_context), resampler, at)
+        self._timing = turn_timing(self._services.settings, self._policy.listen_node)
+        self._endpointer().set_turn(self._timing.hangover_ms, self._timing.pause_ms)
+
+    def feed(self, samples: np.ndarray) -> None:
+        """The turn's audio at the line rate."""
+        if (speech := self._speech) is not None:
+            speech.recognition.feed(pcm := speech.resampler.process(samples).tobytes())
+            speech.pcm.append(pcm)
+            self._free.feed(pcm)
+
+    def paused(self, pause: int) -> None:
+        if self._speech is not None:
+            self._tasks.spawn(self._paused(self._speech, pause), "turn-pause")
+
+    def end(self, at: float, early: bool = False, pause: int = 0) -> EndedTurn | None:
+        """The turn is over (`pause`: the one it ended in, if any); None when none was under way."""
+        if (speech := self._speech) is None:
+            return None
+        asked, self._early = self._early, None
+        if asked is not None and not asked.fits(pause, self._policy.opinion_prompt):
+            asked.drop()
+            asked = None
+        self._services.events.publish(SpeechEndDetected(self._call_id))
+        self._speech = None
+        resampler = speech.resampler
+        speech.recognition.feed(pcm := resampler.process(np.zeros(0, np.int16), last=True).tobytes())
+        self._free.feed(pcm)
+        self._free.ended(speech.start, at, self._policy.language, resampler.out_rate)
+        audio = b"".join((*speech.pcm, pcm))
+        return EndedTurn(speech.recognition, speech.start, at, audio, resampler.out_rate, early, asked)
+
+    def abandon(self) -> None:
+        """Speech handling failed: the recognition under way is closed unheard."""
+        if self._speech is not None:
+            self._tasks.spawn(self._speech.recognition.aclose(), "asr-abandoned")
+            self._speech = None
+
+    async def read(self, result: Transcript, turn: EndedTurn) -> Reading:
+        """The grammar's reading, with a free-form engine's opinion where it is unsure
+        (`turn.asked`: the one asked at the pause the turn ended in, if any)."""
+        reading = self._policy.read(result.text, result.confidence)
+        opinion, asked = self._services.opinion, turn.asked
+        if opinion is None or opinion.language != self._policy.language \
+                or not self._policy.wants_second_opinion(reading):
+            if asked is not None:
+                asked.drop()
+            return reading
+        model = opinion.transcriber.model
+        if asked is not None:
+            heard = await asked.answer
+        else:
+            heard = await opinion.ask(turn.audio, turn.rate, self._policy.opinion_prompt,
+                                      late=lambda words: self._free.heard(turn.start, words, model))
+        if heard is None:
+            return reading
+        self._free.heard(turn.start, heard, model)  # not transcribed twice
+        return self._policy.reread(reading, heard)
+
+    async def _paused(self, speech: _Speech, pause: int) -> None:
+        """A short silence mid-utterance: end the turn now if a whole expected phrase was heard."""
+        asked = time.monotonic()
+        heard = await speech.recognition.partial()
+        limit, took = pause_limit(heard, self._timing), time.monotonic() - asked
+        log.debug("call %r: pause %d heard in %.0f ms: whole=%s confidence=%.2f -> %s", self._call_id,
+                  pause, took * 1000, heard and heard.whole, heard.confidence if heard else 0.0, limit)
+        if self._speech is not speech:
+            return  # the turn ended while the recogniser was asked
+        if limit:
+            self._mid_phrase = pause
+        elif self._mid_phrase == pause:
+            self._mid_phrase = 0
+        if limit != 0 and took <= BEHIND_S:
+            self._ask_early(pause, heard)
+        if limit is not None:
+            self._decided(self._endpointer().decide(pause, limit))
+
+    def _ask_early(self, pause: int, heard: Partial | None) -> None:
+        """At a pause the turn may end in: ask the second opinion now when the turn's
+        reading so far is one the policy would ask it about (early_opinion.py).
+        Only on spare capacity: with the engine busy, or the grammar without an
+        opinion yet (its decoders busy), it waits for the turn's end as before."""
+        opinion, speech = self._services.opinion, self._speech
+        if opinion is None or speech is None or not self._services.settings.second_opinion_early \
+                or opinion.language != self._policy.language or (self._early and self._early.pause == pause) \
+                or not opinion.idle or heard is None or not heard.text.strip():
+            return
+        if not self._policy.wants_second_opinion(self._policy.read(heard.text, heard.confidence)):
+            return
+        if self._early is not None:
+            self._early.drop()  # the caller spoke on after the pause it was asked at
+        prompt, audio = self._policy.opinion_prompt, b"".join(speech.pcm)
+        answer = self._tasks.spawn(opinion.ask(audio, speech.resampler.out_rate, prompt), "early-opinion")
+        if answer is not None:
+            self._early = EarlyOpinion(pause, prompt, answer)
+            answer.add_done_callback(partial(self._heard_early, pause))
+
+    def _heard_early(self, pause: int, answer: asyncio.Task[Transcript | None]) -> None:
+        """The early opinion's words are a whole, clear request: the pause ends the turn
+        (when it still goes on; the endpointer ignores a pause the caller spoke after),
+        unless the grammar hears the middle of a phrase ("I need to reset ... my password":
+        Whisper's "I need to reset" is a whole password request)."""
+        if not self._services.settings.turn_complete_words or answer.cancelled() or answer.exception() \
+                or self._early is None or self._early.answer is not answer or self._mid_phrase == pause:
+            return
+        heard = answer.result()
+        if heard is not None and words_end_turn(heard.text, self._policy.understand(heard.text)):
+            self._decided(self._endpointer().decide(pause, 0))
+
+
+def turn_timing(s: Settings, node: Node | None) -> TurnTiming:
+    """The settings' end-of-turn silences, with the question's own where the flow gives them."""
+    timing = TurnTiming(s.vad_hangover_ms, s.turn_complete_ms, s.turn_mid_phrase_ms)
+    if node is None:
+        return timing
+    return timing.overridden(node.hangover_ms, node.complete_ms, node.mid_phrase_ms)
+
+
+def vad_config(s: Settings) -> VadConfig:
+    """The detector's settings; each turn then sets its own silences (`turn_timing`)."""
+    turn = turn_timing(s, None)
+    return VadConfig(
+        aggressiveness=s.vad_aggressiveness, start_ms=s.vad_start_ms,
+        hangover_ms=turn.hangover_ms, pause_ms=turn.pause_ms, preroll_ms=s.vad_preroll_ms,
+        max_utterance_ms=int(s.max_utterance_s * 1000),
+    )
