@@ -63,6 +63,7 @@ class Decider:
     second: bool
     model: str = "whisper-tiny.en"  # the second opinion's
     cache: dict[str, list[Any]] = field(default_factory=dict)
+    fallback: str = ""  # a larger model asked when the second opinion leaves nothing understood
 
     def __post_init__(self) -> None:
         self.flow = load_checked(self.flow_path)
@@ -72,6 +73,11 @@ class Decider:
             from voicebot.transcript.engines import load_free_engine
             self.whisper = load_free_engine("whisper", self.model, "en", ROOT / "models",
                                             threads=2, beam_size=1)
+        self.larger = None
+        if self.fallback and self.whisper is not None:
+            from voicebot.transcript.engines import load_free_engine
+            self.larger = load_free_engine("whisper", self.fallback, "en", ROOT / "models",
+                                           threads=2, beam_size=1)
 
     def at_menu(self) -> p.Policy:
         policy = p.Policy(self.flow, self.language)
@@ -91,9 +97,14 @@ class Decider:
         reading = policy.read(grammar.text, grammar.confidence)
         heard = Heard(grammar.text, round(grammar.confidence, 2))
         if self.whisper is not None and policy.wants_second_opinion(reading):
+            first = reading
             words = self.opinion(base / file, policy.opinion_prompt)
             heard.second, heard.second_confidence = words.text, round(words.confidence, 2)
-            reading = policy.reread(reading, words)
+            reading = policy.reread(first, words)
+            if self.larger is not None and reading.meaning.intent is None:
+                words = self.opinion(base / file, policy.opinion_prompt, self.fallback)
+                heard.second += f" // {words.text}"
+                reading = policy.reread(first, words)
         heard.meaning = reading.meaning.intent
         log.append(heard)
         actions = policy.step(p.Heard(Utterance(grammar.text, grammar.confidence, 0, 1,
@@ -103,12 +114,14 @@ class Decider:
         said = [a.name for a in actions if isinstance(a, p.Say)]
         return f"prompt:{said[0]}" if said else "none"
 
-    def opinion(self, path: Path, prompt: str) -> Transcript:
-        key = f"{self.model}|{path}|{prompt}"
+    def opinion(self, path: Path, prompt: str, model: str = "") -> Transcript:
+        model = model or self.model
+        key = f"{model}|{path}|{prompt}"
         if key not in self.cache:
-            assert self.whisper is not None
-            samples, _ = read_wav(path, self.whisper.sample_rate)
-            words = self.whisper.transcribe(samples.astype(np.int16).tobytes(), prompt)
+            engine = self.larger if model == self.fallback else self.whisper
+            assert engine is not None
+            samples, _ = read_wav(path, engine.sample_rate)
+            words = engine.transcribe(samples.astype(np.int16).tobytes(), prompt)
             self.cache[key] = [words.text, words.confidence]
         return Transcript(*self.cache[key])
 
@@ -145,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--second", default="whisper", choices=("whisper", "off"),
                     help="the Whisper second opinion (English; needs its weights)")
     ap.add_argument("--model", default="whisper-tiny.en", help="the second opinion's Whisper model")
+    ap.add_argument("--fallback", default="", help="a larger Whisper model asked when the second "
+                    "opinion leaves the turn not understood (e.g. whisper-base)")
     ap.add_argument("--classes", default=",".join(c for c in CLASSES if c != "noise"))
     ap.add_argument("--limit", type=int, default=0, help="at most this many clips per class")
     ap.add_argument("--cache", type=Path, help="Whisper's words per clip and prompt, kept between runs")
@@ -153,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     clips = Clips(args.manifest)
     cache = json.loads(args.cache.read_text()) if args.cache and args.cache.exists() else {}
-    decider = Decider(args.lang, args.flow, args.second == "whisper", args.model, cache)
+    decider = Decider(args.lang, args.flow, args.second == "whisper", args.model, cache, args.fallback)
     arm = "second" if decider.whisper is not None else "grammar"
     calls = []
     for clip in choose(clips, args.lang, args.classes.split(","), args.limit):

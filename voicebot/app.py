@@ -47,7 +47,7 @@ from voicebot.telephony.human_line import HumanLine, HumanLineHandler
 from voicebot.telephony.native import NativeStreamHandler
 from voicebot.telephony.twilio_ws import TwilioMediaHandler
 from voicebot.telephony.twiml import TwimlHandlers
-from voicebot.transcript.wiring import start_second_opinion, start_transcripts
+from voicebot.transcript.wiring import start_fallback_opinion, start_second_opinion, start_transcripts
 from voicebot.tts.base import Synthesizer
 from voicebot.tts.prompts import PromptCache
 from voicebot.tts.pyttsx3_tts import Pyttsx3Synthesizer
@@ -151,8 +151,10 @@ def create_app(
         await registry.hang_up_all()
         if registry.services is not None and registry.services.transcripts is not None:
             await registry.services.transcripts.close()
-        if registry.services is not None and registry.services.opinion is not None:
-            await registry.services.opinion.close()
+        if registry.services is not None:
+            for opinion in (registry.services.opinion, registry.services.fallback):
+                if opinion is not None:
+                    await opinion.close()
         app[STARTUP].cancel()
         await asyncio.gather(app[STARTUP], return_exceptions=True)
         await opt_outs.close()
@@ -250,10 +252,13 @@ async def _prepare(
     opinion = await start_second_opinion(settings)
     if opinion is not None:
         opinion.observe = registry.metrics.second_opinion
+    fallback = await start_fallback_opinion(settings, opinion)
+    if fallback is not None:
+        fallback.observe = registry.metrics.fallback_opinion
     registry.services = CallServices(settings, runners[settings.language], prompts, store, flow, events,
                                      frames=FrameBatcher(loop.call_later), recognisers=runners,
                                      lookups=HttpLookups(http, settings.lookup_secret),
-                                     transcripts=transcripts, opinion=opinion,
+                                     transcripts=transcripts, opinion=opinion, fallback=fallback,
                                      recordings=recordings if settings.recording == "consent" else None)
 
 
@@ -298,6 +303,7 @@ async def _health(request: web.Request) -> web.Response:
         "transcripts": registry.services.transcripts.health() if registry.services.transcripts
         else "off",
         "second_opinion": registry.services.opinion.health() if registry.services.opinion else "off",
+        "second_opinion_fallback": registry.services.fallback.health() if registry.services.fallback else "off",
     })
 
 

@@ -111,6 +111,9 @@ class Settings:
     second_opinion_model: str = "whisper-tiny.en"
     second_opinion_timeout_s: float = 1.0  # no answer by then: the grammar's reading stands
     second_opinion_threads: int = 2
+    # a larger model asked when the second opinion leaves a turn not understood (the caller
+    # would be asked again): off | auto (whisper-base when installed) | a Whisper model name
+    second_opinion_fallback: str = "auto"
     # ask it already at a pause the turn may end in, when the reading so far would be asked about
     second_opinion_early: bool = True
     # a whole, clear request in that early opinion's words ends the turn at once
@@ -196,6 +199,8 @@ def _validate(s: Settings) -> None:
         raise ConfigError("transcript_engine", "must be off, vosk or whisper")
     if s.second_opinion not in ("off", "auto", "whisper"):
         raise ConfigError("second_opinion", "must be off, auto or whisper")
+    if not s.second_opinion_fallback.strip():
+        raise ConfigError("second_opinion_fallback", "must be off, auto or a Whisper model name")
     if s.second_opinion_timeout_s <= 0 or s.second_opinion_threads < 1:
         raise ConfigError("second_opinion_timeout_s" if s.second_opinion_timeout_s <= 0
                           else "second_opinion_threads", "must be positive")

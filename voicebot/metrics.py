@@ -88,6 +88,9 @@ class Metrics:
         self.second_opinions = Counter(
             "voicebot_second_opinions", "Unsure utterances sent to the free-form engine, by what came "
             "of it (asked; answered, late, failed; busy: not asked)", ["result"], registry=r)
+        self.fallback_opinions = Counter(
+            "voicebot_second_opinion_fallbacks", "Turns the second opinion left not understood, sent to "
+            "the larger model, by what came of it (as voicebot_second_opinions)", ["result"], registry=r)
         self.active = Gauge("voicebot_calls_active", "Calls in progress", registry=r)
         self.journal_pending = Gauge(
             "voicebot_journal_pending", "Store writes waiting in the journal for the DB", registry=r)
@@ -106,6 +109,9 @@ class Metrics:
 
     def second_opinion(self, result: str) -> None:
         self.second_opinions.labels(result).inc()
+
+    def fallback_opinion(self, result: str) -> None:
+        self.fallback_opinions.labels(result).inc()
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

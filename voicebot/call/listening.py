@@ -140,10 +140,26 @@ class TurnListener:
         else:
             heard = await opinion.ask(turn.audio, turn.rate, self._policy.opinion_prompt,
                                       late=lambda words: self._free.heard(turn.start, words, model))
-        if heard is None:
+        if heard is None:  # late, busy or failed: no time or room for a larger model either
             return reading
         self._free.heard(turn.start, heard, model)  # not transcribed twice
-        return self._policy.reread(reading, heard)
+        reread = self._policy.reread(reading, heard)
+        if reread.meaning.intent is not None:
+            return reread
+        return await self._ask_fallback(reading, turn, reread)
+
+    async def _ask_fallback(self, first: Reading, turn: EndedTurn, so_far: Reading) -> Reading:
+        """The larger model, when the second opinion left the turn not understood (the
+        caller would be asked again): its words are read against the grammar's, as the
+        second opinion's are. Whisper tiny mishears some voices that base hears."""
+        fallback = self._services.fallback
+        if fallback is None or fallback.language != self._policy.language:
+            return so_far
+        heard = await fallback.ask(turn.audio, turn.rate, self._policy.opinion_prompt)
+        if heard is None:
+            return so_far
+        self._free.heard(turn.start, heard, fallback.transcriber.model)
+        return self._policy.reread(first, heard)
 
     async def _paused(self, speech: _Speech, pause: int) -> None:
         """A short silence mid-utterance: end the turn now if a whole expected phrase was heard."""

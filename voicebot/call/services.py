@@ -32,6 +32,7 @@ class CallServices:
     recognisers: dict[str, AsrRunner] = field(default_factory=dict)  # language -> recogniser
     lookups: LookupClient | None = None  # a flow's lookup nodes
     opinion: SecondOpinion | None = None  # a free-form engine asked when the grammar is unsure
+    fallback: SecondOpinion | None = None  # a larger one, asked when `opinion` leaves a turn not understood
     recordings: AudioRecorder | None = None  # the caller's audio, with their consent (None: off)
 
     def recogniser(self, language: str) -> AsrRunner:

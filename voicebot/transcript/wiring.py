@@ -50,6 +50,9 @@ async def start_transcripts(settings: Settings, store: CallStore, desk: StaffDes
     return service
 
 
+FALLBACK_MODEL = "whisper-base"  # the second opinion's fallback under `auto`
+
+
 async def start_second_opinion(settings: Settings) -> SecondOpinion | None:
     """The free-form engine the calls ask when the grammar is unsure. With `auto`
     it is Whisper when installed (`pip install 'voicebot[whisper]'` and a model),
@@ -57,20 +60,42 @@ async def start_second_opinion(settings: Settings) -> SecondOpinion | None:
     mode = settings.second_opinion
     if mode == "off" or (mode == "auto" and settings.language != "en"):
         return None
-
-    def spawn() -> ProcessTranscriber:  # normal priority: the caller waits for its answer
-        return ProcessTranscriber("whisper", settings.second_opinion_model, settings.language, MODELS_DIR,
-                                  settings.second_opinion_threads, max(60.0, settings.second_opinion_timeout_s * 4),
-                                  nice=0, beam_size=1)  # greedy: the caller waits for it
-
     try:
-        transcriber = await asyncio.get_running_loop().run_in_executor(None, spawn)
+        opinion = await _start_opinion(settings, settings.second_opinion_model)
     except (ConfigError, EngineError) as exc:
         if mode == "whisper":
             raise ConfigError("second_opinion_model", str(exc).split(": ", 1)[-1]) from None
         log.info("no second opinion on unsure utterances (%s); for it: pip install "
                  "'voicebot[whisper]' and a Whisper model", exc)
         return None
-    opinion = SecondOpinion(transcriber, settings.language, settings.second_opinion_timeout_s)
     log.info("second opinion on unsure utterances: %s", opinion.description)
     return opinion
+
+
+async def start_fallback_opinion(settings: Settings, opinion: SecondOpinion | None) -> SecondOpinion | None:
+    """A larger model asked when the second opinion (`opinion`) left a turn not
+    understood. `auto`: whisper-base when installed, else none; a model named
+    outright must load."""
+    choice = settings.second_opinion_fallback.strip()
+    if opinion is None or choice == "off":
+        return None
+    model = FALLBACK_MODEL if choice == "auto" else choice
+    try:
+        fallback = await _start_opinion(settings, model)
+    except (ConfigError, EngineError) as exc:
+        if choice != "auto":
+            raise ConfigError("second_opinion_fallback", str(exc).split(": ", 1)[-1]) from None
+        log.info("no fallback for the second opinion (%s); for it: voicebot models fetch %s", exc, model)
+        return None
+    log.info("fallback when the second opinion leaves a turn not understood: %s", fallback.description)
+    return fallback
+
+
+async def _start_opinion(settings: Settings, model: str) -> SecondOpinion:
+    def spawn() -> ProcessTranscriber:  # normal priority: the caller waits for its answer
+        return ProcessTranscriber("whisper", model, settings.language, MODELS_DIR,
+                                  settings.second_opinion_threads, max(60.0, settings.second_opinion_timeout_s * 4),
+                                  nice=0, beam_size=1)  # greedy: the caller waits for it
+
+    transcriber = await asyncio.get_running_loop().run_in_executor(None, spawn)
+    return SecondOpinion(transcriber, settings.language, settings.second_opinion_timeout_s)
