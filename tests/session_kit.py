@@ -105,7 +105,7 @@ class Kit:
                          channel: FakeChannel | None = None, lookups: LookupClient | None = None,
                          hand_over: HandoffReason | None = None, call_id: str = "c1",
                          recordings: AudioRecorder | None = None, opinion: SecondOpinion | None = None,
-                         **settings: Any) -> Call:
+                         fallback: SecondOpinion | None = None, **settings: Any) -> Call:
         s = Settings(**{"db": ":memory:", **settings})
         engine = engine or FakeEngine()
         synth = synth or FakeSynthesizer()
@@ -113,7 +113,8 @@ class Kit:
         channel = channel or FakeChannel(LINE_RATE)
         services = CallServices(
             s, AsrRunner(engine, self.executor, s.asr_timeout_s), PromptCache(synth), store,
-            load_settings_flow(s), CallEventBus(), lookups=lookups, recordings=recordings, opinion=opinion)
+            load_settings_flow(s), CallEventBus(), lookups=lookups, recordings=recordings, opinion=opinion,
+            fallback=fallback)
         published: list[Any] = []
         services.events.subscribe(published.append)
         session = CallSession(CallRecord(call_id, "native", caller="+15550123"), channel, services,

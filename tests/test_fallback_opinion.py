@@ -1,0 +1,147 @@
+"""The second opinion's fallback: a larger Whisper model asked only when the
+second opinion left a turn not understood (voicebot/call/listening.py).
+
+A CallSession on scripted engines for the branches, then a real server with
+real pocketsphinx, Whisper tiny.en and Whisper base on a recording that only
+base hears, and the start-up wiring."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from voicebot.app import REGISTRY
+from voicebot.asr.fake import FakeEngine
+from voicebot.audio.wav import read_wav
+from voicebot.config import Settings, load_settings
+from voicebot.errors import ConfigError
+from voicebot.replay.client import ReplayOptions, replay
+from voicebot.transcript.base import FakeFreeFormEngine
+from voicebot.transcript.opinion import SecondOpinion
+from voicebot.transcript.wiring import start_fallback_opinion
+from voicebot.transcript.worker import InlineTranscriber
+from voicebot.types import Partial, Transcript
+
+from .session_kit import Call, Kit, speech
+
+NOTHING = Transcript("", 0.0)  # the grammar hears nothing it can act on
+QUIET = Partial("", 0.0, False)  # nor at the pauses: the opinions are asked at the turn's end
+
+
+class Says(FakeFreeFormEngine):
+    """Hears `text` (at `confidence`) in any audio; None: fails."""
+
+    def __init__(self, text: str | None, confidence: float = 0.74, model: str = "fake-model") -> None:
+        super().__init__(model=model)
+        self.text, self.confidence = text, confidence
+
+    def transcribe(self, pcm: bytes, prompt: str = "") -> Transcript:
+        super().transcribe(pcm, prompt)
+        if self.text is None:
+            raise RuntimeError("the engine failed")
+        return Transcript(self.text, self.confidence)
+
+
+@pytest.fixture
+async def kit():
+    kit = Kit(ThreadPoolExecutor(2))
+    yield kit
+    await kit.close()
+
+
+def opinion_of(engine: Says) -> SecondOpinion:
+    return SecondOpinion(InlineTranscriber(engine), "en", 10)
+
+
+async def caller_speaks(kit: Kit, tiny: Says, base: Says | None, final: Transcript = NOTHING) -> Call:
+    call = await kit.start_call(FakeEngine([final], partial=lambda audio: QUIET), opinion=opinion_of(tiny),
+                                fallback=opinion_of(base) if base else None)
+    await call.prompted("menu")
+    call.feed(speech())
+    return call
+
+
+async def test_a_turn_the_second_opinion_misheard_is_read_from_the_larger_model(kit):
+    tiny = Says("I would really like to check with the project.")
+    base = Says("I would really like to chat with a person.", model="larger")
+    call = await caller_speaks(kit, tiny, base)
+    await call.ended()
+    assert call.handoff_reason == "caller_request"
+    assert len(tiny.seen) == 1 and len(base.seen) == 1 and base.seen == tiny.seen  # the same audio
+    assert base.prompts == tiny.prompts
+    (turn,) = call.channel.events("transcript")
+    assert turn["text"] == "I would really like to chat with a person."  # the words the person reads
+
+
+@pytest.mark.parametrize(("tiny_heard", "said"), [("Where is my parcel?", "order_status"),
+                                                  ("Can I speak to someone?", "handoff"),
+                                                  ("I need to speak to the", "confirm_human")])
+async def test_not_asked_when_the_second_opinion_understood(kit, tiny_heard, said):
+    base = Says("I forgot my password.")
+    call = await caller_speaks(kit, Says(tiny_heard), base)
+    await call.prompted(said)
+    assert base.seen == []
+
+
+async def test_not_asked_when_the_grammar_was_sure(kit):
+    tiny, base = Says("mumble"), Says("get me a person")
+    call = await caller_speaks(kit, tiny, base, final=Transcript("where is my order", 0.96))
+    await call.prompted("order_status")
+    assert tiny.seen == [] and base.seen == []
+
+
+async def test_the_caller_is_asked_again_when_neither_model_understood(kit):
+    base = Says("The weather is lovely today.", model="larger")
+    call = await caller_speaks(kit, Says("Whether his love today."), base)
+    await call.prompted("didnt_catch")
+    assert len(base.seen) == 1
+
+
+@pytest.mark.parametrize("failing", ["tiny", "base"])
+async def test_a_failing_model_leaves_the_reading_it_had(kit, failing):
+    """A failed second opinion leaves no time or reason for the larger model; a
+    failed larger model leaves the second opinion's reading: the caller is asked again."""
+    tiny = Says(None if failing == "tiny" else "Whether his love today.")
+    base = Says(None if failing == "base" else "get me a person")
+    call = await caller_speaks(kit, tiny, base)
+    await call.prompted("didnt_catch")
+    assert len(base.seen) == (0 if failing == "tiny" else 1)
+    assert call.session.services.fallback.counts.failed == (failing == "base")
+
+
+async def test_without_a_fallback_the_second_opinion_decides_as_before(kit):
+    call = await caller_speaks(kit, Says("I would really like to check with the project."), None)
+    await call.prompted("didnt_catch")
+
+
+# --- start-up --------------------------------------------------------------------------
+async def test_the_fallback_is_started_only_beside_a_second_opinion():
+    tiny = opinion_of(Says("x"))
+    assert await start_fallback_opinion(Settings(second_opinion_fallback="off"), tiny) is None
+    assert await start_fallback_opinion(Settings(), None) is None
+    with pytest.raises(ConfigError, match="second_opinion_fallback"):
+        await start_fallback_opinion(Settings(second_opinion_fallback="whisper-huge-9"), tiny)
+    with pytest.raises(ConfigError, match="second_opinion_fallback"):
+        load_settings(env={"VOICEBOT_SECOND_OPINION_FALLBACK": " "})
+
+
+# --- a real call: real server, pocketsphinx, Whisper tiny.en and base -------------------
+@pytest.mark.e2e
+@pytest.mark.engine
+async def test_a_real_caller_only_the_larger_model_hears_reaches_a_person(start_server, en_engine):
+    """The grammar hears nothing usable and tiny.en hears "check with the project"
+    (tests/audio/README.md); base hears the request."""
+    server = await start_server(en_engine, second_opinion="whisper", second_opinion_timeout_s=60,
+                                second_opinion_fallback="whisper-base")
+    samples, rate = read_wav(Path(__file__).parent / "audio" / "chat_with_a_person_espeak_nyc.wav")
+    chat = await replay(server.ws + "/v1/stream", samples, rate,
+                        ReplayOptions(max_call_s=60, caller="+15550125", confirm="none"))
+    assert chat.outcome == "handoff:caller_request", [e["name"] for e in chat.of("prompt")]
+    record = await server.record(chat.call_id)
+    assert "person" in record.utterances[0]["text"].lower()  # base's words, for the person
+    status, health = await server.api("/healthz")
+    assert status == 200 and health["second_opinion_fallback"]["answered"] == 1, health
+    metrics = server.app[REGISTRY].metrics
+    assert metrics.sample("voicebot_second_opinion_fallbacks_total", result="answered") == 1
