@@ -7,6 +7,8 @@ base hears, and the start-up wiring."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -25,6 +27,7 @@ from voicebot.transcript.worker import InlineTranscriber
 from voicebot.types import Partial, Transcript
 
 from .session_kit import Call, Kit, speech
+from .test_early_opinion import turn_seconds, words
 
 NOTHING = Transcript("", 0.0)  # the grammar hears nothing it can act on
 QUIET = Partial("", 0.0, False)  # nor at the pauses: the opinions are asked at the turn's end
@@ -145,3 +148,70 @@ async def test_a_real_caller_only_the_larger_model_hears_reaches_a_person(start_
     assert status == 200 and health["second_opinion_fallback"]["answered"] == 1, health
     metrics = server.app[REGISTRY].metrics
     assert metrics.sample("voicebot_second_opinion_fallbacks_total", result="answered") == 1
+
+
+# --- asked at the pause, after the early second opinion ---------------------------------
+class Flagged(Says):
+    """Says, and sets `asked` with each job (the engine's thread)."""
+
+    def __init__(self, text: str | None, model: str = "fake-model") -> None:
+        super().__init__(text, model=model)
+        self.asked = threading.Event()
+
+    def transcribe(self, pcm: bytes, prompt: str = "") -> Transcript:
+        heard = super().transcribe(pcm, prompt)
+        self.asked.set()
+        return heard
+
+
+async def asked(engine: Flagged) -> None:
+    await asyncio.wait_for(asyncio.to_thread(engine.asked.wait, 10), 15)
+    engine.asked.clear()
+
+
+async def speaks_with_a_pause(kit: Kit, tiny: Flagged, base: Flagged) -> Call:
+    """The grammar's unsure "agent" at the 200 ms pause makes the call ask tiny early."""
+    call = await kit.start_call(FakeEngine([NOTHING], partial=lambda audio: Partial("agent", 0.3, True)),
+                                opinion=opinion_of(tiny), fallback=opinion_of(base), turn_complete_words=False)
+    await call.prompted("menu")
+    call.feed(words())
+    return call
+
+
+async def test_the_larger_model_is_asked_at_the_pause_when_the_early_words_hold_nothing(kit):
+    tiny = Flagged("I would really like to check with the project.")
+    base = Flagged("I would really like to chat with a person.", model="larger")
+    call = await speaks_with_a_pause(kit, tiny, base)
+    call.silence(0.3)  # past the pause, within the hangover
+    await asked(tiny)
+    await asked(base)  # before the turn has ended
+    call.silence(1.0)
+    await call.ended()
+    assert call.handoff_reason == "caller_request"
+    assert len(tiny.seen) == 1 and len(base.seen) == 1  # neither asked again at the turn's end
+    assert base.seen[0] / 16000 <= turn_seconds(call) - 0.15  # on the audio up to the pause
+
+
+async def test_speech_after_the_pause_drops_the_larger_models_early_answer(kit):
+    tiny = Flagged("I would really like to check with the project.")
+    base = Flagged("I would really like to chat with a person.", model="larger")
+    call = await speaks_with_a_pause(kit, tiny, base)
+    call.silence(0.3)
+    await asked(tiny)
+    await asked(base)
+    call.feed(words())  # the caller goes on
+    call.silence(1.5)
+    await call.ended()
+    assert call.handoff_reason == "caller_request"
+    assert len(base.seen) == 2 and base.seen[1] > base.seen[0]  # the whole turn, asked again
+
+
+async def test_early_words_with_an_intent_leave_the_larger_model_unasked(kit):
+    tiny = Flagged("Where is my parcel?")
+    base = Flagged("get me a person", model="larger")
+    call = await speaks_with_a_pause(kit, tiny, base)
+    call.silence(0.3)
+    await asked(tiny)
+    call.silence(1.0)
+    await call.prompted("order_status")
+    assert base.seen == []

@@ -59,6 +59,7 @@ class EndedTurn:
     rate: int
     early: bool  # ended by a whole expected phrase, before the hangover
     asked: EarlyOpinion | None  # the second opinion asked at the pause the turn ended in
+    asked_fallback: EarlyOpinion | None = None  # the larger model, asked there when that heard nothing
 
 
 class TurnListener:
@@ -81,6 +82,7 @@ class TurnListener:
         self._speech: _Speech | None = None
         self._timing = turn_timing(services.settings, None)
         self._early: EarlyOpinion | None = None  # asked at a pause of the turn under way
+        self._early_fallback: EarlyOpinion | None = None  # the larger model, asked after it
         self._mid_phrase = 0  # the pause the grammar last heard as the middle of a phrase
 
     def start(self, at: float) -> None:
@@ -105,10 +107,15 @@ class TurnListener:
         """The turn is over (`pause`: the one it ended in, if any); None when none was under way."""
         if (speech := self._speech) is None:
             return None
+        prompt = self._policy.opinion_prompt
         asked, self._early = self._early, None
-        if asked is not None and not asked.fits(pause, self._policy.opinion_prompt):
+        if asked is not None and not asked.fits(pause, prompt):
             asked.drop()
             asked = None
+        fallback, self._early_fallback = self._early_fallback, None
+        if fallback is not None and (asked is None or not fallback.fits(pause, prompt)):
+            fallback.drop()
+            fallback = None
         self._services.events.publish(SpeechEndDetected(self._call_id))
         self._speech = None
         resampler = speech.resampler
@@ -116,7 +123,7 @@ class TurnListener:
         self._free.feed(pcm)
         self._free.ended(speech.start, at, self._policy.language, resampler.out_rate)
         audio = b"".join((*speech.pcm, pcm))
-        return EndedTurn(speech.recognition, speech.start, at, audio, resampler.out_rate, early, asked)
+        return EndedTurn(speech.recognition, speech.start, at, audio, resampler.out_rate, early, asked, fallback)
 
     def abandon(self) -> None:
         """Speech handling failed: the recognition under way is closed unheard."""
@@ -131,8 +138,9 @@ class TurnListener:
         opinion, asked = self._services.opinion, turn.asked
         if opinion is None or opinion.language != self._policy.language \
                 or not self._policy.wants_second_opinion(reading):
-            if asked is not None:
-                asked.drop()
+            for early in (asked, turn.asked_fallback):
+                if early is not None:
+                    early.drop()
             return reading
         model = opinion.transcriber.model
         if asked is not None:
@@ -140,12 +148,13 @@ class TurnListener:
         else:
             heard = await opinion.ask(turn.audio, turn.rate, self._policy.opinion_prompt,
                                       late=lambda words: self._free.heard(turn.start, words, model))
-        if heard is None:  # late, busy or failed: no time or room for a larger model either
-            return reading
-        self._free.heard(turn.start, heard, model)  # not transcribed twice
-        reread = self._policy.reread(reading, heard)
-        if reread.meaning.intent is not None:
+        reread = reading if heard is None else self._policy.reread(reading, heard)
+        if heard is None or reread.meaning.intent is not None:
+            # understood; or the second opinion late, busy or failed: no time or room for a larger model
+            if turn.asked_fallback is not None:
+                turn.asked_fallback.drop()
             return reread
+        self._free.heard(turn.start, heard, model)  # not transcribed twice
         return await self._ask_fallback(reading, turn, reread)
 
     async def _ask_fallback(self, first: Reading, turn: EndedTurn, so_far: Reading) -> Reading:
@@ -155,7 +164,10 @@ class TurnListener:
         fallback = self._services.fallback
         if fallback is None or fallback.language != self._policy.language:
             return so_far
-        heard = await fallback.ask(turn.audio, turn.rate, self._policy.opinion_prompt)
+        if turn.asked_fallback is not None:
+            heard = await turn.asked_fallback.answer
+        else:
+            heard = await fallback.ask(turn.audio, turn.rate, self._policy.opinion_prompt)
         if heard is None:
             return so_far
         self._free.heard(turn.start, heard, fallback.transcriber.model)
@@ -191,8 +203,10 @@ class TurnListener:
             return
         if not self._policy.wants_second_opinion(self._policy.read(heard.text, heard.confidence)):
             return
-        if self._early is not None:
-            self._early.drop()  # the caller spoke on after the pause it was asked at
+        for stale in (self._early, self._early_fallback):
+            if stale is not None:
+                stale.drop()  # the caller spoke on after the pause it was asked at
+        self._early_fallback = None
         prompt, audio = self._policy.opinion_prompt, b"".join(speech.pcm)
         answer = self._tasks.spawn(opinion.ask(audio, speech.resampler.out_rate, prompt), "early-opinion")
         if answer is not None:
@@ -203,13 +217,30 @@ class TurnListener:
         """The early opinion's words are a whole, clear request: the pause ends the turn
         (when it still goes on; the endpointer ignores a pause the caller spoke after),
         unless the grammar hears the middle of a phrase ("I need to reset ... my password":
-        Whisper's "I need to reset" is a whole password request)."""
-        if not self._services.settings.turn_complete_words or answer.cancelled() or answer.exception() \
-                or self._early is None or self._early.answer is not answer or self._mid_phrase == pause:
+        Whisper's "I need to reset" is a whole password request). Words without any
+        intent: the larger model is asked too, as it would be at the turn's end."""
+        if answer.cancelled() or answer.exception() or self._early is None or self._early.answer is not answer:
             return
         heard = answer.result()
-        if heard is not None and words_end_turn(heard.text, self._policy.understand(heard.text)):
+        if heard is None:
+            return
+        meaning = self._policy.understand(heard.text)
+        if meaning.intent is None:
+            self._ask_fallback_early(pause)
+        elif self._services.settings.turn_complete_words and self._mid_phrase != pause \
+                and words_end_turn(heard.text, meaning):
             self._decided(self._endpointer().decide(pause, 0))
+
+    def _ask_fallback_early(self, pause: int) -> None:
+        """On spare capacity only, as the early second opinion."""
+        fallback, speech = self._services.fallback, self._speech
+        if fallback is None or speech is None or fallback.language != self._policy.language \
+                or not fallback.idle or (self._early_fallback and self._early_fallback.pause == pause):
+            return
+        prompt, audio = self._policy.opinion_prompt, b"".join(speech.pcm)
+        answer = self._tasks.spawn(fallback.ask(audio, speech.resampler.out_rate, prompt), "early-fallback")
+        if answer is not None:
+            self._early_fallback = EarlyOpinion(pause, prompt, answer)
 
 
 def turn_timing(s: Settings, node: Node | None) -> TurnTiming:
