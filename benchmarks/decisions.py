@@ -101,10 +101,10 @@ class Decider:
             words = self.opinion(base / file, policy.opinion_prompt)
             heard.second, heard.second_confidence = words.text, round(words.confidence, 2)
             reading = policy.reread(first, words)
-            if self.larger is not None and reading.meaning.intent is None:
+            if self.larger is not None and policy.wants_larger(first, words):
                 words = self.opinion(base / file, policy.opinion_prompt, self.fallback)
                 heard.second += f" // {words.text}"
-                reading = policy.reread(first, words)
+                reading = policy.reread(first, words, larger=True)
         heard.meaning = reading.meaning.intent
         log.append(heard)
         actions = policy.step(p.Heard(Utterance(grammar.text, grammar.confidence, 0, 1,

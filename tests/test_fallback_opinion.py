@@ -70,12 +70,24 @@ async def test_a_turn_the_second_opinion_misheard_is_read_from_the_larger_model(
     tiny = Says("I would really like to check with the project.")
     base = Says("I would really like to chat with a person.", model="larger")
     call = await caller_speaks(kit, tiny, base)
-    await call.ended()
-    assert call.handoff_reason == "caller_request"
+    await call.prompted("confirm_human")  # heard by one engine of three: asked about
     assert len(tiny.seen) == 1 and len(base.seen) == 1 and base.seen == tiny.seen  # the same audio
     assert base.prompts == tiny.prompts
     (turn,) = call.channel.events("transcript")
     assert turn["text"] == "I would really like to chat with a person."  # the words the person reads
+
+
+@pytest.mark.parametrize(("base_heard", "said"), [("What time does the game start tonight?", "didnt_catch"),
+                                                  ("Let me talk to a live human.", "confirm_human")])
+async def test_the_larger_model_settles_fluent_words_against_the_grammars_unsure_person(kit, base_heard, said):
+    """The grammar's unsure "let me talk to a live human" and tiny's fluent words without
+    anyone: the larger model's agreeing words drop it (the caller is asked again);
+    its person keeps the request, asked about (the engines disagreed)."""
+    tiny = Says("What time does the game house tonight?", 0.71)
+    base = Says(base_heard, 0.8, model="larger")
+    call = await caller_speaks(kit, tiny, base, final=Transcript("let me talk to a live human", 0.41))
+    await call.prompted(said)
+    assert len(base.seen) == 1
 
 
 @pytest.mark.parametrize(("tiny_heard", "said"), [("Where is my parcel?", "order_status"),
@@ -140,8 +152,9 @@ async def test_a_real_caller_only_the_larger_model_hears_reaches_a_person(start_
                                 second_opinion_fallback="whisper-base")
     samples, rate = read_wav(Path(__file__).parent / "audio" / "chat_with_a_person_espeak_nyc.wav")
     chat = await replay(server.ws + "/v1/stream", samples, rate,
-                        ReplayOptions(max_call_s=60, caller="+15550125", confirm="none"))
-    assert chat.outcome == "handoff:caller_request", [e["name"] for e in chat.of("prompt")]
+                        ReplayOptions(max_call_s=60, caller="+15550125", confirm="yes"))
+    asked = [e["name"] for e in chat.of("prompt")]
+    assert chat.outcome == "handoff:caller_request" and "confirm_human" in asked, asked
     record = await server.record(chat.call_id)
     assert "person" in record.utterances[0]["text"].lower()  # base's words, for the person
     status, health = await server.api("/healthz")
@@ -186,8 +199,7 @@ async def test_the_larger_model_is_asked_at_the_pause_when_the_early_words_hold_
     await asked(tiny)
     await asked(base)  # before the turn has ended
     call.silence(1.0)
-    await call.ended()
-    assert call.handoff_reason == "caller_request"
+    await call.prompted("confirm_human")
     assert len(tiny.seen) == 1 and len(base.seen) == 1  # neither asked again at the turn's end
     assert base.seen[0] / 16000 <= turn_seconds(call) - 0.15  # on the audio up to the pause
 
@@ -201,8 +213,7 @@ async def test_speech_after_the_pause_drops_the_larger_models_early_answer(kit):
     await asked(base)
     call.feed(words())  # the caller goes on
     call.silence(1.5)
-    await call.ended()
-    assert call.handoff_reason == "caller_request"
+    await call.prompted("confirm_human")
     assert len(base.seen) == 2 and base.seen[1] > base.seen[0]  # the whole turn, asked again
 
 

@@ -19,7 +19,7 @@ from voicebot.audio.wav import read_wav
 from voicebot.dialog import policy as p
 from voicebot.dialog.flow import DEFAULT_FLOW
 from voicebot.dialog.flowcheck import load_checked
-from voicebot.dialog.reading import FLUENT, OTHER_SPEECH, SECOND, SURE, Reading, second_reading
+from voicebot.dialog.reading import FLUENT, OTHER_SPEECH, SECOND, SURE, Reading, contradicts, second_reading
 from voicebot.dialog.understand import Interpretation
 from voicebot.replay.client import ReplayOptions, replay
 from voicebot.transcript.base import FakeFreeFormEngine
@@ -84,12 +84,43 @@ def test_an_unsure_or_empty_second_opinion_leaves_the_grammars_reading(grammar, 
 
 
 @pytest.mark.parametrize("confidence", [FLUENT, OTHER_SPEECH - 0.01])
-def test_fluent_words_without_anyone_drop_an_unsure_grammar_person(confidence):
-    """The grammar forces other speech into its person phrases: fluent words with
-    no person-word in them say what the caller said instead."""
+def test_the_fallbacks_fluent_words_without_anyone_drop_an_unsure_grammar_person(confidence):
+    """The grammar forces other speech into its person phrases: the fallback's fluent
+    words with no person-word in them (after the second opinion's said the same)
+    are what the caller said instead. The second opinion's alone are not enough."""
     first = Reading(Interpretation("human"), 0.7)
-    reading = second_reading(first, Interpretation(None), Transcript("What time does the game start?", confidence))
+    heard = Transcript("What time does the game start?", confidence)
+    assert contradicts(first, Interpretation(None), heard, sure=False)
+    reading = second_reading(first, Interpretation(None), heard, larger=True)
     assert reading.meaning.intent is None and reading.confidence == 0.0 and reading.by == SECOND
+    assert second_reading(first, Interpretation(None), heard) is first
+
+
+@pytest.mark.parametrize(("said", "confidence", "sure"), [
+    (Interpretation(None), FLUENT - 0.01, False),  # not fluent
+    (Interpretation(None, mention=True), 0.9, False),  # about someone
+    (Interpretation("human", certain=False), 0.9, False),  # a person in other words
+    (Interpretation(None), 0.9, True),  # the grammar was sure: asked about, never dropped
+])
+def test_no_contradiction_without_fluent_words_free_of_anyone(said, confidence, sure):
+    first = Reading(Interpretation("human"), 0.97 if sure else 0.7)
+    assert not contradicts(first, said, Transcript("words", confidence), sure)
+
+
+def test_a_person_only_the_fallback_hears_is_asked_about():
+    first = Reading(Interpretation(None), 0.1)
+    reading = second_reading(first, Interpretation("human"), Transcript("get me a person", 0.9), larger=True)
+    assert reading.meaning.intent == "human" and not reading.meaning.certain
+
+
+def test_the_fallback_is_wanted_where_the_turn_is_not_understood_or_contradicted():
+    policy = at_menu()
+    garbled = Transcript("I would really like to check with the project.", 0.74)
+    assert policy.wants_larger(policy.read("", 0.05), garbled)  # would be asked again
+    assert policy.wants_larger(policy.read("let me talk to a live human", 0.41), garbled)  # contradicted
+    assert not policy.wants_larger(policy.read("", 0.05), Transcript("Where is my parcel?", 0.9))
+    assert not policy.wants_larger(policy.read("let me talk to a live human", 0.41),
+                                   Transcript("Let me talk to a live human.", 0.9))
 
 
 def test_fluent_words_about_someone_keep_the_grammars_unsure_person():
@@ -156,11 +187,10 @@ def test_an_unclear_request_is_still_confirmed():
     assert said(hear(policy, "", 0.0, "somebody from your team emailed me")) == ["confirm_human"]
 
 
-@pytest.mark.parametrize("confidence", [0.94, FLUENT])
-def test_other_speech_is_not_confirmed_as_a_request(confidence):
+def test_other_speech_is_not_confirmed_as_a_request():
     policy = at_menu()
     assert said(hear(policy, "i'd like to speak to a real agent", 0.73, "I'd like to book a table for two.",
-                     confidence)) == ["didnt_catch"]
+                     0.94)) == ["didnt_catch"]
 
 
 def test_two_engines_hearing_a_person_put_the_caller_through_at_once():

@@ -148,19 +148,21 @@ class TurnListener:
         else:
             heard = await opinion.ask(turn.audio, turn.rate, self._policy.opinion_prompt,
                                       late=lambda words: self._free.heard(turn.start, words, model))
+        if heard is not None:
+            self._free.heard(turn.start, heard, model)  # not transcribed twice
         reread = reading if heard is None else self._policy.reread(reading, heard)
-        if heard is None or reread.meaning.intent is not None:
+        if heard is None or not self._policy.wants_larger(reading, heard):
             # understood; or the second opinion late, busy or failed: no time or room for a larger model
             if turn.asked_fallback is not None:
                 turn.asked_fallback.drop()
             return reread
-        self._free.heard(turn.start, heard, model)  # not transcribed twice
         return await self._ask_fallback(reading, turn, reread)
 
     async def _ask_fallback(self, first: Reading, turn: EndedTurn, so_far: Reading) -> Reading:
         """The larger model, when the second opinion left the turn not understood (the
-        caller would be asked again): its words are read against the grammar's, as the
-        second opinion's are. Whisper tiny mishears some voices that base hears."""
+        caller would be asked again) or contradicted the grammar's unsure person: its
+        words are read against the grammar's (reading.py). Whisper tiny mishears some
+        voices that base hears."""
         fallback = self._services.fallback
         if fallback is None or fallback.language != self._policy.language:
             return so_far
@@ -171,7 +173,7 @@ class TurnListener:
         if heard is None:
             return so_far
         self._free.heard(turn.start, heard, fallback.transcriber.model)
-        return self._policy.reread(first, heard)
+        return self._policy.reread(first, heard, larger=True)
 
     async def _paused(self, speech: _Speech, pause: int) -> None:
         """A short silence mid-utterance: end the turn now if a whole expected phrase was heard."""

@@ -27,7 +27,7 @@ from typing import Any
 from voicebot.dialog.compile import context_for
 from voicebot.dialog.flow import Flow, Node
 from voicebot.dialog.lang import GOODBYE, HUMAN, NO, PACKS, YES
-from voicebot.dialog.reading import Reading, second_reading
+from voicebot.dialog.reading import Reading, second_reading, wants_larger
 from voicebot.dialog.understand import Interpretation, interpret
 from voicebot.types import HandoffReason, Outcome, Transcript, Utterance
 
@@ -231,9 +231,15 @@ class Policy:
             return True
         return meaning.intent is None or confidence < self._accept(node)  # would be reprompted
 
-    def reread(self, first: Reading, heard: Transcript) -> Reading:
-        """`first` with a free-form engine's opinion of the same audio."""
-        return second_reading(first, self.understand(heard.text), heard, self._sure_person(first))
+    def reread(self, first: Reading, heard: Transcript, larger: bool = False) -> Reading:
+        """`first` with a free-form engine's opinion of the same audio (`larger`: the fallback's)."""
+        return second_reading(first, self.understand(heard.text), heard, self._sure_person(first), larger)
+
+    def wants_larger(self, first: Reading, heard: Transcript) -> bool:
+        """Whether the fallback model is asked after the second opinion heard `heard`."""
+        said = self.understand(heard.text)
+        reread = second_reading(first, said, heard, self._sure_person(first))
+        return wants_larger(first, reread, said, heard, self._sure_person(first))
 
     def _sure_person(self, reading: Reading) -> bool:
         node = self._ask_node()
