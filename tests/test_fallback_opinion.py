@@ -58,9 +58,10 @@ def opinion_of(engine: Says) -> SecondOpinion:
     return SecondOpinion(InlineTranscriber(engine), "en", 10)
 
 
-async def caller_speaks(kit: Kit, tiny: Says, base: Says | None, final: Transcript = NOTHING) -> Call:
-    call = await kit.start_call(FakeEngine([final], partial=lambda audio: QUIET), opinion=opinion_of(tiny),
-                                fallback=opinion_of(base) if base else None)
+async def caller_speaks(kit: Kit, tiny: Says, base: Says | None, final: Transcript = NOTHING,
+                        finish_s: float = 0.0) -> Call:
+    grammar = FakeEngine([final], partial=lambda audio: QUIET, delay_s=finish_s)
+    call = await kit.start_call(grammar, opinion=opinion_of(tiny), fallback=opinion_of(base) if base else None)
     await call.prompted("menu")
     call.feed(speech())
     return call
@@ -124,6 +125,15 @@ async def test_a_failing_model_leaves_the_reading_it_had(kit, failing):
     await call.prompted("didnt_catch")
     assert len(base.seen) == (0 if failing == "tiny" else 1)
     assert call.session.services.fallback.counts.failed == (failing == "base")
+
+
+async def test_not_asked_while_the_recognisers_are_behind(kit):
+    """The grammar's result came 0.3 s after the turn ended (a burst): the larger
+    model's CPU would delay every caller, so the caller is asked again instead."""
+    base = Says("I would really like to chat with a person.", model="larger")
+    call = await caller_speaks(kit, Says("I would really like to check with the project."), base, finish_s=0.3)
+    await call.prompted("didnt_catch")
+    assert base.seen == []
 
 
 async def test_without_a_fallback_the_second_opinion_decides_as_before(kit):

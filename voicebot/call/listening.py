@@ -60,6 +60,7 @@ class EndedTurn:
     early: bool  # ended by a whole expected phrase, before the hangover
     asked: EarlyOpinion | None  # the second opinion asked at the pause the turn ended in
     asked_fallback: EarlyOpinion | None = None  # the larger model, asked there when that heard nothing
+    ended_at: float = field(default_factory=time.monotonic)  # when the endpointer ended it
 
 
 class TurnListener:
@@ -134,6 +135,7 @@ class TurnListener:
     async def read(self, result: Transcript, turn: EndedTurn) -> Reading:
         """The grammar's reading, with a free-form engine's opinion where it is unsure
         (`turn.asked`: the one asked at the pause the turn ended in, if any)."""
+        behind = time.monotonic() - turn.ended_at > BEHIND_S  # the recognisers are behind: a burst
         reading = self._policy.read(result.text, result.confidence)
         opinion, asked = self._services.opinion, turn.asked
         if opinion is None or opinion.language != self._policy.language \
@@ -156,15 +158,17 @@ class TurnListener:
             if turn.asked_fallback is not None:
                 turn.asked_fallback.drop()
             return reread
-        return await self._ask_fallback(reading, turn, reread)
+        return await self._ask_fallback(reading, turn, reread, behind)
 
-    async def _ask_fallback(self, first: Reading, turn: EndedTurn, so_far: Reading) -> Reading:
+    async def _ask_fallback(self, first: Reading, turn: EndedTurn, so_far: Reading, behind: bool) -> Reading:
         """The larger model, when the second opinion left the turn not understood (the
         caller would be asked again) or contradicted the grammar's unsure person: its
         words are read against the grammar's (reading.py). Whisper tiny mishears some
-        voices that base hears."""
+        voices that base hears. Not started while the recognisers are `behind` (the
+        grammar's result came late: a burst), where its CPU would delay every caller."""
         fallback = self._services.fallback
-        if fallback is None or fallback.language != self._policy.language:
+        if fallback is None or fallback.language != self._policy.language \
+                or (behind and turn.asked_fallback is None):
             return so_far
         if turn.asked_fallback is not None:
             heard = await turn.asked_fallback.answer
