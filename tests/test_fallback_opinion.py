@@ -7,7 +7,6 @@ base hears, and the start-up wiring."""
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,21 +26,24 @@ from voicebot.transcript.worker import InlineTranscriber
 from voicebot.types import Partial, Transcript
 
 from .session_kit import Call, Kit, speech
-from .test_early_opinion import turn_seconds, words
+from .test_early_opinion import UNSURE, asked, turn_seconds, words
 
 NOTHING = Transcript("", 0.0)  # the grammar hears nothing it can act on
 QUIET = Partial("", 0.0, False)  # nor at the pauses: the opinions are asked at the turn's end
 
 
 class Says(FakeFreeFormEngine):
-    """Hears `text` (at `confidence`) in any audio; None: fails."""
+    """Hears `text` (at `confidence`) in any audio; None: fails. `asked` is set by
+    each job (the engine's thread)."""
 
     def __init__(self, text: str | None, confidence: float = 0.74, model: str = "fake-model") -> None:
         super().__init__(model=model)
         self.text, self.confidence = text, confidence
+        self.asked = threading.Event()
 
     def transcribe(self, pcm: bytes, prompt: str = "") -> Transcript:
         super().transcribe(pcm, prompt)
+        self.asked.set()
         if self.text is None:
             raise RuntimeError("the engine failed")
         return Transcript(self.text, self.confidence)
@@ -59,11 +61,14 @@ def opinion_of(engine: Says) -> SecondOpinion:
 
 
 async def caller_speaks(kit: Kit, tiny: Says, base: Says | None, final: Transcript = NOTHING,
-                        finish_s: float = 0.0) -> Call:
-    grammar = FakeEngine([final], partial=lambda audio: QUIET, delay_s=finish_s)
-    call = await kit.start_call(grammar, opinion=opinion_of(tiny), fallback=opinion_of(base) if base else None)
+                        finish_s: float = 0.0, at_pause: Partial = QUIET, **settings) -> Call:
+    """A call at its menu whose caller has just spoken: the grammar says `at_pause`
+    at each pause and `final` (after `finish_s`) at the turn's end."""
+    grammar = FakeEngine([final], partial=lambda audio: at_pause, delay_s=finish_s)
+    call = await kit.start_call(grammar, opinion=opinion_of(tiny), fallback=opinion_of(base) if base else None,
+                                **settings)
     await call.prompted("menu")
-    call.feed(speech())
+    call.feed(speech() if at_pause is QUIET else words())
     return call
 
 
@@ -174,36 +179,14 @@ async def test_a_real_caller_only_the_larger_model_hears_reaches_a_person(start_
 
 
 # --- asked at the pause, after the early second opinion ---------------------------------
-class Flagged(Says):
-    """Says, and sets `asked` with each job (the engine's thread)."""
-
-    def __init__(self, text: str | None, model: str = "fake-model") -> None:
-        super().__init__(text, model=model)
-        self.asked = threading.Event()
-
-    def transcribe(self, pcm: bytes, prompt: str = "") -> Transcript:
-        heard = super().transcribe(pcm, prompt)
-        self.asked.set()
-        return heard
-
-
-async def asked(engine: Flagged) -> None:
-    await asyncio.wait_for(asyncio.to_thread(engine.asked.wait, 10), 15)
-    engine.asked.clear()
-
-
-async def speaks_with_a_pause(kit: Kit, tiny: Flagged, base: Flagged) -> Call:
+async def speaks_with_a_pause(kit: Kit, tiny: Says, base: Says) -> Call:
     """The grammar's unsure "agent" at the 200 ms pause makes the call ask tiny early."""
-    call = await kit.start_call(FakeEngine([NOTHING], partial=lambda audio: Partial("agent", 0.3, True)),
-                                opinion=opinion_of(tiny), fallback=opinion_of(base), turn_complete_words=False)
-    await call.prompted("menu")
-    call.feed(words())
-    return call
+    return await caller_speaks(kit, tiny, base, at_pause=UNSURE, turn_complete_words=False)
 
 
 async def test_the_larger_model_is_asked_at_the_pause_when_the_early_words_hold_nothing(kit):
-    tiny = Flagged("I would really like to check with the project.")
-    base = Flagged("I would really like to chat with a person.", model="larger")
+    tiny = Says("I would really like to check with the project.")
+    base = Says("I would really like to chat with a person.", model="larger")
     call = await speaks_with_a_pause(kit, tiny, base)
     call.silence(0.3)  # past the pause, within the hangover
     await asked(tiny)
@@ -215,8 +198,8 @@ async def test_the_larger_model_is_asked_at_the_pause_when_the_early_words_hold_
 
 
 async def test_speech_after_the_pause_drops_the_larger_models_early_answer(kit):
-    tiny = Flagged("I would really like to check with the project.")
-    base = Flagged("I would really like to chat with a person.", model="larger")
+    tiny = Says("I would really like to check with the project.")
+    base = Says("I would really like to chat with a person.", model="larger")
     call = await speaks_with_a_pause(kit, tiny, base)
     call.silence(0.3)
     await asked(tiny)
@@ -228,8 +211,8 @@ async def test_speech_after_the_pause_drops_the_larger_models_early_answer(kit):
 
 
 async def test_early_words_with_an_intent_leave_the_larger_model_unasked(kit):
-    tiny = Flagged("Where is my parcel?")
-    base = Flagged("get me a person", model="larger")
+    tiny = Says("Where is my parcel?")
+    base = Says("get me a person", model="larger")
     call = await speaks_with_a_pause(kit, tiny, base)
     call.silence(0.3)
     await asked(tiny)
