@@ -56,6 +56,7 @@ class Settings:
     vad_hangover_ms: int = 500  # unvoiced audio that ends it (unless a whole phrase ends it sooner)
     turn_complete_ms: int = 200  # silence that ends a turn after a whole expected phrase; 0 = fixed hangover
     turn_mid_phrase_ms: int = 800  # silence allowed in the middle of a phrase
+    turn_join_ms: int = 1000  # speech this soon after a turn the bot has not answered yet joins it; 0 = never
     vad_preroll_ms: int = 300
     max_utterance_s: float = 15.0
     confidence_threshold: float = 0.6
@@ -216,6 +217,8 @@ def _validate(s: Settings) -> None:
     if not 0 <= s.turn_complete_ms <= s.vad_hangover_ms <= s.turn_mid_phrase_ms:
         raise ConfigError("turn_complete_ms", "needs 0 <= turn_complete_ms <= vad_hangover_ms "
                           "<= turn_mid_phrase_ms")
+    if s.turn_join_ms < 0:
+        raise ConfigError("turn_join_ms", "must be 0 (never join) or a positive number of milliseconds")
     if s.opt_out_key and (s.opt_out_key not in "123456789*#" or len(s.opt_out_key) != 1):
         raise ConfigError("opt_out_key", "must be one DTMF key 1-9, * or # (0 asks for a person)")
     if s.opt_out_key and s.disclosure_text and s.opt_out_key not in s.disclosure_text:

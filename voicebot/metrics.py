@@ -91,6 +91,9 @@ class Metrics:
         self.fallback_opinions = Counter(
             "voicebot_second_opinion_fallbacks", "Turns the second opinion left not understood, sent to "
             "the larger model, by what came of it (as voicebot_second_opinions)", ["result"], registry=r)
+        self.turns_joined = Counter(
+            "voicebot_turns_joined", "Turns the caller spoke on after before the bot answered them, "
+            "heard again as one with what followed (VOICEBOT_TURN_JOIN_MS)", registry=r)
         self.active = Gauge("voicebot_calls_active", "Calls in progress", registry=r)
         self.journal_pending = Gauge(
             "voicebot_journal_pending", "Store writes waiting in the journal for the DB", registry=r)

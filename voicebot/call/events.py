@@ -88,6 +88,16 @@ class SpeechEndDetected:
 
 
 @dataclass(frozen=True, slots=True)
+class TurnJoined:
+    """The caller spoke on before the bot answered the turn that had ended: that
+    turn is heard again with what followed, as one (its speech end is withdrawn)."""
+
+    call_id: str
+    at: float = field(default_factory=time.time)
+    kind: Literal["turn_joined"] = "turn_joined"
+
+
+@dataclass(frozen=True, slots=True)
 class CallAudio:
     """Seconds of caller audio the call received; published once, as it ends."""
 
@@ -108,7 +118,7 @@ class CallError:
 
 
 CallEvent = (HandoffDecided | CallEnded | HumanLineEnded | CallStarted | CallTagged
-             | SpeechEndDetected | CallAudio | CallError)
+             | SpeechEndDetected | TurnJoined | CallAudio | CallError)
 Subscriber = Callable[[CallEvent], None]
 
 

@@ -44,11 +44,12 @@ class _Speech:
 
     recognition: UtteranceRecognition
     resampler: StreamResampler  # line rate -> the recogniser's
-    start: float  # call time
+    start: float  # call time; a joined turn's (its audio comes first)
+    began: float  # when this stretch of speech began: the transcript pass's utterance
     pcm: list[bytes] = field(default_factory=list)  # at the recogniser's rate, for a second opinion
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class EndedTurn:
     """A turn the endpointer ended; its recognition is finishing."""
 
@@ -61,6 +62,13 @@ class EndedTurn:
     asked: EarlyOpinion | None  # the second opinion asked at the pause the turn ended in
     asked_fallback: EarlyOpinion | None = None  # the larger model, asked there when that heard nothing
     ended_at: float = field(default_factory=time.monotonic)  # when the endpointer ended it
+    joined: bool = False  # holds an earlier turn the caller spoke on after (its audio first)
+
+    def drop_early(self) -> None:
+        """The opinions asked at its pause are not wanted (the turn is heard with more)."""
+        for early in (self.asked, self.asked_fallback):
+            if early is not None:
+                early.drop()
 
 
 class TurnListener:
@@ -86,12 +94,23 @@ class TurnListener:
         self._early_fallback: EarlyOpinion | None = None  # the larger model, asked after it
         self._mid_phrase = 0  # the pause the grammar last heard as the middle of a phrase
 
-    def start(self, at: float) -> None:
+    def start(self, at: float, earlier: EndedTurn | None = None) -> bool:
+        """Speech began at `at`. `earlier`: a turn that ended before it and has no
+        answer yet, to be heard again as one with this speech; True when it is
+        (its audio goes first, up to where this speech's own begins)."""
         runner = self._services.recogniser(self._policy.language)
         resampler = StreamResampler(self._line_rate, runner.engine.sample_rate, batch=self._line_rate // 10)
-        self._speech = _Speech(runner.open(self._policy.listen_context), resampler, at)
+        joined = earlier is not None and earlier.rate == resampler.out_rate
+        speech = _Speech(runner.open(self._policy.listen_context), resampler,
+                         earlier.start if earlier is not None and joined else at, at)
+        if earlier is not None and joined:
+            before = earlier.audio[: 2 * max(0, int((at - earlier.start) * earlier.rate))]
+            speech.recognition.feed(before)
+            speech.pcm.append(before)
+        self._speech = speech
         self._timing = turn_timing(self._services.settings, self._policy.listen_node)
         self._endpointer().set_turn(self._timing.hangover_ms, self._timing.pause_ms)
+        return joined
 
     def feed(self, samples: np.ndarray) -> None:
         """The turn's audio at the line rate."""
@@ -122,9 +141,10 @@ class TurnListener:
         resampler = speech.resampler
         speech.recognition.feed(pcm := resampler.process(np.zeros(0, np.int16), last=True).tobytes())
         self._free.feed(pcm)
-        self._free.ended(speech.start, at, self._policy.language, resampler.out_rate)
+        self._free.ended(speech.began, at, self._policy.language, resampler.out_rate)
         audio = b"".join((*speech.pcm, pcm))
-        return EndedTurn(speech.recognition, speech.start, at, audio, resampler.out_rate, early, asked, fallback)
+        return EndedTurn(speech.recognition, speech.start, at, audio, resampler.out_rate, early, asked, fallback,
+                         joined=speech.start != speech.began)
 
     def abandon(self) -> None:
         """Speech handling failed: the recognition under way is closed unheard."""
@@ -140,18 +160,16 @@ class TurnListener:
         opinion, asked = self._services.opinion, turn.asked
         if opinion is None or opinion.language != self._policy.language \
                 or not self._policy.wants_second_opinion(reading):
-            for early in (asked, turn.asked_fallback):
-                if early is not None:
-                    early.drop()
+            turn.drop_early()
             return reading
         model = opinion.transcriber.model
         if asked is not None:
             heard = await asked.answer
         else:
             heard = await opinion.ask(turn.audio, turn.rate, self._policy.opinion_prompt,
-                                      late=lambda words: self._free.heard(turn.start, words, model))
+                                      late=lambda words: self._transcribed(turn, words, model))
         if heard is not None:
-            self._free.heard(turn.start, heard, model)  # not transcribed twice
+            self._transcribed(turn, heard, model)
         reread = reading if heard is None else self._policy.reread(reading, heard)
         if heard is None or not self._policy.wants_larger(reading, heard):
             # understood; or the second opinion late, busy or failed: no time or room for a larger model
@@ -176,8 +194,14 @@ class TurnListener:
             heard = await fallback.ask(turn.audio, turn.rate, self._policy.opinion_prompt)
         if heard is None:
             return so_far
-        self._free.heard(turn.start, heard, fallback.transcriber.model)
+        self._transcribed(turn, heard, fallback.transcriber.model)
         return self._policy.reread(first, heard, larger=True)
+
+    def _transcribed(self, turn: EndedTurn, heard: Transcript, model: str) -> None:
+        """The transcript pass need not transcribe the turn again (when `model` is its
+        own). A joined turn's words span two of the pass's utterances: both are left to it."""
+        if not turn.joined:
+            self._free.heard(turn.start, heard, model)
 
     async def _paused(self, speech: _Speech, pause: int) -> None:
         """A short silence mid-utterance: end the turn now if a whole expected phrase was heard."""

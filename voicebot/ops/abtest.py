@@ -45,7 +45,8 @@ LABEL_PREFIX = "ab_"
 # what a variant may change: settings one call runs with, nothing process-wide
 PER_CALL = ("disclosure_text", "confidence_threshold", "low_confidence_turns", "no_input_timeout_s",
             "no_input_turns", "unresolved_turns", "vad_aggressiveness", "vad_start_ms",
-            "vad_hangover_ms", "vad_preroll_ms", "max_utterance_s", "turn_complete_ms", "turn_mid_phrase_ms")
+            "vad_hangover_ms", "vad_preroll_ms", "max_utterance_s", "turn_complete_ms", "turn_mid_phrase_ms",
+            "turn_join_ms")
 Z95 = 1.959964
 MIN_ARM = 10  # fewer calls in a variant than this: never called significant
 

@@ -19,6 +19,7 @@ from voicebot.call.events import (
     CallError,
     CallEvent,
     SpeechEndDetected,
+    TurnJoined,
 )
 from voicebot.metrics import Metrics
 from voicebot.storage.base import CallRecord, CallStore
@@ -54,6 +55,12 @@ class CallObserver:
             call = self._call(event.call_id)
             call.unrecognised.append(event.at)
             call.unanswered.append(event.at)
+        elif isinstance(event, TurnJoined):
+            self.metrics.turns_joined.inc()
+            call = self._call(event.call_id)
+            for ends in (call.unrecognised, call.unanswered):
+                if ends:
+                    ends.pop()  # that speech end has no result of its own: the joined turn's is timed
         elif isinstance(event, CallAudio):
             self._call(event.call_id).audio_s = event.seconds
         elif isinstance(event, CallError):

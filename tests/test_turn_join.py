@@ -1,0 +1,173 @@
+"""A caller who speaks on before the bot answered is heard as one turn.
+
+The endpointer ends a turn after a short silence; when the caller goes on
+before the turn's reading has reached the policy ("where is my order … it was
+due yesterday"), answering the first half would talk over the second. The
+session then drops the first half's reading and hears it again with what
+followed (VOICEBOT_TURN_JOIN_MS). Scripted calls prove the branches; a real
+server, gateway client, engine and recording prove the path a caller takes.
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from functools import cache
+
+import numpy as np
+import pytest
+
+from voicebot.asr.fake import FakeEngine
+from voicebot.audio.wav import read_wav
+from voicebot.call.events import SpeechEndDetected, TurnJoined
+from voicebot.metrics import Metrics
+from voicebot.ops.observer import CallObserver
+from voicebot.replay.client import ReplayOptions, replay
+from voicebot.types import Transcript, Utterance
+
+from .conftest import FIXTURES
+from .session_kit import LINE_RATE, Kit, speech
+
+HANGOVER_S = 0.5  # the default: the silence that ends a turn here (no whole phrase is heard)
+BOTH_HALVES = Transcript("agent please", 0.95)
+
+
+@pytest.fixture
+async def kit():
+    kit = Kit(ThreadPoolExecutor(max_workers=4, thread_name_prefix="test-asr"))
+    yield kit
+    await kit.close()
+
+
+def by_length(long_enough: int):
+    """Hears a request for a person only in audio of at least `long_enough` bytes: both halves."""
+    return lambda audio: BOTH_HALVES if len(audio) >= long_enough else Transcript("", 0.0)
+
+
+@cache
+def words() -> np.ndarray:
+    """The kit's recording without the silence around its words: one half of a turn."""
+    samples = speech()
+    loud = np.flatnonzero(np.abs(samples.astype(np.int32)) > 0.1 * np.abs(samples).max())
+    return samples[max(0, loud[0] - LINE_RATE // 20): loud[-1] + LINE_RATE // 20]
+
+
+def half_bytes() -> int:
+    """The bytes one half is at the recogniser's rate (16 kHz, 16-bit)."""
+    return words().size * 2 * 16000 // LINE_RATE
+
+
+async def two_transcripts(call) -> None:
+    def said(e):
+        return e.get("event") == "transcript"
+
+    first = await call.channel.wait_for("event", said)
+    await call.channel.wait_for("event", said, after=call.channel.sent.index(first) + 1)
+
+
+async def test_speech_right_after_an_unanswered_turn_joins_it(kit):
+    call = await kit.start_call(FakeEngine(by_length(2 * half_bytes())))
+    await call.prompted("menu")
+    call.feed(words())
+    call.silence(HANGOVER_S + 0.1)  # the turn ends here ...
+    call.feed(words())  # ... and the caller goes on before its reading is ready
+    call.silence(1.5)
+    await call.ended()
+    said = call.channel.events("transcript")
+    assert [u["text"] for u in said] == ["agent please"]
+    assert said[0]["start"] < words().size / LINE_RATE < said[0]["end"]  # it spans both halves
+    assert call.handoff_reason == "caller_request"
+    assert len(call.of_kind("turn_joined")) == 1
+    assert call.engine.received[-1] >= 2 * half_bytes()  # the joined turn's audio came first
+    assert call.engine.finished == 2  # the first half's recognition was finished, not leaked
+
+
+async def test_with_joining_off_the_caller_is_cut_in_two(kit):
+    call = await kit.start_call(FakeEngine(by_length(2 * half_bytes())), turn_join_ms=0,
+                                low_confidence_turns=3)
+    await call.prompted("menu")
+    call.feed(words())
+    call.silence(HANGOVER_S + 0.1)
+    call.feed(words())
+    call.silence(1.5)
+    await two_transcripts(call)
+    assert [u["text"] for u in call.channel.events("transcript")] == ["", ""]
+    assert call.of_kind("turn_joined") == []
+    call.session.on_hangup()
+    await call.ended()
+
+
+async def test_a_turn_already_answered_is_not_joined(kit):
+    call = await kit.start_call(FakeEngine([Transcript("", 0.0), BOTH_HALVES]))
+    await call.prompted("menu")
+    call.feed(words())
+    call.silence(HANGOVER_S + 0.1)
+    await call.prompted("didnt_catch")  # the policy had the first reading
+    call.feed(words())
+    call.silence(1.5)
+    await call.ended()
+    assert [u["text"] for u in call.channel.events("transcript")] == ["", "agent please"]
+    assert call.of_kind("turn_joined") == []
+
+
+async def test_speech_after_the_join_window_is_a_turn_of_its_own(kit):
+    engine = FakeEngine(by_length(2 * half_bytes()), delay_s=30)  # no reading reaches the policy
+    call = await kit.start_call(engine, turn_join_ms=300, low_confidence_turns=3)
+    await call.prompted("menu")
+    call.feed(words())
+    call.silence(HANGOVER_S + 0.3 + 0.6)  # longer than the window and the 300 ms pre-roll
+    call.feed(words())
+    call.silence(1.5)
+    engine.release()
+    await two_transcripts(call)
+    assert call.of_kind("turn_joined") == []
+    call.session.on_hangup()
+    await call.ended()
+
+
+def test_a_joined_turns_speech_end_is_not_timed_twice():
+    """The first half's end has no result of its own: the recognition time is the joined turn's."""
+    metrics = Metrics()
+    observer = CallObserver(metrics)
+    observer.on_call_event(SpeechEndDetected("c1", at=100.0))
+    observer.on_call_event(TurnJoined("c1"))
+    observer.on_call_event(SpeechEndDetected("c1", at=102.0))
+    observer.utterance("c1", 102.25, Utterance("agent please", 0.9, 0.0, 2.0))
+    assert metrics.sample("voicebot_turns_joined_total") == 1
+    assert metrics.sample("voicebot_recognition_seconds_sum") == pytest.approx(0.25)
+    assert metrics.sample("voicebot_recognition_seconds_count") == 1
+
+
+# --- a real server, gateway client, engine and recording -----------------------------------
+TURNS = FIXTURES / "turns"
+
+
+def talks_on() -> tuple[np.ndarray, int, list[list[float]]]:
+    """"where is my order" … 350 ms … "it was due yesterday" (audio_fixtures/turns)."""
+    entry = next(e for e in json.loads((TURNS / "manifest.json").read_text())
+                 if e["file"] == "on_order_yesterday.wav")
+    samples, rate = read_wav(TURNS / entry["file"])
+    return samples, rate, entry["speech"]
+
+
+async def heard(server, samples: np.ndarray, rate: int) -> list[dict]:
+    # A gateway that delivers faster than real time (as one catching up after
+    # network jitter does): the caller's second half reaches the bot before the
+    # first half's reading can, whatever the machine's speed.
+    result = await replay(server.ws + "/v1/stream", samples, rate,
+                          ReplayOptions(speed=0, hangup_at=samples.size / rate + 1.0, max_call_s=30))
+    return result.of("transcript")
+
+
+@pytest.mark.e2e
+@pytest.mark.engine
+async def test_a_caller_who_talks_on_is_heard_whole_by_the_real_engine(start_server, en_engine):
+    samples, rate, spoken = talks_on()
+    fixed = {"turn_complete_ms": 0, "vad_hangover_ms": 200}  # 200 ms of the 350 ms breath end the turn
+    joined = await heard(await start_server(en_engine, **fixed), samples, rate)
+    assert len(joined) == 1, joined
+    assert joined[0]["start"] < spoken[0][0] and joined[0]["end"] > spoken[1][1]
+    assert "order" in joined[0]["text"].split()
+
+    apart = await heard(await start_server(en_engine, turn_join_ms=0, **fixed), samples, rate)
+    assert len(apart) == 2, apart  # what joining avoids: the first half answered on its own
