@@ -23,7 +23,7 @@ from voicebot.asr.runner import UtteranceRecognition
 from voicebot.audio.resample import StreamResampler
 from voicebot.audio.vad import Endpointer, VadConfig, VadEvent
 from voicebot.call.early_opinion import BEHIND_S, EarlyOpinion
-from voicebot.call.events import SpeechEndDetected  # metrics only
+from voicebot.call.events import SpeechEndDetected, TurnJoined  # metrics only
 from voicebot.call.services import CallServices
 from voicebot.call.tasks import CallTasks
 from voicebot.call.turns import TurnTiming, pause_limit, words_end_turn
@@ -93,24 +93,48 @@ class TurnListener:
         self._early: EarlyOpinion | None = None  # asked at a pause of the turn under way
         self._early_fallback: EarlyOpinion | None = None  # the larger model, asked after it
         self._mid_phrase = 0  # the pause the grammar last heard as the middle of a phrase
+        self._unanswered: EndedTurn | None = None  # the last turn, until its reading is answered
+        self._joined: set[EndedTurn] = set()  # turns heard again with the speech that followed them
 
-    def start(self, at: float, earlier: EndedTurn | None = None) -> bool:
-        """Speech began at `at`. `earlier`: a turn that ended before it and has no
-        answer yet, to be heard again as one with this speech; True when it is
-        (its audio goes first, up to where this speech's own begins)."""
+    def start(self, at: float) -> None:
+        """Speech began at `at`. A turn without an answer yet that ended no more than
+        VOICEBOT_TURN_JOIN_MS before is heard again as one with it, its audio first:
+        the caller drew breath ("where is my order … it was due yesterday"), and an
+        answer to the first half would talk over the second."""
         runner = self._services.recogniser(self._policy.language)
         resampler = StreamResampler(self._line_rate, runner.engine.sample_rate, batch=self._line_rate // 10)
-        joined = earlier is not None and earlier.rate == resampler.out_rate
-        speech = _Speech(runner.open(self._policy.listen_context), resampler,
-                         earlier.start if earlier is not None and joined else at, at)
-        if earlier is not None and joined:
+        self._speech = speech = _Speech(runner.open(self._policy.listen_context), resampler, at, at)
+        if (earlier := self._joinable(at, resampler.out_rate)) is not None:
             before = earlier.audio[: 2 * max(0, int((at - earlier.start) * earlier.rate))]
             speech.recognition.feed(before)
             speech.pcm.append(before)
-        self._speech = speech
+            speech.start = earlier.start
+            self._joined.add(earlier)
+            self._services.events.publish(TurnJoined(self._call_id))
         self._timing = turn_timing(self._services.settings, self._policy.listen_node)
         self._endpointer().set_turn(self._timing.hangover_ms, self._timing.pause_ms)
-        return joined
+
+    def _joinable(self, at: float, rate: int) -> EndedTurn | None:
+        earlier, self._unanswered = self._unanswered, None
+        s = self._services.settings
+        if earlier is None or s.turn_join_ms == 0 or at - earlier.end > s.turn_join_ms / 1000 \
+                or earlier.end - earlier.start > s.max_utterance_s / 2 or earlier.rate != rate:
+            return None
+        return earlier
+
+    def joined(self, turn: EndedTurn) -> bool:
+        """Whether the caller spoke on after `turn` before its reading was answered:
+        then it is heard with what followed, not alone (its early opinions are dropped)."""
+        if turn not in self._joined:
+            return False
+        self._joined.discard(turn)
+        turn.drop_early()
+        return True
+
+    def answered(self, turn: EndedTurn) -> None:
+        """`turn`'s reading goes to the dialog: speech after it is a turn of its own."""
+        if self._unanswered is turn:
+            self._unanswered = None
 
     def feed(self, samples: np.ndarray) -> None:
         """The turn's audio at the line rate."""
@@ -143,8 +167,10 @@ class TurnListener:
         self._free.feed(pcm)
         self._free.ended(speech.began, at, self._policy.language, resampler.out_rate)
         audio = b"".join((*speech.pcm, pcm))
-        return EndedTurn(speech.recognition, speech.start, at, audio, resampler.out_rate, early, asked, fallback,
+        turn = EndedTurn(speech.recognition, speech.start, at, audio, resampler.out_rate, early, asked, fallback,
                          joined=speech.start != speech.began)
+        self._unanswered = turn
+        return turn
 
     def abandon(self) -> None:
         """Speech handling failed: the recognition under way is closed unheard."""

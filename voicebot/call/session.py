@@ -25,7 +25,7 @@ from voicebot.audio.vad import (
     SpeechStarted,
     VadEvent,
 )
-from voicebot.call.events import CallAudio, CallEnded, CallError, TurnJoined  # metrics only
+from voicebot.call.events import CallAudio, CallEnded, CallError  # metrics only
 from voicebot.call.handoff_notes import HandoffNotes, handoff_event
 from voicebot.call.listening import EndedTurn, TurnListener, vad_config
 from voicebot.call.media import MediaChannel
@@ -68,8 +68,6 @@ class CallSession:
         self.tasks = CallTasks(f"call {record.call_id!r}")  # every task this call starts
         self._listener = TurnListener(record.call_id, services, self.policy, channel.line_rate, self._free,
                                       self.tasks, self._endpointer, self._on_vad)
-        self._unanswered: EndedTurn | None = None  # the last turn, until its reading reaches the policy
-        self._joined: set[EndedTurn] = set()  # turns to be heard again with the speech that followed
         self._notes = HandoffNotes(self.flow, self.policy, self.transcript, s.human_line)
         self._timer: asyncio.Task[None] | None = None
         self._player = Player(channel, self._audio_for, s.mark_grace_s,
@@ -123,7 +121,7 @@ class CallSession:
         for event in events:
             if isinstance(event, SpeechStarted):
                 self._cancel_timer()
-                self._speech_started(event.at)
+                self._listener.start(event.at)
                 self._events.put_nowait(p.SpeechBegan())
             elif isinstance(event, SpeechAudio):
                 self._listener.feed(event.samples)
@@ -283,52 +281,27 @@ class CallSession:
     def _endpointer(self) -> Endpointer:
         return self._lane.endpointer if self._lane is not None else self._vad.endpointer
 
-    def _speech_started(self, at: float) -> None:
-        """A turn the bot has not answered yet that ended no more than
-        VOICEBOT_TURN_JOIN_MS before is heard again as one with this speech: the
-        caller drew breath ("where is my order … it was due yesterday"), and an
-        answer to the first half would talk over the second."""
-        earlier, self._unanswered = self._unanswered, None
-        s = self.services.settings
-        if earlier is not None and (s.turn_join_ms == 0 or at - earlier.end > s.turn_join_ms / 1000
-                                    or earlier.end - earlier.start > s.max_utterance_s / 2):
-            earlier = None
-        if self._listener.start(at, earlier) and earlier is not None:
-            self._joined.add(earlier)
-            self.services.events.publish(TurnJoined(self.recorder.call_id))
-
     def _speech_ended(self, at: float, early: bool = False, pause: int = 0) -> None:
         turn = self._listener.end(at, early, pause)
         if turn is not None:
-            self._unanswered = turn
             self.tasks.spawn(self._recognise(turn), "recognise")
-
-    def _was_joined(self, turn: EndedTurn) -> bool:
-        """Whether the caller spoke on after `turn` before its reading was ready:
-        then it is heard with what followed, not alone."""
-        if turn not in self._joined:
-            return False
-        self._joined.discard(turn)
-        turn.drop_early()
-        return True
 
     async def _recognise(self, turn: EndedTurn) -> None:
         try:
             result = await turn.recognition.finish()
         except EngineError as exc:
-            if self._was_joined(turn):
+            if self._listener.joined(turn):
                 return  # the joined turn's own recognition reports
             log.error("call %r: recognition failed: %s", self.recorder.call_id, exc)
             self._events.put_nowait(p.Failed(str(exc)))
             self.services.events.publish(CallError(self.recorder.call_id, "recognition"))
             return
-        if self._was_joined(turn):
+        if self._listener.joined(turn):
             return
         reading = await self._listener.read(result, turn)
-        if self._was_joined(turn):
+        if self._listener.joined(turn):
             return
-        if self._unanswered is turn:
-            self._unanswered = None
+        self._listener.answered(turn)
         said = reading.heard or result  # the second opinion's words when they decided
         u = Utterance(said.text, said.confidence, turn.start, turn.end, Source.SPEECH,
                       reading.meaning.intent, said.words)
