@@ -165,13 +165,23 @@ async def run_turns(args: Any) -> int:
                     def sample(peak: list[float] = peak, pids: list[int] = pids) -> None:
                         peak.append(rss_mb(pids))
 
+                    joined = await joins(base)
                     results = await _pattern(base, items, pattern, listen_at, args, sample)
-                    print(row(arm, pattern, results, max(peak), pct), flush=True)
+                    joined = await joins(base) - joined
+                    print(row(arm, pattern, results, max(peak), pct, joined), flush=True)
                     print(by_kind(results, pct), flush=True)
             finally:
                 proc.terminate()
                 proc.wait(timeout=30)
     return 0
+
+
+async def joins(base: str) -> int:
+    """Turns the server has joined so far (voicebot_turns_joined_total)."""
+    async with aiohttp.ClientSession() as http, http.get(base + "/metrics") as r:
+        text = await r.text()
+    return sum(int(float(line.split()[-1])) for line in text.splitlines()
+               if line.startswith("voicebot_turns_joined_total"))
 
 
 async def settled(pids: list[int], cpu_seconds: Any, limit_s: float = 90.0) -> None:
@@ -212,11 +222,12 @@ async def _pattern(base: str, items: list[Item], pattern: str, listen_at: float,
     return results
 
 
-HEADER = ("arm       pattern    n | response ms p50  p95  max | false cuts | split | no reply | "
+HEADER = ("arm       pattern    n | response ms p50  p95  max | false cuts | split | joined | no reply | "
           "held-out right | syserr | late | peak MB")
 
 
-def row(arm: str, pattern: str, results: list[dict[str, Any]], peak_mb: float, pct: Any) -> str:
+def row(arm: str, pattern: str, results: list[dict[str, Any]], peak_mb: float, pct: Any,
+        joined: int = 0) -> str:
     timed = [r["response"] for r in results if "response" in r and not r["false_cut"]]
     cuts = sum(1 for r in results if r.get("false_cut"))
     split = sum(1 for r in results if r.get("heard", 0) > 1)
@@ -225,7 +236,7 @@ def row(arm: str, pattern: str, results: list[dict[str, Any]], peak_mb: float, p
     late = sum(1 for r in results if r.get("late_s", 0) > 0.05)
     return (f"{arm:9} {pattern:8} {len(results):>4} | {pct(timed, .5) * 1000:>15.0f} {pct(timed, .95) * 1000:>4.0f} "
             f"{max(timed, default=float('nan')) * 1000:>4.0f} | {cuts:>3} {100 * cuts / max(1, len(results)):>4.1f} % "
-            f"| {split:>5} | {silent:>8} | {sum(scored):>3}/{len(scored):<3} "
+            f"| {split:>5} | {joined:>6} | {silent:>8} | {sum(scored):>3}/{len(scored):<3} "
             f"{100 * sum(scored) / max(1, len(scored)):>3.0f} % "
             f"| {sum(r['syserr'] for r in results):>6} | {late:>4} | {peak_mb:>7.0f}")
 
