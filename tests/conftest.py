@@ -133,6 +133,7 @@ async def start_server(tmp_path):
 
 
 from .servers import postgres_cluster, postgres_url, redis_server  # noqa: E402,F401 - fixtures
+from .session_kit import kit  # noqa: E402,F401 - fixture
 
 
 @pytest.hookimpl(trylast=True)

@@ -17,6 +17,7 @@ from functools import cache
 from typing import Any
 
 import numpy as np
+import pytest
 
 from voicebot.asr.fake import FakeEngine
 from voicebot.asr.runner import AsrRunner
@@ -48,6 +49,11 @@ def speech() -> np.ndarray:
     """A caller's words at the line rate (the VAD hears them as one utterance)."""
     samples, rate = read_wav(FIXTURES / "en_human_person.wav")
     return resample(samples, rate, LINE_RATE)
+
+
+def words() -> np.ndarray:
+    """`speech()` without the silence around it (its speech: 1.0-2.75 s)."""
+    return speech()[int(0.95 * LINE_RATE): int(2.8 * LINE_RATE)]
 
 
 @dataclass
@@ -133,3 +139,11 @@ class Kit:
             await asyncio.gather(call.task, return_exceptions=True)
             call.session.services.prompts.close()
         self.executor.shutdown(wait=True, cancel_futures=True)
+
+
+@pytest.fixture
+async def kit():
+    """A Kit whose calls are all closed when the test ends (conftest makes it every test's)."""
+    kit = Kit(ThreadPoolExecutor(max_workers=4, thread_name_prefix="test-asr"))
+    yield kit
+    await kit.close()

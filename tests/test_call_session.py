@@ -5,7 +5,6 @@ paths through real servers, sockets, engines and speech."""
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -17,17 +16,11 @@ from voicebot.call.recording import FakeAudioRecorder
 from voicebot.tts.fake import FakeSynthesizer
 from voicebot.types import HandoffReason, Transcript
 
-from .session_kit import LINE_RATE, ORDERS_FLOW, Kit, speech
+from .session_kit import LINE_RATE, ORDERS_FLOW, speech
 
 HEARD_HUMAN = Transcript("i want to speak to a person", 0.95)
 MUMBLE = Transcript("purple monkey dishwasher", 0.95)
 
-
-@pytest.fixture
-async def kit():
-    kit = Kit(ThreadPoolExecutor(max_workers=4, thread_name_prefix="test-asr"))
-    yield kit
-    await kit.close()
 
 
 def no_tasks_left(call) -> None:

@@ -10,9 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
 import pytest
 
 from voicebot.asr.fake import FakeEngine
@@ -22,14 +20,9 @@ from voicebot.transcript.opinion import SecondOpinion
 from voicebot.transcript.worker import InlineTranscriber
 from voicebot.types import Partial, Transcript
 
-from .session_kit import Call, Kit, speech
+from .session_kit import Call, Kit, words
 
 LINE_RATE = 8000
-
-
-def words() -> np.ndarray:
-    """The kit's utterance without the silence around it (its speech: 1.0-2.75 s)."""
-    return speech()[int(0.95 * LINE_RATE): int(2.8 * LINE_RATE)]
 
 
 SPEECH_ENDS = 2.75 - 0.95  # in words(), seconds
@@ -51,12 +44,6 @@ class Hears(FakeFreeFormEngine):
         self.asked.set()
         return Transcript(self.text, 0.9, heard.words)
 
-
-@pytest.fixture
-async def kit():
-    kit = Kit(ThreadPoolExecutor(2))
-    yield kit
-    await kit.close()
 
 
 async def asked(engine: Hears) -> None:

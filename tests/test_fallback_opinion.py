@@ -8,7 +8,6 @@ base hears, and the start-up wiring."""
 from __future__ import annotations
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -25,8 +24,8 @@ from voicebot.transcript.wiring import start_fallback_opinion
 from voicebot.transcript.worker import InlineTranscriber
 from voicebot.types import Partial, Transcript
 
-from .session_kit import Call, Kit, speech
-from .test_early_opinion import UNSURE, asked, turn_seconds, words
+from .session_kit import Call, Kit, speech, words
+from .test_early_opinion import UNSURE, asked, turn_seconds
 
 NOTHING = Transcript("", 0.0)  # the grammar hears nothing it can act on
 QUIET = Partial("", 0.0, False)  # nor at the pauses: the opinions are asked at the turn's end
@@ -48,12 +47,6 @@ class Says(FakeFreeFormEngine):
             raise RuntimeError("the engine failed")
         return Transcript(self.text, self.confidence)
 
-
-@pytest.fixture
-async def kit():
-    kit = Kit(ThreadPoolExecutor(2))
-    yield kit
-    await kit.close()
 
 
 def opinion_of(engine: Says) -> SecondOpinion:

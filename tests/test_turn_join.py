@@ -11,8 +11,6 @@ server, gateway client, engine and recording prove the path a caller takes.
 from __future__ import annotations
 
 import json
-from concurrent.futures import ThreadPoolExecutor
-from functools import cache
 
 import numpy as np
 import pytest
@@ -26,30 +24,16 @@ from voicebot.replay.client import ReplayOptions, replay
 from voicebot.types import Transcript, Utterance
 
 from .conftest import FIXTURES
-from .session_kit import LINE_RATE, Kit, speech
+from .session_kit import LINE_RATE, words
 
 HANGOVER_S = 0.5  # the default: the silence that ends a turn here (no whole phrase is heard)
 BOTH_HALVES = Transcript("agent please", 0.95)
 
 
-@pytest.fixture
-async def kit():
-    kit = Kit(ThreadPoolExecutor(max_workers=4, thread_name_prefix="test-asr"))
-    yield kit
-    await kit.close()
-
 
 def by_length(long_enough: int):
     """Hears a request for a person only in audio of at least `long_enough` bytes: both halves."""
     return lambda audio: BOTH_HALVES if len(audio) >= long_enough else Transcript("", 0.0)
-
-
-@cache
-def words() -> np.ndarray:
-    """The kit's recording without the silence around its words: one half of a turn."""
-    samples = speech()
-    loud = np.flatnonzero(np.abs(samples.astype(np.int32)) > 0.1 * np.abs(samples).max())
-    return samples[max(0, loud[0] - LINE_RATE // 20): loud[-1] + LINE_RATE // 20]
 
 
 def half_bytes() -> int:

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from concurrent.futures import ThreadPoolExecutor
-
-import pytest
 
 from voicebot.asr.fake import FakeEngine
 from voicebot.call.fake_channel import FakeChannel
@@ -16,15 +13,8 @@ from voicebot.storage.fake import FakeCallStore
 from voicebot.storage.journal import JournalledStore
 from voicebot.types import Transcript
 
-from .session_kit import LINE_RATE, Kit
+from .session_kit import LINE_RATE
 from .test_journal import utterance, wait_until
-
-
-@pytest.fixture
-async def kit():
-    kit = Kit(ThreadPoolExecutor(max_workers=2, thread_name_prefix="test-asr"))
-    yield kit
-    await kit.close()
 
 
 async def queued_store(tmp_path, inner: FakeCallStore, **options) -> JournalledStore:
