@@ -157,6 +157,9 @@ REQUESTS = [
     # a request verb right before the person-word decides, whatever follows it
     "can i be transferred to the operator", "please let me talk to someone who works there",
     "could i have a human", "connect me with your help desk", "i'd prefer speaking with a staff member",
+    "i would like an agent", "may i be connected to an associate", "take me to a representative",
+    # someone asked to help, and asking to be transferred whoever to
+    "can somebody help me", "can you transfer me", "transfer me please", "put me through to the front desk",
 ]
 MENTIONS = [
     "the agent told me my order would come yesterday", "your operator hung up on me",
@@ -246,7 +249,7 @@ def listening(flow=FLOW, language="en") -> p.Policy:
 @pytest.mark.parametrize(("answer", "said"), [("yes please", "handoff"), ("no", "menu"), ("agent", "handoff")])
 def test_an_unsure_request_is_confirmed_once(answer, said):
     policy = listening()
-    actions = policy.step(heard("can somebody help me"))  # a person-word, but no clear request
+    actions = policy.step(heard("is there an actual person there"))  # a person-word, no clear request
     assert [a.name for a in actions if isinstance(a, p.Say)] == ["confirm_human"]
     assert policy.listen_context == "yesno"
     played(policy)

@@ -138,8 +138,8 @@ def test_asked_only_where_the_grammar_is_unsure_at_an_open_question():
     assert policy.wants_second_opinion(policy.read("i forgot my password", 0.5))  # would reprompt
     assert policy.wants_second_opinion(policy.read("agent please", 0.6))
     assert policy.wants_second_opinion(policy.read("", 0.0))
-    assert policy.wants_second_opinion(policy.read("can somebody help me", 0.99))  # unclear frame
-    policy.step(p.Heard(Utterance("can somebody help me", 0.5, 0, 1)))
+    assert policy.wants_second_opinion(policy.read("is there an actual person there", 0.99))  # unclear frame
+    policy.step(p.Heard(Utterance("is there an actual person there", 0.5, 0, 1)))
     assert policy.confirming == "human"
     assert not policy.wants_second_opinion(policy.read("yes", 0.96))  # a sure yes is acted on
     assert not policy.wants_second_opinion(policy.read("agent", 0.96))
@@ -150,7 +150,7 @@ def test_asked_only_where_the_grammar_is_unsure_at_an_open_question():
 
 def test_a_yes_the_grammar_heard_as_no_still_reaches_a_person():
     policy = at_menu()
-    policy.step(p.Heard(Utterance("can somebody help me", 0.5, 0, 1)))
+    policy.step(p.Heard(Utterance("is there an actual person there", 0.5, 0, 1)))
     first = policy.read("no", 0.6)
     reading = policy.reread(first, Transcript("Sure, go ahead.", 0.8))
     actions = policy.step(p.Heard(Utterance("sure go ahead", 0.8, 2, 3), reading))

@@ -46,6 +46,11 @@ class LanguagePack:
     # are found inside words, not as whole words
     attaches_particles: bool = False
     put_through: tuple[str, ...] = ()  # asking to talk to someone, whoever it is ("speak to")
+    # asking to be transferred, which says it is a request whatever follows ("transfer me")
+    transfer_me: tuple[str, ...] = ()
+    # verbs that make a person-word right after them a request, besides request_cues
+    # ("i would like a human"); too common to count anywhere before a person-word
+    direct_verbs: tuple[str, ...] = ()
     open_yes: int = 2  # how many of `yes` an open question listens for ("anything else?" "yes please")
     # how a free-form engine's prompt starts, {people} being person-words ("": no prompt)
     opinion_lead: str = ""
@@ -121,11 +126,13 @@ EN = LanguagePack(
         "speak", "talk", "connect", "transfer", "get", "put", "give", "want", "need", "reach",
         "let", "please", "through", "find", "chat", "wanna", "gimme", "hook", "send", "route",
         "speaking", "talking", "chatting", "connecting", "transferred", "transferring", "pass",
-        "hand", "deal", "prefer", "rather", "reaching", "getting",
+        "hand", "deal", "prefer", "rather", "reaching", "getting", "connected", "take", "bring",
     ),
+    direct_verbs=("like",),
     put_through=("speak to", "speak with", "talk to", "talk with", "chat with", "speaking to",
                  "speaking with", "talking to", "talking with", "connect me", "transfer me",
                  "put me through", "pass me to", "hand me over"),
+    transfer_me=("transfer me", "put me through"),
     mention_cues=(
         "the", "your", "my", "his", "her", "their", "our", "that", "this", "told", "said", "says",
         "was", "were", "had", "spoke", "talked", "called", "sent", "promised", "hung", "gave",

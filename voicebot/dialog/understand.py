@@ -74,8 +74,9 @@ def interpret(text: str, pack: LanguagePack, intents: list[Intent]) -> Interpret
         return Interpretation(best, digits=digits)
     if person is None and hits:
         return Interpretation(HUMAN, certain=False, mention=mention, digits=digits)
-    if _asks_to_be_put_through(words, pack):
-        return Interpretation(HUMAN, certain=False, digits=digits)
+    put_through = _asks_to_be_put_through(words, pack)
+    if put_through is not None:
+        return Interpretation(HUMAN, certain=put_through, digits=digits)
     if answer is not None:
         return Interpretation(answer, digits=digits)
     return Interpretation(None, mention=bool(hits), digits=digits)
@@ -112,7 +113,8 @@ def _frame(words: list[str], start: int, end: int, pack: LanguagePack) -> tuple[
         requested = requested or any(any(cue in w for cue in pack.request_cues) for w in words[end:])
         mentioned = any(any(c in w for c in pack.mention_cues) for w in words)
     else:
-        requested = requested or any(w in _TALK for w in words[end:end + 4])  # "someone i can talk to"
+        # "someone i can talk to", "can somebody help me"
+        requested = requested or any(w in _TALK or w == "help" for w in words[end:end + 4])
         mentioned = (bool(before) and before[-1] in _DEFINITE) or any(w in _AFTER for w in after) \
             or any(w in _STORY or w in _TOLD for w in words) or any(w in _PAST for w in before)
     if not_people:
@@ -137,20 +139,23 @@ def _direct_request(words: list[str], start: int, pack: LanguagePack) -> bool:
         i -= 1
     if i < 0 or start - i > _LINK_SPAN:
         return False
-    verb = words[i] in pack.request_cues or (
+    verb = words[i] in pack.request_cues or words[i] in pack.direct_verbs or (
         words[i] == "have" and i >= 2 and words[i - 2] in _MODAL_ASK[0] and words[i - 1] in _MODAL_ASK[1])
     return verb and not any(w in _TELLING for w in words)
 
 
-def _asks_to_be_put_through(words: list[str], pack: LanguagePack) -> bool:
+def _asks_to_be_put_through(words: list[str], pack: LanguagePack) -> bool | None:
     """"I need to speak to ...", "connect me with ...": on a call with a bot, a wish
-    to talk to someone, though the engine missed who (the policy asks first)."""
+    to talk to someone, though the engine missed who. True: asking to be transferred
+    ("can you transfer me", "put me through to billing"); False: unsure, the policy
+    asks first ("i need to speak to the ..."); None: neither."""
     text = f" {' '.join(words)} "
+    found: bool | None = None
     for frame in pack.put_through:  # whole words: English only (no Korean frames)
         at = text.find(f" {frame} ")
         if at >= 0 and not any(w in _STORY or w in _PAST or w in _NEGATION for w in text[:at].split()):
-            return True
-    return False
+            found = found or frame in pack.transfer_me
+    return found
 
 
 def _person_hits(words: list[str], pack: LanguagePack) -> list[tuple[int, int]]:
