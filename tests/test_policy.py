@@ -139,8 +139,24 @@ def test_unresolved_requests_go_to_a_human():
     assert call.final == p.End(Outcome.COMPLETED)
     stuck = Call(unresolved_turns=1).played().played()
     stuck.policy.step(p.SpeechBegan())
-    stuck.send(p.Heard(Utterance("banana", 0.9, 0, 1, intent=None))).played()
+    stuck.send(heard("yes please")).played()  # understood, but the menu has nowhere to go with it
     assert stuck.final == handoff_to(HandoffReason.UNRESOLVED)
+
+
+def test_clear_words_the_flow_does_not_know_are_asked_again_once_then_put_through():
+    call = Call().played().played()
+    call.send(heard("what time does the game start tonight"))
+    assert call.said[-1] == "unresolved"  # the menu's no-match edge: what the bot can do
+    call.played().send(heard("the bakery on my street closed down")).played()
+    assert call.final == handoff_to(HandoffReason.LOW_CONFIDENCE)
+    mixed = Call().played().played().send(heard("mumble", conf=0.2))
+    assert mixed.said[-1] == "didnt_catch"
+    mixed.played().send(heard("what time does the game start tonight")).played()
+    assert mixed.final == handoff_to(HandoffReason.LOW_CONFIDENCE)  # not a third try
+    helped = Call().played().played().send(heard("what time does the game start tonight")).played()
+    helped.send(heard("i forgot my password")).played().played()
+    helped.send(heard("what time does the game start tonight"))
+    assert helped.said[-1] == "unresolved"  # an understood turn between starts the count again
 
 
 def test_barge_in_stops_prompts_but_not_disclosure_or_handoff_line():

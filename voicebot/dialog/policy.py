@@ -455,12 +455,13 @@ class Policy:
                 return self._ask_confirm(HUMAN)
         if (not u.text.strip() and reading.heard is None) or confidence < accept:
             return self._not_understood()
+        if node.slot or node.type == "language":
+            self._low = 0
+            return self._slot_heard(node, heard.digits) if node.slot else []
+        if heard.intent is None:
+            return self._nothing_known(node)
         self._low = 0
-        if node.slot:
-            return self._slot_heard(node, heard.digits)
-        if node.type == "language":
-            return []
-        target = node.on.get(heard.intent or "")
+        target = node.on.get(heard.intent)
         if target is None and heard.intent == GOODBYE:
             target = node.on.get(NO)
         if target is not None:
@@ -507,6 +508,15 @@ class Policy:
         if slot.confirm:
             return self._ask_confirm(slot.name, digits)
         return self._enter(node.next)
+
+    def _nothing_known(self, node: Node) -> list[Action]:
+        """Clear words holding nothing the flow knows ("what time is the game tonight"):
+        the no-match edge, counted with the turns not understood, so the caller is
+        asked once more and then put through as `low_confidence`."""
+        self._low += 1
+        if self._low >= self.config.low_confidence_turns:
+            return self._handoff(HandoffReason.LOW_CONFIDENCE, node.queue)
+        return self._enter(node.no_match)
 
     def _not_understood(self, prompt: str = "didnt_catch") -> list[Action]:
         self._low += 1
