@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 
 from voicebot.auth import sign
-from voicebot.dialog.policy import Lookup, LookupDone
+from voicebot.dialog.messages import Lookup, LookupDone
 
 MAX_ANSWER_BYTES = 64 * 1024
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from voicebot.dialog.policy import Lookup, LookupDone
+from voicebot.dialog.messages import Lookup, LookupDone
 
 
 class LookupClient(Protocol):

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from voicebot.call.media import MediaChannel
-from voicebot.dialog.policy import Say
+from voicebot.dialog.messages import Say
 
 CHUNK_MS = 20
 

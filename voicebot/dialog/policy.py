@@ -27,9 +27,36 @@ from typing import Any
 from voicebot.dialog.compile import context_for
 from voicebot.dialog.flow import Flow, Node
 from voicebot.dialog.lang import GOODBYE, HUMAN, NO, PACKS, YES
+from voicebot.dialog.messages import (
+    Action,
+    End,
+    Event,
+    ExpectInput,
+    Failed,
+    Handoff,
+    HandOver,
+    Heard,
+    KeyPressed,
+    Lookup,
+    LookupDone,
+    NoInput,
+    PromptDone,
+    RecordingConsent,
+    Say,
+    SpeechBegan,
+    StopPlayback,
+    Survey,
+)
 from voicebot.dialog.reading import Reading, second_reading, wants_larger
 from voicebot.dialog.understand import Interpretation, interpret
 from voicebot.types import HandoffReason, Outcome, Transcript, Utterance
+
+# the events and actions are re-exported: the session speaks to the policy through them
+__all__ = [
+    "Action", "End", "Event", "ExpectInput", "Failed", "HandOver", "Handoff", "Heard", "KeyPressed", "Lookup",
+    "LookupDone", "NoInput", "PromptDone", "RecordingConsent", "Say", "SpeechBegan", "StopPlayback", "Survey",
+    "Policy", "PolicyConfig", "State",
+]
 
 
 @dataclass(frozen=True)
@@ -44,115 +71,6 @@ class PolicyConfig:
     ask_recording_consent: bool = False  # after the disclosure (VOICEBOT_RECORDING=consent)
 
 
-# --- events in ---------------------------------------------------------------
-@dataclass(frozen=True)
-class PromptDone:
-    prompt_id: int
-    interrupted: bool = False
-
-
-@dataclass(frozen=True)
-class SpeechBegan:
-    pass
-
-
-@dataclass(frozen=True)
-class Heard:
-    utterance: Utterance
-    reading: Reading | None = None  # what it means, as the session read it (None: read it here)
-
-
-@dataclass(frozen=True)
-class KeyPressed:
-    digit: str
-
-
-@dataclass(frozen=True)
-class NoInput:
-    pass
-
-
-@dataclass(frozen=True)
-class Failed:
-    detail: str
-
-
-@dataclass(frozen=True)
-class HandOver:
-    """The service, not the conversation, needs a human to take the call."""
-
-    reason: HandoffReason
-
-
-@dataclass(frozen=True)
-class LookupDone:
-    ok: bool
-    data: dict[str, Any] = field(default_factory=dict)
-    detail: str = ""  # why it failed
-
-
-Event = PromptDone | SpeechBegan | Heard | KeyPressed | NoInput | Failed | HandOver | LookupDone
-
-
-# --- actions out -------------------------------------------------------------
-@dataclass(frozen=True)
-class Say:
-    prompt_id: int
-    name: str
-    text: str
-    interruptible: bool
-
-
-@dataclass(frozen=True)
-class StopPlayback:
-    """Barge-in: drop the rest of the playing prompt (Twilio `clear`)."""
-
-
-@dataclass(frozen=True)
-class ExpectInput:
-    timeout_s: float
-    context: str = "open"  # what the recogniser listens for
-    hangover_ms: int | None = None  # this question's end-of-turn silence (None: the default)
-
-
-@dataclass(frozen=True)
-class Handoff:
-    reason: HandoffReason
-    queue: str = ""  # a queue of the flow ("" = its first, or VOICEBOT_HUMAN_LINE)
-
-
-@dataclass(frozen=True)
-class End:
-    outcome: Outcome
-
-
-@dataclass(frozen=True)
-class Lookup:
-    url: str
-    payload: dict[str, str]
-    timeout_s: float
-
-
-@dataclass(frozen=True)
-class Survey:
-    """Store the survey's state with the call: `offered`, then `rated` (with the
-    rating) or how it was skipped: `silence`, `other_key`, `spoke`, `person` (asked
-    for one), `interrupted` (the service handed the call over: shutdown, a failure)."""
-
-    status: str
-    rating: int | None = None
-
-
-@dataclass(frozen=True)
-class RecordingConsent:
-    """The caller was asked to allow recording ("asked"), or answered: "given"
-    (DTMF 1 or yes), "refused" (no, another key) or "no_answer" (silence, not
-    understood, or they went to a person instead)."""
-
-    answer: str
-
-
-Action = Say | StopPlayback | ExpectInput | Handoff | End | Lookup | Survey | RecordingConsent
 SURVEY_OFFERED = "offered"
 RATINGS = "12345"
 CONSENT = "recording"  # `confirming` while the recording question is open
