@@ -48,6 +48,7 @@ KNOWN_MISSES = {
 ARRIVAL_GAP_S = 0.7
 # Fixtures that talk over a prompt the bot may cut short: the bot must clear it.
 BARGE_IN = {"en_barge_in.wav": "menu", "en_barge_in_answer.wav": "order_status"}
+SPAN_SLACK_S = 0.5  # an utterance's recorded span against the manifest's (pre-roll, VAD onset)
 DISCLOSURE_S = 8.0  # the disclosure has played by then (7.65 s at the default TTS rate, en)
 
 
@@ -75,6 +76,18 @@ def check_talk_over(done: CaseResult, record) -> list[str]:
         if BARGE_IN[name] not in cut or not done.result.of("clear"):
             problems.append(f"expected barge-in on {BARGE_IN[name]!r}: interrupted {cut}, "
                             f"clear events {len(done.result.of('clear'))}")
+    return problems
+
+
+def unheard(spoken: list[list[float]], heard: list[dict]) -> list[str]:
+    """Every stretch of speech lies within an utterance the bot transcribed (one the
+    caller went on after before the bot answered may be joined with what followed:
+    README, "A caller who goes on is heard whole"), and none is cut in two."""
+    problems = [f"speech at {start:.2f}-{end:.2f} s not transcribed" for start, end in spoken
+                if not any(u["start"] - SPAN_SLACK_S <= start and end <= u["end"] + SPAN_SLACK_S
+                           for u in heard)]
+    if len(heard) > len(spoken):
+        problems.append(f"{len(spoken)} utterances spoken, {len(heard)} transcribed")
     return problems
 
 
@@ -116,8 +129,9 @@ async def run_all(start_server, engine, language: str, protocol: str) -> dict[st
         problems = check_talk_over(done, record)
         if record.disclosure_started_at is None:
             problems.append("the call did not start with the disclosure")
-        if len(speech) != len(done.case.speech):
-            problems.append(f"{len(done.case.speech)} utterances spoken, {len(speech)} transcribed")
+        hangup = done.case.hangup_at
+        problems += unheard([[a, b if hangup is None else min(b, hangup)] for a, b in done.case.speech
+                             if hangup is None or a < hangup], speech)
         verdicts[name] = Verdict(got, done.case.expected, row, problems)
     print("\n" + "\n".join(v.row for v in verdicts.values()))
     return verdicts

@@ -62,8 +62,31 @@ async def test_speech_right_after_an_unanswered_turn_joins_it(kit):
     assert said[0]["start"] < words().size / LINE_RATE < said[0]["end"]  # it spans both halves
     assert call.handoff_reason == "caller_request"
     assert len(call.of_kind("turn_joined")) == 1
-    assert call.engine.received[-1] >= 2 * half_bytes()  # the joined turn's audio came first
-    assert call.engine.finished == 2  # the first half's recognition was finished, not leaked
+    joined, alone = call.engine.received[-2:]
+    assert joined >= 2 * half_bytes()  # the joined turn's audio came first
+    assert half_bytes() <= alone < 2 * half_bytes()  # and its new speech was heard on its own too
+    # the first half's recognition was finished, not leaked; the second half was also heard alone
+    assert call.engine.finished == 3
+
+
+async def test_a_request_after_words_the_grammar_has_none_for_is_heard_on_its_own(kit):
+    """"hello, is anyone there … I want to speak to a person": the grammar makes
+    nothing of the two joined, and the second stretch alone is a request."""
+    def reads(audio: bytes) -> Transcript:
+        return Transcript("", 0.1) if len(audio) >= 2 * half_bytes() else BOTH_HALVES
+
+    call = await kit.start_call(FakeEngine(reads))
+    await call.prompted("menu")
+    call.feed(words())
+    call.silence(HANGOVER_S + 0.1)
+    call.feed(words())
+    call.silence(1.5)
+    await call.ended()
+    assert len(call.of_kind("turn_joined")) == 1
+    said = call.channel.events("transcript")
+    assert [u["text"] for u in said] == ["agent please"]
+    assert said[0]["start"] < words().size / LINE_RATE  # still the whole turn's utterance
+    assert call.handoff_reason == "caller_request"
 
 
 async def test_with_joining_off_the_caller_is_cut_in_two(kit):

@@ -47,6 +47,7 @@ class _Speech:
     start: float  # call time; a joined turn's (its audio comes first)
     began: float  # when this stretch of speech began: the transcript pass's utterance
     pcm: list[bytes] = field(default_factory=list)  # at the recogniser's rate, for a second opinion
+    alone: UtteranceRecognition | None = None  # a joined turn's new speech, heard without the turn it joined
 
 
 @dataclass(frozen=True, eq=False)
@@ -63,6 +64,7 @@ class EndedTurn:
     asked_fallback: EarlyOpinion | None = None  # the larger model, asked there when that heard nothing
     ended_at: float = field(default_factory=time.monotonic)  # when the endpointer ended it
     joined: bool = False  # holds an earlier turn the caller spoke on after (its audio first)
+    alone: UtteranceRecognition | None = None  # a joined turn's last stretch heard on its own
 
     def drop_early(self) -> None:
         """The opinions asked at its pause are not wanted (the turn is heard with more)."""
@@ -109,6 +111,7 @@ class TurnListener:
             speech.recognition.feed(before)
             speech.pcm.append(before)
             speech.start = earlier.start
+            speech.alone = runner.open(self._policy.listen_context)
             self._joined.add(earlier)
             self._services.events.publish(TurnJoined(self._call_id))
         self._timing = turn_timing(self._services.settings, self._policy.listen_node)
@@ -140,6 +143,8 @@ class TurnListener:
         """The turn's audio at the line rate."""
         if (speech := self._speech) is not None:
             speech.recognition.feed(pcm := speech.resampler.process(samples).tobytes())
+            if speech.alone is not None:
+                speech.alone.feed(pcm)
             speech.pcm.append(pcm)
             self._free.feed(pcm)
 
@@ -164,11 +169,13 @@ class TurnListener:
         self._speech = None
         resampler = speech.resampler
         speech.recognition.feed(pcm := resampler.process(np.zeros(0, np.int16), last=True).tobytes())
+        if speech.alone is not None:
+            speech.alone.feed(pcm)
         self._free.feed(pcm)
         self._free.ended(speech.began, at, self._policy.language, resampler.out_rate)
         audio = b"".join((*speech.pcm, pcm))
         turn = EndedTurn(speech.recognition, speech.start, at, audio, resampler.out_rate, early, asked, fallback,
-                         joined=speech.start != speech.began)
+                         joined=speech.start != speech.began, alone=speech.alone)
         self._unanswered = turn
         return turn
 
@@ -176,7 +183,30 @@ class TurnListener:
         """Speech handling failed: the recognition under way is closed unheard."""
         if self._speech is not None:
             self._tasks.spawn(self._speech.recognition.aclose(), "asr-abandoned")
+            if self._speech.alone is not None:
+                self._tasks.spawn(self._speech.alone.aclose(), "asr-abandoned")
             self._speech = None
+
+    async def result(self, turn: EndedTurn) -> Transcript:
+        """The grammar's words for the turn. A joined turn is also heard without the
+        turn it joined, and that reading is taken when it holds something the flow
+        knows and is surer: the grammar knows whole phrases, so a request said after
+        a stretch it has no words for ("hello, is anyone there … I want to speak to
+        a person") is heard only on its own. Either recognition failing leaves the other."""
+        if turn.alone is None:
+            return await turn.recognition.finish()
+        whole, alone = await asyncio.gather(turn.recognition.finish(), turn.alone.finish(),
+                                            return_exceptions=True)
+        if isinstance(whole, BaseException):
+            if isinstance(alone, Transcript):
+                return alone
+            raise whole
+        if isinstance(alone, Transcript) and alone.confidence > whole.confidence \
+                and self._policy.read(alone.text, alone.confidence).meaning.intent is not None:
+            log.debug("call %r: the joined turn's last stretch heard alone: %.2f over %.2f",
+                      self._call_id, alone.confidence, whole.confidence)
+            return alone
+        return whole
 
     async def read(self, result: Transcript, turn: EndedTurn) -> Reading:
         """The grammar's reading, with a free-form engine's opinion where it is unsure

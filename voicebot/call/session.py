@@ -288,7 +288,7 @@ class CallSession:
 
     async def _recognise(self, turn: EndedTurn) -> None:
         try:
-            result = await turn.recognition.finish()
+            result = await self._listener.result(turn)
         except EngineError as exc:
             if self._listener.joined(turn):
                 return  # the joined turn's own recognition reports
