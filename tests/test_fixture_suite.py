@@ -44,8 +44,10 @@ KNOWN_MISSES = {
 # every caller speaks in the same three seconds after the identical disclosure:
 # a burst that takes 2 cores ~5 s to recognise, so the runner's timeout hands
 # them to a human (system_error) — right under overload, but not what this
-# suite checks. Capacity is measured by benchmarks/capacity.py.
-ARRIVAL_GAP_S = 0.7
+# suite checks. Capacity is measured by benchmarks/capacity.py. At 0.7 s apart a
+# test machine half as fast as the one it was set on (other test processes on its
+# cores) timed out recognitions after 20 s; 1.5 s apart about half as many overlap.
+ARRIVAL_GAP_S = 1.5
 # Fixtures that talk over a prompt the bot may cut short: the bot must clear it.
 BARGE_IN = {"en_barge_in.wav": "menu", "en_barge_in_answer.wav": "order_status"}
 SPAN_SLACK_S = 0.5  # an utterance's recorded span against the manifest's (pre-roll, VAD onset)

@@ -131,7 +131,7 @@ def _add_replay(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     replay.add_argument("--manifest", type=Path, help="expected outcomes, DTMF, hang-ups (JSON)")
     replay.add_argument("--concurrency", type=int, default=1, help="calls at once")
     replay.add_argument("--arrival-gap", type=float, default=0.0, metavar="SECONDS",
-                        help="start the calls this far apart (the fixture suite uses 0.7)")
+                        help="start the calls this far apart (the fixture suite uses 1.5)")
     replay.add_argument("--json", action="store_true", help="JSON lines instead of a call log")
     replay.add_argument("--save-audio", type=Path, metavar="DIR", help="write the bot's audio as WAVs")
     replay.add_argument("--token", help="bearer token for the native protocol")

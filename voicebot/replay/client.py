@@ -55,6 +55,9 @@ class ReplayOptions:
     public_url: str = ""
     # called with each event from the bot as it arrives (its "t" set): tests wait on these
     on_event: Callable[[dict[str, Any]], None] | None = field(default=None, repr=False)
+    # after the recording, hang up as soon as this holds of what the bot did so far
+    # (before `hangup_at`/`max_call_s`): a caller who waits for an answer, not a clock
+    hangup_when: Callable[[ReplayResult], bool] | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -229,6 +232,8 @@ class _Call:
             while dtmf and dtmf[0][0] <= at:
                 await self._send_dtmf(dtmf.pop(0)[1])
             start = frame_index * step
+            if start >= audio.size and self.o.hangup_when is not None and self.o.hangup_when(self.result):
+                break
             frame = audio[start : start + step] if start < audio.size else silence
             if frame.size < step:
                 frame = np.concatenate((frame, silence[: step - frame.size]))
