@@ -139,3 +139,19 @@ def test_transcribe_offline_prints_text_confidence_and_timing(capsys):
     (start, end), = next(e["speech"] for e in manifest() if e["file"] == path.name)
     assert start - 0.4 < segment["start"] < start and end < segment["end"] < end + 0.8
     assert [w["text"] for w in segment["words"]] == ["i", "want", "to", "speak", "to", "a", "person"]
+
+
+async def test_a_replayed_caller_hangs_up_once_the_bot_has_answered(start_server, en_engine):
+    """`hangup_when`: the caller waits on the bot, not on a clock (tests on a loaded machine)."""
+    from voicebot.replay.client import ReplayOptions, replay
+
+    server = await start_server(en_engine)
+    samples, rate = read_wav(FIXTURES / "en_mumble.wav")  # reprompted: the bot would go on listening
+    answered = await replay(server.ws + "/v1/stream", samples, rate, ReplayOptions(
+        speed=0, max_call_s=120, hangup_when=lambda so_far: bool(so_far.of("transcript"))))
+    await server.call_over()
+    record = await server.record(answered.call_id)
+    assert answered.of("transcript")
+    assert record.outcome == "abandoned"  # the caller hung up, the bot did not end the call
+    assert record.ended_at is not None
+    assert record.ended_at - record.started_at < 60  # right after the answer, long before max_call_s
