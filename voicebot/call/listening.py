@@ -63,8 +63,12 @@ class EndedTurn:
     asked: EarlyOpinion | None  # the second opinion asked at the pause the turn ended in
     asked_fallback: EarlyOpinion | None = None  # the larger model, asked there when that heard nothing
     ended_at: float = field(default_factory=time.monotonic)  # when the endpointer ended it
-    joined: bool = False  # holds an earlier turn the caller spoke on after (its audio first)
     alone: UtteranceRecognition | None = None  # a joined turn's last stretch heard on its own
+
+    @property
+    def joined(self) -> bool:
+        """It holds an earlier turn the caller spoke on after (its audio first)."""
+        return self.alone is not None
 
     def drop_early(self) -> None:
         """The opinions asked at its pause are not wanted (the turn is heard with more)."""
@@ -175,7 +179,7 @@ class TurnListener:
         self._free.ended(speech.began, at, self._policy.language, resampler.out_rate)
         audio = b"".join((*speech.pcm, pcm))
         turn = EndedTurn(speech.recognition, speech.start, at, audio, resampler.out_rate, early, asked, fallback,
-                         joined=speech.start != speech.began, alone=speech.alone)
+                         alone=speech.alone)
         self._unanswered = turn
         return turn
 
