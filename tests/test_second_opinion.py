@@ -16,11 +16,13 @@ import pytest
 
 from voicebot.app import REGISTRY
 from voicebot.audio.wav import read_wav
+from voicebot.config import load_settings
 from voicebot.dialog import policy as p
 from voicebot.dialog.flow import DEFAULT_FLOW
 from voicebot.dialog.flowcheck import load_checked
 from voicebot.dialog.reading import FLUENT, OTHER_SPEECH, SECOND, SURE, Reading, contradicts, second_reading
 from voicebot.dialog.understand import Interpretation
+from voicebot.errors import ConfigError
 from voicebot.replay.client import ReplayOptions, replay
 from voicebot.transcript.base import FakeFreeFormEngine
 from voicebot.transcript.opinion import SecondOpinion
@@ -294,6 +296,79 @@ async def test_a_busy_engine_is_not_asked():
     await opinion.close()
 
 
+class BatchEngine(FakeFreeFormEngine):
+    """Decodes batches (as Whisper does), each only once the test opens the gate."""
+
+    def __init__(self) -> None:
+        super().__init__({16000: "get me a person", 24000: "where is my order", 32000: "agent"})
+        self.gate = threading.Event()
+        self.batches: list[tuple[list[int], str]] = []
+
+    def transcribe_many(self, pcms: list[bytes], prompt: str = "") -> list[Transcript]:
+        self.gate.wait(10)
+        self.batches.append(([len(p) // 2 for p in pcms], prompt))
+        return [self.transcribe(p, prompt) for p in pcms]
+
+
+async def test_asks_that_wait_for_the_engine_are_decoded_as_one_batch():
+    """While one utterance is decoded, the asks that come wait together and go to the
+    engine as one batch (those with the same prompt: Whisper decodes a batch with one);
+    each caller gets the words of their own utterance."""
+    engine = BatchEngine()
+    opinion = SecondOpinion(InlineTranscriber(engine), "en", timeout_s=30, max_batch=4)
+    first = asyncio.create_task(opinion.ask(pcm(16000), 16000, "menu"))
+    while not opinion._running:
+        await asyncio.sleep(0)
+    waiting = [asyncio.create_task(opinion.ask(pcm(n), 16000, prompt))
+               for n, prompt in ((24000, "menu"), (32000, "confirm"), (16000, "menu"))]
+    while opinion.counts.asked < 4:
+        await asyncio.sleep(0)
+    engine.gate.set()
+    heard = [h.text if h else None for h in await asyncio.gather(first, *waiting)]
+    assert heard == ["get me a person", "where is my order", "agent", "get me a person"]
+    assert engine.batches == [([16000], "menu"), ([24000, 16000], "menu"), ([32000], "confirm")]
+    assert opinion.idle and opinion.counts.answered == 4
+    await opinion.close()
+
+
+async def test_a_failed_batch_is_no_opinion_for_each_of_its_callers():
+    engine = BatchEngine()
+    engine.fail = (24000,)
+    opinion = SecondOpinion(InlineTranscriber(engine), "en", timeout_s=30, max_batch=4)
+    first = asyncio.create_task(opinion.ask(pcm(16000), 16000, ""))
+    while not opinion._running:
+        await asyncio.sleep(0)
+    waiting = [asyncio.create_task(opinion.ask(pcm(n), 16000, "")) for n in (24000, 32000)]
+    while opinion.counts.asked < 3:
+        await asyncio.sleep(0)
+    engine.gate.set()
+    assert [h.text if h else None for h in await asyncio.gather(first, *waiting)] == ["get me a person", None, None]
+    assert (opinion.counts.answered, opinion.counts.failed) == (1, 2) and opinion.idle
+    await opinion.close()
+
+
+async def test_one_at_a_time_unless_batches_are_turned_on():
+    """By default (VOICEBOT_SECOND_OPINION_BATCH=1) the asks waiting go to the engine
+    one after another; a deployment turns batches on with a larger number."""
+    assert load_settings(env={}).second_opinion_batch == 1
+    assert load_settings(env={"VOICEBOT_SECOND_OPINION_BATCH": "4"}).second_opinion_batch == 4
+    with pytest.raises(ConfigError, match="second_opinion_batch"):
+        load_settings(env={"VOICEBOT_SECOND_OPINION_BATCH": "0"})
+    engine = BatchEngine()
+    opinion = SecondOpinion(InlineTranscriber(engine), "en", timeout_s=30)
+    first = asyncio.create_task(opinion.ask(pcm(16000), 16000, ""))
+    while not opinion._running:
+        await asyncio.sleep(0)
+    waiting = [asyncio.create_task(opinion.ask(pcm(n), 16000, "")) for n in (24000, 32000)]
+    while opinion.counts.asked < 3:
+        await asyncio.sleep(0)
+    engine.gate.set()
+    assert [h.text for h in await asyncio.gather(first, *waiting) if h] == [
+        "get me a person", "where is my order", "agent"]
+    assert [sizes for sizes, _ in engine.batches] == [[16000], [24000], [32000]]
+    await opinion.close()
+
+
 # --- real calls: real server, pocketsphinx and Whisper -----------------------------------
 @pytest.mark.e2e
 @pytest.mark.engine
@@ -305,7 +380,8 @@ async def test_real_calls_the_grammar_alone_misses(start_server, en_engine):
 
     # a loaded test machine may take seconds per utterance; latency is benchmarks/understanding.py's
     server = await start_server(en_engine, second_opinion="whisper", second_opinion_timeout_s=60,
-                                transcript_engine="whisper", transcript_calls="handoff")
+                                transcript_engine="whisper", transcript_calls="handoff", second_opinion_batch=4)
+    assert server.app[REGISTRY].services.opinion.max_batch == 4  # VOICEBOT_SECOND_OPINION_BATCH reaches it
     track = await call(server, "en_caribbean_track.wav")
     prompts = [e["name"] for e in track.of("prompt")]
     assert "order_status" in prompts and "didnt_catch" not in prompts, prompts

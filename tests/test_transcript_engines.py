@@ -194,6 +194,30 @@ def test_worker_process_transcribes_at_lower_priority_and_survives_a_crash(tmp_p
         worker.close()
 
 
+def test_a_batch_is_heard_as_each_utterance_alone(tmp_path) -> None:
+    """Several utterances decoded as one batch (the second opinion under load), in the
+    worker process: each gets the words and word times it gets alone, a click gets
+    nothing, and one too long for a window takes the long-form path beside them."""
+    parts = [pcm for name in ("real_agent.wav", "real_hello_then_agent.wav", "real_out_of_domain_weasels.wav")
+             for _, pcm in utterances(name)]
+    long = np.zeros(16000 * 31, np.int16).tobytes() + parts[0]
+    batch = [*parts, np.zeros(800, np.int16).tobytes(), long]
+    prompt = "agent, person, order, password"
+    worker = ProcessTranscriber("whisper", TINY, "en", tmp_path, timeout_s=120, beam_size=1)
+    try:
+        together, cpu_s = worker.transcribe_many(batch, prompt)
+        alone = [worker.transcribe(pcm, prompt)[0] for pcm in batch]
+    finally:
+        worker.close()
+    assert cpu_s > 0 and len(together) == len(batch)
+    assert [t.text for t in together] == [t.text for t in alone]
+    assert together[-2].text == "" and "agent" in together[-1].text.lower()
+    for a, b in zip(together, alone, strict=True):
+        assert [w.text for w in a.words] == [w.text for w in b.words]
+        assert all(abs(x.start - y.start) < 0.05 and abs(x.end - y.end) < 0.05
+                   for x, y in zip(a.words, b.words, strict=True)), (a.words, b.words)
+
+
 def test_worker_start_up_failure_is_the_settings_error(tmp_path) -> None:
     with pytest.raises(ConfigError) as info:
         ProcessTranscriber("whisper", "no-such-model", "en", Path(tmp_path))

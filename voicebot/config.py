@@ -112,6 +112,10 @@ class Settings:
     second_opinion_model: str = "whisper-tiny.en"
     second_opinion_timeout_s: float = 1.0  # no answer by then: the grammar's reading stands
     second_opinion_threads: int = 2
+    # asks that wait for the engine, decoded together at most (1: one after another). A batch
+    # of 4 takes ~2.3x one, but its callers are answered together when it is done: more
+    # throughput, a later p50 in a burst (benchmarks/opinion_batch.py), so it is opt-in
+    second_opinion_batch: int = 1
     # a larger model asked when the second opinion leaves a turn not understood (the caller
     # would be asked again): off | auto (whisper-base when installed) | a Whisper model name
     second_opinion_fallback: str = "auto"
@@ -205,6 +209,8 @@ def _validate(s: Settings) -> None:
     if s.second_opinion_timeout_s <= 0 or s.second_opinion_threads < 1:
         raise ConfigError("second_opinion_timeout_s" if s.second_opinion_timeout_s <= 0
                           else "second_opinion_threads", "must be positive")
+    if s.second_opinion_batch < 1:
+        raise ConfigError("second_opinion_batch", "must be 1 or more")
     if s.transcript_calls not in ("all", "handoff"):
         raise ConfigError("transcript_calls", "must be all or handoff")
     for key in ("transcript_workers", "transcript_queue"):

@@ -23,6 +23,16 @@ class FreeFormEngine(Protocol):
         takes them (Whisper's initial prompt); others ignore it."""
 
 
+def transcribe_all(engine: FreeFormEngine, pcms: list[bytes], prompt: str = "") -> list[Transcript]:
+    """Several utterances with one prompt: in one batch where the engine decodes
+    batches (Whisper), else one after another."""
+    many = getattr(engine, "transcribe_many", None)
+    if many is not None:
+        result: list[Transcript] = many(pcms, prompt)
+        return result
+    return [engine.transcribe(pcm, prompt) for pcm in pcms]
+
+
 @dataclass(frozen=True)
 class FreeText:
     """One utterance's free-form transcript, as stored and shown beside the

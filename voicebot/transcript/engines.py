@@ -14,7 +14,7 @@ from voicebot.asr.models import KNOWN_MODELS, ModelError, resolve_model
 from voicebot.errors import ConfigError
 from voicebot.transcript.base import FreeFormEngine
 from voicebot.transcript.catalog import WHISPER_MODELS, resolve_whisper
-from voicebot.transcript.whisper_window import decode_window, window_frames
+from voicebot.transcript.whisper_window import decode_windows, window_frames
 from voicebot.types import Transcript, Word
 
 ENGINES = ("off", "vosk", "whisper")
@@ -55,16 +55,30 @@ class WhisperEngine:
                                     task="transcribe", language=language)
 
     def transcribe(self, pcm: bytes, prompt: str = "") -> Transcript:
-        audio = np.frombuffer(pcm, np.int16).astype(np.float32) / 32768.0
-        if audio.size < _MIN_SAMPLES:
-            return Transcript("", 0.0)
-        frames = window_frames(audio.size, self.sample_rate, self.min_window_s)
-        if frames is None:
-            return self._long_form(audio, prompt)
-        got = decode_window(self._model, self._tokenizer, audio, frames, prompt, self.beam_size)
-        if prompt and got.no_speech_prob > _PROMPTED_NO_SPEECH:
-            return Transcript("", 0.0)  # a prompted model "hears" its prompt in line noise
-        return Transcript(got.text, _mean_conf(got.words), got.words)
+        return self.transcribe_many([pcm], prompt)[0]
+
+    def transcribe_many(self, pcms: list[bytes], prompt: str = "") -> list[Transcript]:
+        """Several utterances with one prompt: those that share a window size are
+        decoded as one batch (whisper_window.decode_windows)."""
+        out = [Transcript("", 0.0) for _ in pcms]
+        batches: dict[int, list[tuple[int, np.ndarray]]] = {}
+        for i, pcm in enumerate(pcms):
+            audio = np.frombuffer(pcm, np.int16).astype(np.float32) / 32768.0
+            if audio.size < _MIN_SAMPLES:
+                continue
+            frames = window_frames(audio.size, self.sample_rate, self.min_window_s)
+            if frames is None:
+                out[i] = self._long_form(audio, prompt)
+            else:
+                batches.setdefault(frames, []).append((i, audio))
+        for frames, batch in batches.items():
+            decoded = decode_windows(self._model, self._tokenizer, [a for _, a in batch], frames, prompt,
+                                     self.beam_size)
+            for (i, _), got in zip(batch, decoded, strict=True):
+                if not (prompt and got.no_speech_prob > _PROMPTED_NO_SPEECH):
+                    out[i] = Transcript(got.text, _mean_conf(got.words), got.words)
+                # else: a prompted model "hears" its prompt in line noise
+        return out
 
     def _long_form(self, audio: np.ndarray, prompt: str) -> Transcript:
         """Over one window: faster-whisper's own 30 s windows, one after another."""

@@ -7,9 +7,15 @@ dialog policy says the grammar's reading is not sure enough to act on, and
 waits at most `timeout_s`: a second opinion that comes late, fails, or finds
 the engine busy is no opinion, and the grammar's reading stands. The engine
 runs in its own process at normal priority (unlike the background transcript
-pass): its answer is on the caller's path. Under load it is not asked when the
-jobs ahead of it (at their recent pace) would already use up the timeout; with
-none ahead it is always asked, so a slow spell cannot switch it off for good.
+pass): its answer is on the caller's path.
+
+Asks that come while the engine is busy wait, and with `max_batch` over 1 are
+decoded together when it is free (Whisper shares the search's steps across a
+batch: 4 utterances cost about 2.3 times one), so it keeps up with more unsure
+turns, though a batch's callers all wait for the whole batch. Under load it is not asked when the batch
+running and the one it would join (at their recent pace) would already use up
+the timeout; with none running it is always asked, so a slow spell cannot
+switch it off for good.
 """
 
 from __future__ import annotations
@@ -43,19 +49,40 @@ class OpinionCounts:
         return dict(vars(self))
 
 
+# What each further utterance in a batch adds to one's time (tiny.en, 2 threads:
+# batches of 2, 4 and 8 cost 1.3, 2.3 and 4.6 times one; benchmarks/opinion_batch.py).
+BATCH_EXTRA = 0.45
+
+
+def batch_cost(n: int) -> float:
+    """A batch of n utterances' time, in units of one utterance's."""
+    return 1.0 + BATCH_EXTRA * (max(1, n) - 1)
+
+
+@dataclass(eq=False)
+class _Ask:
+    pcm: bytes
+    rate: int
+    prompt: str
+    answer: asyncio.Future[Transcript]
+
+
 @dataclass
 class SecondOpinion:
     transcriber: Transcriber
     language: str  # the engine's language; other calls are not asked
     timeout_s: float = 1.0
-    max_waiting: int = 4  # asks queued behind the running one at most
+    max_waiting: int = 4  # asks waiting behind the running batch at most
+    max_batch: int = 1  # asks decoded together at most (1: one after another)
     counts: OpinionCounts = field(default_factory=OpinionCounts)
     observe: Callable[[str], None] | None = None  # told each count's name as it grows (metrics)
 
     def __post_init__(self) -> None:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="second-opinion")
-        self._waiting = 0
-        self._job_s = self.timeout_s / 3  # how long one job takes (moving average)
+        self._queue: list[_Ask] = []  # waiting for the engine
+        self._running = 0  # asks in the batch the engine decodes now
+        self._waiting = 0  # asks queued or running
+        self._job_s = self.timeout_s / 3  # one utterance's time alone (moving average)
 
     @property
     def description(self) -> str:
@@ -76,20 +103,22 @@ class SecondOpinion:
 
         A job that answers after the budget still ran: its words go to `late`
         (the free-form pass takes them instead of transcribing the audio again)."""
-        if self._waiting and (self._waiting > self.max_waiting
-                              or (self._waiting + 1) * self._job_s > self.timeout_s):
+        if self._would_be_late():
             self._count("busy")  # it would come late: better not add to the queue
             return None
         self._count("asked")
+        ask = _Ask(pcm, rate, prompt, asyncio.get_running_loop().create_future())
+        self._queue.append(ask)
         self._waiting += 1
-        job = asyncio.get_running_loop().run_in_executor(self._executor, self._timed, pcm, rate, prompt)
-        job.add_done_callback(self._job_done)
+        ask.answer.add_done_callback(self._answered)
+        if not self._running:
+            self._next_batch()
         try:
-            heard = await asyncio.wait_for(asyncio.shield(job), self.timeout_s)
+            heard = await asyncio.wait_for(asyncio.shield(ask.answer), self.timeout_s)
         except TimeoutError:
             self._count("late")
             if late is not None:
-                job.add_done_callback(partial(_deliver_late, late))
+                ask.answer.add_done_callback(partial(_deliver_late, late))
             return None
         except Exception as exc:  # the engine's failure is not the call's: the grammar decides
             log.error("second opinion failed: %s", type(exc).__name__)
@@ -98,28 +127,60 @@ class SecondOpinion:
         self._count("answered")
         return heard
 
+    def _would_be_late(self) -> bool:
+        """The running batch, then the batches up to this ask's, over the budget."""
+        if not self._running:
+            return False
+        joining, size = len(self._queue) + 1, max(1, self.max_batch)
+        full, rest = divmod(joining, size)
+        ahead = batch_cost(self._running) + full * batch_cost(size) + (batch_cost(rest) if rest else 0.0)
+        return joining > self.max_waiting or ahead * self._job_s > self.timeout_s
+
+    def _next_batch(self) -> None:
+        """The engine is free: the oldest ask and those waiting with its prompt, as one batch."""
+        prompt = self._queue[0].prompt
+        batch = [a for a in self._queue if a.prompt == prompt][: max(1, self.max_batch)]
+        self._queue = [a for a in self._queue if a not in batch]
+        self._running = len(batch)
+        job = asyncio.get_running_loop().run_in_executor(self._executor, self._timed, batch)
+        job.add_done_callback(partial(self._batch_done, batch))
+
+    def _batch_done(self, batch: list[_Ask], job: asyncio.Future[list[Transcript]]) -> None:
+        self._running = 0
+        failure = job.exception() if not job.cancelled() else asyncio.CancelledError()
+        for i, ask in enumerate(batch):
+            if ask.answer.done():
+                continue
+            if failure is not None:
+                ask.answer.set_exception(failure)
+            else:
+                ask.answer.set_result(job.result()[i])
+        if self._queue:
+            self._next_batch()
+
+    def _answered(self, answer: asyncio.Future[Transcript]) -> None:
+        self._waiting -= 1
+        if not answer.cancelled():
+            answer.exception()  # retrieved: a late failure is counted above or not at all
+
     def _count(self, name: str) -> None:
         setattr(self.counts, name, getattr(self.counts, name) + 1)
         if self.observe is not None:
             self.observe(name)
 
-    def _job_done(self, job: asyncio.Future[Transcript]) -> None:
-        self._waiting -= 1
-        if not job.cancelled():
-            job.exception()  # retrieved: a late failure is counted above or not at all
-
-    def _timed(self, pcm: bytes, rate: int, prompt: str) -> Transcript:
+    def _timed(self, batch: list[_Ask]) -> list[Transcript]:
         began = time.monotonic()
         try:
-            return self._run(pcm, rate, prompt)
+            return self._run(batch)
         finally:
-            self._job_s += (time.monotonic() - began - self._job_s) / 4
+            alone = (time.monotonic() - began) / batch_cost(len(batch))
+            self._job_s += (alone - self._job_s) / 4
 
-    def _run(self, pcm: bytes, rate: int, prompt: str) -> Transcript:
-        if rate != self.transcriber.sample_rate:
-            samples = np.frombuffer(pcm, np.int16)
-            pcm = resample(samples, rate, self.transcriber.sample_rate).tobytes()
-        heard, _ = self.transcriber.transcribe(pcm, prompt)
+    def _run(self, batch: list[_Ask]) -> list[Transcript]:
+        target = self.transcriber.sample_rate
+        pcms = [ask.pcm if ask.rate == target
+                else resample(np.frombuffer(ask.pcm, np.int16), ask.rate, target).tobytes() for ask in batch]
+        heard, _ = self.transcriber.transcribe_many(pcms, batch[0].prompt)
         return heard
 
     async def close(self) -> None:

@@ -49,33 +49,46 @@ def window_frames(samples: int, rate: int, min_window_s: float) -> int | None:
     return frames + frames % 2  # the encoder's first convolution halves the frames
 
 
-def decode_window(model: Any, tokenizer: Any, audio: np.ndarray, frames: int, prompt: str,
-                  beam_size: int) -> Decoded:
-    """One greedy (or beam) decode of `audio` (float32, 16 kHz) in a window of
-    `frames` mel frames. `model` is a faster_whisper.WhisperModel, `tokenizer`
-    its faster_whisper Tokenizer for the language."""
+def decode_windows(model: Any, tokenizer: Any, audios: list[np.ndarray], frames: int, prompt: str,
+                   beam_size: int) -> list[Decoded]:
+    """Greedy (or beam) decodes of utterances (float32, 16 kHz) in a window of
+    `frames` mel frames, as one batch: one encoder pass and one search, each
+    utterance decoded as it would be alone, with the same prompt (CTranslate2
+    needs the prompt's length equal across a batch). `model` is a
+    faster_whisper.WhisperModel, `tokenizer` its Tokenizer for the language.
+    The search's steps are shared, so a batch of 4 costs about 2.3 times one
+    (benchmarks/opinion_batch.py)."""
     import ctranslate2
 
-    features = model.feature_extractor(audio)
-    content = min(features.shape[-1], frames)
-    features = np.pad(features[:, :frames], ((0, 0), (0, max(0, frames - features.shape[-1]))))
+    features, contents = [], []
+    for audio in audios:
+        feature = model.feature_extractor(audio)
+        contents.append(min(feature.shape[-1], frames))
+        features.append(np.pad(feature[:, :frames], ((0, 0), (0, max(0, frames - feature.shape[-1])))))
     encoded = model.model.encode(ctranslate2.StorageView.from_array(
-        np.ascontiguousarray(features[None], dtype=np.float32)), to_cpu=False)
+        np.ascontiguousarray(np.stack(features), dtype=np.float32)), to_cpu=False)
     previous = tokenizer.encode(" " + prompt.strip()) if prompt.strip() else []
     start = model.get_prompt(tokenizer, previous, without_timestamps=True)
-    speech_s = audio.size / model.feature_extractor.sampling_rate
-    limit = min(448, len(start) + int(10 + TOKENS_PER_S * speech_s))
-    result = model.model.generate(encoded, [start], beam_size=beam_size, max_length=limit,
-                                  return_no_speech_prob=True)[0]
-    tokens = [t for t in result.sequences_ids[0] if t < tokenizer.eot]
-    tokens = without_echo(tokens, lambda t: tokenizer.decode([t]))
-    if not tokens:
-        return Decoded("", result.no_speech_prob, ())
-    aligned = model.find_alignment(tokenizer, [tokens], encoded, content)[0]
-    words = tuple(Word(w["word"].strip(), float(w["probability"]), float(w["start"]), float(w["end"]))
-                  for w in aligned if w["word"].strip())
-    text = tokenizer.decode(tokens).strip()
-    return Decoded(text, result.no_speech_prob, words)
+    rate = model.feature_extractor.sampling_rate
+    limits = [min(448, len(start) + int(10 + TOKENS_PER_S * audio.size / rate)) for audio in audios]
+    results = model.model.generate(encoded, [start] * len(audios), beam_size=beam_size,
+                                   max_length=max(limits), return_no_speech_prob=True)
+    spoken = []
+    for result, limit in zip(results, limits, strict=True):
+        tokens = [t for t in result.sequences_ids[0][: limit - len(start)] if t < tokenizer.eot]
+        spoken.append(without_echo(tokens, lambda t: tokenizer.decode([t])))
+    # every row of the batch is aligned; a row without words gets a placeholder token
+    aligned = model.find_alignment(tokenizer, [tokens or [tokenizer.eot - 1] for tokens in spoken],
+                                   encoded, contents)
+    decoded = []
+    for tokens, result, timed in zip(spoken, results, aligned, strict=True):
+        if not tokens:
+            decoded.append(Decoded("", result.no_speech_prob, ()))
+            continue
+        words = tuple(Word(w["word"].strip(), float(w["probability"]), float(w["start"]), float(w["end"]))
+                      for w in timed if w["word"].strip())
+        decoded.append(Decoded(tokenizer.decode(tokens).strip(), result.no_speech_prob, words))
+    return decoded
 
 
 _SENTENCE_END = (".", "?", "!")

@@ -98,4 +98,5 @@ async def _start_opinion(settings: Settings, model: str) -> SecondOpinion:
                                   nice=0, beam_size=1)  # greedy: the caller waits for it
 
     transcriber = await asyncio.get_running_loop().run_in_executor(None, spawn)
-    return SecondOpinion(transcriber, settings.language, settings.second_opinion_timeout_s)
+    return SecondOpinion(transcriber, settings.language, settings.second_opinion_timeout_s,
+                         max_batch=settings.second_opinion_batch)

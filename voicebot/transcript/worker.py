@@ -6,9 +6,10 @@ the decision workers (voicebot.asr.workers) and lowered in priority
 and the event loop first. A job slower than `timeout_s` kills the process
 (it is restarted for the next job); a process that dies fails only its job.
 
-Messages: parent → child ("job", pcm, prompt) ("stop",); child → parent
+Messages: parent → child ("jobs", [pcm, ...], prompt) ("stop",); child → parent
 ("ready", name, model, rate) | ("failed", key, message) once, then
-("result", text, confidence, words, cpu_s) | ("error", message) per job.
+("results", [(text, confidence, words), ...], cpu_s) | ("error", message) per
+message: one or several utterances with one prompt, which Whisper decodes as one batch.
 `InlineTranscriber` calls an engine in the calling thread (fakes, benchmarks).
 """
 
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from voicebot.errors import ConfigError, EngineError
-from voicebot.transcript.base import FreeFormEngine
+from voicebot.transcript.base import FreeFormEngine, transcribe_all
 from voicebot.types import Transcript, Word
 
 log = logging.getLogger("voicebot.transcript")
@@ -42,6 +43,10 @@ class Transcriber(Protocol):
     def transcribe(self, pcm: bytes, prompt: str = "") -> tuple[Transcript, float]:
         """Blocking: the utterance's transcript and the engine CPU seconds it took."""
 
+    def transcribe_many(self, pcms: list[bytes], prompt: str = "") -> tuple[list[Transcript], float]:
+        """Blocking: several utterances' transcripts (one batch where the engine
+        takes batches) and the engine CPU seconds they took together."""
+
     def close(self) -> None: ...
 
 
@@ -54,6 +59,11 @@ class InlineTranscriber:
         began = time.thread_time()
         result = self.engine.transcribe(pcm, prompt)
         return result, time.thread_time() - began
+
+    def transcribe_many(self, pcms: list[bytes], prompt: str = "") -> tuple[list[Transcript], float]:
+        began = time.thread_time()
+        results = transcribe_all(self.engine, pcms, prompt)
+        return results, time.thread_time() - began
 
     def close(self) -> None:
         pass
@@ -74,11 +84,15 @@ class ProcessTranscriber:
         return self._process.pid if self._process else None
 
     def transcribe(self, pcm: bytes, prompt: str = "") -> tuple[Transcript, float]:
+        results, cpu_s = self.transcribe_many([pcm], prompt)
+        return results[0], cpu_s
+
+    def transcribe_many(self, pcms: list[bytes], prompt: str = "") -> tuple[list[Transcript], float]:
         if self._conn is None:
             self._start()
         assert self._conn is not None
         try:
-            self._conn.send(("job", pcm, prompt))
+            self._conn.send(("jobs", pcms, prompt))
             if not self._conn.poll(self.timeout_s):
                 self._kill()
                 raise EngineError(f"transcript engine gave no result within {self.timeout_s} s")
@@ -88,8 +102,9 @@ class ProcessTranscriber:
             raise EngineError(f"transcript worker died: {type(exc).__name__}") from None
         if reply[0] == "error":
             raise EngineError(f"{self.name} failed: {reply[1]}")
-        _, text, confidence, words, cpu_s = reply
-        return Transcript(text, confidence, tuple(Word(*w) for w in words)), cpu_s
+        _, results, cpu_s = reply
+        return [Transcript(text, confidence, tuple(Word(*w) for w in words))
+                for text, confidence, words in results], cpu_s
 
     def close(self) -> None:
         if self._conn is not None:
@@ -161,13 +176,12 @@ def _serve(conn: Connection, engine_name: str, model: str, language: str, models
             return
         began = time.process_time()
         try:
-            t, _ = inline.transcribe(message[1], message[2])
-        except Exception as exc:  # one utterance's failure, not the worker's
+            heard, _ = inline.transcribe_many(message[1], message[2])
+        except Exception as exc:  # these utterances' failure, not the worker's
             conn.send(("error", f"{type(exc).__name__}: {exc}"))
             continue
-        words = [(w.text, w.conf, w.start, w.end) for w in t.words]
-        conn.send(("result", t.text, t.confidence, words, time.process_time() - began))
-
+        results = [(t.text, t.confidence, [(w.text, w.conf, w.start, w.end) for w in t.words]) for t in heard]
+        conn.send(("results", results, time.process_time() - began))
 
 if __name__ == "__main__":
     fd, *rest = sys.argv[1:]
