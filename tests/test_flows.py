@@ -214,6 +214,18 @@ def test_key_words_match_in_their_regular_endings(text, intent):
     assert interpret(text, EN, list(FLOW.intents.values())).intent == intent
 
 
+@pytest.mark.parametrize(("text", "asks"), [
+    ("i am a real estate agent", False), ("i'm an insurance agent calling about a claim", False),
+    ("i'm an agent myself and i need to talk to a supervisor", True),
+])
+def test_saying_what_one_is_tells_about_a_person_word(text, asks):
+    """Told about, so a second engine's person does not make it a clear request
+    (reading.py); a request in the same breath still is one."""
+    meaning = interpret(text, EN, list(FLOW.intents.values()))
+    assert (meaning.intent == "human" and meaning.certain) is asks
+    assert meaning.mention is not asks
+
+
 @pytest.mark.parametrize("text", MENTIONS)
 def test_a_person_word_is_not_a_request(text):
     meaning = interpret(text, EN, list(FLOW.intents.values()))
@@ -244,6 +256,26 @@ def listening(flow=FLOW, language="en") -> p.Policy:
     played(policy)
     played(policy)  # the menu
     return policy
+
+
+@pytest.mark.parametrize(("text", "at_menu", "where_yes_is_an_answer"), [
+    ("okay can i just get a danger", None, "yes"),  # a request begun, misheard: not an answer
+    ("yeah so i was wondering about my bill", None, "yes"),
+    ("no i don't know what i want", None, "no"),
+    ("okay", "yes", "yes"), ("no thank you", "goodbye", "goodbye"),  # said alone, as ever
+    ("okay where is my order", "order_status", "order_status"),
+])
+def test_a_yes_or_no_word_opening_a_sentence_answers_only_a_yes_no_question(text, at_menu,
+                                                                            where_yes_is_an_answer):
+    """At "How can I help you?" a yes or no word counts only said alone; at "Anything
+    else?" (which takes yes and no) and while confirming it still opens an answer."""
+    policy = listening()
+    assert policy.understand(text).intent == at_menu
+    policy.node = "anything_else"
+    assert policy.understand(text).intent == where_yes_is_an_answer
+    if where_yes_is_an_answer in ("yes", "no"):
+        policy.node, policy.confirming = "menu", "human"
+        assert policy.understand(text).intent == where_yes_is_an_answer
 
 
 @pytest.mark.parametrize(("answer", "said"), [("yes please", "handoff"), ("no", "menu"), ("agent", "handoff")])

@@ -123,7 +123,8 @@ class Policy:
         node = self._ask_node()
         names = list(node.on) if node is not None else []
         intents = [self.flow.intents[n] for n in names if n in self.flow.intents]
-        return interpret(text, PACKS[self.language], intents)
+        answers = node is None or bool(self.confirming) or bool(node.slot) or YES in names or NO in names
+        return interpret(text, PACKS[self.language], intents, answers)
 
     def read(self, text: str, confidence: float) -> Reading:
         """The grammar recogniser's reading of what it heard at the current question."""

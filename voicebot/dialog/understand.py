@@ -58,8 +58,11 @@ class Interpretation:
     digits: str = ""  # digits spoken or typed in the utterance
 
 
-def interpret(text: str, pack: LanguagePack, intents: list[Intent]) -> Interpretation:
-    """The caller's intent among `intents` plus the built-in ones (a person, yes, no)."""
+def interpret(text: str, pack: LanguagePack, intents: list[Intent], answers: bool = True) -> Interpretation:
+    """The caller's intent among `intents` plus the built-in ones (a person, yes, no).
+    `answers`: the question takes a yes or a no; where it does not ("How can I help
+    you?"), a yes or no word counts only said alone: "okay, can I just get ..." starts
+    a request, it does not answer."""
     words = normalise(text).split()
     if not words:
         return Interpretation(None)
@@ -68,7 +71,7 @@ def interpret(text: str, pack: LanguagePack, intents: list[Intent]) -> Interpret
     person, mention = _request_verdict(words, hits, pack)
     if person is not None and person:
         return Interpretation(HUMAN, certain=True, digits=digits)
-    answer = yes_or_no(words, pack)
+    answer = yes_or_no(words, pack, alone=not answers)
     best = best_intent(words, intents, pack)
     if best is not None:
         return Interpretation(best, digits=digits)
@@ -116,7 +119,8 @@ def _frame(words: list[str], start: int, end: int, pack: LanguagePack) -> tuple[
         # "someone i can talk to", "can somebody help me"
         requested = requested or any(w in _TALK or w == "help" for w in words[end:end + 4])
         mentioned = (bool(before) and before[-1] in _DEFINITE) or any(w in _AFTER for w in after) \
-            or any(w in _STORY or w in _TOLD for w in words) or any(w in _PAST for w in before)
+            or any(w in _STORY or w in _TOLD for w in words) or any(w in _PAST for w in before) \
+            or _tells_who_they_are(before)
     if not_people:
         return (True if negated and requested else None), False
     if not negated and not pack.attaches_particles and _direct_request(words, start, pack):
@@ -129,6 +133,11 @@ def _frame(words: list[str], start: int, end: int, pack: LanguagePack) -> tuple[
     if mentioned and not requested:
         return False, True
     return None, mentioned or start <= 1  # "somebody from billing left me ...": told about
+
+
+def _tells_who_they_are(before: list[str]) -> bool:
+    """"i am a real estate agent", "i'm an agent myself": the caller says what they are."""
+    return any(w in ("am", "i'm") and before[i + 1:i + 2] in (["a"], ["an"]) for i, w in enumerate(before))
 
 
 def _direct_request(words: list[str], start: int, pack: LanguagePack) -> bool:
@@ -172,11 +181,13 @@ def _person_hits(words: list[str], pack: LanguagePack) -> list[tuple[int, int]]:
     return sorted(hits)
 
 
-def yes_or_no(words: list[str], pack: LanguagePack) -> str | None:
+def yes_or_no(words: list[str], pack: LanguagePack, alone: bool = False) -> str | None:
+    """Yes or no, said alone or (unless `alone`) at the start of the words."""
     text = " ".join(words)
     for intent, phrases in ((NO, pack.no), (YES, pack.yes)):
         for phrase in phrases:
-            if text == phrase or text.startswith(phrase + " ") or (pack.attaches_particles and words[0] == phrase):
+            if text == phrase or (not alone and (text.startswith(phrase + " ")
+                                                 or (pack.attaches_particles and words[0] == phrase))):
                 return intent
     return None
 
