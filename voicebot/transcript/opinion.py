@@ -12,10 +12,10 @@ pass): its answer is on the caller's path.
 Asks that come while the engine is busy wait, and with `max_batch` over 1 are
 decoded together when it is free (Whisper shares the search's steps across a
 batch: 4 utterances cost about 2.3 times one), so it keeps up with more unsure
-turns, though a batch's callers all wait for the whole batch. Under load it is not asked when the batch
-running and the one it would join (at their recent pace) would already use up
-the timeout; with none running it is always asked, so a slow spell cannot
-switch it off for good.
+turns, though a batch's callers all wait for the whole batch. Under load it is
+not asked when the batch running and those up to the one it would join (at
+their recent pace) would already use up the timeout; with none running it is
+always asked, so a slow spell cannot switch it off for good.
 """
 
 from __future__ import annotations
@@ -147,7 +147,7 @@ class SecondOpinion:
 
     def _batch_done(self, batch: list[_Ask], job: asyncio.Future[list[Transcript]]) -> None:
         self._running = 0
-        failure = job.exception() if not job.cancelled() else asyncio.CancelledError()
+        failure = job.exception() if not job.cancelled() else RuntimeError("the engine's job was cancelled")
         for i, ask in enumerate(batch):
             if ask.answer.done():
                 continue
