@@ -6,7 +6,7 @@ make them cheaper, and how each setting changes what the grammar hears.
     .venv/bin/python benchmarks/sphinx_search_cost.py now topn2
 
 Each variant builds the engine with extra decoder settings for the sentence
-search and/or the phone loop; every English fixture of audio_fixtures/ is
+search and/or the phone loop; every en_*.wav fixture of audio_fixtures/ is
 decoded whole by each search alone (CPU time of process_raw), then through the
 engine as a call streams it (100 ms chunks), and its words and confidence are
 compared with today's settings (`now`). A variant that changes words or moves
@@ -70,7 +70,7 @@ def main() -> int:
     names = sys.argv[1:] or list(VARIANTS)
     audio = clips()
     seconds = sum(len(pcm) / 2 / se.SAMPLE_RATE for _, pcm in audio)
-    print(f"{len(audio)} English fixtures, {seconds:.0f} s of audio; CPU ms per second of audio")
+    print(f"{len(audio)} en_*.wav fixtures, {seconds:.0f} s of audio; CPU ms per second of audio")
     print(f"{'variant':12} {'sentences':>9} {'loop':>6} {'total':>6} {'ratio':>6}   heard differently")
     heard: dict[str, dict[str, tuple[str, float]]] = {}
     base_total = 0.0
