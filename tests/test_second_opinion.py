@@ -310,21 +310,28 @@ class BatchEngine(FakeFreeFormEngine):
         return [self.transcribe(p, prompt) for p in pcms]
 
 
+async def asked_behind_one(opinion: SecondOpinion, engine: BatchEngine, sizes: tuple[int, ...],
+                           prompts: tuple[str, ...] = ()) -> list[str | None]:
+    """One ask of 16000 samples running, then asks of `sizes` (with `prompts`) waiting
+    behind it; the engine's gate opens once all are asked: each caller's words."""
+    first = asyncio.create_task(opinion.ask(pcm(16000), 16000, prompts[0] if prompts else ""))
+    while not opinion._running:
+        await asyncio.sleep(0)
+    waiting = [asyncio.create_task(opinion.ask(pcm(n), 16000, prompts[i + 1] if prompts else ""))
+               for i, n in enumerate(sizes)]
+    while opinion.counts.asked < 1 + len(sizes):
+        await asyncio.sleep(0)
+    engine.gate.set()
+    return [h.text if h else None for h in await asyncio.gather(first, *waiting)]
+
+
 async def test_asks_that_wait_for_the_engine_are_decoded_as_one_batch():
     """While one utterance is decoded, the asks that come wait together and go to the
     engine as one batch (those with the same prompt: Whisper decodes a batch with one);
     each caller gets the words of their own utterance."""
     engine = BatchEngine()
     opinion = SecondOpinion(InlineTranscriber(engine), "en", timeout_s=30, max_batch=4)
-    first = asyncio.create_task(opinion.ask(pcm(16000), 16000, "menu"))
-    while not opinion._running:
-        await asyncio.sleep(0)
-    waiting = [asyncio.create_task(opinion.ask(pcm(n), 16000, prompt))
-               for n, prompt in ((24000, "menu"), (32000, "confirm"), (16000, "menu"))]
-    while opinion.counts.asked < 4:
-        await asyncio.sleep(0)
-    engine.gate.set()
-    heard = [h.text if h else None for h in await asyncio.gather(first, *waiting)]
+    heard = await asked_behind_one(opinion, engine, (24000, 32000, 16000), ("menu", "menu", "confirm", "menu"))
     assert heard == ["get me a person", "where is my order", "agent", "get me a person"]
     assert engine.batches == [([16000], "menu"), ([24000, 16000], "menu"), ([32000], "confirm")]
     assert opinion.idle and opinion.counts.answered == 4
@@ -335,14 +342,7 @@ async def test_a_failed_batch_is_no_opinion_for_each_of_its_callers():
     engine = BatchEngine()
     engine.fail = (24000,)
     opinion = SecondOpinion(InlineTranscriber(engine), "en", timeout_s=30, max_batch=4)
-    first = asyncio.create_task(opinion.ask(pcm(16000), 16000, ""))
-    while not opinion._running:
-        await asyncio.sleep(0)
-    waiting = [asyncio.create_task(opinion.ask(pcm(n), 16000, "")) for n in (24000, 32000)]
-    while opinion.counts.asked < 3:
-        await asyncio.sleep(0)
-    engine.gate.set()
-    assert [h.text if h else None for h in await asyncio.gather(first, *waiting)] == ["get me a person", None, None]
+    assert await asked_behind_one(opinion, engine, (24000, 32000)) == ["get me a person", None, None]
     assert (opinion.counts.answered, opinion.counts.failed) == (1, 2) and opinion.idle
     await opinion.close()
 
@@ -356,14 +356,7 @@ async def test_one_at_a_time_unless_batches_are_turned_on():
         load_settings(env={"VOICEBOT_SECOND_OPINION_BATCH": "0"})
     engine = BatchEngine()
     opinion = SecondOpinion(InlineTranscriber(engine), "en", timeout_s=30)
-    first = asyncio.create_task(opinion.ask(pcm(16000), 16000, ""))
-    while not opinion._running:
-        await asyncio.sleep(0)
-    waiting = [asyncio.create_task(opinion.ask(pcm(n), 16000, "")) for n in (24000, 32000)]
-    while opinion.counts.asked < 3:
-        await asyncio.sleep(0)
-    engine.gate.set()
-    assert [h.text for h in await asyncio.gather(first, *waiting) if h] == [
+    assert await asked_behind_one(opinion, engine, (24000, 32000)) == [
         "get me a person", "where is my order", "agent"]
     assert [sizes for sizes, _ in engine.batches] == [[16000], [24000], [32000]]
     await opinion.close()
