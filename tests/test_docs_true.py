@@ -129,3 +129,12 @@ def test_the_fixture_table_lists_the_manifest():
     text = (ROOT / "audio_fixtures" / "README.md").read_text(encoding="utf-8")
     rows = re.findall(r"^\| `([\w.-]+\.wav)` \| (\w\w) \| [\d.]+ \| ([\w:]+) \|", text, re.M)
     assert sorted(rows) == sorted((e["file"], e["language"], e["expected"]) for e in MANIFEST)
+
+
+def test_the_process_count_the_readme_gives_is_pytests():
+    """The README's Tests section says how many processes the suite runs in: pyproject's `-n`."""
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    configured = re.search(r'^addopts = "[^"]*-n (\d+)', pyproject, re.M)
+    claimed = re.search(r"runs everything, in (\d+)\s+processes", (ROOT / "README.md").read_text(encoding="utf-8"))
+    assert configured and claimed, "update this test: the README or pyproject no longer says it this way"
+    assert claimed[1] == configured[1]
