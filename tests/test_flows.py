@@ -209,7 +209,9 @@ def test_words_that_tell_about_someone_are_marked_as_mentions(text):
 
 @pytest.mark.parametrize(("text", "intent"), [("where are my packages", "order_status"),
                                               ("nothing got delivered", "order_status"),
-                                              ("i keep getting locked out of my accounts", "password_reset")])
+                                              ("i keep getting locked out of my accounts", "password_reset"),
+                                              ("i need help signing in", "password_reset"),
+                                              ("i have trouble logging in", "password_reset")])
 def test_key_words_match_in_their_regular_endings(text, intent):
     assert interpret(text, EN, list(FLOW.intents.values())).intent == intent
 
@@ -221,6 +223,19 @@ def test_key_words_match_in_their_regular_endings(text, intent):
 def test_saying_what_one_is_tells_about_a_person_word(text, asks):
     """Told about, so a second engine's person does not make it a clear request
     (reading.py); a request in the same breath still is one."""
+    meaning = interpret(text, EN, list(FLOW.intents.values()))
+    assert (meaning.intent == "human" and meaning.certain) is asks
+    assert meaning.mention is not asks
+
+
+@pytest.mark.parametrize(("text", "asks"), [
+    ("my insurance agent needs a receipt", False), ("your support staff mailed me a link", False),
+    ("the game staff have it", False),
+    ("can i talk to your support staff", True), ("connect me with your customer service", True),
+])
+def test_a_person_word_inside_a_possessive_phrase_is_told_about(text, asks):
+    """"my insurance agent", "your support staff": a person-word two words after a
+    possessive or "the" names someone, unless a request leads up to it."""
     meaning = interpret(text, EN, list(FLOW.intents.values()))
     assert (meaning.intent == "human" and meaning.certain) is asks
     assert meaning.mention is not asks

@@ -132,11 +132,10 @@ def test_fluent_words_about_someone_keep_the_grammars_unsure_person():
 
 
 # --- when the policy wants one ---------------------------------------------------------
-def test_asked_only_where_the_grammar_is_unsure_at_an_open_question():
+def test_asked_at_an_open_question_about_all_but_a_sure_yes_or_no():
     policy = at_menu()
     assert policy.wants_second_opinion(policy.read("agent please", 0.97))  # even a sure person: it may veto
-    assert not policy.wants_second_opinion(policy.read("i forgot my password", 0.96))
-    assert not policy.wants_second_opinion(policy.read("i forgot my password", 0.7))  # acted on
+    assert policy.wants_second_opinion(policy.read("i forgot my password", 0.96))  # even a sure intent
     assert policy.wants_second_opinion(policy.read("i forgot my password", 0.5))  # would reprompt
     assert policy.wants_second_opinion(policy.read("agent please", 0.6))
     assert policy.wants_second_opinion(policy.read("", 0.0))
@@ -150,6 +149,21 @@ def test_asked_only_where_the_grammar_is_unsure_at_an_open_question():
     assert policy.opinion_prompt == "Do you want me to connect you to a person?"
 
 
+def test_a_sure_intent_gives_way_only_to_confident_words():
+    """The grammar forces other speech into its nearest phrase even when sure of it
+    ("is the store hiring" -> "did the order arrive", 0.97): confident words with no
+    intent in them are asked again, fluent words with another intent decide, and
+    words the engine is unsure of leave the grammar's answer."""
+    policy = at_menu()
+    first = policy.read("did the order arrive", 0.97)
+    assert first.meaning.intent == "order_status"
+    assert policy.reread(first, Transcript("Is the store hiring?", OTHER_SPEECH)).meaning.intent is None
+    assert policy.reread(first, Transcript("I forgot my password.", FLUENT)).meaning.intent == "password_reset"
+    assert policy.reread(first, Transcript("I forgot my password.", FLUENT - 0.01)) is first
+    assert policy.reread(first, Transcript("Is the store hiring?", OTHER_SPEECH - 0.01)) is first
+    assert said(hear(policy, "did the order arrive", 0.97, "Is the store hiring?", 0.9)) == ["didnt_catch"]
+
+
 def test_a_yes_the_grammar_heard_as_no_still_reaches_a_person():
     policy = at_menu()
     policy.step(p.Heard(Utterance("is there an actual person there", 0.5, 0, 1)))
@@ -157,6 +171,23 @@ def test_a_yes_the_grammar_heard_as_no_still_reaches_a_person():
     reading = policy.reread(first, Transcript("Sure, go ahead.", 0.8))
     actions = policy.step(p.Heard(Utterance("sure go ahead", 0.8, 2, 3), reading))
     assert policy.handoff_reason is HandoffReason.CALLER_REQUEST, actions
+
+
+def test_an_unsure_yes_over_the_grammars_no_waits_for_the_fallback():
+    """At "do you want a person?", a no the grammar heard is not turned into a yes by
+    a free-form engine unsure of its words (a "nah" heard as "Yeah, good, good"):
+    the fallback is asked, and its yes, or a fluent yes, is a yes."""
+    policy = at_menu()
+    policy.step(p.Heard(Utterance("is there an actual person there", 0.5, 0, 1)))
+    first = policy.read("no it isn't", 0.63)
+    assert policy.wants_second_opinion(first)
+    unsure = Transcript("Yeah, good, good, good", FLUENT - 0.13)
+    assert policy.reread(first, unsure) is first and policy.wants_larger(first, unsure)
+    assert policy.reread(first, Transcript("Yes, please.", 0.7), larger=True).meaning.intent == "yes"
+    fluent = Transcript("Yes, please.", FLUENT)
+    assert policy.reread(first, fluent).meaning.intent == "yes" and not policy.wants_larger(first, fluent)
+    actions = policy.step(p.Heard(Utterance("no it isn't", 0.63, 2, 3), policy.reread(first, unsure)))
+    assert said(actions) == ["menu"] and policy.handoff_reason is None
 
 
 def test_not_asked_for_a_slot():

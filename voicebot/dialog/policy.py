@@ -47,7 +47,7 @@ from voicebot.dialog.messages import (
     StopPlayback,
     Survey,
 )
-from voicebot.dialog.reading import Reading, second_reading, wants_larger
+from voicebot.dialog.reading import FLUENT, Reading, second_reading, wants_larger
 from voicebot.dialog.understand import Interpretation, interpret
 from voicebot.types import HandoffReason, Outcome, Transcript, Utterance
 
@@ -148,17 +148,40 @@ class Policy:
             return self.confirming == HUMAN and not sure_yes
         if meaning.intent == HUMAN:  # even a sure one: the grammar forces other speech into its person phrases
             return True
-        return meaning.intent is None or confidence < self._accept(node)  # would be reprompted
+        # every intent but a yes or no, even a sure one: the grammar forces other speech into
+        # its nearest phrase ("is the store hiring" -> "did the order arrive", 0.97)
+        return meaning.intent not in (YES, NO) or confidence < self._accept(node)
 
     def reread(self, first: Reading, heard: Transcript, larger: bool = False) -> Reading:
         """`first` with a free-form engine's opinion of the same audio (`larger`: the fallback's)."""
-        return second_reading(first, self.understand(heard.text), heard, self._sure_person(first), larger)
+        said = self.understand(heard.text)
+        if not larger and self._unsure_yes_over_no(first, said, heard):
+            return first
+        return second_reading(first, said, heard, self._sure_person(first), larger, self._sure_intent(first))
 
     def wants_larger(self, first: Reading, heard: Transcript) -> bool:
         """Whether the fallback model is asked after the second opinion heard `heard`."""
         said = self.understand(heard.text)
-        reread = second_reading(first, said, heard, self._sure_person(first))
+        if self._unsure_yes_over_no(first, said, heard):
+            return True
+        reread = second_reading(first, said, heard, self._sure_person(first), sure_intent=self._sure_intent(first))
         return wants_larger(first, reread, said, heard, self._sure_person(first))
+
+    def _unsure_yes_over_no(self, first: Reading, said: Interpretation, heard: Transcript) -> bool:
+        """At "do you want a person?": the grammar heard a no, the free-form engine a yes
+        in words it is unsure of ("nah" heard as "Yeah, good, good, good"). A no heard
+        as yes transfers someone who asked for no one: the fallback decides."""
+        node = self._ask_node()
+        return self.confirming == HUMAN and node is not None and first.meaning.intent in (NO, GOODBYE) \
+            and first.confidence >= node.ladder.confirm and said.intent in (YES, HUMAN) \
+            and heard.confidence < FLUENT
+
+    def _sure_intent(self, reading: Reading) -> bool:
+        """The grammar heard one of the question's own intents (not a person, yes or no)
+        at or above the accept threshold: what it would act on without an opinion."""
+        node = self._ask_node()
+        return node is not None and not self.confirming and reading.meaning.intent not in (None, HUMAN, YES, NO) \
+            and reading.confidence >= self._accept(node)
 
     def _sure_person(self, reading: Reading) -> bool:
         node = self._ask_node()

@@ -6,7 +6,8 @@ whole-sentence equality. A person-word is not a request: "put me through to
 an agent" asks for someone, "the agent told me my order would come" tells a
 story. A person-word led by a request ("speak to", "get me", "transfer me to")
 or standing almost alone ("agent please") is a request; one led by "the",
-"my", or followed by "told"/"said" is a mention; anything between is unsure,
+"my" (also two words back, "my insurance agent", unless a request leads up to
+it), or followed by "told"/"said" is a mention; anything between is unsure,
 and the policy asks before it transfers. A request verb right before the
 person-word ("talk to the manager", "connect me with your help desk", "can I
 have a human") decides it, whatever follows ("someone who works there"),
@@ -120,7 +121,7 @@ def _frame(words: list[str], start: int, end: int, pack: LanguagePack) -> tuple[
         requested = requested or any(w in _TALK or w == "help" for w in words[end:end + 4])
         mentioned = (bool(before) and before[-1] in _DEFINITE) or any(w in _AFTER for w in after) \
             or any(w in _STORY or w in _TOLD for w in words) or any(w in _PAST for w in before) \
-            or _tells_who_they_are(before)
+            or _tells_who_they_are(before) or (not requested and len(before) >= 2 and before[-2] in _DEFINITE)
     if not_people:
         return (True if negated and requested else None), False
     if not negated and not pack.attaches_particles and _direct_request(words, start, pack):
@@ -227,16 +228,20 @@ def _sentences(template: str) -> tuple[str, ...]:
 def _contains(text: str, words: list[str], keyword: str, pack: LanguagePack) -> bool:
     if pack.attaches_particles:  # 주문을, 배송이
         return any(part in w for part in keyword.split() for w in words)
-    if " " in keyword:
-        return f" {keyword} " in text
+    if " " in keyword:  # "sign in": also "signing in", "signed in"
+        first, rest = keyword.split(" ", 1)
+        return any(f" {form} {rest} " in text for form in _forms(first))
     return any(w in _forms(keyword) for w in words)
 
 
 @lru_cache(maxsize=1024)
 def _forms(word: str) -> frozenset[str]:
-    """A key word and its regular English endings: package(s), deliver(ed|ing), arrive(d)."""
+    """A key word and its regular English endings: package(s), deliver(ed|ing), arrive(d),
+    log(ged|ging)."""
     stem = word[:-1] if word.endswith("e") else word
-    return frozenset({word, word + "s", word + "es", stem + "ed", stem + "ing", word + "d"})
+    doubled = word + word[-1]  # a short verb's last consonant doubles: logging, shipped
+    return frozenset({word, word + "s", word + "es", stem + "ed", stem + "ing", word + "d",
+                      doubled + "ed", doubled + "ing"})
 
 
 def spoken_digits(words: list[str], pack: LanguagePack) -> str:
