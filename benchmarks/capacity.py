@@ -137,6 +137,19 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
 
 
+def checkout_of(python: str) -> Path:
+    """The checkout whose `voicebot` package `python` imports (`python -m` imports from
+    its working directory first, so the server runs there)."""
+    if python == sys.executable:
+        return ROOT
+    found = subprocess.run([python, "-c", "import pathlib, voicebot; "
+                            "print(pathlib.Path(voicebot.__file__).resolve().parent.parent)"],
+                           cwd="/", capture_output=True, text=True)
+    if found.returncode:
+        raise SystemExit(f"PYTHON={python} cannot import voicebot: {found.stderr[-500:]}")
+    return Path(found.stdout.strip())
+
+
 async def start_server(args: argparse.Namespace, db: str, extra_env: dict[str, str] | None = None
                        ) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
@@ -148,7 +161,8 @@ async def start_server(args: argparse.Namespace, db: str, extra_env: dict[str, s
            **(extra_env or {})}
     if args.workers:
         env["VOICEBOT_ASR_WORKERS"] = str(args.workers)
-    proc = subprocess.Popen([sys.executable, "-m", "voicebot", "serve"], env=env, cwd=ROOT,
+    python = env.pop("PYTHON", sys.executable)  # a --turns arm may run another checkout's interpreter
+    proc = subprocess.Popen([python, "-m", "voicebot", "serve"], env=env, cwd=checkout_of(python),
                             stdout=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     async with aiohttp.ClientSession() as http:
@@ -318,7 +332,8 @@ def parser(description: str | None = __doc__) -> argparse.ArgumentParser:
     ap.add_argument("--calls", type=int, default=20, help="--turns: calls at once (one wave)")
     ap.add_argument("--heldout", type=int, default=10, help="--turns: held-out clips per class")
     ap.add_argument("--arm", action="append", help="--turns: NAME:VOICEBOT_KEY=VAL,... (repeatable; "
-                    "default fixed:VOICEBOT_TURN_COMPLETE_MS=0 and adaptive:)")
+                    "default fixed:VOICEBOT_TURN_COMPLETE_MS=0 and adaptive:); PYTHON=PATH runs that "
+                    "interpreter's checkout (a tree before a change, in its own worktree)")
     return ap
 
 
