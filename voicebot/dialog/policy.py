@@ -148,23 +148,21 @@ class Policy:
             return self.confirming == HUMAN and not sure_yes
         if meaning.intent == HUMAN:  # even a sure one: the grammar forces other speech into its person phrases
             return True
-        # every intent but a yes or no, even a sure one: the grammar forces other speech into
-        # its nearest phrase ("is the store hiring" -> "did the order arrive", 0.97)
-        return meaning.intent not in (YES, NO) or confidence < self._accept(node)
+        return meaning.intent is None or confidence < self._accept(node)  # would be reprompted
 
     def reread(self, first: Reading, heard: Transcript, larger: bool = False) -> Reading:
         """`first` with a free-form engine's opinion of the same audio (`larger`: the fallback's)."""
         said = self.understand(heard.text)
         if not larger and self._unsure_yes_over_no(first, said, heard):
             return first
-        return second_reading(first, said, heard, self._sure_person(first), larger, self._sure_intent(first))
+        return second_reading(first, said, heard, self._sure_person(first), larger)
 
     def wants_larger(self, first: Reading, heard: Transcript) -> bool:
         """Whether the fallback model is asked after the second opinion heard `heard`."""
         said = self.understand(heard.text)
         if self._unsure_yes_over_no(first, said, heard):
             return True
-        reread = second_reading(first, said, heard, self._sure_person(first), sure_intent=self._sure_intent(first))
+        reread = second_reading(first, said, heard, self._sure_person(first))
         return wants_larger(first, reread, said, heard, self._sure_person(first))
 
     def _unsure_yes_over_no(self, first: Reading, said: Interpretation, heard: Transcript) -> bool:
@@ -175,13 +173,6 @@ class Policy:
         return self.confirming == HUMAN and node is not None and first.meaning.intent in (NO, GOODBYE) \
             and first.confidence >= node.ladder.confirm and said.intent in (YES, HUMAN) \
             and heard.confidence < FLUENT
-
-    def _sure_intent(self, reading: Reading) -> bool:
-        """The grammar heard one of the question's own intents (not a person, yes or no)
-        at or above the accept threshold: what it would act on without an opinion."""
-        node = self._ask_node()
-        return node is not None and not self.confirming and reading.meaning.intent not in (None, HUMAN, YES, NO) \
-            and reading.confidence >= self._accept(node)
 
     def _sure_person(self, reading: Reading) -> bool:
         node = self._ask_node()

@@ -13,9 +13,7 @@ grammar's near miss is dropped, and the caller is asked again. An unsure
 request for a person needs less, from two engines: the fallback's fluent words
 with no person-word in them, after the second opinion's said the same. But a
 request for a person the grammar was sure of is never dropped: the bot asks
-about it. Another intent the grammar was sure of gives way only to fluent words
-with an intent of their own, or to confident words without any. A person only
-the fallback hears is asked about, never put through.
+about it. A person only the fallback hears is asked about, never put through.
 """
 
 from __future__ import annotations
@@ -47,18 +45,14 @@ class Reading:
 
 
 def second_reading(first: Reading, said: Interpretation, heard: Transcript, sure: bool = False,
-                   larger: bool = False, sure_intent: bool = False) -> Reading:
+                   larger: bool = False) -> Reading:
     """`first` as changed by a free-form engine that heard `heard` (meaning `said`).
     `sure`: the grammar was sure enough of `first` (a person) to act on it alone;
     then another intent outweighs it, and words that tell about someone or
     confidently hold no one make the bot ask rather than put the caller through.
     `larger`: the words are the fallback's, asked after the second opinion
-    left the turn not understood or contradicted the grammar's unsure person.
-    `sure_intent`: the grammar was sure of another of the question's intents; words
-    the engine is unsure of do not overturn it, confident words without one drop it."""
+    left the turn not understood or contradicted the grammar's unsure person."""
     person = first.meaning.intent == HUMAN
-    if sure_intent and said.intent not in (None, first.meaning.intent) and heard.confidence < FLUENT:
-        return first
     if said.intent is not None:
         if larger and said.intent == HUMAN:
             # the last resort, where two engines disagreed: a person it hears is asked about
