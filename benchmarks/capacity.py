@@ -137,19 +137,6 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
 
 
-def checkout_of(python: str) -> Path:
-    """The checkout whose `voicebot` package `python` imports (`python -m` imports from
-    its working directory first, so the server runs there)."""
-    if python == sys.executable:
-        return ROOT
-    found = subprocess.run([python, "-c", "import pathlib, voicebot; "
-                            "print(pathlib.Path(voicebot.__file__).resolve().parent.parent)"],
-                           cwd="/", capture_output=True, text=True)
-    if found.returncode:
-        raise SystemExit(f"PYTHON={python} cannot import voicebot: {found.stderr[-500:]}")
-    return Path(found.stdout.strip())
-
-
 async def start_server(args: argparse.Namespace, db: str, extra_env: dict[str, str] | None = None
                        ) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
@@ -161,8 +148,11 @@ async def start_server(args: argparse.Namespace, db: str, extra_env: dict[str, s
            **(extra_env or {})}
     if args.workers:
         env["VOICEBOT_ASR_WORKERS"] = str(args.workers)
+    from understanding import checkout_of  # imported here: understanding imports this module
+
     python = env.pop("PYTHON", sys.executable)  # a --turns arm may run another checkout's interpreter
-    proc = subprocess.Popen([python, "-m", "voicebot", "serve"], env=env, cwd=checkout_of(python),
+    cwd = ROOT if python == sys.executable else await checkout_of(python)
+    proc = subprocess.Popen([python, "-m", "voicebot", "serve"], env=env, cwd=cwd,
                             stdout=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     async with aiohttp.ClientSession() as http:
