@@ -15,6 +15,7 @@ import pytest
 from voicebot.app import REGISTRY
 from voicebot.asr.fake import FakeEngine
 from voicebot.audio.wav import read_wav
+from voicebot.call import listening
 from voicebot.config import Settings, load_settings
 from voicebot.errors import ConfigError
 from voicebot.replay.client import ReplayOptions, replay
@@ -153,9 +154,13 @@ async def test_the_fallback_is_started_only_beside_a_second_opinion():
 # --- a real call: real server, pocketsphinx, Whisper tiny.en and base -------------------
 @pytest.mark.e2e
 @pytest.mark.engine
-async def test_a_real_caller_only_the_larger_model_hears_reaches_a_person(start_server, en_engine):
+async def test_a_real_caller_only_the_larger_model_hears_reaches_a_person(start_server, en_engine, monkeypatch):
     """The grammar hears nothing usable and tiny.en hears "check with the project"
-    (tests/audio/README.md); base hears the request."""
+    (tests/audio/README.md); base hears the request. The burst guard (not asking
+    base when the grammar's result came over 0.15 s late) is proven above with a
+    fake clock; here, on a CI machine loaded by three other test processes, it
+    would decide the outcome, so it is widened for this one call."""
+    monkeypatch.setattr(listening, "BEHIND_S", 5.0)
     server = await start_server(en_engine, second_opinion="whisper", second_opinion_timeout_s=60,
                                 second_opinion_fallback="whisper-base")
     samples, rate = read_wav(Path(__file__).parent / "audio" / "chat_with_a_person_espeak_nyc.wav")
