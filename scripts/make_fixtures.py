@@ -141,16 +141,21 @@ def resample(x: np.ndarray, rate_in: int, rate_out: int, cutoff: float) -> np.nd
     n_out = int(np.floor(len(x) * rate_out / rate_in))
     padded = np.concatenate([np.zeros(reach), x, np.zeros(reach + 1)])
     offsets = np.arange(-reach, reach + 1)
+    centre = np.arange(n_out) * rate_in / rate_out  # position in input samples
+    base = np.floor(centre).astype(np.int64)
+    # The kernel depends only on the centre's fraction (exact: a float minus its
+    # floor), and a rational rate ratio repeats few of them: each is computed once.
+    # offset - fraction rounds the same real number as (base + offset) - centre did,
+    # so the samples are bit for bit what a kernel per output sample gave.
+    fractions, which = np.unique(centre - base, return_inverse=True)
+    dt = (offsets[None, :] - fractions[:, None]) / rate_in  # seconds from the centre
+    kernels = 2 * cutoff * np.sinc(2 * cutoff * dt) * _kaiser(dt, half, 8.0)
     out = np.empty(n_out)
     step = 2048
     for start in range(0, n_out, step):
         idx = np.arange(start, min(start + step, n_out))
-        centre = idx * rate_in / rate_out  # position in input samples
-        base = np.floor(centre).astype(np.int64)
-        k = base[:, None] + offsets[None, :]  # input sample indices
-        dt = (k - centre[:, None]) / rate_in  # seconds from the centre
-        kern = 2 * cutoff * np.sinc(2 * cutoff * dt) * _kaiser(dt, half, 8.0)
-        out[idx] = np.sum(padded[k + reach] * kern, axis=1) / rate_in
+        k = base[idx, None] + offsets[None, :]  # input sample indices
+        out[idx] = np.sum(padded[k + reach] * kernels[which[idx]], axis=1) / rate_in
     return out
 
 

