@@ -52,16 +52,19 @@ async def test_replay_single_file_prints_a_call_log(start_server, en_engine, tmp
 async def test_replay_manifest_verdicts_and_exit_status(start_server, en_engine, tmp_path):
     server = await start_server(en_engine)
     names = ["en_human_person.wav", "en_dtmf_zero.wav"]
-    good = subset(tmp_path, names)
-    code, out, err = await run_cli(*(str(FIXTURES / n) for n in names), "--manifest", str(good),
-                                   "--url", server.ws, "--concurrency", "2")
+    (tmp_path / "good").mkdir()
+    (tmp_path / "wrong").mkdir()
+    good = subset(tmp_path / "good", names)
+    wrong = subset(tmp_path / "wrong", names, {"en_dtmf_zero.wav": "completed"})
+    files = [str(FIXTURES / n) for n in names]
+    (code, out, err), (wrong_code, wrong_out, _) = await asyncio.gather(  # two operators at once
+        run_cli(*files, "--manifest", str(good), "--url", server.ws, "--concurrency", "2"),
+        run_cli(*files, "--manifest", str(wrong), "--url", server.ws, "--concurrency", "2", "--json"))
     assert code == 0, out + err
     assert "2/2 fixtures passed" in out and "mean WER 0.00 over 1 files" in out
     assert "] 2/2 " in err and err.count("\n") == 2, err  # one progress line per finished call
 
-    wrong = subset(tmp_path, names, {"en_dtmf_zero.wav": "completed"})
-    code, out, _ = await run_cli(*(str(FIXTURES / n) for n in names), "--manifest", str(wrong),
-                                 "--url", server.ws, "--concurrency", "2", "--json")
+    code, out = wrong_code, wrong_out
     assert code == 1
     lines = [json.loads(line) for line in out.splitlines()]
     verdicts = {line["file"].rsplit("/", 1)[1]: line["passed"] for line in lines}

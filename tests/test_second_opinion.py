@@ -392,13 +392,14 @@ async def test_real_calls_the_grammar_alone_misses(start_server, en_engine):
     server = await start_server(en_engine, second_opinion="whisper", second_opinion_timeout_s=60,
                                 transcript_engine="whisper", transcript_calls="handoff", second_opinion_batch=4)
     assert server.app[REGISTRY].services.opinion.max_batch == 4  # VOICEBOT_SECOND_OPINION_BATCH reaches it
-    track = await call(server, "en_caribbean_track.wav")
+    samples, rate = read_wav(Path(__file__).parent / "audio" / "talk_to_a_manager_festival_slt.wav")
+    track, manager = await asyncio.gather(  # two callers at once
+        call(server, "en_caribbean_track.wav"),
+        replay(server.ws + "/v1/stream", samples, rate,
+               ReplayOptions(max_call_s=60, caller="+15550124", confirm="none")))
     prompts = [e["name"] for e in track.of("prompt")]
     assert "order_status" in prompts and "didnt_catch" not in prompts, prompts
 
-    samples, rate = read_wav(Path(__file__).parent / "audio" / "talk_to_a_manager_festival_slt.wav")
-    manager = await replay(server.ws + "/v1/stream", samples, rate,
-                           ReplayOptions(max_call_s=60, caller="+15550124", confirm="none"))
     assert manager.outcome == "handoff:caller_request"
     asked = [e["name"] for e in manager.of("prompt")]
     assert asked[-1] == "handoff" and not {"didnt_catch", "confirm_human"} & set(asked), asked
