@@ -9,13 +9,12 @@ checks that on a subset). The verdict here comes from the server's call record.
 
 from __future__ import annotations
 
-import wave
 from dataclasses import dataclass
 
 import pytest
 
 from voicebot.replay.client import ReplayOptions
-from voicebot.replay.suite import Case, CaseResult, error_rate, load_cases, run_cases
+from voicebot.replay.suite import CaseResult, error_rate, load_cases, run_cases
 
 from .conftest import FIXTURES
 
@@ -109,19 +108,8 @@ _RUNS: dict[tuple[str, str], dict[str, Verdict] | BaseException] = {}
 CASES = [(c.language, c.path.name) for c in load_cases([FIXTURES], None)]
 
 
-def likely_length(case: Case) -> tuple[bool, float]:
-    """Calls that wait out the no-input timeouts (silence, and the known misses,
-    reprompted and then silent) are the longest; the rest last as their recording."""
-    with wave.open(str(case.path)) as w:
-        seconds = w.getnframes() / w.getframerate()
-    return case.expected == "handoff:no_input" or case.path.name in KNOWN_MISSES, seconds
-
-
 async def run_all(start_server, engine, language: str, protocol: str) -> dict[str, Verdict]:
-    # the longest calls first, so the run ends with the short ones that arrived last
-    # (English: ~62 s instead of ~87 s, calls of 14-32 s arriving over 48 s)
-    cases = sorted((c for c in load_cases([FIXTURES], None) if c.language == language),
-                   key=likely_length, reverse=True)
+    cases = [c for c in load_cases([FIXTURES], None) if c.language == language]
     # a loaded test machine (other test processes) must not turn a slow decode into a
     # system_error handoff: the recognition timeout is the capacity benchmark's subject
     server = await start_server(engine, language=language, asr_timeout_s=20.0)
