@@ -158,7 +158,7 @@ async def test_a_real_caller_only_the_larger_model_hears_reaches_a_person(start_
     """The grammar hears nothing usable and tiny.en hears "check with the project"
     (tests/audio/README.md); base hears the request. The burst guard (not asking
     base when the grammar's result came over 0.15 s late) is proven above with a
-    fake clock; here, on a CI machine loaded by three other test processes, it
+    fake recogniser that answers 0.3 s late; here, on a CI machine loaded by three other test processes, it
     would decide the outcome, so it is widened for this one call."""
     monkeypatch.setattr(listening, "BEHIND_S", 5.0)
     server = await start_server(en_engine, second_opinion="whisper", second_opinion_timeout_s=60,
