@@ -57,16 +57,15 @@ async def test_replay_manifest_verdicts_and_exit_status(start_server, en_engine,
     good = subset(tmp_path / "good", names)
     wrong = subset(tmp_path / "wrong", names, {"en_dtmf_zero.wav": "completed"})
     files = [str(FIXTURES / n) for n in names]
-    (code, out, err), (wrong_code, wrong_out, _) = await asyncio.gather(  # two operators at once
+    (code, out, err), (wrong_code, wrong_json, _) = await asyncio.gather(  # two operators at once
         run_cli(*files, "--manifest", str(good), "--url", server.ws, "--concurrency", "2"),
         run_cli(*files, "--manifest", str(wrong), "--url", server.ws, "--concurrency", "2", "--json"))
     assert code == 0, out + err
     assert "2/2 fixtures passed" in out and "mean WER 0.00 over 1 files" in out
     assert "] 2/2 " in err and err.count("\n") == 2, err  # one progress line per finished call
 
-    code, out = wrong_code, wrong_out
-    assert code == 1
-    lines = [json.loads(line) for line in out.splitlines()]
+    assert wrong_code == 1
+    lines = [json.loads(line) for line in wrong_json.splitlines()]
     verdicts = {line["file"].rsplit("/", 1)[1]: line["passed"] for line in lines}
     assert verdicts == {"en_human_person.wav": True, "en_dtmf_zero.wav": False}
     agent = next(line for line in lines if line["file"].endswith("en_human_person.wav"))
