@@ -165,10 +165,11 @@ async def run_turns(args: Any) -> int:
                     def sample(peak: list[float] = peak, pids: list[int] = pids) -> None:
                         peak.append(rss_mb(pids))
 
-                    joined = await joins(base)
+                    before = await counts(base)
                     results = await _pattern(base, items, pattern, listen_at, args, sample)
-                    joined = await joins(base) - joined
-                    print(row(arm, pattern, results, max(peak), pct, joined), flush=True)
+                    after = await counts(base)
+                    done = {k: after[k] - before[k] for k in after}
+                    print(row(arm, pattern, results, max(peak), pct, done), flush=True)
                     print(by_kind(results, pct), flush=True)
             finally:
                 proc.terminate()
@@ -176,12 +177,23 @@ async def run_turns(args: Any) -> int:
     return 0
 
 
-async def joins(base: str) -> int:
-    """Turns the server has joined so far (voicebot_turns_joined_total)."""
+COUNTED = {  # column -> the server's counter line it sums
+    "joined": "voicebot_turns_joined_total",
+    "whisper": 'voicebot_second_opinions_total{result="asked"}',
+    "fallback": 'voicebot_second_opinion_fallbacks_total{result="asked"}',
+}
+
+
+async def counts(base: str) -> dict[str, int]:
+    """The server's counts so far: turns joined, Whisper's and the fallback's asks."""
     async with aiohttp.ClientSession() as http, http.get(base + "/metrics") as r:
-        text = await r.text()
-    return sum(int(float(line.split()[-1])) for line in text.splitlines()
-               if line.startswith("voicebot_turns_joined_total"))
+        return counted(await r.text())
+
+
+def counted(metrics: str) -> dict[str, int]:
+    """COUNTED's columns from a /metrics page."""
+    return {name: sum(int(float(line.split()[-1])) for line in metrics.splitlines() if line.startswith(key + " "))
+            for name, key in COUNTED.items()}
 
 
 async def settled(pids: list[int], cpu_seconds: Any, limit_s: float = 90.0) -> None:
@@ -223,11 +235,12 @@ async def _pattern(base: str, items: list[Item], pattern: str, listen_at: float,
 
 
 HEADER = ("arm       pattern    n | response ms p50  p95  max | false cuts | split | joined | no reply | "
-          "held-out right | syserr | late | peak MB")
+          "held-out right | syserr | late | asked w/fb | peak MB")
 
 
 def row(arm: str, pattern: str, results: list[dict[str, Any]], peak_mb: float, pct: Any,
-        joined: int = 0) -> str:
+        done: dict[str, int]) -> str:
+    """One pattern's line; `done`: the server's counts over it (`counts`)."""
     timed = [r["response"] for r in results if "response" in r and not r["false_cut"]]
     cuts = sum(1 for r in results if r.get("false_cut"))
     split = sum(1 for r in results if r.get("heard", 0) > 1)
@@ -236,9 +249,10 @@ def row(arm: str, pattern: str, results: list[dict[str, Any]], peak_mb: float, p
     late = sum(1 for r in results if r.get("late_s", 0) > 0.05)
     return (f"{arm:9} {pattern:8} {len(results):>4} | {pct(timed, .5) * 1000:>15.0f} {pct(timed, .95) * 1000:>4.0f} "
             f"{max(timed, default=float('nan')) * 1000:>4.0f} | {cuts:>3} {100 * cuts / max(1, len(results)):>4.1f} % "
-            f"| {split:>5} | {joined:>6} | {silent:>8} | {sum(scored):>3}/{len(scored):<3} "
+            f"| {split:>5} | {done['joined']:>6} | {silent:>8} | {sum(scored):>3}/{len(scored):<3} "
             f"{100 * sum(scored) / max(1, len(scored)):>3.0f} % "
-            f"| {sum(r['syserr'] for r in results):>6} | {late:>4} | {peak_mb:>7.0f}")
+            f"| {sum(r['syserr'] for r in results):>6} | {late:>4} "
+            f"| {done['whisper']:>5} {done['fallback']:>4} | {peak_mb:>7.0f}")
 
 
 def by_kind(results: list[dict[str, Any]], pct: Any) -> str:

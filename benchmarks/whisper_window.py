@@ -19,6 +19,11 @@ and the seconds per clip (p50 / p95 / max, one process, 2 threads).
     .venv/bin/python benchmarks/whisper_window.py
     .venv/bin/python benchmarks/whisper_window.py --limit 60 --threads 1
 
+`--windows 10,5` compares instead the greedy search in windows of at least
+each of those seconds (the second opinion's `min_window_s`), `--model` picks
+the model (whisper-base, the fallback) and `--manifest` another set of clips
+(a dev set, to choose on before the held-out set measures).
+
 Needs `pip install 'voicebot[whisper]'` and the whisper-tiny.en weights
 (`scripts/setup --test` installs both).
 """
@@ -49,8 +54,11 @@ EVALUATION = ROOT / "evaluation"
 CLASSES = ("person_request", "routine", "person_word_no_request", "out_of_domain", "noise")
 
 
-def arms(threads: int) -> dict[str, WhisperEngine]:
-    path = resolve_whisper("whisper-tiny.en", ROOT / "models")
+def arms(threads: int, model: str, windows: list[float]) -> dict[str, WhisperEngine]:
+    path = resolve_whisper(model, ROOT / "models")
+    if windows:
+        return {f"greedy-{w:g}s": WhisperEngine(path, model, "en", threads, beam_size=1, min_window_s=w)
+                for w in windows}
     return {
         "30s-beam5": WhisperEngine(path, "whisper-tiny.en", "en", threads, beam_size=5,
                                    min_window_s=31.0),  # no window fits: faster-whisper's path
@@ -71,21 +79,25 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--limit", type=int, default=0, help="clips at most (0: all)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--model", default="whisper-tiny.en")
+    parser.add_argument("--windows", default="", help="compare greedy windows of at least these seconds, "
+                        "e.g. 10,6,5")
+    parser.add_argument("--manifest", type=Path, default=EVALUATION / "manifest.json")
     args = parser.parse_args(argv)
 
     flow = load_flow(ROOT / "voicebot" / "flows" / "default.toml")
     intents = [flow.intents[name] for name in flow.nodes["menu"].on if name in flow.intents]
     pack = PACKS["en"]
     prompt = pack.opinion_prompt([k for i in intents for k in i.keywords.get("en", ())])
-    clips = [c for c in json.loads((EVALUATION / "manifest.json").read_text())["clips"]
+    clips = [c for c in json.loads(args.manifest.read_text())["clips"]
              if c["language"] == "en" and c["class"] in CLASSES]
     clips = clips[: args.limit] if args.limit else clips
-    engines = arms(args.threads)
+    engines = arms(args.threads, args.model, [float(w) for w in args.windows.split(",") if w.strip()])
     hits: dict[tuple[str, str], int] = defaultdict(int)
     errors: dict[str, float] = defaultdict(float)
     seconds: dict[str, list[float]] = defaultdict(list)
     for clip in clips:
-        samples, _ = read_wav(EVALUATION / clip["file"], 16000)
+        samples, _ = read_wav(args.manifest.parent / clip["file"], 16000)
         for name, engine in engines.items():
             began = time.perf_counter()
             heard = engine.transcribe(samples.tobytes(), prompt)
@@ -96,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     counts = {c: sum(1 for clip in clips if clip["class"] == c) for c in CLASSES}
     words = sum(len(c["text"].split()) for c in clips if c["class"] != "noise")
     names = list(engines)
-    print(f"{len(clips)} held-out English clips, Whisper tiny.en, {args.threads} threads")
+    print(f"{len(clips)} English clips of {args.manifest}, Whisper {args.model}, {args.threads} threads")
     print(f"{'meaning right':28}" + "".join(f"{n:>14}" for n in names))
     for c in CLASSES:
         print(f"  {c:26}" + "".join(f"{hits[n, c]:>8}/{counts[c]:<5}" for n in names))
@@ -104,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     for label, q in (("seconds per clip p50", 50), ("seconds per clip p95", 95), ("seconds per clip max", 100)):
         print(f"{label:28}" + "".join(f"{np.percentile(seconds[n], q):>14.3f}" for n in names))
     base = float(np.percentile(seconds[names[0]], 50))
-    print(f"{'p50 ratio 30s/this':28}" + "".join(
+    print(f"{'p50 ratio first/this':28}" + "".join(
         f"{base / float(np.percentile(seconds[n], 50)):>13.1f}x" for n in names))
     return 0
 

@@ -11,7 +11,9 @@ import pytest
 from .conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from turn_calls import RATE, first_audible, fixture_items, speech_span  # noqa: E402
+from turn_calls import RATE, counted, first_audible, fixture_items, speech_span  # noqa: E402
+
+from voicebot.metrics import Metrics  # noqa: E402
 
 
 def test_first_audible_is_the_first_loud_sample_playing_after_the_turn_began():
@@ -22,6 +24,16 @@ def test_first_audible_is_the_first_loud_sample_playing_after_the_turn_began():
     assert first_audible([menu], after=1.0) is None
     # a reply that started while the caller still spoke counts from the turn's start
     assert first_audible([(0.5, np.concatenate([loud] * 100))], after=1.0) == pytest.approx(1.0, abs=1 / RATE)
+
+
+def test_the_server_counts_it_reports_are_read_from_the_servers_own_metrics():
+    metrics = Metrics()
+    for result in ("asked", "asked", "answered", "busy"):
+        metrics.second_opinion(result)
+    metrics.fallback_opinion("asked")
+    metrics.turns_joined.inc(3)
+    assert counted(metrics.exposition().decode()) == {"joined": 3, "whisper": 2, "fallback": 1}
+    assert counted(Metrics().exposition().decode()) == {"joined": 0, "whisper": 0, "fallback": 0}
 
 
 def test_speech_span_finds_the_loud_part():
