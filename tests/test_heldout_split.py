@@ -29,6 +29,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 EVAL = ROOT / "evaluation"
 FLOWS = ROOT / "voicebot" / "flows"
+DEVSET = ROOT / "benchmarks" / "devset"  # phrasings to tune on: never the held-out ones
 MEASURED = ("person_request", "routine", "person_word_no_request", "out_of_domain")
 # (language, class) -> (least clips, least distinct phrasings); issue 12, section 5
 MINIMUMS = {
@@ -154,6 +155,28 @@ def split_violations(phrases: dict[str, str], flow: dict[str, str]) -> list[str]
 def test_no_evaluation_phrase_is_in_a_flow_or_the_language_packs() -> None:
     problems = split_violations(eval_phrases(manifest()), flow_strings())
     assert not problems, "the held-out set is no longer held out:\n" + "\n".join(problems)
+
+
+def dev_phrases(dev_dir: Path = DEVSET) -> dict[str, str]:
+    """Normalised dev-set phrase -> its file (measured classes; a routine class holds
+    a list per intent)."""
+    found: dict[str, str] = {}
+    for path in sorted(dev_dir.glob("*.toml")):
+        for cls, body in tomllib.loads(path.read_text(encoding="utf-8")).items():
+            if cls in MEASURED and isinstance(body, dict):
+                for text in strings_in(body):
+                    found.setdefault(normalise(text), path.name)
+    return found
+
+
+def test_no_dev_phrase_is_a_held_out_phrase(tmp_path: Path) -> None:
+    """What rules are chosen on must not be what measures them."""
+    held_out, dev = eval_phrases(manifest()), dev_phrases()
+    assert len(dev) >= 60
+    assert not sorted(set(dev) & set(held_out)), "the dev set speaks held-out phrases"
+    planted = next(c["text"] for c in manifest() if c["class"] == "out_of_domain")
+    (tmp_path / "en.toml").write_text(f'[out_of_domain]\nphrases = ["{planted.upper()}!"]\n', encoding="utf-8")
+    assert set(dev_phrases(tmp_path)) & set(held_out) == {normalise(planted)}
 
 
 def test_the_checker_catches_a_phrase_planted_in_a_flow(tmp_path: Path) -> None:
