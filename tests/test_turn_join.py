@@ -89,6 +89,25 @@ async def test_a_request_after_words_the_grammar_has_none_for_is_heard_on_its_ow
     assert call.handoff_reason == "caller_request"
 
 
+async def test_a_joined_turn_the_bot_is_sure_of_is_not_heard_again_in_parts(kit):
+    """The last stretch is decoded alone only when the whole turn's reading would not be
+    acted on as it stands: joins come most in a burst, where every extra decoding makes
+    every caller wait. Here the stretch alone would be a surer request for a person."""
+    def reads(audio: bytes) -> Transcript:
+        return Transcript("where is my order", 0.9) if len(audio) >= 2 * half_bytes() else BOTH_HALVES
+
+    call = await kit.start_call(FakeEngine(reads))
+    await call.prompted("menu")
+    call.feed(words())
+    call.silence(HANGOVER_S + 0.1)
+    call.feed(words())
+    call.silence(1.0)
+    await call.prompted("order_status")
+    assert len(call.of_kind("turn_joined")) == 1
+    assert call.engine.received[-1] >= 2 * half_bytes()  # the whole turn was the last one heard
+    assert call.engine.finished == 2  # the first half, then the whole; never the stretch alone
+
+
 async def test_with_joining_off_the_caller_is_cut_in_two(kit):
     call = await kit.start_call(FakeEngine(by_length(2 * half_bytes())), turn_join_ms=0,
                                 low_confidence_turns=3)

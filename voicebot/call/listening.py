@@ -47,7 +47,7 @@ class _Speech:
     start: float  # call time; a joined turn's (its audio comes first)
     began: float  # when this stretch of speech began: the transcript pass's utterance
     pcm: list[bytes] = field(default_factory=list)  # at the recogniser's rate, for a second opinion
-    alone: UtteranceRecognition | None = None  # a joined turn's new speech, heard without the turn it joined
+    joined_bytes: int | None = None  # a joined turn's audio before this speech (None: not joined)
 
 
 @dataclass(frozen=True, eq=False)
@@ -63,7 +63,7 @@ class EndedTurn:
     asked: EarlyOpinion | None  # the second opinion asked at the pause the turn ended in
     asked_fallback: EarlyOpinion | None = None  # the larger model, asked there when that heard nothing
     ended_at: float = field(default_factory=time.monotonic)  # when the endpointer ended it
-    alone: UtteranceRecognition | None = None  # a joined turn's last stretch heard on its own
+    alone: bytes | None = None  # a joined turn's last stretch, to be heard on its own if need be
 
     @property
     def joined(self) -> bool:
@@ -115,7 +115,7 @@ class TurnListener:
             speech.recognition.feed(before)
             speech.pcm.append(before)
             speech.start = earlier.start
-            speech.alone = runner.open(self._policy.listen_context)
+            speech.joined_bytes = len(before)
             self._joined.add(earlier)
             self._services.events.publish(TurnJoined(self._call_id))
         self._timing = turn_timing(self._services.settings, self._policy.listen_node)
@@ -147,8 +147,6 @@ class TurnListener:
         """The turn's audio at the line rate."""
         if (speech := self._speech) is not None:
             speech.recognition.feed(pcm := speech.resampler.process(samples).tobytes())
-            if speech.alone is not None:
-                speech.alone.feed(pcm)
             speech.pcm.append(pcm)
             self._free.feed(pcm)
 
@@ -173,13 +171,12 @@ class TurnListener:
         self._speech = None
         resampler = speech.resampler
         speech.recognition.feed(pcm := resampler.process(np.zeros(0, np.int16), last=True).tobytes())
-        if speech.alone is not None:
-            speech.alone.feed(pcm)
         self._free.feed(pcm)
         self._free.ended(speech.began, at, self._policy.language, resampler.out_rate)
         audio = b"".join((*speech.pcm, pcm))
+        alone = None if speech.joined_bytes is None else audio[speech.joined_bytes:]
         turn = EndedTurn(speech.recognition, speech.start, at, audio, resampler.out_rate, early, asked, fallback,
-                         alone=speech.alone)
+                         alone=alone)
         self._unanswered = turn
         return turn
 
@@ -187,30 +184,41 @@ class TurnListener:
         """Speech handling failed: the recognition under way is closed unheard."""
         if self._speech is not None:
             self._tasks.spawn(self._speech.recognition.aclose(), "asr-abandoned")
-            if self._speech.alone is not None:
-                self._tasks.spawn(self._speech.alone.aclose(), "asr-abandoned")
             self._speech = None
 
     async def result(self, turn: EndedTurn) -> Transcript:
-        """The grammar's words for the turn. A joined turn is also heard without the
-        turn it joined, and that reading is taken when it holds something the flow
-        knows and is surer: the grammar knows whole phrases, so a request said after
-        a stretch it has no words for ("hello, is anyone there … I want to speak to
-        a person") is heard only on its own. Either recognition failing leaves the other."""
+        """The grammar's words for the turn. A joined turn whose whole reading the bot
+        would not act on as it stands is also heard without the turn it joined, and that
+        reading is taken when it holds something the flow knows and is surer: the
+        grammar knows whole phrases, so a request said after a stretch it has no words
+        for ("hello, is anyone there … I want to speak to a person") is heard only on
+        its own. Only then: joins come most where the recognisers are behind (a burst),
+        and a second decoding of every joined turn delayed every caller's answer there.
+        The last stretch failing alone leaves the whole turn's reading."""
+        whole = await turn.recognition.finish()
         if turn.alone is None:
-            return await turn.recognition.finish()
-        whole, alone = await asyncio.gather(turn.recognition.finish(), turn.alone.finish(),
-                                            return_exceptions=True)
-        if isinstance(whole, BaseException):
-            if isinstance(alone, Transcript):
-                return alone
-            raise whole
-        if isinstance(alone, Transcript) and alone.confidence > whole.confidence \
+            return whole
+        reading = self._policy.read(whole.text, whole.confidence)
+        if reading.meaning.intent is not None and not self._policy.wants_second_opinion(reading):
+            return whole
+        alone = await self._heard_alone(turn.alone)
+        if alone is not None and alone.confidence > whole.confidence \
                 and self._policy.read(alone.text, alone.confidence).meaning.intent is not None:
             log.debug("call %r: the joined turn's last stretch heard alone: %.2f over %.2f",
                       self._call_id, alone.confidence, whole.confidence)
             return alone
         return whole
+
+    async def _heard_alone(self, audio: bytes) -> Transcript | None:
+        """The grammar's words for a joined turn's last stretch on its own; None if it fails."""
+        recognition = self._services.recogniser(self._policy.language).open(self._policy.listen_context)
+        recognition.feed(audio)
+        try:
+            return await recognition.finish()
+        except Exception as exc:  # the whole turn's reading stands
+            log.warning("call %r: the joined turn's last stretch failed alone: %s", self._call_id,
+                        type(exc).__name__)
+            return None
 
     async def read(self, result: Transcript, turn: EndedTurn) -> Reading:
         """The grammar's reading, with a free-form engine's opinion where it is unsure
