@@ -49,13 +49,20 @@ async def two_transcripts(call) -> None:
     await call.channel.wait_for("event", said, after=call.channel.sent.index(first) + 1)
 
 
-async def test_speech_right_after_an_unanswered_turn_joins_it(kit):
-    call = await kit.start_call(FakeEngine(by_length(2 * half_bytes())))
+async def caller_goes_on(kit, reads):
+    """A call at the menu whose caller says words, falls silent long enough to end the
+    turn, and goes on before its reading is ready; the engine hears `reads(audio)`."""
+    call = await kit.start_call(FakeEngine(reads))
     await call.prompted("menu")
     call.feed(words())
     call.silence(HANGOVER_S + 0.1)  # the turn ends here ...
     call.feed(words())  # ... and the caller goes on before its reading is ready
-    call.silence(1.5)
+    call.silence(1.0)
+    return call
+
+
+async def test_speech_right_after_an_unanswered_turn_joins_it(kit):
+    call = await caller_goes_on(kit, by_length(2 * half_bytes()))
     await call.ended()
     said = call.channel.events("transcript")
     assert [u["text"] for u in said] == ["agent please"]
@@ -75,12 +82,7 @@ async def test_a_request_after_words_the_grammar_has_none_for_is_heard_on_its_ow
     def reads(audio: bytes) -> Transcript:
         return Transcript("", 0.1) if len(audio) >= 2 * half_bytes() else BOTH_HALVES
 
-    call = await kit.start_call(FakeEngine(reads))
-    await call.prompted("menu")
-    call.feed(words())
-    call.silence(HANGOVER_S + 0.1)
-    call.feed(words())
-    call.silence(1.5)
+    call = await caller_goes_on(kit, reads)
     await call.ended()
     assert len(call.of_kind("turn_joined")) == 1
     said = call.channel.events("transcript")
@@ -96,12 +98,7 @@ async def test_a_joined_turn_the_bot_is_sure_of_is_not_heard_again_in_parts(kit)
     def reads(audio: bytes) -> Transcript:
         return Transcript("where is my order", 0.9) if len(audio) >= 2 * half_bytes() else BOTH_HALVES
 
-    call = await kit.start_call(FakeEngine(reads))
-    await call.prompted("menu")
-    call.feed(words())
-    call.silence(HANGOVER_S + 0.1)
-    call.feed(words())
-    call.silence(1.0)
+    call = await caller_goes_on(kit, reads)
     await call.prompted("order_status")
     assert len(call.of_kind("turn_joined")) == 1
     assert call.engine.received[-1] >= 2 * half_bytes()  # the whole turn was the last one heard
