@@ -215,6 +215,9 @@ class TurnListener:
         recognition.feed(audio)
         try:
             return await recognition.finish()
+        except asyncio.CancelledError:  # the call ended meanwhile: its task is not left running
+            await recognition.aclose()
+            raise
         except Exception as exc:  # the whole turn's reading stands
             log.warning("call %r: the joined turn's last stretch failed alone: %s", self._call_id,
                         type(exc).__name__)
