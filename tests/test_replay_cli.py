@@ -149,6 +149,9 @@ async def test_a_replayed_caller_hangs_up_once_the_bot_has_answered(start_server
 
     server = await start_server(en_engine)
     samples, rate = read_wav(FIXTURES / "en_mumble.wav")  # reprompted: the bot would go on listening
+    # its first utterance only (1.0-2.96 s): sent at speed 0, the second one's turn could
+    # otherwise end and be handed over before the caller's hang-up reaches the server
+    samples = samples[: int(6.0 * rate)]
     answered = await replay(server.ws + "/v1/stream", samples, rate, ReplayOptions(
         speed=0, max_call_s=120, hangup_when=lambda so_far: bool(so_far.of("transcript"))))
     await server.call_over()
