@@ -57,6 +57,29 @@ def free_udp_and_tcp_port() -> int:
     raise RuntimeError("no port free for both UDP and TCP")
 
 
+_MEDIA_GIVEN: set[int] = set()  # SIPp media blocks handed out in this test process
+
+
+def free_media_port() -> int:
+    """A port for SIPp's media (`-mp`): it binds that port and the three after it
+    (audio and video, RTP and RTCP), so all four must be free, and no other caller
+    started at the same time may be given any of them."""
+    for _ in range(100):
+        port = free_port()
+        port -= port % 4
+        if port in _MEDIA_GIVEN or port < 1024:
+            continue
+        try:
+            for offset in range(4):
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                    udp.bind(("127.0.0.1", port + offset))
+        except OSError:
+            continue
+        _MEDIA_GIVEN.add(port)
+        return port
+    raise RuntimeError("no four UDP ports free in a row for SIPp's media")
+
+
 class RtpCapture(asyncio.DatagramProtocol):
     """Where the caller's SDP points voicebot's RTP: keeps the audio payloads."""
 
@@ -150,7 +173,7 @@ async def caller(workdir: Path, sip_port: int, fixture: str, *, payload_type: in
     try:
         proc = await asyncio.create_subprocess_exec(
             "sipp", f"127.0.0.1:{sip_port}", "-sf", "scenario.xml", "-m", "1", "-nostdin",
-            "-i", "127.0.0.1", "-p", str(free_port()), "-mi", "127.0.0.1", "-mp", str(free_port()),
+            "-i", "127.0.0.1", "-p", str(free_port()), "-mi", "127.0.0.1", "-mp", str(free_media_port()),
             "-key", "capture_port", str(transport.get_extra_info("sockname")[1]),
             "-key", "codec", str(payload_type), "-key", "codec_name", "PCMU" if payload_type == 0 else "PCMA",
             "-key", "notify_status", notify_status, "-timeout", "90s", "-timeout_error",
