@@ -60,10 +60,10 @@ def arms(threads: int, model: str, windows: list[float]) -> dict[str, WhisperEng
         return {f"greedy-{w:g}s": WhisperEngine(path, model, "en", threads, beam_size=1, min_window_s=w)
                 for w in windows}
     return {
-        "30s-beam5": WhisperEngine(path, "whisper-tiny.en", "en", threads, beam_size=5,
+        "30s-beam5": WhisperEngine(path, model, "en", threads, beam_size=5,
                                    min_window_s=31.0),  # no window fits: faster-whisper's path
-        "window-greedy": WhisperEngine(path, "whisper-tiny.en", "en", threads, beam_size=1),
-        "window-beam5": WhisperEngine(path, "whisper-tiny.en", "en", threads, beam_size=5),
+        "window-greedy": WhisperEngine(path, model, "en", threads, beam_size=1),
+        "window-beam5": WhisperEngine(path, model, "en", threads, beam_size=5),
     }
 
 
