@@ -43,17 +43,23 @@ def free_port(kind: int = socket.SOCK_DGRAM) -> int:
         return int(s.getsockname()[1])
 
 
+def bindable(ports: range, kind: int) -> bool:
+    """Whether every one of `ports` can be bound on 127.0.0.1 right now."""
+    try:
+        for port in ports:
+            with socket.socket(socket.AF_INET, kind) as s:
+                s.bind(("127.0.0.1", port))
+    except OSError:
+        return False
+    return True
+
+
 def free_udp_and_tcp_port() -> int:
     """baresip listens for SIP on UDP and TCP at the port, and for TLS at the next one."""
     for _ in range(50):
         port = free_port()
-        try:
-            for tcp_port in (port, port + 1):
-                with socket.socket() as tcp:
-                    tcp.bind(("127.0.0.1", tcp_port))
-        except OSError:
-            continue
-        return port
+        if bindable(range(port, port + 2), socket.SOCK_STREAM):
+            return port
     raise RuntimeError("no port free for both UDP and TCP")
 
 
@@ -65,18 +71,10 @@ def free_media_port() -> int:
     (audio and video, RTP and RTCP), so all four must be free, and no other caller
     started at the same time may be given any of them."""
     for _ in range(100):
-        port = free_port()
-        port -= port % 4
-        if port in _MEDIA_GIVEN or port < 1024:
-            continue
-        try:
-            for offset in range(4):
-                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                    udp.bind(("127.0.0.1", port + offset))
-        except OSError:
-            continue
-        _MEDIA_GIVEN.add(port)
-        return port
+        port = free_port() // 4 * 4
+        if port not in _MEDIA_GIVEN and bindable(range(port, port + 4), socket.SOCK_DGRAM):
+            _MEDIA_GIVEN.add(port)
+            return port
     raise RuntimeError("no four UDP ports free in a row for SIPp's media")
 
 
