@@ -39,6 +39,7 @@ as in benchmarks/understanding.py. Waves of --calls concurrent calls; see
 benchmarks/turn_calls.py for the definitions.
 
     .venv/bin/python benchmarks/capacity.py --turns --calls 20 --heldout 10
+    .venv/bin/python benchmarks/capacity.py --turns --calls 20 --heldout 1 --repeat 4   # false cuts
 """
 
 from __future__ import annotations
@@ -320,7 +321,9 @@ def parser(description: str | None = __doc__) -> argparse.ArgumentParser:
     ap.add_argument("--latency-only", action="store_true", help="one call at a time through each fixture")
     ap.add_argument("--turns", action="store_true", help="end of turn: fixed vs adaptive, arrivals vs burst")
     ap.add_argument("--calls", type=int, default=20, help="--turns: calls at once (one wave)")
-    ap.add_argument("--heldout", type=int, default=10, help="--turns: held-out clips per class")
+    ap.add_argument("--heldout", type=int, default=10, help="--turns: held-out clips per class (0: all)")
+    ap.add_argument("--repeat", type=int, default=1, help="--turns: each turn fixture this many times "
+                    "(more pauses and talking on, to count false cuts)")
     ap.add_argument("--arm", action="append", help="--turns: NAME:VOICEBOT_KEY=VAL,... (repeatable; "
                     "default fixed:VOICEBOT_TURN_COMPLETE_MS=0 and adaptive:); PYTHON=PATH runs that "
                     "interpreter's checkout (a tree before a change, in its own worktree)")

@@ -150,6 +150,19 @@ class Decider:
         return outcome, log
 
 
+def missed(cls: str, right: dict[str, bool]) -> bool:
+    """Whether a call fails its class's headline figure: a person not reached,
+    a routine request not answered, out-of-domain speech not reprompted and then
+    handed over, or any false transfer as a caller's request."""
+    if right.get("false_cr"):
+        return True
+    if cls == "routine":
+        return not right["answered"]
+    if cls == "out_of_domain":
+        return not right["rep_low"]
+    return not (right["first"] or right["conf"])
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--manifest", type=Path, default=ROOT / "evaluation" / "manifest.json")
@@ -175,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         outcome, log = decider.decide(clips, clip, arm)
         calls.append((outcome, log))
         right = score(outcome)
-        if args.misses and not (right["first"] or right["conf"]) or args.misses and right.get("false_cr"):
+        if args.misses and missed(clip["class"], right):
             heard = " | ".join(f"{h.grammar!r} {h.grammar_confidence} / {h.second!r} {h.second_confidence}"
                                f" -> {h.meaning}" for h in log)
             print(f"{clip['class'][:14]:14} {clip.get('family', '')[:8]:8} {clip.get('text', '')!r}: "

@@ -12,6 +12,8 @@ playing); "audible" is its first sample at or above AUDIBLE (about -50 dBFS).
   false cut  the bot's first audible audio after the turn began came before
              the caller had finished (it talked while the caller went on)
   split      the bot heard the turn as more than one utterance
+  joined     turns the caller spoke on after before the bot answered: heard as one
+  held       answers that waited because the caller's voice was starting again
 """
 
 from __future__ import annotations
@@ -145,7 +147,7 @@ async def run_turns(args: Any) -> int:
     from capacity import EN_MIX, FIXTURES, ROOT, cpu_seconds, family, pct, rss_mb, start_server, when_listening
     from understanding import parse_arm
 
-    items = (fixture_items(FIXTURES / "turns", None, True) + fixture_items(FIXTURES, EN_MIX, False)
+    items = (fixture_items(FIXTURES / "turns", None, True) * args.repeat + fixture_items(FIXTURES, EN_MIX, False)
              + heldout_items(ROOT / "evaluation" / "manifest.json", args.heldout))
     arms = [parse_arm(a) for a in (args.arm or DEFAULT_ARMS)]
     print(f"# {len(items)} turns ({', '.join(f'{k} {n}' for k, n in kinds(items).items())}), waves of "
@@ -179,13 +181,14 @@ async def run_turns(args: Any) -> int:
 
 COUNTED = {  # column -> the server's counter line it sums
     "joined": "voicebot_turns_joined_total",
+    "held": "voicebot_answers_held_total",
     "whisper": 'voicebot_second_opinions_total{result="asked"}',
     "fallback": 'voicebot_second_opinion_fallbacks_total{result="asked"}',
 }
 
 
 async def counts(base: str) -> dict[str, int]:
-    """The server's counts so far: turns joined, Whisper's and the fallback's asks."""
+    """The server's counts so far: turns joined, answers held, Whisper's and the fallback's asks."""
     async with aiohttp.ClientSession() as http, http.get(base + "/metrics") as r:
         return counted(await r.text())
 
@@ -234,7 +237,7 @@ async def _pattern(base: str, items: list[Item], pattern: str, listen_at: float,
     return results
 
 
-HEADER = ("arm       pattern    n | response ms p50  p95  max | false cuts | split | joined | no reply | "
+HEADER = ("arm       pattern    n | response ms p50  p95  max | false cuts | split | joined held | no reply | "
           "held-out right | syserr | late | asked w/fb | peak MB")
 
 
@@ -249,7 +252,7 @@ def row(arm: str, pattern: str, results: list[dict[str, Any]], peak_mb: float, p
     late = sum(1 for r in results if r.get("late_s", 0) > 0.05)
     return (f"{arm:9} {pattern:8} {len(results):>4} | {pct(timed, .5) * 1000:>15.0f} {pct(timed, .95) * 1000:>4.0f} "
             f"{max(timed, default=float('nan')) * 1000:>4.0f} | {cuts:>3} {100 * cuts / max(1, len(results)):>4.1f} % "
-            f"| {split:>5} | {done['joined']:>6} | {silent:>8} | {sum(scored):>3}/{len(scored):<3} "
+            f"| {split:>5} | {done['joined']:>6} {done['held']:>4} | {silent:>8} | {sum(scored):>3}/{len(scored):<3} "
             f"{100 * sum(scored) / max(1, len(scored)):>3.0f} % "
             f"| {sum(r['syserr'] for r in results):>6} | {late:>4} "
             f"| {done['whisper']:>5} {done['fallback']:>4} | {peak_mb:>7.0f}")

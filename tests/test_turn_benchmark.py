@@ -32,8 +32,9 @@ def test_the_server_counts_it_reports_are_read_from_the_servers_own_metrics():
         metrics.second_opinion(result)
     metrics.fallback_opinion("asked")
     metrics.turns_joined.inc(3)
-    assert counted(metrics.exposition().decode()) == {"joined": 3, "whisper": 2, "fallback": 1}
-    assert counted(Metrics().exposition().decode()) == {"joined": 0, "whisper": 0, "fallback": 0}
+    metrics.answers_held.inc(4)
+    assert counted(metrics.exposition().decode()) == {"joined": 3, "held": 4, "whisper": 2, "fallback": 1}
+    assert counted(Metrics().exposition().decode()) == {"joined": 0, "held": 0, "whisper": 0, "fallback": 0}
 
 
 def test_speech_span_finds_the_loud_part():

@@ -10,6 +10,7 @@ server, gateway client, engine and recording prove the path a caller takes.
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import numpy as np
@@ -103,6 +104,55 @@ async def test_a_joined_turn_the_bot_is_sure_of_is_not_heard_again_in_parts(kit)
     assert len(call.of_kind("turn_joined")) == 1
     assert call.engine.received[-1] >= 2 * half_bytes()  # the whole turn was the last one heard
     assert call.engine.finished == 2  # the first half, then the whole; never the stretch alone
+
+
+def voice_onset() -> np.ndarray:
+    """One 20 ms frame of the caller's voice: less than the detector needs to call it speech."""
+    loud = words()[int(0.1 * LINE_RATE):]
+    return loud[: LINE_RATE // 50]
+
+
+async def held_answer(kit, reads):
+    """A call at the menu whose caller says words and falls silent long enough to end the
+    turn; their voice starts again (one frame) before the reading is answered. Returns
+    when the session holds the answer (the caller may be going on)."""
+    call = await kit.start_call(FakeEngine(reads))
+    held = asyncio.Event()
+    call.session.services.events.subscribe(lambda e: e.kind == "answer_held" and held.set())
+    await call.prompted("menu")
+    call.feed(words())
+    call.silence(HANGOVER_S + 0.1)  # the turn ends here
+    call.feed(voice_onset())
+    async with asyncio.timeout(5):
+        await held.wait()
+    return call
+
+
+def first_half_is_an_order(audio: bytes) -> Transcript:
+    return BOTH_HALVES if len(audio) >= 2 * half_bytes() else Transcript("where is my order", 0.9)
+
+
+async def test_an_answer_waits_while_the_callers_voice_starts_again_and_they_go_on(kit):
+    """"agent … please": the reading of "agent" is ready as the caller's voice starts
+    again. Answering it would talk over them; the answer waits, their voice becomes
+    speech, and the two are heard as one turn."""
+    call = await held_answer(kit, first_half_is_an_order)
+    call.feed(words()[int(0.1 * LINE_RATE) + LINE_RATE // 50:])  # the caller goes on
+    call.silence(1.0)
+    await call.ended()
+    assert len(call.of_kind("turn_joined")) == 1
+    assert [u["text"] for u in call.channel.events("transcript")] == ["agent please"]
+    assert "order_status" not in [p["name"] for p in call.channel.events("prompt")]
+    assert call.handoff_reason == "caller_request"
+
+
+async def test_an_answer_held_for_a_blip_of_noise_is_given_at_once_after_it(kit):
+    """A voiced frame that never becomes speech holds the answer no longer than the
+    detector needs to tell: the caller's question is answered."""
+    call = await held_answer(kit, first_half_is_an_order)
+    await call.prompted("order_status")
+    assert call.of_kind("turn_joined") == []
+    assert [u["text"] for u in call.channel.events("transcript")] == ["where is my order"]
 
 
 async def test_with_joining_off_the_caller_is_cut_in_two(kit):

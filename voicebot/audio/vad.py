@@ -128,6 +128,13 @@ class Endpointer:
         self.speaking, self._run, self._limit = False, 0, self._hangover
         return [SpeechAudio(frame), SpeechEnded(self._frames_seen * self._frame_s, forced=forced, pause=pause)]
 
+    def starting_in(self) -> float | None:
+        """While quiet with voiced frames in a row that are not yet speech: the
+        seconds of voiced audio still needed to start it; else None."""
+        if self.speaking or self._run == 0:
+            return None
+        return (self._start - self._run) * self._frame_s
+
     def set_turn(self, hangover_ms: int, pause_ms: int) -> None:
         """This turn's silences (a question's own); applies from the next frame."""
         ms = int(self._frame_s * 1000)

@@ -88,6 +88,16 @@ class SpeechEndDetected:
 
 
 @dataclass(frozen=True, slots=True)
+class AnswerHeld:
+    """A turn's reading was ready while the caller's voice was starting again (too
+    little of it yet to call speech): the answer waited to see whether they go on."""
+
+    call_id: str
+    at: float = field(default_factory=time.time)
+    kind: Literal["answer_held"] = "answer_held"
+
+
+@dataclass(frozen=True, slots=True)
 class TurnJoined:
     """The caller spoke on before the bot answered the turn that had ended: that
     turn is heard again with what followed, as one (its speech end is withdrawn)."""
@@ -118,7 +128,7 @@ class CallError:
 
 
 CallEvent = (HandoffDecided | CallEnded | HumanLineEnded | CallStarted | CallTagged
-             | SpeechEndDetected | TurnJoined | CallAudio | CallError)
+             | SpeechEndDetected | TurnJoined | AnswerHeld | CallAudio | CallError)
 Subscriber = Callable[[CallEvent], None]
 
 

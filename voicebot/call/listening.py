@@ -11,6 +11,7 @@ read by the grammar, with the second opinion where the grammar is unsure.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from voicebot.asr.runner import UtteranceRecognition
 from voicebot.audio.resample import StreamResampler
 from voicebot.audio.vad import Endpointer, VadConfig, VadEvent
 from voicebot.call.early_opinion import BEHIND_S, EarlyOpinion
-from voicebot.call.events import SpeechEndDetected, TurnJoined  # metrics only
+from voicebot.call.events import AnswerHeld, SpeechEndDetected, TurnJoined  # metrics only
 from voicebot.call.services import CallServices
 from voicebot.call.tasks import CallTasks
 from voicebot.call.turns import TurnTiming, pause_limit, words_end_turn
@@ -36,6 +37,8 @@ from voicebot.types import Partial, Transcript
 
 # The session's logger: a call's log lines keep the one name operators filter on.
 log = logging.getLogger("voicebot.call.session")
+# Beyond the voiced audio the detector still needs: the frame batcher's tick and a frame of jitter.
+HOLD_MARGIN_S = 0.04
 
 
 @dataclass
@@ -101,12 +104,15 @@ class TurnListener:
         self._mid_phrase = 0  # the pause the grammar last heard as the middle of a phrase
         self._unanswered: EndedTurn | None = None  # the last turn, until its reading is answered
         self._joined: set[EndedTurn] = set()  # turns heard again with the speech that followed them
+        self._began = asyncio.Event()  # set when speech starts, then replaced
 
     def start(self, at: float) -> None:
         """Speech began at `at`. A turn without an answer yet that ended no more than
         VOICEBOT_TURN_JOIN_MS before is heard again as one with it, its audio first:
         the caller drew breath ("where is my order … it was due yesterday"), and an
         answer to the first half would talk over the second."""
+        self._began.set()
+        self._began = asyncio.Event()
         runner = self._services.recogniser(self._policy.language)
         resampler = StreamResampler(self._line_rate, runner.engine.sample_rate, batch=self._line_rate // 10)
         self._speech = speech = _Speech(runner.open(self._policy.listen_context), resampler, at, at)
@@ -137,6 +143,19 @@ class TurnListener:
         self._joined.discard(turn)
         turn.drop_early()
         return True
+
+    async def settled(self) -> None:
+        """Returns once the caller is not starting to speak again: with voiced audio
+        under way that is too short yet to be called speech (VOICEBOT_VAD_START_MS),
+        an answer would talk over a caller who goes on after a short pause ("agent …
+        please"). It waits until that audio starts speech (the turn is then joined)
+        or could no longer have: at most the start's own length, and only then."""
+        left = self._endpointer().starting_in()
+        if left is None:
+            return
+        self._services.events.publish(AnswerHeld(self._call_id))
+        with contextlib.suppress(TimeoutError):  # a blip of noise, not speech: answer now
+            await asyncio.wait_for(self._began.wait(), left + HOLD_MARGIN_S)
 
     def answered(self, turn: EndedTurn) -> None:
         """`turn`'s reading goes to the dialog: speech after it is a turn of its own."""

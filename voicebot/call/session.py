@@ -299,6 +299,7 @@ class CallSession:
         if self._listener.joined(turn):
             return
         reading = await self._listener.read(result, turn)
+        await self._listener.settled()
         if self._listener.joined(turn):
             return
         self._listener.answered(turn)

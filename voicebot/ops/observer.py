@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from voicebot.call.events import (
+    AnswerHeld,
     CallAudio,
     CallEnded,
     CallError,
@@ -61,6 +62,8 @@ class CallObserver:
             for ends in (call.unrecognised, call.unanswered):
                 if ends:
                     ends.pop()  # that speech end has no result of its own: the joined turn's is timed
+        elif isinstance(event, AnswerHeld):
+            self.metrics.answers_held.inc()
         elif isinstance(event, CallAudio):
             self._call(event.call_id).audio_s = event.seconds
         elif isinstance(event, CallError):
