@@ -22,6 +22,7 @@ import asyncio
 import itertools
 import json
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -266,4 +267,6 @@ def by_kind(results: list[dict[str, Any]], pct: Any) -> str:
         cuts = sum(1 for r in mine if r.get("false_cut"))
         parts.append(f"{kind} n={len(mine)} p50={pct(timed, .5) * 1000:.0f} cuts={cuts}")
     errors = sorted({r["error"] for r in results if r.get("error")})
-    return "    by kind: " + "; ".join(parts) + (f"\n    errors: {errors}" if errors else "")
+    cut = Counter(r["name"] for r in results if r.get("false_cut"))
+    return "    by kind: " + "; ".join(parts) + (f"\n    errors: {errors}" if errors else "") \
+        + (f"\n    cut: {', '.join(f'{name} x{n}' for name, n in sorted(cut.items()))}" if cut else "")
