@@ -96,7 +96,7 @@ class Metrics:
             "heard again as one with what followed (VOICEBOT_TURN_JOIN_MS)", registry=r)
         self.answers_held = Counter(
             "voicebot_answers_held", "Readings ready while the caller's voice was starting again: the "
-            "answer waited (at most VOICEBOT_VAD_START_MS) to see whether they went on", registry=r)
+            "answer waited (at most VOICEBOT_VAD_START_MS + 40 ms) to see whether they went on", registry=r)
         self.active = Gauge("voicebot_calls_active", "Calls in progress", registry=r)
         self.journal_pending = Gauge(
             "voicebot_journal_pending", "Store writes waiting in the journal for the DB", registry=r)
