@@ -81,6 +81,17 @@ def test_a_longer_limit_keeps_listening_through_the_pause_then_resets():
     assert len(ends) == 1 and not ends[0].early
 
 
+def test_voiced_frames_too_few_to_start_speech_tell_how_soon_they_would():
+    ep = Endpointer(VadConfig(start_ms=60, hangover_ms=200, preroll_ms=60))
+    assert ep.starting_in() is None  # quiet
+    push(ep, "x")
+    assert ep.starting_in() == pytest.approx(0.04)  # two more voiced frames start speech
+    push(ep, ".")
+    assert ep.starting_in() is None  # a blip: quiet again
+    push(ep, "xxx")
+    assert ep.speaking and ep.starting_in() is None  # speech, not a start under way
+
+
 def test_set_turn_changes_both_silences_and_zero_pause_means_fixed():
     ep = adaptive()
     ep.set_turn(hangover_ms=100, pause_ms=0)
