@@ -12,9 +12,11 @@ or a no clip; after a reprompt to out-of-domain speech, another such clip.
     .venv/bin/python benchmarks/decisions.py --lang ko --manifest ko_dev/manifest.json
 
 --cache FILE keeps Whisper's words per clip and prompt between runs (the
-grammar is always decoded again). --misses prints each call scored wrong,
-with what each engine heard: for dev sets only (reading the held-out set's
-misses is tuning to it).
+grammar is always decoded again). --misses prints each call that fails its
+class's headline figure (`missed`: a person not reached, a routine request not
+answered, out-of-domain speech not reprompted and then handed over, a false
+transfer), with what each engine heard: for dev sets only (reading the
+held-out set's misses is tuning to it).
 """
 
 from __future__ import annotations
