@@ -80,3 +80,16 @@ def test_a_real_run_on_the_grammar(tmp_path: Path) -> None:
     for call in result["calls"]:  # the real recogniser heard each clip and the policy answered it
         assert call["turns"][0]["reply"].split(":")[0] in ("prompt", "handoff"), call
         assert len(call["heard"]) == len(call["turns"])
+
+
+def test_misses_are_the_calls_failing_their_class_headline() -> None:
+    def right(**kw: bool) -> dict[str, bool]:
+        return {"first": False, "conf": False, "false_cr": False, "answered": False, "rep_low": False, **kw}
+
+    assert not decisions.missed("person_request", right(conf=True))
+    assert decisions.missed("person_request", right())
+    assert decisions.missed("routine", right(first=True))  # the right prompt, not answered in the end
+    assert not decisions.missed("routine", right(answered=True))
+    assert decisions.missed("out_of_domain", right(first=True))  # reprompted, never handed over
+    assert not decisions.missed("out_of_domain", right(first=True, rep_low=True))
+    assert decisions.missed("person_word_no_request", right(first=True, false_cr=True))
