@@ -27,7 +27,7 @@ from voicebot.call.early_opinion import BEHIND_S, EarlyOpinion
 from voicebot.call.events import AnswerHeld, SpeechEndDetected, TurnJoined  # metrics only
 from voicebot.call.services import CallServices
 from voicebot.call.tasks import CallTasks
-from voicebot.call.turns import TurnTiming, pause_limit, trails_off, words_end_turn
+from voicebot.call.turns import TurnTiming, pause_limit, words_end_turn
 from voicebot.config import Settings
 from voicebot.dialog import policy as p
 from voicebot.dialog.flow import Node
@@ -337,18 +337,13 @@ class TurnListener:
         """The early opinion's words are a whole, clear request: the pause ends the turn
         (when it still goes on; the endpointer ignores a pause the caller spoke after),
         unless the grammar hears the middle of a phrase ("I need to reset ... my password":
-        Whisper's "I need to reset" is a whole password request). Words that trail off
-        ("can I talk to") let the pause last as long as the middle of a phrase, when the
-        grammar made nothing of it. Words without any intent: the larger model is asked
-        too, as it would be at the turn's end."""
+        Whisper's "I need to reset" is a whole password request). Words without any
+        intent: the larger model is asked too, as it would be at the turn's end."""
         if answer.cancelled() or answer.exception() or self._early is None or self._early.answer is not answer:
             return
         heard = answer.result()
         if heard is None:
             return
-        if trails_off(heard.text) and self._mid_phrase != pause:
-            self._mid_phrase = pause
-            self._decided(self._endpointer().decide(pause, self._timing.mid_phrase_ms))
         meaning = self._policy.understand(heard.text)
         if meaning.intent is None:
             self._ask_fallback_early(pause)
