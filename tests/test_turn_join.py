@@ -108,8 +108,8 @@ async def test_a_joined_turn_the_bot_is_sure_of_is_not_heard_again_in_parts(kit)
 
 def voice_onset() -> np.ndarray:
     """One 20 ms frame of the caller's voice: less than the detector needs to call it speech."""
-    loud = words()[int(0.1 * LINE_RATE):]
-    return loud[: LINE_RATE // 50]
+    start = int(0.1 * LINE_RATE)  # inside the first word
+    return words()[start: start + LINE_RATE // 50]
 
 
 async def held_answer(kit, reads):

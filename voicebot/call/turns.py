@@ -68,12 +68,7 @@ def words_end_turn(text: str, meaning: Interpretation) -> bool:
     """Whether free-form words heard at a pause already make a whole, clear
     request (an intent, a clear request for a person, a yes or a no) that does
     not trail off: then the pause ends the turn without waiting out the hangover."""
-    if not normalise(text).split() or trails_off(text) or meaning.intent is None:
+    last = normalise(text).split()[-1:]
+    if not last or last[0] in GOES_ON or meaning.intent is None:
         return False
     return meaning.certain and not meaning.mention
-
-
-def trails_off(text: str) -> bool:
-    """Whether free-form words end in a word a sentence goes on after ("can I talk to")."""
-    last = normalise(text).split()[-1:]
-    return bool(last) and last[0] in GOES_ON
