@@ -53,6 +53,11 @@ FRAME_S = 0.01
 # suite's LibriVox sentence became a request for a person and a plain request
 # fell under the 0.6 threshold; so it stays 1 s.
 CMN_SECONDS = 1.0
+# Asked at a pause before CMN_SECONDS of audio (a short answer, "yes", "operator":
+# the pause's own silence included), decoding starts on the mean of what there
+# is, as finish() would: else such a turn could not end before the hangover's
+# second probe (~400 ms of silence instead of 200).
+SHORT_SECONDS = 0.5
 PHONE_LOOP_PROB = 1e-3  # FSG probability of each phone of the free loop
 # FSG probability of leaving a phrase after one of its first words, so a caller
 # cut off mid-sentence leaves the words said (measured on today's grammar:
@@ -352,12 +357,13 @@ class SphinxStream:
 
     def partial(self) -> Partial:
         """The best path so far, and whether it is a whole phrase of the context.
-        No opinion before CMN_SECONDS of audio: decoding started on less would
-        decode the rest of the utterance, if the caller goes on, with a worse
-        cepstral mean."""
+        Asked before CMN_SECONDS of audio, decoding starts on the mean of what
+        there is (SHORT_SECONDS at least): a caller who goes on after the pause
+        is then decoded with that mean, a little worse than one of 1 s, which
+        only a pause that early risks."""
         if self._done:
             raise RuntimeError("partial() after finish()")
-        if self._decoders is None and (len(self._pending) < int(CMN_SECONDS * SAMPLE_RATE) * 2
+        if self._decoders is None and (len(self._pending) < int(SHORT_SECONDS * SAMPLE_RATE) * 2
                                        or not self._begin(build=False)):
             return Partial("", 0.0, False)  # too little audio for the mean, or every set busy: no opinion
         self._feed()
