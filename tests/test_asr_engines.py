@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gc
 import importlib.util
+import json
 import shutil
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -21,11 +22,13 @@ import numpy as np
 import pytest
 
 from tests import asr_audio as A
+from tests.conftest import FIXTURES
 from voicebot.asr import sphinx_engine, vosk_engine
 from voicebot.asr.fake import FakeEngine
 from voicebot.asr.loader import DEFAULT_CONFIDENCE_THRESHOLD as THRESHOLD
 from voicebot.asr.loader import load_engine, model_problems
-from voicebot.audio.wav import wav_bytes
+from voicebot.audio.resample import resample
+from voicebot.audio.wav import read_wav, wav_bytes
 from voicebot.dialog.compile import default_vocabulary
 from voicebot.errors import ConfigError
 from voicebot.types import ListenContext, Transcript, Vocabulary
@@ -142,6 +145,55 @@ def test_sphinx_caller_cut_off_mid_sentence_is_no_confident_request(sphinx, spea
     cut = pcm[: int(1.4 * 16000) * 2]  # hang-up after "i want to tr…"
     result = recognise(sphinx, cut)
     assert result.confidence < THRESHOLD
+
+
+def turn_audio(name: str) -> tuple[bytes, bytes]:
+    """A turn fixture at 16 kHz, split at its first pause as the endpointer has
+    it there (the pre-roll, 300 ms before the 60 ms of voice that start speech;
+    the first stretch of speech; 200 ms of silence), and the rest up to where
+    the hangover ends the turn."""
+    samples, rate = read_wav(FIXTURES / "turns" / name)
+    speech = next(x["speech"] for x in json.loads((FIXTURES / "turns" / "manifest.json").read_text())
+                  if x["file"] == name)
+    begin = speech[0][0] - 0.24
+    pcm = resample(samples[int(begin * rate): int((speech[-1][1] + 0.5) * rate)], rate,
+                   16000).astype("<i2").tobytes()
+    cut = 2 * int((speech[0][1] + 0.2 - begin) * 16000)
+    return pcm[:cut], pcm[cut:]
+
+
+def feed(stream, pcm: bytes) -> None:
+    for chunk in A.chunks(pcm, 16000, 20):
+        stream.accept(chunk)
+
+
+def test_sphinx_short_answer_is_heard_at_its_first_pause(sphinx):
+    """What the endpointer has at a short answer's first pause is under the 1 s
+    the cepstral mean is otherwise taken from; the words must be there already,
+    or the turn waits for the next probe."""
+    pcm, _ = turn_audio("short_yes.wav")
+    assert len(pcm) < sphinx_engine.CMN_SECONDS * 16000 * 2
+    stream = sphinx.stream("yesno")
+    feed(stream, pcm)
+    heard = stream.partial()
+    assert heard.whole and heard.confidence > 0.5 and heard.text in ("yes", "yeah")
+    assert stream.finish().text == heard.text  # the turn ended there is read the same
+
+
+def test_sphinx_caller_who_goes_on_after_an_early_pause_is_read_as_without_it(sphinx):
+    """ "agent … please": the early partial is no opinion (not a whole phrase), and
+    the whole utterance is then read exactly as by a stream never asked."""
+    first, rest = turn_audio("on_agent_please.wav")
+    assert len(first) < sphinx_engine.CMN_SECONDS * 16000 * 2 and rest
+    asked, plain = sphinx.stream("open"), sphinx.stream("open")
+    feed(asked, first)
+    early = asked.partial()
+    feed(asked, rest)
+    feed(plain, first + rest)
+    late, read = asked.finish(), plain.finish()
+    assert early.text == "" and not early.whole
+    assert late.text == read.text == "agent please"
+    assert late.confidence == read.confidence and late.words == read.words
 
 
 @needs_tools

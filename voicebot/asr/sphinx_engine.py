@@ -53,11 +53,14 @@ FRAME_S = 0.01
 # suite's LibriVox sentence became a request for a person and a plain request
 # fell under the 0.6 threshold; so it stays 1 s.
 CMN_SECONDS = 1.0
+_CMN_BYTES = int(CMN_SECONDS * SAMPLE_RATE) * 2
 # Asked at a pause before CMN_SECONDS of audio (a short answer, "yes", "operator":
 # the pause's own silence included), decoding starts on the mean of what there
-# is, as finish() would: else such a turn could not end before the hangover's
-# second probe (~400 ms of silence instead of 200).
-SHORT_SECONDS = 0.5
+# is, as finish() would, and only a whole phrase is reported: else such a turn
+# could not end before the next probe (~400 ms of silence instead of 200). If
+# the caller goes on, the utterance is decoded again from its start on the
+# mean of its first second, so what they say is read as it was without it.
+_SHORT_BYTES = int(0.5 * SAMPLE_RATE) * 2
 PHONE_LOOP_PROB = 1e-3  # FSG probability of each phone of the free loop
 # FSG probability of leaving a phrase after one of its first words, so a caller
 # cut off mid-sentence leaves the words said (measured on today's grammar:
@@ -320,6 +323,7 @@ class SphinxStream:
         self._decoders: _DecoderSet | None = None
         self._finalizer: weakref.finalize[[_DecoderSet], SphinxStream] | None = None
         self._done = False
+        self._early: bytearray | None = None  # the audio so far, while decoded on a short mean
         self.margin: float | None = None  # per-frame score margin of the last result
 
     def accept(self, pcm: bytes) -> None:
@@ -328,12 +332,25 @@ class SphinxStream:
         if not pcm:
             return
         self._pending += pcm
+        if self._early is not None:
+            self._early += pcm
+            if len(self._early) >= _CMN_BYTES:
+                self._decode_again()
         if self._decoders is None:
-            if len(self._pending) < int(CMN_SECONDS * SAMPLE_RATE) * 2:
+            if len(self._pending) < _CMN_BYTES:
                 return
             if not self._begin(build=False):
                 return  # every set is busy: keep buffering
         self._feed()
+
+    def _decode_again(self) -> None:
+        """The caller went on after an early pause: the utterance from its start,
+        on the mean of its first second, as if no partial had been asked."""
+        decoders, audio, self._early = self._decoders, self._early, None
+        assert decoders is not None and audio is not None
+        decoders.end()
+        decoders.start(self._engine.estimate_cmn(bytes(audio[:_CMN_BYTES])))
+        self._pending = audio
 
     def finish(self) -> Transcript:
         if self._done:
@@ -357,24 +374,26 @@ class SphinxStream:
 
     def partial(self) -> Partial:
         """The best path so far, and whether it is a whole phrase of the context.
-        Asked before CMN_SECONDS of audio, decoding starts on the mean of what
-        there is (SHORT_SECONDS at least): a caller who goes on after the pause
-        is then decoded with that mean, a little worse than one of 1 s, which
-        only a pause that early risks."""
+        Before CMN_SECONDS of audio (at least _SHORT_BYTES' worth), decoding starts
+        on the mean of what there is and only a whole phrase is an opinion."""
         if self._done:
             raise RuntimeError("partial() after finish()")
-        if self._decoders is None and (len(self._pending) < int(SHORT_SECONDS * SAMPLE_RATE) * 2
-                                       or not self._begin(build=False)):
-            return Partial("", 0.0, False)  # too little audio for the mean, or every set busy: no opinion
+        if self._decoders is None:
+            early = bytearray(self._pending) if len(self._pending) < _CMN_BYTES else None
+            if len(self._pending) < _SHORT_BYTES or not self._begin(build=False):
+                return Partial("", 0.0, False)  # too little audio for the mean, or every set busy: no opinion
+            self._early = early
         self._feed()
         decoders = self._decoders
         assert decoders is not None
         sentence = _score(decoders.sentences)
         if sentence is None or not sentence[0].strip():
             return Partial("", 0.0, False)
+        whole = _accepts(self._engine._graphs[self._context], sentence[0].split())
+        if self._early is not None and not whole:
+            return Partial("", 0.0, False)
         confidence = margin_to_confidence(_margin(decoders, sentence[1]))
-        return Partial(sentence[0], round(confidence, 4), _accepts(self._engine._graphs[self._context],
-                                                                   sentence[0].split()))
+        return Partial(sentence[0], round(confidence, 4), whole)
 
     def _begin(self, build: bool) -> bool:
         engine = self._engine
@@ -382,7 +401,7 @@ class SphinxStream:
         if decoders is None:
             return False
         try:
-            cmn = engine.estimate_cmn(bytes(self._pending[: int(CMN_SECONDS * SAMPLE_RATE) * 2]))
+            cmn = engine.estimate_cmn(bytes(self._pending[:_CMN_BYTES]))
             if decoders.sentences.current_search() != self._context:
                 decoders.sentences.activate_search(self._context)
             decoders.start(cmn)
