@@ -180,20 +180,29 @@ def test_sphinx_short_answer_is_heard_at_its_first_pause(sphinx):
     assert stream.finish().text == heard.text  # the turn ended there is read the same
 
 
-def test_sphinx_caller_who_goes_on_after_an_early_pause_is_read_as_without_it(sphinx):
-    """ "agent … please": the early partial is no opinion (not a whole phrase), and
-    the whole utterance is then read exactly as by a stream never asked."""
-    first, rest = turn_audio("on_agent_please.wav")
+@pytest.mark.parametrize(("context", "first_of", "then_of", "early_words"), [
+    ("open", "on_agent_please.wav", None, ""),  # "agent …": no whole phrase yet, decoders given back
+    ("yesno", "short_yes.wav", "on_agent_please.wav", "yes"),  # "yes …" then more: decoded again
+])
+def test_sphinx_caller_who_goes_on_after_an_early_pause_is_read_as_without_it(
+        sphinx, context, first_of, then_of, early_words):
+    """The early partial is an opinion only on a whole phrase, and whatever the
+    caller says after it is read exactly as by a stream never asked."""
+    first, rest = turn_audio(first_of)
+    if then_of is not None:
+        rest = b"".join(turn_audio(then_of))
     assert len(first) < sphinx_engine.CMN_SECONDS * 16000 * 2 and rest
-    asked, plain = sphinx.stream("open"), sphinx.stream("open")
+    asked, plain = sphinx.stream(context), sphinx.stream(context)
     feed(asked, first)
     early = asked.partial()
+    holding = sphinx.idle < sphinx.pool_size
+    assert holding == bool(early_words)  # no whole phrase: its decoders are back at once
     feed(asked, rest)
     feed(plain, first + rest)
     late, read = asked.finish(), plain.finish()
-    assert early.text == "" and not early.whole
-    assert late.text == read.text == "agent please"
-    assert late.confidence == read.confidence and late.words == read.words
+    assert early.text.replace("yeah", "yes") == early_words and early.whole == bool(early_words)
+    assert (late.text, late.confidence, late.words) == (read.text, read.confidence, read.words)
+    assert sphinx.idle == sphinx.pool_size  # every decoder set given back
 
 
 @needs_tools

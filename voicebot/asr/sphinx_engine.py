@@ -57,9 +57,11 @@ _CMN_BYTES = int(CMN_SECONDS * SAMPLE_RATE) * 2
 # Asked at a pause before CMN_SECONDS of audio (a short answer, "yes", "operator":
 # the pause's own silence included), decoding starts on the mean of what there
 # is, as finish() would, and only a whole phrase is reported: else such a turn
-# could not end before the next probe (~400 ms of silence instead of 200). If
-# the caller goes on, the utterance is decoded again from its start on the
-# mean of its first second, so what they say is read as it was without it.
+# could not end before the next probe (~400 ms of silence instead of 200).
+# Anything else gives the decoders back (the stream buffers on as if never
+# asked); a caller who goes on after a whole phrase is decoded again from the
+# start on the mean of the first second. Either way what they say is read
+# as it was without the early partial.
 _SHORT_BYTES = int(0.5 * SAMPLE_RATE) * 2
 PHONE_LOOP_PROB = 1e-3  # FSG probability of each phone of the free loop
 # FSG probability of leaving a phrase after one of its first words, so a caller
@@ -343,6 +345,16 @@ class SphinxStream:
                 return  # every set is busy: keep buffering
         self._feed()
 
+    def _give_back_early(self) -> None:
+        """No whole phrase at the early pause: the stream goes back to buffering
+        as if never asked (decoding starts at CMN_SECONDS, on that mean)."""
+        decoders, audio, self._early, self._decoders = self._decoders, self._early, None, None
+        assert decoders is not None and audio is not None
+        if self._finalizer is not None:
+            self._finalizer.detach()
+        self._engine.release(decoders)
+        self._pending = audio
+
     def _decode_again(self) -> None:
         """The caller went on after an early pause: the utterance from its start,
         on the mean of its first second, as if no partial had been asked."""
@@ -391,6 +403,7 @@ class SphinxStream:
             return Partial("", 0.0, False)
         whole = _accepts(self._engine._graphs[self._context], sentence[0].split())
         if self._early is not None and not whole:
+            self._give_back_early()
             return Partial("", 0.0, False)
         confidence = margin_to_confidence(_margin(decoders, sentence[1]))
         return Partial(sentence[0], round(confidence, 4), whole)
