@@ -356,8 +356,8 @@ class SphinxStream:
         self._pending = audio
 
     def _decode_again(self) -> None:
-        """The caller went on after an early pause: the utterance from its start,
-        on the mean of its first second, as if no partial had been asked."""
+        """The caller went on after a whole phrase at an early pause: the utterance
+        from its start, on the mean of its first second, as if never asked."""
         decoders, audio, self._early = self._decoders, self._early, None
         assert decoders is not None and audio is not None
         decoders.end()
@@ -399,14 +399,14 @@ class SphinxStream:
         decoders = self._decoders
         assert decoders is not None
         sentence = _score(decoders.sentences)
-        if sentence is None or not sentence[0].strip():
-            return Partial("", 0.0, False)
-        whole = _accepts(self._engine._graphs[self._context], sentence[0].split())
+        text, score = sentence if sentence is not None and sentence[0].strip() else ("", 0)
+        whole = bool(text) and _accepts(self._engine._graphs[self._context], text.split())
         if self._early is not None and not whole:
-            self._give_back_early()
+            self._give_back_early()  # too early for anything but a whole phrase
             return Partial("", 0.0, False)
-        confidence = margin_to_confidence(_margin(decoders, sentence[1]))
-        return Partial(sentence[0], round(confidence, 4), whole)
+        if not text:
+            return Partial("", 0.0, False)
+        return Partial(text, round(margin_to_confidence(_margin(decoders, score)), 4), whole)
 
     def _begin(self, build: bool) -> bool:
         engine = self._engine
