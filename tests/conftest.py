@@ -37,6 +37,14 @@ def manifest() -> list[dict[str, Any]]:
     return json.loads((FIXTURES / "manifest.json").read_text())
 
 
+TURNS = FIXTURES / "turns"
+
+
+def turn_entry(name: str) -> dict[str, Any]:
+    """A turn fixture's manifest entry (audio_fixtures/turns): its text and speech spans."""
+    return next(e for e in json.loads((TURNS / "manifest.json").read_text()) if e["file"] == name)
+
+
 # Servers the tests start, in process or as `voicebot serve`, run without the
 # Whisper second opinion unless a test asks for it (tests/test_second_opinion.py):
 # their expectations are the grammar recogniser's.

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import gc
 import importlib.util
-import json
 import shutil
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +21,7 @@ import numpy as np
 import pytest
 
 from tests import asr_audio as A
-from tests.conftest import FIXTURES
+from tests.conftest import TURNS, turn_entry
 from voicebot.asr import sphinx_engine, vosk_engine
 from voicebot.asr.fake import FakeEngine
 from voicebot.asr.loader import DEFAULT_CONFIDENCE_THRESHOLD as THRESHOLD
@@ -152,9 +151,8 @@ def turn_audio(name: str) -> tuple[bytes, bytes]:
     it there (the pre-roll, 300 ms before the 60 ms of voice that start speech;
     the first stretch of speech; 200 ms of silence), and the rest up to where
     the hangover ends the turn."""
-    samples, rate = read_wav(FIXTURES / "turns" / name)
-    speech = next(x["speech"] for x in json.loads((FIXTURES / "turns" / "manifest.json").read_text())
-                  if x["file"] == name)
+    samples, rate = read_wav(TURNS / name)
+    speech = turn_entry(name)["speech"]
     begin = speech[0][0] - 0.24
     pcm = resample(samples[int(begin * rate): int((speech[-1][1] + 0.5) * rate)], rate,
                    16000).astype("<i2").tobytes()

@@ -11,7 +11,6 @@ server, gateway client, engine and recording prove the path a caller takes.
 from __future__ import annotations
 
 import asyncio
-import json
 
 import numpy as np
 import pytest
@@ -24,7 +23,7 @@ from voicebot.ops.observer import CallObserver
 from voicebot.replay.client import ReplayOptions, replay
 from voicebot.types import Transcript, Utterance
 
-from .conftest import FIXTURES
+from .conftest import TURNS, turn_entry
 from .session_kit import LINE_RATE, words
 
 HANGOVER_S = 0.5  # the default: the silence that ends a turn here (no whole phrase is heard)
@@ -212,13 +211,9 @@ def test_a_joined_turns_speech_end_is_not_timed_twice():
 
 
 # --- a real server, gateway client, engine and recording -----------------------------------
-TURNS = FIXTURES / "turns"
-
-
 def talks_on() -> tuple[np.ndarray, int, list[list[float]]]:
     """"where is my order" … 350 ms … "it was due yesterday" (audio_fixtures/turns)."""
-    entry = next(e for e in json.loads((TURNS / "manifest.json").read_text())
-                 if e["file"] == "on_order_yesterday.wav")
+    entry = turn_entry("on_order_yesterday.wav")
     samples, rate = read_wav(TURNS / entry["file"])
     return samples, rate, entry["speech"]
 

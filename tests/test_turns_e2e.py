@@ -4,21 +4,15 @@ the short silence; a sentence with a pause in the middle is heard whole."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from voicebot.audio.wav import read_wav
 from voicebot.replay.client import ReplayOptions, replay
 
-from .conftest import FIXTURES
+from .conftest import TURNS
+from .conftest import turn_entry as entry
 
 pytestmark = [pytest.mark.e2e, pytest.mark.engine]
-TURNS = FIXTURES / "turns"
-
-
-def entry(name: str) -> dict:
-    return next(e for e in json.loads((TURNS / "manifest.json").read_text()) if e["file"] == name)
 
 
 async def heard(server, name: str) -> list[dict]:

@@ -348,12 +348,17 @@ class SphinxStream:
     def _give_back_early(self) -> None:
         """No whole phrase at the early pause: the stream goes back to buffering
         as if never asked (decoding starts at CMN_SECONDS, on that mean)."""
-        decoders, audio, self._early, self._decoders = self._decoders, self._early, None, None
-        assert decoders is not None and audio is not None
+        assert self._early is not None
+        self._pending, self._early = self._early, None
+        self._release()
+
+    def _release(self) -> None:
+        """The decoder set goes back to the engine's pool."""
+        decoders, self._decoders = self._decoders, None
         if self._finalizer is not None:
             self._finalizer.detach()
-        self._engine.release(decoders)
-        self._pending = audio
+        if decoders is not None:
+            self._engine.release(decoders)
 
     def _decode_again(self) -> None:
         """The caller went on after a whole phrase at an early pause: the utterance
@@ -379,10 +384,7 @@ class SphinxStream:
             decoders.end()
             return self._result(decoders)
         finally:
-            self._decoders = None
-            if self._finalizer is not None:
-                self._finalizer.detach()
-            self._engine.release(decoders)
+            self._release()
 
     def partial(self) -> Partial:
         """The best path so far, and whether it is a whole phrase of the context.
@@ -391,10 +393,10 @@ class SphinxStream:
         if self._done:
             raise RuntimeError("partial() after finish()")
         if self._decoders is None:
-            early = bytearray(self._pending) if len(self._pending) < _CMN_BYTES else None
+            early = len(self._pending) < _CMN_BYTES
             if len(self._pending) < _SHORT_BYTES or not self._begin(build=False):
                 return Partial("", 0.0, False)  # too little audio for the mean, or every set busy: no opinion
-            self._early = early
+            self._early = bytearray(self._pending) if early else None
         self._feed()
         decoders = self._decoders
         assert decoders is not None
