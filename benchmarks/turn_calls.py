@@ -265,7 +265,8 @@ def by_kind(results: list[dict[str, Any]], pct: Any) -> str:
         mine = [r for r in results if r["kind"] == kind]
         timed = [r["response"] for r in mine if "response" in r and not r["false_cut"]]
         cuts = sum(1 for r in mine if r.get("false_cut"))
-        parts.append(f"{kind} n={len(mine)} p50={pct(timed, .5) * 1000:.0f} cuts={cuts}")
+        slowest = max(timed, default=float("nan")) * 1000
+        parts.append(f"{kind} n={len(mine)} p50={pct(timed, .5) * 1000:.0f} max={slowest:.0f} cuts={cuts}")
     errors = sorted({r["error"] for r in results if r.get("error")})
     # held-out clips by class only: their names and words stay unread (benchmarks/README.md)
     cut = Counter(r["kind"] if r["kind"] in HELDOUT_CLASSES else r["name"] for r in results if r.get("false_cut"))
