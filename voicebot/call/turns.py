@@ -27,10 +27,6 @@ COMPLETE_CONFIDENCE = 0.5
 MID_PHRASE_CONFIDENCE = 0.1
 
 
-# Free-form words with this many more words than the grammar's beginning of a
-# phrase at the same pause heard the caller say more than the grammar can read.
-PAST_BEGINNING_WORDS = 2
-
 # Words a sentence goes on after: free-form words that end in one are a caller
 # drawing breath, not a finished request ("I want to talk to someone about ...").
 # English only, as the second opinion is.
@@ -76,11 +72,3 @@ def words_end_turn(text: str, meaning: Interpretation) -> bool:
     if not last or last[0] in GOES_ON or meaning.intent is None:
         return False
     return meaning.certain and not meaning.mention
-
-
-def goes_past(text: str, beginning: str) -> bool:
-    """Whether free-form words heard at a pause say more than the grammar's
-    beginning of a phrase there: the grammar waits for an end the caller will not
-    say in its words ("I'd like a word with someone from support" read as "i'd
-    like"); the same words, or one more, leave it waiting ("I need to reset" ...)."""
-    return len(normalise(text).split()) >= len(normalise(beginning).split()) + PAST_BEGINNING_WORDS
