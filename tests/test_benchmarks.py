@@ -78,3 +78,29 @@ def test_voice_gate_calls_webrtcvad_as_is_speech_would():
         decisions.append(expected)
         assert gate.voiced(power, frame) == expected
     assert 0 < sum(decisions) < len(decisions)
+
+
+def test_phone_loop_benchmark_compares_the_loops_on_a_manifest(tmp_path):
+    """benchmarks/phone_loop.py on three fixtures: each loop's CPU and separation."""
+    clips = [{"file": str(FIXTURES / name), "language": "en", "class": cls}
+             for name, cls in (("en_human_agent.wav", "person_request"), ("en_order_status.wav", "routine"),
+                               ("real_out_of_domain_voicemail.wav", "out_of_domain"))]
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"clips": clips}))
+    code = (f"import sys; sys.argv = ['bench', '--manifest', {str(manifest)!r}, '--pips', '1e-3']; "
+            f"import runpy; runpy.run_path({str(ROOT / 'benchmarks' / 'phone_loop.py')!r}, run_name='__main__')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=ROOT, check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = [line.split() for line in out.stdout.splitlines() if line.startswith(("fsg", "allphone"))]
+    assert [r[0] for r in rows] == ["fsg", "allphone"]
+    assert all(float(r[-5]) > 0 for r in rows)  # CPU ms per second of audio
+    assert all(0.0 <= float(r[-4]) <= 1.0 for r in rows)  # AUC over 2 requests x 1 other
+
+
+def test_auc_counts_ties_as_half():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from phone_loop import auc
+
+    assert auc([2.0, 3.0], [1.0]) == 1.0
+    assert auc([1.0], [1.0, 2.0]) == 0.25
