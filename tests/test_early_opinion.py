@@ -206,9 +206,10 @@ async def paused(call) -> None:
 
 async def test_the_grammar_hearing_the_middle_of_a_phrase_outweighs_whole_early_words(kit):
     """"I need to reset ... my password": Whisper's words at the pause are a whole
-    request, but the grammar hears a phrase begun; the pause may run its 800 ms."""
-    call, whisper, _ = await caller_speaks(kit, heard="Could you get me a person?",
-                                           partial=lambda audio: Partial("i want to", 0.5, False))
+    request, but the grammar hears the same words as a phrase begun; the pause
+    may run its 800 ms."""
+    call, whisper, _ = await caller_speaks(kit, heard="I need to reset.",
+                                           partial=lambda audio: Partial("i need to reset", 0.5, False))
     call.silence(0.3)
     await asked(whisper)
     await answered(call)
@@ -216,6 +217,30 @@ async def test_the_grammar_hearing_the_middle_of_a_phrase_outweighs_whole_early_
     turn = (await call.channel.wait_for("event", lambda e: e.get("event") == "transcript"))[2]
     assert turn["end"] >= SPEECH_ENDS + 0.79  # the mid-phrase wait, not cut at the words
     assert len(whisper.seen) == 1  # the early answer was still the turn's
+
+
+async def test_early_words_past_the_grammars_beginning_end_the_turn(kit):
+    """The grammar reads "i want to speak to a" and waits for the rest of its phrase;
+    Whisper heard the same start and how it ended: the caller has finished."""
+    call, whisper, _ = await caller_speaks(kit, heard="I want to speak to a person.",
+                                           partial=lambda audio: Partial("i want to speak to a", 0.5, False))
+    call.silence(0.3)
+    await asked(whisper)
+    await call.channel.wait_for("event", lambda e: e.get("event") == "transcript")
+    call.silence(1.0)
+    await call.ended()
+    turn = call.channel.events("transcript")[0]
+    assert turn["early"] is True and turn["end"] < SPEECH_ENDS + 0.45  # not the 800 ms mid-phrase wait
+    assert call.handoff_reason == "caller_request"
+
+
+def test_words_go_past_the_grammars_beginning_only_from_the_same_start():
+    from voicebot.call.turns import goes_past
+
+    assert goes_past("I want to speak to a person.", "i want to speak to a")
+    assert not goes_past("I need to reset.", "i need to reset")  # the same words
+    assert not goes_past("Could you get me a person?", "i want to")  # another start
+    assert not goes_past("Agent, please.", "")
 
 
 async def test_recognisers_behind_the_audio_mean_no_early_ask(kit):

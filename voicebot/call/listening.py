@@ -27,7 +27,7 @@ from voicebot.call.early_opinion import BEHIND_S, EarlyOpinion
 from voicebot.call.events import AnswerHeld, SpeechEndDetected, TurnJoined  # metrics only
 from voicebot.call.services import CallServices
 from voicebot.call.tasks import CallTasks
-from voicebot.call.turns import TurnTiming, pause_limit, words_end_turn
+from voicebot.call.turns import TurnTiming, goes_past, pause_limit, words_end_turn
 from voicebot.config import Settings
 from voicebot.dialog import policy as p
 from voicebot.dialog.flow import Node
@@ -102,6 +102,7 @@ class TurnListener:
         self._early: EarlyOpinion | None = None  # asked at a pause of the turn under way
         self._early_fallback: EarlyOpinion | None = None  # the larger model, asked after it
         self._mid_phrase = 0  # the pause the grammar last heard as the middle of a phrase
+        self._mid_phrase_words = ""  # what it heard there
         self._unanswered: EndedTurn | None = None  # the last turn, until its reading is answered
         self._joined: set[EndedTurn] = set()  # turns heard again with the speech that followed them
         self._began = asyncio.Event()  # set when speech starts, then replaced
@@ -303,7 +304,7 @@ class TurnListener:
         if self._speech is not speech:
             return  # the turn ended while the recogniser was asked
         if limit:
-            self._mid_phrase = pause
+            self._mid_phrase, self._mid_phrase_words = pause, heard.text if heard else ""
         elif self._mid_phrase == pause:
             self._mid_phrase = 0
         if limit != 0 and took <= BEHIND_S:
@@ -337,7 +338,8 @@ class TurnListener:
         """The early opinion's words are a whole, clear request: the pause ends the turn
         (when it still goes on; the endpointer ignores a pause the caller spoke after),
         unless the grammar hears the middle of a phrase ("I need to reset ... my password":
-        Whisper's "I need to reset" is a whole password request). Words without any
+        Whisper's "I need to reset" is a whole password request) and the words do not
+        go on past the grammar's beginning, word for word (turns.goes_past). Words without any
         intent: the larger model is asked too, as it would be at the turn's end."""
         if answer.cancelled() or answer.exception() or self._early is None or self._early.answer is not answer:
             return
@@ -347,8 +349,8 @@ class TurnListener:
         meaning = self._policy.understand(heard.text)
         if meaning.intent is None:
             self._ask_fallback_early(pause)
-        elif self._services.settings.turn_complete_words and self._mid_phrase != pause \
-                and words_end_turn(heard.text, meaning):
+        elif self._services.settings.turn_complete_words and words_end_turn(heard.text, meaning) \
+                and (self._mid_phrase != pause or goes_past(heard.text, self._mid_phrase_words)):
             self._decided(self._endpointer().decide(pause, 0))
 
     def _ask_fallback_early(self, pause: int) -> None:

@@ -72,3 +72,13 @@ def words_end_turn(text: str, meaning: Interpretation) -> bool:
     if not last or last[0] in GOES_ON or meaning.intent is None:
         return False
     return meaning.certain and not meaning.mention
+
+
+def goes_past(text: str, beginning: str) -> bool:
+    """Whether free-form words heard at a pause begin with the grammar's beginning of
+    a phrase there, word for word, and go on past it: both engines heard the same
+    start, and the free-form one heard how it ends ("i want to speak to a" …
+    "I want to speak to a person."), which the grammar missed. The same words
+    ("I need to reset" against "i need to reset") leave the pause running."""
+    said, began = normalise(text).split(), normalise(beginning).split()
+    return bool(began) and len(said) > len(began) and said[:len(began)] == began
