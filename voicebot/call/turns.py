@@ -14,6 +14,7 @@ turns it off: every turn ends after `hangover_ms`.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from difflib import SequenceMatcher
 
 from voicebot.dialog.understand import Interpretation
 from voicebot.types import Partial, normalise
@@ -26,6 +27,10 @@ COMPLETE_CONFIDENCE = 0.5
 # on audio_fixtures/turns: real prefixes 0.12-0.98, a voicemail greeting 0.01-0.15).
 MID_PHRASE_CONFIDENCE = 0.1
 
+
+# Of the grammar's beginning of a phrase, the share of words free-form words
+# must hold in order to have heard the same start (one word in three may differ).
+SAME_START = 2 / 3
 
 # Words a sentence goes on after: free-form words that end in one are a caller
 # drawing breath, not a finished request ("I want to talk to someone about ...").
@@ -75,10 +80,13 @@ def words_end_turn(text: str, meaning: Interpretation) -> bool:
 
 
 def goes_past(text: str, beginning: str) -> bool:
-    """Whether free-form words heard at a pause begin with the grammar's beginning of
-    a phrase there, word for word, and go on past it: both engines heard the same
-    start, and the free-form one heard how it ends ("i want to speak to a" …
-    "I want to speak to a person."), which the grammar missed. The same words
-    ("I need to reset" against "i need to reset") leave the pause running."""
+    """Whether free-form words heard at a pause start as the grammar's beginning of a
+    phrase there (most of its words, in order) and go on past it: both engines
+    heard the same start, and the free-form one heard how it ended, which the
+    grammar missed ("i want to speak to a" … "I want to speak, to the person.").
+    The same words ("I need to reset" against "i need to reset") leave the pause
+    running, as do words that start otherwise."""
     said, began = normalise(text).split(), normalise(beginning).split()
-    return bool(began) and len(said) > len(began) and said[:len(began)] == began
+    blocks = [b for b in SequenceMatcher(None, began, said, autojunk=False).get_matching_blocks() if b.size]
+    shared = sum(b.size for b in blocks)
+    return bool(blocks) and shared >= SAME_START * len(began) and blocks[-1].b + blocks[-1].size < len(said)
