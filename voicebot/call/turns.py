@@ -29,8 +29,11 @@ MID_PHRASE_CONFIDENCE = 0.1
 
 
 # Of the grammar's beginning of a phrase, the share of words free-form words
-# must hold in order to have heard the same start (one word in three may differ).
+# must hold in order to have heard the same start (one word in three may
+# differ), and at least so many words: "i need an" against "I need to reset"
+# shares two, too few to say that both engines read one sentence.
 SAME_START = 2 / 3
+SAME_START_WORDS = 4
 
 # Words a sentence goes on after: free-form words that end in one are a caller
 # drawing breath, not a finished request ("I want to talk to someone about ...").
@@ -89,4 +92,4 @@ def goes_past(text: str, beginning: str) -> bool:
     said, began = normalise(text).split(), normalise(beginning).split()
     blocks = [b for b in SequenceMatcher(None, began, said, autojunk=False).get_matching_blocks() if b.size]
     shared = sum(b.size for b in blocks)
-    return bool(blocks) and shared >= SAME_START * len(began) and blocks[-1].b + blocks[-1].size < len(said)
+    return shared >= max(SAME_START * len(began), SAME_START_WORDS) and blocks[-1].b + blocks[-1].size < len(said)
