@@ -239,7 +239,7 @@ def test_words_go_past_the_grammars_beginning_only_from_the_same_start():
 
     assert goes_past("I want to speak to a person.", "i want to speak to a")
     assert goes_past("I want to speak, to the person.", "i want to speak to a")  # one word differs
-    assert goes_past("Let me speak for real person.", "let me speak to a real")  # two of six
+    assert goes_past("Let me speak for real person.", "let me speak to a real")  # two of six differ
     assert not goes_past("I need to reset.", "i need to reset")  # the same words
     assert not goes_past("I need to reset.", "i need an")  # two words shared: too few
     assert not goes_past("Could you get me a person?", "i want to")  # another start

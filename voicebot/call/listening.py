@@ -339,7 +339,7 @@ class TurnListener:
         (when it still goes on; the endpointer ignores a pause the caller spoke after),
         unless the grammar hears the middle of a phrase ("I need to reset ... my password":
         Whisper's "I need to reset" is a whole password request) and the words do not
-        go on past the grammar's beginning, word for word (turns.goes_past). Words without any
+        start as the grammar's beginning and go on past it (turns.goes_past). Words without any
         intent: the larger model is asked too, as it would be at the turn's end."""
         if answer.cancelled() or answer.exception() or self._early is None or self._early.answer is not answer:
             return
