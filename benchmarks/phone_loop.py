@@ -24,21 +24,16 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from sphinx_search_cost import pcm16k  # noqa: E402
+
 from voicebot.asr import sphinx_engine as se  # noqa: E402
-from voicebot.audio.resample import StreamResampler  # noqa: E402
-from voicebot.audio.wav import read_wav  # noqa: E402
 from voicebot.dialog.compile import vocabulary  # noqa: E402
 from voicebot.dialog.flow import DEFAULT_FLOW, load_flow  # noqa: E402
 
 REQUESTS = ("person_request", "routine")
 OTHER = ("out_of_domain",)
-
-
-def pcm16k(path: Path) -> bytes:
-    samples, rate = read_wav(path)
-    resampler = StreamResampler(rate, se.SAMPLE_RATE)
-    out = np.concatenate([resampler.process(samples), resampler.process(np.zeros(0, np.int16), last=True)])
-    return out.astype(np.int16).tobytes()
 
 
 def allphone(engine: se.SphinxEngine, pip: float) -> object:

@@ -42,14 +42,16 @@ VARIANTS: dict[str, tuple[dict[str, object], dict[str, object]]] = {
 }
 
 
+def pcm16k(path: Path) -> bytes:
+    """A WAV file as the engine hears it: 16-bit samples at its rate."""
+    samples, rate = read_wav(path)
+    resampler = StreamResampler(rate, se.SAMPLE_RATE)
+    pcm = np.concatenate([resampler.process(samples), resampler.process(np.zeros(0, np.int16), last=True)])
+    return pcm.astype(np.int16).tobytes()
+
+
 def clips() -> list[tuple[str, bytes]]:
-    out = []
-    for path in sorted((ROOT / "audio_fixtures").glob("en_*.wav")):
-        samples, rate = read_wav(path)
-        resampler = StreamResampler(rate, se.SAMPLE_RATE)
-        pcm = np.concatenate([resampler.process(samples), resampler.process(np.zeros(0, np.int16), last=True)])
-        out.append((path.name, pcm.astype(np.int16).tobytes()))
-    return out
+    return [(path.name, pcm16k(path)) for path in sorted((ROOT / "audio_fixtures").glob("en_*.wav"))]
 
 
 def engine_with(sentence_extra: dict[str, object], loop_extra: dict[str, object]) -> se.SphinxEngine:

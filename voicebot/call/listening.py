@@ -101,8 +101,7 @@ class TurnListener:
         self._timing = turn_timing(services.settings, None)
         self._early: EarlyOpinion | None = None  # asked at a pause of the turn under way
         self._early_fallback: EarlyOpinion | None = None  # the larger model, asked after it
-        self._mid_phrase = 0  # the pause the grammar last heard as the middle of a phrase
-        self._mid_phrase_words = ""  # what it heard there
+        self._mid_phrase = (0, "")  # the pause the grammar last heard as the middle of a phrase, and its words
         self._unanswered: EndedTurn | None = None  # the last turn, until its reading is answered
         self._joined: set[EndedTurn] = set()  # turns heard again with the speech that followed them
         self._began = asyncio.Event()  # set when speech starts, then replaced
@@ -304,9 +303,9 @@ class TurnListener:
         if self._speech is not speech:
             return  # the turn ended while the recogniser was asked
         if limit:
-            self._mid_phrase, self._mid_phrase_words = pause, heard.text if heard else ""
-        elif self._mid_phrase == pause:
-            self._mid_phrase = 0
+            self._mid_phrase = (pause, heard.text if heard else "")
+        elif self._mid_phrase[0] == pause:
+            self._mid_phrase = (0, "")
         if limit != 0 and took <= BEHIND_S:
             self._ask_early(pause, heard)
         if limit is not None:
@@ -347,10 +346,11 @@ class TurnListener:
         if heard is None:
             return
         meaning = self._policy.understand(heard.text)
+        mid_phrase_at, began = self._mid_phrase
         if meaning.intent is None:
             self._ask_fallback_early(pause)
         elif self._services.settings.turn_complete_words and words_end_turn(heard.text, meaning) \
-                and (self._mid_phrase != pause or goes_past(heard.text, self._mid_phrase_words)):
+                and (mid_phrase_at != pause or goes_past(heard.text, began)):
             self._decided(self._endpointer().decide(pause, 0))
 
     def _ask_fallback_early(self, pause: int) -> None:
