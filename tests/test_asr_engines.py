@@ -321,9 +321,11 @@ def test_vosk_streams_run_concurrently_from_threads(vosk_ko, speak):
     # one shared Model, one recogniser per stream: the same answers as one at a time
     assert [r.text for r in results] == [e.text for e in expected] * 2
     for got, want in zip(results, expected * 2, strict=True):
-        # Vosk's grammar decoding varies a little run to run even one stream at a
-        # time (measured: 0.847 vs 0.869 for the same audio), threads or not
-        assert got.confidence == pytest.approx(want.confidence, abs=0.05)
+        # Vosk's N-best lattice varies run to run even one stream at a time, threads
+        # or not: the same clip, 36 times in a row, gave 0.74-0.82, and once in CI
+        # 0.917 (its sentence became the best path, margin 0). The decision holds.
+        assert (got.confidence >= THRESHOLD) == (want.confidence >= THRESHOLD)
+        assert got.confidence == pytest.approx(want.confidence, abs=0.2)
         for g, w in zip(got.words, want.words, strict=True):  # Vosk is exact to a frame or so
             assert g.text == w.text and abs(g.start - w.start) <= 0.05 and abs(g.end - w.end) <= 0.05
 
