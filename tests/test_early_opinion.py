@@ -145,8 +145,8 @@ async def test_a_whole_request_in_the_early_words_ends_the_turn_at_once(kit):
     assert call.handoff_reason == "caller_request"
 
 
-@pytest.mark.parametrize("heard", ["I want to talk to", "my agent told me to call", "Uh, the weather"])
-async def test_words_that_trail_off_or_ask_for_nothing_wait_for_the_hangover(kit, heard):
+@pytest.mark.parametrize("heard", ["my agent told me to call", "Uh, the weather"])
+async def test_words_that_ask_for_nothing_clearly_wait_for_the_hangover(kit, heard):
     call, whisper, grammar = await caller_speaks(kit, heard=heard)
     call.silence(0.3)
     await asked(whisper)
@@ -154,6 +154,20 @@ async def test_words_that_trail_off_or_ask_for_nothing_wait_for_the_hangover(kit
     call.silence(1.0)
     turn = (await call.channel.wait_for("event", lambda e: e.get("event") == "transcript"))[2]
     assert turn["early"] is False and SPEECH_ENDS + 0.49 <= turn["end"] < SPEECH_ENDS + 0.75
+
+
+@pytest.mark.parametrize("heard", ["Can I talk to?", "I want to talk to", "My order is late and"])
+async def test_words_that_trail_off_let_the_pause_run_to_the_mid_phrase_limit(kit, heard):
+    """"Can I talk to ... a human": the grammar heard nothing it knows (a guess it
+    would not act on), Whisper heard a sentence drawing breath: the pause may last
+    800 ms, not the 500 ms hangover that cut this caller off mid-sentence."""
+    call, whisper, grammar = await caller_speaks(kit, heard=heard)
+    call.silence(0.3)
+    await asked(whisper)
+    await answered(call)
+    call.silence(1.2)
+    turn = (await call.channel.wait_for("event", lambda e: e.get("event") == "transcript"))[2]
+    assert turn["early"] is False and SPEECH_ENDS + 0.79 <= turn["end"] < SPEECH_ENDS + 1.0
 
 
 def test_a_whole_clear_request_that_does_not_trail_off_ends_a_turn():
@@ -167,6 +181,13 @@ def test_a_whole_clear_request_that_does_not_trail_off_ends_a_turn():
     assert not words_end_turn("my agent", Interpretation("human", mention=True))
     assert not words_end_turn("the weather", Interpretation(None))
     assert not words_end_turn("", Interpretation(None))
+
+
+def test_words_trail_off_where_a_sentence_goes_on():
+    from voicebot.call.turns import trails_off
+
+    assert trails_off("Can I talk to?") and trails_off("my order, and") and trails_off("um")
+    assert not trails_off("Can I talk to a human?") and not trails_off("") and not trails_off("Operator.")
 
 
 @pytest.mark.parametrize("at_pause", ["no opinion yet", "engine busy"])

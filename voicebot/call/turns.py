@@ -6,7 +6,8 @@ is asked what it has heard so far. A whole
 phrase of what the question listens for (a request for a person, a yes or a
 no, a slot's digits, an intent's example) ends the turn there; the beginning
 of a phrase ("I want to speak to…") lets the pause run to `mid_phrase_ms`
-(unless the second opinion heard the same start and how it ended: `goes_past`);
+(unless the second opinion heard the same start and how it ended: `goes_past`),
+as do the second opinion's words there when they trail off (`trails_off`);
 anything else (a guess, other speech, no answer in time) ends the turn after
 the question's `hangover_ms`, as a fixed hangover would. `complete_ms = 0`
 turns it off: every turn ends after `hangover_ms`.
@@ -73,12 +74,18 @@ def pause_limit(heard: Partial | None, timing: TurnTiming) -> int | None:
     return timing.mid_phrase_ms if heard.confidence >= MID_PHRASE_CONFIDENCE else None
 
 
+def trails_off(text: str) -> bool:
+    """Whether free-form words heard at a pause end where a sentence goes on
+    ("Can I talk to?", "my order and"): the caller is drawing breath."""
+    last = normalise(text).split()[-1:]
+    return bool(last) and last[0] in GOES_ON
+
+
 def words_end_turn(text: str, meaning: Interpretation) -> bool:
     """Whether free-form words heard at a pause already make a whole, clear
     request (an intent, a clear request for a person, a yes or a no) that does
     not trail off: then the pause ends the turn without waiting out the hangover."""
-    last = normalise(text).split()[-1:]
-    if not last or last[0] in GOES_ON or meaning.intent is None:
+    if not normalise(text).split() or trails_off(text) or meaning.intent is None:
         return False
     return meaning.certain and not meaning.mention
 
