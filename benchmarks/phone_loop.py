@@ -4,6 +4,13 @@ words): CPU per second of audio, and how well the margin (sentence score minus
 loop score, per frame) tells requests from out-of-domain speech.
 
     .venv/bin/python benchmarks/phone_loop.py --manifest DEV/manifest.json   # ~2 min
+    .venv/bin/python benchmarks/phone_loop.py --manifest DEV/manifest.json --union
+
+--union also decodes each clip with one search holding both the sentences and
+the engine's phone loop (the acoustic scores computed once, not once per
+search): its CPU beside the two searches', how often its best path is a
+sentence, and the size of its lattice (where both paths' scores would be read),
+on the first clip.
 
 DEV is a rendered dev set (scripts/make_heldout.py --phrases benchmarks/devset/en.toml
 --out DEV --no-real), never the held-out set: this compares rejection models. AUC is
@@ -16,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -31,6 +39,7 @@ from sphinx_search_cost import pcm16k  # noqa: E402
 from voicebot.asr import sphinx_engine as se  # noqa: E402
 from voicebot.dialog.compile import vocabulary  # noqa: E402
 from voicebot.dialog.flow import DEFAULT_FLOW, load_flow  # noqa: E402
+from voicebot.phrases import fsg_edges, parse  # noqa: E402
 
 REQUESTS = ("person_request", "routine")
 OTHER = ("out_of_domain",)
@@ -52,6 +61,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--manifest", type=Path, required=True)
     parser.add_argument("--pips", default="1.0,1e-3", help="allphone phone insertion probabilities")
+    parser.add_argument("--union", action="store_true", help="also one search holding sentences and loop")
     args = parser.parse_args()
     engine = se.SphinxEngine(vocabulary(load_flow(DEFAULT_FLOW), "en"), pool_size=1)
     decoders = engine.acquire()
@@ -61,13 +71,24 @@ def main() -> int:
     clips = [c for c in json.loads(args.manifest.read_text())["clips"]
              if c["language"] == "en" and c["class"] in REQUESTS + OTHER]
     cpu = dict.fromkeys(loops, 0.0)
+    sentence_cpu = 0.0
+    together = union(engine) if args.union else None
+    union_cpu, union_sentences, links = 0.0, 0, []
     margins: dict[str, list[tuple[str, float]]] = {name: [] for name in loops}
     seconds = 0.0
     for clip in clips:
         pcm = pcm16k(args.manifest.parent / clip["file"])
         seconds += len(pcm) / 2 / se.SAMPLE_RATE
         cmn = engine.estimate_cmn(pcm[: 2 * se.SAMPLE_RATE])
-        sentence = decode(decoders.sentences, cmn, pcm)[0]
+        sentence, took = decode(decoders.sentences, cmn, pcm)
+        sentence_cpu += took
+        if together is not None:
+            _, took = decode(together, cmn, pcm)
+            union_cpu += took
+            hyp = together.hyp()  # type: ignore[attr-defined]
+            union_sentences += hyp is not None and "phone_" not in hyp.hypstr
+            if not links:  # one lattice: writing one out takes longer than the decoding
+                links.append(lattice_links(together) / (len(pcm) / 2 / se.SAMPLE_RATE))
         for name, loop in loops.items():
             score, took = decode(loop, cmn, pcm)
             cpu[name] += took
@@ -80,7 +101,39 @@ def main() -> int:
         other = [m for c, m in margins[name] if c in OTHER]
         print(f"{name:22} {cpu[name] / seconds * 1000:8.1f} {auc(req, other):6.3f} "
               f"{np.median(req):>15.2f} / {np.median(other):.2f}")
+    if together is not None:
+        two = (sentence_cpu + cpu["fsg loop (now)"]) / seconds * 1000
+        print(f"sentence search + fsg loop: {two:.1f} CPU ms/s; one search holding both: "
+              f"{union_cpu / seconds * 1000:.1f} ({union_cpu / seconds * 1000 / two:.2f}x); its best path a "
+              f"sentence in {union_sentences} of {len(clips)}; "
+              f"lattice links per s of audio (first clip) {links[0]:.0f}")
     return 0
+
+
+def union(engine: se.SphinxEngine) -> object:
+    """One search: the default context's sentence graph and the phone loop side by side."""
+    decoder = se._decoder(engine._live, bestpath=False, **se._WIDE_BEAMS)
+    for i, phone in enumerate(se._PHONES):
+        decoder.add_word(f"phone_{phone.lower()}", phone, i == len(se._PHONES) - 1)
+    edges: list = [(0, 1, 1.0)]  # type: ignore[type-arg]
+    state = 2
+    for template in engine._contexts[engine.default_context]:
+        more, state = fsg_edges(parse(template), 0, 1, state)
+        edges += more
+    edges += [(s, 1, se.PREFIX_EXIT_PROB) for s in range(2, state)]
+    loop, phone = state, state + 1  # the loop has its own start: no phones before a sentence
+    edges += [(0, loop, 1.0), (phone, loop, 1.0), (phone, 1, 1.0)]
+    edges += [(loop, phone, se.PHONE_LOOP_PROB, f"phone_{p.lower()}") for p in se._PHONES]
+    decoder.add_fsg("union", decoder.create_fsg("union", 0, 1, edges))
+    decoder.activate_search("union")
+    return decoder
+
+
+def lattice_links(decoder: object) -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "lattice.slf"
+        decoder.get_lattice().write_htk(str(path))  # type: ignore[attr-defined]
+        return sum(1 for line in path.read_text().splitlines() if line.startswith("J="))
 
 
 def decode(decoder: object, cmn: str, pcm: bytes) -> tuple[float | None, float]:

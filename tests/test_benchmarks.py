@@ -1,6 +1,7 @@
 """The benchmarks still run and their built-in checks hold (tiny sizes: seconds, not figures)."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -87,7 +88,7 @@ def test_phone_loop_benchmark_compares_the_loops_on_a_manifest(tmp_path):
                                ("real_out_of_domain_voicemail.wav", "out_of_domain"))]
     manifest = tmp_path / "manifest.json"
     manifest.write_text(json.dumps({"clips": clips}))
-    code = (f"import sys; sys.argv = ['bench', '--manifest', {str(manifest)!r}, '--pips', '1e-3']; "
+    code = (f"import sys; sys.argv = ['bench', '--manifest', {str(manifest)!r}, '--pips', '1e-3', '--union']; "
             f"import runpy; runpy.run_path({str(ROOT / 'benchmarks' / 'phone_loop.py')!r}, run_name='__main__')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                          cwd=ROOT, check=False)
@@ -96,6 +97,9 @@ def test_phone_loop_benchmark_compares_the_loops_on_a_manifest(tmp_path):
     assert [r[0] for r in rows] == ["fsg", "allphone"]
     assert all(float(r[-5]) > 0 for r in rows)  # CPU ms per second of audio
     assert all(0.0 <= float(r[-4]) <= 1.0 for r in rows)  # AUC over 2 requests x 1 other
+    union = re.search(r"one search holding both: ([\d.]+) .* a sentence in (\d) of 3; .* \(first clip\) (\d+)",
+                      out.stdout)
+    assert union and float(union[1]) > 0 and int(union[3]) > 0, out.stdout
 
 
 def test_auc_counts_ties_as_half():
