@@ -273,6 +273,10 @@ def test_models_fetch_and_list_know_the_whisper_names(server: Server, tmp_path, 
     (["Agent,", " please.", " Agent", " please", " now."], 5),
     (["Hello", " there"], 2),
     ([], 0),
+    (["Go", " to", " fail.", " I'm", " not", " a", " person,", " I'm", " not", " a", " person,", " I'm", " not",
+      " a", " person,", " I"], 0),  # looping on audio it cannot read: nothing kept
+    (["I", " want", " to", " track,", " I", " want", " to", " track."], 8),  # twice: kept
+    (["Agent,", " agent,", " agent!"], 3),  # one word three times: a caller's
 ])
 def test_whisper_saying_its_sentence_again_is_cut(pieces: list[str], kept: int) -> None:
     tokens = list(range(len(pieces)))

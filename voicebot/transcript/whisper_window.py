@@ -29,6 +29,9 @@ MAX_WINDOW_S = 30.0  # Whisper's own window: longer audio takes the long-form pa
 FRAMES_PER_S = 100  # mel frames per second
 TAIL_S = 1.0  # silence after the speech inside the window
 TOKENS_PER_S = 8  # a generous bound on tokens per second of speech (about 4 words)
+# A clause this long said this many times in a row is the decoder looping, not a caller
+# (a caller's "agent, agent, agent" is one word; dev set: "I want to track, I want to track, ...").
+LOOP_WORDS, LOOP_TIMES = 3, 3
 
 
 @dataclass(frozen=True)
@@ -102,8 +105,12 @@ def without_echo(tokens: list[int], text_of: Callable[[int], str]) -> list[int]:
     Followed") until its length limit. A sentence equal to the one before
     it, or a last unfinished one that begins it again, is cut with all that
     follows. A caller who really says "Agent. Agent." loses the second word,
-    not the meaning."""
+    not the meaning. A clause of LOOP_WORDS or more words said LOOP_TIMES times
+    in a row ("I'm not a person, I'm not a person, I'm not a person, I") is the
+    decoder looping on audio it cannot read: nothing is kept."""
     pieces = [text_of(t) for t in tokens]
+    if _loops("".join(pieces)):
+        return []
     sentences: list[tuple[int, str]] = []  # (index of its first token, its words)
     start = 0
     for i, piece in enumerate(pieces):
@@ -114,6 +121,16 @@ def without_echo(tokens: list[int], text_of: Callable[[int], str]) -> list[int]:
         if words and (words == before or before.startswith(words + " ")):
             return tokens[:begins]
     return tokens
+
+
+def _loops(text: str) -> bool:
+    clauses = [" ".join(re.findall(r"[\w']+", c.lower())) for c in re.split(r"[,.?!;]", text)]
+    run = 1
+    for before, clause in zip(clauses, clauses[1:], strict=False):
+        run = run + 1 if clause == before and len(clause.split()) >= LOOP_WORDS else 1
+        if run >= LOOP_TIMES:
+            return True
+    return False
 
 
 def _words(pieces: list[str]) -> str:
