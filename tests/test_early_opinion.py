@@ -145,7 +145,8 @@ async def test_a_whole_request_in_the_early_words_ends_the_turn_at_once(kit):
     assert call.handoff_reason == "caller_request"
 
 
-@pytest.mark.parametrize("heard", ["my agent told me to call", "Uh, the weather"])
+@pytest.mark.parametrize("heard", ["my agent told me to call", "Uh, the weather",
+                                   "I'd like to book a table for"])  # other speech, trailing off
 async def test_words_that_ask_for_nothing_clearly_wait_for_the_hangover(kit, heard):
     call, whisper, grammar = await caller_speaks(kit, heard=heard)
     call.silence(0.3)
@@ -159,7 +160,7 @@ async def test_words_that_ask_for_nothing_clearly_wait_for_the_hangover(kit, hea
 @pytest.mark.parametrize("heard", ["Can I talk to?", "I want to talk to", "My order is late and"])
 async def test_words_that_trail_off_let_the_pause_run_to_the_mid_phrase_limit(kit, heard):
     """"Can I talk to ... a human": the grammar heard nothing it knows (a guess it
-    would not act on), Whisper heard a sentence drawing breath: the pause may last
+    would not act on), Whisper heard a request drawing breath: the pause may last
     800 ms, not the 500 ms hangover that cut this caller off mid-sentence."""
     call, whisper, grammar = await caller_speaks(kit, heard=heard)
     call.silence(0.3)

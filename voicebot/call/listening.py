@@ -334,9 +334,10 @@ class TurnListener:
             answer.add_done_callback(partial(self._heard_early, pause))
 
     def _heard_early(self, pause: int, answer: asyncio.Task[Transcript | None]) -> None:
-        """The early opinion's words trail off ("Can I talk to?"): the pause may run to the
-        mid-phrase limit, as when the grammar hears the beginning of a phrase, though the
-        grammar heard nothing it knows. They are a whole, clear request: the pause ends the turn
+        """The early opinion's words begin a request the question knows and trail off ("Can
+        I talk to?"): the pause may run to the mid-phrase limit, as when the grammar hears
+        the beginning of a phrase, though the grammar heard nothing it knows (other speech
+        that trails off keeps the hangover). They are a whole, clear request: the pause ends the turn
         (when it still goes on; the endpointer ignores a pause the caller spoke after),
         unless the grammar hears the middle of a phrase ("I need to reset ... my password":
         Whisper's "I need to reset" is a whole password request) and the words do not
@@ -351,7 +352,7 @@ class TurnListener:
         mid_phrase_at, began = self._mid_phrase
         if meaning.intent is None:
             self._ask_fallback_early(pause)
-        if trails_off(heard.text):
+        if meaning.intent is not None and trails_off(heard.text):
             self._decided(self._endpointer().decide(pause, self._timing.mid_phrase_ms))
         elif meaning.intent is not None and self._services.settings.turn_complete_words \
                 and words_end_turn(heard.text, meaning) and (mid_phrase_at != pause or goes_past(heard.text, began)):
