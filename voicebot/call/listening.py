@@ -352,10 +352,10 @@ class TurnListener:
         mid_phrase_at, began = self._mid_phrase
         if meaning.intent is None:
             self._ask_fallback_early(pause)
-        if meaning.intent is not None and trails_off(heard.text):
+        elif trails_off(heard.text):
             self._decided(self._endpointer().decide(pause, self._timing.mid_phrase_ms))
-        elif meaning.intent is not None and self._services.settings.turn_complete_words \
-                and words_end_turn(heard.text, meaning) and (mid_phrase_at != pause or goes_past(heard.text, began)):
+        elif self._services.settings.turn_complete_words and words_end_turn(heard.text, meaning) \
+                and (mid_phrase_at != pause or goes_past(heard.text, began)):
             self._decided(self._endpointer().decide(pause, 0))
 
     def _ask_fallback_early(self, pause: int) -> None:

@@ -7,7 +7,8 @@ phrase of what the question listens for (a request for a person, a yes or a
 no, a slot's digits, an intent's example) ends the turn there; the beginning
 of a phrase ("I want to speak to…") lets the pause run to `mid_phrase_ms`
 (unless the second opinion heard the same start and how it ended: `goes_past`),
-as do the second opinion's words there when they trail off (`trails_off`);
+as do the second opinion's words there when they begin a request and trail off
+(`trails_off`);
 anything else (a guess, other speech, no answer in time) ends the turn after
 the question's `hangover_ms`, as a fixed hangover would. `complete_ms = 0`
 turns it off: every turn ends after `hangover_ms`.
