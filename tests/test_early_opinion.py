@@ -158,7 +158,7 @@ async def test_words_that_ask_for_nothing_clearly_wait_for_the_hangover(kit, hea
 
 
 @pytest.mark.parametrize("heard", ["Can I talk to?", "I want to talk to", "My order is late and"])
-async def test_words_that_trail_off_let_the_pause_run_to_the_mid_phrase_limit(kit, heard):
+async def test_requests_that_trail_off_let_the_pause_run_to_the_mid_phrase_limit(kit, heard):
     """"Can I talk to ... a human": the grammar heard nothing it knows (a guess it
     would not act on), Whisper heard a request drawing breath: the pause may last
     800 ms, not the 500 ms hangover that cut this caller off mid-sentence."""
