@@ -39,7 +39,6 @@ from sphinx_search_cost import pcm16k  # noqa: E402
 from voicebot.asr import sphinx_engine as se  # noqa: E402
 from voicebot.dialog.compile import vocabulary  # noqa: E402
 from voicebot.dialog.flow import DEFAULT_FLOW, load_flow  # noqa: E402
-from voicebot.phrases import fsg_edges, parse  # noqa: E402
 
 REQUESTS = ("person_request", "routine")
 OTHER = ("out_of_domain",)
@@ -113,14 +112,8 @@ def main() -> int:
 def union(engine: se.SphinxEngine) -> object:
     """One search: the default context's sentence graph and the phone loop side by side."""
     decoder = se._decoder(engine._live, bestpath=False, **se._WIDE_BEAMS)
-    for i, phone in enumerate(se._PHONES):
-        decoder.add_word(f"phone_{phone.lower()}", phone, i == len(se._PHONES) - 1)
-    edges: list = [(0, 1, 1.0)]  # type: ignore[type-arg]
-    state = 2
-    for template in engine._contexts[engine.default_context]:
-        more, state = fsg_edges(parse(template), 0, 1, state)
-        edges += more
-    edges += [(s, 1, se.PREFIX_EXIT_PROB) for s in range(2, state)]
+    se.add_phone_words(decoder)
+    edges, state = engine.sentence_edges(engine.default_context)
     loop, phone = state, state + 1  # the loop has its own start: no phones before a sentence
     edges += [(0, loop, 1.0), (phone, loop, 1.0), (phone, 1, 1.0)]
     edges += [(loop, phone, se.PHONE_LOOP_PROB, f"phone_{p.lower()}") for p in se._PHONES]

@@ -122,6 +122,12 @@ def _decoder(feat_params: str, **config: object) -> Decoder:
         os.unlink(path)
 
 
+def add_phone_words(decoder: Decoder) -> None:
+    """The 39 phones as one-phone words (`phone_aa` ...), the phone loop's vocabulary."""
+    for i, phone in enumerate(_PHONES):
+        decoder.add_word(f"phone_{phone.lower()}", phone, i == len(_PHONES) - 1)
+
+
 def _score(decoder: Decoder) -> tuple[str, float] | None:
     hyp = decoder.hyp()
     if hyp is None or hyp.best_score <= 0.0:
@@ -206,7 +212,9 @@ class SphinxEngine:
         self.dropped = tuple(dict.fromkeys(self.dropped + tuple(dropped)))
         return tuple(kept)
 
-    def _fsg(self, decoder: Decoder, name: str) -> object:
+    def sentence_edges(self, name: str) -> tuple[list, int]:  # type: ignore[type-arg]
+        """The context's sentence graph (start 0, final 1) with the exits after a
+        phrase's first words, and the first state number it leaves unused."""
         transitions: list = [(0, 1, 1.0)]  # type: ignore[type-arg]  # nothing said (silence, noise)
         state = 2
         # A template's `*` adds nothing here: free phones inside the grammar are the
@@ -216,7 +224,10 @@ class SphinxEngine:
             transitions += edges
         self._graphs[name] = transitions
         exits = [(s, 1, PREFIX_EXIT_PROB) for s in range(2, state)]
-        return decoder.create_fsg(name, 0, 1, transitions + exits)
+        return transitions + exits, state
+
+    def _fsg(self, decoder: Decoder, name: str) -> object:
+        return decoder.create_fsg(name, 0, 1, self.sentence_edges(name)[0])
 
     def stream(self, context: str = "") -> SphinxStream:
         return SphinxStream(self, context if context in self._contexts else self.default_context)
@@ -228,8 +239,7 @@ class SphinxEngine:
             searches.add_fsg(name, self._fsg(searches, name))
         searches.activate_search(self.default_context)
         loop = _decoder(self._live, bestpath=False)
-        for i, phone in enumerate(_PHONES):
-            loop.add_word(f"phone_{phone.lower()}", phone, i == len(_PHONES) - 1)
+        add_phone_words(loop)
         loop_fsg: list[tuple[int, int, float] | tuple[int, int, float, str]] = [
             (0, 2, PHONE_LOOP_PROB, f"phone_{p.lower()}") for p in _PHONES]
         loop_fsg += [(2, 0, 1.0), (2, 1, 1.0)]

@@ -124,7 +124,7 @@ def without_echo(tokens: list[int], text_of: Callable[[int], str]) -> list[int]:
 
 
 def _loops(text: str) -> bool:
-    clauses = [" ".join(re.findall(r"[\w']+", c.lower())) for c in re.split(r"[,.?!;]", text)]
+    clauses = [_words([clause]) for clause in re.split(r"[,.?!;]", text)]
     run = 1
     for before, clause in zip(clauses, clauses[1:], strict=False):
         run = run + 1 if clause == before and len(clause.split()) >= LOOP_WORDS else 1
