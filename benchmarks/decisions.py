@@ -54,6 +54,8 @@ class Heard:
     grammar_confidence: float
     second: str | None = None
     second_confidence: float = 0.0
+    fit: float | None = None  # the second opinion's fit of the grammar's words
+    larger_fit: float | None = None  # the fallback's
     meaning: str | None = None
 
 
@@ -66,6 +68,7 @@ class Decider:
     model: str = "whisper-tiny.en"  # the second opinion's
     cache: dict[str, list[Any]] = field(default_factory=dict)
     fallback: str = ""  # a larger model asked when the second opinion leaves nothing understood
+    check: bool = True  # Whisper scores the grammar's words against the audio (Transcript.fit)
 
     def __post_init__(self) -> None:
         self.flow = load_checked(self.flow_path)
@@ -100,13 +103,16 @@ class Decider:
         heard = Heard(grammar.text, round(grammar.confidence, 2))
         if self.whisper is not None and policy.wants_second_opinion(reading):
             first = reading
-            words = self.opinion(base / file, policy.opinion_prompt)
-            heard.second, heard.second_confidence = words.text, round(words.confidence, 2)
-            reading = policy.reread(first, words)
-            if self.larger is not None and policy.wants_larger(first, words):
-                words = self.opinion(base / file, policy.opinion_prompt, self.fallback)
+            check = grammar.text if self.check and not policy.confirming else ""
+            second = self.opinion(base / file, policy.opinion_prompt, check=check)
+            heard.second, heard.second_confidence = second.text, round(second.confidence, 2)
+            heard.fit = None if second.fit is None else round(second.fit, 2)
+            reading = policy.reread(first, second)
+            if self.larger is not None and policy.wants_larger(first, second):
+                words = self.opinion(base / file, policy.opinion_prompt, self.fallback, check)
                 heard.second += f" // {words.text}"
-                reading = policy.reread(first, words, larger=True)
+                heard.larger_fit = None if words.fit is None else round(words.fit, 2)
+                reading = policy.reread(first, words, larger=True, second=second)
         heard.meaning = reading.meaning.intent
         log.append(heard)
         actions = policy.step(p.Heard(Utterance(grammar.text, grammar.confidence, 0, 1,
@@ -116,16 +122,17 @@ class Decider:
         said = [a.name for a in actions if isinstance(a, p.Say)]
         return f"prompt:{said[0]}" if said else "none"
 
-    def opinion(self, path: Path, prompt: str, model: str = "") -> Transcript:
+    def opinion(self, path: Path, prompt: str, model: str = "", check: str = "") -> Transcript:
         model = model or self.model
-        key = f"{model}|{path}|{prompt}"
+        key = f"{model}|{path}|{prompt}|{check}"
         if key not in self.cache:
             engine = self.larger if model == self.fallback else self.whisper
             assert engine is not None
             samples, _ = read_wav(path, engine.sample_rate)
-            words = engine.transcribe(samples.astype(np.int16).tobytes(), prompt)
-            self.cache[key] = [words.text, words.confidence]
-        return Transcript(*self.cache[key])
+            words = engine.transcribe_many([samples.astype(np.int16).tobytes()], prompt, [check])[0]
+            self.cache[key] = [words.text, words.confidence, words.fit]
+        text, confidence, fit = self.cache[key]
+        return Transcript(text, confidence, fit=fit)
 
     def decide(self, clips: Clips, clip: dict[str, Any], arm: str) -> tuple[Outcome, list[Heard]]:
         """The conversation benchmarks/understanding_caller.py holds, decided offline."""
@@ -175,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="whisper-tiny.en", help="the second opinion's Whisper model")
     ap.add_argument("--fallback", default="", help="a larger Whisper model asked when the second "
                     "opinion leaves the turn not understood (e.g. whisper-base)")
+    ap.add_argument("--no-check", action="store_true", help="Whisper does not score the grammar's words")
     ap.add_argument("--classes", default=",".join(c for c in CLASSES if c != "noise"))
     ap.add_argument("--limit", type=int, default=0, help="at most this many clips per class")
     ap.add_argument("--cache", type=Path, help="Whisper's words per clip and prompt, kept between runs")
@@ -183,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     clips = Clips(args.manifest)
     cache = json.loads(args.cache.read_text()) if args.cache and args.cache.exists() else {}
-    decider = Decider(args.lang, args.flow, args.second == "whisper", args.model, cache, args.fallback)
+    decider = Decider(args.lang, args.flow, args.second == "whisper", args.model, cache, args.fallback,
+                      not args.no_check)
     arm = "second" if decider.whisper is not None else "grammar"
     calls = []
     for clip in choose(clips, args.lang, args.classes.split(","), args.limit):
@@ -192,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         right = score(outcome)
         if args.misses and missed(clip["class"], right):
             heard = " | ".join(f"{h.grammar!r} {h.grammar_confidence} / {h.second!r} {h.second_confidence}"
-                               f" -> {h.meaning}" for h in log)
+                               f" fit {h.fit}/{h.larger_fit} -> {h.meaning}" for h in log)
             print(f"{clip['class'][:14]:14} {clip.get('family', '')[:8]:8} {clip.get('text', '')!r}: "
                   f"{[t.reply for t in outcome.turns]} {heard}")
     text, rows = table([o for o, _ in calls], [arm])

@@ -34,15 +34,15 @@ NOTHING = Transcript("", 0.0)  # what the grammar makes of the whole turn
 class Hears(FakeFreeFormEngine):
     """Hears `text` in any audio; `asked` is set by each job (the engine's thread)."""
 
-    def __init__(self, text: str) -> None:
-        super().__init__()
-        self.text = text
+    def __init__(self, text: str, confidence: float = 0.9, fit: float = 0.0) -> None:
+        super().__init__(fit=fit)
+        self.text, self.confidence = text, confidence
         self.asked = threading.Event()
 
     def transcribe(self, pcm: bytes, prompt: str = "") -> Transcript:
         heard = super().transcribe(pcm, prompt)
         self.asked.set()
-        return Transcript(self.text, 0.9, heard.words)
+        return Transcript(self.text, self.confidence, heard.words)
 
 
 
@@ -52,12 +52,12 @@ async def asked(engine: Hears) -> None:
     engine.asked.clear()
 
 
-async def caller_speaks(kit: Kit, *, heard: str = "get me a person",
+async def caller_speaks(kit: Kit, *, heard: str | Hears = "get me a person",
                         final: Transcript = NOTHING, partial=lambda audio: UNSURE,
                         **settings) -> tuple[Call, Hears, FakeEngine]:
     """A call at its menu whose caller has just said words(): the grammar says
     `partial` at a pause and `final` at the turn's end; Whisper hears `heard`."""
-    whisper = Hears(heard)
+    whisper = heard if isinstance(heard, Hears) else Hears(heard)
     grammar = FakeEngine([final], partial=partial)
     call = await kit.start_call(grammar, opinion=SecondOpinion(InlineTranscriber(whisper), "en", 10),
                                 **settings)
@@ -102,6 +102,23 @@ async def test_a_sure_grammar_reading_at_the_end_leaves_the_early_answer_unused(
     call.silence(1.0)
     await call.prompted("order_status")  # the grammar was sure: Whisper's "person" is not read
     assert len(whisper.seen) == 1
+
+
+@pytest.mark.parametrize(("final", "said"), [
+    ("i want a live someone", "didnt_catch"),  # the words checked at the pause: their misfit counts
+    ("i want to talk to a live person", "confirm_human"),  # other words at the end: not checked
+])
+async def test_the_early_answer_checks_the_grammars_words_at_the_pause(kit, final, said):
+    """Whisper scored the grammar's words at the pause as other speech forced into a
+    phrase (reading.MISFIT); that counts only if the turn's words are the same."""
+    weather = Hears("Watch the weather like tomorrow.", confidence=0.6, fit=-6.0)
+    call, whisper, _ = await caller_speaks(kit, heard=weather, final=Transcript(final, 0.54),
+                                           partial=lambda audio: Partial("i want a live someone", 0.3, True))
+    call.silence(0.3)
+    await asked(whisper)
+    call.silence(1.0)
+    await call.prompted(said)
+    assert whisper.checks == ["i want a live someone"], "asked once, at the pause, with its words"
 
 
 async def test_a_whole_phrase_at_the_pause_ends_the_turn_without_an_early_ask(kit):

@@ -36,8 +36,9 @@ class Says(FakeFreeFormEngine):
     """Hears `text` (at `confidence`) in any audio; None: fails. `asked` is set by
     each job (the engine's thread)."""
 
-    def __init__(self, text: str | None, confidence: float = 0.74, model: str = "fake-model") -> None:
-        super().__init__(model=model)
+    def __init__(self, text: str | None, confidence: float = 0.74, model: str = "fake-model",
+                 fit: float = 0.0) -> None:
+        super().__init__(model=model, fit=fit)
         self.text, self.confidence = text, confidence
         self.asked = threading.Event()
 
@@ -88,6 +89,21 @@ async def test_the_larger_model_settles_fluent_words_against_the_grammars_unsure
     call = await caller_speaks(kit, tiny, base, final=Transcript("let me talk to a live human", 0.41))
     await call.prompted(said)
     assert len(base.seen) == 1
+
+
+@pytest.mark.parametrize(("tiny_fit", "base_fit", "said"), [
+    (-6.0, -4.9, "didnt_catch"),  # tiny found the grammar's words do not fit: that stands
+    (-4.9, -6.0, "didnt_catch"),  # so does base
+    (-3.0, -2.0, "confirm_human"),  # both found they fit: asked about, as before
+])
+async def test_the_grammars_words_fit_as_badly_as_either_model_found(kit, tiny_fit, base_fit, said):
+    """"What's the weather like tomorrow" forced into "i want a live someone" (0.54):
+    both models score the grammar's words against the audio; neither's words hold an intent."""
+    tiny = Says("Watch the weather like tomorrow.", 0.6, fit=tiny_fit)
+    base = Says("Wap, the weather, like, tomorrow.", 0.45, model="larger", fit=base_fit)
+    call = await caller_speaks(kit, tiny, base, final=Transcript("i want a live someone", 0.54))
+    await call.prompted(said)
+    assert tiny.checks == base.checks == ["i want a live someone"]
 
 
 @pytest.mark.parametrize(("tiny_heard", "said"), [("Where is my parcel?", "order_status"),

@@ -20,7 +20,16 @@ from voicebot.config import load_settings
 from voicebot.dialog import policy as p
 from voicebot.dialog.flow import DEFAULT_FLOW
 from voicebot.dialog.flowcheck import load_checked
-from voicebot.dialog.reading import FLUENT, OTHER_SPEECH, SECOND, SURE, Reading, contradicts, second_reading
+from voicebot.dialog.reading import (
+    FLUENT,
+    MISFIT,
+    OTHER_SPEECH,
+    SECOND,
+    SURE,
+    Reading,
+    contradicts,
+    second_reading,
+)
 from voicebot.dialog.understand import Interpretation
 from voicebot.errors import ConfigError
 from voicebot.replay.client import ReplayOptions, replay
@@ -113,6 +122,53 @@ def test_a_person_only_the_fallback_hears_is_asked_about():
     first = Reading(Interpretation(None), 0.1)
     reading = second_reading(first, Interpretation("human"), Transcript("get me a person", 0.9), larger=True)
     assert reading.meaning.intent == "human" and not reading.meaning.certain
+
+
+# --- the grammar's words checked against the audio (Transcript.fit) -------------------
+UNSURE_WORDS = 0.6  # the free-form engine's words: neither confident nor holding an intent
+
+
+@pytest.mark.parametrize("grammar", ["human", "order_status"])
+def test_grammar_words_the_audio_does_not_hold_are_dropped(grammar):
+    """Other speech forced into a phrase ("what's the weather like tomorrow" heard as
+    "i want a live someone"): Whisper finds those words far less likely than its own."""
+    first = Reading(Interpretation(grammar), 0.7)
+    heard = Transcript("Wap, the weather like tomorrow.", UNSURE_WORDS, fit=MISFIT - 0.1)
+    reading = second_reading(first, Interpretation(None), heard, checked=True)
+    assert reading.meaning.intent is None and reading.confidence == 0.0 and reading.by == SECOND
+    fits = Transcript("Could you, through some, one on the phone?", UNSURE_WORDS, fit=MISFIT + 0.1)
+    assert second_reading(first, Interpretation(None), fits, checked=True) is first
+    assert second_reading(first, Interpretation(None), heard) is first, "not checked: at a yes/no question"
+
+
+def test_a_sure_person_the_audio_does_not_hold_is_asked_about_never_dropped():
+    first = Reading(Interpretation("human", certain=True), 0.97)
+    heard = Transcript("Here's the parking free on Sundays.", UNSURE_WORDS, fit=MISFIT - 0.1)
+    reading = second_reading(first, Interpretation(None), heard, sure=True, checked=True)
+    assert reading.meaning.intent == "human" and not reading.meaning.certain
+
+
+def test_an_intent_in_the_free_form_words_outweighs_a_bad_fit():
+    first = Reading(Interpretation("human"), 0.9)
+    heard = Transcript("I need to track a delivery.", UNSURE_WORDS, fit=-6.5)
+    assert second_reading(first, Interpretation("order_status"), heard, checked=True).meaning.intent == \
+        "order_status"
+
+
+def test_the_policy_checks_at_open_questions_and_takes_the_worse_fit_of_two_engines():
+    policy = at_menu()
+    assert policy.opinion_check("i want a live someone") == "i want a live someone"
+    first = policy.read("i want a live someone", 0.54)
+    tiny = Transcript("Watch the weather like tomorrow.", UNSURE_WORDS, fit=MISFIT - 0.3)
+    base = Transcript("Wap, the weather, like, tomorrow.", 0.45, fit=MISFIT + 0.6)
+    assert policy.reread(first, tiny).meaning.intent is None
+    assert policy.reread(first, base, larger=True).meaning.intent == "human", "base alone: the words fit"
+    assert policy.reread(first, base, larger=True, second=tiny).meaning.intent is None
+    assert said(policy.step(p.Heard(Utterance("i want a live someone", 0.54, 0, 1),
+                                    policy.reread(first, base, larger=True, second=tiny)))) == ["didnt_catch"]
+    asking = at_menu()
+    hear(asking, "i want to talk to a live person", 0.7, None)  # "do you want a person?"
+    assert asking.confirming == "human" and asking.opinion_check("no") == "", "a yes/no is not checked"
 
 
 def test_the_fallback_is_wanted_where_the_turn_is_not_understood_or_contradicted():
@@ -313,6 +369,16 @@ async def test_a_busy_engine_is_not_asked():
     await opinion.close()
 
 
+async def test_the_grammars_words_reach_the_engine_and_their_fit_comes_back():
+    engine = FakeFreeFormEngine({16000: "what's the weather like tomorrow"}, fits={16000: -6.0})
+    opinion = SecondOpinion(InlineTranscriber(engine), "en", timeout_s=5)
+    heard = await opinion.ask(pcm(16000), 16000, "agent, person", check="i want a live someone")
+    assert heard is not None and heard.fit == -6.0 and engine.checks == ["i want a live someone"]
+    unchecked = await opinion.ask(pcm(16000), 16000, "agent, person")
+    assert unchecked is not None and unchecked.fit is None
+    await opinion.close()
+
+
 class BatchEngine(FakeFreeFormEngine):
     """Decodes batches (as Whisper does), each only once the test opens the gate."""
 
@@ -321,10 +387,11 @@ class BatchEngine(FakeFreeFormEngine):
         self.gate = threading.Event()
         self.batches: list[tuple[list[int], str]] = []
 
-    def transcribe_many(self, pcms: list[bytes], prompt: str = "") -> list[Transcript]:
+    def transcribe_many(self, pcms: list[bytes], prompt: str = "",
+                        checks: list[str] | None = None) -> list[Transcript]:
         self.gate.wait(10)
         self.batches.append(([len(p) // 2 for p in pcms], prompt))
-        return [self.transcribe(p, prompt) for p in pcms]
+        return super().transcribe_many(pcms, prompt, checks)
 
 
 async def asked_behind_one(opinion: SecondOpinion, engine: BatchEngine, sizes: tuple[int, ...],

@@ -15,6 +15,7 @@ import pytest
 
 from voicebot.asr.models import ModelError
 from voicebot.audio.wav import read_wav
+from voicebot.dialog.reading import MISFIT
 from voicebot.errors import ConfigError, EngineError
 from voicebot.replay.suite import word_error_rate
 from voicebot.transcript import catalog
@@ -54,6 +55,18 @@ def test_whisper_writes_what_real_callers_said(tiny, name: str) -> None:
         starts = [w.start for w in got.words]
         assert starts == sorted(starts) and got.words[-1].end <= len(pcm) / 2 / 16000 + 0.01
         assert all(0.0 <= w.conf <= 1.0 for w in got.words)
+
+
+@pytest.mark.parametrize("name", ["real_out_of_domain_weasels.wav", "real_librivox_out_of_domain.wav"])
+def test_whisper_scores_words_against_real_speech(tiny, name: str) -> None:
+    """What was said fits the audio about as well as Whisper's own words; a grammar
+    phrase forced onto other speech fits far worse (reading.MISFIT)."""
+    for said, pcm in utterances(name):
+        right, forced = tiny.transcribe_many([pcm, pcm], "", [said, "where is my order"])
+        assert right.fit is not None and right.fit > -2.0, (said, right)
+        assert forced.fit is not None and forced.fit < MISFIT, (said, forced)
+        assert (right.text, right.words) == (forced.text, forced.words), "the check changes no words"
+    assert tiny.transcribe_many([pcm], "", [""])[0].fit is None, "nothing to check"
 
 
 def test_the_window_fits_the_utterance_up_to_whispers_own() -> None:
@@ -224,7 +237,8 @@ def test_worker_process_transcribes_at_lower_priority_and_survives_a_crash(tmp_p
 def test_a_batch_is_heard_as_each_utterance_alone(tmp_path) -> None:
     """Several utterances decoded as one batch (the second opinion under load), in the
     worker process: each gets the words and word times it gets alone, a click gets
-    nothing, and one too long for a window takes the long-form path beside them."""
+    nothing, and one too long for a window takes the long-form path beside them.
+    Each checks its own words (Transcript.fit) as it would alone."""
     parts = [pcm for name in ("real_agent.wav", "real_hello_then_agent.wav", "real_out_of_domain_weasels.wav")
              for _, pcm in utterances(name)]
     long = np.zeros(16000 * 31, np.int16).tobytes() + parts[0]
@@ -232,8 +246,10 @@ def test_a_batch_is_heard_as_each_utterance_alone(tmp_path) -> None:
     prompt = "agent, person, order, password"
     worker = ProcessTranscriber("whisper", TINY, "en", tmp_path, timeout_s=120, beam_size=1)
     try:
-        together, cpu_s = worker.transcribe_many(batch, prompt)
-        alone = [worker.transcribe(pcm, prompt)[0] for pcm in batch]
+        checks = ["where is my order" if i % 2 else "" for i in range(len(batch))]
+        together, cpu_s = worker.transcribe_many(batch, prompt, checks)
+        alone = [worker.transcribe_many([pcm], prompt, [check])[0][0]
+                 for pcm, check in zip(batch, checks, strict=True)]
     finally:
         worker.close()
     assert cpu_s > 0 and len(together) == len(batch)
@@ -242,8 +258,11 @@ def test_a_batch_is_heard_as_each_utterance_alone(tmp_path) -> None:
     together, alone = together[:-1], alone[:-1]
     assert [t.text for t in together] == [t.text for t in alone]
     assert together[-1].text == ""
+    assert [t.fit is None for t in together] == [not check or not t.words
+                                                 for t, check in zip(together, checks[:-1], strict=True)]
     for a, b in zip(together, alone, strict=True):
         assert [w.text for w in a.words] == [w.text for w in b.words]
+        assert (a.fit is None) == (b.fit is None) and (a.fit is None or abs(a.fit - b.fit) < 0.3), (a, b)
         assert all(abs(x.start - y.start) < 0.05 and abs(x.end - y.end) < 0.05
                    for x, y in zip(a.words, b.words, strict=True)), (a.words, b.words)
 

@@ -28,6 +28,10 @@ class Transcript:
     text: str
     confidence: float
     words: tuple[Word, ...] = ()
+    # A free-form engine asked to check another recogniser's words: how well they fit
+    # the audio against its own (mean log-probability per token, theirs minus its own;
+    # 0 = as well, strongly negative = words the audio does not hold). None: not checked.
+    fit: float | None = None
 
     @property
     def empty(self) -> bool:

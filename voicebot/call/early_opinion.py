@@ -15,7 +15,7 @@ otherwise it is dropped and the turn's own audio is asked about as before.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from voicebot.types import Transcript
 
@@ -29,6 +29,14 @@ class EarlyOpinion:
     pause: int  # the endpointer's number of the pause it was asked at
     prompt: str  # the words that steered the engine (they follow the question)
     answer: asyncio.Task[Transcript | None]
+    check: str = ""  # the grammar's words so far, whose fit the engine scored
+
+    async def heard(self, check: str) -> Transcript | None:
+        """Its answer; the fit only if it scored the same words as the turn's `check`."""
+        heard = await self.answer
+        if heard is not None and heard.fit is not None and check != self.check:
+            return replace(heard, fit=None)
+        return heard
 
     def fits(self, pause: int, prompt: str) -> bool:
         """Whether the turn ended in this opinion's pause at the same question."""

@@ -252,12 +252,12 @@ class TurnListener:
                 or not self._policy.wants_second_opinion(reading):
             turn.drop_early()
             return reading
-        model = opinion.transcriber.model
+        model, check = opinion.transcriber.model, self._policy.opinion_check(result.text)
         if asked is not None:
-            heard = await asked.answer
+            heard = await asked.heard(check)
         else:
             heard = await opinion.ask(turn.audio, turn.rate, self._policy.opinion_prompt,
-                                      late=lambda words: self._transcribed(turn, words, model))
+                                      late=lambda words: self._transcribed(turn, words, model), check=check)
         if heard is not None:
             self._transcribed(turn, heard, model)
         reread = reading if heard is None else self._policy.reread(reading, heard)
@@ -266,9 +266,10 @@ class TurnListener:
             if turn.asked_fallback is not None:
                 turn.asked_fallback.drop()
             return reread
-        return await self._ask_fallback(reading, turn, reread, behind)
+        return await self._ask_fallback(reading, turn, reread, behind, heard, check)
 
-    async def _ask_fallback(self, first: Reading, turn: EndedTurn, so_far: Reading, behind: bool) -> Reading:
+    async def _ask_fallback(self, first: Reading, turn: EndedTurn, so_far: Reading, behind: bool,
+                            second: Transcript, check: str) -> Reading:
         """The larger model, when the second opinion left the turn not understood (the
         caller would be asked again) or contradicted the grammar's unsure person: its
         words are read against the grammar's (reading.py). Whisper tiny mishears some
@@ -279,13 +280,13 @@ class TurnListener:
                 or (behind and turn.asked_fallback is None):
             return so_far
         if turn.asked_fallback is not None:
-            heard = await turn.asked_fallback.answer
+            heard = await turn.asked_fallback.heard(check)
         else:
-            heard = await fallback.ask(turn.audio, turn.rate, self._policy.opinion_prompt)
+            heard = await fallback.ask(turn.audio, turn.rate, self._policy.opinion_prompt, check=check)
         if heard is None:
             return so_far
         self._transcribed(turn, heard, fallback.transcriber.model)
-        return self._policy.reread(first, heard, larger=True)
+        return self._policy.reread(first, heard, larger=True, second=second)
 
     def _transcribed(self, turn: EndedTurn, heard: Transcript, model: str) -> None:
         """The transcript pass need not transcribe the turn again (when `model` is its
@@ -328,9 +329,11 @@ class TurnListener:
                 stale.drop()  # the caller spoke on after the pause it was asked at
         self._early_fallback = None
         prompt, audio = self._policy.opinion_prompt, b"".join(speech.pcm)
-        answer = self._tasks.spawn(opinion.ask(audio, speech.resampler.out_rate, prompt), "early-opinion")
+        check = self._policy.opinion_check(heard.text)
+        answer = self._tasks.spawn(opinion.ask(audio, speech.resampler.out_rate, prompt, check=check),
+                                   "early-opinion")
         if answer is not None:
-            self._early = EarlyOpinion(pause, prompt, answer)
+            self._early = EarlyOpinion(pause, prompt, answer, check)
             answer.add_done_callback(partial(self._heard_early, pause))
 
     def _heard_early(self, pause: int, answer: asyncio.Task[Transcript | None]) -> None:
@@ -365,9 +368,11 @@ class TurnListener:
                 or not fallback.idle or (self._early_fallback and self._early_fallback.pause == pause):
             return
         prompt, audio = self._policy.opinion_prompt, b"".join(speech.pcm)
-        answer = self._tasks.spawn(fallback.ask(audio, speech.resampler.out_rate, prompt), "early-fallback")
+        check = self._early.check if self._early is not None else ""
+        answer = self._tasks.spawn(fallback.ask(audio, speech.resampler.out_rate, prompt, check=check),
+                                   "early-fallback")
         if answer is not None:
-            self._early_fallback = EarlyOpinion(pause, prompt, answer)
+            self._early_fallback = EarlyOpinion(pause, prompt, answer, check)
 
 
 def turn_timing(s: Settings, node: Node | None) -> TurnTiming:

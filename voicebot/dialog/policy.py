@@ -20,7 +20,7 @@ whatever the flow says:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum, auto
 from typing import Any
 
@@ -150,19 +150,24 @@ class Policy:
             return True
         return meaning.intent is None or confidence < self._accept(node)  # would be reprompted
 
-    def reread(self, first: Reading, heard: Transcript, larger: bool = False) -> Reading:
-        """`first` with a free-form engine's opinion of the same audio (`larger`: the fallback's)."""
+    def reread(self, first: Reading, heard: Transcript, larger: bool = False,
+               second: Transcript | None = None) -> Reading:
+        """`first` with a free-form engine's opinion of the same audio (`larger`: the
+        fallback's, `second` then the second opinion's words before it: the grammar's
+        words fit as badly as either engine found)."""
+        if second is not None and second.fit is not None and (heard.fit is None or second.fit < heard.fit):
+            heard = replace(heard, fit=second.fit)
         said = self.understand(heard.text)
         if not larger and self._unsure_yes_over_no(first, said, heard):
             return first
-        return second_reading(first, said, heard, self._sure_person(first), larger)
+        return second_reading(first, said, heard, self._sure_person(first), larger, checked=not self.confirming)
 
     def wants_larger(self, first: Reading, heard: Transcript) -> bool:
         """Whether the fallback model is asked after the second opinion heard `heard`."""
         said = self.understand(heard.text)
         if self._unsure_yes_over_no(first, said, heard):
             return True
-        reread = second_reading(first, said, heard, self._sure_person(first))
+        reread = second_reading(first, said, heard, self._sure_person(first), checked=not self.confirming)
         return wants_larger(first, reread, said, heard, self._sure_person(first))
 
     def _unsure_yes_over_no(self, first: Reading, said: Interpretation, heard: Transcript) -> bool:
@@ -178,6 +183,11 @@ class Policy:
         node = self._ask_node()
         return node is not None and not self.confirming and reading.meaning.intent == HUMAN \
             and reading.meaning.certain and reading.confidence >= max(self._accept(node), node.ladder.transfer)
+
+    def opinion_check(self, text: str) -> str:
+        """The grammar's words a free-form engine scores against the audio (Transcript.fit):
+        at an open question, where other speech is forced into a phrase; not at a yes/no."""
+        return "" if self.confirming else text
 
     @property
     def opinion_prompt(self) -> str:

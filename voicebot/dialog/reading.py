@@ -34,6 +34,10 @@ OTHER_SPEECH = 0.8
 # speech forced into a person phrase (dev sets: 8 out-of-domain and person-word
 # sentences at 0.53-0.73, no request for a person).
 FLUENT = 0.5
+# The grammar's words fit the audio this much worse than the free-form engine's
+# own (Transcript.fit): other speech forced into a phrase (dev set, Whisper
+# tiny.en and base: most such readings below it, no right one).
+MISFIT = -5.5
 
 
 @dataclass(frozen=True)
@@ -45,13 +49,14 @@ class Reading:
 
 
 def second_reading(first: Reading, said: Interpretation, heard: Transcript, sure: bool = False,
-                   larger: bool = False) -> Reading:
+                   larger: bool = False, checked: bool = False) -> Reading:
     """`first` as changed by a free-form engine that heard `heard` (meaning `said`).
     `sure`: the grammar was sure enough of `first` (a person) to act on it alone;
     then another intent outweighs it, and words that tell about someone or
     confidently hold no one make the bot ask rather than put the caller through.
     `larger`: the words are the fallback's, asked after the second opinion
-    left the turn not understood or contradicted the grammar's unsure person."""
+    left the turn not understood or contradicted the grammar's unsure person.
+    `checked`: the engine's fit of the grammar's words counts (an open question)."""
     person = first.meaning.intent == HUMAN
     if said.intent is not None:
         if larger and said.intent == HUMAN:
@@ -65,11 +70,12 @@ def second_reading(first: Reading, said: Interpretation, heard: Transcript, sure
     if larger and contradicts(first, said, heard, sure):
         return Reading(Interpretation(None), 0.0, SECOND, heard)
     confident = not heard.empty and heard.confidence >= OTHER_SPEECH
-    if sure and person and (said.mention or confident):
+    misfit = checked and first.meaning.intent is not None and heard.fit is not None and heard.fit < MISFIT
+    if sure and person and (said.mention or confident or misfit):
         # a clear request is never dropped for a reprompt: in words that tell about
         # someone, or confident words without anyone, the bot asks instead
         return Reading(Interpretation(HUMAN, certain=False, mention=said.mention), SURE, SECOND, heard)
-    if confident:
+    if confident or misfit:
         return Reading(Interpretation(None), 0.0, SECOND, heard)
     return first
 

@@ -23,12 +23,15 @@ class FreeFormEngine(Protocol):
         takes them (Whisper's initial prompt); others ignore it."""
 
 
-def transcribe_all(engine: FreeFormEngine, pcms: list[bytes], prompt: str = "") -> list[Transcript]:
+def transcribe_all(engine: FreeFormEngine, pcms: list[bytes], prompt: str = "",
+                   checks: list[str] | None = None) -> list[Transcript]:
     """Several utterances with one prompt: in one batch where the engine decodes
-    batches (Whisper), else one after another."""
+    batches (Whisper), else one after another. `checks`: another recogniser's
+    words per utterance, scored against the audio by engines that can
+    (Transcript.fit); others leave them unchecked."""
     many = getattr(engine, "transcribe_many", None)
     if many is not None:
-        result: list[Transcript] = many(pcms, prompt)
+        result: list[Transcript] = many(pcms, prompt, checks)
         return result
     return [engine.transcribe(pcm, prompt) for pcm in pcms]
 
@@ -67,13 +70,27 @@ class FakeFreeFormEngine:
     name = "fake"
 
     def __init__(self, script: dict[int, str] | None = None, sample_rate: int = 16000,
-                 fail: tuple[int, ...] = (), model: str = "fake-model") -> None:
+                 fail: tuple[int, ...] = (), model: str = "fake-model",
+                 fits: dict[int, float] | None = None, fit: float = 0.0) -> None:
         self.script = script or {}
+        self.fits = fits or {}  # the fit reported for a checked utterance of this length
+        self.fit = fit  # for other lengths
         self.sample_rate = sample_rate
         self.fail = fail
         self.model = model
         self.seen: list[int] = []
         self.prompts: list[str] = []
+        self.checks: list[str] = []
+
+    def transcribe_many(self, pcms: list[bytes], prompt: str = "",
+                        checks: list[str] | None = None) -> list[Transcript]:
+        out = []
+        for pcm, check in zip(pcms, checks or [""] * len(pcms), strict=True):
+            self.checks.append(check)
+            heard = self.transcribe(pcm, prompt)
+            fit = self.fits.get(len(pcm) // 2, self.fit) if check else None
+            out.append(Transcript(heard.text, heard.confidence, heard.words, fit))
+        return out
 
     def transcribe(self, pcm: bytes, prompt: str = "") -> Transcript:
         n = len(pcm) // 2

@@ -61,9 +61,13 @@ class WhisperEngine:
     def transcribe(self, pcm: bytes, prompt: str = "") -> Transcript:
         return self.transcribe_many([pcm], prompt)[0]
 
-    def transcribe_many(self, pcms: list[bytes], prompt: str = "") -> list[Transcript]:
+    def transcribe_many(self, pcms: list[bytes], prompt: str = "",
+                        checks: list[str] | None = None) -> list[Transcript]:
         """Several utterances with one prompt: those that share a window size are
-        decoded as one batch (whisper_window.decode_windows)."""
+        decoded as one batch (whisper_window.decode_windows). `checks`: another
+        recogniser's words per utterance, whose fit to the audio each Transcript
+        reports (whisper_window.fits); not for utterances over one window."""
+        checks = checks or [""] * len(pcms)
         out = [Transcript("", 0.0) for _ in pcms]
         batches: dict[int, list[tuple[int, np.ndarray]]] = {}
         for i, pcm in enumerate(pcms):
@@ -77,10 +81,10 @@ class WhisperEngine:
                 batches.setdefault(frames, []).append((i, audio))
         for frames, batch in batches.items():
             decoded = decode_windows(self._model, self._tokenizer, [a for _, a in batch], frames, prompt,
-                                     self.beam_size)
+                                     self.beam_size, [checks[i] for i, _ in batch])
             for (i, _), got in zip(batch, decoded, strict=True):
                 if not (prompt and got.no_speech_prob > _PROMPTED_NO_SPEECH):
-                    out[i] = Transcript(got.text, _mean_conf(got.words), got.words)
+                    out[i] = Transcript(got.text, _mean_conf(got.words), got.words, got.fit)
                 # else: a prompted model "hears" its prompt in line noise
         return out
 

@@ -64,6 +64,7 @@ class _Ask:
     pcm: bytes
     rate: int
     prompt: str
+    check: str  # the grammar's words, scored against the audio (Transcript.fit); "" none
     answer: asyncio.Future[Transcript]
 
 
@@ -98,8 +99,9 @@ class SecondOpinion:
         return {"engine": self.description, **self.counts.as_dict()}
 
     async def ask(self, pcm: bytes, rate: int, prompt: str,
-                  late: Callable[[Transcript], None] | None = None) -> Transcript | None:
-        """What the engine heard in this PCM16 utterance at `rate`, or None.
+                  late: Callable[[Transcript], None] | None = None, check: str = "") -> Transcript | None:
+        """What the engine heard in this PCM16 utterance at `rate`, or None; with
+        `check`'s fit to the audio (the grammar's words) where the engine scores it.
 
         A job that answers after the budget still ran: its words go to `late`
         (the free-form pass takes them instead of transcribing the audio again)."""
@@ -107,7 +109,7 @@ class SecondOpinion:
             self._count("busy")  # it would come late: better not add to the queue
             return None
         self._count("asked")
-        ask = _Ask(pcm, rate, prompt, asyncio.get_running_loop().create_future())
+        ask = _Ask(pcm, rate, prompt, check, asyncio.get_running_loop().create_future())
         self._queue.append(ask)
         self._waiting += 1
         ask.answer.add_done_callback(self._answered)
@@ -180,7 +182,7 @@ class SecondOpinion:
         target = self.transcriber.sample_rate
         pcms = [ask.pcm if ask.rate == target
                 else resample(np.frombuffer(ask.pcm, np.int16), ask.rate, target).tobytes() for ask in batch]
-        heard, _ = self.transcriber.transcribe_many(pcms, batch[0].prompt)
+        heard, _ = self.transcriber.transcribe_many(pcms, batch[0].prompt, [ask.check for ask in batch])
         return heard
 
     async def close(self) -> None:

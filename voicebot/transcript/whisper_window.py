@@ -16,6 +16,7 @@ Utterances too long for one window take faster-whisper's own long-form path.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +30,9 @@ MAX_WINDOW_S = 30.0  # Whisper's own window: longer audio takes the long-form pa
 FRAMES_PER_S = 100  # mel frames per second
 TAIL_S = 1.0  # silence after the speech inside the window
 TOKENS_PER_S = 8  # a generous bound on tokens per second of speech (about 4 words)
+# Checking another recogniser's words, a token the audio cannot hold counts at most
+# this (natural log): one impossible word lowers the fit, it does not decide it alone.
+FIT_FLOOR = -10.0
 # A clause this long said this many times in a row is the decoder looping, not a caller
 # (a caller's "agent, agent, agent" is one word; dev set: "I want to track, I want to track, ...").
 LOOP_WORDS, LOOP_TIMES = 3, 3
@@ -39,6 +43,7 @@ class Decoded:
     text: str
     no_speech_prob: float
     words: tuple[Word, ...]
+    fit: float | None = None  # of the words it was asked to check (Transcript.fit)
 
 
 def window_frames(samples: int, rate: int, min_window_s: float) -> int | None:
@@ -53,14 +58,15 @@ def window_frames(samples: int, rate: int, min_window_s: float) -> int | None:
 
 
 def decode_windows(model: Any, tokenizer: Any, audios: list[np.ndarray], frames: int, prompt: str,
-                   beam_size: int) -> list[Decoded]:
+                   beam_size: int, checks: list[str] | None = None) -> list[Decoded]:
     """Greedy (or beam) decodes of utterances (float32, 16 kHz) in a window of
     `frames` mel frames, as one batch: one encoder pass and one search, each
     utterance decoded as it would be alone, with the same prompt (CTranslate2
     needs the prompt's length equal across a batch). `model` is a
     faster_whisper.WhisperModel, `tokenizer` its Tokenizer for the language.
     The search's steps are shared, so a batch of 4 costs about 2.3 times one
-    (benchmarks/opinion_batch.py)."""
+    (benchmarks/opinion_batch.py). `checks`: another recogniser's words per
+    utterance ("" for none), scored against the audio (`fits`)."""
     import ctranslate2
 
     features, contents = [], []
@@ -83,15 +89,46 @@ def decode_windows(model: Any, tokenizer: Any, audios: list[np.ndarray], frames:
     # every row of the batch is aligned; a row without words gets a placeholder token
     aligned = model.find_alignment(tokenizer, [tokens or [tokenizer.eot - 1] for tokens in spoken],
                                    encoded, contents)
+    fit = fits(model, tokenizer, encoded, spoken, checks or [""] * len(audios), contents)
     decoded = []
-    for tokens, result, timed in zip(spoken, results, aligned, strict=True):
+    for tokens, result, timed, checked in zip(spoken, results, aligned, fit, strict=True):
         if not tokens:
             decoded.append(Decoded("", result.no_speech_prob, ()))
             continue
         words = tuple(Word(w["word"].strip(), float(w["probability"]), float(w["start"]), float(w["end"]))
                       for w in timed if w["word"].strip())
-        decoded.append(Decoded(tokenizer.decode(tokens).strip(), result.no_speech_prob, words))
+        decoded.append(Decoded(tokenizer.decode(tokens).strip(), result.no_speech_prob, words, checked))
     return decoded
+
+
+def fits(model: Any, tokenizer: Any, encoded: Any, spoken: list[list[int]], checks: list[str],
+         contents: list[int]) -> list[float | None]:
+    """How well each utterance's `checks[i]` fits its audio: the mean log-probability
+    per token Whisper gives those words, minus the mean it gives its own (`spoken[i]`),
+    both forced through its decoder over the same encoded audio. A grammar forces
+    other speech into its nearest phrase; Whisper's acoustic model, trained on far
+    more speech, finds those words improbable (dev set: ~-2 to 0 for a caller's
+    words, -5 to -10 for other speech forced into a phrase). None where there is
+    nothing to check or Whisper wrote nothing."""
+    import ctranslate2
+
+    rows = [i for i, (check, tokens) in enumerate(zip(checks, spoken, strict=True)) if check.strip() and tokens]
+    if not rows:
+        return [None] * len(spoken)
+    audio = np.asarray(encoded)[rows]
+    texts = [spoken[i] for i in rows] + [tokenizer.encode(" " + checks[i].strip()) for i in rows]
+    results = model.model.align(ctranslate2.StorageView.from_array(np.ascontiguousarray(
+        np.concatenate([audio, audio]))), tokenizer.sot_sequence, texts, [contents[i] for i in rows] * 2)
+    scores = [_mean_log(result.text_token_probs) for result in results]
+    out: list[float | None] = [None] * len(spoken)
+    for k, i in enumerate(rows):
+        out[i] = scores[len(rows) + k] - scores[k]
+    return out
+
+
+def _mean_log(probabilities: list[float]) -> float:
+    logs = [max(math.log(p), FIT_FLOOR) if p > 0 else FIT_FLOOR for p in probabilities]
+    return sum(logs) / len(logs) if logs else FIT_FLOOR
 
 
 _SENTENCE_END = (".", "?", "!")

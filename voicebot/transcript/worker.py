@@ -6,10 +6,11 @@ the decision workers (voicebot.asr.workers) and lowered in priority
 and the event loop first. A job slower than `timeout_s` kills the process
 (it is restarted for the next job); a process that dies fails only its job.
 
-Messages: parent → child ("jobs", [pcm, ...], prompt) ("stop",); child → parent
-("ready", name, model, rate) | ("failed", key, message) once, then
-("results", [(text, confidence, words), ...], cpu_s) | ("error", message) per
-message: one or several utterances with one prompt, which Whisper decodes as one batch.
+Messages: parent → child ("jobs", [pcm, ...], prompt, [check, ...]) ("stop",);
+child → parent ("ready", name, model, rate) | ("failed", key, message) once, then
+("results", [(text, confidence, words, fit), ...], cpu_s) | ("error", message) per
+message: one or several utterances with one prompt, which Whisper decodes as one
+batch, each with the words it checks (Transcript.fit; "" for none).
 `InlineTranscriber` calls an engine in the calling thread (fakes, benchmarks).
 """
 
@@ -43,9 +44,11 @@ class Transcriber(Protocol):
     def transcribe(self, pcm: bytes, prompt: str = "") -> tuple[Transcript, float]:
         """Blocking: the utterance's transcript and the engine CPU seconds it took."""
 
-    def transcribe_many(self, pcms: list[bytes], prompt: str = "") -> tuple[list[Transcript], float]:
+    def transcribe_many(self, pcms: list[bytes], prompt: str = "",
+                        checks: list[str] | None = None) -> tuple[list[Transcript], float]:
         """Blocking: several utterances' transcripts (one batch where the engine
-        takes batches) and the engine CPU seconds they took together."""
+        takes batches) and the engine CPU seconds they took together; `checks`:
+        words per utterance whose fit to its audio the engine reports."""
 
     def close(self) -> None: ...
 
@@ -60,9 +63,10 @@ class InlineTranscriber:
         result = self.engine.transcribe(pcm, prompt)
         return result, time.thread_time() - began
 
-    def transcribe_many(self, pcms: list[bytes], prompt: str = "") -> tuple[list[Transcript], float]:
+    def transcribe_many(self, pcms: list[bytes], prompt: str = "",
+                        checks: list[str] | None = None) -> tuple[list[Transcript], float]:
         began = time.thread_time()
-        results = transcribe_all(self.engine, pcms, prompt)
+        results = transcribe_all(self.engine, pcms, prompt, checks)
         return results, time.thread_time() - began
 
     def close(self) -> None:
@@ -87,12 +91,13 @@ class ProcessTranscriber:
         results, cpu_s = self.transcribe_many([pcm], prompt)
         return results[0], cpu_s
 
-    def transcribe_many(self, pcms: list[bytes], prompt: str = "") -> tuple[list[Transcript], float]:
+    def transcribe_many(self, pcms: list[bytes], prompt: str = "",
+                        checks: list[str] | None = None) -> tuple[list[Transcript], float]:
         if self._conn is None:
             self._start()
         assert self._conn is not None
         try:
-            self._conn.send(("jobs", pcms, prompt))
+            self._conn.send(("jobs", pcms, prompt, checks or [""] * len(pcms)))
             if not self._conn.poll(self.timeout_s):
                 self._kill()
                 raise EngineError(f"transcript engine gave no result within {self.timeout_s} s")
@@ -103,8 +108,8 @@ class ProcessTranscriber:
         if reply[0] == "error":
             raise EngineError(f"{self.name} failed: {reply[1]}")
         _, results, cpu_s = reply
-        return [Transcript(text, confidence, tuple(Word(*w) for w in words))
-                for text, confidence, words in results], cpu_s
+        return [Transcript(text, confidence, tuple(Word(*w) for w in words), fit)
+                for text, confidence, words, fit in results], cpu_s
 
     def close(self) -> None:
         if self._conn is not None:
@@ -176,11 +181,12 @@ def _serve(conn: Connection, engine_name: str, model: str, language: str, models
             return
         began = time.process_time()
         try:
-            heard, _ = inline.transcribe_many(message[1], message[2])
+            heard, _ = inline.transcribe_many(message[1], message[2], message[3])
         except Exception as exc:  # these utterances' failure, not the worker's
             conn.send(("error", f"{type(exc).__name__}: {exc}"))
             continue
-        results = [(t.text, t.confidence, [(w.text, w.conf, w.start, w.end) for w in t.words]) for t in heard]
+        results = [(t.text, t.confidence, [(w.text, w.conf, w.start, w.end) for w in t.words], t.fit)
+                   for t in heard]
         conn.send(("results", results, time.process_time() - began))
 
 if __name__ == "__main__":
