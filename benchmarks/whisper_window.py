@@ -20,7 +20,10 @@ and the seconds per clip (p50 / p95 / max, one process, 2 threads).
     .venv/bin/python benchmarks/whisper_window.py --limit 60 --threads 1
 
 `--windows 10,5` compares instead the greedy search in windows of at least
-each of those seconds (the second opinion's `min_window_s`), `--model` picks
+each of those seconds (the second opinion's `min_window_s`); `--check PHRASE`
+the greedy search alone against the same with PHRASE's fit to the audio
+scored beside it (as the second opinion checks the grammar's words:
+`whisper_window.fits`), for its cost; `--model` picks
 the model (whisper-base, the fallback) and `--manifest` another set of clips
 (a dev set, to choose on before the held-out set measures).
 
@@ -83,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--windows", default="", help="compare greedy windows of at least these seconds, "
                         "e.g. 10,6,5")
     parser.add_argument("--manifest", type=Path, default=EVALUATION / "manifest.json")
+    parser.add_argument("--check", default="", help="compare the greedy search without and with "
+                        "this phrase's fit scored, e.g. 'i want to talk to a live person'")
     args = parser.parse_args(argv)
 
     flow = load_flow(ROOT / "voicebot" / "flows" / "default.toml")
@@ -93,6 +98,10 @@ def main(argv: list[str] | None = None) -> int:
              if c["language"] == "en" and c["class"] in CLASSES]
     clips = clips[: args.limit] if args.limit else clips
     engines = arms(args.threads, args.model, [float(w) for w in args.windows.split(",") if w.strip()])
+    checks = {name: "" for name in engines}
+    if args.check:
+        greedy = engines["window-greedy"]
+        engines, checks = {"greedy": greedy, "greedy+check": greedy}, {"greedy": "", "greedy+check": args.check}
     hits: dict[tuple[str, str], int] = defaultdict(int)
     errors: dict[str, float] = defaultdict(float)
     seconds: dict[str, list[float]] = defaultdict(list)
@@ -100,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         samples, _ = read_wav(args.manifest.parent / clip["file"], 16000)
         for name, engine in engines.items():
             began = time.perf_counter()
-            heard = engine.transcribe(samples.tobytes(), prompt)
+            heard = engine.transcribe_many([samples.tobytes()], prompt, [checks[name]])[0]
             seconds[name].append(time.perf_counter() - began)
             hits[name, clip["class"]] += right(clip, interpret(heard.text, pack, intents).intent)
             if clip["class"] != "noise":

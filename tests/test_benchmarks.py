@@ -108,3 +108,23 @@ def test_auc_counts_ties_as_half():
 
     assert auc([2.0, 3.0], [1.0]) == 1.0
     assert auc([1.0], [1.0, 2.0]) == 0.25
+
+
+def test_whisper_window_benchmark_prices_the_check_of_a_grammar_phrase(tmp_path):
+    """benchmarks/whisper_window.py --check on two fixtures: the greedy search alone and
+    with a phrase's fit scored, side by side; the words and meanings are the same."""
+    clips = [{"file": str(FIXTURES / name), "language": "en", "class": cls, "text": text}
+             for name, cls, text in (("en_human_agent.wav", "person_request", "i want to talk to an agent"),
+                                     ("real_out_of_domain_voicemail.wav", "out_of_domain", "leave a message"))]
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"clips": clips}))
+    code = (f"import sys; sys.argv = ['bench', '--manifest', {str(manifest)!r}, '--check', 'where is my order']; "
+            f"import runpy; runpy.run_path({str(ROOT / 'benchmarks' / 'whisper_window.py')!r}, run_name='__main__')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         cwd=ROOT, check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = {line[:28].strip(): line[28:].split() for line in out.stdout.splitlines()}
+    assert out.stdout.splitlines()[1].split()[-2:] == ["greedy", "greedy+check"], out.stdout
+    assert lines["person_request"][0] == lines["person_request"][1], "the check changes no meaning"
+    assert lines["word errors (of 10)"][0] == lines["word errors (of 10)"][1]
+    assert all(float(s) > 0 for s in lines["seconds per clip p50"]), out.stdout

@@ -14,7 +14,7 @@ from voicebot.dialog import policy as p
 from voicebot.dialog.flow import DEFAULT_FLOW, FlowError, load_flow
 from voicebot.dialog.flowcheck import check_flow, load_checked
 from voicebot.dialog.lang import EN, KO
-from voicebot.dialog.understand import interpret
+from voicebot.dialog.understand import interpret, joined
 from voicebot.types import HandoffReason, Utterance
 
 FLOW = load_checked(DEFAULT_FLOW)
@@ -245,6 +245,21 @@ def test_a_person_word_inside_a_possessive_phrase_is_told_about(text, asks):
 def test_a_person_word_is_not_a_request(text):
     meaning = interpret(text, EN, list(FLOW.intents.values()))
     assert not (meaning.intent == "human" and meaning.certain)
+
+
+@pytest.mark.parametrize(("text", "intent", "digits"), [
+    ("Could you, through some, one on the phone?", "human", ""),  # Whisper on a synthetic voice
+    ("can some body help me", "human", ""),
+    ("is there any one I can talk to", "human", ""),
+    ("some one told me my order would come", "order_status", ""),  # joined, still a mention
+    ("Some body left, a message on my phone.", None, ""),  # a story: nobody is asked for
+    ("it's four one seven two", None, "4172"),  # a lone "one" is still a digit
+])
+def test_words_written_apart_are_read_as_one(text, intent, digits):
+    meaning = interpret(text, EN, list(FLOW.intents.values()))
+    assert (meaning.intent, meaning.digits) == (intent, digits)
+    assert joined("some one and any body".split(), EN) == ["someone", "and", "anybody"]
+    assert joined(["some", "one"], KO) == ["some", "one"], "English compounds only"
 
 
 def test_mentions_still_find_what_the_caller_wants_and_digits():

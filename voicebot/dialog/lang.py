@@ -54,6 +54,8 @@ class LanguagePack:
     open_yes: int = 2  # how many of `yes` an open question listens for ("anything else?" "yes please")
     # how a free-form engine's prompt starts, {people} being person-words ("": no prompt)
     opinion_lead: str = ""
+    # words a free-form engine writes apart that are one word ("some one": someone)
+    compounds: tuple[tuple[str, str], ...] = ()
 
     def opinion_prompt(self, topics: list[str]) -> str:
         """Words a free-form engine should expect here: people and the question's topics."""
@@ -146,6 +148,9 @@ EN = LanguagePack(
         "no it isn't", "no that's not right"),
     digits={"zero": "0", "oh": "0", "one": "1", "two": "2", "three": "3", "four": "4",
             "five": "5", "six": "6", "seven": "7", "eight": "8", "nine": "9"},
+    # Whisper on a synthetic voice: "Could you, through some, one on the phone?"
+    compounds=(("some one", "someone"), ("some body", "somebody"), ("any one", "anyone"),
+               ("any body", "anybody")),
 )
 
 KO = LanguagePack(

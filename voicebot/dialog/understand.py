@@ -36,7 +36,7 @@ _STORY = {"husband", "wife", "son", "daughter", "friend", "brother", "sister", "
           "mom", "dad", "neighbor", "neighbour", "boss", "colleague", "yesterday", "ago", "told",
           "said", "promised"}
 _AFTER = {"told", "said", "says", "was", "were", "had", "spoke", "talked", "called", "sent",
-          "promised", "hung", "gave", "who", "works", "worked", "is", "did", "would", "will"}
+          "promised", "hung", "gave", "who", "works", "worked", "is", "did", "would", "will", "left"}
 _PAST = {"spoke", "talked", "called", "met", "saw", "had", "was", "were", "emailed", "chatted"}
 _REQUEST_WINDOW = 5  # words before a person-word in which a request cue counts
 # Words that may stand between a request verb and its person-word ("put me
@@ -64,7 +64,7 @@ def interpret(text: str, pack: LanguagePack, intents: list[Intent], answers: boo
     `answers`: the question takes a yes or a no; where it does not ("How can I help
     you?"), a yes or no word counts only said alone: "okay, can I just get ..." starts
     a request, it does not answer."""
-    words = normalise(text).split()
+    words = joined(normalise(text).split(), pack)
     if not words:
         return Interpretation(None)
     digits = spoken_digits(words, pack)
@@ -84,6 +84,19 @@ def interpret(text: str, pack: LanguagePack, intents: list[Intent], answers: boo
     if answer is not None:
         return Interpretation(answer, digits=digits)
     return Interpretation(None, mention=bool(hits), digits=digits)
+
+
+def joined(words: list[str], pack: LanguagePack) -> list[str]:
+    """`words` with the pack's compounds written apart put together ("some one")."""
+    out: list[str] = []
+    for word in words:
+        pair = f"{out[-1]} {word}" if out else ""
+        whole = next((one for apart, one in pack.compounds if apart == pair), None)
+        if whole is not None:
+            out[-1] = whole
+        else:
+            out.append(word)
+    return out
 
 
 def person_request(words: list[str], pack: LanguagePack) -> bool | None:

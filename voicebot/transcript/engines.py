@@ -66,7 +66,7 @@ class WhisperEngine:
         """Several utterances with one prompt: those that share a window size are
         decoded as one batch (whisper_window.decode_windows). `checks`: another
         recogniser's words per utterance, whose fit to the audio each Transcript
-        reports (whisper_window.fits); not for utterances over one window."""
+        reports (whisper_window.decode_windows); not for utterances over one window."""
         checks = checks or [""] * len(pcms)
         out = [Transcript("", 0.0) for _ in pcms]
         batches: dict[int, list[tuple[int, np.ndarray]]] = {}

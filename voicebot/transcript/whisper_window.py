@@ -30,7 +30,7 @@ MAX_WINDOW_S = 30.0  # Whisper's own window: longer audio takes the long-form pa
 FRAMES_PER_S = 100  # mel frames per second
 TAIL_S = 1.0  # silence after the speech inside the window
 TOKENS_PER_S = 8  # a generous bound on tokens per second of speech (about 4 words)
-# Checking another recogniser's words, a token the audio cannot hold counts at most
+# Checking another recogniser's words, a word the audio cannot hold counts at most
 # this (natural log): one impossible word lowers the fit, it does not decide it alone.
 FIT_FLOOR = -10.0
 # A clause this long said this many times in a row is the decoder looping, not a caller
@@ -66,7 +66,8 @@ def decode_windows(model: Any, tokenizer: Any, audios: list[np.ndarray], frames:
     faster_whisper.WhisperModel, `tokenizer` its Tokenizer for the language.
     The search's steps are shared, so a batch of 4 costs about 2.3 times one
     (benchmarks/opinion_batch.py). `checks`: another recogniser's words per
-    utterance ("" for none), scored against the audio (`fits`)."""
+    utterance ("" for none), forced through the decoder beside Whisper's own:
+    `Decoded.fit` is their mean log-probability per word less its own's."""
     import ctranslate2
 
     features, contents = [], []
@@ -86,48 +87,36 @@ def decode_windows(model: Any, tokenizer: Any, audios: list[np.ndarray], frames:
     for result, limit in zip(results, limits, strict=True):
         tokens = [t for t in result.sequences_ids[0][: limit - len(start)] if t < tokenizer.eot]
         spoken.append(without_echo(tokens, lambda t: tokenizer.decode([t])))
-    # every row of the batch is aligned; a row without words gets a placeholder token
-    aligned = model.find_alignment(tokenizer, [tokens or [tokenizer.eot - 1] for tokens in spoken],
-                                   encoded, contents)
-    fit = fits(model, tokenizer, encoded, spoken, checks or [""] * len(audios), contents)
+    # every row of the batch is aligned (a row without words gets a placeholder token),
+    # and the words to check beside them, over the same audio
+    rows = [tokens or [tokenizer.eot - 1] for tokens in spoken]
+    wanted = checks or [""] * len(spoken)
+    checked = [i for i, check in enumerate(wanted) if check.strip() and spoken[i]]
+    if checked:
+        audio = np.asarray(encoded)
+        encoded = ctranslate2.StorageView.from_array(np.ascontiguousarray(np.concatenate([audio, audio[checked]])))
+        rows += [tokenizer.encode(" " + wanted[i].strip()) for i in checked]
+    aligned = model.find_alignment(tokenizer, rows, encoded, contents + [contents[i] for i in checked])
+    fit: list[float | None] = [None] * len(spoken)
+    for k, i in enumerate(checked):
+        fit[i] = _mean_log(aligned[len(spoken) + k]) - _mean_log(aligned[i])
     decoded = []
-    for tokens, result, timed, checked in zip(spoken, results, aligned, fit, strict=True):
+    for tokens, result, timed, checked_fit in zip(spoken, results, aligned, fit, strict=False):
         if not tokens:
             decoded.append(Decoded("", result.no_speech_prob, ()))
             continue
         words = tuple(Word(w["word"].strip(), float(w["probability"]), float(w["start"]), float(w["end"]))
                       for w in timed if w["word"].strip())
-        decoded.append(Decoded(tokenizer.decode(tokens).strip(), result.no_speech_prob, words, checked))
+        decoded.append(Decoded(tokenizer.decode(tokens).strip(), result.no_speech_prob, words, checked_fit))
     return decoded
 
 
-def fits(model: Any, tokenizer: Any, encoded: Any, spoken: list[list[int]], checks: list[str],
-         contents: list[int]) -> list[float | None]:
-    """How well each utterance's `checks[i]` fits its audio: the mean log-probability
-    per token Whisper gives those words, minus the mean it gives its own (`spoken[i]`),
-    both forced through its decoder over the same encoded audio. A grammar forces
-    other speech into its nearest phrase; Whisper's acoustic model, trained on far
-    more speech, finds those words improbable (dev set: ~-2 to 0 for a caller's
-    words, -5 to -10 for other speech forced into a phrase). None where there is
-    nothing to check or Whisper wrote nothing."""
-    import ctranslate2
-
-    rows = [i for i, (check, tokens) in enumerate(zip(checks, spoken, strict=True)) if check.strip() and tokens]
-    if not rows:
-        return [None] * len(spoken)
-    audio = np.asarray(encoded)[rows]
-    texts = [spoken[i] for i in rows] + [tokenizer.encode(" " + checks[i].strip()) for i in rows]
-    results = model.model.align(ctranslate2.StorageView.from_array(np.ascontiguousarray(
-        np.concatenate([audio, audio]))), tokenizer.sot_sequence, texts, [contents[i] for i in rows] * 2)
-    scores = [_mean_log(result.text_token_probs) for result in results]
-    out: list[float | None] = [None] * len(spoken)
-    for k, i in enumerate(rows):
-        out[i] = scores[len(rows) + k] - scores[k]
-    return out
-
-
-def _mean_log(probabilities: list[float]) -> float:
-    logs = [max(math.log(p), FIT_FLOOR) if p > 0 else FIT_FLOOR for p in probabilities]
+def _mean_log(words: list[dict[str, Any]]) -> float:
+    """How well words fit the audio: the mean over them of the log of Whisper's
+    probability for each (its tokens' mean), each at least FIT_FLOOR. A grammar
+    forces other speech into its nearest phrase; Whisper, trained on far more
+    speech, finds those words improbable beside its own."""
+    logs = [max(math.log(p), FIT_FLOOR) if (p := float(w["probability"])) > 0 else FIT_FLOOR for w in words]
     return sum(logs) / len(logs) if logs else FIT_FLOOR
 
 
