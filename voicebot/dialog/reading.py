@@ -14,6 +14,10 @@ request for a person needs less, from two engines: the fallback's fluent words
 with no person-word in them, after the second opinion's said the same. But a
 request for a person the grammar was sure of is never dropped: the bot asks
 about it. A person only the fallback hears is asked about, never put through.
+The free-form engine also scores the grammar's words against the audio
+(Transcript.fit): at an open question, words that fit far worse than its own
+(MISFIT, the worse of both engines) are other speech forced into a phrase,
+dropped as confident other speech is.
 """
 
 from __future__ import annotations
@@ -73,7 +77,8 @@ def second_reading(first: Reading, said: Interpretation, heard: Transcript, sure
     misfit = checked and first.meaning.intent is not None and heard.fit is not None and heard.fit < MISFIT
     if sure and person and (said.mention or confident or misfit):
         # a clear request is never dropped for a reprompt: in words that tell about
-        # someone, or confident words without anyone, the bot asks instead
+        # someone, confident words without anyone, or where the grammar's words do
+        # not fit the audio, the bot asks instead
         return Reading(Interpretation(HUMAN, certain=False, mention=said.mention), SURE, SECOND, heard)
     if confident or misfit:
         return Reading(Interpretation(None), 0.0, SECOND, heard)

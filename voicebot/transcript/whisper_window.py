@@ -8,6 +8,9 @@ caller's utterance is encoded in a window of its own length plus a second of
 silence, at least `min_window_s`, and decoded with a length limit set by its
 duration: greedily where a caller waits (the second opinion), with beam 5
 for the staff's transcripts. A sentence the decoder says again is cut.
+Another recogniser's words can be checked in the same pass: they are
+aligned beside Whisper's own over the same audio, and their fit is the mean
+log-probability per word Whisper gives them less the mean it gives its own.
 Chosen on our dev material (the English fixtures and a dev phrase set, not
 the held-out evaluation): 5x faster per utterance and no more word errors
 (`benchmarks/whisper_window.py` measures it on the held-out set).
