@@ -24,6 +24,18 @@ def _run(*args: str, block_audioop: bool = False) -> dict:
     return json.loads(out.stdout)
 
 
+def _run_on_clips(tmp_path, script: str, clips: list[dict], *args: str) -> subprocess.CompletedProcess[str]:
+    """benchmarks/`script` on a manifest of `clips`, with `args`; it must succeed."""
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"clips": clips}))
+    code = (f"import sys; sys.argv = ['bench', '--manifest', {str(manifest)!r}, *{list(args)!r}]; "
+            f"import runpy; runpy.run_path({str(ROOT / 'benchmarks' / script)!r}, run_name='__main__')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         cwd=ROOT, check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out
+
+
 def test_frontend_benchmark_checks_pass_with_and_without_audioop():
     result = _run("frontend.py", "--seconds", "4", "--repeats", "1", "--calls", "3", "--json")
     rows = {r["row"]: r for r in result["rows"]}
@@ -86,13 +98,7 @@ def test_phone_loop_benchmark_compares_the_loops_on_a_manifest(tmp_path):
     clips = [{"file": str(FIXTURES / name), "language": "en", "class": cls}
              for name, cls in (("en_human_agent.wav", "person_request"), ("en_order_status.wav", "routine"),
                                ("real_out_of_domain_voicemail.wav", "out_of_domain"))]
-    manifest = tmp_path / "manifest.json"
-    manifest.write_text(json.dumps({"clips": clips}))
-    code = (f"import sys; sys.argv = ['bench', '--manifest', {str(manifest)!r}, '--pips', '1e-3', '--union']; "
-            f"import runpy; runpy.run_path({str(ROOT / 'benchmarks' / 'phone_loop.py')!r}, run_name='__main__')")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                         cwd=ROOT, check=False)
-    assert out.returncode == 0, out.stderr[-2000:]
+    out = _run_on_clips(tmp_path, "phone_loop.py", clips, "--pips", "1e-3", "--union")
     rows = [line.split() for line in out.stdout.splitlines() if line.startswith(("fsg", "allphone"))]
     assert [r[0] for r in rows] == ["fsg", "allphone"]
     assert all(float(r[-5]) > 0 for r in rows)  # CPU ms per second of audio
@@ -116,13 +122,7 @@ def test_whisper_window_benchmark_prices_the_check_of_a_grammar_phrase(tmp_path)
     clips = [{"file": str(FIXTURES / name), "language": "en", "class": cls, "text": text}
              for name, cls, text in (("en_human_agent.wav", "person_request", "i want to talk to an agent"),
                                      ("real_out_of_domain_voicemail.wav", "out_of_domain", "leave a message"))]
-    manifest = tmp_path / "manifest.json"
-    manifest.write_text(json.dumps({"clips": clips}))
-    code = (f"import sys; sys.argv = ['bench', '--manifest', {str(manifest)!r}, '--check', 'where is my order']; "
-            f"import runpy; runpy.run_path({str(ROOT / 'benchmarks' / 'whisper_window.py')!r}, run_name='__main__')")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                         cwd=ROOT, check=False)
-    assert out.returncode == 0, out.stderr[-2000:]
+    out = _run_on_clips(tmp_path, "whisper_window.py", clips, "--check", "where is my order")
     lines = {line[:28].strip(): line[28:].split() for line in out.stdout.splitlines()}
     assert out.stdout.splitlines()[1].split()[-2:] == ["greedy", "greedy+check"], out.stdout
     assert lines["person_request"][0] == lines["person_request"][1], "the check changes no meaning"

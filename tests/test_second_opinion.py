@@ -370,7 +370,7 @@ async def test_a_busy_engine_is_not_asked():
 
 
 async def test_the_grammars_words_reach_the_engine_and_their_fit_comes_back():
-    engine = FakeFreeFormEngine({16000: "what's the weather like tomorrow"}, fits={16000: -6.0})
+    engine = FakeFreeFormEngine({16000: "what's the weather like tomorrow"}, fit=-6.0)
     opinion = SecondOpinion(InlineTranscriber(engine), "en", timeout_s=5)
     heard = await opinion.ask(pcm(16000), 16000, "agent, person", check="i want a live someone")
     assert heard is not None and heard.fit == -6.0 and engine.checks == ["i want a live someone"]

@@ -71,10 +71,9 @@ class FakeFreeFormEngine:
 
     def __init__(self, script: dict[int, str] | None = None, sample_rate: int = 16000,
                  fail: tuple[int, ...] = (), model: str = "fake-model",
-                 fits: dict[int, float] | None = None, fit: float = 0.0) -> None:
+                 fit: float = 0.0) -> None:
         self.script = script or {}
-        self.fits = fits or {}  # the fit reported for a checked utterance of this length
-        self.fit = fit  # for other lengths
+        self.fit = fit  # reported for each utterance asked to check words
         self.sample_rate = sample_rate
         self.fail = fail
         self.model = model
@@ -88,7 +87,7 @@ class FakeFreeFormEngine:
         for pcm, check in zip(pcms, checks or [""] * len(pcms), strict=True):
             self.checks.append(check)
             heard = self.transcribe(pcm, prompt)
-            fit = self.fits.get(len(pcm) // 2, self.fit) if check else None
+            fit = self.fit if check else None
             out.append(Transcript(heard.text, heard.confidence, heard.words, fit))
         return out
 

@@ -104,7 +104,7 @@ def decode_windows(model: Any, tokenizer: Any, audios: list[np.ndarray], frames:
     for k, i in enumerate(checked):
         fit[i] = _mean_log(aligned[len(spoken) + k]) - _mean_log(aligned[i])
     decoded = []
-    for tokens, result, timed, checked_fit in zip(spoken, results, aligned, fit, strict=False):
+    for tokens, result, timed, checked_fit in zip(spoken, results, aligned[:len(spoken)], fit, strict=True):
         if not tokens:
             decoded.append(Decoded("", result.no_speech_prob, ()))
             continue
