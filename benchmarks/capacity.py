@@ -322,6 +322,10 @@ def parser(description: str | None = __doc__) -> argparse.ArgumentParser:
     ap.add_argument("--turns", action="store_true", help="end of turn: fixed vs adaptive, arrivals vs burst")
     ap.add_argument("--calls", type=int, default=20, help="--turns: calls at once (one wave)")
     ap.add_argument("--heldout", type=int, default=10, help="--turns: held-out clips per class (0: all)")
+    ap.add_argument("--clips", type=Path, default=ROOT / "evaluation" / "manifest.json",
+                    help="--turns: the manifest those clips come from (a development set to look into one)")
+    ap.add_argument("--rows", type=Path, help="--turns: write every turn's row (clip, reply, response) as JSON "
+                    "lines; only for a development set: held-out clips stay unread")
     ap.add_argument("--repeat", type=int, default=1, help="--turns: each turn fixture this many times "
                     "(more pauses and talking on, to count false cuts)")
     ap.add_argument("--arm", action="append", help="--turns: NAME:VOICEBOT_KEY=VAL,... (repeatable; "

@@ -120,8 +120,8 @@ async def _turn(caller: Caller, item: Item, end_at: float | None, outcome: Outco
         await asyncio.sleep(0.05)
     result.update(reply=reply, heard=len(outcome.transcripts), late_s=max(0.0, -wait))
     if audible is not None:
-        result["response"] = audible - ended
-        result["false_cut"] = audible < ended
+        result["response"] = float(audible - ended)
+        result["false_cut"] = bool(audible < ended)
 
 
 def first_audible(heard: list[tuple[float, np.ndarray]], after: float) -> float | None:
@@ -148,8 +148,10 @@ async def run_turns(args: Any) -> int:
     from capacity import EN_MIX, FIXTURES, ROOT, cpu_seconds, family, pct, rss_mb, start_server, when_listening
     from understanding import parse_arm
 
+    if args.rows and args.clips.resolve() == (ROOT / "evaluation" / "manifest.json").resolve():
+        raise SystemExit("--rows names every clip: use it with a development set (--clips), not the held-out one")
     items = (fixture_items(FIXTURES / "turns", None, True) * args.repeat + fixture_items(FIXTURES, EN_MIX, False)
-             + heldout_items(ROOT / "evaluation" / "manifest.json", args.heldout))
+             + heldout_items(args.clips, args.heldout))
     arms = [parse_arm(a) for a in (args.arm or DEFAULT_ARMS)]
     print(f"# {len(items)} turns ({', '.join(f'{k} {n}' for k, n in kinds(items).items())}), waves of "
           f"{args.calls} calls, arrivals over {args.ramp:.0f} s; {os.cpu_count()} CPUs, "
@@ -174,6 +176,10 @@ async def run_turns(args: Any) -> int:
                     done = {k: after[k] - before[k] for k in after}
                     print(row(arm, pattern, results, max(peak), pct, done), flush=True)
                     print(by_kind(results, pct), flush=True)
+                    if args.rows:
+                        with args.rows.open("a") as out:
+                            out.writelines(json.dumps({"arm": arm, "pattern": pattern, **r}) + "\n"
+                                           for r in results)
             finally:
                 proc.terminate()
                 proc.wait(timeout=30)

@@ -3,6 +3,7 @@ response a caller hears, a false cut, and a clip's speech."""
 
 from __future__ import annotations
 
+import asyncio
 import sys
 
 import numpy as np
@@ -11,7 +12,8 @@ import pytest
 from .conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from turn_calls import RATE, counted, first_audible, fixture_items, speech_span  # noqa: E402
+from capacity import parser  # noqa: E402
+from turn_calls import RATE, counted, first_audible, fixture_items, run_turns, speech_span  # noqa: E402
 
 from voicebot.metrics import Metrics  # noqa: E402
 
@@ -50,3 +52,11 @@ def test_turn_fixtures_keep_every_interval_of_the_turn():
     assert paused.kind == "mid" and paused.start == pytest.approx(0.2)
     assert paused.end - paused.start == pytest.approx(3.39 - 1.0, abs=0.01)  # both parts and the pause
     assert paused.audio.size / RATE == pytest.approx(paused.end + 0.2, abs=0.01)
+
+
+def test_turn_rows_are_written_only_for_a_development_set(tmp_path):
+    """--rows names every clip and its reply: the held-out set's stay unread."""
+    args = parser().parse_args(["--turns", "--rows", str(tmp_path / "rows.jsonl")])
+    with pytest.raises(SystemExit, match="development set"):
+        asyncio.run(run_turns(args))
+    assert not (tmp_path / "rows.jsonl").exists()
