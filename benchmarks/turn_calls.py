@@ -77,12 +77,15 @@ def heldout_items(manifest: Path, per_class: int) -> list[Item]:
     return items
 
 
-def speech_span(audio: np.ndarray, below_peak_db: float = 35.0) -> tuple[float, float]:
-    """First and last 20 ms frame within `below_peak_db` of the loudest one."""
+def speech_span(audio: np.ndarray, below_peak_db: float = 35.0, above_floor_db: float = 3.0) -> tuple[float, float]:
+    """First and last 20 ms frame within `below_peak_db` of the loudest one and
+    `above_floor_db` over the line's noise (its quietest tenth of frames): on a
+    clip with line noise 20-30 dB under the speech, the peak rule alone spans the
+    whole clip, ending the turn ~0.3 s late (its padding; make_heldout.py)."""
     step = RATE // 50
     frames = audio[: audio.size - audio.size % step].astype(np.float64).reshape(-1, step)
     level = 10 * np.log10((frames ** 2).mean(axis=1) + 1e-9)
-    loud = np.flatnonzero(level >= level.max() - below_peak_db)
+    loud = np.flatnonzero(level >= max(level.max() - below_peak_db, np.percentile(level, 10) + above_floor_db))
     return loud[0] * step / RATE, (loud[-1] + 1) * step / RATE
 
 

@@ -44,6 +44,10 @@ def test_speech_span_finds_the_loud_part():
     audio[RATE // 2: RATE] = (np.sin(np.arange(RATE // 2) / 3) * 8000).astype(np.int16)
     start, end = speech_span(audio)
     assert start == pytest.approx(0.5, abs=0.02) and end == pytest.approx(1.0, abs=0.02)
+    # line noise 25 dB under the speech: the speech still ends where it ends, not at the clip's end
+    hiss = np.random.default_rng(1).standard_normal(audio.size) * 8000 / np.sqrt(2) / 10 ** (25 / 20)
+    start, end = speech_span((audio + hiss).astype(np.int16))
+    assert start == pytest.approx(0.5, abs=0.02) and end == pytest.approx(1.0, abs=0.02)
 
 
 def test_turn_fixtures_keep_every_interval_of_the_turn():
