@@ -199,6 +199,7 @@ def test_sphinx_caller_who_goes_on_after_an_early_pause_is_read_as_without_it(
     feed(plain, first + rest)
     late, read = asked.finish(), plain.finish()
     assert early.text.replace("yeah", "yes") == early_words and early.whole == bool(early_words)
+    assert early.decoded == bool(early_words)  # under the mean's second, only a whole phrase is an opinion
     assert (late.text, late.confidence, late.words) == (read.text, read.confidence, read.words)
     assert sphinx.idle == sphinx.pool_size  # every decoder set given back
 

@@ -228,6 +228,18 @@ async def test_nothing_is_asked_early_without_spare_capacity(kit, at_pause):
     assert whisper.seen[0] / 16000 >= turn_seconds(call) - 0.05  # the whole turn, at its end
 
 
+async def test_a_grammar_that_heard_nothing_it_knows_asks_early(kit):
+    """Other speech: the grammar decoded the audio so far and its best path is empty.
+    That is an opinion (unlike no opinion yet): Whisper is asked at the pause."""
+    call, whisper, _ = await caller_speaks(kit, heard="Do you sell gift cards?",
+                                           partial=lambda audio: Partial("", 0.0, False, decoded=True))
+    call.silence(0.3)
+    await asked(whisper)
+    call.silence(1.0)
+    await call.prompted("didnt_catch")
+    assert len(whisper.seen) == 1 and whisper.seen[0] / 16000 <= turn_seconds(call) - 0.15
+
+
 async def answered(call) -> None:
     """Waits until the opinion asked at the pause has answered and its callbacks ran."""
     early = call.session._listener._early
@@ -271,6 +283,33 @@ async def test_early_words_past_the_grammars_beginning_end_the_turn(kit):
     turn = call.channel.events("transcript")[0]
     assert turn["early"] is True and turn["end"] < SPEECH_ENDS + 0.45  # not the 800 ms mid-phrase wait
     assert call.handoff_reason == "caller_request"
+
+
+async def test_a_fluent_sentence_of_another_start_ends_the_phrase_wait(kit):
+    """The grammar forced other speech into a phrase's beginning ("i need to speak to
+    a live") and would hold the pause 800 ms for its end; Whisper heard a whole
+    sentence of another start: the turn ends after the hangover, as other speech does."""
+    call, whisper, _ = await caller_speaks(kit, heard="My neighbor keeps parking in my spot.",
+                                           partial=lambda audio: Partial("i need to speak to a live", 0.5, False))
+    call.silence(0.3)
+    await asked(whisper)
+    await answered(call)
+    call.silence(1.0)
+    turn = (await call.channel.wait_for("event", lambda e: e.get("event") == "transcript"))[2]
+    assert SPEECH_ENDS + 0.45 <= turn["end"] < SPEECH_ENDS + 0.7  # the 500 ms hangover, not the 800 ms wait
+    await call.prompted("didnt_catch")
+
+
+def test_another_sentence_is_fluent_whole_and_starts_otherwise():
+    from voicebot.call.turns import another_sentence
+
+    assert another_sentence("My neighbor keeps parking in my spot.", 0.8, "i need to speak to a live")
+    assert another_sentence("Can you sing me a song?", 0.74, "can you put me through to an")  # 3 of 7 shared
+    assert not another_sentence("I want to speak.", 0.9, "i want to speak to a")  # the caller's own start
+    assert not another_sentence("My neighbor keeps parking in my", 0.9, "i need to speak")  # trails off
+    assert not another_sentence("My neighbor keeps parking.", 0.3, "i need to speak")  # a guess
+    assert not another_sentence("We're in.", 0.62, "where is")  # "where is ... my order" misheard: too short
+    assert not another_sentence("", 0.9, "i need to") and not another_sentence("Hello.", 0.9, "")
 
 
 def test_words_go_past_the_grammars_beginning_only_from_the_same_start():

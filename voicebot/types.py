@@ -43,11 +43,15 @@ class Partial:
     """What a recogniser has heard of an utterance still in progress.
 
     `whole`: the words are one complete phrase of the stream's listen context
-    (not a prefix of one); the end-of-turn logic ends a turn early on it."""
+    (not a prefix of one); the end-of-turn logic ends a turn early on it.
+    `decoded`: the engine has an opinion of the audio so far; empty words then
+    mean it heard nothing it knows (other speech), not that it could not tell
+    yet (too little audio, every decoder busy)."""
 
     text: str
     confidence: float
     whole: bool
+    decoded: bool = False
 
 
 class Source(StrEnum):

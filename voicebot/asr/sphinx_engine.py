@@ -417,8 +417,8 @@ class SphinxStream:
             self._give_back_early()  # too early for anything but a whole phrase
             return Partial("", 0.0, False)
         if not text:
-            return Partial("", 0.0, False)
-        return Partial(text, round(margin_to_confidence(_margin(decoders, score)), 4), whole)
+            return Partial("", 0.0, False, decoded=True)
+        return Partial(text, round(margin_to_confidence(_margin(decoders, score)), 4), whole, decoded=True)
 
     def _begin(self, build: bool) -> bool:
         engine = self._engine

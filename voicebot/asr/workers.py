@@ -12,7 +12,7 @@ flow listens for (voicebot.types.Vocabulary), so the ASR layer never reads
 the flow itself, and {"decoder_sets": n}. Then (parent → worker): ("open", sid, context)
 ("accept", sid, pcm) ("partial", sid) ("finish", sid) ("drop", sid) ("ping", n) ("stop",).
 Worker → parent: ("ready", name, rate, description), ("result", sid, text,
-confidence, words), ("partial", sid, text, confidence, whole), ("pong", n) or
+confidence, words), ("partial", sid, text, confidence, whole, decoded), ("pong", n) or
 ("error", sid, message). While it has no utterance open and nothing waits in
 its pipe, a worker lets its engine build spare decoders (SphinxEngine.grow).
 
@@ -115,13 +115,13 @@ def _handle(conn: Connection, engine: Any, message: tuple[Any, ...], streams: di
         else:
             errors[sid] = f"{type(exc).__name__}: {exc}"
             if kind == "partial":
-                conn.send(("partial", sid, "", 0.0, False))
+                conn.send(("partial", sid, "", 0.0, False, False))
 
 
 def _reply_partial(conn: Connection, sid: int, stream: RecognizerStream | None) -> None:
     probe = getattr(stream, "partial", None)
     p = probe() if probe is not None else Partial("", 0.0, False)
-    conn.send(("partial", sid, p.text, p.confidence, p.whole))
+    conn.send(("partial", sid, p.text, p.confidence, p.whole, p.decoded))
 
 
 def _reply_finish(conn: Connection, sid: int, stream: RecognizerStream | None, error: str | None) -> None:

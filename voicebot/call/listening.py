@@ -27,7 +27,7 @@ from voicebot.call.early_opinion import BEHIND_S, EarlyOpinion
 from voicebot.call.events import AnswerHeld, SpeechEndDetected, TurnJoined  # metrics only
 from voicebot.call.services import CallServices
 from voicebot.call.tasks import CallTasks
-from voicebot.call.turns import TurnTiming, goes_past, pause_limit, trails_off, words_end_turn
+from voicebot.call.turns import TurnTiming, another_sentence, goes_past, pause_limit, trails_off, words_end_turn
 from voicebot.config import Settings
 from voicebot.dialog import policy as p
 from voicebot.dialog.flow import Node
@@ -102,6 +102,7 @@ class TurnListener:
         self._early: EarlyOpinion | None = None  # asked at a pause of the turn under way
         self._early_fallback: EarlyOpinion | None = None  # the larger model, asked after it
         self._mid_phrase = (0, "")  # the pause the grammar last heard as the middle of a phrase, and its words
+        self._other_speech_at = 0  # the pause whose early words showed that phrase to be other speech
         self._unanswered: EndedTurn | None = None  # the last turn, until its reading is answered
         self._joined: set[EndedTurn] = set()  # turns heard again with the speech that followed them
         self._began = asyncio.Event()  # set when speech starts, then replaced
@@ -309,6 +310,8 @@ class TurnListener:
             self._mid_phrase = (0, "")
         if limit != 0 and took <= BEHIND_S:
             self._ask_early(pause, heard)
+        if limit and pause == self._other_speech_at:
+            limit = self._timing.hangover_ms  # asked again in the same pause: still no phrase begun
         if limit is not None:
             self._decided(self._endpointer().decide(pause, limit))
 
@@ -316,11 +319,13 @@ class TurnListener:
         """At a pause the turn may end in: ask the second opinion now when the turn's
         reading so far is one the policy would ask it about (early_opinion.py).
         Only on spare capacity: with the engine busy, or the grammar without an
-        opinion yet (its decoders busy), it waits for the turn's end as before."""
+        opinion yet (its decoders busy), it waits for the turn's end as before.
+        A grammar that decoded the audio and heard nothing it knows (other speech)
+        has an opinion: Whisper is asked at its pause too."""
         opinion, speech = self._services.opinion, self._speech
         if opinion is None or speech is None or not self._services.settings.second_opinion_early \
                 or opinion.language != self._policy.language or (self._early and self._early.pause == pause) \
-                or not opinion.idle or heard is None or not heard.text.strip():
+                or not opinion.idle or heard is None or not (heard.text.strip() or heard.decoded):
             return
         if not self._policy.wants_second_opinion(self._policy.read(heard.text, heard.confidence)):
             return
@@ -340,7 +345,9 @@ class TurnListener:
         """The early opinion's words begin a request the question knows and trail off ("Can
         I talk to?"): the pause may run to the mid-phrase limit, as when the grammar hears
         the beginning of a phrase, though the grammar heard nothing it knows (other speech
-        that trails off keeps the hangover). They are a whole, clear request: the pause ends the turn
+        that trails off keeps the hangover). Where the grammar hears the beginning of a
+        phrase but the words are a fluent sentence of another start (turns.another_sentence),
+        the pause is the hangover, not the mid-phrase wait. They are a whole, clear request: the pause ends the turn
         (when it still goes on; the endpointer ignores a pause the caller spoke after),
         unless the grammar hears the middle of a phrase ("I need to reset ... my password":
         Whisper's "I need to reset" is a whole password request) and the words do not
@@ -354,6 +361,9 @@ class TurnListener:
         meaning = self._policy.understand(heard.text)
         mid_phrase_at, began = self._mid_phrase
         if meaning.intent is None:
+            if mid_phrase_at == pause and another_sentence(heard.text, heard.confidence, began):
+                self._other_speech_at = pause
+                self._decided(self._endpointer().decide(pause, self._timing.hangover_ms))
             self._ask_fallback_early(pause)
         elif trails_off(heard.text):
             self._decided(self._endpointer().decide(pause, self._timing.mid_phrase_ms))
