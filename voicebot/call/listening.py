@@ -342,17 +342,19 @@ class TurnListener:
             answer.add_done_callback(partial(self._heard_early, pause))
 
     def _heard_early(self, pause: int, answer: asyncio.Task[Transcript | None]) -> None:
-        """The early opinion's words begin a request the question knows and trail off ("Can
-        I talk to?"): the pause may run to the mid-phrase limit, as when the grammar hears
-        the beginning of a phrase, though the grammar heard nothing it knows (other speech
-        that trails off keeps the hangover). Where the grammar hears the beginning of a
-        phrase but the words are a fluent sentence of another start (turns.another_sentence),
-        the pause is the hangover, not the mid-phrase wait. They are a whole, clear request: the pause ends the turn
-        (when it still goes on; the endpointer ignores a pause the caller spoke after),
-        unless the grammar hears the middle of a phrase ("I need to reset ... my password":
-        Whisper's "I need to reset" is a whole password request) and the words do not
-        start as the grammar's beginning and go on past it (turns.goes_past). Words without any
-        intent: the larger model is asked too, as it would be at the turn's end."""
+        """What the early opinion's words do to the pause they were asked at (when it still
+        goes on; the endpointer ignores a pause the caller spoke after):
+        - no intent: the larger model is asked too, as it would be at the turn's end; and
+          where the grammar hears the beginning of a phrase but the words are a fluent
+          sentence of another start (turns.another_sentence), the pause is the hangover,
+          not the mid-phrase wait;
+        - a request the question knows that trails off ("Can I talk to?"): the pause may
+          run to the mid-phrase limit, as when the grammar hears a phrase begun (other
+          speech that trails off keeps the hangover);
+        - a whole, clear request: the pause ends the turn, unless the grammar hears the
+          middle of a phrase ("I need to reset ... my password": Whisper's "I need to
+          reset" is a whole password request) and the words do not start as the
+          grammar's beginning and go on past it (turns.goes_past)."""
         if answer.cancelled() or answer.exception() or self._early is None or self._early.answer is not answer:
             return
         heard = answer.result()
