@@ -124,6 +124,24 @@ def test_a_person_only_the_fallback_hears_is_asked_about():
     assert reading.meaning.intent == "human" and not reading.meaning.certain
 
 
+@pytest.mark.parametrize(("words", "confidence", "intent"), [
+    ("email line, parcel, the mark, action.", 0.21, None),  # French, guessed at: asked again
+    ("Email line, parcel, the mark, action.", FLUENT - 0.01, None),
+    ("I am having trouble with my parcel.", FLUENT, "order_status"),  # fluent: answered
+    ("Yeah.", 0.2, "yes"),  # a yes or a no is short, so unsure: it still counts
+])
+def test_a_flow_request_only_the_fallback_guessed_at_is_not_acted_on(words, confidence, intent):
+    """The fallback is asked when two engines heard nothing they know; a request of
+    the flow it heard only in words it is unsure of is a guess, and a wrong answer
+    costs the caller more than being asked again."""
+    policy = p.Policy(load_checked(DEFAULT_FLOW), "en")
+    first = policy.read("", 0.01)
+    said = policy.understand(words)
+    reading = second_reading(first, said, Transcript(words, confidence), larger=True)
+    assert reading.meaning.intent == intent
+    assert second_reading(first, said, Transcript(words, confidence)).meaning.intent == said.intent  # its own
+
+
 # --- the grammar's words checked against the audio (Transcript.fit) -------------------
 UNSURE_WORDS = 0.6  # the free-form engine's words: neither confident nor holding an intent
 

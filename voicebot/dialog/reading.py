@@ -13,7 +13,9 @@ grammar's near miss is dropped, and the caller is asked again. An unsure
 request for a person needs less, from two engines: the fallback's fluent words
 with no person-word in them, after the second opinion's said the same. But a
 request for a person the grammar was sure of is never dropped: the bot asks
-about it. A person only the fallback hears is asked about, never put through.
+about it. A person only the fallback hears is asked about, never put through, and
+one of the flow's requests it hears only in words it is unsure of (below
+FLUENT) is not acted on: the caller is asked again.
 The free-form engine also scores the grammar's words against the audio
 (Transcript.fit): at an open question, words that fit far worse than its own
 (MISFIT, the worse of both engines) are other speech forced into a phrase,
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from voicebot.dialog.lang import HUMAN
+from voicebot.dialog.lang import BUILTIN_INTENTS, HUMAN
 from voicebot.dialog.understand import Interpretation
 from voicebot.types import Transcript
 
@@ -62,6 +64,10 @@ def second_reading(first: Reading, said: Interpretation, heard: Transcript, sure
     left the turn not understood or contradicted the grammar's unsure person.
     `checked`: the engine's fit of the grammar's words counts (an open question)."""
     person = first.meaning.intent == HUMAN
+    if larger and said.intent not in (None, *BUILTIN_INTENTS) and heard.confidence < FLUENT:
+        # the last resort's guess at one of the flow's requests (French written as "email
+        # line, parcel, the mark, action.", 0.21): a wrong answer costs more than a reprompt
+        said = Interpretation(None, mention=said.mention)
     if said.intent is not None:
         if larger and said.intent == HUMAN:
             # the last resort, where two engines disagreed: a person it hears is asked about
