@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -162,15 +163,23 @@ async def test_a_whole_request_in_the_early_words_ends_the_turn_at_once(kit):
     assert call.handoff_reason == "caller_request"
 
 
+async def turn_after_early_words(kit, heard: str, partial: Callable[[bytes], Partial] = lambda audio: UNSURE,
+                                 after: float = 1.0) -> tuple[Call, Hears, dict]:
+    """The caller says words() and pauses; Whisper, asked at the pause, hears `heard`
+    and the session judges it; then `after` seconds more silence: the ended turn."""
+    call, whisper, _ = await caller_speaks(kit, heard=heard, partial=partial)
+    call.silence(0.3)
+    await asked(whisper)
+    await answered(call)
+    call.silence(after)
+    turn = (await call.channel.wait_for("event", lambda e: e.get("event") == "transcript"))[2]
+    return call, whisper, turn
+
+
 @pytest.mark.parametrize("heard", ["my agent told me to call", "Uh, the weather",
                                    "I'd like to book a table for"])  # other speech, trailing off
 async def test_words_that_ask_for_nothing_clearly_wait_for_the_hangover(kit, heard):
-    call, whisper, grammar = await caller_speaks(kit, heard=heard)
-    call.silence(0.3)
-    await asked(whisper)
-    await answered(call)  # and the session has judged the words
-    call.silence(1.0)
-    turn = (await call.channel.wait_for("event", lambda e: e.get("event") == "transcript"))[2]
+    _, _, turn = await turn_after_early_words(kit, heard)
     assert turn["early"] is False and SPEECH_ENDS + 0.49 <= turn["end"] < SPEECH_ENDS + 0.75
 
 
@@ -179,12 +188,7 @@ async def test_requests_that_trail_off_let_the_pause_run_to_the_mid_phrase_limit
     """"Can I talk to ... a human": the grammar heard nothing it knows (a guess it
     would not act on), Whisper heard a request drawing breath: the pause may last
     800 ms, not the 500 ms hangover that cut this caller off mid-sentence."""
-    call, whisper, grammar = await caller_speaks(kit, heard=heard)
-    call.silence(0.3)
-    await asked(whisper)
-    await answered(call)
-    call.silence(1.2)
-    turn = (await call.channel.wait_for("event", lambda e: e.get("event") == "transcript"))[2]
+    _, _, turn = await turn_after_early_words(kit, heard, after=1.2)
     assert turn["early"] is False and SPEECH_ENDS + 0.79 <= turn["end"] < SPEECH_ENDS + 1.0
 
 
@@ -259,13 +263,8 @@ async def test_the_grammar_hearing_the_middle_of_a_phrase_outweighs_whole_early_
     """"I need to reset ... my password": Whisper's words at the pause are a whole
     request, but the grammar hears the same words as a phrase begun; the pause
     may run its 800 ms."""
-    call, whisper, _ = await caller_speaks(kit, heard="I need to reset.",
-                                           partial=lambda audio: Partial("i need to reset", 0.5, False))
-    call.silence(0.3)
-    await asked(whisper)
-    await answered(call)
-    call.silence(1.0)
-    turn = (await call.channel.wait_for("event", lambda e: e.get("event") == "transcript"))[2]
+    _, whisper, turn = await turn_after_early_words(
+        kit, "I need to reset.", partial=lambda audio: Partial("i need to reset", 0.5, False))
     assert turn["end"] >= SPEECH_ENDS + 0.79  # the mid-phrase wait, not cut at the words
     assert len(whisper.seen) == 1  # the early answer was still the turn's
 
@@ -289,13 +288,9 @@ async def test_a_fluent_sentence_of_another_start_ends_the_phrase_wait(kit):
     """The grammar forced other speech into a phrase's beginning ("i need to speak to
     a live") and would hold the pause 800 ms for its end; Whisper heard a whole
     sentence of another start: the turn ends after the hangover, as other speech does."""
-    call, whisper, _ = await caller_speaks(kit, heard="My neighbor keeps parking in my spot.",
-                                           partial=lambda audio: Partial("i need to speak to a live", 0.5, False))
-    call.silence(0.3)
-    await asked(whisper)
-    await answered(call)
-    call.silence(1.0)
-    turn = (await call.channel.wait_for("event", lambda e: e.get("event") == "transcript"))[2]
+    call, _, turn = await turn_after_early_words(
+        kit, "My neighbor keeps parking in my spot.",
+        partial=lambda audio: Partial("i need to speak to a live", 0.5, False))
     assert SPEECH_ENDS + 0.45 <= turn["end"] < SPEECH_ENDS + 0.7  # the 500 ms hangover, not the 800 ms wait
     await call.prompted("didnt_catch")
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from difflib import Match, SequenceMatcher
 
+from voicebot.dialog.reading import FLUENT  # free-form words this sure are a sentence, not a guess
 from voicebot.dialog.understand import Interpretation
 from voicebot.types import Partial, normalise
 
@@ -38,9 +39,6 @@ MID_PHRASE_CONFIDENCE = 0.1
 # shares two, too few to say that both engines read one sentence.
 SAME_START = 2 / 3
 SAME_START_WORDS = 4
-# Free-form words at least this sure are a sentence the caller said, not a guess
-# (reading.FLUENT: the dev sets' mangled requests reach 0.35-0.8, other speech 0.5-0.97).
-FLUENT_WORDS = 0.5
 
 # Words a sentence goes on after: free-form words that end in one are a caller
 # drawing breath, not a finished request ("I want to talk to someone about ...").
@@ -119,7 +117,7 @@ def another_sentence(text: str, confidence: float, beginning: str) -> bool:
     ones (under SAME_START_WORDS), a misheard start as likely as other speech
     ("We're in." for "where is ... my order", audio_fixtures/turns)."""
     said, began = normalise(text).split(), normalise(beginning).split()
-    if len(said) < SAME_START_WORDS or not began or confidence < FLUENT_WORDS or trails_off(text):
+    if len(said) < SAME_START_WORDS or not began or confidence < FLUENT or trails_off(text):
         return False
     return sum(b.size for b in _shared(began, said)) < SAME_START * len(began)
 
