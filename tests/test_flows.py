@@ -241,6 +241,18 @@ def test_a_person_word_inside_a_possessive_phrase_is_told_about(text, asks):
     assert meaning.mention is not asks
 
 
+@pytest.mark.parametrize(("text", "intent", "certain"), [
+    ("the manager please", "human", True), ("the real human, please", "human", True),
+    ("your operator please", "human", True), ("the agent", "human", False),  # named, no please: asked
+    ("agent", "human", True), ("the agent told me", None, True),  # a bare word; a story
+])
+def test_a_person_named_alone_is_asked_for(text, intent, certain):
+    """"The manager, please": a person-word with a determiner and nothing else but
+    fillers names whom the caller wants; it tells nothing about them."""
+    meaning = interpret(text, EN, list(FLOW.intents.values()))
+    assert (meaning.intent, meaning.certain) == (intent, certain)
+
+
 @pytest.mark.parametrize("text", MENTIONS)
 def test_a_person_word_is_not_a_request(text):
     meaning = interpret(text, EN, list(FLOW.intents.values()))

@@ -124,6 +124,23 @@ def test_a_person_only_the_fallback_hears_is_asked_about():
     assert reading.meaning.intent == "human" and not reading.meaning.certain
 
 
+@pytest.mark.parametrize(("grammar", "words", "put_through"), [
+    ("let me talk to an agent please", "Transfer this call to an agent, clean.", True),
+    ("", "Transfer this call to an agent, clean.", False),  # the fallback's alone
+    ("the agent told me", "Transfer this call to an agent, clean.", False),  # the grammar heard a story
+    ("let me talk to an agent please", "Can somebody from your team, become.", False),  # unsure words
+])
+def test_a_clear_request_the_fallback_and_the_grammar_both_hear_is_put_through(grammar, words, put_through):
+    """Where tiny.en heard no request, the grammar's request for a person and the
+    fallback's clear one are two engines of three agreeing: the caller is put
+    through, as when the second opinion agrees with the grammar."""
+    policy = p.Policy(load_checked(DEFAULT_FLOW), "en")
+    first = policy.read(grammar, 0.79)
+    reading = second_reading(first, policy.understand(words), Transcript(words, 0.64), larger=True)
+    assert reading.meaning.intent == "human"
+    assert reading.meaning.certain is put_through
+
+
 @pytest.mark.parametrize(("words", "confidence", "intent"), [
     ("email line, parcel, the mark, action.", 0.21, None),  # French, guessed at: asked again
     ("Email line, parcel, the mark, action.", FLUENT - 0.01, None),

@@ -13,7 +13,8 @@ grammar's near miss is dropped, and the caller is asked again. An unsure
 request for a person needs less, from two engines: the fallback's fluent words
 with no person-word in them, after the second opinion's said the same. But a
 request for a person the grammar was sure of is never dropped: the bot asks
-about it. A person only the fallback hears is asked about, never put through, and
+about it. A person only the fallback hears is asked about, never put through (a
+clear request it hears where the grammar heard one too is two engines agreeing), and
 one of the flow's requests it hears only in words it is unsure of (below
 FLUENT) is not acted on: the caller is asked again.
 The free-form engine also scores the grammar's words against the audio
@@ -69,10 +70,12 @@ def second_reading(first: Reading, said: Interpretation, heard: Transcript, sure
         # line, parcel, the mark, action.", 0.21): a wrong answer costs more than a reprompt
         said = Interpretation(None, mention=said.mention)
     if said.intent is not None:
-        if larger and said.intent == HUMAN:
-            # the last resort, where two engines disagreed: a person it hears is asked about
+        agree = person and first.meaning.certain and said.intent == HUMAN and not said.mention
+        if larger and said.intent == HUMAN and not (agree and said.certain):
+            # the last resort, where two engines disagreed: a person it hears is asked about,
+            # unless it makes a clear request of what the grammar heard as one
             return Reading(replace(said, certain=False), SURE, SECOND, heard)
-        if person and first.meaning.certain and said.intent == HUMAN and not said.mention:
+        if agree:
             # two engines each heard a request for a person: a clear one (words that
             # tell about someone, "my agent number", are asked about, even after a sure grammar)
             return Reading(replace(said, certain=True), SURE, SECOND, heard)

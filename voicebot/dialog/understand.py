@@ -5,9 +5,9 @@ are found by their key words and example phrases inside the text, never by
 whole-sentence equality. A person-word is not a request: "put me through to
 an agent" asks for someone, "the agent told me my order would come" tells a
 story. A person-word led by a request ("speak to", "get me", "transfer me to")
-or standing almost alone ("agent please") is a request; one led by "the",
-"my" (also two words back, "my insurance agent", unless a request leads up to
-it), or followed by "told"/"said" is a mention; anything between is unsure,
+or standing almost alone ("agent please", "the manager, please") is a request;
+one led by "the", "my" (also two words back, "my insurance agent", unless a
+request leads up to it), or followed by "told"/"said" is a mention; anything between is unsure,
 and the policy asks before it transfers. A request verb right before the
 person-word ("talk to the manager", "connect me with your help desk", "can I
 have a human") decides it, whatever follows ("someone who works there"),
@@ -137,6 +137,8 @@ def _frame(words: list[str], start: int, end: int, pack: LanguagePack) -> tuple[
             or _tells_who_they_are(before) or (not requested and len(before) >= 2 and before[-2] in _DEFINITE)
     if not_people:
         return (True if negated and requested else None), False
+    if not pack.attaches_particles and _named_alone(words, start, end):
+        return (True if "please" in words else None), False
     if not negated and not pack.attaches_particles and _direct_request(words, start, pack):
         return True, False
     if negated:
@@ -147,6 +149,14 @@ def _frame(words: list[str], start: int, end: int, pack: LanguagePack) -> tuple[
     if mentioned and not requested:
         return False, True
     return None, mentioned or start <= 1  # "somebody from billing left me ...": told about
+
+
+def _named_alone(words: list[str], start: int, end: int) -> bool:
+    """"the manager, please", "your operator": the person-word with a determiner and
+    nothing but fillers around it names whom the caller wants; a mention tells
+    something about them. With "please" it is a request, else unsure."""
+    around = words[:start] + words[end:]
+    return any(w in _DEFINITE for w in around) and all(w in _FILLERS or w in _DEFINITE for w in around)
 
 
 def _tells_who_they_are(before: list[str]) -> bool:
