@@ -26,6 +26,7 @@ from voicebot.dialog.reading import (
     OTHER_SPEECH,
     SECOND,
     SURE,
+    WEAK_PERSON,
     Reading,
     contradicts,
     second_reading,
@@ -116,6 +117,18 @@ def test_the_fallbacks_fluent_words_without_anyone_drop_an_unsure_grammar_person
 def test_no_contradiction_without_fluent_words_free_of_anyone(said, confidence, sure):
     first = Reading(Interpretation("human"), 0.97 if sure else 0.7)
     assert not contradicts(first, said, Transcript("words", confidence), sure)
+
+
+@pytest.mark.parametrize(("grammar", "dropped"), [(WEAK_PERSON - 0.01, True), (WEAK_PERSON, False)])
+def test_a_weak_person_neither_free_form_engine_heard_anyone_in_is_asked_again(grammar, dropped):
+    """"bonjour je cherche la gare" forced into "i want to speak to a live human"
+    (0.37), words without anyone in them from both Whisper models, fluent or not:
+    the caller is asked again rather than whether they want a person."""
+    first = Reading(Interpretation("human"), grammar)
+    heard = Transcript("on your feature flag error.", FLUENT - 0.1)
+    assert contradicts(first, Interpretation(None), heard, sure=False) is dropped
+    reading = second_reading(first, Interpretation(None), heard, larger=True)
+    assert (reading.meaning.intent is None) is dropped
 
 
 def test_a_person_only_the_fallback_hears_is_asked_about():
