@@ -266,7 +266,8 @@ def test_a_yes_the_grammar_heard_as_no_still_reaches_a_person():
 def test_an_unsure_yes_over_the_grammars_no_waits_for_the_fallback():
     """At "do you want a person?", a no the grammar heard is not turned into a yes by
     a free-form engine unsure of its words (a "nah" heard as "Yeah, good, good"):
-    the fallback is asked, and its yes, or a fluent yes, is a yes."""
+    the fallback is asked, and its yes, or a fluent yes, is a yes; an unsure yes of
+    the fallback's too leaves a no the grammar was sure of."""
     policy = at_menu()
     policy.step(p.Heard(Utterance("is there an actual person there", 0.5, 0, 1)))
     first = policy.read("no it isn't", 0.63)
@@ -274,6 +275,10 @@ def test_an_unsure_yes_over_the_grammars_no_waits_for_the_fallback():
     unsure = Transcript("Yeah, good, good, good", FLUENT - 0.13)
     assert policy.reread(first, unsure) is first and policy.wants_larger(first, unsure)
     assert policy.reread(first, Transcript("Yes, please.", 0.7), larger=True).meaning.intent == "yes"
+    # the fallback as unsure ("nah" heard as "Yeah", 0.17): the grammar's sure no stands, an unsure one does not
+    unsure_too = Transcript("Yeah", 0.17)
+    assert policy.reread(first, unsure_too, larger=True) is first
+    assert policy.reread(policy.read("no", 0.3), unsure_too, larger=True).meaning.intent == "yes"
     fluent = Transcript("Yes, please.", FLUENT)
     assert policy.reread(first, fluent).meaning.intent == "yes" and not policy.wants_larger(first, fluent)
     actions = policy.step(p.Heard(Utterance("no it isn't", 0.63, 2, 3), policy.reread(first, unsure)))

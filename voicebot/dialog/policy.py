@@ -158,7 +158,8 @@ class Policy:
         if second is not None and second.fit is not None and (heard.fit is None or second.fit < heard.fit):
             heard = replace(heard, fit=second.fit)
         said = self.understand(heard.text)
-        if not larger and self._unsure_yes_over_no(first, said, heard):
+        if self._unsure_yes_over_no(first, said, heard) and (not larger or self._sure_no(first)):
+            # the fallback asked about it heard a yes it is as unsure of: the grammar's sure no stands
             return first
         return second_reading(first, said, heard, self._sure_person(first), larger, checked=not self.confirming)
 
@@ -173,11 +174,16 @@ class Policy:
     def _unsure_yes_over_no(self, first: Reading, said: Interpretation, heard: Transcript) -> bool:
         """At "do you want a person?": the grammar heard a no, the free-form engine a yes
         in words it is unsure of ("nah" heard as "Yeah, good, good, good"). A no heard
-        as yes transfers someone who asked for no one: the fallback decides."""
+        as yes transfers someone who asked for no one: the fallback decides, and its
+        yes as unsure does not outweigh a no the grammar was sure of (`_sure_no`)."""
         node = self._ask_node()
         return self.confirming == HUMAN and node is not None and first.meaning.intent in (NO, GOODBYE) \
             and first.confidence >= node.ladder.confirm and said.intent in (YES, HUMAN) \
             and heard.confidence < FLUENT
+
+    def _sure_no(self, reading: Reading) -> bool:
+        node = self._ask_node()
+        return node is not None and reading.meaning.intent in (NO, GOODBYE) and reading.confidence >= self._accept(node)
 
     def _sure_person(self, reading: Reading) -> bool:
         node = self._ask_node()
