@@ -79,11 +79,13 @@ async def test_a_turn_the_second_opinion_misheard_is_read_from_the_larger_model(
 
 
 @pytest.mark.parametrize(("base_heard", "said"), [("What time does the game start tonight?", "didnt_catch"),
-                                                  ("Let me talk to a live human.", "confirm_human")])
+                                                  ("Let me talk to a live human.", "handoff"),
+                                                  ("I need to speak to the", "confirm_human")])
 async def test_the_larger_model_settles_fluent_words_against_the_grammars_unsure_person(kit, base_heard, said):
     """The grammar's unsure "let me talk to a live human" and tiny's fluent words without
-    anyone: the larger model's agreeing words drop it (the caller is asked again);
-    its person keeps the request, asked about (the engines disagreed)."""
+    anyone: the larger model's agreeing words drop it (the caller is asked again); its
+    clear request is the grammar's too (two engines of three: put through); an unclear
+    one keeps the request, asked about."""
     tiny = Says("What time does the game house tonight?", 0.71)
     base = Says(base_heard, 0.8, model="larger")
     call = await caller_speaks(kit, tiny, base, final=Transcript("let me talk to a live human", 0.41))
