@@ -158,7 +158,7 @@ class Policy:
         if second is not None and second.fit is not None and (heard.fit is None or second.fit < heard.fit):
             heard = replace(heard, fit=second.fit)
         said = self.understand(heard.text)
-        if self._unsure_yes_over_no(first, said, heard) and (not larger or self._sure_no(first)):
+        if self._unsure_yes_over_no(first, said, heard) and (not larger or self._accepted(first)):
             # the fallback asked about it heard a yes it is as unsure of: the grammar's sure no stands
             return first
         return second_reading(first, said, heard, self._sure_person(first), larger, checked=not self.confirming)
@@ -175,15 +175,16 @@ class Policy:
         """At "do you want a person?": the grammar heard a no, the free-form engine a yes
         in words it is unsure of ("nah" heard as "Yeah, good, good, good"). A no heard
         as yes transfers someone who asked for no one: the fallback decides, and its
-        yes as unsure does not outweigh a no the grammar was sure of (`_sure_no`)."""
+        yes as unsure does not outweigh a no the grammar heard at its accept threshold."""
         node = self._ask_node()
         return self.confirming == HUMAN and node is not None and first.meaning.intent in (NO, GOODBYE) \
             and first.confidence >= node.ladder.confirm and said.intent in (YES, HUMAN) \
             and heard.confidence < FLUENT
 
-    def _sure_no(self, reading: Reading) -> bool:
+    def _accepted(self, reading: Reading) -> bool:
+        """At or above the question's accept threshold."""
         node = self._ask_node()
-        return node is not None and reading.meaning.intent in (NO, GOODBYE) and reading.confidence >= self._accept(node)
+        return node is not None and reading.confidence >= self._accept(node)
 
     def _sure_person(self, reading: Reading) -> bool:
         node = self._ask_node()
