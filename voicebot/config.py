@@ -109,7 +109,8 @@ class Settings:
     # a free-form engine asked about the utterances the grammar recogniser is unsure of:
     # off | auto (whisper when its extra and model are installed) | whisper
     second_opinion: str = "auto"
-    second_opinion_model: str = "whisper-tiny.en"
+    # auto: whisper-tiny.en for English, the multilingual whisper-base for other languages
+    second_opinion_model: str = "auto"
     second_opinion_timeout_s: float = 1.0  # no answer by then: the grammar's reading stands
     second_opinion_threads: int = 2
     # asks that wait for the engine, decoded together at most (1: one after another). A batch

@@ -51,6 +51,17 @@ async def start_transcripts(settings: Settings, store: CallStore, desk: StaffDes
 
 
 FALLBACK_MODEL = "whisper-base"  # the second opinion's fallback under `auto`
+ENGLISH_OPINION = "whisper-tiny.en"  # an English-only model: faster, and better on English
+
+
+def opinion_model(settings: Settings) -> str:
+    """The second opinion's model: under `auto` tiny.en for English calls and the
+    multilingual base for other languages (measured on espeak-ng Korean: it writes the
+    person-word of 14 in 28 requests for a person and of none of 22 unrelated sentences)."""
+    choice = settings.second_opinion_model.strip()
+    if choice != "auto":
+        return choice
+    return ENGLISH_OPINION if settings.language == "en" else FALLBACK_MODEL
 
 
 async def start_second_opinion(settings: Settings) -> SecondOpinion | None:
@@ -58,10 +69,10 @@ async def start_second_opinion(settings: Settings) -> SecondOpinion | None:
     it is Whisper when installed (`pip install 'voicebot[whisper]'` and a model),
     else off; with `whisper` a missing engine or model stops the start."""
     mode = settings.second_opinion
-    if mode == "off" or (mode == "auto" and settings.language != "en"):
+    if mode == "off":
         return None
     try:
-        opinion = await _start_opinion(settings, settings.second_opinion_model)
+        opinion = await _start_opinion(settings, opinion_model(settings))
     except (ConfigError, EngineError) as exc:
         if mode == "whisper":
             raise ConfigError("second_opinion_model", str(exc).split(": ", 1)[-1]) from None
@@ -80,6 +91,8 @@ async def start_fallback_opinion(settings: Settings, opinion: SecondOpinion | No
     if opinion is None or choice == "off":
         return None
     model = FALLBACK_MODEL if choice == "auto" else choice
+    if model == opinion_model(settings):
+        return None  # the second opinion is that model already
     try:
         fallback = await _start_opinion(settings, model)
     except (ConfigError, EngineError) as exc:
