@@ -539,6 +539,28 @@ async def test_real_calls_the_grammar_alone_misses(start_server, en_engine):
     assert metrics.sample("voicebot_second_opinions_total", result="answered") == health["second_opinion"]["answered"]
 
 
+@pytest.mark.e2e
+@pytest.mark.engine
+async def test_a_korean_request_the_grammar_misses_is_put_through(start_server, ko_engine):
+    """Korean calls ask the multilingual Whisper base (VOICEBOT_SECOND_OPINION_MODEL=auto):
+    the Vosk grammar hears no request in this caller's words, base hears a person and
+    "connect", and the caller is put through on the first ask."""
+    samples, rate = read_wav(Path(__file__).parent / "audio" / "connect_an_agent_espeak_ko_f2.wav")
+    alone = await start_server(ko_engine, language="ko")
+    helped = await start_server(ko_engine, language="ko", second_opinion="auto", second_opinion_timeout_s=60)
+    opinion = helped.app[REGISTRY].services.opinion
+    assert opinion is not None and "whisper-base" in opinion.description, "auto: base for Korean"
+    assert helped.app[REGISTRY].services.fallback is None, "base is the second opinion already"
+    without, with_opinion = await asyncio.gather(*(
+        replay(server.ws + "/v1/stream", samples, rate,
+               ReplayOptions(max_call_s=max_s, caller="+821055501234", confirm="none"))
+        for server, max_s in ((alone, 12), (helped, 60))))
+    assert "didnt_catch" in [e["name"] for e in without.of("prompt")], without.outcome
+    assert with_opinion.outcome == "handoff:caller_request", with_opinion.outcome
+    asked = [e["name"] for e in with_opinion.of("prompt")]
+    assert asked[-1] == "handoff" and not {"didnt_catch", "confirm_human"} & set(asked), asked
+
+
 class SlowEngine(FakeFreeFormEngine):
     """Takes 0.3 s a job; with `gate` set, a job instead runs until the test opens it."""
 
