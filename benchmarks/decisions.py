@@ -108,7 +108,7 @@ class Decider:
             second = self.opinion(base / file, policy.opinion_prompt, check=check)
             heard.second, heard.second_confidence = second.text, round(second.confidence, 2)
             heard.fit = None if second.fit is None else round(second.fit, 2)
-            reading = policy.reread(first, second)
+            reading = policy.reread(first, second, last=self.larger is None)
             if self.larger is not None and policy.wants_larger(first, second):
                 words = self.opinion(base / file, policy.opinion_prompt, self.fallback, check)
                 heard.second += f" // {words.text}"

@@ -123,7 +123,8 @@ class Kit:
             fallback=fallback)
         published: list[Any] = []
         services.events.subscribe(published.append)
-        session = CallSession(CallRecord(call_id, "native", caller="+15550123"), channel, services,
+        record = CallRecord(call_id, "native", caller="+15550123", language=s.language)
+        session = CallSession(record, channel, services,
                               hand_over=hand_over)
         channel.on_mark = session.on_mark
         task = asyncio.create_task(session.run(), name=f"test-call-{call_id}")

@@ -158,6 +158,23 @@ async def test_without_a_fallback_the_second_opinion_decides_as_before(kit):
     await call.prompted("didnt_catch")
 
 
+async def test_without_a_fallback_an_unsure_yes_over_an_unsure_no_reaches_a_person(kit):
+    """A Korean call (no fallback serves it): at "do you want a person?" the grammar
+    hears an unsure no ("됐어요", 0.3), the second opinion an unsure yes ("응"): the
+    caller is put through, as the fallback's unsure yes would have done."""
+    grammar = FakeEngine([Transcript("상담원", 0.5), Transcript("됐어요", 0.3)])
+    heard = Says("", 0.0)
+    call = await kit.start_call(grammar, opinion=SecondOpinion(InlineTranscriber(heard), "ko", 10),
+                                language="ko")
+    await call.prompted("menu")
+    call.feed(speech())
+    await call.prompted("confirm_human")  # the opinion heard nothing: the grammar's unsure person
+    heard.text, heard.confidence = "응", 0.17
+    call.feed(speech())
+    await call.prompted("handoff")
+    assert (await call.ended()).handoff_reason == "caller_request"
+
+
 # --- start-up --------------------------------------------------------------------------
 async def test_the_fallback_is_started_only_beside_a_second_opinion():
     tiny = opinion_of(Says("x"))

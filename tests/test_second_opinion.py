@@ -49,8 +49,8 @@ def played(policy: p.Policy) -> list[p.Action]:
     return policy.step(p.PromptDone(prompt.prompt_id))
 
 
-def at_menu(flow=FLOW) -> p.Policy:
-    policy = p.Policy(flow, "en")
+def at_menu(flow=FLOW, language: str = "en") -> p.Policy:
+    policy = p.Policy(flow, language)
     policy.start()
     played(policy)
     played(policy)
@@ -283,6 +283,21 @@ def test_an_unsure_yes_over_the_grammars_no_waits_for_the_fallback():
     assert policy.reread(first, fluent).meaning.intent == "yes" and not policy.wants_larger(first, fluent)
     actions = policy.step(p.Heard(Utterance("no it isn't", 0.63, 2, 3), policy.reread(first, unsure)))
     assert said(actions) == ["menu"] and policy.handoff_reason is None
+
+
+def test_without_a_fallback_the_second_opinions_unsure_yes_is_weighed_as_the_fallbacks():
+    """Korean calls have no fallback (base is their second opinion): a yes it is unsure
+    of ("응", 0.17) over the grammar's unsure no ("됐어요", 0.3) is a yes; over a no the
+    grammar heard at the accept threshold, the no stands."""
+    policy = at_menu(language="ko")
+    policy.step(p.Heard(Utterance("상담원", 0.5, 0, 1)))
+    assert policy.confirming == "human"
+    unsure_yes = Transcript("응", 0.17)
+    unsure_no = policy.read("됐어요", 0.3)
+    assert policy.reread(unsure_no, unsure_yes) is unsure_no, "a fallback would decide"
+    assert policy.reread(unsure_no, unsure_yes, last=True).meaning.intent == "yes"
+    sure_no = policy.read("됐어요", 0.85)
+    assert policy.reread(sure_no, unsure_yes, last=True) is sure_no
 
 
 def test_not_asked_for_a_slot():

@@ -261,7 +261,9 @@ class TurnListener:
                                       late=lambda words: self._transcribed(turn, words, model), check=check)
         if heard is not None:
             self._transcribed(turn, heard, model)
-        reread = reading if heard is None else self._policy.reread(reading, heard)
+        fallback = self._services.fallback
+        last = fallback is None or fallback.language != self._policy.language
+        reread = reading if heard is None else self._policy.reread(reading, heard, last=last)
         if heard is None or not self._policy.wants_larger(reading, heard):
             # understood; or the second opinion late, busy or failed: no time or room for a larger model
             if turn.asked_fallback is not None:

@@ -151,14 +151,17 @@ class Policy:
         return meaning.intent is None or confidence < self._accept(node)  # would be reprompted
 
     def reread(self, first: Reading, heard: Transcript, larger: bool = False,
-               second: Transcript | None = None) -> Reading:
+               second: Transcript | None = None, last: bool = False) -> Reading:
         """`first` with a free-form engine's opinion of the same audio (`larger`: the
         fallback's, `second` then the second opinion's words before it: the grammar's
-        words fit as badly as either engine found)."""
+        words fit as badly as either engine found). `last`: no fallback will be asked
+        (none serves this language): an unsure yes over an unsure no is weighed as the
+        fallback's would be."""
         if second is not None and second.fit is not None and (heard.fit is None or second.fit < heard.fit):
             heard = replace(heard, fit=second.fit)
         said = self.understand(heard.text)
-        if self._unsure_yes_over_no(first, said, heard) and (not larger or self._accepted(first)):
+        final = larger or last
+        if self._unsure_yes_over_no(first, said, heard) and (not final or self._accepted(first)):
             # the fallback asked about it heard a yes it is as unsure of: the grammar's sure no stands
             return first
         return second_reading(first, said, heard, self._sure_person(first), larger, checked=not self.confirming)
