@@ -281,6 +281,25 @@ def test_mentions_still_find_what_the_caller_wants_and_digits():
     assert interpret("배송 조회 부탁해요", KO, list(FLOW.intents.values())).intent == "order_status"
 
 
+@pytest.mark.parametrize(("text", "answer"), [
+    ("예고 탁을 연결", "yes"),  # Whisper's "예 부탁드려요": the answer written onto the next syllable
+    ("네 마스크 플리드", "yes"),
+    ("응", "yes"),
+    ("아님, 왠지 아님", "no"),
+    ("아니 괜찮아요", "no"),
+    ("아뇨", "no"),
+])
+def test_a_korean_answer_is_read_from_the_start_of_its_first_word(text, answer):
+    assert interpret(text, KO, []).intent == answer
+
+
+def test_a_korean_answer_stem_answers_only_a_yes_no_question():
+    """At an open question only a whole answer said alone counts ("예약 확인" is a booking)."""
+    assert interpret("예고 탁을 연결", KO, [], answers=False).intent is None
+    assert interpret("아님, 왠지 아님", KO, [], answers=False).intent is None
+    assert interpret("응", KO, [], answers=False).intent == "yes"
+
+
 # --- the policy's ladder, slots and language ------------------------------------------
 def heard(text: str, conf: float = 0.97) -> p.Heard:
     return p.Heard(Utterance(text, conf, 0, 1))

@@ -327,6 +327,9 @@ def test_models_fetch_and_list_know_the_whisper_names(server: Server, tmp_path, 
     (["주문,"] + [" 하나,", " 눈이", " 오시기,"] * 3 + [" 하나"], 0),  # two clauses looping
     (["A,", " b,", " c,", " a,", " b,", " c."], 6),  # a unit of three clauses twice: kept
     (["아,"] + [" 나,"] * 14 + [" 나"], 0),  # one syllable fifteen times: looping
+    (["으으으", "으으으으으", "으으으"], 0),  # one letter run on
+    (["Order", " 1000000."], 2),  # digits are not a loop
+    (["Hmmmmmm,", " agent."], 2),
 ])
 def test_whisper_saying_its_sentence_again_is_cut(pieces: list[str], kept: int) -> None:
     tokens = list(range(len(pieces)))

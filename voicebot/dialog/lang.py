@@ -56,6 +56,9 @@ class LanguagePack:
     opinion_lead: str = ""
     # words a free-form engine writes apart that are one word ("some one": someone)
     compounds: tuple[tuple[str, str], ...] = ()
+    # the start of a word that answers a yes/no question whatever follows it (Whisper
+    # writes Korean "예 부탁드려요" as "예고 탁을 연결"): (stem, YES or NO)
+    answer_stems: tuple[tuple[str, str], ...] = ()
 
     def opinion_prompt(self, topics: list[str]) -> str:
         """Words a free-form engine should expect here: people and the question's topics."""
@@ -192,6 +195,7 @@ KO = LanguagePack(
     short_request_words=2,
     open_yes=1,
     opinion_lead="고객센터 전화입니다. {people} 연결해 주세요.",
+    answer_stems=(("아니", NO), ("아뇨", NO), ("네", YES), ("예", YES), ("응", YES)),
     attaches_particles=True,
 )
 

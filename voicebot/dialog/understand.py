@@ -213,6 +213,8 @@ def yes_or_no(words: list[str], pack: LanguagePack, alone: bool = False) -> str 
             if text == phrase or (not alone and (text.startswith(phrase + " ")
                                                  or (pack.attaches_particles and words[0] == phrase))):
                 return intent
+    if not alone:
+        return next((intent for stem, intent in pack.answer_stems if words[0].startswith(stem)), None)
     return None
 
 

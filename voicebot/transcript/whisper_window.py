@@ -40,6 +40,7 @@ FIT_FLOOR = -10.0
 # (a caller's "agent, agent, agent" is one word; dev set: "I want to track, I want to track, ...");
 # a shorter one this many times (a caller's "no, no, no, no" is four).
 LOOP_WORDS, LOOP_TIMES, LOOP_SHORT_TIMES, LOOP_UNIT = 3, 3, 6, 3
+LOOP_LETTERS = 10  # one letter this many times in a row ("으으으으으으으으으으으", not "Hmmmmm")
 
 
 @dataclass(frozen=True)
@@ -153,11 +154,16 @@ def without_echo(tokens: list[int], decode: Callable[[list[int]], str]) -> list[
     return tokens
 
 
+_ONE_LETTER_RUN = re.compile(rf"([^\W\d_])\1{{{LOOP_LETTERS - 1},}}")
+
+
 def _loops(text: str) -> bool:
     """A unit of one to LOOP_UNIT clauses said again and again in a row: LOOP_TIMES
     times when it holds LOOP_WORDS words or more ("I'm not a person, I'm not a
     person, ..."; Korean "하나, 눈이 오시기, 하나, 눈이 오시기, ..."), LOOP_SHORT_TIMES
     times when shorter ("나, 나, 나, ..." fifteen times)."""
+    if _ONE_LETTER_RUN.search(text):  # "으으으으으으으으으으으으" (not digits: "1000000")
+        return True
     clauses = [_words([clause]) for clause in re.split(r"[,.?!;]", text)]
     clauses = [c for c in clauses if c]
     for size in range(1, LOOP_UNIT + 1):
