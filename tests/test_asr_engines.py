@@ -30,7 +30,7 @@ from voicebot.audio.resample import resample
 from voicebot.audio.wav import read_wav, wav_bytes
 from voicebot.dialog.compile import default_vocabulary
 from voicebot.errors import ConfigError
-from voicebot.types import ListenContext, Transcript, Vocabulary
+from voicebot.types import ListenContext, Partial, Transcript, Vocabulary
 
 pytestmark = pytest.mark.engine
 
@@ -329,6 +329,26 @@ def test_vosk_streams_run_concurrently_from_threads(vosk_ko, speak):
         assert got.confidence == pytest.approx(want.confidence, abs=0.2)
         for g, w in zip(got.words, want.words, strict=True):  # Vosk is exact to a frame or so
             assert g.text == w.text and abs(g.start - w.start) <= 0.05 and abs(g.end - w.end) <= 0.05
+
+
+@needs_tools
+@needs_ko
+def test_vosk_partial_words_never_end_a_turn_alone(vosk_ko, speak):
+    """At a pause, Vosk's best path so far: words the session may ask the second
+    opinion about, without a confidence that could end the turn."""
+    text, voice, chain = KO_REQUESTS[0]
+    pcm = speak(text, voice, **chain)
+    stream = vosk_ko.stream()
+    assert stream.partial() == Partial("", 0.0, False, decoded=False), "no audio yet: no opinion"
+    stream.accept(pcm[: len(pcm) // 2])
+    half = stream.partial()
+    assert half.decoded and half.text and half.confidence == 0.0
+    stream.accept(pcm[len(pcm) // 2:])
+    whole = stream.partial()
+    assert whole.text.replace(" ", "") == text.replace(" ", "") and whole.whole
+    assert stream.finish().text == whole.text
+    with pytest.raises(RuntimeError):
+        stream.partial()
 
 
 @needs_ko

@@ -42,7 +42,7 @@ import numpy as np
 import vosk
 
 from voicebot.phrases import TemplateError, expand
-from voicebot.types import Transcript, Vocabulary, Word, normalise
+from voicebot.types import Partial, Transcript, Vocabulary, Word, normalise
 
 ALTERNATIVES = 30  # N-best paths asked of the recogniser
 LATTICE_BEAM = 5.0
@@ -271,6 +271,15 @@ class VoskStream:
         # Vosk's own endpointing (True at 0.5 s of trailing silence) is ignored: not
         # calling Result() keeps the whole VAD utterance one recognition.
         self._rec.AcceptWaveform(pcm)
+
+    def partial(self) -> Partial:
+        """Vosk's best path so far. It carries no confidence (the N-best margin comes
+        with the final result only), so it never ends a turn on its own; it lets the
+        session ask the second opinion at a pause, before the turn has ended."""
+        if self._done:
+            raise RuntimeError("partial() after finish()")
+        text = " ".join(json.loads(self._rec.PartialResult()).get("partial", "").split())
+        return Partial(text, 0.0, text in self._engine.sentences, decoded=bool(self._levels))
 
     def finish(self) -> Transcript:
         if self._done:
