@@ -354,18 +354,6 @@ def test_a_sure_grammar_person_gives_way_to_another_intent_and_is_asked_about_ov
                      OTHER_SPEECH)) == ["confirm_human"]
 
 
-@pytest.mark.parametrize(("second", "confidence", "answer"), [
-    ("상한 파크, 로그인,", 0.13, "confirm_human"),  # "사람 바꿔 줘": key words from its prompt
-    ("비밀번호를 잊어버렸어요.", FLUENT, "password_reset"),  # words it is sure of: the intent
-])
-def test_a_flow_request_in_unsure_words_does_not_outweigh_a_clear_person(second, confidence, answer):
-    """The grammar heard a clear request for a person (a person-word and a request word,
-    however unsure), the free-form engine one of the flow's requests: in words it is
-    unsure of, the caller is asked whether they want a person; in fluent words, answered."""
-    policy = at_menu(language="ko")
-    assert said(hear(policy, "사람 연결해 하고 해 어요", 0.3, second, confidence)) == [answer]
-
-
 @pytest.mark.parametrize("second", ["The operator transferred me here by mistake.", "I need my agent number."])
 def test_a_sure_grammar_person_in_words_about_someone_is_asked_about(second):
     policy = at_menu()

@@ -74,12 +74,6 @@ def second_reading(first: Reading, said: Interpretation, heard: Transcript, sure
         # the last resort's guess at one of the flow's requests (French written as "email
         # line, parcel, the mark, action.", 0.21): a wrong answer costs more than a reprompt
         said = Interpretation(None, mention=said.mention)
-    if person and first.meaning.certain and not first.meaning.mention \
-            and said.intent not in (None, *BUILTIN_INTENTS) and heard.confidence < FLUENT:
-        # the grammar heard a clear request for a person, the free-form engine one of the
-        # flow's requests in words it is unsure of (often its prompt's key words written
-        # into audio it cannot read: "사람 바꿔 줘" as "상한 파크, 로그인,"): ask
-        return Reading(Interpretation(HUMAN, certain=False), SURE, SECOND, heard)
     if said.intent is not None:
         agree = person and first.meaning.certain and said.intent == HUMAN and not said.mention
         if larger and said.intent == HUMAN and not (agree and said.certain):
