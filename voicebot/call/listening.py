@@ -32,6 +32,7 @@ from voicebot.config import Settings
 from voicebot.dialog import policy as p
 from voicebot.dialog.flow import Node
 from voicebot.dialog.reading import Reading
+from voicebot.transcript.opinion import SecondOpinion
 from voicebot.transcript.service import CallTranscripts
 from voicebot.types import Partial, Transcript
 
@@ -261,8 +262,7 @@ class TurnListener:
                                       late=lambda words: self._transcribed(turn, words, model), check=check)
         if heard is not None:
             self._transcribed(turn, heard, model)
-        fallback = self._services.fallback
-        last = fallback is None or fallback.language != self._policy.language
+        last = self._fallback() is None
         reread = reading if heard is None else self._policy.reread(reading, heard, last=last)
         if heard is None or not self._policy.wants_larger(reading, heard):
             # understood; or the second opinion late, busy or failed: no time or room for a larger model
@@ -278,9 +278,8 @@ class TurnListener:
         words are read against the grammar's (reading.py). Whisper tiny mishears some
         voices that base hears. Not started while the recognisers are `behind` (the
         grammar's result came late: a burst), where its CPU would delay every caller."""
-        fallback = self._services.fallback
-        if fallback is None or fallback.language != self._policy.language \
-                or (behind and turn.asked_fallback is None):
+        fallback = self._fallback()
+        if fallback is None or (behind and turn.asked_fallback is None):
             return so_far
         if turn.asked_fallback is not None:
             heard = await turn.asked_fallback.heard(check)
@@ -290,6 +289,11 @@ class TurnListener:
             return so_far
         self._transcribed(turn, heard, fallback.transcriber.model)
         return self._policy.reread(first, heard, larger=True, second=second)
+
+    def _fallback(self) -> SecondOpinion | None:
+        """The larger model, when one serves this call's language."""
+        fallback = self._services.fallback
+        return fallback if fallback is not None and fallback.language == self._policy.language else None
 
     def _transcribed(self, turn: EndedTurn, heard: Transcript, model: str) -> None:
         """The transcript pass need not transcribe the turn again (when `model` is its

@@ -166,12 +166,12 @@ def _loops(text: str) -> bool:
         return True
     clauses = [_words([clause]) for clause in re.split(r"[,.?!;]", text)]
     clauses = [c for c in clauses if c]
+    words = [len(c.split()) for c in clauses]
     for size in range(1, LOOP_UNIT + 1):
         same = 0  # clauses in a row equal to the one `size` before
         for i in range(size, len(clauses)):
             same = same + 1 if clauses[i] == clauses[i - size] else 0
-            unit = clauses[i - size + 1:i + 1]
-            times = LOOP_TIMES if len(" ".join(unit).split()) >= LOOP_WORDS else LOOP_SHORT_TIMES
+            times = LOOP_TIMES if sum(words[i - size + 1:i + 1]) >= LOOP_WORDS else LOOP_SHORT_TIMES
             if same >= (times - 1) * size:
                 return True
     return False
