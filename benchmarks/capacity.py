@@ -49,8 +49,6 @@ import asyncio
 import itertools
 import json
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -58,23 +56,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from served import EN_MIX, FIXTURES, KO_MIX, PATHS, ROOT, cpu_seconds, family, pct, rss_mb, start_server, when_listening
 
 from voicebot.audio.wav import read_wav
 from voicebot.replay.client import ReplayOptions, replay
 
-FIXTURES = ROOT / "audio_fixtures"
-PATHS = {"twilio": "/twilio/media", "native": "/v1/stream"}
 HANG_UP_AFTER_S = 4.0  # the caller stays this long after speaking, then hangs up
-# Calls that talk: requests for a person, routine requests, a multi-turn call.
-EN_MIX = ["en_human_person.wav", "en_human_robot.wav", "en_order_status.wav",
-          "en_password_reset.wav", "en_multi_turn.wav", "real_agent.wav",
-          "en_human_real_person_fast.wav", "real_out_of_domain_voicemail.wav"]
-KO_MIX = ["ko_human.wav", "ko_order.wav", "ko_password.wav", "ko_english_speech.wav"]
-TICK = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -94,82 +81,6 @@ class Row:
     within: int = 0  # calls whose response came within --target-ms
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def family(pid: int) -> list[int]:
-    """`pid` and its children (the recognition workers, started from any thread)."""
-    children = []
-    for kids in Path(f"/proc/{pid}/task").glob("*/children"):
-        children += [int(c) for c in kids.read_text().split()]
-    return [pid, *children]
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    total = 0.0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except FileNotFoundError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / TICK
-    return total
-
-
-def rss_mb(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except FileNotFoundError:
-            continue
-    return total / 1024
-
-
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
-
-
-async def start_server(args: argparse.Namespace, db: str, extra_env: dict[str, str] | None = None
-                       ) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    env = {**os.environ, "VOICEBOT_PORT": str(port), "VOICEBOT_DB": db,
-           "VOICEBOT_LANGUAGE": args.language, "VOICEBOT_MODEL": args.model or "",
-           "VOICEBOT_LOG_LEVEL": "WARNING",
-           # the server's own limit (default 64) must not turn the load away
-           "VOICEBOT_MAX_CALLS": str(max(int(c) for c in args.counts.split(",")) + args.calls + 1),
-           **(extra_env or {})}
-    if args.workers:
-        env["VOICEBOT_ASR_WORKERS"] = str(args.workers)
-    from understanding import checkout_of  # imported here: understanding imports this module
-
-    python = env.pop("PYTHON", sys.executable)  # a --turns arm may run another checkout's interpreter
-    cwd = ROOT if python == sys.executable else await checkout_of(python)
-    proc = subprocess.Popen([python, "-m", "voicebot", "serve"], env=env, cwd=cwd,
-                            stdout=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    async with aiohttp.ClientSession() as http:
-        for _ in range(600):
-            try:
-                async with http.get(base + "/healthz") as r:
-                    if r.status == 200:
-                        return proc, base
-            except aiohttp.ClientError:
-                pass
-            if proc.poll() is not None:
-                raise SystemExit("server exited during start-up")
-            await asyncio.sleep(0.2)
-    raise SystemExit("server did not become healthy")
-
-
 def caller_audio(entry: dict[str, Any], listen_at: float) -> tuple[Any, int, float]:
     """The fixture's first utterance, spoken once the bot is listening (after the
     disclosure and the menu prompt), then silence until the caller hangs up."""
@@ -181,18 +92,6 @@ def caller_audio(entry: dict[str, Any], listen_at: float) -> tuple[Any, int, flo
     lead = np.zeros(int((listen_at + 0.5) * rate), np.int16)
     tail = np.zeros(int(HANG_UP_AFTER_S * rate), np.int16)
     return np.concatenate([lead, speech, tail]), rate, lead.size / rate + (end - start) + 0.2
-
-
-async def when_listening(base: str, protocol: str) -> float:
-    """Seconds from stream start until the bot has played the disclosure and the menu."""
-    import numpy as np
-
-    result = await replay(base.replace("http", "ws") + PATHS[protocol], np.zeros(8000 * 30, np.int16),
-                          8000, ReplayOptions(protocol=protocol, speed=1.0, hangup_at=28.0))
-    played = [e["t"] for e in result.events if e["event"] == "played"]
-    if len(played) < 2:
-        raise SystemExit(f"the bot played {len(played)} prompts to a silent caller; expected 2")
-    return played[1]
 
 
 _CALLERS = itertools.count(1)

@@ -48,6 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "benchmarks"), str(ROOT)]
 
 import capacity  # noqa: E402 - the capacity benchmark's callers and measurements
+import served  # noqa: E402 - the server under test
 
 from tests.servers import Postgres, Redis, free_port  # noqa: E402 - throw-away servers
 
@@ -112,15 +113,15 @@ async def watch_desk(base: str, latencies: list[float]) -> None:
 
 async def prepare(arm: Arm, args: argparse.Namespace) -> list[tuple]:
     """The callers' audio for this deployment (they speak once the bot listens)."""
-    listen_at = await capacity.when_listening(arm.base, args.protocol)
+    listen_at = await served.when_listening(arm.base, args.protocol)
     return [capacity.caller_audio(e, listen_at) for e in capacity.chosen_fixtures(args)]
 
 
 @asynccontextmanager
 async def one_worker(args: argparse.Namespace, tmp: Path) -> AsyncIterator[Arm]:
-    proc, base = await capacity.start_server(args, str(tmp / "calls.db"))
+    proc, base = await served.start_server(args, str(tmp / "calls.db"))
     try:
-        yield Arm("1 x SQLite", base, capacity.family(proc.pid))
+        yield Arm("1 x SQLite", base, served.family(proc.pid))
     finally:
         proc.terminate()
         proc.wait(timeout=60)
@@ -138,13 +139,13 @@ async def two_workers(args: argparse.Namespace, tmp: Path) -> AsyncIterator[Arm]
         db = await postgres.new_database()
         bases = []
         for name in ("a", "b"):
-            proc, base = await capacity.start_server(
+            proc, base = await served.start_server(
                 args, db, {**shared, "VOICEBOT_JOURNAL": str(tmp / f"{name}.journal")})
             procs.append(proc)
             bases.append(base)
         proxy, base = await start_proxy([b.removeprefix("http://") for b in bases], tmp)
         procs.append(proxy)
-        arm = Arm("2 x PG+Redis", base, [p for w in procs[:2] for p in capacity.family(w.pid)])
+        arm = Arm("2 x PG+Redis", base, [p for w in procs[:2] for p in served.family(w.pid)])
         desk = asyncio.create_task(watch_desk(bases[1], arm.feed_ms))
         yield arm
     finally:
@@ -168,7 +169,7 @@ async def main(args: argparse.Namespace) -> int:
                 two_workers(args, Path(tmp)) as cluster:
             arms = (single, cluster)
             audio = {arm.label: await prepare(arm, args) for arm in arms}
-            idle = {arm.label: capacity.rss_mb(arm.pids) for arm in arms}
+            idle = {arm.label: served.rss_mb(arm.pids) for arm in arms}
             for i, n in enumerate(counts):
                 for arm in (arms if i % 2 == 0 else arms[::-1]):
                     arm.rows.append(await capacity.run_level(
@@ -188,7 +189,7 @@ async def main(args: argparse.Namespace) -> int:
                   f"{args.target_ms:.0f} ms, response p95 {row.resp_p95 * 1000:.0f} ms")
     if cluster.feed_ms:
         print(f"# desk on worker B: {len(cluster.feed_ms)} transfers, decision → desk "
-              f"p50 {capacity.pct(cluster.feed_ms, 0.5):.0f} ms, "
+              f"p50 {served.pct(cluster.feed_ms, 0.5):.0f} ms, "
               f"max {max(cluster.feed_ms):.0f} ms (target 1000 ms)")
     return 0
 

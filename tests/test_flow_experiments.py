@@ -20,7 +20,7 @@ from voicebot.config import Settings
 from voicebot.dialog import policy as p
 from voicebot.dialog.flow import DEFAULT_FLOW, FlowError, load_flow
 from voicebot.dialog.flowcheck import check_flow, load_checked
-from voicebot.dialog.variants import with_variants
+from voicebot.dialog.varied import with_variants
 from voicebot.flowrun import prompt_texts
 from voicebot.ops.abtest import controls_of, flow_experiment
 from voicebot.ops.calls import SqlCallSource

@@ -29,7 +29,7 @@ from voicebot.dialog.compile import vocabulary
 from voicebot.dialog.flow import DEFAULT_FLOW, Flow, FlowError
 from voicebot.dialog.flowcheck import load_checked
 from voicebot.dialog.lang import SYSTEM_PROMPTS
-from voicebot.dialog.variants import each_variant
+from voicebot.dialog.varied import each_variant
 from voicebot.errors import ConfigError
 from voicebot.tts.prompts import PromptCache
 from voicebot.types import Vocabulary

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from voicebot.dialog.flow import DIGITS, Flow, FlowError, Node, Problem, load_flow, locate
 from voicebot.dialog.lang import BUILTIN_INTENTS, GOODBYE, PACKS
-from voicebot.dialog.variants import FlowVariant, each_variant
+from voicebot.dialog.variants import FlowVariant
+from voicebot.dialog.varied import each_variant
 from voicebot.types import LABEL_KEY, HandoffReason
 
 MAX_EXPERIMENT_NAME = 29  # the call's label is ab_<name>, at most 32 characters

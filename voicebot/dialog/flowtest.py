@@ -22,7 +22,7 @@ from typing import Any
 
 from voicebot.dialog import policy as p
 from voicebot.dialog.flow import Flow
-from voicebot.dialog.variants import with_variants
+from voicebot.dialog.varied import with_variants
 from voicebot.types import Utterance
 
 

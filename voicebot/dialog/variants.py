@@ -1,6 +1,6 @@
 """A flow's own A/B tests: variants of prompt texts, edges (a branch) and
 question thresholds: read from the flow file, and applied to the flow a call
-runs with (voicebot.dialog.flowcheck checks them).
+runs with (voicebot.dialog.varied; voicebot.dialog.flowcheck checks them).
 
 Which variant a call gets is decided outside the dialog layer (the ops
 layer hashes the call id with the experiment's split); here a choice of
@@ -10,13 +10,9 @@ same state machine over plain data.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
-if TYPE_CHECKING:  # flow.py reads experiments with these functions
-    from voicebot.dialog.flow import Flow, Node
-
-_MAPS = ("on", "dtmf")
 # what a flow variant may change at a node: its edges (a branch), its prompt, its ladder
 VARIANT_NODE_KEYS = ("next", "no_match", "no_input", "error", "prompt", "on", "dtmf", "confidence")
 _RUNGS = ("accept", "confirm", "transfer")
@@ -126,37 +122,3 @@ def _rungs(r: Reader, where: str, value: Any) -> dict[str, float]:
         else:
             rungs[rung] = float(number)
     return rungs
-
-
-def with_variants(flow: Flow, chosen: dict[str, str]) -> Flow:
-    """`flow` as a call in these variants (experiment -> variant name) hears it;
-    an experiment not chosen, or a name it does not have, keeps the flow as written."""
-    nodes, prompts = dict(flow.nodes), {name: dict(texts) for name, texts in flow.prompts.items()}
-    for experiment in flow.experiments:
-        variant = experiment.variant(chosen.get(experiment.name, ""))
-        if variant is None:
-            continue
-        for name, texts in variant.prompts.items():
-            prompts.setdefault(name, {}).update(texts)
-        for name, changes in variant.nodes.items():
-            if name in nodes:
-                nodes[name] = _changed(nodes[name], changes)
-    return replace(flow, nodes=nodes, prompts=prompts)
-
-
-def each_variant(flow: Flow) -> list[tuple[FlowExperiment, FlowVariant, Flow]]:
-    """Every variant on its own (the other experiments at their control)."""
-    return [(e, v, with_variants(flow, {e.name: v.name})) for e in flow.experiments
-            for v in e.variants]
-
-
-def _changed(node: Node, changes: dict[str, Any]) -> Node:
-    fields = {k: v for k, v in changes.items() if k not in (*_MAPS, "confidence")}
-    for key in _MAPS:
-        if key in changes:
-            fields[key] = {**getattr(node, key), **changes[key]}
-    if "confidence" in changes:
-        fields["ladder"] = replace(node.ladder, **changes["confidence"])
-    return replace(node, **fields)
-
-

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import html
+import io
 from typing import Any
 
 from matplotlib.figure import Figure
 
-from voicebot.ops.report import KPI_ROWS, _fmt, _stamp, ab_lines, escape, not_measured, svg_of
+from voicebot.ops.text import KPI_ROWS, ab_lines, fmt_value, not_measured, stamp
 
 _STYLE = """body{font:15px system-ui,sans-serif;margin:2em;max-width:60em;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1.5em}
@@ -20,9 +22,9 @@ def render_html(report: dict[str, Any]) -> str:
     f = report["fairness"]
     parts = [f"<!doctype html><html lang=en><head><meta charset=utf-8><title>voicebot report</title>"
              f"<style>{_STYLE}</style></head><body>",
-             f"<h1>Calls {escape(_stamp(report['since']))} – {escape(_stamp(report['until']))}</h1>",
+             f"<h1>Calls {escape(stamp(report['since']))} – {escape(stamp(report['until']))}</h1>",
              "<table>" + "".join(
-                 f"<tr><th>{escape(label)}</th><td>{escape(_fmt(k[key], pct))}</td></tr>"
+                 f"<tr><th>{escape(label)}</th><td>{escape(fmt_value(k[key], pct))}</td></tr>"
                  for key, label, pct in KPI_ROWS) + "</table>",
              "<div class=charts>", _outcomes_chart(k), _reasons_chart(k["escalations"]),
              _csat_chart(k), "</div>",
@@ -52,7 +54,7 @@ def _group_table(groups: dict[str, Any]) -> str:
            "<th>word accuracy</th><th>intent accuracy</th><th>CSAT 4-5</th><th>flagged</th></tr>"
     rows = "".join(
         f"<tr><td>{escape(name)}</td><td>{g['calls']}</td>"
-        + "".join(f"<td>{escape(_fmt(g[key], True))}</td>"
+        + "".join(f"<td>{escape(fmt_value(g[key], True))}</td>"
                   for key in ("containment", "understood", "word_accuracy", "intent_accuracy",
                               "csat_satisfied"))
         + f"<td class=flag>{escape(', '.join(g['flagged']))}</td></tr>" for name, g in groups.items())
@@ -117,3 +119,14 @@ def _fairness_chart(dimension: str, groups: dict[str, Any]) -> str:
     ax.set_title(f"By {dimension}")
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small")
     return svg_of(fig)
+
+
+def escape(text: Any) -> str:
+    return html.escape(str(text))
+
+
+def svg_of(figure: Any) -> str:
+    buffer = io.StringIO()
+    figure.savefig(buffer, format="svg", bbox_inches="tight")
+    svg = buffer.getvalue()
+    return svg[svg.index("<svg"):]  # drop the XML prolog and doctype: inlined in HTML

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import html
-import io
 import json
 import re
 import time
@@ -24,6 +22,7 @@ from voicebot.ops.abtest import compare
 from voicebot.ops.calls import CallFacts, CallSource
 from voicebot.ops.fairness import fairness
 from voicebot.ops.kpi import REPEAT_WINDOW_S, IntentOf, compute
+from voicebot.ops.text import render_table
 
 FORMATS = ("table", "json", "html")
 _RELATIVE = re.compile(r"(\d+)([hdw])")
@@ -91,93 +90,7 @@ def render(report: dict[str, Any], fmt: str) -> str:
     if fmt == "json":
         return json.dumps(report, indent=2, ensure_ascii=False)
     if fmt == "html":
-        from voicebot.ops.html import render_html
+        from voicebot.ops.html import render_html  # matplotlib: loaded only for HTML
 
         return render_html(report)
     return render_table(report)
-
-
-def _stamp(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def _fmt(value: Any, percent: bool = False) -> str:
-    if value is None:
-        return "-"
-    if percent:
-        return f"{value * 100:.1f} %"
-    return f"{value:.1f}" if isinstance(value, float) else str(value)
-
-
-KPI_ROWS = (("calls", "calls", False), ("ended", "ended", False),
-            ("containment", "containment (no person needed)", True),
-            ("escalation_rate", "escalation rate", True), ("abandoned", "abandoned", False),
-            ("handle_median_s", "bot handle time, median (s)", False),
-            ("handle_p90_s", "bot handle time, p90 (s)", False),
-            ("repeat_rate", "repeat callers within 7 days", True),
-            ("understood", "speech turns understood", True),
-            ("reviewed_calls", "calls reviewed by staff", False),
-            ("wer", "word error rate (reviewed)", True),
-            ("intent_accuracy", "intent accuracy (reviewed)", True),
-            ("csat_mean", "CSAT, mean rating (1-5)", False),
-            ("csat_satisfied", "CSAT, ratings of 4 or 5", True),
-            ("csat_response_rate", "CSAT response rate", True),
-            ("csat_rated", "CSAT ratings", False))
-AB_FIGURES = ("containment", "escalation_rate", "csat_satisfied")
-
-
-def render_table(report: dict[str, Any]) -> str:
-    k = report["kpis"]
-    lines = [f"voicebot report {_stamp(report['since'])} - {_stamp(report['until'])}", ""]
-    lines += [f"  {label:<34} {_fmt(k[key], pct)}" for key, label, pct in KPI_ROWS]
-    lines += ["", "  escalations by reason:"]
-    lines += [f"    {reason:<32} {n}" for reason, n in k["escalations"].items()] or ["    none"]
-    f = report["fairness"]
-    lines += ["", f"fairness (flagged outside {f['band'][0]}-{f['band'][1]} of the best group, "
-              f"groups of at least {f['min_calls']} calls)"]
-    for dimension, groups in f["dimensions"].items():
-        lines.append(f"  {dimension}:")
-        for group, g in groups.items():
-            mark = "  FLAGGED: " + ", ".join(g["flagged"]) if g["flagged"] else ""
-            lines.append(f"    {group:<22} {g['calls']:>5} calls"
-                         f"  containment {_fmt(g['containment'], True):>8}"
-                         f"  understood {_fmt(g['understood'], True):>8}"
-                         f"  csat 4-5 {_fmt(g['csat_satisfied'], True):>8}{mark}")
-    lines += ab_lines(report["ab_tests"])
-    if report["not_measured"]:
-        lines += ["", f"  not measured: {not_measured(report)}"]
-    return "\n".join(lines) + "\n"
-
-
-def not_measured(report: dict[str, Any]) -> str:
-    return "; ".join(f"{k}: {v}" for k, v in report["not_measured"].items())
-
-
-def ab_lines(tests: dict[str, Any]) -> list[str]:
-    lines = []
-    for name, test in tests.items():
-        lines += ["", f"A/B test {name} (control: {test['control']})"]
-        for variant, arm in test["variants"].items():
-            versus = test["against_control"].get(variant, {})
-            cells = []
-            for figure in AB_FIGURES:
-                f = arm[figure]
-                ci = f"[{_fmt(f['ci95'][0], True)}, {_fmt(f['ci95'][1], True)}]" if f["ci95"] else ""
-                v = versus.get(figure)
-                verdict = "" if v is None else (
-                    f" p={v['p_value']}" + (" SIGNIFICANT" if v["significant"] else ""))
-                cells.append(f"{figure} {_fmt(f['rate'], True)} {ci}{verdict}")
-            cells.append(f"csat mean {_fmt(arm['csat']['mean'])}")
-            lines.append(f"    {variant:<14} {arm['calls']:>5} calls  " + "  ".join(cells))
-    return lines
-
-
-def escape(text: Any) -> str:
-    return html.escape(str(text))
-
-
-def svg_of(figure: Any) -> str:
-    buffer = io.StringIO()
-    figure.savefig(buffer, format="svg", bbox_inches="tight")
-    svg = buffer.getvalue()
-    return svg[svg.index("<svg"):]  # drop the XML prolog and doctype: inlined in HTML
