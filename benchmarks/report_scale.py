@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from voicebot.call.events import CallAudio, CallEnded, SpeechEndDetected
+from voicebot.events import CallAudio, CallEnded, SpeechEndDetected
 from voicebot.metrics import Metrics
 from voicebot.ops.calls import SqlCallSource
 from voicebot.ops.observer import CallObserver

@@ -23,12 +23,12 @@ from voicebot.asr.fake import FakeEngine
 from voicebot.asr.runner import AsrRunner
 from voicebot.audio.resample import resample
 from voicebot.audio.wav import read_wav
-from voicebot.call.events import CallEventBus
 from voicebot.call.fake_channel import FakeChannel
 from voicebot.call.lookup import LookupClient
 from voicebot.call.recording import AudioRecorder
 from voicebot.call.session import CallServices, CallSession
 from voicebot.config import Settings
+from voicebot.events import CallEventBus
 from voicebot.flowrun import load_settings_flow
 from voicebot.storage.base import CallRecord, CallStore
 from voicebot.storage.fake import FakeCallStore

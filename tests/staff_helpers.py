@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 
 from voicebot.app import DESK, REGISTRY
-from voicebot.call.events import HandoffDecided
+from voicebot.events import HandoffDecided
 from voicebot.storage.base import CallRecord
 from voicebot.types import HandoffReason, Source, Utterance, Word
 

@@ -12,11 +12,11 @@ import pytest
 from voicebot.app import REGISTRY
 from voicebot.asr.fake import FakeEngine
 from voicebot.audio.wav import read_wav
-from voicebot.call.events import CallEventBus, CallTagged
 from voicebot.config import Settings
 from voicebot.dialog.flow import DEFAULT_FLOW
 from voicebot.dialog.flowcheck import load_checked
 from voicebot.errors import ConfigError
+from voicebot.events import CallEventBus, CallTagged
 from voicebot.ops.abtest import Experiments, compare, two_proportion_p, wilson
 from voicebot.ops.calls import CallFacts, SqlCallSource
 from voicebot.ops.report import build_report

@@ -301,8 +301,8 @@ def test_a_name_in_both_the_flow_and_the_experiments_file_stops_the_server(tmp_p
 
 
 def test_each_call_is_labelled_with_its_variants_and_runs_with_them(tmp_path):
-    from voicebot.call.events import CallEventBus, CallTagged
     from voicebot.call.session import CallServices
+    from voicebot.events import CallEventBus, CallTagged
     from voicebot.ops.abtest import vary_flow
 
     flow = load_checked(write(tmp_path, flow_text()))

@@ -10,7 +10,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from voicebot.audio.wav import read_wav
-from voicebot.call.events import CallAudio, CallEnded, CallError, SpeechEndDetected
+from voicebot.events import CallAudio, CallEnded, CallError, SpeechEndDetected
 from voicebot.metrics import Metrics
 from voicebot.ops.observer import CallObserver
 from voicebot.replay.client import ReplayOptions, replay

@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from voicebot.call.events import CallStarted, CallTagged
 from voicebot.cli import main
 from voicebot.config import Settings
+from voicebot.events import CallStarted, CallTagged
 from voicebot.flowrun import load_settings_flow
 from voicebot.ops.calls import CallFacts, SqlCallSource, StaticCallSource, Turn
 from voicebot.ops.fairness import fairness, time_band

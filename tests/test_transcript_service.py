@@ -9,7 +9,7 @@ import threading
 import numpy as np
 import pytest
 
-from voicebot.call.events import HandoffDecided
+from voicebot.events import HandoffDecided
 from voicebot.transcript.base import FakeFreeFormEngine, FreeText
 from voicebot.transcript.service import HISTORY_S, OFF, TranscriptService, transcripts_for
 from voicebot.transcript.worker import InlineTranscriber

@@ -17,7 +17,7 @@ import pytest
 
 from voicebot.asr.fake import FakeEngine
 from voicebot.audio.wav import read_wav
-from voicebot.call.events import SpeechEndDetected, TurnJoined
+from voicebot.events import SpeechEndDetected, TurnJoined
 from voicebot.metrics import Metrics
 from voicebot.ops.observer import CallObserver
 from voicebot.replay.client import ReplayOptions, replay

@@ -15,13 +15,13 @@ from aiohttp import web
 from voicebot.asr.base import SpeechEngine
 from voicebot.asr.workers import WorkerPoolEngine
 from voicebot.audio.batch import FrameBatcher
-from voicebot.call.events import CallEventBus
 from voicebot.call.registry import CallRegistry
 from voicebot.call.session import CallServices
 from voicebot.config import Settings
 from voicebot.dialog.flow import Flow
 from voicebot.drain import Drain
 from voicebot.errors import ConfigError
+from voicebot.events import CallEventBus
 from voicebot.flowrun import LINE_RATES, FlowReloader, build_speech, load_settings_flow
 from voicebot.http_lookup import HttpLookups
 from voicebot.metrics import CONTENT_TYPE, Metrics

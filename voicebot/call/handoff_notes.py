@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from voicebot.call.events import HandoffDecided
 from voicebot.dialog import policy as p
 from voicebot.dialog.flow import Flow
+from voicebot.events import HandoffDecided
 from voicebot.handoff.context import HandoffContext, summarise
 from voicebot.storage.base import CallRecord, utterance_json
 from voicebot.types import HandoffReason, Utterance

@@ -24,7 +24,6 @@ from voicebot.asr.runner import UtteranceRecognition
 from voicebot.audio.resample import StreamResampler
 from voicebot.audio.vad import Endpointer, VadConfig, VadEvent
 from voicebot.call.early_opinion import BEHIND_S, EarlyOpinion
-from voicebot.call.events import AnswerHeld, SpeechEndDetected, TurnJoined  # metrics only
 from voicebot.call.services import CallServices
 from voicebot.call.tasks import CallTasks
 from voicebot.call.turns import TurnTiming, another_sentence, goes_past, pause_limit, trails_off, words_end_turn
@@ -32,6 +31,7 @@ from voicebot.config import Settings
 from voicebot.dialog import policy as p
 from voicebot.dialog.flow import Node
 from voicebot.dialog.reading import Reading
+from voicebot.events import AnswerHeld, SpeechEndDetected, TurnJoined  # metrics only
 from voicebot.transcript.opinion import SecondOpinion
 from voicebot.transcript.service import CallTranscripts
 from voicebot.types import Partial, Transcript

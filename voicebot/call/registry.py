@@ -12,9 +12,9 @@ import uuid
 from collections.abc import Callable
 from typing import Protocol
 
-from voicebot.call.events import CallStarted, CallTagged
 from voicebot.call.media import MediaChannel
 from voicebot.call.session import CallServices, CallSession
+from voicebot.events import CallStarted, CallTagged
 from voicebot.metrics import Metrics
 from voicebot.storage.base import CallRecord
 from voicebot.types import HandoffReason

@@ -6,11 +6,11 @@ from dataclasses import dataclass, field
 
 from voicebot.asr.runner import AsrRunner
 from voicebot.audio.batch import FrameBatcher
-from voicebot.call.events import CallEventBus
 from voicebot.call.lookup import LookupClient
 from voicebot.call.recording import AudioRecorder
 from voicebot.config import Settings
 from voicebot.dialog.flow import Flow
+from voicebot.events import CallEventBus
 from voicebot.storage.base import CallStore
 from voicebot.transcript.opinion import SecondOpinion
 from voicebot.transcript.service import TranscriptService

@@ -25,7 +25,6 @@ from voicebot.audio.vad import (
     SpeechStarted,
     VadEvent,
 )
-from voicebot.call.events import CallAudio, CallEnded, CallError  # metrics only
 from voicebot.call.handoff_notes import HandoffNotes, handoff_event
 from voicebot.call.listening import EndedTurn, TurnListener, vad_config
 from voicebot.call.media import MediaChannel
@@ -37,6 +36,7 @@ from voicebot.call.tasks import CallTasks
 from voicebot.config import Settings
 from voicebot.dialog import policy as p
 from voicebot.errors import EngineError
+from voicebot.events import CallAudio, CallEnded, CallError  # metrics only
 from voicebot.storage.base import CallRecord
 from voicebot.transcript.service import transcripts_for
 from voicebot.types import HandoffReason, Source, Utterance

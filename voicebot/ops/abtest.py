@@ -31,13 +31,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from voicebot.call.events import CallTagged
 from voicebot.call.session import CallServices
 from voicebot.config import Settings, coerce_setting
 from voicebot.dialog.flow import Flow
 from voicebot.dialog.variants import FlowExperiment
 from voicebot.dialog.varied import with_variants
 from voicebot.errors import ConfigError
+from voicebot.events import CallTagged
 from voicebot.ops.calls import CallFacts
 from voicebot.ops.kpi import csat
 from voicebot.ops.tags import KEY

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from voicebot.call.events import (
+from voicebot.events import (
     AnswerHeld,
     CallAudio,
     CallEnded,

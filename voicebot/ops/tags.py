@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from voicebot.call.events import CallEvent, CallStarted, CallTagged
+from voicebot.events import CallEvent, CallStarted, CallTagged
 from voicebot.storage.staff import Database
 from voicebot.types import LABEL_KEY
 

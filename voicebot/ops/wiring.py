@@ -13,11 +13,11 @@ import logging
 
 from aiohttp import web
 
-from voicebot.call.events import CallEventBus
 from voicebot.call.session import CallServices
 from voicebot.config import Settings
 from voicebot.dialog.flow import Flow
 from voicebot.errors import ConfigError
+from voicebot.events import CallEventBus
 from voicebot.metrics import Metrics
 from voicebot.ops.abtest import Experiments
 from voicebot.ops.calls import SqlCallSource

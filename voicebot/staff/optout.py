@@ -18,7 +18,7 @@ import logging
 
 from prometheus_client import Counter
 
-from voicebot.call.events import CallEvent, HandoffDecided
+from voicebot.events import CallEvent, HandoffDecided
 from voicebot.metrics import Metrics
 from voicebot.privacy.crypto import Privacy
 from voicebot.privacy.optout import says_opt_out

@@ -17,8 +17,8 @@ from typing import Any
 from voicebot.assist.knowledge import KnowledgeBase
 from voicebot.assist.sentiment import analyzer, call_sentiment
 from voicebot.assist.summary import main_intent
-from voicebot.call.events import CallEnded, CallEvent, HandoffDecided, HumanLineEnded
 from voicebot.config import Settings
+from voicebot.events import CallEnded, CallEvent, HandoffDecided, HumanLineEnded
 from voicebot.privacy.crypto import Privacy
 from voicebot.staff import shared
 from voicebot.staff.auth import Authenticator

@@ -16,10 +16,10 @@ from dataclasses import asdict, dataclass
 from aiohttp import web
 
 from voicebot.auth import bearer_matches
-from voicebot.call.events import CallEventBus, HumanLineEnded
 from voicebot.config import Settings
 from voicebot.dialog.lang import PACKS
 from voicebot.errors import StoreUnavailable
+from voicebot.events import CallEventBus, HumanLineEnded
 from voicebot.storage.base import CallRecord, CallStore
 from voicebot.telephony.ids import RULE, safe_id
 

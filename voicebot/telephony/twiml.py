@@ -9,8 +9,8 @@ from xml.sax.saxutils import escape, quoteattr
 
 from aiohttp import web
 
-from voicebot.call.events import CallEventBus
 from voicebot.config import Settings
+from voicebot.events import CallEventBus
 from voicebot.signing import valid_twilio_signature
 from voicebot.storage.base import CallStore
 from voicebot.telephony.human_line import HumanLine

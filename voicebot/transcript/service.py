@@ -30,7 +30,7 @@ from typing import Protocol
 import numpy as np
 
 from voicebot.audio.resample import resample
-from voicebot.call.events import CallEvent, HandoffDecided
+from voicebot.events import CallEvent, HandoffDecided
 from voicebot.transcript.base import FreeText
 from voicebot.transcript.worker import Transcriber
 from voicebot.types import Transcript

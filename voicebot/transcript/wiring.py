@@ -6,9 +6,9 @@ import asyncio
 import logging
 from pathlib import Path
 
-from voicebot.call.events import CallEventBus
 from voicebot.config import Settings
 from voicebot.errors import ConfigError, EngineError
+from voicebot.events import CallEventBus
 from voicebot.staff.service import StaffDesk
 from voicebot.storage.base import CallStore
 from voicebot.transcript.desk import DeskSink
