@@ -85,15 +85,8 @@ async def start_proxy(workers: list[str], tmp: Path) -> tuple[subprocess.Popen[b
     proc = subprocess.Popen([haproxy, "-db", "-f", str(config)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
-    async with aiohttp.ClientSession() as http:
-        for _ in range(300):  # both workers up in the proxy's eyes
-            try:
-                async with http.get(base + "/healthz") as r:
-                    if r.status == 200:
-                        return proc, base
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
+    if await served.healthy(base, 30.0):  # both workers up in the proxy's eyes
+        return proc, base
     raise SystemExit("the proxy never reached a healthy worker")
 
 

@@ -10,6 +10,7 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
@@ -113,18 +114,30 @@ async def start_server(args: argparse.Namespace, db: str, extra_env: dict[str, s
     proc = subprocess.Popen([python, "-m", "voicebot", "serve"], env=env, cwd=cwd,
                             stdout=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
+
+    def exited() -> None:
+        if proc.poll() is not None:
+            raise SystemExit("server exited during start-up")
+
+    if not await healthy(base, 120.0, exited):
+        raise SystemExit("server did not become healthy")
+    return proc, base
+
+
+async def healthy(base: str, seconds: float, still_starting: Callable[[], None] = lambda: None) -> bool:
+    """Whether `base`/healthz answers 200 within `seconds`, asking every 0.2 s;
+    `still_starting` raises when the server being waited for has given up."""
     async with aiohttp.ClientSession() as http:
-        for _ in range(600):
+        for _ in range(int(seconds / 0.2)):
             try:
                 async with http.get(base + "/healthz") as r:
                     if r.status == 200:
-                        return proc, base
+                        return True
             except aiohttp.ClientError:
                 pass
-            if proc.poll() is not None:
-                raise SystemExit("server exited during start-up")
+            still_starting()
             await asyncio.sleep(0.2)
-    raise SystemExit("server did not become healthy")
+    return False
 
 
 async def when_listening(base: str, protocol: str) -> float:

@@ -51,7 +51,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from served import checkout_of, free_port, parse_arm  # noqa: E402
+from served import checkout_of, free_port, healthy, parse_arm  # noqa: E402
 from understanding_caller import Caller, Outcome, Script  # noqa: E402
 
 from voicebot.audio.wav import read_wav  # noqa: E402
@@ -108,18 +108,14 @@ async def start_server(env_extra: dict[str, str], tmp: str, workers: int, asr_ti
         proc = await asyncio.create_subprocess_exec(python, "-m", "voicebot", "serve", env=env, cwd=cwd,
                                                     stdout=log, stderr=log)
     base = f"http://127.0.0.1:{port}"
-    async with aiohttp.ClientSession() as http:
-        for _ in range(900):
-            try:
-                async with http.get(base + "/healthz") as r:
-                    if r.status == 200:
-                        return proc, base
-            except aiohttp.ClientError:
-                pass
-            if proc.returncode is not None:
-                tail = log_path.read_text(errors="replace")[-2000:]
-                raise SystemExit(f"server exited during start-up (env {env_extra}):\n{tail}")
-            await asyncio.sleep(0.2)
+
+    def exited() -> None:
+        if proc.returncode is not None:
+            tail = log_path.read_text(errors="replace")[-2000:]
+            raise SystemExit(f"server exited during start-up (env {env_extra}):\n{tail}")
+
+    if await healthy(base, 180.0, exited):
+        return proc, base
     proc.terminate()
     raise SystemExit("server did not become healthy")
 
