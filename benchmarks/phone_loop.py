@@ -5,6 +5,7 @@ loop score, per frame) tells requests from out-of-domain speech.
 
     .venv/bin/python benchmarks/phone_loop.py --manifest DEV/manifest.json   # ~2 min
     .venv/bin/python benchmarks/phone_loop.py --manifest DEV/manifest.json --union
+    .venv/bin/python benchmarks/phone_loop.py --manifest DEV/manifest.json --pips "" --fsg ds1,topn2,ds2+topn2
 
 --union also decodes each clip with one search holding both the sentences and
 the engine's phone loop (the acoustic scores computed once, not once per
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import tempfile
 import time
@@ -51,6 +53,18 @@ def allphone(engine: se.SphinxEngine, pip: float) -> object:
     return decoder
 
 
+def fsg_loop(engine: se.SphinxEngine, variant: str) -> object:
+    """The engine's phone loop with other decoder settings ("ds2+topn2": ds=2, topn=2)."""
+    extra = {k: int(v) for k, v in (re.fullmatch(r"([a-z]+)(\d+)", part).groups()  # type: ignore[union-attr]
+                                     for part in variant.split("+"))}
+    decoder = se._decoder(engine._live, bestpath=False, **extra)
+    se.add_phone_words(decoder)
+    edges = [(0, 2, se.PHONE_LOOP_PROB, f"phone_{p.lower()}") for p in se._PHONES] + [(2, 0, 1.0), (2, 1, 1.0)]
+    decoder.add_fsg("loop", decoder.create_fsg("loop", 0, 1, edges))
+    decoder.activate_search("loop")
+    return decoder
+
+
 def auc(requests: list[float], other: list[float]) -> float:
     wins = [1.0 if r > o else 0.5 if r == o else 0.0 for r in requests for o in other]
     return float(np.mean(wins)) if wins else float("nan")
@@ -61,12 +75,15 @@ def main() -> int:
     parser.add_argument("--manifest", type=Path, required=True)
     parser.add_argument("--pips", default="1.0,1e-3", help="allphone phone insertion probabilities")
     parser.add_argument("--union", action="store_true", help="also one search holding sentences and loop")
+    parser.add_argument("--fsg", default="ds1", help="the engine's loop with other settings, e.g. "
+                        "ds1,topn2,ds2+topn2 (ds1: acoustic scores on every frame, as before session 28)")
     args = parser.parse_args()
     engine = se.SphinxEngine(vocabulary(load_flow(DEFAULT_FLOW), "en"), pool_size=1)
     decoders = engine.acquire()
     assert decoders is not None
-    loops = {"fsg loop (now)": decoders.loop}
-    loops |= {f"allphone pip {p}": allphone(engine, float(p)) for p in args.pips.split(",")}
+    loops = {f"fsg loop (now, ds {se.LOOP_DS})": decoders.loop}
+    loops |= {f"allphone pip {p}": allphone(engine, float(p)) for p in args.pips.split(",") if p}
+    loops |= {f"fsg loop {v}": fsg_loop(engine, v) for v in args.fsg.split(",") if v}
     clips = [c for c in json.loads(args.manifest.read_text())["clips"]
              if c["language"] == "en" and c["class"] in REQUESTS + OTHER]
     cpu = dict.fromkeys(loops, 0.0)
@@ -101,7 +118,7 @@ def main() -> int:
         print(f"{name:22} {cpu[name] / seconds * 1000:8.1f} {auc(req, other):6.3f} "
               f"{np.median(req):>15.2f} / {np.median(other):.2f}")
     if together is not None:
-        two = (sentence_cpu + cpu["fsg loop (now)"]) / seconds * 1000
+        two = (sentence_cpu + cpu[next(iter(loops))]) / seconds * 1000
         print(f"sentence search + fsg loop: {two:.1f} CPU ms/s; one search holding both: "
               f"{union_cpu / seconds * 1000:.1f} ({union_cpu / seconds * 1000 / two:.2f}x); its best path a "
               f"sentence in {union_sentences} of {len(clips)}; "

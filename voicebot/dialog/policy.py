@@ -262,7 +262,8 @@ class Policy:
         return self._while_listening(event)
 
     def _while_disclosing(self, event: Event) -> list[Action]:
-        """Nothing the caller does interrupts the disclosure: it is held until the end."""
+        """Nothing interrupts the disclosure: what the caller does, a failure or a handover
+        is held until it has played."""
         if isinstance(event, PromptDone):
             return self._prompt_done(event)
         if isinstance(event, Heard | KeyPressed | Failed | HandOver):
