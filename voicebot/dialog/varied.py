@@ -42,5 +42,3 @@ def _changed(node: Node, changes: dict[str, Any]) -> Node:
     if "confidence" in changes:
         fields["ladder"] = replace(node.ladder, **changes["confidence"])
     return replace(node, **fields)
-
-
