@@ -57,12 +57,7 @@ def fsg_loop(engine: se.SphinxEngine, variant: str) -> object:
     """The engine's phone loop with other decoder settings ("ds2+topn2": ds=2, topn=2)."""
     extra = {k: int(v) for k, v in (re.fullmatch(r"([a-z]+)(\d+)", part).groups()  # type: ignore[union-attr]
                                      for part in variant.split("+"))}
-    decoder = se._decoder(engine._live, bestpath=False, **extra)
-    se.add_phone_words(decoder)
-    edges = [(0, 2, se.PHONE_LOOP_PROB, f"phone_{p.lower()}") for p in se._PHONES] + [(2, 0, 1.0), (2, 1, 1.0)]
-    decoder.add_fsg("loop", decoder.create_fsg("loop", 0, 1, edges))
-    decoder.activate_search("loop")
-    return decoder
+    return se.phone_loop(engine._live, **extra)
 
 
 def auc(requests: list[float], other: list[float]) -> float:

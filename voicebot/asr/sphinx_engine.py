@@ -134,6 +134,19 @@ def add_phone_words(decoder: Decoder) -> None:
         decoder.add_word(f"phone_{phone.lower()}", phone, i == len(_PHONES) - 1)
 
 
+def phone_loop(feat_params: str, **config: object) -> Decoder:
+    """A decoder searching the free phone loop (any phones, each at PHONE_LOOP_PROB):
+    the rejection model. `config`: decoder settings (the engine's: ds=LOOP_DS)."""
+    loop = _decoder(feat_params, bestpath=False, **config)
+    add_phone_words(loop)
+    edges: list[tuple[int, int, float] | tuple[int, int, float, str]] = [
+        (0, 2, PHONE_LOOP_PROB, f"phone_{p.lower()}") for p in _PHONES]
+    edges += [(2, 0, 1.0), (2, 1, 1.0)]
+    loop.add_fsg("loop", loop.create_fsg("loop", 0, 1, edges))
+    loop.activate_search("loop")
+    return loop
+
+
 def _score(decoder: Decoder) -> tuple[str, float] | None:
     hyp = decoder.hyp()
     if hyp is None or hyp.best_score <= 0.0:
@@ -244,15 +257,8 @@ class SphinxEngine:
         for name in self._contexts:
             searches.add_fsg(name, self._fsg(searches, name))
         searches.activate_search(self.default_context)
-        loop = _decoder(self._live, bestpath=False, ds=LOOP_DS)
-        add_phone_words(loop)
-        loop_fsg: list[tuple[int, int, float] | tuple[int, int, float, str]] = [
-            (0, 2, PHONE_LOOP_PROB, f"phone_{p.lower()}") for p in _PHONES]
-        loop_fsg += [(2, 0, 1.0), (2, 1, 1.0)]
-        loop.add_fsg("loop", loop.create_fsg("loop", 0, 1, loop_fsg))
-        loop.activate_search("loop")
         self.created += 1
-        return _DecoderSet(searches, loop)
+        return _DecoderSet(searches, phone_loop(self._live, ds=LOOP_DS))
 
     def acquire(self, build: bool = True) -> _DecoderSet | None:
         """A free decoder set; with build=False, None when all are busy."""
