@@ -45,6 +45,9 @@ class LanguagePack:
     # words carry attached particles (Korean 상담원을, 상담원이): cues and person-words
     # are found inside words, not as whole words
     attaches_particles: bool = False
+    # person-words the matcher knows that the free-form engine's prompt does not name
+    # (dev sets: naming these too changed Whisper's words for the worse, 4 calls)
+    more_person_words: tuple[str, ...] = ()
     put_through: tuple[str, ...] = ()  # asking to talk to someone, whoever it is ("speak to")
     # asking to be transferred, which says it is a request whatever follows ("transfer me")
     transfer_me: tuple[str, ...] = ()
@@ -105,6 +108,7 @@ EN = LanguagePack(
         "supervisor", "manager", "employee", "team member", "staff member", "support team",
         "help desk", "customer support", "specialist",
     ),
+    more_person_words=("customer care", "tech support", "technical support", "bot", "robots"),
     # Templates (voicebot.phrases): the shapes a request for a person takes,
     # compiled into the recogniser's graph. Kept deliberately small: every
     # alternative added here is also a shape that other speech can be forced
@@ -133,7 +137,7 @@ EN = LanguagePack(
         "speaking", "talking", "chatting", "connecting", "transferred", "transferring", "pass",
         "hand", "deal", "prefer", "rather", "reaching", "getting", "connected", "take", "bring",
     ),
-    direct_verbs=("like",),
+    direct_verbs=("like", "help"),  # "i need help from a real person"
     put_through=("speak to", "speak with", "talk to", "talk with", "chat with", "speaking to",
                  "speaking with", "talking to", "talking with", "connect me", "transfer me",
                  "put me through", "pass me to", "hand me over"),

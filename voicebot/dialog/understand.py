@@ -30,7 +30,7 @@ _FILLERS = {"a", "an", "um", "uh", "er", "erm", "hmm", "please", "just", "real",
             "you", "being"}
 _DEFINITE = {"the", "your", "my", "his", "her", "their", "our", "that", "this", "those", "these"}
 _NEGATION = {"don't", "not", "never", "no", "didn't", "won't", "dont"}
-_NOT_PEOPLE = {"robot", "machine", "computer"}  # asking to leave them is asking for a person
+_NOT_PEOPLE = {"robot", "robots", "bot", "machine", "computer"}  # asking to leave them is asking for a person
 _TALK = {"speak", "talk", "chat"}
 _STORY = {"husband", "wife", "son", "daughter", "friend", "brother", "sister", "mother", "father",
           "mom", "dad", "neighbor", "neighbour", "boss", "colleague", "yesterday", "ago", "told",
@@ -41,7 +41,7 @@ _PAST = {"spoke", "talked", "called", "met", "saw", "had", "was", "were", "email
 _REQUEST_WINDOW = 5  # words before a person-word in which a request cue counts
 # Words that may stand between a request verb and its person-word ("put me
 # through to a real live agent", "speak with your support team").
-_LINKS = {"to", "with", "me", "us", "through", "over", "on", "a", "an", "some", "one", "of", "real",
+_LINKS = {"to", "with", "me", "us", "through", "over", "on", "a", "an", "some", "one", "of", "from", "real",
           "live", "actual", "human", "please", "just", "the", "your", "our", "this", "any"}
 _LINK_SPAN = 5
 _AFTER_SPAN = 4  # words after a person-word in which "told", "gave", "who" mark a mention
@@ -49,6 +49,7 @@ _NOT_A_PERSON_AFTER = {"resources", "error", "nature", "rights"}  # "human resou
 _TOLD = {"tried", "asked", "already", "last", "earlier", "ago", "spoken"}  # a story: no request
 _TELLING = _STORY | _PAST | _TOLD
 _MODAL_ASK = ({"can", "could", "may"}, {"i", "we"})  # "can i have a person"
+_IS = {"is", "are", "isn't"}
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,7 @@ def _frame(words: list[str], start: int, end: int, pack: LanguagePack) -> tuple[
     before = words[max(0, start - _REQUEST_WINDOW):start]
     after = words[end:end + _AFTER_SPAN]
     not_people = " ".join(words[start:end]) in _NOT_PEOPLE
-    negated = any(w in _NEGATION for w in words[:start])
+    negated = _negated(words, start)
     requested = any(any(cue in w for cue in pack.request_cues) for w in before) if pack.attaches_particles \
         else any(w in pack.request_cues for w in before)
     if pack.attaches_particles:
@@ -151,6 +152,17 @@ def _frame(words: list[str], start: int, end: int, pack: LanguagePack) -> tuple[
     return None, mentioned or start <= 1  # "somebody from billing left me ...": told about
 
 
+def _negated(words: list[str], start: int) -> bool:
+    """A negation before the person-word that is about it: "no robots, just a person"
+    negates the robot, not the person after it."""
+    for i in range(start - 1, -1, -1):
+        if words[i] in _NOT_PEOPLE:
+            return False
+        if words[i] in _NEGATION:
+            return True
+    return False
+
+
 def _named_alone(words: list[str], start: int, end: int) -> bool:
     """"the manager, please", "your operator": the person-word with a determiner and
     nothing but fillers around it names whom the caller wants; a mention tells
@@ -173,7 +185,8 @@ def _direct_request(words: list[str], start: int, pack: LanguagePack) -> bool:
     if i < 0 or start - i > _LINK_SPAN:
         return False
     verb = words[i] in pack.request_cues or words[i] in pack.direct_verbs or (
-        words[i] == "have" and i >= 2 and words[i - 2] in _MODAL_ASK[0] and words[i - 1] in _MODAL_ASK[1])
+        words[i] == "have" and i >= 2 and words[i - 2] in _MODAL_ASK[0] and words[i - 1] in _MODAL_ASK[1]) or (
+        words[i] == "there" and i >= 1 and words[i - 1] in _IS)  # "is there a real person there?"
     return verb and not any(w in _TELLING for w in words)
 
 
@@ -193,7 +206,7 @@ def _asks_to_be_put_through(words: list[str], pack: LanguagePack) -> bool | None
 
 def _person_hits(words: list[str], pack: LanguagePack) -> list[tuple[int, int]]:
     hits = []
-    for phrase in pack.person_words:
+    for phrase in pack.person_words + pack.more_person_words:
         parts = phrase.split()
         n = len(parts)
         for i in range(len(words) - n + 1):
@@ -253,9 +266,10 @@ def _sentences(template: str) -> tuple[str, ...]:
 def _contains(text: str, words: list[str], keyword: str, pack: LanguagePack) -> bool:
     if pack.attaches_particles:  # 주문을, 배송이
         return any(part in w for part in keyword.split() for w in words)
-    if " " in keyword:  # "sign in": also "signing in", "signed in"
+    if " " in keyword:  # "sign in": also "signing in", "signed in", "sign into"
         first, rest = keyword.split(" ", 1)
-        return any(f" {form} {rest} " in text for form in _forms(first))
+        rests = (rest, rest + "to") if rest == "in" else (rest,)
+        return any(f" {form} {r} " in text for form in _forms(first) for r in rests)
     return any(w in _forms(keyword) for w in words)
 
 
