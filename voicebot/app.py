@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -35,7 +37,6 @@ from voicebot.staff.recordings import RecordingRoutes
 from voicebot.staff.routes import DeskRoutes
 from voicebot.staff.service import StaffDesk
 from voicebot.storage.backends import data_errors, display
-from voicebot.storage.base import CallStore
 from voicebot.storage.callstore import SqlCallStore
 from voicebot.storage.journal import JournalledStore
 from voicebot.storage.optout import OptOutStore
@@ -74,41 +75,84 @@ def create_app(
     flow = load_settings_flow(settings)  # a broken flow stops the server here, with every problem
     app = web.Application(client_max_size=settings.max_request_bytes)
     app.on_response_prepare.append(add_security_headers)
+    parts = _build(app, settings, flow, engine, synthesizer)
+    line = _add_routes(app, parts)
+    _add_drain(app, parts)
+    app.cleanup_ctx.append(functools.partial(_lifecycle, parts))
+
+    async def end_feeds(app: web.Application) -> None:  # open SSE streams would delay shutdown
+        parts.desk.feed.close()
+
+    app.on_shutdown.append(end_feeds)
+    if settings.audiosocket_port:
+        _add_audiosocket(app, AudioSocketServer(settings, parts.registry, line))
+    if settings.sip_port:
+        _add_sip(app, settings, parts.registry, line)
+    return app
+
+
+@dataclass
+class _Parts:
+    """What the server is made of: built once by create_app, used by its routes and lifecycle."""
+    settings: Settings
+    flow: Flow
+    registry: CallRegistry
+    store: SealedCallStore  # what calls write through: sealed, then journalled, then the database
+    events: CallEventBus
+    desk: StaffDesk
+    ops: Operations
+    opt_outs: OptOuts
+    recordings: RecordingStore
+    engine: SpeechEngine | None  # given by the caller (tests, tools); else one per language is loaded
+    synthesizer: Synthesizer | None
+
+
+def _build(app: web.Application, settings: Settings, flow: Flow, engine: SpeechEngine | None,
+           synthesizer: Synthesizer | None) -> _Parts:
     metrics = Metrics()
-    registry = CallRegistry(settings.max_calls, metrics)
-    journalled = JournalledStore(
+    registry = app[REGISTRY] = CallRegistry(settings.max_calls, metrics)
+    journalled = app[STORE] = JournalledStore(
         SqlCallStore(settings.db, settings.db_timeout_s), settings.journal_path,
         timeout_s=settings.db_timeout_s, data_errors=data_errors(settings.db),
         on_journalled=metrics.journalled.inc)
     metrics.track_journal(lambda: journalled.pending)
     privacy = privacy_for(settings)  # outermost: neither the journal nor the DB sees plain data
-    store = SealedCallStore(journalled, privacy)
-    app[REGISTRY] = registry
-    app[STORE] = journalled
     events = CallEventBus()
     desk = app[DESK] = StaffDesk(settings, privacy)
     events.subscribe(desk.on_call_event)
     ops = app[OPS] = registry.per_call = Operations(settings, metrics, desk, events, flow)
-    ops.add_to(app.router)
-    twiml = TwimlHandlers(settings, store, events)
-    human_line = HumanLineHandler(settings, twiml.line)
-    app.router.add_post("/twilio/voice", twiml.voice)
-    app.router.add_post("/twilio/stream-ended", twiml.stream_ended)
-    app.router.add_post("/twilio/dial-ended", twiml.dial_ended)
-    app.router.add_get("/twilio/media", TwilioMediaHandler(settings, registry).handle)
-    app.router.add_get("/v1/stream", NativeStreamHandler(settings, registry).handle)
-    app.router.add_post("/v1/calls/{call_id}/human-line", human_line.handle)
-    CallRouteHandler(settings, twiml.line).add_to(app.router)
-    DeskRoutes(desk, store).add_to(app.router)
     opt_outs = OptOuts(OptOutStore(settings.db, settings.db_timeout_s), privacy, desk.staff, metrics)
     registry.opted_out = opt_outs.opted_out
     events.subscribe(opt_outs.on_call_event)
-    recordings = RecordingStore(settings.recordings_path, privacy)
-    PrivacyRoutes(desk, store, opt_outs, recordings).add_to(app.router)
-    RecordingRoutes(desk, store, recordings).add_to(app.router)
-    AdminRoutes(desk).add_to(app.router)
-    app.router.add_get("/healthz", _health)
-    app.router.add_get("/metrics", _metrics)
+    return _Parts(settings, flow, registry, SealedCallStore(journalled, privacy), events, desk, ops, opt_outs,
+                  RecordingStore(settings.recordings_path, privacy), engine, synthesizer)
+
+
+def _add_routes(app: web.Application, parts: _Parts) -> HumanLine:
+    """Every HTTP and WebSocket route; returns the line calls are handed over on."""
+    settings, registry, router = parts.settings, parts.registry, app.router
+    parts.ops.add_to(router)
+    twiml = TwimlHandlers(settings, parts.store, parts.events)
+    router.add_post("/twilio/voice", twiml.voice)
+    router.add_post("/twilio/stream-ended", twiml.stream_ended)
+    router.add_post("/twilio/dial-ended", twiml.dial_ended)
+    router.add_get("/twilio/media", TwilioMediaHandler(settings, registry).handle)
+    router.add_get("/v1/stream", NativeStreamHandler(settings, registry).handle)
+    router.add_post("/v1/calls/{call_id}/human-line", HumanLineHandler(settings, twiml.line).handle)
+    CallRouteHandler(settings, twiml.line).add_to(router)
+    DeskRoutes(parts.desk, parts.store).add_to(router)
+    PrivacyRoutes(parts.desk, parts.store, parts.opt_outs, parts.recordings).add_to(router)
+    RecordingRoutes(parts.desk, parts.store, parts.recordings).add_to(router)
+    AdminRoutes(parts.desk).add_to(router)
+    router.add_get("/healthz", _health)
+    router.add_get("/metrics", _metrics)
+    return twiml.line
+
+
+def _add_drain(app: web.Application, parts: _Parts) -> None:
+    """On shutdown the calls still up go to a person; with VOICEBOT_DRAIN_S, SIGTERM
+    first takes no new bot conversations and waits (that long at most) for the calls up to end."""
+    registry, settings = parts.registry, parts.settings
 
     async def drain(app: web.Application) -> None:
         # runs after the listening sockets are closed: no new connections arrive
@@ -123,66 +167,65 @@ def create_app(
 
         app.on_startup.append(drain_on_sigterm)
 
-    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        # Threads only move audio to the recognition processes and wait for
-        # their answers, so there are enough for every call's open utterance.
-        log.info("call database: %s", display(settings.db))
-        await store.open()  # first: it refuses data it cannot decrypt, before any thread starts
-        await recordings.check_keys()
-        executor = ThreadPoolExecutor(max_workers=64, thread_name_prefix="asr")
-        prompts = PromptCache(synthesizer or Pyttsx3Synthesizer(settings.tts_rate))
-        http = aiohttp.ClientSession()
-        reloader = app[RELOADER] = FlowReloader(settings, registry, executor)
-        await desk.open()
-        await opt_outs.open()
-        app[STARTUP] = asyncio.create_task(
-            _prepare(settings, flow, registry, store, prompts, executor, engine, events, http, reloader,
-                     desk, recordings),
-            name="startup")
-        _on_sighup(reloader)
-        rules = Retention(settings.retention_days, recordings, settings.recording_retention_days)
-        retention = asyncio.create_task(keep_retention(store, desk, rules),
-                                        name="retention") if rules.active else None
-        await ops.open()
-        yield
-        if retention is not None:
-            retention.cancel()
-            await asyncio.gather(retention, return_exceptions=True)
-        await registry.hang_up_all()
-        if registry.services is not None and registry.services.transcripts is not None:
-            await registry.services.transcripts.close()
-        if registry.services is not None:
-            for opinion in (registry.services.opinion, registry.services.fallback):
-                if opinion is not None:
-                    await opinion.close()
-        app[STARTUP].cancel()
-        await asyncio.gather(app[STARTUP], return_exceptions=True)
-        await opt_outs.close()
-        _on_sighup(None)
-        await reloader.close()
-        await http.close()
-        await desk.close()
-        await ops.close()
-        await store.close()
-        prompts.close()
-        executor.shutdown(wait=False, cancel_futures=True)
-        owned = [r.engine for r in registry.services.recognisers.values()] \
-            if registry.services and engine is None else []
-        for pool in owned:
-            if isinstance(pool, WorkerPoolEngine):
-                await asyncio.get_running_loop().run_in_executor(None, pool.close)
 
-    app.cleanup_ctx.append(lifecycle)
+async def _lifecycle(parts: _Parts, app: web.Application) -> AsyncIterator[None]:
+    settings, registry = parts.settings, parts.registry
+    log.info("call database: %s", display(settings.db))
+    await parts.store.open()  # first: it refuses data it cannot decrypt, before any thread starts
+    await parts.recordings.check_keys()
+    # Threads only move audio to the recognition processes and wait for
+    # their answers, so there are enough for every call's open utterance.
+    executor = ThreadPoolExecutor(max_workers=64, thread_name_prefix="asr")
+    prompts = PromptCache(parts.synthesizer or Pyttsx3Synthesizer(settings.tts_rate))
+    http = aiohttp.ClientSession()
+    reloader = app[RELOADER] = FlowReloader(settings, registry, executor)
+    await parts.desk.open()
+    await parts.opt_outs.open()
+    app[STARTUP] = asyncio.create_task(_prepare(parts, prompts, executor, http, reloader), name="startup")
+    _on_sighup(reloader)
+    rules = Retention(settings.retention_days, parts.recordings, settings.recording_retention_days)
+    retention = asyncio.create_task(keep_retention(parts.store, parts.desk, rules),
+                                    name="retention") if rules.active else None
+    await parts.ops.open()
+    yield
+    if retention is not None:
+        retention.cancel()
+        await asyncio.gather(retention, return_exceptions=True)
+    await registry.hang_up_all()
+    await _close_opinions(registry)
+    app[STARTUP].cancel()
+    await asyncio.gather(app[STARTUP], return_exceptions=True)
+    await parts.opt_outs.close()
+    _on_sighup(None)
+    await reloader.close()
+    await http.close()
+    await parts.desk.close()
+    await parts.ops.close()
+    await parts.store.close()
+    prompts.close()
+    executor.shutdown(wait=False, cancel_futures=True)
+    if parts.engine is None:  # the recognisers start-up loaded are this server's to stop
+        await _close_recognisers(registry)
 
-    async def end_feeds(app: web.Application) -> None:  # open SSE streams would delay shutdown
-        desk.feed.close()
 
-    app.on_shutdown.append(end_feeds)
-    if settings.audiosocket_port:
-        _add_audiosocket(app, AudioSocketServer(settings, registry, twiml.line))
-    if settings.sip_port:
-        _add_sip(app, settings, registry, twiml.line)
-    return app
+async def _close_opinions(registry: CallRegistry) -> None:
+    """The transcripts and the Whisper opinions' worker processes."""
+    services = registry.services
+    if services is None:
+        return
+    if services.transcripts is not None:
+        await services.transcripts.close()
+    for opinion in (services.opinion, services.fallback):
+        if opinion is not None:
+            await opinion.close()
+
+
+async def _close_recognisers(registry: CallRegistry) -> None:
+    if registry.services is None:
+        return
+    for runner in registry.services.recognisers.values():
+        if isinstance(runner.engine, WorkerPoolEngine):
+            await asyncio.get_running_loop().run_in_executor(None, runner.engine.close)
 
 
 def _add_audiosocket(app: web.Application, server: AudioSocketServer) -> None:
@@ -225,12 +268,11 @@ def _add_sip(app: web.Application, settings: Settings, registry: CallRegistry,
     app.on_shutdown.append(close)
 
 
-async def _prepare(
-    settings: Settings, flow: Flow, registry: CallRegistry, store: CallStore, prompts: PromptCache,
-    executor: ThreadPoolExecutor, engine: SpeechEngine | None, events: CallEventBus,
-    http: aiohttp.ClientSession, reloader: FlowReloader, desk: StaffDesk, recordings: RecordingStore,
-) -> None:
+async def _prepare(parts: _Parts, prompts: PromptCache, executor: ThreadPoolExecutor,
+                   http: aiohttp.ClientSession, reloader: FlowReloader) -> None:
     """Load each language's recogniser and render the prompts; only then report healthy."""
+    settings, flow, registry, engine = parts.settings, parts.flow, parts.registry, parts.engine
+    store, desk, events, recordings = parts.store, parts.desk, parts.events, parts.recordings
     loop = asyncio.get_running_loop()
     speech = await build_speech(settings, flow, prompts, executor, engine=engine)
     engines = {code: runner.engine for code, runner in speech.runners.items()}
