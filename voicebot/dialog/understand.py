@@ -50,8 +50,6 @@ _TOLD = {"tried", "asked", "already", "last", "earlier", "ago", "spoken"}  # a s
 _TELLING = _STORY | _PAST | _TOLD
 _MODAL_ASK = ({"can", "could", "may"}, {"i", "we"})  # "can i have a person"
 _IS = {"is", "are", "isn't"}
-_DETERMINERS = _DEFINITE | {"a", "an"}
-_VERB_BEFORE = {"to", "i", "we", "you", "they", "i'd", "we'd", "i'll", "we'll", "can", "could"}  # "to order"
 
 
 @dataclass(frozen=True)
@@ -239,13 +237,11 @@ def best_intent(words: list[str], intents: list[Intent], pack: LanguagePack) -> 
     scores: dict[str, float] = {}
     for intent in intents:
         score = 0.0
-        nouns = _nouns(intent.examples.get(pack.code, ()))
         for keyword in intent.keywords.get(pack.code, ()):
-            if _contains(text, words, keyword, pack) and not _only_as_verb(words, keyword, nouns):
+            if _contains(text, words, keyword, pack):
                 score += 1.0
         for example in intent.examples.get(pack.code, ()):
-            if any(f" {sentence} " in text and not _only_as_verb(words, sentence, nouns)
-                   for sentence in _sentences(example)):
+            if any(f" {sentence} " in text for sentence in _sentences(example)):
                 score += 2.0
                 break
         if score:
@@ -256,23 +252,6 @@ def best_intent(words: list[str], intents: list[Intent], pack: LanguagePack) -> 
     if len(ranked) > 1 and ranked[0][1] == ranked[1][1]:
         return None
     return ranked[0][0]
-
-
-@lru_cache(maxsize=256)
-def _nouns(examples: tuple[str, ...]) -> frozenset[str]:
-    """The words the intent's examples use as nouns, after a determiner ("my order", "the package")."""
-    said = [sentence.split() for example in examples for sentence in _sentences(example)]
-    return frozenset(w for words in said for before, w in zip(words, words[1:], strict=False)
-                     if before in _DETERMINERS)
-
-
-def _only_as_verb(words: list[str], keyword: str, nouns: frozenset[str]) -> bool:
-    """A noun key word said only as a verb in its plain form: "i'd like to order a cake"
-    or "can i order online" buys something; "my order" and "i ordered" ask about one."""
-    if keyword not in nouns:
-        return False
-    at = [i for i, w in enumerate(words) if w in _forms(keyword)]
-    return bool(at) and all(words[i] == keyword and i > 0 and words[i - 1] in _VERB_BEFORE for i in at)
 
 
 @lru_cache(maxsize=4096)
