@@ -48,6 +48,9 @@ class LanguagePack:
     # person-words the matcher knows that the free-form engine's prompt does not name
     # (dev sets: naming these too changed Whisper's words for the worse, 4 calls)
     more_person_words: tuple[str, ...] = ()
+    # the machine the caller is talking to: asking to leave it is asking for a person
+    # ("i don't want to talk to a robot"); found like person-words, never named in the prompt
+    not_people: tuple[str, ...] = ()
     put_through: tuple[str, ...] = ()  # asking to talk to someone, whoever it is ("speak to")
     # asking to be transferred, which says it is a request whatever follows ("transfer me")
     transfer_me: tuple[str, ...] = ()
@@ -67,7 +70,7 @@ class LanguagePack:
         """Words a free-form engine should expect here: people and the question's topics."""
         if not self.opinion_lead:
             return ""
-        people = ", ".join(w for w in self.person_words if w not in ("robot", "machine"))
+        people = ", ".join(self.person_words)
         return self.opinion_lead.format(people=people) + (f" {', '.join(topics)}." if topics else "")
 
 
@@ -104,11 +107,12 @@ EN = LanguagePack(
     },
     person_words=(
         "person", "human", "agent", "representative", "operator", "someone", "somebody", "anyone",
-        "anybody", "staff", "associate", "advisor", "customer service", "rep", "robot", "machine",
+        "anybody", "staff", "associate", "advisor", "customer service", "rep",
         "supervisor", "manager", "employee", "team member", "staff member", "support team",
         "help desk", "customer support", "specialist",
     ),
-    more_person_words=("customer care", "tech support", "technical support", "bot", "robots"),
+    more_person_words=("customer care", "tech support", "technical support"),
+    not_people=("robot", "robots", "bot", "machine"),
     # Templates (voicebot.phrases): the shapes a request for a person takes,
     # compiled into the recogniser's graph. Kept deliberately small: every
     # alternative added here is also a shape that other speech can be forced

@@ -30,7 +30,7 @@ _FILLERS = {"a", "an", "um", "uh", "er", "erm", "hmm", "please", "just", "real",
             "you", "being"}
 _DEFINITE = {"the", "your", "my", "his", "her", "their", "our", "that", "this", "those", "these"}
 _NEGATION = {"don't", "not", "never", "no", "didn't", "won't", "dont"}
-_NOT_PEOPLE = {"robot", "robots", "bot", "machine", "computer"}  # asking to leave them is asking for a person
+_COMPUTER = "computer"  # a negation before it is about it, but it is no person-word ("my computer is broken")
 _TALK = {"speak", "talk", "chat"}
 _STORY = {"husband", "wife", "son", "daughter", "friend", "brother", "sister", "mother", "father",
           "mom", "dad", "neighbor", "neighbour", "boss", "colleague", "yesterday", "ago", "told",
@@ -123,8 +123,8 @@ def _request_verdict(words: list[str], hits: list[tuple[int, int]],
 def _frame(words: list[str], start: int, end: int, pack: LanguagePack) -> tuple[bool | None, bool]:
     before = words[max(0, start - _REQUEST_WINDOW):start]
     after = words[end:end + _AFTER_SPAN]
-    not_people = " ".join(words[start:end]) in _NOT_PEOPLE
-    negated = _negated(words, start)
+    not_people = " ".join(words[start:end]) in pack.not_people
+    negated = _negated(words, start, pack)
     requested = any(any(cue in w for cue in pack.request_cues) for w in before) if pack.attaches_particles \
         else any(w in pack.request_cues for w in before)
     if pack.attaches_particles:
@@ -152,11 +152,11 @@ def _frame(words: list[str], start: int, end: int, pack: LanguagePack) -> tuple[
     return None, mentioned or start <= 1  # "somebody from billing left me ...": told about
 
 
-def _negated(words: list[str], start: int) -> bool:
+def _negated(words: list[str], start: int, pack: LanguagePack) -> bool:
     """A negation before the person-word that is about it: "no robots, just a person"
     negates the robot, not the person after it."""
     for i in range(start - 1, -1, -1):
-        if words[i] in _NOT_PEOPLE:
+        if words[i] in pack.not_people or words[i] == _COMPUTER:
             return False
         if words[i] in _NEGATION:
             return True
@@ -206,7 +206,7 @@ def _asks_to_be_put_through(words: list[str], pack: LanguagePack) -> bool | None
 
 def _person_hits(words: list[str], pack: LanguagePack) -> list[tuple[int, int]]:
     hits = []
-    for phrase in pack.person_words + pack.more_person_words:
+    for phrase in pack.person_words + pack.more_person_words + pack.not_people:
         parts = phrase.split()
         n = len(parts)
         for i in range(len(words) - n + 1):
