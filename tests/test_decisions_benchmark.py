@@ -1,6 +1,6 @@
 """benchmarks/decisions.py: the offline conversation matches understanding.py's
 caller (confirmation answered, a second out-of-domain clip after a reprompt),
-on a scripted recogniser; and one real run with pocketsphinx on a few clips."""
+on a scripted recogniser; one real run with pocketsphinx on a few clips; the table by voice."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ from .conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import decisions  # noqa: E402
-from understanding import Clips, score  # noqa: E402
+from understanding import Clips, by_voice, score  # noqa: E402
+from understanding_caller import Outcome, Turn  # noqa: E402
 
 SAID = {"person.wav": ("could somebody help me out", 0.5), "yes.wav": ("yes please", 0.9),
         "no.wav": ("no", 0.9), "ood1.wav": ("", 0.05), "ood2.wav": ("", 0.04),
@@ -93,3 +94,23 @@ def test_misses_are_the_calls_failing_their_class_headline() -> None:
     assert decisions.missed("out_of_domain", right(first=True))  # reprompted, never handed over
     assert not decisions.missed("out_of_domain", right(first=True, rep_low=True))
     assert decisions.missed("person_word_no_request", right(first=True, false_cr=True))
+
+
+def test_the_table_by_voice_gives_each_family_its_headlines() -> None:
+    def call(family: str, cls: str, replies: list[str], handoff: str | None = None) -> Outcome:
+        o = Outcome("f.wav", "x", "en", cls, "order_status" if cls == "routine" else None,
+                    [Turn("f.wav", r) for r in replies], handoff, family=family)
+        o.answers = ["order_status"] if replies == ["prompt:order_status"] else []
+        return o
+
+    calls = [call("flite", "person_request", ["handoff:caller_request"], "caller_request"),
+             call("flite", "person_request", ["prompt:confirm_human", "handoff:caller_request"], "caller_request"),
+             call("espeak-ng", "person_request", ["prompt:didnt_catch"]),
+             call("espeak-ng", "routine", ["prompt:order_status"]),
+             call("espeak-ng", "out_of_domain", ["prompt:didnt_catch", "handoff:caller_request"], "caller_request")]
+    text, rows = by_voice(calls, ["x"])
+    espeak, flite = rows
+    assert (espeak["family"], espeak["reached"], espeak["answered"], espeak["rep>low"], espeak["falseCR"]) \
+        == ("espeak-ng", [0, 1], [1, 1], [0, 1], [1, 2])
+    assert (flite["reached"], flite["answered"], flite["falseCR"]) == ([2, 2], [0, 0], [0, 0])
+    assert "0/1" in text.splitlines()[2] and text.splitlines()[3].split()[3] == "2/2"
