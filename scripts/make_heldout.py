@@ -248,9 +248,9 @@ def foreign_jobs(book: dict, language: str) -> list[Job]:
     return jobs
 
 
-def real_jobs() -> list[Job]:
-    """The real recordings listed in evaluation/real_sources.toml."""
-    sources = tomllib.loads(REAL_SOURCES.read_text(encoding="utf-8"))
+def real_jobs(listed: Path = REAL_SOURCES) -> list[Job]:
+    """The real recordings listed in `listed` (the held-out set's: evaluation/real_sources.toml)."""
+    sources = tomllib.loads(listed.read_text(encoding="utf-8"))
     licences = sources.pop("licences")
     jobs = []
     for section in sources.values():
@@ -316,8 +316,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="writes OUT/manifest.json and OUT/audio/<language>/*.wav")
     parser.add_argument("--real", action=argparse.BooleanOptionalAction, default=None,
                         help="add the Asterisk real recordings to English (default: only for the default phrases)")
+    parser.add_argument("--real-sources", type=Path, default=REAL_SOURCES,
+                        help="the real recordings to add (TOML like evaluation/real_sources.toml; a dev set "
+                        "has its own, benchmarks/devset/real.toml); given, it implies --real")
     parser.add_argument("--jobs", type=int, default=2, help="clips rendered in parallel")
     args = parser.parse_args(argv)
+    if args.real_sources != REAL_SOURCES and args.real is None:
+        args.real = True
     phrase_files = args.phrases or [ROOT / "evaluation/phrases/en.toml", ROOT / "evaluation/phrases/ko.toml"]
     with_real = args.real if args.real is not None else not args.phrases
     jobs: list[Job] = []
@@ -330,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
         languages.append(language)
         jobs += phrase_jobs(book, language)
         if with_real and language == "en":
-            jobs += real_jobs()
+            jobs += real_jobs(args.real_sources)
     # a dev set gets other noise than the evaluation set
     tag = "" if not args.phrases else "-" + "-".join(p.stem for p in phrase_files)
     return build(jobs, languages, args.out, args.jobs, tag)
