@@ -254,6 +254,24 @@ def test_asked_only_where_the_grammar_is_unsure_at_an_open_question():
     assert policy.opinion_prompt == "Do you want me to connect you to a person?"
 
 
+def test_an_answer_that_ends_the_call_is_checked_first():
+    """Hanging up cannot be undone: a goodbye the grammar is sure of is asked about like a
+    person (real speech, "please try again", was forced into "no thank you" at 0.79)."""
+    policy = at_menu()
+    assert policy.wants_second_opinion(policy.read("no thank you", 0.95))
+    assert said(hear(policy, "no thank you", 0.79, "Please try again.", 0.88)) == ["didnt_catch"]
+    assert policy.state is not p.State.ENDING
+    policy = at_menu()
+    assert said(hear(policy, "no thank you", 0.79, "No thanks, that's all.", 0.9)) == ["goodbye"]
+    policy = at_menu()
+    assert said(hear(policy, "no thank you", 0.79, "mumble", 0.4)) == ["goodbye"]  # unsure words: the grammar's
+    policy = at_menu()
+    hear(policy, "i forgot my password", 0.96, None)
+    played(policy)  # "anything else?": "no" ends the call there, "yes" goes back to the menu
+    assert policy.wants_second_opinion(policy.read("no", 0.95))
+    assert not policy.wants_second_opinion(policy.read("yes", 0.95))
+
+
 def test_a_yes_the_grammar_heard_as_no_still_reaches_a_person():
     policy = at_menu()
     policy.step(p.Heard(Utterance("is there an actual person there", 0.5, 0, 1)))

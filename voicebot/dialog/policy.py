@@ -148,6 +148,8 @@ class Policy:
             return self.confirming == HUMAN and not sure_yes
         if meaning.intent == HUMAN:  # even a sure one: the grammar forces other speech into its person phrases
             return True
+        if self._ends_call(node, meaning.intent):  # hanging up on a caller cannot be undone
+            return True
         return meaning.intent is None or confidence < self._accept(node)  # would be reprompted
 
     def reread(self, first: Reading, heard: Transcript, larger: bool = False,
@@ -183,6 +185,15 @@ class Policy:
         return self.confirming == HUMAN and node is not None and first.meaning.intent in (NO, GOODBYE) \
             and first.confidence >= node.ladder.confirm and said.intent in (YES, HUMAN) \
             and heard.confidence < FLUENT
+
+    def _edge(self, node: Node, intent: str) -> str | None:
+        """The node an intent leads to from `node` (a goodbye where only "no" has an edge takes it)."""
+        target = node.on.get(intent)
+        return node.on.get(NO) if target is None and intent == GOODBYE else target
+
+    def _ends_call(self, node: Node, intent: str | None) -> bool:
+        target = self._edge(node, intent) if intent else None
+        return target is not None and target in self.flow.nodes and self.flow.nodes[target].type == "end"
 
     def _accepted(self, reading: Reading) -> bool:
         """At or above the question's accept threshold."""
@@ -430,9 +441,7 @@ class Policy:
     def _route(self, node: Node, intent: str) -> list[Action]:
         """An understood intent: the node's edge for it, else its no-match edge (or a person,
         once the caller has asked for what the flow cannot do too often)."""
-        target = node.on.get(intent)
-        if target is None and intent == GOODBYE:
-            target = node.on.get(NO)
+        target = self._edge(node, intent)
         if target is not None:
             return self._enter(target)
         self._unresolved += 1
