@@ -20,13 +20,13 @@ whatever the flow says:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import Enum, auto
 from typing import Any
 
 from voicebot.dialog.compile import context_for
 from voicebot.dialog.flow import Flow, Node
-from voicebot.dialog.lang import GOODBYE, HUMAN, NO, PACKS, YES
+from voicebot.dialog.lang import GOODBYE, HUMAN, NO, YES
 from voicebot.dialog.messages import (
     Action,
     End,
@@ -47,8 +47,9 @@ from voicebot.dialog.messages import (
     StopPlayback,
     Survey,
 )
-from voicebot.dialog.reading import FLUENT, Reading, second_reading, wants_larger
-from voicebot.dialog.understand import Interpretation, interpret
+from voicebot.dialog.question import Question, accept_threshold, edge
+from voicebot.dialog.reading import Reading
+from voicebot.dialog.understand import Interpretation
 from voicebot.types import HandoffReason, Outcome, Transcript, Utterance
 
 # the events and actions are re-exported: the session speaks to the policy through them
@@ -115,16 +116,16 @@ class Policy:
     _quiet: int = 0
     _unresolved: int = 0
 
-    # --- what the session asks ---------------------------------------------------
+    # --- what the session asks (the question's own rules: dialog.question) ---------------
+    @property
+    def question(self) -> Question:
+        """The question the caller is answering now."""
+        return Question(self.flow, self.language, self._ask_node(), self.confirming,
+                        self.config.confidence_threshold)
+
     def understand(self, text: str) -> Interpretation:
         """What `text` means at the current question (the session stores it with the utterance)."""
-        if not text.strip():
-            return Interpretation(None)
-        node = self._ask_node()
-        names = list(node.on) if node is not None else []
-        intents = [self.flow.intents[n] for n in names if n in self.flow.intents]
-        answers = node is None or bool(self.confirming) or bool(node.slot) or YES in names or NO in names
-        return interpret(text, PACKS[self.language], intents, answers)
+        return self.question.understand(text)
 
     def read(self, text: str, confidence: float) -> Reading:
         """The grammar recogniser's reading of what it heard at the current question."""
@@ -134,91 +135,21 @@ class Policy:
         return self.read(u.text, u.confidence)
 
     def wants_second_opinion(self, reading: Reading) -> bool:
-        """Whether the grammar's reading is too unsure to act on without a free-form
-        engine's, at an open question (not a slot or a language choice): a request
-        for a person it would confirm, or anything it would reprompt; and the answer
-        to "do you want a person?" unless it is a sure yes (a yes heard as "no" sends
-        a caller who asked for someone back to the menu)."""
-        node = self._ask_node()
-        if node is None or node.slot or node.type != "ask" or not node.on:
-            return False
-        meaning, confidence = reading.meaning, reading.confidence
-        if self.confirming:
-            sure_yes = meaning.intent in (YES, HUMAN) and confidence >= self._accept(node)
-            return self.confirming == HUMAN and not sure_yes
-        if meaning.intent == HUMAN:  # even a sure one: the grammar forces other speech into its person phrases
-            return True
-        if self._ends_call(node, meaning.intent):  # hanging up on a caller cannot be undone
-            return True
-        return meaning.intent is None or confidence < self._accept(node)  # would be reprompted
+        return self.question.wants_second_opinion(reading)
 
     def reread(self, first: Reading, heard: Transcript, larger: bool = False,
                second: Transcript | None = None, last: bool = False) -> Reading:
-        """`first` with a free-form engine's opinion of the same audio (`larger`: the
-        fallback's, `second` then the second opinion's words before it: the grammar's
-        words fit as badly as either engine found). `last`: no fallback will be asked
-        (none serves this language): an unsure yes over an unsure no is weighed as the
-        fallback's would be."""
-        if second is not None and second.fit is not None and (heard.fit is None or second.fit < heard.fit):
-            heard = replace(heard, fit=second.fit)
-        said = self.understand(heard.text)
-        final = larger or last
-        if self._unsure_yes_over_no(first, said, heard) and (not final or self._accepted(first)):
-            # the fallback asked about it heard a yes it is as unsure of: the grammar's sure no stands
-            return first
-        return second_reading(first, said, heard, self._sure_person(first), larger, checked=not self.confirming)
+        return self.question.reread(first, heard, larger, second, last)
 
     def wants_larger(self, first: Reading, heard: Transcript) -> bool:
-        """Whether the fallback model is asked after the second opinion heard `heard`."""
-        said = self.understand(heard.text)
-        if self._unsure_yes_over_no(first, said, heard):
-            return True
-        reread = second_reading(first, said, heard, self._sure_person(first), checked=not self.confirming)
-        return wants_larger(first, reread, said, heard, self._sure_person(first))
-
-    def _unsure_yes_over_no(self, first: Reading, said: Interpretation, heard: Transcript) -> bool:
-        """At "do you want a person?": the grammar heard a no, the free-form engine a yes
-        in words it is unsure of ("nah" heard as "Yeah, good, good, good"). A no heard
-        as yes transfers someone who asked for no one: the fallback decides, and its
-        yes as unsure does not outweigh a no the grammar heard at its accept threshold."""
-        node = self._ask_node()
-        return self.confirming == HUMAN and node is not None and first.meaning.intent in (NO, GOODBYE) \
-            and first.confidence >= node.ladder.confirm and said.intent in (YES, HUMAN) \
-            and heard.confidence < FLUENT
-
-    def _edge(self, node: Node, intent: str) -> str | None:
-        """The node an intent leads to from `node` (a goodbye where only "no" has an edge takes it)."""
-        target = node.on.get(intent)
-        return node.on.get(NO) if target is None and intent == GOODBYE else target
-
-    def _ends_call(self, node: Node, intent: str | None) -> bool:
-        target = self._edge(node, intent) if intent else None
-        return target is not None and target in self.flow.nodes and self.flow.nodes[target].type == "end"
-
-    def _accepted(self, reading: Reading) -> bool:
-        """At or above the question's accept threshold."""
-        node = self._ask_node()
-        return node is not None and reading.confidence >= self._accept(node)
-
-    def _sure_person(self, reading: Reading) -> bool:
-        node = self._ask_node()
-        return node is not None and not self.confirming and reading.meaning.intent == HUMAN \
-            and reading.meaning.certain and reading.confidence >= max(self._accept(node), node.ladder.transfer)
+        return self.question.wants_larger(first, heard)
 
     def opinion_check(self, text: str) -> str:
-        """The grammar's words a free-form engine scores against the audio (Transcript.fit):
-        at an open question, where other speech is forced into a phrase; not at a yes/no."""
-        return "" if self.confirming else text
+        return self.question.opinion_check(text)
 
     @property
     def opinion_prompt(self) -> str:
-        """Words to steer the free-form engine toward what callers say here."""
-        if self.confirming == HUMAN:  # the question itself is what the answer follows
-            return self.flow.prompt("confirm_human", self.language)
-        node = self._ask_node()
-        intents = [self.flow.intents[n] for n in (node.on if node else ()) if n in self.flow.intents]
-        topics = [k for intent in intents for k in intent.keywords.get(self.language, ())]
-        return PACKS[self.language].opinion_prompt(topics)
+        return self.question.opinion_prompt()
 
     def opts_out(self, digit: str) -> bool:
         """Whether this key is the opt-out key here: everywhere, except while the caller
@@ -421,7 +352,7 @@ class Policy:
         self._quiet = 0
         if self.confirming:
             return self._confirm_answer(reading, node)
-        accept = self._accept(node)
+        accept = accept_threshold(node, self.config.confidence_threshold)
         heard, confidence = reading.meaning, reading.confidence
         if heard.intent == HUMAN:
             if confidence >= max(accept, node.ladder.transfer) and heard.certain:
@@ -441,17 +372,13 @@ class Policy:
     def _route(self, node: Node, intent: str) -> list[Action]:
         """An understood intent: the node's edge for it, else its no-match edge (or a person,
         once the caller has asked for what the flow cannot do too often)."""
-        target = self._edge(node, intent)
+        target = edge(node, intent)
         if target is not None:
             return self._enter(target)
         self._unresolved += 1
         if self._unresolved >= self.config.unresolved_turns:
             return self._handoff(HandoffReason.UNRESOLVED, node.queue)
         return self._enter(node.no_match)
-
-    def _accept(self, node: Node) -> float:
-        """The node's own accept threshold, else the configured one."""
-        return node.ladder.accept if node.ladder.accept is not None else self.config.confidence_threshold
 
     def _ask_confirm(self, what: str, value: str = "") -> list[Action]:
         self.confirming = what

@@ -1,0 +1,128 @@
+"""The question a caller is answering, and how sure the bot must be of their words
+there: what they mean, whether a free-form engine is asked for its opinion, and
+how that opinion changes the grammar's reading. Pure: the policy builds one for
+each moment of the call (`Policy.question`); the session asks through the policy.
+
+The second opinion is asked at an open question (not a slot or a language
+choice) when the grammar heard a request for a person (even a sure one: its
+person phrases are where it forces other speech most), an answer that would
+end the call (hanging up cannot be undone), or anything it would reprompt;
+and at "do you want a person?" unless the answer is a sure yes (a yes heard as
+"no" sends a caller who asked for someone back to the menu).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from voicebot.dialog.flow import Flow, Node
+from voicebot.dialog.lang import GOODBYE, HUMAN, NO, PACKS, YES
+from voicebot.dialog.reading import FLUENT, Reading, second_reading, wants_larger
+from voicebot.dialog.understand import Interpretation, interpret
+from voicebot.types import Transcript
+
+
+def accept_threshold(node: Node, default: float) -> float:
+    """The node's own accept threshold, else the configured one."""
+    return node.ladder.accept if node.ladder.accept is not None else default
+
+
+def edge(node: Node, intent: str) -> str | None:
+    """The node an intent leads to from `node` (a goodbye where only "no" has an edge takes it)."""
+    target = node.on.get(intent)
+    return node.on.get(NO) if target is None and intent == GOODBYE else target
+
+
+@dataclass(frozen=True)
+class Question:
+    flow: Flow
+    language: str
+    node: Node | None  # the question asked (None: none is open)
+    confirming: str = ""  # "human" or a slot name while a yes/no question is open
+    threshold: float = 0.6  # the configured accept threshold, where the node sets none
+
+    def understand(self, text: str) -> Interpretation:
+        """What `text` means here."""
+        if not text.strip():
+            return Interpretation(None)
+        node = self.node
+        names = list(node.on) if node is not None else []
+        intents = [self.flow.intents[n] for n in names if n in self.flow.intents]
+        answers = node is None or bool(self.confirming) or bool(node.slot) or YES in names or NO in names
+        return interpret(text, PACKS[self.language], intents, answers)
+
+    def wants_second_opinion(self, reading: Reading) -> bool:
+        """Whether the grammar's reading is too unsure to act on without a free-form engine's."""
+        node = self.node
+        if node is None or node.slot or node.type != "ask" or not node.on:
+            return False
+        meaning, confidence = reading.meaning, reading.confidence
+        if self.confirming:
+            sure_yes = meaning.intent in (YES, HUMAN) and confidence >= self._accept(node)
+            return self.confirming == HUMAN and not sure_yes
+        if meaning.intent == HUMAN or self._ends_call(node, meaning.intent):
+            return True
+        return meaning.intent is None or confidence < self._accept(node)  # would be reprompted
+
+    def reread(self, first: Reading, heard: Transcript, larger: bool = False,
+               second: Transcript | None = None, last: bool = False) -> Reading:
+        """`first` with a free-form engine's opinion of the same audio (`larger`: the
+        fallback's, `second` then the second opinion's words before it: the grammar's
+        words fit as badly as either engine found). `last`: no fallback will be asked
+        (none serves this language): an unsure yes over an unsure no is weighed as the
+        fallback's would be."""
+        if second is not None and second.fit is not None and (heard.fit is None or second.fit < heard.fit):
+            heard = replace(heard, fit=second.fit)
+        said = self.understand(heard.text)
+        final = larger or last
+        if self._unsure_yes_over_no(first, said, heard) and (not final or self._accepted(first)):
+            # the fallback asked about it heard a yes it is as unsure of: the grammar's sure no stands
+            return first
+        return second_reading(first, said, heard, self._sure_person(first), larger, checked=not self.confirming)
+
+    def wants_larger(self, first: Reading, heard: Transcript) -> bool:
+        """Whether the fallback model is asked after the second opinion heard `heard`."""
+        said = self.understand(heard.text)
+        if self._unsure_yes_over_no(first, said, heard):
+            return True
+        reread = second_reading(first, said, heard, self._sure_person(first), checked=not self.confirming)
+        return wants_larger(first, reread, said, heard, self._sure_person(first))
+
+    def opinion_check(self, text: str) -> str:
+        """The grammar's words a free-form engine scores against the audio (Transcript.fit):
+        at an open question, where other speech is forced into a phrase; not at a yes/no."""
+        return "" if self.confirming else text
+
+    def opinion_prompt(self) -> str:
+        """Words to steer the free-form engine toward what callers say here."""
+        if self.confirming == HUMAN:  # the question itself is what the answer follows
+            return self.flow.prompt("confirm_human", self.language)
+        intents = [self.flow.intents[n] for n in (self.node.on if self.node else ()) if n in self.flow.intents]
+        topics = [k for intent in intents for k in intent.keywords.get(self.language, ())]
+        return PACKS[self.language].opinion_prompt(topics)
+
+    def _unsure_yes_over_no(self, first: Reading, said: Interpretation, heard: Transcript) -> bool:
+        """At "do you want a person?": the grammar heard a no, the free-form engine a yes
+        in words it is unsure of ("nah" heard as "Yeah, good, good, good"). A no heard
+        as yes transfers someone who asked for no one: the fallback decides, and its
+        yes as unsure does not outweigh a no the grammar heard at its accept threshold."""
+        node = self.node
+        return self.confirming == HUMAN and node is not None and first.meaning.intent in (NO, GOODBYE) \
+            and first.confidence >= node.ladder.confirm and said.intent in (YES, HUMAN) \
+            and heard.confidence < FLUENT
+
+    def _ends_call(self, node: Node, intent: str | None) -> bool:
+        target = edge(node, intent) if intent else None
+        return target is not None and target in self.flow.nodes and self.flow.nodes[target].type == "end"
+
+    def _accept(self, node: Node) -> float:
+        return accept_threshold(node, self.threshold)
+
+    def _accepted(self, reading: Reading) -> bool:
+        """At or above the question's accept threshold."""
+        return self.node is not None and reading.confidence >= self._accept(self.node)
+
+    def _sure_person(self, reading: Reading) -> bool:
+        node = self.node
+        return node is not None and not self.confirming and reading.meaning.intent == HUMAN \
+            and reading.meaning.certain and reading.confidence >= max(self._accept(node), node.ladder.transfer)
