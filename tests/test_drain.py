@@ -28,7 +28,7 @@ async def test_drain_time_over_stops_the_server_with_the_call_still_in_progress(
         stops.append("stop")
         stopped.set()
 
-    monkeypatch.setattr(drain_module, "_stop", stop)
+    monkeypatch.setattr(drain_module, "stop_serving", stop)
     registry = StuckRegistry()
     drain = Drain(registry, drain_s=0.05)  # type: ignore[arg-type]
     drain.begin()
@@ -41,7 +41,7 @@ async def test_drain_time_over_stops_the_server_with_the_call_still_in_progress(
 
 async def test_a_second_sigterm_stops_at_once(monkeypatch):
     stops: list[str] = []
-    monkeypatch.setattr(drain_module, "_stop", lambda: stops.append("stop"))
+    monkeypatch.setattr(drain_module, "stop_serving", lambda: stops.append("stop"))
     drain = Drain(StuckRegistry(), drain_s=60)  # type: ignore[arg-type]
     drain.begin()
     assert stops == []  # draining: waiting for the call

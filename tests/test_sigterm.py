@@ -121,3 +121,44 @@ async def test_sigterm_hands_calls_over_flushes_records_and_exits_cleanly(tmp_pa
     assert rows[talking_result.call_id] == "handoff:shutdown:1"
     assert rows[leaving_result.call_id] == "handoff:caller_request:1"
     assert not (tmp_path / "calls.db.journal").exists(), "nothing left unwritten"
+
+
+async def test_more_signals_during_the_shutdown_do_not_cut_it_short(tmp_path):
+    """A second SIGTERM (a process manager and `timeout` both sending one, or a
+    whole process group stopped) used to abort the handover and the store's close
+    half way, leaving the process alive on the store's threads. Now it is logged
+    and the shutdown finishes: the call is handed over, written, and the process exits 0."""
+    port, db = free_port(), tmp_path / "calls.db"
+    env = {**os.environ, "VOICEBOT_DB": str(db), "VOICEBOT_SHUTDOWN_GRACE_S": "30"}  # disclosure and handoff play out
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "voicebot.cli", "serve", "--port", str(port), cwd=ROOT, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    output = Output(proc, "shutting down: handing")
+    listening = asyncio.Event()
+
+    def watch(event: dict) -> None:
+        if event["event"] == "prompt" and event["name"] == "disclosure":
+            listening.set()
+
+    try:
+        await wait_healthy(port, proc)
+        call = asyncio.create_task(replay(f"ws://127.0.0.1:{port}/v1/stream", np.zeros(8000, np.int16), 8000,
+                                          ReplayOptions(speed=1, marks="played", max_call_s=40, on_event=watch)))
+        await asyncio.wait_for(listening.wait(), 60)
+        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(output.seen.wait(), 30)
+        proc.send_signal(signal.SIGTERM)
+        result = await call
+        await asyncio.wait_for(proc.wait(), 60)
+        text = await asyncio.wait_for(output.text(), 30)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0, text
+    assert "already stopping" in text
+    assert result.outcome == "handoff:shutdown"
+    with sqlite3.connect(db) as conn:
+        rows = dict(conn.execute("SELECT call_id, outcome || ':' || handoff_reason FROM calls").fetchall())
+    assert rows[result.call_id] == "handoff:shutdown"

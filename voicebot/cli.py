@@ -268,6 +268,7 @@ def _serve(settings: Settings) -> int:
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from voicebot.app import STARTUP, create_app
+    from voicebot.drain import stop_serving
     from voicebot.tls import server_ssl_context
 
     _warn_about_open_ingress(settings)
@@ -292,6 +293,11 @@ def _serve(settings: Settings) -> int:
 
         app[STARTUP].add_done_callback(done)
 
+    async def stop_on_signals(app: web.Application) -> None:  # first: a drain may take SIGTERM over
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            asyncio.get_running_loop().add_signal_handler(sig, stop_serving)
+
+    app.on_startup.insert(0, stop_on_signals)
     app.on_startup.append(watch_startup)
     log.info("listening on %s://%s:%d (Twilio webhook: POST /twilio/voice, native: WS /v1/stream)",
              "https" if tls else "http", settings.host, settings.port)
@@ -300,7 +306,7 @@ def _serve(settings: Settings) -> int:
     # calls finish while /healthz says 503 (voicebot/drain.py). The timeout only bounds sockets still open after that.
     try:
         web.run_app(app, host=settings.host, port=settings.port, print=None, ssl_context=tls,
-                    shutdown_timeout=settings.shutdown_grace_s + 5, handle_signals=True,
+                    shutdown_timeout=settings.shutdown_grace_s + 5, handle_signals=False,
                     reuse_port=bool(settings.reuse_port) or None)
     except ConfigError as exc:  # e.g. stored data sealed under a key not configured
         print(f"voicebot: refusing to start: {exc}", file=sys.stderr)

@@ -6,12 +6,14 @@ health check, but takes no new bot conversation: `/healthz` answers 503
 call that reaches it anyway hears the disclosure and goes straight to a person
 (like any call while the server shuts down). Once its last call has ended, or
 `drain_s` has passed, it shuts down as on any SIGTERM (what is still running is
-handed to a person). A second SIGTERM skips the wait.
+handed to a person). A second SIGTERM skips the wait. Once the shutdown has
+begun (`stop_serving`), further SIGTERMs and SIGINTs are only logged.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import time
@@ -44,7 +46,7 @@ class Drain:
     def begin(self) -> None:
         if self.active:
             log.info("second SIGTERM: stopping now")
-            _stop()
+            stop_serving()
             return
         self.since = time.monotonic()
         self.registry.draining = True
@@ -58,15 +60,27 @@ class Drain:
             log.info("drained: every call has ended")
         except TimeoutError:
             log.warning("drain time over with %d calls in progress", len(self.registry.sessions))
-        _stop()
+        stop_serving()
 
     async def _calls_ended(self) -> None:
         while self.registry.sessions:
             await self.registry.changed()
 
 
-def _stop() -> None:
-    """Leave the server's run loop as aiohttp's own SIGTERM handler does."""
+def stop_serving() -> None:
+    """Leave the server's run loop as aiohttp's own SIGTERM handler does, once. A
+    SIGTERM or SIGINT after this is only logged: raising again would cut short the
+    handover of the calls and the closing of the store, whose threads would then
+    keep the process alive with nothing serving (SIGKILL still stops it at once)."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):  # not the main thread's loop
+            loop.add_signal_handler(sig, _already_stopping)
+
     def stop() -> None:
         raise GracefulExit()
-    asyncio.get_running_loop().call_soon(stop)
+    loop.call_soon(stop)
+
+
+def _already_stopping() -> None:
+    log.warning("already stopping: handing the calls over and closing the store first")
