@@ -316,15 +316,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="writes OUT/manifest.json and OUT/audio/<language>/*.wav")
     parser.add_argument("--real", action=argparse.BooleanOptionalAction, default=None,
                         help="add the Asterisk real recordings to English (default: only for the default phrases)")
-    parser.add_argument("--real-sources", type=Path, default=REAL_SOURCES,
-                        help="the real recordings to add (TOML like evaluation/real_sources.toml; a dev set "
-                        "has its own, benchmarks/devset/real.toml); given, it implies --real")
+    parser.add_argument("--real-sources", type=Path,
+                        help="the real recordings to add (TOML like evaluation/real_sources.toml, the "
+                        "default; a dev set has its own, benchmarks/devset/real.toml); given, it implies --real")
     parser.add_argument("--jobs", type=int, default=2, help="clips rendered in parallel")
     args = parser.parse_args(argv)
-    if args.real_sources != REAL_SOURCES and args.real is None:
-        args.real = True
     phrase_files = args.phrases or [ROOT / "evaluation/phrases/en.toml", ROOT / "evaluation/phrases/ko.toml"]
-    with_real = args.real if args.real is not None else not args.phrases
+    with_real = args.real if args.real is not None else not args.phrases or args.real_sources is not None
     jobs: list[Job] = []
     languages = []
     for path in phrase_files:
@@ -335,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         languages.append(language)
         jobs += phrase_jobs(book, language)
         if with_real and language == "en":
-            jobs += real_jobs(args.real_sources)
+            jobs += real_jobs(args.real_sources or REAL_SOURCES)
     # a dev set gets other noise than the evaluation set
     tag = "" if not args.phrases else "-" + "-".join(p.stem for p in phrase_files)
     return build(jobs, languages, args.out, args.jobs, tag)

@@ -16,8 +16,10 @@ confirmation, not something measured, and every flow lists "yes" and "no".
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
+import sys
 import tomllib
 import wave
 from collections import Counter
@@ -252,22 +254,23 @@ def test_english_has_three_synthesizer_families_and_real_recordings() -> None:
     assert "human" in families, "no real recordings in the English set"
 
 
-def real_files(listed: Path) -> set[str]:
-    """The recordings a real-sources file (evaluation/real_sources.toml's form) takes."""
-    sources = tomllib.loads(listed.read_text(encoding="utf-8"))
-    return {f"{body['dir']}/{clip['file']}" for name, body in sources.items() if name != "licences"
-            for clip in body["clips"]}
+def real_jobs(listed: Path) -> list[Any]:
+    """The recordings a real-sources file lists, read as scripts/make_heldout.py reads them."""
+    spec = importlib.util.spec_from_file_location("make_heldout", ROOT / "scripts" / "make_heldout.py")
+    assert spec is not None and spec.loader is not None
+    module = sys.modules.setdefault("make_heldout", importlib.util.module_from_spec(spec))
+    spec.loader.exec_module(module)  # registered first: its dataclasses look their module up
+    return list(module.real_jobs(listed))
 
 
 def test_the_dev_recordings_are_not_the_held_out_or_fixture_ones() -> None:
     """Real recordings rules are chosen on (benchmarks/devset/real.toml) are others than the
     held-out set's and the fixtures' (their speaker may be the same: she is all there is)."""
-    dev, held_out = real_files(ROOT / "benchmarks/devset/real.toml"), real_files(EVAL / "real_sources.toml")
+    dev_jobs = real_jobs(ROOT / "benchmarks/devset/real.toml")
+    dev, held_out = {str(j.source) for j in dev_jobs}, {str(j.source) for j in real_jobs(EVAL / "real_sources.toml")}
     assert len(dev) >= 25 and len(held_out) >= 25
     assert not dev & held_out
     fixtures = (ROOT / "audio_fixtures" / "manifest.json").read_text(encoding="utf-8")
     assert "tt-weasels" in fixtures  # the fixtures name their Asterisk sources this way
     assert not [f for f in dev if f"{Path(f).stem}" in re.findall(r"[\w/-]+", fixtures)]
-    dev_texts = {normalise(c["text"]) for c in tomllib.loads((ROOT / "benchmarks/devset/real.toml").read_text(
-        encoding="utf-8"))["asterisk"]["clips"]}
-    assert not dev_texts & set(eval_phrases(manifest()))
+    assert not {normalise(j.text) for j in dev_jobs} & set(eval_phrases(manifest()))

@@ -113,7 +113,7 @@ class Question:
 
     def _ends_call(self, node: Node, intent: str | None) -> bool:
         target = edge(node, intent) if intent else None
-        return target is not None and target in self.flow.nodes and self.flow.nodes[target].type == "end"
+        return target is not None and self.flow.nodes[target].type == "end"
 
     def _accept(self, node: Node) -> float:
         return accept_threshold(node, self.threshold)
