@@ -17,6 +17,7 @@ import contextlib
 import logging
 import signal
 import time
+import weakref
 
 from aiohttp.web_runner import GracefulExit
 
@@ -71,8 +72,14 @@ def stop_serving() -> None:
     """Leave the server's run loop as aiohttp's own SIGTERM handler does, once. A
     SIGTERM or SIGINT after this is only logged: raising again would cut short the
     handover of the calls and the closing of the store, whose threads would then
-    keep the process alive with nothing serving (SIGKILL still stops it at once)."""
+    keep the process alive with nothing serving (SIGKILL still stops it at once).
+    Two signals read in one turn of the loop both reach the handler set before the
+    first ran, so the loop itself remembers that it is stopping."""
     loop = asyncio.get_running_loop()
+    if loop in _STOPPING:
+        _already_stopping()
+        return
+    _STOPPING.add(loop)
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):  # not the main thread's loop
             loop.add_signal_handler(sig, _already_stopping)
@@ -80,6 +87,9 @@ def stop_serving() -> None:
     def stop() -> None:
         raise GracefulExit()
     loop.call_soon(stop)
+
+
+_STOPPING: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
 
 
 def _already_stopping() -> None:
