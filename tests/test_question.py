@@ -40,12 +40,24 @@ def test_edges_and_thresholds_come_from_the_node() -> None:
 def test_what_it_asks_a_second_opinion_about() -> None:
     menu = at(FLOW, "menu")
     assert menu.wants_second_opinion(Reading(menu.understand("no thank you"), 0.99))  # it would hang up
-    assert not menu.wants_second_opinion(Reading(menu.understand("where is my order"), 0.99))
+    assert menu.wants_second_opinion(Reading(menu.understand("where is my order"), 0.99))  # checked too
     assert menu.wants_second_opinion(Reading(menu.understand(""), 0.0))
     slot = next(n for n in ORDERS.nodes.values() if n.slot)
     asking_digits = Question(ORDERS, "en", slot)
     assert not asking_digits.wants_second_opinion(Reading(asking_digits.understand("four one"), 0.1))
     assert not Question(FLOW, "en", None).wants_second_opinion(Reading(menu.understand(""), 0.0))
+
+
+def test_what_the_grammar_is_sure_of_alone() -> None:
+    """Checked or not, a routine reading over the threshold is one the grammar is sure of
+    (a joined turn so read is not decoded again in parts); a person, a goodbye, an unsure
+    or empty reading is not."""
+    menu = at(FLOW, "menu")
+    assert menu.settled(Reading(menu.understand("where is my order"), 0.9))
+    assert not menu.settled(Reading(menu.understand("where is my order"), 0.5))
+    assert not menu.settled(Reading(menu.understand("agent please"), 0.99))
+    assert not menu.settled(Reading(menu.understand("no thank you"), 0.99))
+    assert not menu.settled(Reading(menu.understand(""), 0.99))
 
 
 def test_the_prompt_and_the_check_follow_the_question() -> None:

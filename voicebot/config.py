@@ -106,7 +106,7 @@ class Settings:
     # 20 handoffs in 10 s on 2 cores, where 1 took 3.6 s (benchmarks/transcripts.py --part server)
     transcript_workers: int = 2
     transcript_queue: int = 64  # utterances waiting for it at most; more are skipped, marked
-    # a free-form engine asked about the utterances the grammar recogniser is unsure of:
+    # a free-form engine asked about callers' answers to open questions and unsure confirmations:
     # off | auto (whisper when its extra and model are installed) | whisper
     second_opinion: str = "auto"
     # auto: whisper-tiny.en for English, the multilingual whisper-base for other languages

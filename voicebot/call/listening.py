@@ -208,8 +208,8 @@ class TurnListener:
             self._speech = None
 
     async def result(self, turn: EndedTurn) -> Transcript:
-        """The grammar's words for the turn. A joined turn whose whole reading the bot
-        would not act on as it stands is also heard without the turn it joined, and that
+        """The grammar's words for the turn. A joined turn whose whole reading the grammar
+        is not sure of alone (Policy.settled) is also heard without the turn it joined, and that
         reading is taken when it holds something the flow knows and is surer: the
         grammar knows whole phrases, so a request said after a stretch it has no words
         for ("hello, is anyone there … I want to speak to a person") is heard only on
@@ -220,7 +220,7 @@ class TurnListener:
         if turn.alone is None:
             return whole
         reading = self._policy.read(whole.text, whole.confidence)
-        if reading.meaning.intent is not None and not self._policy.wants_second_opinion(reading):
+        if self._policy.settled(reading):
             return whole
         alone = await self._heard_alone(turn.alone)
         if alone is not None and alone.confidence > whole.confidence \

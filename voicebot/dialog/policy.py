@@ -137,6 +137,9 @@ class Policy:
     def wants_second_opinion(self, reading: Reading) -> bool:
         return self.question.wants_second_opinion(reading)
 
+    def settled(self, reading: Reading) -> bool:
+        return self.question.settled(reading)
+
     def reread(self, first: Reading, heard: Transcript, larger: bool = False,
                second: Transcript | None = None, last: bool = False) -> Reading:
         return self.question.reread(first, heard, larger, second, last)

@@ -3,12 +3,13 @@ there: what they mean, whether a free-form engine is asked for its opinion, and
 how that opinion changes the grammar's reading. Pure: the policy builds one for
 each moment of the call (`Policy.question`); the session asks through the policy.
 
-The second opinion is asked at an open question (not a slot or a language
-choice) when the grammar heard a request for a person (even a sure one: its
-person phrases are where it forces other speech most), an answer that would
-end the call (hanging up cannot be undone), or anything it would reprompt;
-and at "do you want a person?" unless the answer is a sure yes (a yes heard as
-"no" sends a caller who asked for someone back to the menu).
+The second opinion is asked about every answer to an open question (not a
+slot or a language choice), however sure the grammar is: a grammar forces
+other speech into its nearest phrase, often with a confidence it would act on
+("I'm looking for a plumber" heard as "looking for an order", 0.63), so a sure
+reading is checked like an unsure one; and at "do you want a person?" unless
+the answer is a sure yes (a yes heard as "no" sends a caller who asked for
+someone back to the menu).
 """
 
 from __future__ import annotations
@@ -52,17 +53,29 @@ class Question:
         return interpret(text, PACKS[self.language], intents, answers)
 
     def wants_second_opinion(self, reading: Reading) -> bool:
-        """Whether the grammar's reading is too unsure to act on without a free-form engine's."""
+        """Whether a free-form engine is asked about the grammar's reading before it is acted on."""
         node = self.node
         if node is None or node.slot or node.type != "ask" or not node.on:
             return False
-        meaning, confidence = reading.meaning, reading.confidence
         if self.confirming:
-            sure_yes = meaning.intent in (YES, HUMAN) and confidence >= self._accept(node)
+            sure_yes = reading.meaning.intent in (YES, HUMAN) and reading.confidence >= self._accept(node)
             return self.confirming == HUMAN and not sure_yes
-        if meaning.intent == HUMAN or self._ends_call(node, meaning.intent):
+        return True
+
+    def settled(self, reading: Reading) -> bool:
+        """Whether the grammar alone is sure of its reading: an intent at or over the
+        question's accept threshold, other than a request for a person or an answer that
+        ends the call (where it forces other speech most, and a mistake costs most), or
+        any intent where no second opinion is asked. A joined turn so read is not decoded
+        again in parts (ListeningTurns.result): that costs every caller in a burst."""
+        node, intent = self.node, reading.meaning.intent
+        if intent is None:
+            return False
+        if not self.wants_second_opinion(reading):
             return True
-        return meaning.intent is None or confidence < self._accept(node)  # would be reprompted
+        if node is None or self.confirming or intent == HUMAN or self._ends_call(node, intent):
+            return False
+        return reading.confidence >= self._accept(node)
 
     def reread(self, first: Reading, heard: Transcript, larger: bool = False,
                second: Transcript | None = None, last: bool = False) -> Reading:
@@ -111,8 +124,8 @@ class Question:
             and first.confidence >= node.ladder.confirm and said.intent in (YES, HUMAN) \
             and heard.confidence < FLUENT
 
-    def _ends_call(self, node: Node, intent: str | None) -> bool:
-        target = edge(node, intent) if intent else None
+    def _ends_call(self, node: Node, intent: str) -> bool:
+        target = edge(node, intent)
         return target is not None and self.flow.nodes[target].type == "end"
 
     def _accept(self, node: Node) -> float:

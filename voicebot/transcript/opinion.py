@@ -1,9 +1,10 @@
-"""A second opinion on the utterances the grammar recogniser is unsure of.
+"""A second opinion on what the grammar recogniser heard.
 
 The decision recogniser is fast but places words only inside its small
-grammar; a large-vocabulary engine (Whisper) hears what callers actually said
-but takes a few hundred milliseconds. So the call asks this one only when the
-dialog policy says the grammar's reading is not sure enough to act on, and
+grammar, forcing other speech into them; a large-vocabulary engine (Whisper)
+hears what callers actually said but takes a hundred milliseconds or more. So
+the call asks this one when the dialog policy says so (every answer to an open
+question, an unsure answer to "do you want a person?"), and
 waits at most `timeout_s`: a second opinion that comes late, fails, or finds
 the engine busy is no opinion, and the grammar's reading stands. The engine
 runs in its own process at normal priority (unlike the background transcript

@@ -1,0 +1,97 @@
+"""How the grammar recogniser's confidence depends on the silence around speech.
+
+pocketsphinx's confidence here is the per-frame score margin of the grammar's
+sentence over the free phone loop. Frames of line noise favour the sentence
+path (its silence model fits them; the loop must spend phones on them), so
+the same words read with more silence after them come out surer. A server's
+turn carries the endpointer's lead-in and 0.2-0.5 s of silence after the
+speech; a clip decided offline, 0.3 s on each side. This prints, per class,
+the median confidence of the grammar's reading of each clip with its trailing
+silence cut to 0 s or stretched to 0.2, 0.5 and 1 s (the clip's own line
+noise, repeated), and how many readings with words stand at or over the
+accept threshold (0.6) at each length.
+
+    .venv/bin/python benchmarks/silence_confidence.py --manifest dev/manifest.json --limit 10
+
+For dev sets: it reads each clip's words.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from voicebot.asr.loader import load_engine  # noqa: E402
+from voicebot.audio.wav import read_wav  # noqa: E402
+from voicebot.dialog import policy as p  # noqa: E402
+from voicebot.dialog.compile import vocabulary  # noqa: E402
+from voicebot.dialog.flow import DEFAULT_FLOW  # noqa: E402
+from voicebot.dialog.flowcheck import load_checked  # noqa: E402
+
+PAD_S = 0.3  # the silence make_heldout.py puts on each side of the speech
+TAILS_S = (0.0, 0.2, 0.5, 1.0)
+THRESHOLD = 0.6
+CLASSES = ("person_request", "routine", "person_word_no_request", "out_of_domain")
+
+
+def menu_context(flow_path: Path) -> str:
+    """The grammar context the menu listens in."""
+    policy = p.Policy(load_checked(flow_path), "en")
+    policy.start()
+    for _ in range(2):  # the disclosure, then the menu, played
+        prompt = policy.current_prompt
+        assert prompt is not None
+        policy.step(p.PromptDone(prompt.prompt_id))
+    return policy.listen_context
+
+
+def with_tail(samples: np.ndarray, rate: int, tail_s: float) -> np.ndarray:
+    """The clip with its trailing silence cut to nothing and `tail_s` of its leading line noise added."""
+    pad = int(PAD_S * rate)
+    noise = np.tile(samples[:pad], int(tail_s / PAD_S) + 1)[: int(tail_s * rate)]
+    return np.concatenate([samples[:-pad], noise]).astype(np.int16)
+
+
+def sure(readings: list[tuple[str, float]]) -> int:
+    """Readings with words at or over the accept threshold."""
+    return sum(1 for words, confidence in readings if words and confidence >= THRESHOLD)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--manifest", type=Path, required=True)
+    ap.add_argument("--limit", type=int, default=10, help="clips per class")
+    args = ap.parse_args(argv)
+    flow = load_checked(DEFAULT_FLOW)
+    engine = load_engine(None, vocabulary(flow, "en"))
+    context = menu_context(DEFAULT_FLOW)
+    clips = json.loads(args.manifest.read_text(encoding="utf-8"))
+    clips = clips["clips"] if isinstance(clips, dict) else clips
+    print(f"{'class':24} {'n':>3}" + "".join(f" {f'{t:.1f} s':>14}" for t in TAILS_S))
+    for cls in CLASSES:
+        mine = [c for c in clips if c["class"] == cls and c["language"] == "en"][: args.limit]
+        found: dict[float, list[tuple[str, float]]] = {t: [] for t in TAILS_S}
+        for clip in mine:
+            samples, rate = read_wav(args.manifest.parent / clip["file"], engine.sample_rate)
+            for tail in TAILS_S:
+                stream = engine.stream(context)
+                stream.accept(with_tail(samples, rate, tail).tobytes())
+                heard = stream.finish()
+                found[tail].append((heard.text, heard.confidence))
+        cells = [f"{statistics.median(c for _, c in found[t]):.2f} ({sure(found[t]):>2} sure)" for t in TAILS_S]
+        print(f"{cls:24} {len(mine):>3}" + "".join(f" {cell:>14}" for cell in cells))
+    print(f"\nmedian confidence of the grammar's reading (sure: words at or over {THRESHOLD}), "
+          "by the silence after the speech")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
