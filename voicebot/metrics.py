@@ -86,7 +86,7 @@ class Metrics:
         self.csat_rating = Histogram("voicebot_csat_rating", "Callers' satisfaction ratings (1-5)",
                                      buckets=RATING_BUCKETS, registry=r)
         self.second_opinions = Counter(
-            "voicebot_second_opinions", "Unsure utterances sent to the free-form engine, by what came "
+            "voicebot_second_opinions", "Callers' answers sent to the free-form engine, by what came "
             "of it (asked; answered, late, failed; busy: not asked)", ["result"], registry=r)
         self.fallback_opinions = Counter(
             "voicebot_second_opinion_fallbacks", "Turns the second opinion left not understood, sent to "

@@ -67,7 +67,7 @@ class Question:
         question's accept threshold, other than a request for a person or an answer that
         ends the call (where it forces other speech most, and a mistake costs most), or
         any intent where no second opinion is asked. A joined turn so read is not decoded
-        again in parts (ListeningTurns.result): that costs every caller in a burst."""
+        again in parts (TurnListener.result): that costs every caller in a burst."""
         node, intent = self.node, reading.meaning.intent
         if intent is None:
             return False

@@ -76,10 +76,10 @@ async def start_second_opinion(settings: Settings) -> SecondOpinion | None:
     except (ConfigError, EngineError) as exc:
         if mode == "whisper":
             raise ConfigError("second_opinion_model", str(exc).split(": ", 1)[-1]) from None
-        log.info("no second opinion on unsure utterances (%s); for it: pip install "
+        log.info("no second opinion on callers' answers (%s); for it: pip install "
                  "'voicebot[whisper]' and a Whisper model", exc)
         return None
-    log.info("second opinion on unsure utterances: %s", opinion.description)
+    log.info("second opinion on callers' answers: %s", opinion.description)
     return opinion
 
 
