@@ -586,6 +586,22 @@ async def test_real_calls_the_grammar_alone_misses(start_server, en_engine):
 
 @pytest.mark.e2e
 @pytest.mark.engine
+async def test_a_real_call_whose_other_speech_the_grammar_is_sure_of_is_asked_again(start_server, en_engine):
+    """In a server the grammar reads this out-of-domain sentence as "looking for an order"
+    over its accept threshold; Whisper, asked about every answer, hears the caller's own
+    words, so the caller is asked again instead of being told about their order."""
+    server = await start_server(en_engine, second_opinion="whisper", second_opinion_timeout_s=60)
+    samples, rate = read_wav(Path(__file__).parent / "audio" / "looking_for_a_plumber_flite_slt.wav")
+    plumber = await replay(server.ws + "/v1/stream", samples, rate,
+                           ReplayOptions(max_call_s=20, caller="+15550125", confirm="none"))
+    asked = [e["name"] for e in plumber.of("prompt")]
+    assert "didnt_catch" in asked and "order_status" not in asked, asked
+    heard = [e for e in plumber.of("transcript")]
+    assert heard and "plumber" in heard[0]["text"].lower(), heard  # Whisper's words, not the grammar's
+
+
+@pytest.mark.e2e
+@pytest.mark.engine
 async def test_a_korean_request_the_grammar_misses_is_put_through(start_server, ko_engine):
     """Korean calls ask the multilingual Whisper base (VOICEBOT_SECOND_OPINION_MODEL=auto):
     the Vosk grammar hears no request in this caller's words, base hears a person and
