@@ -51,7 +51,7 @@ from voicebot.audio.wav import read_wav  # noqa: E402
 from voicebot.config import Settings  # noqa: E402
 from voicebot.dialog import policy as p  # noqa: E402
 from voicebot.dialog.compile import vocabulary  # noqa: E402
-from voicebot.dialog.flow import DEFAULT_FLOW  # noqa: E402
+from voicebot.dialog.flow import DEFAULT_FLOW, Flow  # noqa: E402
 from voicebot.dialog.flowcheck import load_checked  # noqa: E402
 from voicebot.transcript.wiring import opinion_model  # noqa: E402
 from voicebot.types import Transcript, Utterance  # noqa: E402
@@ -68,6 +68,17 @@ class Heard:
     fit: float | None = None  # the second opinion's fit of the grammar's words
     larger_fit: float | None = None  # the fallback's
     meaning: str | None = None
+
+
+def policy_at_menu(flow: Flow, language: str) -> p.Policy:
+    """A call's policy once the disclosure and the menu have played."""
+    policy = p.Policy(flow, language)
+    policy.start()
+    for _ in range(2):  # the disclosure, then the menu, played
+        prompt = policy.current_prompt
+        assert prompt is not None
+        policy.step(p.PromptDone(prompt.prompt_id))
+    return policy
 
 
 @dataclass
@@ -96,13 +107,7 @@ class Decider:
                                            threads=2, beam_size=1)
 
     def at_menu(self) -> p.Policy:
-        policy = p.Policy(self.flow, self.language)
-        policy.start()
-        for _ in range(2):  # the disclosure, then the menu, played
-            prompt = policy.current_prompt
-            assert prompt is not None
-            policy.step(p.PromptDone(prompt.prompt_id))
-        return policy
+        return policy_at_menu(self.flow, self.language)
 
     def turn(self, policy: p.Policy, base: Path, file: str, log: list[Heard]) -> str:
         samples, _ = read_wav(base / file, self.engine.sample_rate)

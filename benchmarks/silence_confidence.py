@@ -19,7 +19,6 @@ For dev sets: it reads each clip's words.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from pathlib import Path
@@ -28,29 +27,21 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from decisions import policy_at_menu  # noqa: E402
+from understanding import CLASSES, Clips  # noqa: E402
+
+from scripts.make_heldout import PAD_S  # noqa: E402  (the silence on each side of a rendered clip)
 from voicebot.asr.loader import load_engine  # noqa: E402
+from voicebot.asr.sphinx_engine import THRESHOLD  # noqa: E402
 from voicebot.audio.wav import read_wav  # noqa: E402
-from voicebot.dialog import policy as p  # noqa: E402
 from voicebot.dialog.compile import vocabulary  # noqa: E402
 from voicebot.dialog.flow import DEFAULT_FLOW  # noqa: E402
 from voicebot.dialog.flowcheck import load_checked  # noqa: E402
 
-PAD_S = 0.3  # the silence make_heldout.py puts on each side of the speech
 TAILS_S = (0.0, 0.2, 0.5, 1.0)
-THRESHOLD = 0.6
-CLASSES = ("person_request", "routine", "person_word_no_request", "out_of_domain")
-
-
-def menu_context(flow_path: Path) -> str:
-    """The grammar context the menu listens in."""
-    policy = p.Policy(load_checked(flow_path), "en")
-    policy.start()
-    for _ in range(2):  # the disclosure, then the menu, played
-        prompt = policy.current_prompt
-        assert prompt is not None
-        policy.step(p.PromptDone(prompt.prompt_id))
-    return policy.listen_context
+MEASURED = tuple(c for c in CLASSES if c != "noise")
 
 
 def with_tail(samples: np.ndarray, rate: int, tail_s: float) -> np.ndarray:
@@ -72,11 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     flow = load_checked(DEFAULT_FLOW)
     engine = load_engine(None, vocabulary(flow, "en"))
-    context = menu_context(DEFAULT_FLOW)
-    clips = json.loads(args.manifest.read_text(encoding="utf-8"))
-    clips = clips["clips"] if isinstance(clips, dict) else clips
+    context = policy_at_menu(flow, "en").listen_context
+    clips = Clips(args.manifest).all
     print(f"{'class':24} {'n':>3}" + "".join(f" {f'{t:.1f} s':>14}" for t in TAILS_S))
-    for cls in CLASSES:
+    for cls in MEASURED:
         mine = [c for c in clips if c["class"] == cls and c["language"] == "en"][: args.limit]
         found: dict[float, list[tuple[str, float]]] = {t: [] for t in TAILS_S}
         for clip in mine:
