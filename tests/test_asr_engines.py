@@ -146,6 +146,20 @@ def test_sphinx_caller_cut_off_mid_sentence_is_no_confident_request(sphinx, spea
     assert result.confidence < THRESHOLD
 
 
+@pytest.mark.parametrize("text", ["my neighbour has a dog", "can you tell me a joke",
+                                  "the weather is nice today", "i am looking for a plumber"])
+def test_sphinx_silence_after_other_speech_does_not_make_it_a_request(sphinx, speak, text):
+    """A caller who stays silent after saying something else is not heard surer
+    for it: over every frame, 1.5 s more of the line's own noise read "my neighbour
+    has a dog" as "i need live somebody" at 0.88 (0.17 without it)."""
+    pcm = speak(text, "en-us")
+    line_noise = pcm[: int(A.PREROLL_S * 16000) * 2]
+    tail = (line_noise * 10)[: int(1.5 * 16000) * 2]
+    short, long = recognise(sphinx, pcm), recognise(sphinx, pcm + tail)
+    assert long.confidence < THRESHOLD, f"false accept after silence: {long}"
+    assert long.confidence - short.confidence < 0.15, (short, long)
+
+
 def turn_audio(name: str) -> tuple[bytes, bytes]:
     """A turn fixture at 16 kHz, split at its first pause as the endpointer has
     it there (the pre-roll, 300 ms before the 60 ms of voice that start speech;

@@ -38,8 +38,10 @@ import threading
 import weakref
 from dataclasses import dataclass
 
+import numpy as np
 from pocketsphinx import Decoder, get_model_path
 
+from voicebot.asr.sphinx_margin import FrameLevels, margin_over_loop
 from voicebot.phrases import TemplateError, fsg_edges, parse, words
 from voicebot.types import Partial, Transcript, Vocabulary, Word
 
@@ -76,6 +78,9 @@ NO_TEXT_BELOW = 0.2  # under this the sentence is a guess the loop clearly beats
 # the log-odds by one. Fitted by benchmarks/asr_rejection.py --fit: -4.4 with
 # the loop scored every frame; scored every other frame (LOOP_DS) the loop's
 # paths score lower, and the same fit puts the operating point 8.5 higher.
+# The fit's utterances, and a server's turns, carry the silence of the margin's
+# window (sphinx_margin.py), so it keeps them: over 105 turns of dev calls through a server the
+# window's margin equalled the every-frame one in 84 (the rest had more silence).
 THRESHOLD = 0.6
 MARGIN_AT_THRESHOLD = 4.1
 MARGIN_SCALE = 2.0
@@ -169,6 +174,9 @@ class _DecoderSet:
     def feed(self, pcm: bytes) -> None:
         self.sentences.process_raw(pcm, False, False)
         self.loop.process_raw(pcm, False, False)
+
+    def margin(self, levels: np.ndarray) -> float:
+        return margin_over_loop(self.sentences, self.loop, levels)
 
     def end(self) -> None:
         if self.in_utterance:
@@ -329,13 +337,6 @@ def _accepts(transitions: list, words: list[str]) -> bool:  # type: ignore[type-
     return 1 in states
 
 
-def _margin(decoders: _DecoderSet, sentence_score: float) -> float:
-    """Per-frame score margin of the sentence path over the phone loop."""
-    loop = _score(decoders.loop)
-    frames = max(1, decoders.sentences.n_frames())
-    return (sentence_score - loop[1]) / frames if loop is not None else float("-inf")
-
-
 class SphinxStream:
     """One utterance. accept() decodes as audio arrives (after the first
     CMN_SECONDS, which set the cepstral mean); finish() only closes the searches."""
@@ -349,6 +350,7 @@ class SphinxStream:
         self._done = False
         self._early: bytearray | None = None  # the audio so far, while decoded on a short mean
         self.margin: float | None = None  # per-frame score margin of the last result
+        self._levels = FrameLevels()
 
     def accept(self, pcm: bytes) -> None:
         if self._done:
@@ -356,6 +358,7 @@ class SphinxStream:
         if not pcm:
             return
         self._pending += pcm
+        self._levels.add(pcm)
         if self._early is not None:
             self._early += pcm
             if len(self._early) >= _CMN_BYTES:
@@ -423,14 +426,14 @@ class SphinxStream:
         decoders = self._decoders
         assert decoders is not None
         sentence = _score(decoders.sentences)
-        text, score = sentence if sentence is not None and sentence[0].strip() else ("", 0)
+        text = sentence[0] if sentence is not None and sentence[0].strip() else ""
         whole = bool(text) and _accepts(self._engine._graphs[self._context], text.split())
         if self._early is not None and not whole:
             self._give_back_early()  # too early for anything but a whole phrase
             return Partial("", 0.0, False)
         if not text:
             return Partial("", 0.0, False, decoded=True)
-        return Partial(text, round(margin_to_confidence(_margin(decoders, score)), 4), whole, decoded=True)
+        return Partial(text, round(margin_to_confidence(decoders.margin(self._levels.all())), 4), whole, decoded=True)
 
     def _begin(self, build: bool) -> bool:
         engine = self._engine
@@ -462,8 +465,8 @@ class SphinxStream:
         sentence = _score(decoders.sentences)
         if sentence is None or not sentence[0].strip():
             return Transcript("", 0.0)
-        text, sentence_score = sentence
-        margin = self.margin = _margin(decoders, sentence_score)
+        text = sentence[0]
+        margin = self.margin = decoders.margin(self._levels.all())
         confidence = margin_to_confidence(margin)
         whole = _accepts(self._engine._graphs[self._context], text.split())
         if not whole:  # the caller stopped mid-phrase: keep the words, never as a request
