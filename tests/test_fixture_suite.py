@@ -24,8 +24,13 @@ pytestmark = [pytest.mark.e2e, pytest.mark.engine, pytest.mark.slow]
 # the call still ends with a human (or a polite reprompt), but not for the
 # manifest's reason. Each is a bug to fix in the engine, never in the manifest.
 KNOWN_MISSES = {
+    # These two passed at 0.69 before the margin was taken over a window (session 32):
+    # the window is found by level, and in hiss or with a soft start and end it
+    # leaves out frames at the speech's edges that the endpointer kept. With the
+    # Whisper second opinion (the default; this suite runs the grammar alone) both
+    # calls complete.
     "en_password_noisy_10db.wav": "pocketsphinx gets the words right under 10 dB hiss, but the phone "
-    "loop fits the noisy audio better: confidence ~0.2 < 0.6, reprompted, then no input",
+    "loop fits the noisy audio better: 'i couldn't sign in our' at ~0.52 < 0.6, reprompted, then no input",
     # Vosk's Korean model on 8 kHz telephone audio (nothing above 3.4 kHz, which
     # its 16 kHz training data always has): the N-best margin rejects the
     # espeak-ng fixtures as not-a-request. The caller is reprompted and then
@@ -37,7 +42,7 @@ KNOWN_MISSES = {
     # Regressions of the phrase-template grammar (issue 12; the grammar before
     # flows got both): more paths, and language weight 1, move these margins down
     "en_caribbean_track.wav": "'i want to track my package' heard as 'what happened to an package' at "
-    "~0.57 < 0.6: reprompted, then no input",
+    "~0.58 < 0.6: reprompted, then no input",
     "en_human_operator.wav": "a bare 'operator' (espeak-ng en-us) loses to the empty path (~0.10)",
 }
 # Calls arrive this far apart, as they do at a contact centre. All at once,
