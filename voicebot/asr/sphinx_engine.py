@@ -78,9 +78,11 @@ NO_TEXT_BELOW = 0.2  # under this the sentence is a guess the loop clearly beats
 # the log-odds by one. Fitted by benchmarks/asr_rejection.py --fit: -4.4 with
 # the loop scored every frame; scored every other frame (LOOP_DS) the loop's
 # paths score lower, and the same fit puts the operating point 8.5 higher.
-# The fit's utterances, and a server's turns, carry the silence of the margin's
-# window (sphinx_margin.py), so it keeps them: over 105 turns of dev calls through a server the
-# window's margin equalled the every-frame one in 84 (the rest had more silence).
+# The margin is now taken over a window (sphinx_margin.py) that a server's turn
+# fills with its pre-roll and hangover, so the map stayed: over 105 turns of dev
+# calls through a server the window's margin equalled the every-frame one in 84.
+# asr_rejection.py's clips carry more silence (the synthesizer's own besides the
+# pads) and read a median 1.0 lower over the window: a refit there would move it.
 THRESHOLD = 0.6
 MARGIN_AT_THRESHOLD = 4.1
 MARGIN_SCALE = 2.0
