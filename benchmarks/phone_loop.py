@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import sys
 import tempfile
@@ -149,8 +150,10 @@ def decode(decoder: object, cmn: str, pcm: bytes) -> tuple[float | None, float]:
     decoder.process_raw(pcm, False, False)  # type: ignore[attr-defined]
     took = time.process_time() - began
     decoder.end_utt()  # type: ignore[attr-defined]
-    scored = se._score(decoder)  # type: ignore[arg-type]
-    return (scored[1] if scored else None), took
+    hyp = decoder.hyp()  # type: ignore[attr-defined]
+    if hyp is None or hyp.best_score <= 0.0:
+        return None, took
+    return math.log(hyp.best_score) / math.log(1.0001), took  # pocketsphinx's log base
 
 
 if __name__ == "__main__":

@@ -91,8 +91,6 @@ MARGIN_SCALE = 2.0
 # told from other speech as well (benchmarks/README.md, phone_loop.py).
 LOOP_DS = 2
 
-_LN_BASE = math.log(1.0001)
-  # pocketsphinx's log base
 _PHONES = ("AA", "AE", "AH", "AO", "AW", "AY", "B", "CH", "D", "DH", "EH", "ER", "EY", "F", "G",
            "HH", "IH", "IY", "JH", "K", "L", "M", "N", "NG", "OW", "OY", "P", "R", "S", "SH", "T",
            "TH", "UH", "UW", "V", "W", "Y", "Z", "ZH")
@@ -154,11 +152,12 @@ def phone_loop(feat_params: str, **config: object) -> Decoder:
     return loop
 
 
-def _score(decoder: Decoder) -> tuple[str, float] | None:
+def _sentence(decoder: Decoder) -> str:
+    """The best path's words so far ("" for none, or the path of silence alone)."""
     hyp = decoder.hyp()
     if hyp is None or hyp.best_score <= 0.0:
-        return None
-    return hyp.hypstr, math.log(hyp.best_score) / _LN_BASE
+        return ""
+    return str(hyp.hypstr) if hyp.hypstr.strip() else ""
 
 
 @dataclass
@@ -427,8 +426,7 @@ class SphinxStream:
         self._feed()
         decoders = self._decoders
         assert decoders is not None
-        sentence = _score(decoders.sentences)
-        text = sentence[0] if sentence is not None and sentence[0].strip() else ""
+        text = _sentence(decoders.sentences)
         whole = bool(text) and _accepts(self._engine._graphs[self._context], text.split())
         if self._early is not None and not whole:
             self._give_back_early()  # too early for anything but a whole phrase
@@ -464,10 +462,9 @@ class SphinxStream:
             del self._pending[:usable]
 
     def _result(self, decoders: _DecoderSet) -> Transcript:
-        sentence = _score(decoders.sentences)
-        if sentence is None or not sentence[0].strip():
+        text = _sentence(decoders.sentences)
+        if not text:
             return Transcript("", 0.0)
-        text = sentence[0]
         margin = self.margin = decoders.margin(self._levels.all())
         confidence = margin_to_confidence(margin)
         whole = _accepts(self._engine._graphs[self._context], text.split())
