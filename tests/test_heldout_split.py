@@ -274,3 +274,11 @@ def test_the_dev_recordings_are_not_the_held_out_or_fixture_ones() -> None:
     assert "tt-weasels" in fixtures  # the fixtures name their Asterisk sources this way
     assert not [f for f in dev if f"{Path(f).stem}" in re.findall(r"[\w/-]+", fixtures)]
     assert not {normalise(j.text) for j in dev_jobs} & set(eval_phrases(manifest()))
+
+
+def test_every_english_phrase_is_also_spoken_by_the_neural_voice() -> None:
+    clips = [c for c in manifest() if c["language"] == "en" and c["class"] in (*MEASURED, "yes", "no")]
+    synthetic = {(c["class"], normalise(c["text"])) for c in clips
+                 if c["family"] in ("espeak-ng", "flite", "festival") and "_foreign_" not in c["file"]}
+    neural = {(c["class"], normalise(c["text"])) for c in clips if c["family"] == "piper"}
+    assert synthetic and neural == synthetic

@@ -1,13 +1,16 @@
 """scripts/make_heldout.py renders a phrase file (here a tiny Korean one: espeak-ng
-and sox only) into telephone-band 8 kHz clips and a manifest, the same bytes twice."""
+and sox only) into telephone-band 8 kHz clips and a manifest, the same bytes twice;
+and an English phrase's neural voice (Piper) the same way."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -61,3 +64,30 @@ def test_a_dev_set_renders_repeatably_in_the_telephone_band(tmp_path: Path) -> N
     evaluation_noise = {c["file"]: c for c in json.loads((ROOT / "evaluation/manifest.json").read_text())["clips"]}
     hiss = by_class["noise"][2]["file"]
     assert (tmp_path / "a" / hiss).read_bytes() != (ROOT / "evaluation" / evaluation_noise[hiss]["file"]).read_bytes()
+
+
+def load_script() -> Any:
+    spec = importlib.util.spec_from_file_location("make_heldout", ROOT / "scripts" / "make_heldout.py")
+    assert spec is not None and spec.loader is not None
+    module = sys.modules.setdefault("make_heldout", importlib.util.module_from_spec(spec))
+    spec.loader.exec_module(module)  # registered first: its dataclasses look their module up
+    return module
+
+
+def test_the_neural_voice_renders_repeatably_and_every_english_phrase_has_one(tmp_path: Path) -> None:
+    script = load_script()
+    book = {"person_request": {"phrases": ["could somebody there help me out"]},
+            "routine": {"order_status": ["where has my parcel got to"]}}
+    neural = [j for j in script.phrase_jobs(book, "en") if j.voice.family == "piper"]
+    assert [j.cls for j in neural] == ["person_request", "routine"]
+    assert not [j for j in script.phrase_jobs(book, "en", neural=False) if j.voice.family == "piper"]
+    assert not [j for j in script.phrase_jobs(book, "ko") if j.voice.family == "piper"]
+    for d in "ab":
+        (tmp_path / d / "audio" / "en").mkdir(parents=True)
+    first, second = (script.render(neural[1], tmp_path / d) for d in "ab")
+    assert first == second and first.family == "piper" and "CC0" in first.licence
+    a, b = (tmp_path / d / first.file for d in "ab")
+    assert a.read_bytes() == b.read_bytes()
+    samples, rate = read_wav(a)
+    assert rate == 8000 and samples.size > 8000 * 1.0
+    assert band_share(samples, 250, 3500) > 0.95
