@@ -50,6 +50,7 @@ class Item:
     start: float  # the turn's speech, seconds into `audio`
     end: float
     intent: str | None = None
+    family: str = ""  # a held-out clip's voice family
 
 
 def fixture_items(directory: Path, names: list[str] | None, whole_turn: bool) -> list[Item]:
@@ -73,7 +74,7 @@ def heldout_items(manifest: Path, per_class: int) -> list[Item]:
     for clip in choose(clips, "en", list(HELDOUT_CLASSES), per_class):
         audio = clips.audio(clip["file"])
         start, end = speech_span(audio)
-        items.append(Item(clip["file"], clip["class"], audio, start, end, clip.get("intent")))
+        items.append(Item(clip["file"], clip["class"], audio, start, end, clip.get("intent"), clip["family"]))
     return items
 
 
@@ -92,7 +93,7 @@ def speech_span(audio: np.ndarray, below_peak_db: float = 35.0, above_floor_db: 
 async def place(url: str, item: Item, arrive_after: float, end_at: float | None) -> dict[str, Any]:
     """One call speaking `item`'s turn; `end_at` (monotonic): when the turn must end (burst)."""
     await asyncio.sleep(arrive_after)
-    result: dict[str, Any] = {"name": item.name, "kind": item.kind}
+    result: dict[str, Any] = {"name": item.name, "kind": item.kind, "family": item.family}
     outcome = Outcome(item.name, "", "en", item.kind, item.intent)
     try:
         async with aiohttp.ClientSession() as http, http.ws_connect(url, max_msg_size=0) as ws:
@@ -275,8 +276,16 @@ def by_kind(results: list[dict[str, Any]], pct: Any) -> str:
         cuts = sum(1 for r in mine if r.get("false_cut"))
         slowest = max(timed, default=float("nan")) * 1000
         parts.append(f"{kind} n={len(mine)} p50={pct(timed, .5) * 1000:.0f} max={slowest:.0f} cuts={cuts}")
+    families = []
+    for family in sorted({r["family"] for r in results if r["family"]}):
+        mine = [r for r in results if r["family"] == family]
+        timed = [r["response"] for r in mine if "response" in r and not r["false_cut"]]
+        families.append(f"{family} n={len(mine)} p50={pct(timed, .5) * 1000:.0f} "
+                        f"right={sum(bool(r.get('right')) for r in mine)}")
     errors = sorted({r["error"] for r in results if r.get("error")})
     # held-out clips by class only: their names and words stay unread (benchmarks/README.md)
     cut = Counter(r["kind"] if r["kind"] in HELDOUT_CLASSES else r["name"] for r in results if r.get("false_cut"))
-    return "    by kind: " + "; ".join(parts) + (f"\n    errors: {errors}" if errors else "") \
+    return "    by kind: " + "; ".join(parts) \
+        + (f"\n    held out by voice: {'; '.join(families)}" if families else "") \
+        + (f"\n    errors: {errors}" if errors else "") \
         + (f"\n    cut: {', '.join(f'{name} x{n}' for name, n in sorted(cut.items()))}" if cut else "")

@@ -13,7 +13,7 @@ from .conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from capacity import parser  # noqa: E402
-from turn_calls import RATE, counted, first_audible, fixture_items, run_turns, speech_span  # noqa: E402
+from turn_calls import RATE, by_kind, counted, first_audible, fixture_items, run_turns, speech_span  # noqa: E402
 
 from voicebot.metrics import Metrics  # noqa: E402
 
@@ -64,3 +64,18 @@ def test_turn_rows_are_written_only_for_a_development_set(tmp_path):
     with pytest.raises(SystemExit, match="development set"):
         asyncio.run(run_turns(args))
     assert not (tmp_path / "rows.jsonl").exists()
+
+
+def test_held_out_turns_are_also_reported_by_voice_family():
+    def median(values, _q):
+        return float(np.median(values)) if values else float("nan")
+
+    results = [
+        {"name": "mid_a.wav", "kind": "mid", "family": "", "response": 0.2, "false_cut": False},
+        {"name": "x", "kind": "routine", "family": "piper", "response": 0.3, "false_cut": False, "right": True},
+        {"name": "y", "kind": "routine", "family": "piper", "response": 0.5, "false_cut": False, "right": False},
+        {"name": "z", "kind": "routine", "family": "espeak-ng", "response": 0.9, "false_cut": False, "right": True},
+    ]
+    report = by_kind(results, median)
+    assert "held out by voice: espeak-ng n=1 p50=900 right=1; piper n=2 p50=400 right=1" in report
+    assert "by voice" not in by_kind(results[:1], median)
