@@ -210,6 +210,21 @@ def test_words_that_tell_about_someone_are_marked_as_mentions(text):
     assert meaning.mention
 
 
+@pytest.mark.parametrize(("text", "asks"), [
+    ("a supervisor approved the return on monday", False), ("the agent on the chat gave me a code", False),
+    ("someone signed for it and it vanished", False),
+    ("i need someone trained in returns", True), ("somebody qualified please", True),
+    ("is there somebody to talk to", True),
+])
+def test_a_person_word_followed_by_what_they_did_is_told_about(text, asks):
+    """A past tense after a person-word tells what someone did ("a supervisor
+    approved it"); "chat" after "the" is a noun, not a wish to talk. Neither is
+    asked about; words that say which person is wanted still ask for one."""
+    meaning = interpret(text, EN, list(FLOW.intents.values()))
+    assert (meaning.intent == "human") is asks
+    assert meaning.certain or not asks
+
+
 @pytest.mark.parametrize(("text", "intent"), [("where are my packages", "order_status"),
                                               ("nothing got delivered", "order_status"),
                                               ("i keep getting locked out of my accounts", "password_reset"),

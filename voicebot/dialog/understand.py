@@ -7,7 +7,8 @@ an agent" asks for someone, "the agent told me my order would come" tells a
 story. A person-word led by a request ("speak to", "get me", "transfer me to")
 or standing almost alone ("agent please", "the manager, please") is a request;
 one led by "the", "my" (also two words back, "my insurance agent", unless a
-request leads up to it), or followed by "told"/"said" is a mention; anything between is unsure,
+request leads up to it), or followed by "told"/"said" or a past tense ("a supervisor
+approved it") is a mention; anything between is unsure,
 and the policy asks before it transfers. A request verb right before the
 person-word ("talk to the manager", "connect me with your help desk", "can I
 have a human") decides it, whatever follows ("someone who works there"),
@@ -50,6 +51,7 @@ _TOLD = {"tried", "asked", "already", "last", "earlier", "ago", "spoken"}  # a s
 _TELLING = _STORY | _PAST | _TOLD
 _MODAL_ASK = ({"can", "could", "may"}, {"i", "we"})  # "can i have a person"
 _IS = {"is", "are", "isn't"}
+_NOT_DONE = {"needed", "trained", "qualified", "authorized", "authorised", "experienced", "dedicated"}
 
 
 @dataclass(frozen=True)
@@ -131,9 +133,11 @@ def _frame(words: list[str], start: int, end: int, pack: LanguagePack) -> tuple[
         requested = requested or any(any(cue in w for cue in pack.request_cues) for w in words[end:])
         mentioned = any(any(c in w for c in pack.mention_cues) for w in words)
     else:
-        # "someone i can talk to", "can somebody help me"
-        requested = requested or any(w in _TALK or w == "help" for w in words[end:end + 4])
-        mentioned = (bool(before) and before[-1] in _DEFINITE) or any(w in _AFTER for w in after) \
+        # "someone i can talk to", "can somebody help me"; not "the agent on the chat gave me
+        # a code" (after "the", a noun)
+        requested = requested or any((w in _TALK or w == "help") and words[i - 1] not in _DEFINITE
+                                     for i, w in enumerate(words[end:end + 4], start=end))
+        mentioned = (bool(before) and before[-1] in _DEFINITE) or any(_tells(w) for w in after) \
             or any(w in _STORY or w in _TOLD for w in words) or any(w in _PAST for w in before) \
             or _tells_who_they_are(before) or (not requested and len(before) >= 2 and before[-2] in _DEFINITE)
     if not_people:
@@ -150,6 +154,12 @@ def _frame(words: list[str], start: int, end: int, pack: LanguagePack) -> tuple[
     if mentioned and not requested:
         return False, True
     return None, mentioned or start <= 1  # "somebody from billing left me ...": told about
+
+
+def _tells(word: str) -> bool:
+    """A word after a person-word that tells about them: what they did ("the
+    supervisor approved it", "someone delivered it"), or the mention words."""
+    return word in _AFTER or (len(word) > 4 and word.endswith("ed") and word not in _NOT_DONE)
 
 
 def _negated(words: list[str], start: int, pack: LanguagePack) -> bool:
