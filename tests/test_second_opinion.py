@@ -357,7 +357,8 @@ def test_a_routine_request_the_grammar_missed_is_answered():
 
 def test_an_unclear_request_is_still_confirmed():
     policy = at_menu()
-    assert said(hear(policy, "", 0.0, "somebody from your team emailed me")) == ["confirm_human"]
+    # (not "somebody from your team emailed me": what someone did tells about them)
+    assert said(hear(policy, "", 0.0, "maybe somebody from your team could sort this out")) == ["confirm_human"]
 
 
 def test_other_speech_is_not_confirmed_as_a_request():
