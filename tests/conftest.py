@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import importlib.util
 import json
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,15 @@ def rtp_ports() -> str:
 
 def manifest() -> list[dict[str, Any]]:
     return json.loads((FIXTURES / "manifest.json").read_text())
+
+
+def make_heldout_script() -> Any:
+    """scripts/make_heldout.py as a module (it is a script, not a package)."""
+    spec = importlib.util.spec_from_file_location("make_heldout", ROOT / "scripts" / "make_heldout.py")
+    assert spec is not None and spec.loader is not None
+    module = sys.modules.setdefault("make_heldout", importlib.util.module_from_spec(spec))
+    spec.loader.exec_module(module)  # registered first: its dataclasses look their module up
+    return module
 
 
 TURNS = FIXTURES / "turns"

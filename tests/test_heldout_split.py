@@ -16,10 +16,8 @@ confirmation, not something measured, and every flow lists "yes" and "no".
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
-import sys
 import tomllib
 import wave
 from collections import Counter
@@ -27,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from .conftest import make_heldout_script
 
 ROOT = Path(__file__).resolve().parent.parent
 EVAL = ROOT / "evaluation"
@@ -256,11 +256,7 @@ def test_english_has_three_synthesizer_families_and_real_recordings() -> None:
 
 def real_jobs(listed: Path) -> list[Any]:
     """The recordings a real-sources file lists, read as scripts/make_heldout.py reads them."""
-    spec = importlib.util.spec_from_file_location("make_heldout", ROOT / "scripts" / "make_heldout.py")
-    assert spec is not None and spec.loader is not None
-    module = sys.modules.setdefault("make_heldout", importlib.util.module_from_spec(spec))
-    spec.loader.exec_module(module)  # registered first: its dataclasses look their module up
-    return list(module.real_jobs(listed))
+    return list(make_heldout_script().real_jobs(listed))
 
 
 def test_the_dev_recordings_are_not_the_held_out_or_fixture_ones() -> None:

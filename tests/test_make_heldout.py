@@ -4,20 +4,18 @@ and an English phrase's neural voice (Piper) the same way."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 
 from voicebot.audio.wav import read_wav
 
-from .conftest import ROOT
+from .conftest import ROOT, make_heldout_script
 
 pytestmark = pytest.mark.skipif(not (shutil.which("espeak-ng") and shutil.which("sox")),
                                 reason="needs espeak-ng and sox (scripts/setup --test installs them)")
@@ -66,16 +64,8 @@ def test_a_dev_set_renders_repeatably_in_the_telephone_band(tmp_path: Path) -> N
     assert (tmp_path / "a" / hiss).read_bytes() != (ROOT / "evaluation" / evaluation_noise[hiss]["file"]).read_bytes()
 
 
-def load_script() -> Any:
-    spec = importlib.util.spec_from_file_location("make_heldout", ROOT / "scripts" / "make_heldout.py")
-    assert spec is not None and spec.loader is not None
-    module = sys.modules.setdefault("make_heldout", importlib.util.module_from_spec(spec))
-    spec.loader.exec_module(module)  # registered first: its dataclasses look their module up
-    return module
-
-
 def test_the_neural_voice_renders_repeatably_and_every_english_phrase_has_one(tmp_path: Path) -> None:
-    script = load_script()
+    script = make_heldout_script()
     book = {"person_request": {"phrases": ["could somebody there help me out"]},
             "routine": {"order_status": ["where has my parcel got to"]}}
     neural = [j for j in script.phrase_jobs(book, "en") if j.voice.family == "piper"]
