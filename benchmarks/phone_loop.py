@@ -40,6 +40,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from sphinx_search_cost import pcm16k  # noqa: E402
 
 from voicebot.asr import sphinx_engine as se  # noqa: E402
+from voicebot.asr.sphinx_margin import LN_BASE  # noqa: E402
 from voicebot.dialog.compile import vocabulary  # noqa: E402
 from voicebot.dialog.flow import DEFAULT_FLOW, load_flow  # noqa: E402
 
@@ -153,7 +154,7 @@ def decode(decoder: object, cmn: str, pcm: bytes) -> tuple[float | None, float]:
     hyp = decoder.hyp()  # type: ignore[attr-defined]
     if hyp is None or hyp.best_score <= 0.0:
         return None, took
-    return math.log(hyp.best_score) / math.log(1.0001), took  # pocketsphinx's log base
+    return math.log(hyp.best_score) / LN_BASE, took
 
 
 if __name__ == "__main__":

@@ -69,6 +69,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT / "scripts"))
 
 from voicebot.audio.codecs import ulaw_decode, ulaw_encode
 from voicebot.audio.resample import resample
@@ -152,8 +153,7 @@ def synthesize(family: str, text: str, out: Path) -> None:
                        capture_output=True)
         return
     elif family == "piper":
-        sys.path.insert(0, str(ROOT / "scripts"))
-        from make_heldout import speak_piper
+        from make_heldout import speak_piper  # scripts/: the held-out set's own rendering
 
         speak_piper(text, out)
         return

@@ -268,19 +268,23 @@ def row(arm: str, pattern: str, results: list[dict[str, Any]], peak_mb: float, p
             f"| {done['whisper']:>5} {done['fallback']:>4} | {peak_mb:>7.0f}")
 
 
+def _answered_in_time(results: list[dict[str, Any]]) -> list[float]:
+    """Response times of the turns the bot did not cut."""
+    return [r["response"] for r in results if "response" in r and not r["false_cut"]]
+
+
 def by_kind(results: list[dict[str, Any]], pct: Any) -> str:
     parts = []
     for kind in dict.fromkeys(r["kind"] for r in results):
         mine = [r for r in results if r["kind"] == kind]
-        timed = [r["response"] for r in mine if "response" in r and not r["false_cut"]]
+        timed = _answered_in_time(mine)
         cuts = sum(1 for r in mine if r.get("false_cut"))
         slowest = max(timed, default=float("nan")) * 1000
         parts.append(f"{kind} n={len(mine)} p50={pct(timed, .5) * 1000:.0f} max={slowest:.0f} cuts={cuts}")
     families = []
     for family in sorted({r["family"] for r in results if r["family"]}):
         mine = [r for r in results if r["family"] == family]
-        timed = [r["response"] for r in mine if "response" in r and not r["false_cut"]]
-        families.append(f"{family} n={len(mine)} p50={pct(timed, .5) * 1000:.0f} "
+        families.append(f"{family} n={len(mine)} p50={pct(_answered_in_time(mine), .5) * 1000:.0f} "
                         f"right={sum(bool(r.get('right')) for r in mine)}")
     errors = sorted({r["error"] for r in results if r.get("error")})
     # held-out clips by class only: their names and words stay unread (benchmarks/README.md)

@@ -21,7 +21,7 @@ SPEECH_OVER_FLOOR_DB = 9.0
 BEFORE_SPEECH = 30  # frames kept before the speech: the VAD's pre-roll
 AFTER_SPEECH = 50  # frames kept after it: the VAD's hangover
 FRAME_BYTES = 320  # 10 ms of 16 kHz 16-bit audio, pocketsphinx's frame
-_LN_BASE = math.log(1.0001)  # pocketsphinx's log base
+LN_BASE = math.log(1.0001)  # pocketsphinx's log base
 
 
 class FrameLevels:
@@ -63,7 +63,7 @@ def path_score(decoder: Decoder, first: int, last: int) -> float:
     for seg in decoder.seg():
         inside = min(seg.end_frame, last) - max(seg.start_frame, first) + 1
         if seg.word != "(NULL)" and inside > 0:
-            score = (math.log(max(seg.ascore, 1e-300)) + math.log(max(seg.lscore, 1e-300))) / _LN_BASE
+            score = (math.log(max(seg.ascore, 1e-300)) + math.log(max(seg.lscore, 1e-300))) / LN_BASE
             total += score * inside / (seg.end_frame - seg.start_frame + 1)
     return total
 
