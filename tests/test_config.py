@@ -134,6 +134,7 @@ def test_the_server_refuses_to_start_naming_the_bad_key(tmp_path):
     ({"unresolved_turns": 0}, "unresolved_turns", "at least 1"),
     ({"asr_timeout_s": 0}, "asr_timeout_s", "must be positive"),
     ({"second_opinion_timeout_s": 0}, "second_opinion_timeout_s", "must be positive"),
+    ({"second_opinion_unsure_timeout_s": -1}, "second_opinion_unsure_timeout_s", "must be positive"),
     ({"second_opinion_threads": 0}, "second_opinion_threads", "must be positive"),
     ({"second_opinion_batch": 0}, "second_opinion_batch", "1 or more"),
     ({"second_opinion_fallback": " "}, "second_opinion_fallback", "a Whisper model name"),

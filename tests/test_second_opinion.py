@@ -694,3 +694,38 @@ async def test_a_late_answer_still_reaches_the_free_form_pass():
         await arrived.wait()
     assert [w.text for w in words] == ["get me a person"] and opinion.counts.late == 1
     await opinion.close()
+
+
+async def test_a_longer_budget_is_asked_behind_a_queue_that_would_make_the_usual_one_late():
+    """Jobs take 0.3 s and the budget is 0.5 s: an ask behind a running job is busy at the
+    usual budget, but taken at a budget of 2 s (where the caller would otherwise be asked
+    again), and answered after the usual budget has run out."""
+    engine = SlowEngine()
+    opinion = SecondOpinion(InlineTranscriber(engine), "en", timeout_s=0.5)
+    for _ in range(6):  # learns the pace
+        assert await opinion.ask(pcm(16000), 16000, "") is not None
+    engine.gate = threading.Event()  # the next job runs until the test opens it
+    running = asyncio.create_task(opinion.ask(pcm(16000), 16000, ""))
+    while opinion.counts.asked < 7:
+        await asyncio.sleep(0)
+    assert await opinion.ask(pcm(16000), 16000, "") is None and opinion.counts.busy == 1
+    patient = asyncio.create_task(opinion.ask(pcm(16000), 16000, "", timeout_s=2.0))
+    assert await running is None and opinion.counts.late == 1  # the usual budget ran out meanwhile
+    engine.gate.set()
+    heard = await patient
+    assert heard is not None and heard.text == "heard 16000 samples"
+    assert (opinion.counts.asked, opinion.counts.busy, opinion.counts.answered) == (8, 1, 7)
+    await opinion.close()
+
+
+@pytest.mark.parametrize(("text", "confidence", "alone"), [
+    ("i'd like to speak to a live human", 0.97, True),  # a clear request, sure: put through
+    ("where is my order", 0.95, True),  # a routine request, sure: answered
+    ("where is my order", 0.3, False),  # unsure: asked about or asked again
+    ("", 0.0, False),  # nothing the flow knows: asked again
+    ("agent", 0.97, True),
+    ("maybe somebody from your team could sort this out", 0.95, False),  # unclear: asked about
+])
+def test_whether_the_grammar_alone_would_be_acted_on(text, confidence, alone):
+    policy = at_menu()
+    assert policy.acts_alone(policy.read(text, confidence)) is alone

@@ -112,6 +112,9 @@ class Settings:
     # auto: whisper-tiny.en for English, the multilingual whisper-base for other languages
     second_opinion_model: str = "auto"
     second_opinion_timeout_s: float = 1.0  # no answer by then: the grammar's reading stands
+    # ... where the grammar's reading would not be acted on alone (the caller would be asked
+    # again or asked a question): waiting longer costs less than a reprompt does
+    second_opinion_unsure_timeout_s: float = 2.5
     second_opinion_threads: int = 2
     # asks that wait for the engine, decoded together at most (1: one after another). A batch
     # of 4 takes ~2.3x one, but its callers are answered together when it is done: more
@@ -172,7 +175,8 @@ _AT_LEAST_ONE = ("transcript_workers", "transcript_queue", "low_confidence_turns
                  "unresolved_turns", "max_message_bytes", "max_request_bytes", "max_calls")
 _POSITIVE_SECONDS = ("no_input_timeout_s", "max_utterance_s", "asr_timeout_s", "mark_grace_s", "max_call_s",
                      "idle_timeout_s", "shutdown_grace_s", "db_timeout_s", "sip_transfer_timeout_s",
-                     "asr_hang_s", "second_opinion_timeout_s")
+                     "asr_hang_s", "second_opinion_timeout_s",
+                     "second_opinion_unsure_timeout_s")
 _URL_SCHEMES = {  # setting -> (schemes it may use, what the error says)
     "public_url": (("http", "https"), "must start with https:// (or http:// for local tests)"),
     "redis_url": (("redis", "rediss", "unix"), "must be a redis://, rediss:// or unix:// URL"),

@@ -246,7 +246,8 @@ class TurnListener:
 
     async def read(self, result: Transcript, turn: EndedTurn) -> Reading:
         """The grammar's reading, with a free-form engine's opinion where it is unsure
-        (`turn.asked`: the one asked at the pause the turn ended in, if any)."""
+        (`turn.asked`: the one asked at the pause the turn ended in, if any). A reading
+        the bot would not act on alone waits for it up to VOICEBOT_SECOND_OPINION_UNSURE_TIMEOUT_S."""
         behind = time.monotonic() - turn.ended_at > BEHIND_S  # the recognisers are behind: a burst
         reading = self._policy.read(result.text, result.confidence)
         opinion, asked = self._services.opinion, turn.asked
@@ -258,8 +259,11 @@ class TurnListener:
         if asked is not None:
             heard = await asked.heard(check)
         else:
-            heard = await opinion.ask(turn.audio, turn.rate, self._policy.opinion_prompt,
-                                      late=lambda words: self._transcribed(turn, words, model), check=check)
+            # a reading the bot would not act on alone is worth a longer wait than a reprompt
+            budget = None if self._policy.acts_alone(reading) \
+                else self._services.settings.second_opinion_unsure_timeout_s
+            heard = await opinion.ask(turn.audio, turn.rate, self._policy.opinion_prompt, check=check,
+                                      late=lambda words: self._transcribed(turn, words, model), timeout_s=budget)
         if heard is not None:
             self._transcribed(turn, heard, model)
         last = self._fallback() is None

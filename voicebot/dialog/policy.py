@@ -140,6 +140,9 @@ class Policy:
     def settled(self, reading: Reading) -> bool:
         return self.question.settled(reading)
 
+    def acts_alone(self, reading: Reading) -> bool:
+        return self.question.acts_alone(reading)
+
     def reread(self, first: Reading, heard: Transcript, larger: bool = False,
                second: Transcript | None = None, last: bool = False) -> Reading:
         return self.question.reread(first, heard, larger, second, last)

@@ -77,6 +77,13 @@ class Question:
             return False
         return reading.confidence >= self._accept(node)
 
+    def acts_alone(self, reading: Reading) -> bool:
+        """Whether the grammar's reading, without a second opinion, would be acted on
+        (an intent at or over the accept threshold; for a person, a clear request)
+        rather than asked about or asked for again."""
+        intent = reading.meaning.intent
+        return intent is not None and self._accepted(reading) and (intent != HUMAN or reading.meaning.certain)
+
     def reread(self, first: Reading, heard: Transcript, larger: bool = False,
                second: Transcript | None = None, last: bool = False) -> Reading:
         """`first` with a free-form engine's opinion of the same audio (`larger`: the

@@ -5,8 +5,10 @@ grammar, forcing other speech into them; a large-vocabulary engine (Whisper)
 hears what callers actually said but takes a hundred milliseconds or more. So
 the call asks this one when the dialog policy says so (every answer to an open
 question, an unsure answer to "do you want a person?"), and
-waits at most `timeout_s`: a second opinion that comes late, fails, or finds
-the engine busy is no opinion, and the grammar's reading stands. The engine
+waits at most `timeout_s`, or the ask's own budget (a turn the grammar alone
+would have the caller asked again about waits longer: the call's choice): a
+second opinion that comes late, fails, or finds the engine busy is no
+opinion, and the grammar's reading stands. The engine
 runs in its own process at normal priority (unlike the background transcript
 pass): its answer is on the caller's path.
 
@@ -15,8 +17,9 @@ decoded together when it is free (Whisper shares the search's steps across a
 batch: 4 utterances cost about 2.3 times one), so it keeps up with more unsure
 turns, though a batch's callers all wait for the whole batch. Under load it is
 not asked when the batch running and those up to the one it would join (at
-their recent pace) would already use up the timeout; with none running it is
-always asked, so a slow spell cannot switch it off for good.
+their recent pace) would already use up its budget, or when more asks wait than
+`max_waiting` (scaled by a longer budget); with none running it is always
+asked, so a slow spell cannot switch it off for good.
 """
 
 from __future__ import annotations
@@ -100,13 +103,16 @@ class SecondOpinion:
         return {"engine": self.description, **self.counts.as_dict()}
 
     async def ask(self, pcm: bytes, rate: int, prompt: str,
-                  late: Callable[[Transcript], None] | None = None, check: str = "") -> Transcript | None:
+                  late: Callable[[Transcript], None] | None = None, check: str = "",
+                  timeout_s: float | None = None) -> Transcript | None:
         """What the engine heard in this PCM16 utterance at `rate`, or None; with
         `check`'s fit to the audio (the grammar's words) where the engine scores it.
+        `timeout_s`: this ask's budget, if not `self.timeout_s`.
 
         A job that answers after the budget still ran: its words go to `late`
         (the free-form pass takes them instead of transcribing the audio again)."""
-        if self._would_be_late():
+        budget = self.timeout_s if timeout_s is None else timeout_s
+        if self._would_be_late(budget):
             self._count("busy")  # it would come late: better not add to the queue
             return None
         self._count("asked")
@@ -117,7 +123,7 @@ class SecondOpinion:
         if not self._running:
             self._next_batch()
         try:
-            heard = await asyncio.wait_for(asyncio.shield(ask.answer), self.timeout_s)
+            heard = await asyncio.wait_for(asyncio.shield(ask.answer), budget)
         except TimeoutError:
             self._count("late")
             if late is not None:
@@ -130,14 +136,15 @@ class SecondOpinion:
         self._count("answered")
         return heard
 
-    def _would_be_late(self) -> bool:
+    def _would_be_late(self, budget: float) -> bool:
         """The running batch, then the batches up to this ask's, over the budget."""
         if not self._running:
             return False
         joining, size = len(self._queue) + 1, max(1, self.max_batch)
         full, rest = divmod(joining, size)
         ahead = batch_cost(self._running) + full * batch_cost(size) + (batch_cost(rest) if rest else 0.0)
-        return joining > self.max_waiting or ahead * self._job_s > self.timeout_s
+        waiting = self.max_waiting * max(1.0, budget / self.timeout_s)  # a longer budget, a longer queue
+        return joining > waiting or ahead * self._job_s > budget
 
     def _next_batch(self) -> None:
         """The engine is free: the oldest ask and those waiting with its prompt, as one batch."""
