@@ -112,8 +112,8 @@ class Settings:
     # auto: whisper-tiny.en for English, the multilingual whisper-base for other languages
     second_opinion_model: str = "auto"
     second_opinion_timeout_s: float = 1.0  # no answer by then: the grammar's reading stands
-    # ... where the grammar's reading would not be acted on alone (the caller would be asked
-    # again or asked a question): waiting longer costs less than a reprompt does
+    # the same where the grammar's reading would not be acted on alone (the caller would be
+    # asked again or asked a question): waiting longer costs them less than a reprompt does
     second_opinion_unsure_timeout_s: float = 2.5
     second_opinion_threads: int = 2
     # asks that wait for the engine, decoded together at most (1: one after another). A batch

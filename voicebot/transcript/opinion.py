@@ -5,10 +5,10 @@ grammar, forcing other speech into them; a large-vocabulary engine (Whisper)
 hears what callers actually said but takes a hundred milliseconds or more. So
 the call asks this one when the dialog policy says so (every answer to an open
 question, an unsure answer to "do you want a person?"), and
-waits at most `timeout_s`, or the ask's own budget (a turn the grammar alone
-would have the caller asked again about waits longer: the call's choice): a
-second opinion that comes late, fails, or finds the engine busy is no
-opinion, and the grammar's reading stands. The engine
+waits at most `timeout_s`, or the budget the call gives the ask (longer where
+the grammar alone would have the caller asked again): a second opinion that
+comes late, fails, or finds the engine busy is no opinion, and the grammar's
+reading stands. The engine
 runs in its own process at normal priority (unlike the background transcript
 pass): its answer is on the caller's path.
 
