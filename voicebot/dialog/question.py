@@ -79,12 +79,10 @@ class Question:
 
     def acts_alone(self, reading: Reading) -> bool:
         """Whether the grammar's reading, without a second opinion, would be acted on
-        (an intent at or over the accept threshold; a request for a person only when
-        it is put through at once, `_sure_person`) rather than asked about or asked for again."""
+        (an intent at or over the accept threshold; for a person, a clear request)
+        rather than asked about or asked for again."""
         intent = reading.meaning.intent
-        if intent == HUMAN and not self.confirming:
-            return self._sure_person(reading)
-        return intent is not None and self._accepted(reading)
+        return intent is not None and self._accepted(reading) and (intent != HUMAN or reading.meaning.certain)
 
     def reread(self, first: Reading, heard: Transcript, larger: bool = False,
                second: Transcript | None = None, last: bool = False) -> Reading:
