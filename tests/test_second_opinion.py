@@ -720,6 +720,7 @@ async def test_a_longer_budget_is_asked_behind_a_queue_that_would_make_the_usual
 
 @pytest.mark.parametrize(("text", "confidence", "alone"), [
     ("i'd like to speak to a live human", 0.97, True),  # a clear request, sure: put through
+    ("i'd like to speak to a live human", 0.8, True),  # under the transfer rung: one short question
     ("where is my order", 0.95, True),  # a routine request, sure: answered
     ("where is my order", 0.3, False),  # unsure: asked about or asked again
     ("", 0.0, False),  # nothing the flow knows: asked again
