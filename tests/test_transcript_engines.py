@@ -172,7 +172,7 @@ def test_a_lost_merge_goes_back_at_the_rank_its_token_id_gives() -> None:
 def test_a_join_that_does_not_match_the_pins_is_refused(tmp_path, monkeypatch) -> None:
     info = WHISPER_MODELS["whisper-base"]
     files = {**info.files, "model.bin": (info.files["model.bin"][0], "0" * 64)}
-    monkeypatch.setitem(WHISPER_MODELS, "whisper-base", catalog.WhisperModel(
+    monkeypatch.setitem(WHISPER_MODELS, "whisper-base", catalog.PinnedModel(
         info.name, info.repo, info.revision, info.languages, files, info.packages, info.note))
     with pytest.raises(ModelError, match="whisper-base/model.bin"):
         resolve_whisper("whisper-base", tmp_path)
@@ -182,7 +182,7 @@ def test_a_join_that_does_not_match_the_pins_is_refused(tmp_path, monkeypatch) -
 def small_model(monkeypatch) -> dict[str, bytes]:  # type: ignore[no-untyped-def]
     files = {f: f"{f} contents ".encode() * 50 for f in FILES}
     pins = {f: (len(d), hashlib.sha256(d).hexdigest()) for f, d in files.items()}
-    monkeypatch.setitem(WHISPER_MODELS, "whisper-test", catalog.WhisperModel(
+    monkeypatch.setitem(WHISPER_MODELS, "whisper-test", catalog.PinnedModel(
         "whisper-test", "example/faster-whisper-test", "0" * 40, ("en",), pins, (), "test"))
     return files
 
@@ -305,8 +305,9 @@ def test_models_fetch_and_list_know_the_whisper_names(server: Server, tmp_path, 
     assert main(["models", "--dir", str(tmp_path), "list"]) == 0
     rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
     assert "yes" in rows["whisper-test"] and str(tmp_path / "whisper-test") in rows["whisper-test"]
-    assert "whisper-tiny.en" in rows and "whisper-base" in rows
+    assert "whisper-tiny.en" in rows and "whisper-base" in rows and "minilm-l6" in rows
     assert not (tmp_path / "whisper-base").exists(), "listing joins nothing"
+    assert not (tmp_path / "minilm-l6").exists(), "listing unpacks nothing"
 
 
 @pytest.mark.parametrize(("pieces", "kept"), [

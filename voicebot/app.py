@@ -21,6 +21,7 @@ from voicebot.call.registry import CallRegistry
 from voicebot.call.session import CallServices
 from voicebot.config import Settings
 from voicebot.dialog.flow import Flow
+from voicebot.dialog.question import flow_topics
 from voicebot.drain import Drain
 from voicebot.errors import ConfigError
 from voicebot.events import CallEventBus
@@ -48,7 +49,12 @@ from voicebot.telephony.human_line import HumanLine, HumanLineHandler
 from voicebot.telephony.native import NativeStreamHandler
 from voicebot.telephony.twilio_ws import TwilioMediaHandler
 from voicebot.telephony.twiml import TwimlHandlers
-from voicebot.transcript.wiring import start_fallback_opinion, start_second_opinion, start_transcripts
+from voicebot.transcript.wiring import (
+    start_fallback_opinion,
+    start_meaning,
+    start_second_opinion,
+    start_transcripts,
+)
 from voicebot.tts.base import Synthesizer
 from voicebot.tts.prompts import PromptCache
 from voicebot.tts.pyttsx3_tts import Pyttsx3Synthesizer
@@ -297,6 +303,9 @@ async def _prepare(parts: _Parts, prompts: PromptCache, executor: ThreadPoolExec
     fallback = await start_fallback_opinion(settings, opinion)
     if fallback is not None:
         fallback.observe = registry.metrics.fallback_opinion
+    meaning = await start_meaning(settings, opinion, fallback)
+    if meaning is not None:  # the flow's examples encoded before the first caller's turn
+        await asyncio.to_thread(meaning.prepare, flow_topics(flow, settings.language))
     registry.services = CallServices(settings, runners[settings.language], prompts, store, flow, events,
                                      frames=FrameBatcher(loop.call_later), recognisers=runners,
                                      lookups=HttpLookups(http, settings.lookup_secret),

@@ -221,7 +221,7 @@ def _add_models(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 def _models(args: argparse.Namespace) -> int:
     from voicebot.asr import models as m
-    from voicebot.transcript.catalog import WHISPER_MODELS, fetch_whisper, whisper_rows
+    from voicebot.transcript.catalog import fetch_whisper, known_models, whisper_rows
 
     if args.action == "list":
         rows = m.list_rows(args.dir) + whisper_rows(args.dir)
@@ -239,7 +239,7 @@ def _models(args: argparse.Namespace) -> int:
             print(f"{args.path}: OK")
         return 1 if problems else 0
     try:
-        if args.name in WHISPER_MODELS:  # the free-form transcript engine's models
+        if args.name in known_models():  # the free-form engines and the sentence encoder
             path = fetch_whisper(args.name, args.dir, base_url=args.base_url,
                                  progress=_progress_bar())
         else:

@@ -125,6 +125,10 @@ class Settings:
     second_opinion_fallback: str = "auto"
     # ask it already at a pause the turn may end in, when the reading so far would be asked about
     second_opinion_early: bool = True
+    # a sentence encoder that compares the second opinion's words with the flow's examples, so a
+    # key word said in another sense ("order a cake") is not taken for the intent: off | auto
+    # (minilm-l6 when installed, English calls) | a model name or directory
+    meaning_model: str = "auto"
     # a whole, clear request in that early opinion's words ends the turn at once
     turn_complete_words: bool = True
 

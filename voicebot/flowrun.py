@@ -29,6 +29,7 @@ from voicebot.dialog.compile import vocabulary
 from voicebot.dialog.flow import DEFAULT_FLOW, Flow, FlowError
 from voicebot.dialog.flowcheck import load_checked
 from voicebot.dialog.lang import SYSTEM_PROMPTS
+from voicebot.dialog.question import flow_topics
 from voicebot.dialog.varied import each_variant
 from voicebot.errors import ConfigError
 from voicebot.tts.prompts import PromptCache
@@ -169,6 +170,10 @@ class FlowReloader:
         except ConfigError as exc:
             log.error("flow reload refused, keeping the running flow: %s", exc)
             return False
+        opinion = services.opinion
+        if opinion is not None and opinion.meaning is not None:
+            topics = flow_topics(flow, self.settings.language)
+            await loop.run_in_executor(self.executor, opinion.meaning.prepare, topics)
         running = self.speech or Speech({}, services.recognisers, 0)
         speech = await build_speech(self.settings, flow, services.prompts, self.executor, running)
         runners = speech.runners

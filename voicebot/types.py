@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+# What a free-form engine's words are compared with: (intent name, example sentences).
+Topics = tuple[tuple[str, tuple[str, ...]], ...]
+
 
 @dataclass(frozen=True, slots=True)
 class Word:
@@ -32,6 +35,9 @@ class Transcript:
     # the audio against its own (mean log-probability per token, theirs minus its own;
     # 0 = as well, strongly negative = words the audio does not hold). None: not checked.
     fit: float | None = None
+    # How close the words' meaning is to each topic the engine was given (intent name,
+    # best sentence similarity to its examples, in [-1, 1]); () = not compared.
+    closeness: tuple[tuple[str, float], ...] = ()
 
     @property
     def empty(self) -> bool:

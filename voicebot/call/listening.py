@@ -263,7 +263,8 @@ class TurnListener:
             budget = None if self._policy.acts_alone(reading) \
                 else self._services.settings.second_opinion_unsure_timeout_s
             heard = await opinion.ask(turn.audio, turn.rate, self._policy.opinion_prompt, check=check,
-                                      late=lambda words: self._transcribed(turn, words, model), timeout_s=budget)
+                                      late=lambda words: self._transcribed(turn, words, model), timeout_s=budget,
+                                      topics=self._policy.opinion_topics)
         if heard is not None:
             self._transcribed(turn, heard, model)
         last = self._fallback() is None
@@ -288,7 +289,8 @@ class TurnListener:
         if turn.asked_fallback is not None:
             heard = await turn.asked_fallback.heard(check)
         else:
-            heard = await fallback.ask(turn.audio, turn.rate, self._policy.opinion_prompt, check=check)
+            heard = await fallback.ask(turn.audio, turn.rate, self._policy.opinion_prompt, check=check,
+                                       topics=self._policy.opinion_topics)
         if heard is None:
             return so_far
         self._transcribed(turn, heard, fallback.transcriber.model)
@@ -345,8 +347,8 @@ class TurnListener:
         self._early_fallback = None
         prompt, audio = self._policy.opinion_prompt, b"".join(speech.pcm)
         check = self._policy.opinion_check(heard.text)
-        answer = self._tasks.spawn(opinion.ask(audio, speech.resampler.out_rate, prompt, check=check),
-                                   "early-opinion")
+        answer = self._tasks.spawn(opinion.ask(audio, speech.resampler.out_rate, prompt, check=check,
+                                               topics=self._policy.opinion_topics), "early-opinion")
         if answer is not None:
             self._early = EarlyOpinion(pause, prompt, answer, check)
             answer.add_done_callback(partial(self._heard_early, pause))
@@ -391,8 +393,8 @@ class TurnListener:
             return
         prompt, audio = self._policy.opinion_prompt, b"".join(speech.pcm)
         check = self._early.check if self._early is not None else ""
-        answer = self._tasks.spawn(fallback.ask(audio, speech.resampler.out_rate, prompt, check=check),
-                                   "early-fallback")
+        answer = self._tasks.spawn(fallback.ask(audio, speech.resampler.out_rate, prompt, check=check,
+                                                topics=self._policy.opinion_topics), "early-fallback")
         if answer is not None:
             self._early_fallback = EarlyOpinion(pause, prompt, answer, check)
 

@@ -50,7 +50,7 @@ from voicebot.dialog.messages import (
 from voicebot.dialog.question import Question, accept_threshold, edge
 from voicebot.dialog.reading import Reading
 from voicebot.dialog.understand import Interpretation
-from voicebot.types import HandoffReason, Outcome, Transcript, Utterance
+from voicebot.types import HandoffReason, Outcome, Topics, Transcript, Utterance
 
 # the events and actions are re-exported: the session speaks to the policy through them
 __all__ = [
@@ -156,6 +156,10 @@ class Policy:
     @property
     def opinion_prompt(self) -> str:
         return self.question.opinion_prompt()
+
+    @property
+    def opinion_topics(self) -> Topics:
+        return self.question.opinion_topics()
 
     def opts_out(self, digit: str) -> bool:
         """Whether this key is the opt-out key here: everywhere, except while the caller

@@ -18,9 +18,9 @@ from dataclasses import dataclass, replace
 
 from voicebot.dialog.flow import Flow, Node
 from voicebot.dialog.lang import GOODBYE, HUMAN, NO, PACKS, YES
-from voicebot.dialog.reading import FLUENT, Reading, second_reading, wants_larger
-from voicebot.dialog.understand import Interpretation, interpret
-from voicebot.types import Transcript
+from voicebot.dialog.reading import FLUENT, Reading, second_reading, unlike, wants_larger
+from voicebot.dialog.understand import Interpretation, example_sentences, interpret
+from voicebot.types import Topics, Transcript
 
 
 def accept_threshold(node: Node, default: float) -> float:
@@ -32,6 +32,12 @@ def edge(node: Node, intent: str) -> str | None:
     """The node an intent leads to from `node` (a goodbye where only "no" has an edge takes it)."""
     target = node.on.get(intent)
     return node.on.get(NO) if target is None and intent == GOODBYE else target
+
+
+def flow_topics(flow: Flow, language: str) -> list[Topics]:
+    """What the free-form words are compared with at each of the flow's open questions."""
+    asks = [Question(flow, language, node) for node in flow.nodes.values() if node.type == "ask" and node.on]
+    return [topics for topics in (q.opinion_topics() for q in asks) if topics]
 
 
 @dataclass(frozen=True)
@@ -96,7 +102,7 @@ class Question:
         fallback's would be."""
         if second is not None and second.fit is not None and (heard.fit is None or second.fit < heard.fit):
             heard = replace(heard, fit=second.fit)
-        said = self.understand(heard.text)
+        said = unlike(self.understand(heard.text), heard, first)
         final = larger or last
         if self._unsure_yes_over_no(first, said, heard) and (not final or self._accepted(first)):
             # the fallback asked about it heard a yes it is as unsure of: the grammar's sure no stands
@@ -105,7 +111,7 @@ class Question:
 
     def wants_larger(self, first: Reading, heard: Transcript) -> bool:
         """Whether the fallback model is asked after the second opinion heard `heard`."""
-        said = self.understand(heard.text)
+        said = unlike(self.understand(heard.text), heard, first)
         if self._unsure_yes_over_no(first, said, heard):
             return True
         reread = second_reading(first, said, heard, self._sure_person(first), checked=not self.confirming)
@@ -123,6 +129,14 @@ class Question:
         intents = [self.flow.intents[n] for n in (self.node.on if self.node else ()) if n in self.flow.intents]
         topics = [k for intent in intents for k in intent.keywords.get(self.language, ())]
         return PACKS[self.language].opinion_prompt(topics)
+
+    def opinion_topics(self) -> Topics:
+        """The flow's intents here, each with its example sentences: what the free-form
+        words' meaning is compared with (Transcript.closeness). None at a yes/no."""
+        if self.confirming or self.node is None:
+            return ()
+        intents = [self.flow.intents[n] for n in self.node.on if n in self.flow.intents]
+        return tuple((i.name, example_sentences(i.examples.get(self.language, ()))) for i in intents)
 
     def _unsure_yes_over_no(self, first: Reading, said: Interpretation, heard: Transcript) -> bool:
         """At "do you want a person?": the grammar heard a no, the free-form engine a yes

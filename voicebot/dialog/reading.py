@@ -50,6 +50,11 @@ MISFIT = -5.5
 # forced into a person phrase at 0.20-0.38; requests the free-form engines heard no
 # one in, 0.85 and above).
 WEAK_PERSON = 0.4
+# The free-form words' meaning this far from every example of the flow intent the text
+# matcher found in them (Transcript.closeness, sentence similarity): a key word said in
+# another sense (dev sets: "I'd like to order a birthday cake" 0.44-0.47 against the
+# order examples; routine requests the grammar did not hear 0.55 and above).
+UNLIKE = 0.5
 
 
 @dataclass(frozen=True)
@@ -97,6 +102,16 @@ def second_reading(first: Reading, said: Interpretation, heard: Transcript, sure
     if confident or misfit:
         return Reading(Interpretation(None), 0.0, SECOND, heard)
     return first
+
+
+def unlike(said: Interpretation, heard: Transcript, first: Reading) -> Interpretation:
+    """`said` (what the text matcher found in `heard`), or no intent where the words'
+    meaning is far from every example of that intent, unless the grammar heard the same
+    intent (two engines agreeing outweigh the sentence's meaning)."""
+    close = dict(heard.closeness).get(said.intent or "")
+    if close is None or close >= UNLIKE or first.meaning.intent == said.intent:
+        return said
+    return Interpretation(None, mention=said.mention, digits=said.digits)
 
 
 def contradicts(first: Reading, said: Interpretation, heard: Transcript, sure: bool) -> bool:

@@ -264,6 +264,19 @@ def best_intent(words: list[str], intents: list[Intent], pack: LanguagePack) -> 
     return ranked[0][0]
 
 
+@lru_cache(maxsize=256)
+def example_sentences(templates: tuple[str, ...], limit: int = 200) -> tuple[str, ...]:
+    """The sentences an intent's example templates say, at most `limit`: each written
+    out whole, then the expansions of the others spread evenly. What a free-form
+    engine's words are compared with."""
+    whole = [t for t in templates if len(_sentences(t)) == 1]
+    expanded = [s for t in templates if len(_sentences(t)) > 1 for s in _sentences(t)]
+    first = list(dict.fromkeys(s for t in whole for s in _sentences(t)))[:limit]
+    rest = [s for s in dict.fromkeys(expanded) if s not in first]
+    step = max(1, -(-len(rest) // max(1, limit - len(first))))
+    return tuple(first + rest[::step][:limit - len(first)])
+
+
 @lru_cache(maxsize=4096)
 def _sentences(template: str) -> tuple[str, ...]:
     """A template's expansions (its `*` matches anything, so it is left out)."""

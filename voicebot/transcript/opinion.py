@@ -35,8 +35,9 @@ from functools import partial
 import numpy as np
 
 from voicebot.audio.resample import resample
+from voicebot.transcript.meaning import Meaning
 from voicebot.transcript.worker import Transcriber
-from voicebot.types import Transcript
+from voicebot.types import Topics, Transcript
 
 log = logging.getLogger("voicebot.transcript")
 
@@ -69,6 +70,7 @@ class _Ask:
     rate: int
     prompt: str
     check: str  # the grammar's words, scored against the audio (Transcript.fit); "" none
+    topics: Topics  # what the words' meaning is compared with (Transcript.closeness)
     answer: asyncio.Future[Transcript]
 
 
@@ -81,6 +83,7 @@ class SecondOpinion:
     max_batch: int = 1  # asks decoded together at most (1: one after another)
     counts: OpinionCounts = field(default_factory=OpinionCounts)
     observe: Callable[[str], None] | None = None  # told each count's name as it grows (metrics)
+    meaning: Meaning | None = None  # compares the words with the ask's topics (Transcript.closeness)
 
     def __post_init__(self) -> None:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="second-opinion")
@@ -104,9 +107,10 @@ class SecondOpinion:
 
     async def ask(self, pcm: bytes, rate: int, prompt: str,
                   late: Callable[[Transcript], None] | None = None, check: str = "",
-                  timeout_s: float | None = None) -> Transcript | None:
+                  timeout_s: float | None = None, topics: Topics = ()) -> Transcript | None:
         """What the engine heard in this PCM16 utterance at `rate`, or None; with
-        `check`'s fit to the audio (the grammar's words) where the engine scores it.
+        `check`'s fit to the audio (the grammar's words) where the engine scores it,
+        and the words' closeness to `topics` where a sentence encoder serves the language.
         `timeout_s`: this ask's budget, if not `self.timeout_s`.
 
         A job that answers after the budget still ran: its words go to `late`
@@ -116,7 +120,7 @@ class SecondOpinion:
             self._count("busy")  # it would come late: better not add to the queue
             return None
         self._count("asked")
-        ask = _Ask(pcm, rate, prompt, check, asyncio.get_running_loop().create_future())
+        ask = _Ask(pcm, rate, prompt, check, topics, asyncio.get_running_loop().create_future())
         self._queue.append(ask)
         self._waiting += 1
         ask.answer.add_done_callback(self._answered)
@@ -191,7 +195,10 @@ class SecondOpinion:
         pcms = [ask.pcm if ask.rate == target
                 else resample(np.frombuffer(ask.pcm, np.int16), ask.rate, target).tobytes() for ask in batch]
         heard, _ = self.transcriber.transcribe_many(pcms, batch[0].prompt, [ask.check for ask in batch])
-        return heard
+        meaning = self.meaning
+        if meaning is None or self.language not in meaning.languages:
+            return heard
+        return [meaning.annotate(words, ask.topics) for words, ask in zip(heard, batch, strict=True)]
 
     async def close(self) -> None:
         await asyncio.to_thread(self.transcriber.close)

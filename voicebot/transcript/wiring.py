@@ -6,13 +6,17 @@ import asyncio
 import logging
 from pathlib import Path
 
+from voicebot.asr.models import ModelError
 from voicebot.config import Settings
 from voicebot.errors import ConfigError, EngineError
 from voicebot.events import CallEventBus
 from voicebot.staff.service import StaffDesk
 from voicebot.storage.base import CallStore
+from voicebot.transcript.catalog import SENTENCE_MODELS, resolve_encoder
 from voicebot.transcript.desk import DeskSink
+from voicebot.transcript.meaning import Meaning
 from voicebot.transcript.opinion import SecondOpinion
+from voicebot.transcript.sentences import SentenceEncoder
 from voicebot.transcript.service import TranscriptService
 from voicebot.transcript.worker import ProcessTranscriber
 
@@ -102,6 +106,32 @@ async def start_fallback_opinion(settings: Settings, opinion: SecondOpinion | No
         return None
     log.info("fallback when the second opinion leaves a turn not understood: %s", fallback.description)
     return fallback
+
+
+ENCODER = "minilm-l6"  # the sentence encoder under `auto`
+
+
+async def start_meaning(settings: Settings, *opinions: SecondOpinion | None) -> Meaning | None:
+    """The sentence encoder, given to the opinions whose language it serves. `auto`:
+    minilm-l6 when installed, else none; a model named outright must load."""
+    choice = settings.meaning_model.strip()
+    asked = [o for o in opinions if o is not None]
+    if choice == "off" or not asked:
+        return None
+    try:
+        path = resolve_encoder(ENCODER if choice == "auto" else choice, MODELS_DIR)
+        encoder = await asyncio.to_thread(SentenceEncoder, path)
+    except (ModelError, OSError, ValueError, KeyError) as exc:
+        if choice != "auto":
+            raise ConfigError("meaning_model", str(exc)) from None
+        log.info("no sentence encoder for the second opinion's words (%s); for it: "
+                 "voicebot models fetch %s", exc, ENCODER)
+        return None
+    meaning = Meaning(encoder, SENTENCE_MODELS[ENCODER].languages if choice == "auto" else ("en",))
+    for opinion in asked:
+        opinion.meaning = meaning
+    log.info("the second opinion's words are compared with the flow's examples (%s)", path.name)
+    return meaning
 
 
 async def _start_opinion(settings: Settings, model: str) -> SecondOpinion:
