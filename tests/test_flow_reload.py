@@ -43,9 +43,9 @@ async def until(predicate, what: str, seconds: float = 90.0):  # type: ignore[no
     pytest.fail(f"timed out waiting for {what}")
 
 
-async def serve(flow: Path, port: int, tmp_path: Path) -> asyncio.subprocess.Process:
+async def serve(flow: Path, port: int, tmp_path: Path, **extra: str) -> asyncio.subprocess.Process:
     env = {**os.environ, "VOICEBOT_DB": str(tmp_path / "calls.db"), "VOICEBOT_FLOW": str(flow),
-           "VOICEBOT_ASR_WORKERS": "1"}
+           "VOICEBOT_ASR_WORKERS": "1", **extra}
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "voicebot.cli", "serve", "--port", str(port), cwd=ROOT, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
@@ -55,7 +55,9 @@ async def test_sighup_reloads_the_flow_and_keeps_the_call_in_progress(tmp_path):
     flow = tmp_path / "flow.toml"
     flow.write_text(DEFAULT_FLOW.read_text())
     port = free_port()
-    proc = await serve(flow, port, tmp_path)
+    # with the second opinion: its sentence encoder takes the reloaded flow's examples
+    proc = await serve(flow, port, tmp_path, VOICEBOT_SECOND_OPINION="whisper",
+                       VOICEBOT_SECOND_OPINION_FALLBACK="off")
     try:
         await until(lambda: health(port), "the server to be healthy")
         async with Caller(f"ws://127.0.0.1:{port}", call_id="before") as before:
@@ -79,6 +81,8 @@ async def test_sighup_reloads_the_flow_and_keeps_the_call_in_progress(tmp_path):
         output, _ = await asyncio.wait_for(proc.communicate(), 60)
     text = output.decode()
     assert "flow reloaded from" in text
+    # the sentence encoder (installed with the tests) has the flow's examples at start and after the reload
+    assert text.count("example sets of the flow ready") == 2, text
     assert "flow reload refused, keeping the running flow" in text and "no node named 'nowhere'" in text
 
 

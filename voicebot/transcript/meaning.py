@@ -9,6 +9,7 @@ from the flow as data (`Topics`); each set is encoded once and kept.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from dataclasses import replace
@@ -19,6 +20,7 @@ from voicebot.transcript.sentences import SentenceEncoder
 from voicebot.types import Topics, Transcript
 
 KEPT_SETS = 64  # example sets kept encoded (a flow has a few per node)
+log = logging.getLogger("voicebot.transcript")
 
 
 class Meaning:
@@ -39,11 +41,12 @@ class Meaning:
 
     def prepare(self, topic_sets: list[Topics]) -> None:
         """Encode these example sets now (at start-up, on a flow's reload), not on a caller's turn."""
+        wanted = {examples for topics in topic_sets for _, examples in topics if examples}
         with self._lock:
-            for topics in topic_sets:
-                for _, examples in topics:
-                    if examples:
-                        self._examples(examples)
+            new = len(wanted - set(self._sets))
+            for examples in wanted:
+                self._examples(examples)
+        log.info("sentence encoder: %d example sets of the flow ready (%d encoded now)", len(wanted), new)
 
     def annotate(self, heard: Transcript, topics: Topics) -> Transcript:
         return replace(heard, closeness=self.closeness(heard.text, topics))

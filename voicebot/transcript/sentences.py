@@ -20,20 +20,22 @@ from tokenizers import Tokenizer
 
 _DTYPES = {"F32": np.float32, "F16": np.float16, "I64": np.int64}
 MAX_TOKENS = 128  # callers' sentences are far shorter; a long transcript is cut here
+BATCH = 32  # sentences encoded together: a flow's examples at start-up, in bounded memory
 
 
 def read_safetensors(path: Path) -> dict[str, np.ndarray]:
     """Every tensor of a safetensors file, as float32 arrays (integers kept)."""
-    data = Path(path).read_bytes()
-    (size,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8:8 + size])
+    data = np.memmap(path, np.uint8, mode="r")  # mapped, not read: each tensor is copied once
+    (size,) = struct.unpack("<Q", data[:8].tobytes())
+    header = json.loads(data[8:8 + size].tobytes())
     base, out = 8 + size, {}
     for name, meta in header.items():
         if name == "__metadata__":
             continue
         start, end = meta["data_offsets"]
-        array = np.frombuffer(data[base + start:base + end], _DTYPES[meta["dtype"]]).reshape(meta["shape"])
-        out[name] = array.astype(np.float32) if array.dtype.kind == "f" else array
+        array = data[base + start:base + end].view(_DTYPES[meta["dtype"]]).reshape(meta["shape"])
+        out[name] = array.astype(np.float32) if array.dtype.kind == "f" else np.array(array)
+    del data
     return out
 
 
@@ -75,9 +77,12 @@ class SentenceEncoder:
         self.tokenizer.enable_truncation(MAX_TOKENS)
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        """One unit vector per text (rows), computed together."""
-        if not texts:
-            return np.zeros((0, self.w["embeddings.word_embeddings.weight"].shape[1]), np.float32)
+        """One unit vector per text (rows), computed a few at a time."""
+        width = self.w["embeddings.word_embeddings.weight"].shape[1]
+        parts = [self._encode(texts[i:i + BATCH]) for i in range(0, len(texts), BATCH)]
+        return np.concatenate(parts) if parts else np.zeros((0, width), np.float32)
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
         encoded = [e.ids for e in self.tokenizer.encode_batch(texts)]
         width = max(len(ids) for ids in encoded)
         ids = np.zeros((len(texts), width), np.int64)
