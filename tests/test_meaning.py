@@ -109,6 +109,8 @@ async def test_the_server_takes_the_encoder_when_installed_and_refuses_a_broken_
     monkeypatch.chdir(tmp_path)  # the models directory is ./models
     assert await start_meaning(load_settings(env={}), opinion) is not None and opinion.meaning is not None
     assert await start_meaning(load_settings(env={}), None) is None  # no opinion: nothing to compare
+    korean = SecondOpinion(InlineTranscriber(FakeFreeFormEngine()), "ko", timeout_s=5)
+    assert await start_meaning(load_settings(env={}), korean) is None and korean.meaning is None
     off = SecondOpinion(InlineTranscriber(FakeFreeFormEngine()), "en", timeout_s=5)
     assert await start_meaning(load_settings(env={"VOICEBOT_MEANING_MODEL": "off"}), off) is None
     assert off.meaning is None
@@ -118,7 +120,7 @@ async def test_the_server_takes_the_encoder_when_installed_and_refuses_a_broken_
     missing = SecondOpinion(InlineTranscriber(FakeFreeFormEngine()), "en", timeout_s=5)
     (tmp_path / "models" / "minilm-l6" / "model.safetensors").unlink()
     assert await start_meaning(load_settings(env={}), missing) is None, "auto: off when not installed"
-    for o in (opinion, off, missing):
+    for o in (opinion, off, missing, korean):
         await o.close()
 
 

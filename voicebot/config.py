@@ -265,6 +265,8 @@ def _check_speech(s: Settings) -> None:
 def _check_second_opinion(s: Settings) -> None:
     if not s.second_opinion_fallback.strip():
         raise ConfigError("second_opinion_fallback", "must be off, auto or a Whisper model name")
+    if not s.meaning_model.strip():
+        raise ConfigError("meaning_model", "must be off, auto or a sentence encoder's directory")
     if s.second_opinion_threads < 1:
         raise ConfigError("second_opinion_threads", "must be positive")
     if s.second_opinion_batch < 1:

@@ -112,10 +112,12 @@ ENCODER = "minilm-l6"  # the sentence encoder under `auto`
 
 
 async def start_meaning(settings: Settings, *opinions: SecondOpinion | None) -> Meaning | None:
-    """The sentence encoder, given to the opinions whose language it serves. `auto`:
-    minilm-l6 when installed, else none; a model named outright must load."""
+    """The sentence encoder, given to the opinions whose language it serves (English:
+    none is loaded for a Korean server). `auto`: minilm-l6 when installed, else none;
+    a model named outright must load."""
     choice = settings.meaning_model.strip()
-    asked = [o for o in opinions if o is not None]
+    languages = SENTENCE_MODELS[ENCODER].languages
+    asked = [o for o in opinions if o is not None and o.language in languages]
     if choice == "off" or not asked:
         return None
     try:
@@ -127,7 +129,7 @@ async def start_meaning(settings: Settings, *opinions: SecondOpinion | None) -> 
         log.info("no sentence encoder for the second opinion's words (%s); for it: "
                  "voicebot models fetch %s", exc, ENCODER)
         return None
-    meaning = Meaning(encoder, SENTENCE_MODELS[ENCODER].languages if choice == "auto" else ("en",))
+    meaning = Meaning(encoder, languages)
     for opinion in asked:
         opinion.meaning = meaning
     log.info("the second opinion's words are compared with the flow's examples (%s)", path.name)
