@@ -102,19 +102,21 @@ class Question:
         fallback's would be."""
         if second is not None and second.fit is not None and (heard.fit is None or second.fit < heard.fit):
             heard = replace(heard, fit=second.fit)
-        said = unlike(self.understand(heard.text), heard, first)
+        said, other = self._said(first, heard)
         final = larger or last
         if self._unsure_yes_over_no(first, said, heard) and (not final or self._accepted(first)):
             # the fallback asked about it heard a yes it is as unsure of: the grammar's sure no stands
             return first
-        return second_reading(first, said, heard, self._sure_person(first), larger, checked=not self.confirming)
+        return second_reading(first, said, heard, self._sure_person(first), larger, checked=not self.confirming,
+                              other=other)
 
     def wants_larger(self, first: Reading, heard: Transcript) -> bool:
         """Whether the fallback model is asked after the second opinion heard `heard`."""
-        said = unlike(self.understand(heard.text), heard, first)
+        said, other = self._said(first, heard)
         if self._unsure_yes_over_no(first, said, heard):
             return True
-        reread = second_reading(first, said, heard, self._sure_person(first), checked=not self.confirming)
+        reread = second_reading(first, said, heard, self._sure_person(first), checked=not self.confirming,
+                                other=other)
         return wants_larger(first, reread, said, heard, self._sure_person(first))
 
     def opinion_check(self, text: str) -> str:
@@ -137,6 +139,14 @@ class Question:
             return ()
         intents = [self.flow.intents[n] for n in self.node.on if n in self.flow.intents]
         return tuple((i.name, example_sentences(i.examples.get(self.language, ()))) for i in intents)
+
+    def _said(self, first: Reading, heard: Transcript) -> tuple[Interpretation, bool]:
+        """What the free-form words mean here, and whether they are other speech that
+        holds a key word (reading.unlike: then they mean no intent)."""
+        said = self.understand(heard.text)
+        if unlike(said, heard, first):
+            return Interpretation(None, mention=said.mention, digits=said.digits), True
+        return said, False
 
     def _unsure_yes_over_no(self, first: Reading, said: Interpretation, heard: Transcript) -> bool:
         """At "do you want a person?": the grammar heard a no, the free-form engine a yes

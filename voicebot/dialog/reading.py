@@ -66,14 +66,16 @@ class Reading:
 
 
 def second_reading(first: Reading, said: Interpretation, heard: Transcript, sure: bool = False,
-                   larger: bool = False, checked: bool = False) -> Reading:
+                   larger: bool = False, checked: bool = False, other: bool = False) -> Reading:
     """`first` as changed by a free-form engine that heard `heard` (meaning `said`).
     `sure`: the grammar was sure enough of `first` (a person) to act on it alone;
     then another intent outweighs it, and words that tell about someone or
     confidently hold no one make the bot ask rather than put the caller through.
     `larger`: the words are the fallback's, asked after the second opinion
     left the turn not understood or contradicted the grammar's unsure person.
-    `checked`: the engine's fit of the grammar's words counts (an open question)."""
+    `checked`: the engine's fit of the grammar's words counts (an open question).
+    `other`: the words mean something the flow does not know (`unlike`), however sure
+    the engine was of them: weighed as confident other speech."""
     person = first.meaning.intent == HUMAN
     if larger and said.intent not in (None, *BUILTIN_INTENTS) and heard.confidence < FLUENT:
         # the last resort's guess at one of the flow's requests (French written as "email
@@ -92,7 +94,7 @@ def second_reading(first: Reading, said: Interpretation, heard: Transcript, sure
         return Reading(said, SURE, SECOND, heard)
     if larger and contradicts(first, said, heard, sure):
         return Reading(Interpretation(None), 0.0, SECOND, heard)
-    confident = not heard.empty and heard.confidence >= OTHER_SPEECH
+    confident = other or (not heard.empty and heard.confidence >= OTHER_SPEECH)
     misfit = checked and first.meaning.intent is not None and heard.fit is not None and heard.fit < MISFIT
     if sure and person and (said.mention or confident or misfit):
         # a clear request is never dropped for a reprompt: in words that tell about
@@ -104,14 +106,16 @@ def second_reading(first: Reading, said: Interpretation, heard: Transcript, sure
     return first
 
 
-def unlike(said: Interpretation, heard: Transcript, first: Reading) -> Interpretation:
-    """`said` (what the text matcher found in `heard`), or no intent where the words'
-    meaning is far from every example of that intent, unless the grammar heard the same
-    intent (two engines agreeing outweigh the sentence's meaning)."""
+def unlike(said: Interpretation, heard: Transcript, first: Reading) -> bool:
+    """Whether the words' meaning is far from every example of the intent the text
+    matcher found in them (`said`), and the grammar did not hear that intent too (two
+    engines agreeing outweigh the sentence's meaning): other speech that holds a key
+    word. Such words are no intent, and, like confident other speech, they leave the
+    grammar's reading standing only where it was a sure request for a person, then
+    asked about: the grammar's near miss ("i'd like to talk with a live agent" for a
+    cake order) is no more likely than their intent was."""
     close = dict(heard.closeness).get(said.intent or "")
-    if close is None or close >= UNLIKE or first.meaning.intent == said.intent:
-        return said
-    return Interpretation(None, mention=said.mention, digits=said.digits)
+    return close is not None and close < UNLIKE and first.meaning.intent != said.intent
 
 
 def contradicts(first: Reading, said: Interpretation, heard: Transcript, sure: bool) -> bool:
