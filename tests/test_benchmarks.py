@@ -128,3 +128,11 @@ def test_whisper_window_benchmark_prices_the_check_of_a_grammar_phrase(tmp_path)
     assert lines["person_request"][0] == lines["person_request"][1], "the check changes no meaning"
     assert lines["word errors (of 10)"][0] == lines["word errors (of 10)"][1]
     assert all(float(s) > 0 for s in lines["seconds per clip p50"]), out.stdout
+
+
+def test_meaning_cost_benchmark_prices_the_encoder_beside_the_matcher():
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "meaning_cost.py")], capture_output=True,
+                         text=True, timeout=120, cwd=ROOT, check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert re.search(r"3 example sets, \d+ sentences encoded", out.stdout), out.stdout
+    assert re.search(r"closeness / text matcher at p50: \d+x", out.stdout), out.stdout
