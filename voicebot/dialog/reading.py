@@ -20,7 +20,10 @@ FLUENT) is not acted on: the caller is asked again.
 The free-form engine also scores the grammar's words against the audio
 (Transcript.fit): at an open question, words that fit far worse than its own
 (MISFIT, the worse of both engines) are other speech forced into a phrase,
-dropped as confident other speech is.
+dropped as confident other speech is. And a sentence encoder scores the
+engine's words against the flow's examples (Transcript.closeness): words that
+hold an intent's key word but mean something else (UNLIKE, `unlike`) are
+other speech too, unless the grammar heard the same intent.
 """
 
 from __future__ import annotations
