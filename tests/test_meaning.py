@@ -96,7 +96,7 @@ def test_a_package_whose_files_differ_from_the_pins_is_refused(tmp_path, monkeyp
     with zipfile.ZipFile(archive, "w") as zipped:
         for name in SENTENCE_MODELS["minilm-l6"].files:
             zipped.writestr(name, b"not the model")
-    monkeypatch.setattr(catalog, "_package_file", lambda module, name: archive)
+    monkeypatch.setattr(catalog, "_in_package", lambda module, name: archive)
     with pytest.raises(ModelError, match="minilm-l6/"):
         resolve_encoder("minilm-l6", tmp_path / "models")
     assert not (tmp_path / "models" / "minilm-l6").exists()
@@ -116,7 +116,7 @@ async def test_the_server_takes_the_encoder_when_installed_and_refuses_a_broken_
     assert off.meaning is None
     with pytest.raises(ConfigError, match="meaning_model"):
         await start_meaning(load_settings(env={"VOICEBOT_MEANING_MODEL": str(tmp_path)}), off)
-    monkeypatch.setattr(catalog, "_package_file", lambda module, name: None)
+    monkeypatch.setattr(catalog, "_in_package", lambda module, name: None)
     missing = SecondOpinion(InlineTranscriber(FakeFreeFormEngine()), "en", timeout_s=5)
     (tmp_path / "models" / "minilm-l6" / "model.safetensors").unlink()
     assert await start_meaning(load_settings(env={}), missing) is None, "auto: off when not installed"

@@ -96,20 +96,18 @@ def whisper_problems(path: Path, files: tuple[str, ...] = FILES) -> list[str]:
     return [f"missing {f}" for f in files if not (path / f).is_file()]
 
 
-def _package_dir(module: str, folder: str) -> Path | None:
-    spec = importlib.util.find_spec(module)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    d = Path(next(iter(spec.submodule_search_locations))) / folder
-    return d if d.is_dir() else None
-
-
-def _package_file(module: str, name: str) -> Path | None:
+def _in_package(module: str, name: str) -> Path | None:
+    """A data folder or file an installed package ships, if it is there."""
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
         return None
     found = Path(next(iter(spec.submodule_search_locations))) / name
-    return found if found.is_file() else None
+    return found if found.exists() else None
+
+
+def _not_installed(info: PinnedModel, models_dir: Path) -> ModelError:
+    return ModelError(f"model {info.name} is not installed in {models_dir}; "
+                      f"fetch it with: voicebot models fetch {info.name}")
 
 
 def resolve_whisper(name_or_path: str, models_dir: Path) -> Path:
@@ -145,11 +143,10 @@ def _resolve(name_or_path: str, models_dir: Path, catalog: dict[str, PinnedModel
 def _from_packages(info: PinnedModel, models_dir: Path) -> Path:
     if info.packages and info.packages[0][1].endswith(".zip"):
         return _from_zip(info, models_dir)
-    found = [_package_dir(module, folder) for module, folder in info.packages]
+    found = [_in_package(module, folder) for module, folder in info.packages]
     dirs = [d for d in found if d is not None]
     if len(dirs) < len(found):
-        raise ModelError(f"model {info.name} is not installed in {models_dir}; "
-                         f"fetch it with: voicebot models fetch {info.name}")
+        raise _not_installed(info, models_dir)
     if len(dirs) == 1:
         return dirs[0]
     parts = [d / f"model.bin.part{i}" for i, d in enumerate(dirs, 1)]
@@ -167,10 +164,9 @@ def _from_packages(info: PinnedModel, models_dir: Path) -> Path:
 
 
 def _from_zip(info: PinnedModel, models_dir: Path) -> Path:
-    archive = _package_file(*info.packages[0])
+    archive = _in_package(*info.packages[0])
     if archive is None:
-        raise ModelError(f"model {info.name} is not installed in {models_dir}; "
-                         f"fetch it with: voicebot models fetch {info.name}")
+        raise _not_installed(info, models_dir)
 
     def write(tmp: Path) -> None:
         with zipfile.ZipFile(archive) as zipped:
@@ -260,9 +256,9 @@ def _shipped(info: PinnedModel) -> str:
     if not info.packages:
         return ""
     if info.packages[0][1].endswith(".zip"):
-        archive = _package_file(*info.packages[0])
+        archive = _in_package(*info.packages[0])
         return f"{archive} (unpacked on first use)" if archive is not None else ""
-    packages = [_package_dir(m, folder) for m, folder in info.packages]
+    packages = [_in_package(m, folder) for m, folder in info.packages]
     if not all(packages):
         return ""
     return str(packages[0]) + (" (joined on first use)" * (len(packages) > 1))
