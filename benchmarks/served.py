@@ -30,6 +30,9 @@ KO_MIX = ["ko_human.wav", "ko_order.wav", "ko_password.wav", "ko_english_speech.
 TICK = os.sysconf("SC_CLK_TCK")
 
 
+THREAD_KEYS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")  # an arm may set a library's threads
+
+
 def parse_arm(text: str) -> tuple[str, dict[str, str]]:
     name, _, spec = text.partition(":")
     if not name:
@@ -37,8 +40,9 @@ def parse_arm(text: str) -> tuple[str, dict[str, str]]:
     env = {}
     for item in filter(None, spec.split(",")):
         key, eq, value = item.partition("=")
-        if not eq or not (key.startswith("VOICEBOT_") or key == "PYTHON"):
-            raise argparse.ArgumentTypeError(f"--arm {text!r}: {item!r} is not VOICEBOT_KEY=VALUE or PYTHON=PATH")
+        if not eq or not (key.startswith("VOICEBOT_") or key in ("PYTHON", *THREAD_KEYS)):
+            raise argparse.ArgumentTypeError(f"--arm {text!r}: {item!r} is not VOICEBOT_KEY=VALUE, PYTHON=PATH "
+                                             f"or one of {', '.join(THREAD_KEYS)}")
         env[key] = value
     return name, env
 

@@ -136,3 +136,13 @@ def test_meaning_cost_benchmark_prices_the_encoder_beside_the_matcher():
     assert out.returncode == 0, out.stderr[-2000:]
     assert re.search(r"3 example sets, \d+ sentences encoded", out.stdout), out.stdout
     assert re.search(r"closeness / text matcher at p50: \d+x", out.stdout), out.stdout
+
+
+def test_opinion_workers_benchmark_sets_the_engines_side_by_side():
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "opinion_workers.py"), "--setups", "1x1@2,2x1",
+                          "--sizes", "1,2", "--limit", "3"], capture_output=True, text=True, timeout=180, cwd=ROOT,
+                         check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "1x1@2 last/p50/cpu s" in out.stdout and "2x1 last/p50/cpu s" in out.stdout, out.stdout
+    rows = [line.split() for line in out.stdout.splitlines() if re.match(r"\s*[12] ", line)]
+    assert [r[0] for r in rows] == ["1", "2"] and all(float(r[5]) > 0 for r in rows), out.stdout

@@ -8,6 +8,9 @@ real pocketsphinx and real Whisper on a recording the grammar alone misses.
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -32,8 +35,9 @@ from voicebot.dialog.reading import (
     second_reading,
 )
 from voicebot.dialog.understand import Interpretation
-from voicebot.errors import ConfigError
+from voicebot.errors import ConfigError, EngineError
 from voicebot.replay.client import ReplayOptions, replay
+from voicebot.transcript import wiring
 from voicebot.transcript.base import FakeFreeFormEngine
 from voicebot.transcript.opinion import SecondOpinion
 from voicebot.transcript.worker import InlineTranscriber
@@ -545,6 +549,100 @@ async def test_one_at_a_time_unless_batches_are_turned_on():
     await opinion.close()
 
 
+class EnteredEngine(GatedEngine):
+    """A gated engine that tells the test when an utterance has reached it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+
+    def transcribe(self, pcm: bytes, prompt: str = "") -> Transcript:
+        self.entered.set()
+        return super().transcribe(pcm, prompt)
+
+
+async def test_copies_of_the_engine_decode_asks_side_by_side():
+    """With two copies (VOICEBOT_SECOND_OPINION_WORKERS=2) the second ask does not wait
+    for the first: both are inside their engines at once; closing closes both."""
+    engines = [EnteredEngine(), EnteredEngine()]
+    copies = [InlineTranscriber(e) for e in engines]
+    closed: list[int] = []
+    for i, copy in enumerate(copies):
+        copy.close = lambda i=i: closed.append(i)  # type: ignore[method-assign]
+    opinion = SecondOpinion(copies[0], "en", timeout_s=30, more=(copies[1],))
+    assert opinion.engines == 2 and "x2" in opinion.description
+    asks = [asyncio.create_task(opinion.ask(pcm(16000), 16000, "")) for _ in range(2)]
+    for engine in engines:  # each copy took one ask before either answered
+        assert await asyncio.to_thread(engine.entered.wait, 10)
+    assert len(opinion._running) == 2 and not opinion.idle
+    for engine in engines:
+        engine.gate.set()
+    assert [h.text for h in await asyncio.gather(*asks) if h] == ["get me a person"] * 2
+    assert opinion.idle and opinion.counts.answered == 2
+    await opinion.close()
+    assert sorted(closed) == [0, 1]
+
+
+async def test_with_copies_busy_means_every_copy_busy_and_its_queue_full():
+    """A free copy always takes an ask; with both busy, up to max_waiting asks per copy
+    may wait, then the next is refused as busy."""
+    engines = [GatedEngine(), GatedEngine()]
+    opinion = SecondOpinion(InlineTranscriber(engines[0]), "en", timeout_s=30, max_waiting=1,
+                            more=(InlineTranscriber(engines[1]),))
+    taken = [asyncio.create_task(opinion.ask(pcm(16000), 16000, "")) for _ in range(4)]
+    while opinion.counts.asked < 4:
+        await asyncio.sleep(0)
+    assert opinion.counts.busy == 0 and len(opinion._running) == 2
+    assert await opinion.ask(pcm(16000), 16000, "") is None
+    assert opinion.counts.busy == 1
+    for engine in engines:
+        engine.gate.set()
+    assert len([h for h in await asyncio.gather(*taken) if h]) == 4
+    await opinion.close()
+
+
+class Spawned:
+    """Stands in for a Whisper process at start-up; the third one fails to start."""
+
+    made: list[Spawned] = []
+
+    def __init__(self, *args, **kwargs) -> None:
+        if len(Spawned.made) == 2:
+            raise EngineError("whisper", "no weights")
+        self.name, self.model, self.sample_rate, self.closed = "whisper", args[1], 16000, False
+        Spawned.made.append(self)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+async def test_copies_start_together_and_a_failed_start_leaves_none_running(monkeypatch):
+    monkeypatch.setattr(wiring, "ProcessTranscriber", Spawned)
+    monkeypatch.setattr(Spawned, "made", [])
+    two = await wiring._start_opinion(load_settings(env={"VOICEBOT_SECOND_OPINION_WORKERS": "2"}), "whisper-tiny.en")
+    assert two.engines == 2 and two.transcriber is Spawned.made[0] and two.more == (Spawned.made[1],)
+    monkeypatch.setattr(Spawned, "made", [])
+    with pytest.raises(EngineError):
+        await wiring._start_opinion(load_settings(env={"VOICEBOT_SECOND_OPINION_WORKERS": "3"}), "whisper-tiny.en")
+    assert len(Spawned.made) == 2 and all(s.closed for s in Spawned.made)
+
+
+def test_numpy_runs_on_one_thread_unless_the_deployment_says_otherwise():
+    code = "import os, voicebot; print(os.environ['OPENBLAS_NUM_THREADS'])"
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    unset = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    chosen = subprocess.run([sys.executable, "-c", code], env={**env, "OPENBLAS_NUM_THREADS": "4"},
+                            capture_output=True, text=True, check=True)
+    assert (unset.stdout.strip(), chosen.stdout.strip()) == ("1", "4")
+
+
+def test_the_copies_setting():
+    assert load_settings(env={}).second_opinion_workers == 1
+    assert load_settings(env={"VOICEBOT_SECOND_OPINION_WORKERS": "2"}).second_opinion_workers == 2
+    with pytest.raises(ConfigError, match="second_opinion_workers"):
+        load_settings(env={"VOICEBOT_SECOND_OPINION_WORKERS": "0"})
+
+
 # --- real calls: real server, pocketsphinx and Whisper -----------------------------------
 @pytest.mark.e2e
 @pytest.mark.engine
@@ -556,8 +654,13 @@ async def test_real_calls_the_grammar_alone_misses(start_server, en_engine):
 
     # a loaded test machine may take seconds per utterance; latency is benchmarks/understanding.py's
     server = await start_server(en_engine, second_opinion="whisper", second_opinion_timeout_s=60,
-                                transcript_engine="whisper", transcript_calls="handoff", second_opinion_batch=4)
-    assert server.app[REGISTRY].services.opinion.max_batch == 4  # VOICEBOT_SECOND_OPINION_BATCH reaches it
+                                transcript_engine="whisper", transcript_calls="handoff", second_opinion_batch=4,
+                                second_opinion_workers=2)
+    opinion = server.app[REGISTRY].services.opinion
+    assert opinion.max_batch == 4  # VOICEBOT_SECOND_OPINION_BATCH reaches it
+    pids = {opinion.transcriber.pid, *(t.pid for t in opinion.more)} - {None}
+    assert len(pids) == 2  # two processes, whose numpy does not spin a thread per core
+    assert all(b"OPENBLAS_NUM_THREADS=1\0" in Path(f"/proc/{pid}/environ").read_bytes() for pid in pids)
     samples, rate = read_wav(Path(__file__).parent / "audio" / "talk_to_a_manager_festival_slt.wav")
     track, manager = await asyncio.gather(  # two callers at once
         call(server, "en_caribbean_track.wav"),

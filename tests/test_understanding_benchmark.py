@@ -114,6 +114,7 @@ def test_arms_are_parsed_and_bad_ones_refused() -> None:
     assert understanding.parse_arm("g:VOICEBOT_ASR_SEARCH=grammar,VOICEBOT_X=1") == (
         "g", {"VOICEBOT_ASR_SEARCH": "grammar", "VOICEBOT_X": "1"})
     assert understanding.parse_arm("t:PYTHON=/x/bin/python")[1] == {"PYTHON": "/x/bin/python"}
+    assert understanding.parse_arm("spin:OPENBLAS_NUM_THREADS=2")[1] == {"OPENBLAS_NUM_THREADS": "2"}
     for bad in (":VOICEBOT_X=1", "a:PATH=/tmp", "a:VOICEBOT_X"):
         with pytest.raises(Exception, match="--arm"):
             understanding.parse_arm(bad)

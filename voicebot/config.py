@@ -115,7 +115,12 @@ class Settings:
     # the same where the grammar's reading would not be acted on alone (the caller would be
     # asked again or asked a question): waiting longer costs them less than a reprompt does
     second_opinion_unsure_timeout_s: float = 2.5
-    second_opinion_threads: int = 2
+    # each engine process's CPU threads: on 2 cores one thread answered a burst of 20 turns
+    # ~0.4 s sooner at p50 and p95 than two, and calls over time alike (benchmarks/opinion_workers.py)
+    second_opinion_threads: int = 1
+    # copies of each second-opinion engine (its model and the fallback's), each its own
+    # process decoding one batch at a time, side by side
+    second_opinion_workers: int = 1
     # asks that wait for the engine, decoded together at most (1: one after another). A batch
     # of 4 takes ~2.3x one, but its callers are answered together when it is done: more
     # throughput, a later p50 in a burst (benchmarks/opinion_batch.py), so it is opt-in
@@ -269,6 +274,8 @@ def _check_second_opinion(s: Settings) -> None:
         raise ConfigError("meaning_model", "must be off, auto or a sentence encoder's directory")
     if s.second_opinion_threads < 1:
         raise ConfigError("second_opinion_threads", "must be positive")
+    if s.second_opinion_workers < 1:
+        raise ConfigError("second_opinion_workers", "must be 1 or more")
     if s.second_opinion_batch < 1:
         raise ConfigError("second_opinion_batch", "must be 1 or more")
 

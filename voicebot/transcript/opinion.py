@@ -12,14 +12,18 @@ reading stands. The engine
 runs in its own process at normal priority (unlike the background transcript
 pass): its answer is on the caller's path.
 
-Asks that come while the engine is busy wait, and with `max_batch` over 1 are
-decoded together when it is free (Whisper shares the search's steps across a
-batch: 4 utterances cost about 2.3 times one), so it keeps up with more unsure
-turns, though a batch's callers all wait for the whole batch. Under load it is
-not asked when the batch running and those up to the one it would join (at
-their recent pace) would already use up its budget, or when more asks wait than
-`max_waiting` (scaled by a longer budget); with none running it is always
-asked, so a slow spell cannot switch it off for good.
+Several copies of the engine (`more`, each its own process on one thread)
+decode asks side by side: on this 2-core machine two one-thread Whisper
+processes decode 1.5-1.6 times as many utterances in the same time as one with
+two threads, each about as fast (benchmarks/opinion_workers.py). Asks that come
+while every copy is busy wait, and with `max_batch` over 1 are decoded together
+when one is free (Whisper shares the search's steps across a batch: 4
+utterances cost about 2.3 times one), though a batch's callers all wait for the
+whole batch. Under load it is not asked when the batches running and those up
+to the one it would join (at their recent pace, shared among the copies) would
+already use up its budget, or when more asks wait than `max_waiting` per copy
+(scaled by a longer budget); with a copy free it is always asked, so a slow
+spell cannot switch it off for good.
 """
 
 from __future__ import annotations
@@ -79,23 +83,30 @@ class SecondOpinion:
     transcriber: Transcriber
     language: str  # the engine's language; other calls are not asked
     timeout_s: float = 1.0
-    max_waiting: int = 4  # asks waiting behind the running batch at most
+    max_waiting: int = 4  # asks waiting behind the running batches at most, per copy of the engine
     max_batch: int = 1  # asks decoded together at most (1: one after another)
     counts: OpinionCounts = field(default_factory=OpinionCounts)
     observe: Callable[[str], None] | None = None  # told each count's name as it grows (metrics)
     meaning: Meaning | None = None  # compares the words with the ask's topics (Transcript.closeness)
+    more: tuple[Transcriber, ...] = ()  # further copies of the engine, decoding side by side
 
     def __post_init__(self) -> None:
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="second-opinion")
-        self._queue: list[_Ask] = []  # waiting for the engine
-        self._running = 0  # asks in the batch the engine decodes now
+        self._free = [self.transcriber, *self.more]  # copies with no batch to decode
+        self._executor = ThreadPoolExecutor(len(self._free), thread_name_prefix="second-opinion")
+        self._queue: list[_Ask] = []  # waiting for a copy
+        self._running: list[int] = []  # the size of each batch being decoded
         self._waiting = 0  # asks queued or running
-        self._job_s = self.timeout_s / 3  # one utterance's time alone (moving average)
+        self._job_s = self.timeout_s / 3  # one utterance's time alone on one copy (moving average)
+
+    @property
+    def engines(self) -> int:
+        return 1 + len(self.more)
 
     @property
     def description(self) -> str:
         t = self.transcriber
-        return f"{t.name} {t.model}, within {self.timeout_s:g} s"
+        copies = f" x{self.engines}" if self.more else ""
+        return f"{t.name} {t.model}{copies}, within {self.timeout_s:g} s"
 
     @property
     def idle(self) -> bool:
@@ -124,7 +135,7 @@ class SecondOpinion:
         self._queue.append(ask)
         self._waiting += 1
         ask.answer.add_done_callback(self._answered)
-        if not self._running:
+        if self._free:
             self._next_batch()
         try:
             heard = await asyncio.wait_for(asyncio.shield(ask.answer), budget)
@@ -141,26 +152,31 @@ class SecondOpinion:
         return heard
 
     def _would_be_late(self, budget: float) -> bool:
-        """The running batch, then the batches up to this ask's, over the budget."""
-        if not self._running:
+        """The running batches, then the batches up to this ask's, shared among the
+        copies of the engine, over the budget."""
+        if self._free:
             return False
         joining, size = len(self._queue) + 1, max(1, self.max_batch)
         full, rest = divmod(joining, size)
-        ahead = batch_cost(self._running) + full * batch_cost(size) + (batch_cost(rest) if rest else 0.0)
-        waiting = self.max_waiting * max(1.0, budget / self.timeout_s)  # a longer budget, a longer queue
+        own = batch_cost(rest or size)
+        before = full * batch_cost(size) + (batch_cost(rest) if rest else 0.0) - own
+        ahead = (sum(batch_cost(n) for n in self._running) + before) / self.engines + own
+        waiting = self.max_waiting * self.engines * max(1.0, budget / self.timeout_s)  # a longer budget, a longer queue
         return joining > waiting or ahead * self._job_s > budget
 
     def _next_batch(self) -> None:
-        """The engine is free: the oldest ask and those waiting with its prompt, as one batch."""
+        """A copy is free: the oldest ask and those waiting with its prompt, as one batch."""
         prompt = self._queue[0].prompt
         batch = [a for a in self._queue if a.prompt == prompt][: max(1, self.max_batch)]
         self._queue = [a for a in self._queue if a not in batch]
-        self._running = len(batch)
-        job = asyncio.get_running_loop().run_in_executor(self._executor, self._timed, batch)
-        job.add_done_callback(partial(self._batch_done, batch))
+        engine = self._free.pop()
+        self._running.append(len(batch))
+        job = asyncio.get_running_loop().run_in_executor(self._executor, self._timed, engine, batch)
+        job.add_done_callback(partial(self._batch_done, engine, batch))
 
-    def _batch_done(self, batch: list[_Ask], job: asyncio.Future[list[Transcript]]) -> None:
-        self._running = 0
+    def _batch_done(self, engine: Transcriber, batch: list[_Ask], job: asyncio.Future[list[Transcript]]) -> None:
+        self._running.remove(len(batch))
+        self._free.append(engine)
         failure = job.exception() if not job.cancelled() else RuntimeError("the engine's job was cancelled")
         for i, ask in enumerate(batch):
             if ask.answer.done():
@@ -182,26 +198,27 @@ class SecondOpinion:
         if self.observe is not None:
             self.observe(name)
 
-    def _timed(self, batch: list[_Ask]) -> list[Transcript]:
+    def _timed(self, engine: Transcriber, batch: list[_Ask]) -> list[Transcript]:
         began = time.monotonic()
         try:
-            return self._run(batch)
+            return self._run(engine, batch)
         finally:
             alone = (time.monotonic() - began) / batch_cost(len(batch))
             self._job_s += (alone - self._job_s) / 4
 
-    def _run(self, batch: list[_Ask]) -> list[Transcript]:
-        target = self.transcriber.sample_rate
+    def _run(self, engine: Transcriber, batch: list[_Ask]) -> list[Transcript]:
+        target = engine.sample_rate
         pcms = [ask.pcm if ask.rate == target
                 else resample(np.frombuffer(ask.pcm, np.int16), ask.rate, target).tobytes() for ask in batch]
-        heard, _ = self.transcriber.transcribe_many(pcms, batch[0].prompt, [ask.check for ask in batch])
+        heard, _ = engine.transcribe_many(pcms, batch[0].prompt, [ask.check for ask in batch])
         meaning = self.meaning
         if meaning is None or self.language not in meaning.languages:
             return heard
         return [meaning.annotate(words, ask.topics) for words, ask in zip(heard, batch, strict=True)]
 
     async def close(self) -> None:
-        await asyncio.to_thread(self.transcriber.close)
+        for engine in (self.transcriber, *self.more):
+            await asyncio.to_thread(engine.close)
         self._executor.shutdown(wait=False)
 
 

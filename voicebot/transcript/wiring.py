@@ -142,6 +142,14 @@ async def _start_opinion(settings: Settings, model: str) -> SecondOpinion:
                                   settings.second_opinion_threads, max(60.0, settings.second_opinion_timeout_s * 4),
                                   nice=0, beam_size=1)  # greedy: the caller waits for it
 
-    transcriber = await asyncio.get_running_loop().run_in_executor(None, spawn)
-    return SecondOpinion(transcriber, settings.language, settings.second_opinion_timeout_s,
-                         max_batch=settings.second_opinion_batch)
+    loop = asyncio.get_running_loop()
+    started = await asyncio.gather(*(loop.run_in_executor(None, spawn)
+                                     for _ in range(settings.second_opinion_workers)), return_exceptions=True)
+    copies = [t for t in started if not isinstance(t, BaseException)]
+    failure = next((e for e in started if isinstance(e, BaseException)), None)
+    if failure is not None:
+        for copy in copies:  # none is left running behind a start that failed
+            await asyncio.to_thread(copy.close)
+        raise failure
+    return SecondOpinion(copies[0], settings.language, settings.second_opinion_timeout_s,
+                         max_batch=settings.second_opinion_batch, more=tuple(copies[1:]))
