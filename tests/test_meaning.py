@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import struct
+import sys
 import zipfile
 from pathlib import Path
 
@@ -122,6 +123,17 @@ async def test_the_server_takes_the_encoder_when_installed_and_refuses_a_broken_
     assert await start_meaning(load_settings(env={}), missing) is None, "auto: off when not installed"
     for o in (opinion, off, missing, korean):
         await o.close()
+
+
+async def test_without_the_tokenizers_library_auto_is_off_and_a_named_model_refused(tmp_path, monkeypatch):
+    """tokenizers comes with the whisper extra; the plain install has none
+    (tests/test_plain_install.py starts such a server)."""
+    opinion = SecondOpinion(InlineTranscriber(FakeFreeFormEngine()), "en", timeout_s=5)
+    monkeypatch.setitem(sys.modules, "tokenizers", None)  # import fails as if not installed
+    assert await start_meaning(load_settings(env={}), opinion) is None and opinion.meaning is None
+    with pytest.raises(ConfigError, match="meaning_model"):
+        await start_meaning(load_settings(env={"VOICEBOT_MEANING_MODEL": "minilm-l6"}), opinion)
+    await opinion.close()
 
 
 # --- closeness ------------------------------------------------------------------------------

@@ -5,7 +5,8 @@ BERT trained for sentence similarity, Apache-2.0).
 The forward pass is plain numpy over the model's safetensors file (no torch):
 a caller's sentence is ~10 tokens, where the pass takes a few milliseconds on
 one core. Tokens come from the model's own `tokenizer.json` (the `tokenizers`
-library that faster-whisper already brings).
+library that faster-whisper already brings; imported only when an encoder is
+made, so a server without the whisper extra starts without it).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import struct
 from pathlib import Path
 
 import numpy as np
-from tokenizers import Tokenizer
 
 _DTYPES = {"F32": np.float32, "F16": np.float16, "I64": np.int64}
 MAX_TOKENS = 128  # callers' sentences are far shorter; a long transcript is cut here
@@ -72,6 +72,8 @@ class SentenceEncoder:
         for name, array in self.w.items():  # x @ W, with W laid out for it once (not a strided view each time)
             if array.ndim == 2 and ".layer." in name:
                 self.w[name] = np.ascontiguousarray(array.T)
+        from tokenizers import Tokenizer  # the whisper extra's
+
         self.tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(MAX_TOKENS)

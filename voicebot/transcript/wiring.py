@@ -123,7 +123,7 @@ async def start_meaning(settings: Settings, *opinions: SecondOpinion | None) -> 
     try:
         path = resolve_encoder(ENCODER if choice == "auto" else choice, MODELS_DIR)
         encoder = await asyncio.to_thread(SentenceEncoder, path)
-    except (ModelError, OSError, ValueError, KeyError) as exc:
+    except (ModelError, OSError, ValueError, KeyError, ImportError) as exc:
         if choice != "auto":
             raise ConfigError("meaning_model", str(exc)) from None
         log.info("no sentence encoder for the second opinion's words (%s); for it: "
