@@ -81,7 +81,7 @@ async def start_second_opinion(settings: Settings) -> SecondOpinion | None:
         if mode == "whisper":
             raise ConfigError("second_opinion_model", str(exc).split(": ", 1)[-1]) from None
         log.info("no second opinion on callers' answers (%s); for it: pip install "
-                 "'voicebot[whisper]' and a Whisper model", exc)
+                 "'voicebot[whisper]' and a Whisper model", str(exc).split(": ", 1)[-1])
         return None
     log.info("second opinion on callers' answers: %s", opinion.description)
     return opinion
