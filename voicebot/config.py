@@ -119,7 +119,8 @@ class Settings:
     # ~0.4 s sooner at p50 and p95 than two, and calls over time alike (benchmarks/opinion_workers.py)
     second_opinion_threads: int = 1
     # copies of each second-opinion engine (its model and the fallback's), each its own
-    # process decoding one batch at a time, side by side
+    # process decoding one batch at a time, side by side; on 2 cores two did not answer
+    # callers sooner (they share the CPU with the grammar's recognition), so one
     second_opinion_workers: int = 1
     # asks that wait for the engine, decoded together at most (1: one after another). A batch
     # of 4 takes ~2.3x one, but its callers are answered together when it is done: more

@@ -12,10 +12,11 @@ reading stands. The engine
 runs in its own process at normal priority (unlike the background transcript
 pass): its answer is on the caller's path.
 
-Several copies of the engine (`more`, each its own process on one thread)
-decode asks side by side: on this 2-core machine two one-thread Whisper
-processes decode 1.5-1.6 times as many utterances in the same time as one with
-two threads, each about as fast (benchmarks/opinion_workers.py). Asks that come
+Several copies of the engine (`more`, each its own process) can decode asks
+side by side: alone, two one-thread Whisper processes decode about 1.5 times as
+many utterances in the same time as one on two threads, but in a server on 2
+cores they take that CPU from the grammar's recognition, so one copy is the
+default (benchmarks/opinion_workers.py). Asks that come
 while every copy is busy wait, and with `max_batch` over 1 are decoded together
 when one is free (Whisper shares the search's steps across a batch: 4
 utterances cost about 2.3 times one), though a batch's callers all wait for the
