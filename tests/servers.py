@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import glob
+import json
 import os
 import pwd
 import shutil
@@ -19,6 +20,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -147,6 +149,18 @@ def redis_server():
     server = Redis()
     yield server
     server.remove()
+
+
+def healthz_once_up(proc: subprocess.Popen[str], port: int, timeout: float = 60.0) -> dict | None:
+    """A server process's /healthz once it answers 200; None if it exits or `timeout` passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
+                return json.loads(r.read())
+        except OSError:
+            time.sleep(0.2)
+    return None
 
 
 async def wait_for(condition, timeout: float = 10.0, what: str = "condition") -> None:

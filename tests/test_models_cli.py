@@ -9,8 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -18,6 +16,7 @@ import pytest
 from voicebot.cli import main
 
 from .conftest import ROOT
+from .servers import healthz_once_up
 from .test_cli import free_port
 from .test_models import (  # noqa: F401 - archive, models, server, tree are fixtures
     KO,
@@ -119,14 +118,10 @@ def serve(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subproces
 def health_of(proc: subprocess.Popen[str], port: int) -> dict:
     """/healthz once it answers 200 (then the server is stopped), or fail."""
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
-                    return json.loads(r.read())
-            except OSError:
-                time.sleep(0.2)
-        pytest.fail("server never became healthy")
+        health = healthz_once_up(proc, port)
+        if health is None:
+            pytest.fail("server never became healthy")
+        return health
     finally:
         proc.send_signal(signal.SIGTERM)
         output, _ = proc.communicate(timeout=30)

@@ -7,13 +7,10 @@ start)."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -22,7 +19,7 @@ from voicebot.audio.wav import read_wav
 from voicebot.replay.client import ReplayOptions, replay
 
 from .conftest import FIXTURES, ROOT
-from .servers import free_port
+from .servers import free_port, healthz_once_up
 
 NOT_INSTALLED = ("faster_whisper", "ctranslate2", "tokenizers")  # the whisper extra's
 
@@ -37,18 +34,6 @@ def without_whisper_extra(tmp_path: Path) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": path, "VOICEBOT_DB": str(tmp_path / "calls.db")}
 
 
-def healthy(proc: subprocess.Popen[str], port: int) -> dict:
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
-                return json.loads(r.read())
-        except OSError:
-            time.sleep(0.2)
-    proc.kill()
-    pytest.fail(f"server never became healthy: {proc.communicate(timeout=30)[0][-3000:]}")
-
-
 @pytest.mark.e2e
 @pytest.mark.engine
 def test_the_plain_install_starts_and_puts_a_caller_through(tmp_path: Path):
@@ -59,7 +44,10 @@ def test_the_plain_install_starts_and_puts_a_caller_through(tmp_path: Path):
     proc = subprocess.Popen([sys.executable, "-m", "voicebot.cli", "serve", "--port", str(port)], cwd=tmp_path,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        health = healthy(proc, port)
+        health = healthz_once_up(proc, port, timeout=90)
+        if health is None:
+            proc.kill()
+            pytest.fail(f"server never became healthy: {proc.communicate(timeout=30)[0][-3000:]}")
         assert (health["engine"], health["second_opinion"]) == ("pocketsphinx", "off"), health
         samples, rate = read_wav(FIXTURES / "en_human_person.wav")
         result = asyncio.run(replay(f"ws://127.0.0.1:{port}/v1/stream", samples, rate,
