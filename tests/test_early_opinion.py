@@ -8,6 +8,7 @@ decides whether that answer is used (ended in the same pause) or dropped."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -154,7 +155,8 @@ def turn_seconds(call) -> float:
     return turns[0]["end"] - turns[0]["start"]
 
 
-async def test_a_whole_request_in_the_early_words_ends_the_turn_at_once(kit):
+async def test_a_whole_request_in_the_early_words_ends_the_turn_at_once(kit, caplog):
+    caplog.set_level(logging.DEBUG, logger="voicebot.call.session")
     call, whisper, grammar = await caller_speaks(kit, heard="Could you get me a person?")
     call.silence(0.3)  # the turn would end after 0.5 s of silence: not yet
     await asked(whisper)
@@ -164,6 +166,9 @@ async def test_a_whole_request_in_the_early_words_ends_the_turn_at_once(kit):
     turn = call.channel.events("transcript")[0]
     assert turn["early"] is True and turn["end"] < SPEECH_ENDS + 0.45  # before the 500 ms hangover
     assert call.handoff_reason == "caller_request"
+    said = [r.getMessage() for r in caplog.records if "early opinion" in r.getMessage()]
+    assert said and said[0].endswith("intent=True -> 0")  # what ended the turn, for whoever reads the log
+    assert not any("person" in line for line in said)  # and not the caller's words
 
 
 async def turn_after_early_words(kit, heard: str, partial: Callable[[bytes], Partial] = lambda audio: UNSURE,

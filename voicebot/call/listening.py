@@ -374,16 +374,21 @@ class TurnListener:
             return
         meaning = self._policy.understand(heard.text)
         mid_phrase_at, began = self._mid_phrase
+        limit: int | None = None
         if meaning.intent is None:
             if mid_phrase_at == pause and another_sentence(heard.text, heard.confidence, began):
                 self._other_speech_at = pause
-                self._decided(self._endpointer().decide(pause, self._timing.hangover_ms))
+                limit = self._timing.hangover_ms
             self._ask_fallback_early(pause)
         elif trails_off(heard.text):
-            self._decided(self._endpointer().decide(pause, self._timing.mid_phrase_ms))
+            limit = self._timing.mid_phrase_ms
         elif self._services.settings.turn_complete_words and words_end_turn(heard.text, meaning) \
                 and (mid_phrase_at != pause or goes_past(heard.text, began)):
-            self._decided(self._endpointer().decide(pause, 0))
+            limit = 0
+        log.debug("call %r: pause %d early opinion: intent=%s -> %s", self._call_id, pause,
+                  meaning.intent is not None, limit)
+        if limit is not None:
+            self._decided(self._endpointer().decide(pause, limit))
 
     def _ask_fallback_early(self, pause: int) -> None:
         """On spare capacity only, as the early second opinion."""
