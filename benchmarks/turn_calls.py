@@ -194,6 +194,8 @@ COUNTED = {  # column -> the server's counter line it sums
     "held": "voicebot_answers_held_total",
     "whisper": 'voicebot_second_opinions_total{result="asked"}',
     "fallback": 'voicebot_second_opinion_fallbacks_total{result="asked"}',
+    "ends": "voicebot_turn_end_silence_seconds_count",
+    "at_pause": 'voicebot_turn_end_silence_seconds_bucket{le="0.45"}',  # before the 500 ms hangover
 }
 
 
@@ -248,7 +250,7 @@ async def _pattern(base: str, items: list[Item], pattern: str, listen_at: float,
 
 
 HEADER = ("arm       pattern    n | response ms p50  p95  max | false cuts | split | joined held | no reply | "
-          "held-out right | syserr | late | asked w/fb | peak MB")
+          "held-out right | syserr | late | asked w/fb | at a pause | peak MB")
 
 
 def row(arm: str, pattern: str, results: list[dict[str, Any]], peak_mb: float, pct: Any,
@@ -265,7 +267,8 @@ def row(arm: str, pattern: str, results: list[dict[str, Any]], peak_mb: float, p
             f"| {split:>5} | {done['joined']:>6} {done['held']:>4} | {silent:>8} | {sum(scored):>3}/{len(scored):<3} "
             f"{100 * sum(scored) / max(1, len(scored)):>3.0f} % "
             f"| {sum(r['syserr'] for r in results):>6} | {late:>4} "
-            f"| {done['whisper']:>5} {done['fallback']:>4} | {peak_mb:>7.0f}")
+            f"| {done['whisper']:>5} {done['fallback']:>4} | {done['at_pause']:>4}/{done['ends']:<5} "
+            f"| {peak_mb:>7.0f}")
 
 
 def _answered_in_time(results: list[dict[str, Any]]) -> list[float]:

@@ -56,7 +56,7 @@ async def test_observer_times_recognition_and_response_and_passes_writes_on():
     await store.add_utterance("c1", 103.2, _speech("hello", 0.5, 1.0, 2.0))
     await store.add_prompt("c1", 106.0, {"name": "disclosure", "started_at": 100.0,
                                          "finished_at": 106.0})
-    observer.on_call_event(SpeechEndDetected("c1", at=110.0))
+    observer.on_call_event(SpeechEndDetected("c1", at=110.0, silence_s=0.2))
     await store.add_utterance("c1", 110.4, _speech("agent please", 0.9, 3.0, 4.5))
     await store.add_utterance("c1", 110.5, Utterance("0", 1.0, 5.0, 5.0, Source.DTMF))
     await store.add_prompt("c1", 112.0, {"name": "handoff", "started_at": 110.7})
@@ -77,6 +77,8 @@ async def test_observer_times_recognition_and_response_and_passes_writes_on():
     assert s("voicebot_response_seconds_count") == 1
     assert s("voicebot_response_seconds_sum") == pytest.approx(0.7)
     assert s("voicebot_vad_speech_ratio_sum") == pytest.approx(0.25)
+    assert s("voicebot_turn_end_silence_seconds_count") == 1  # the one that waited (0: hung up, cut)
+    assert s("voicebot_turn_end_silence_seconds_bucket", le="0.25") == 1
     assert s("voicebot_errors_total", kind="prompt") == 1
     assert s("voicebot_calls_ended_total", outcome="handoff") == 1
 
@@ -132,6 +134,9 @@ async def test_metrics_after_a_real_call(start_server, en_engine):
     assert 0 < _value(m, "voicebot_response_seconds_sum") < 30
     assert _value(m, "voicebot_vad_speech_ratio_count") == 1
     assert 0 < _value(m, "voicebot_vad_speech_ratio_sum") < 1
+    # "I want to speak to a person" is a whole expected phrase: the turn ended at its first pause
+    assert _value(m, "voicebot_turn_end_silence_seconds_count") == 1
+    assert _value(m, "voicebot_turn_end_silence_seconds_bucket", le="0.25") == 1
     assert _value(m, "voicebot_engine_info", engine=en_engine.name, model="embedded",
                   language="en") == 1
     assert _value(m, "voicebot_desk_queue_length", status="waiting") == 1

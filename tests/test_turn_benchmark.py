@@ -35,8 +35,12 @@ def test_the_server_counts_it_reports_are_read_from_the_servers_own_metrics():
     metrics.fallback_opinion("asked")
     metrics.turns_joined.inc(3)
     metrics.answers_held.inc(4)
-    assert counted(metrics.exposition().decode()) == {"joined": 3, "held": 4, "whisper": 2, "fallback": 1}
-    assert counted(Metrics().exposition().decode()) == {"joined": 0, "held": 0, "whisper": 0, "fallback": 0}
+    for silence in (0.2, 0.24, 0.4, 0.5, 0.8):  # at pauses (the first, a late answer, a later one), not
+        metrics.turn_end_silence.observe(silence)
+    assert counted(metrics.exposition().decode()) == {"joined": 3, "held": 4, "whisper": 2, "fallback": 1,
+                                                      "ends": 5, "at_pause": 3}
+    assert counted(Metrics().exposition().decode()) == {"joined": 0, "held": 0, "whisper": 0, "fallback": 0,
+                                                        "ends": 0, "at_pause": 0}
 
 
 def test_speech_span_finds_the_loud_part():

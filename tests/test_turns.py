@@ -39,6 +39,7 @@ def test_pauses_are_numbered_and_reported_again_while_they_last_and_the_hangover
     assert len(ends) == 1 and not ep.speaking  # 10 frames = 200 ms of silence in all
     assert not ends[0].early
     assert ends[0].pause == 2  # the turn ended in pause 2: no speech since it was reported
+    assert ends[0].silence == pytest.approx(0.2)  # the hangover's silence waited
 
 
 def test_deciding_zero_ends_the_turn_at_once_during_the_same_pause():
@@ -48,6 +49,7 @@ def test_deciding_zero_ends_the_turn_at_once_during_the_same_pause():
     assert len(ended) == 1 and isinstance(ended[0], SpeechEnded) and not ended[0].forced
     assert ended[0].early and ended[0].pause == 1
     assert ended[0].at == pytest.approx(7 * 0.02)
+    assert ended[0].silence == pytest.approx(3 * 0.02)  # ended in the pause, after its 60 ms
     assert not ep.speaking
 
 
@@ -57,9 +59,10 @@ def test_a_turn_ended_without_a_reported_pause_names_none():
     assert len(ends) == 1 and ends[0].pause == 0
     longest = Endpointer(VadConfig(start_ms=20, hangover_ms=200, pause_ms=60, max_utterance_ms=100))
     cut = [e for e in push(longest, "x" * 5) if isinstance(e, SpeechEnded)]
-    assert cut[0].forced and cut[0].pause == 0  # cut while speaking
+    assert cut[0].forced and cut[0].pause == 0 and cut[0].silence == 0  # cut while speaking
     push(longest, "xx.")  # a new turn, hung up 20 ms into a silence: no pause reported yet
-    assert longest.flush()[0].pause == 0
+    hung_up = longest.flush()[0]
+    assert hung_up.pause == 0 and hung_up.silence == 0  # nothing waited for
 
 
 def test_a_stale_decision_is_ignored_once_the_caller_spoke_again():
@@ -79,6 +82,7 @@ def test_a_longer_limit_keeps_listening_through_the_pause_then_resets():
     push(ep, "x...")  # speech again: the pause after it gets the default 200 ms back
     ends = [e for e in push(ep, "." * 7) if isinstance(e, SpeechEnded)]
     assert len(ends) == 1 and not ends[0].early
+    assert ends[0].silence == pytest.approx(0.2)
 
 
 def test_voiced_frames_too_few_to_start_speech_tell_how_soon_they_would():

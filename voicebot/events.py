@@ -84,6 +84,7 @@ class SpeechEndDetected:
 
     call_id: str
     at: float = field(default_factory=time.time)
+    silence_s: float = 0.0  # the silence after their speech the turn waited (0: hung up, cut at the limit)
     kind: Literal["speech_end_detected"] = "speech_end_detected"
 
 

@@ -19,6 +19,10 @@ LATENCY_BUCKETS = (0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 SHARE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 WAIT_BUCKETS = (5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
 RATING_BUCKETS = (1.0, 2.0, 3.0, 4.0, 5.0)
+# 20 ms frames: a turn ended at its first pause waits 0.2 s (a little more when the
+# answer came late), at a later one under the hangover 0.4, the hangover 0.5, the
+# mid-phrase limit 0.8 (the defaults; a flow's question may set its own).
+TURN_END_BUCKETS = (0.25, 0.45, 0.55, 0.85, 1.5, 3.0)
 
 
 class Metrics:
@@ -91,6 +95,11 @@ class Metrics:
         self.fallback_opinions = Counter(
             "voicebot_second_opinion_fallbacks", "Turns the second opinion left not understood, sent to "
             "the larger model, by what came of it (as voicebot_second_opinions)", ["result"], registry=r)
+        self.turn_end_silence = Histogram(
+            "voicebot_turn_end_silence_seconds", "Silence after the caller's speech the bot waited "
+            "before taking the turn as over: ~0.2 s where a whole expected phrase ended it at a pause, "
+            "the hangover (VOICEBOT_VAD_HANGOVER_MS) or the mid-phrase limit otherwise",
+            buckets=TURN_END_BUCKETS, registry=r)
         self.turns_joined = Counter(
             "voicebot_turns_joined", "Turns the caller spoke on after before the bot answered them, "
             "heard again as one with what followed (VOICEBOT_TURN_JOIN_MS)", registry=r)

@@ -53,6 +53,7 @@ class SpeechEnded:
     forced: bool  # True when cut at max_utterance_ms
     early: bool = False  # ended by a whole expected phrase, before the hangover
     pause: int = 0  # the reported pause (SpeechPaused.pause) the turn ended in; 0: none
+    silence: float = 0.0  # seconds of silence after the speech the turn waited before ending
 
 
 @dataclass(slots=True)
@@ -126,7 +127,8 @@ class Endpointer:
         forced = run < self._limit
         pause = self._pauses if 0 < self._pause_at <= run else 0
         self.speaking, self._run, self._limit = False, 0, self._hangover
-        return [SpeechAudio(frame), SpeechEnded(self._frames_seen * self._frame_s, forced=forced, pause=pause)]
+        return [SpeechAudio(frame), SpeechEnded(self._frames_seen * self._frame_s, forced=forced, pause=pause,
+                                                silence=run * self._frame_s)]
 
     def starting_in(self) -> float | None:
         """While quiet with voiced frames in a row that are not yet speech: the
@@ -149,9 +151,10 @@ class Endpointer:
         self._limit = max(1, hangover_ms // int(self._frame_s * 1000))
         if self._run < self._limit:
             return []
-        early = self._limit < self._hangover
+        early, silence = self._limit < self._hangover, self._run * self._frame_s
         self.speaking, self._run, self._limit = False, 0, self._hangover
-        return [SpeechEnded(self._frames_seen * self._frame_s, forced=False, early=early, pause=pause)]
+        return [SpeechEnded(self._frames_seen * self._frame_s, forced=False, early=early, pause=pause,
+                            silence=silence)]
 
     def flush(self) -> list[VadEvent]:
         """End an utterance in progress (hang-up): what was heard is still delivered."""

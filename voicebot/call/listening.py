@@ -175,8 +175,9 @@ class TurnListener:
         if self._speech is not None:
             self._tasks.spawn(self._paused(self._speech, pause), "turn-pause")
 
-    def end(self, at: float, early: bool = False, pause: int = 0) -> EndedTurn | None:
-        """The turn is over (`pause`: the one it ended in, if any); None when none was under way."""
+    def end(self, at: float, early: bool = False, pause: int = 0, silence: float = 0.0) -> EndedTurn | None:
+        """The turn is over (`pause`: the one it ended in, if any; `silence`: the seconds
+        of it the turn waited); None when none was under way."""
         if (speech := self._speech) is None:
             return None
         prompt = self._policy.opinion_prompt
@@ -188,7 +189,7 @@ class TurnListener:
         if fallback is not None and (asked is None or not fallback.fits(pause, prompt)):
             fallback.drop()
             fallback = None
-        self._services.events.publish(SpeechEndDetected(self._call_id))
+        self._services.events.publish(SpeechEndDetected(self._call_id, silence_s=silence))
         self._speech = None
         resampler = speech.resampler
         speech.recognition.feed(pcm := resampler.process(np.zeros(0, np.int16), last=True).tobytes())

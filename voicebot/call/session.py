@@ -126,7 +126,7 @@ class CallSession:
             elif isinstance(event, SpeechAudio):
                 self._listener.feed(event.samples)
             elif isinstance(event, SpeechEnded):
-                self._speech_ended(event.at, event.early, event.pause)
+                self._speech_ended(event.at, event.early, event.pause, event.silence)
             elif isinstance(event, SpeechPaused):
                 self._listener.paused(event.pause)
 
@@ -281,8 +281,8 @@ class CallSession:
     def _endpointer(self) -> Endpointer:
         return self._lane.endpointer if self._lane is not None else self._vad.endpointer
 
-    def _speech_ended(self, at: float, early: bool = False, pause: int = 0) -> None:
-        turn = self._listener.end(at, early, pause)
+    def _speech_ended(self, at: float, early: bool = False, pause: int = 0, silence: float = 0.0) -> None:
+        turn = self._listener.end(at, early, pause, silence)
         if turn is not None:
             self.tasks.spawn(self._recognise(turn), "recognise")
 

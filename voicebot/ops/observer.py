@@ -53,6 +53,8 @@ class CallObserver:
     # --- the bus (synchronous, never blocks) ------------------------------------------
     def on_call_event(self, event: CallEvent) -> None:
         if isinstance(event, SpeechEndDetected):
+            if event.silence_s > 0:
+                self.metrics.turn_end_silence.observe(event.silence_s)
             call = self._call(event.call_id)
             call.unrecognised.append(event.at)
             call.unanswered.append(event.at)
