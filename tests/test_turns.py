@@ -60,6 +60,8 @@ def test_a_turn_ended_without_a_reported_pause_names_none():
     longest = Endpointer(VadConfig(start_ms=20, hangover_ms=200, pause_ms=60, max_utterance_ms=100))
     cut = [e for e in push(longest, "x" * 5) if isinstance(e, SpeechEnded)]
     assert cut[0].forced and cut[0].pause == 0 and cut[0].silence == 0  # cut while speaking
+    quiet_cut = [e for e in push(longest, "xxx..") if isinstance(e, SpeechEnded)]
+    assert quiet_cut[0].forced and quiet_cut[0].silence == 0  # cut at the limit in a short silence: not a wait
     push(longest, "xx.")  # a new turn, hung up 20 ms into a silence: no pause reported yet
     hung_up = longest.flush()[0]
     assert hung_up.pause == 0 and hung_up.silence == 0  # nothing waited for

@@ -53,7 +53,7 @@ class SpeechEnded:
     forced: bool  # True when cut at max_utterance_ms
     early: bool = False  # ended by a whole expected phrase, before the hangover
     pause: int = 0  # the reported pause (SpeechPaused.pause) the turn ended in; 0: none
-    silence: float = 0.0  # seconds of silence after the speech the turn waited before ending
+    silence: float = 0.0  # seconds of silence after the speech the turn waited before ending (0 if forced)
 
 
 @dataclass(slots=True)
@@ -128,7 +128,7 @@ class Endpointer:
         pause = self._pauses if 0 < self._pause_at <= run else 0
         self.speaking, self._run, self._limit = False, 0, self._hangover
         return [SpeechAudio(frame), SpeechEnded(self._frames_seen * self._frame_s, forced=forced, pause=pause,
-                                                silence=run * self._frame_s)]
+                                                silence=0.0 if forced else run * self._frame_s)]
 
     def starting_in(self) -> float | None:
         """While quiet with voiced frames in a row that are not yet speech: the
