@@ -40,6 +40,7 @@ benchmarks/turn_calls.py for the definitions.
 
     .venv/bin/python benchmarks/capacity.py --turns --calls 20 --heldout 10
     .venv/bin/python benchmarks/capacity.py --turns --calls 20 --heldout 1 --repeat 4   # false cuts
+    .venv/bin/python benchmarks/capacity.py --turns --rounds 3 --arm adaptive:   # the burst's spread
 """
 
 from __future__ import annotations
@@ -227,6 +228,8 @@ def parser(description: str | None = __doc__) -> argparse.ArgumentParser:
                     "lines; only for a development set: held-out clips stay unread")
     ap.add_argument("--repeat", type=int, default=1, help="--turns: each turn fixture this many times "
                     "(more pauses and talking on, to count false cuts)")
+    ap.add_argument("--rounds", type=int, default=1, help="--turns: each arrival pattern this many times "
+                    "per arm, a row each (a burst's p50 moves ~0.5 s between runs of one tree)")
     ap.add_argument("--arm", action="append", help="--turns: NAME:VOICEBOT_KEY=VAL,... (repeatable; "
                     "default fixed:VOICEBOT_TURN_COMPLETE_MS=0 and adaptive:); PYTHON=PATH runs that "
                     "interpreter's checkout (a tree before a change, in its own worktree)")

@@ -167,14 +167,14 @@ async def run_turns(args: Any) -> int:
                 listen_at = await when_listening(base, "native")
                 pids = family(proc.pid)
                 await settled(pids, cpu_seconds)  # the workers build their decoder sets first
-                for pattern in PATTERNS:
+                for pattern in rounds(PATTERNS, args.rounds):
                     peak = [rss_mb(pids)]
 
                     def sample(peak: list[float] = peak, pids: list[int] = pids) -> None:
                         peak.append(rss_mb(pids))
 
                     before = await counts(base)
-                    results = await _pattern(base, items, pattern, listen_at, args, sample)
+                    results = await _pattern(base, items, pattern.rstrip("0123456789"), listen_at, args, sample)
                     after = await counts(base)
                     done = {k: after[k] - before[k] for k in after}
                     print(row(arm, pattern, results, max(peak), pct, done), flush=True)
@@ -187,6 +187,11 @@ async def run_turns(args: Any) -> int:
                 proc.terminate()
                 proc.wait(timeout=30)
     return 0
+
+
+def rounds(patterns: tuple[str, ...], count: int) -> list[str]:
+    """Each pattern `count` times in turn, numbered from the second round on ("burst2")."""
+    return [p + (str(r + 1) if r else "") for r in range(max(1, count)) for p in patterns]
 
 
 COUNTED = {  # column -> the server's counter line it sums
@@ -249,7 +254,7 @@ async def _pattern(base: str, items: list[Item], pattern: str, listen_at: float,
     return results
 
 
-HEADER = ("arm       pattern    n | response ms p50  p95  max | false cuts | split | joined held | no reply | "
+HEADER = ("arm       pattern     n | response ms p50  p95  max | false cuts | split | joined held | no reply | "
           "held-out right | syserr | late | asked w/fb | at a pause | peak MB")
 
 
@@ -262,7 +267,7 @@ def row(arm: str, pattern: str, results: list[dict[str, Any]], peak_mb: float, p
     silent = sum(1 for r in results if "response" not in r)
     scored = [r["right"] for r in results if "right" in r]
     late = sum(1 for r in results if r.get("late_s", 0) > 0.05)
-    return (f"{arm:9} {pattern:8} {len(results):>4} | {pct(timed, .5) * 1000:>15.0f} {pct(timed, .95) * 1000:>4.0f} "
+    return (f"{arm:9} {pattern:9} {len(results):>4} | {pct(timed, .5) * 1000:>15.0f} {pct(timed, .95) * 1000:>4.0f} "
             f"{max(timed, default=float('nan')) * 1000:>4.0f} | {cuts:>3} {100 * cuts / max(1, len(results)):>4.1f} % "
             f"| {split:>5} | {done['joined']:>6} {done['held']:>4} | {silent:>8} | {sum(scored):>3}/{len(scored):<3} "
             f"{100 * sum(scored) / max(1, len(scored)):>3.0f} % "

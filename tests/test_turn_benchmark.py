@@ -43,6 +43,13 @@ def test_the_server_counts_it_reports_are_read_from_the_servers_own_metrics():
                                                         "ends": 0, "at_pause": 0}
 
 
+def test_rounds_repeat_each_pattern_in_turn_and_number_the_repeats():
+    from turn_calls import rounds
+
+    assert rounds(("arrivals", "burst"), 1) == ["arrivals", "burst"]
+    assert rounds(("arrivals", "burst"), 3) == ["arrivals", "burst", "arrivals2", "burst2", "arrivals3", "burst3"]
+
+
 def test_speech_span_finds_the_loud_part():
     audio = np.zeros(RATE * 2, np.int16)
     audio[RATE // 2: RATE] = (np.sin(np.arange(RATE // 2) / 3) * 8000).astype(np.int16)
