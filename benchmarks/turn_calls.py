@@ -167,21 +167,21 @@ async def run_turns(args: Any) -> int:
                 listen_at = await when_listening(base, "native")
                 pids = family(proc.pid)
                 await settled(pids, cpu_seconds)  # the workers build their decoder sets first
-                for pattern in rounds(PATTERNS, args.rounds):
+                for label, pattern in rounds(PATTERNS, args.rounds):
                     peak = [rss_mb(pids)]
 
                     def sample(peak: list[float] = peak, pids: list[int] = pids) -> None:
                         peak.append(rss_mb(pids))
 
                     before = await counts(base)
-                    results = await _pattern(base, items, pattern.rstrip("0123456789"), listen_at, args, sample)
+                    results = await _pattern(base, items, pattern, listen_at, args, sample)
                     after = await counts(base)
                     done = {k: after[k] - before[k] for k in after}
-                    print(row(arm, pattern, results, max(peak), pct, done), flush=True)
+                    print(row(arm, label, results, max(peak), pct, done), flush=True)
                     print(by_kind(results, pct), flush=True)
                     if args.rows:
                         with args.rows.open("a") as out:
-                            out.writelines(json.dumps({"arm": arm, "pattern": pattern, **r}) + "\n"
+                            out.writelines(json.dumps({"arm": arm, "pattern": pattern, "round": label, **r}) + "\n"
                                            for r in results)
             finally:
                 proc.terminate()
@@ -189,9 +189,10 @@ async def run_turns(args: Any) -> int:
     return 0
 
 
-def rounds(patterns: tuple[str, ...], count: int) -> list[str]:
-    """Each pattern `count` times in turn, numbered from the second round on ("burst2")."""
-    return [p + (str(r + 1) if r else "") for r in range(max(1, count)) for p in patterns]
+def rounds(patterns: tuple[str, ...], count: int) -> list[tuple[str, str]]:
+    """(label, pattern): each pattern `count` times in turn, labelled with its
+    round from the second on ("burst2")."""
+    return [(p + (str(r + 1) if r else ""), p) for r in range(max(1, count)) for p in patterns]
 
 
 COUNTED = {  # column -> the server's counter line it sums

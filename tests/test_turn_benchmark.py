@@ -46,8 +46,10 @@ def test_the_server_counts_it_reports_are_read_from_the_servers_own_metrics():
 def test_rounds_repeat_each_pattern_in_turn_and_number_the_repeats():
     from turn_calls import rounds
 
-    assert rounds(("arrivals", "burst"), 1) == ["arrivals", "burst"]
-    assert rounds(("arrivals", "burst"), 3) == ["arrivals", "burst", "arrivals2", "burst2", "arrivals3", "burst3"]
+    assert rounds(("arrivals", "burst"), 1) == [("arrivals", "arrivals"), ("burst", "burst")]
+    assert [label for label, _ in rounds(("arrivals", "burst"), 3)] == [
+        "arrivals", "burst", "arrivals2", "burst2", "arrivals3", "burst3"]
+    assert [pattern for _, pattern in rounds(("arrivals", "burst"), 2)] == ["arrivals", "burst"] * 2
 
 
 def test_speech_span_finds_the_loud_part():
