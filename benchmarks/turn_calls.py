@@ -33,6 +33,7 @@ from understanding import Clips, choose, score
 from understanding_caller import RATE, Caller, Outcome, Turn, played, reply_to
 
 from voicebot.audio.wav import read_wav
+from voicebot.metrics import TURN_END_BUCKETS
 from voicebot.replay.callers import caller_number
 
 AUDIBLE = 100
@@ -201,7 +202,8 @@ COUNTED = {  # column -> the server's counter line it sums
     "whisper": 'voicebot_second_opinions_total{result="asked"}',
     "fallback": 'voicebot_second_opinion_fallbacks_total{result="asked"}',
     "ends": "voicebot_turn_end_silence_seconds_count",
-    "at_pause": 'voicebot_turn_end_silence_seconds_bucket{le="0.45"}',  # before the 500 ms hangover
+    # the bucket under the 500 ms hangover: turns the server ended at a pause
+    "at_pause": f'voicebot_turn_end_silence_seconds_bucket{{le="{TURN_END_BUCKETS[1]}"}}',
 }
 
 

@@ -22,7 +22,7 @@ RATING_BUCKETS = (1.0, 2.0, 3.0, 4.0, 5.0)
 # 20 ms frames: a turn ended at its first pause waits 0.2 s (a little more when the
 # answer came late), at a later one under the hangover 0.4, the hangover 0.5, the
 # mid-phrase limit 0.8 (the defaults; a flow's question may set its own).
-TURN_END_BUCKETS = (0.25, 0.45, 0.55, 0.85, 1.5, 3.0)
+TURN_END_BUCKETS = (0.25, 0.45, 0.55, 0.85, 1.5, 3.0)  # [1]: ended at a pause (capacity.py --turns)
 
 
 class Metrics:
