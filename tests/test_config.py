@@ -137,6 +137,7 @@ def test_the_server_refuses_to_start_naming_the_bad_key(tmp_path):
     ({"second_opinion_unsure_timeout_s": -1}, "second_opinion_unsure_timeout_s", "must be positive"),
     ({"second_opinion_threads": 0}, "second_opinion_threads", "must be positive"),
     ({"second_opinion_batch": 0}, "second_opinion_batch", "1 or more"),
+    ({"second_opinion_early_queue": -1}, "second_opinion_early_queue", "0 (only an idle engine)"),
     ({"second_opinion_fallback": " "}, "second_opinion_fallback", "a Whisper model name"),
     ({"meaning_model": ""}, "meaning_model", "a sentence encoder's directory"),
     ({"drain_s": -1}, "drain_s", "0 or more seconds"),

@@ -220,16 +220,20 @@ def test_words_trail_off_where_a_sentence_goes_on():
     assert not trails_off("Can I talk to a human?") and not trails_off("") and not trails_off("Operator.")
 
 
-@pytest.mark.parametrize("at_pause", ["no opinion yet", "engine busy"])
-async def test_nothing_is_asked_early_without_spare_capacity(kit, at_pause):
+@pytest.mark.parametrize(("at_pause", "ahead", "queue"), [
+    ("no opinion yet", 0, 1),
+    ("engine busy", 2, 1),  # more asks ahead than VOICEBOT_SECOND_OPINION_EARLY_QUEUE
+    ("engine busy", 1, 0),  # only an idle engine
+], ids=["no-opinion-yet", "two-ahead", "one-ahead-idle-only"])
+async def test_nothing_is_asked_early_without_spare_capacity(kit, at_pause, ahead, queue):
     """A grammar without an opinion yet (its decoders busy in a burst) or a busy
     free-form engine: the turn's own audio is asked about at its end, as before."""
     nothing = Partial("", 0.0, False)
     call, whisper, grammar = await caller_speaks(
-        kit, partial=lambda audio: nothing if at_pause == "no opinion yet" else UNSURE)
+        kit, partial=lambda audio: nothing if at_pause == "no opinion yet" else UNSURE,
+        second_opinion_early_queue=queue)
     opinion = call.session.services.opinion
-    if at_pause == "engine busy":
-        opinion._waiting += 1  # another call's job is running
+    opinion._waiting += ahead  # other calls' jobs, queued or running
     call.silence(0.3)
     await paused(call)  # the pause was handled: nothing asked
     assert grammar.partials >= 1 and whisper.seen == []
@@ -238,6 +242,21 @@ async def test_nothing_is_asked_early_without_spare_capacity(kit, at_pause):
     await call.ended()
     assert len(whisper.seen) == 1
     assert whisper.seen[0] / 16000 >= turn_seconds(call) - 0.05  # the whole turn, at its end
+
+
+async def test_asked_early_behind_another_calls_job(kit):
+    """One ask ahead (VOICEBOT_SECOND_OPINION_EARLY_QUEUE, 1 by default) still leaves
+    room: the pause's audio is asked about and its answer decides the turn."""
+    call, whisper, _ = await caller_speaks(kit, turn_complete_words=False)
+    opinion = call.session.services.opinion
+    opinion._waiting += 1  # another call's job
+    call.silence(0.3)
+    await asked(whisper)
+    opinion._waiting -= 1
+    call.silence(1.0)
+    await call.ended()
+    assert call.handoff_reason == "caller_request"
+    assert len(whisper.seen) == 1 and whisper.seen[0] / 16000 <= turn_seconds(call) - 0.15
 
 
 async def test_a_grammar_that_heard_nothing_it_knows_asks_early(kit):

@@ -131,6 +131,10 @@ class Settings:
     second_opinion_fallback: str = "auto"
     # ask it already at a pause the turn may end in, when the reading so far would be asked about
     second_opinion_early: bool = True
+    # ... while the engine holds at most this many other asks (queued or decoding); 0: only
+    # when it is idle. 1 answered 54-98 ms sooner at p50 at 20 calls over time, 2 no sooner
+    # (benchmarks/README.md, "Asking early behind one job")
+    second_opinion_early_queue: int = 1
     # a sentence encoder that compares the second opinion's words with the flow's examples, so a
     # key word said in another sense ("order a cake") is not taken for the intent: off | auto
     # (minilm-l6 when installed, English calls) | a model name or directory
@@ -279,6 +283,8 @@ def _check_second_opinion(s: Settings) -> None:
         raise ConfigError("second_opinion_workers", "must be 1 or more")
     if s.second_opinion_batch < 1:
         raise ConfigError("second_opinion_batch", "must be 1 or more")
+    if s.second_opinion_early_queue < 0:
+        raise ConfigError("second_opinion_early_queue", "must be 0 (only an idle engine) or more")
 
 
 def _check_disclosure(s: Settings) -> None:

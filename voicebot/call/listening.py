@@ -331,14 +331,16 @@ class TurnListener:
     def _ask_early(self, pause: int, heard: Partial | None) -> None:
         """At a pause the turn may end in: ask the second opinion now when the turn's
         reading so far is one the policy would ask it about (early_opinion.py).
-        Only on spare capacity: with the engine busy, or the grammar without an
+        Only on spare capacity: with the engine holding more than
+        VOICEBOT_SECOND_OPINION_EARLY_QUEUE other asks, or the grammar without an
         opinion yet (its decoders busy), it waits for the turn's end as before.
         A grammar that decoded the audio and heard nothing it knows (other speech)
         has an opinion: Whisper is asked at its pause too."""
-        opinion, speech = self._services.opinion, self._speech
-        if opinion is None or speech is None or not self._services.settings.second_opinion_early \
+        opinion, speech, s = self._services.opinion, self._speech, self._services.settings
+        if opinion is None or speech is None or not s.second_opinion_early \
                 or opinion.language != self._policy.language or (self._early and self._early.pause == pause) \
-                or not opinion.idle or heard is None or not (heard.text.strip() or heard.decoded):
+                or opinion.waiting > s.second_opinion_early_queue or heard is None \
+                or not (heard.text.strip() or heard.decoded):
             return
         if not self._policy.wants_second_opinion(self._policy.read(heard.text, heard.confidence)):
             return
@@ -392,10 +394,11 @@ class TurnListener:
             self._decided(self._endpointer().decide(pause, limit))
 
     def _ask_fallback_early(self, pause: int) -> None:
-        """On spare capacity only, as the early second opinion."""
+        """On spare capacity only, as the early second opinion (the same queue bound)."""
         fallback, speech = self._services.fallback, self._speech
         if fallback is None or speech is None or fallback.language != self._policy.language \
-                or not fallback.idle or (self._early_fallback and self._early_fallback.pause == pause):
+                or fallback.waiting > self._services.settings.second_opinion_early_queue \
+                or (self._early_fallback and self._early_fallback.pause == pause):
             return
         prompt, audio = self._policy.opinion_prompt, b"".join(speech.pcm)
         check = self._early.check if self._early is not None else ""

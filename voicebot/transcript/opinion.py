@@ -111,8 +111,13 @@ class SecondOpinion:
 
     @property
     def idle(self) -> bool:
-        """No job running or waiting: room for one asked on speculation."""
+        """No job running or waiting."""
         return self._waiting == 0
+
+    @property
+    def waiting(self) -> int:
+        """Asks queued or being decoded."""
+        return self._waiting
 
     def health(self) -> dict[str, object]:
         return {"engine": self.description, **self.counts.as_dict()}
