@@ -166,6 +166,21 @@ def test_the_handoff_summary_quotes_the_caller_redacted():
     assert summary.startswith('Caller said "my card is [CARD]".') and "4111" not in summary
 
 
+@pytest.mark.parametrize(("reason", "said_nothing"), [
+    ("opted_out", False),  # straight to a person at admission: the bot never listened
+    ("over_capacity", False),
+    ("no_input", True),
+    ("low_confidence", True),
+])
+def test_an_empty_transcript_is_called_silence_only_where_the_bot_listened(reason, said_nothing):
+    from voicebot.handoff.context import REASON_TEXT, summarise
+    from voicebot.types import HandoffReason
+
+    summary = summarise((), HandoffReason(reason), [])
+    assert ("Caller said nothing the bot could hear." in summary) is said_nothing
+    assert summary.endswith(f"Handed over because {REASON_TEXT[HandoffReason(reason)]}.")
+
+
 def test_keyed_digits_are_slot_values_unless_a_card():
     assert redact_utterance({"text": "12345678", "source": "dtmf", "words": []}) == {}
     assert redact_utterance({"text": "4111111111111111", "source": "dtmf",

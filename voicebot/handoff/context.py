@@ -22,6 +22,10 @@ REASON_TEXT = {
     HandoffReason.OPTED_OUT: "the caller opted out of the automated assistant",
 }
 
+# Handed over without listening (a caller who opted out on an earlier call, a full
+# server, one shutting down): "said nothing" would tell the staff the line was silent.
+NOT_LISTENED = frozenset((HandoffReason.OPTED_OUT, HandoffReason.OVER_CAPACITY, HandoffReason.SHUTDOWN))
+
 # labels of the default flow's intents, for records made without a flow at hand
 INTENT_TEXT = {
     "order_status": "order status",
@@ -50,7 +54,8 @@ def summarise(
     if topics:
         parts.append("Caller asked about " + " and ".join(topics) + ".")
     elif not transcript:
-        parts.append("Caller said nothing the bot could hear.")
+        if reason not in NOT_LISTENED:
+            parts.append("Caller said nothing the bot could hear.")
     else:
         heard = [u for u in transcript if u.source is Source.SPEECH and u.text]
         if heard:
