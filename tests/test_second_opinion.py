@@ -521,7 +521,7 @@ async def test_asks_that_wait_for_the_engine_are_decoded_as_one_batch():
     heard = await asked_behind_one(opinion, engine, (24000, 32000, 16000), ("menu", "menu", "confirm", "menu"))
     assert heard == ["get me a person", "where is my order", "agent", "get me a person"]
     assert engine.batches == [([16000], "menu"), ([24000, 16000], "menu"), ([32000], "confirm")]
-    assert opinion.idle and opinion.counts.answered == 4
+    assert opinion.waiting == 0 and opinion.counts.answered == 4
     await opinion.close()
 
 
@@ -530,7 +530,7 @@ async def test_a_failed_batch_is_no_opinion_for_each_of_its_callers():
     engine.fail = (24000,)
     opinion = SecondOpinion(InlineTranscriber(engine), "en", timeout_s=30, max_batch=4)
     assert await asked_behind_one(opinion, engine, (24000, 32000)) == ["get me a person", None, None]
-    assert (opinion.counts.answered, opinion.counts.failed) == (1, 2) and opinion.idle
+    assert (opinion.counts.answered, opinion.counts.failed) == (1, 2) and opinion.waiting == 0
     await opinion.close()
 
 
@@ -574,11 +574,11 @@ async def test_copies_of_the_engine_decode_asks_side_by_side():
     asks = [asyncio.create_task(opinion.ask(pcm(16000), 16000, "")) for _ in range(2)]
     for engine in engines:  # each copy took one ask before either answered
         assert await asyncio.to_thread(engine.entered.wait, 10)
-    assert len(opinion._running) == 2 and not opinion.idle
+    assert len(opinion._running) == 2 and opinion.waiting != 0
     for engine in engines:
         engine.gate.set()
     assert [h.text for h in await asyncio.gather(*asks) if h] == ["get me a person"] * 2
-    assert opinion.idle and opinion.counts.answered == 2
+    assert opinion.waiting == 0 and opinion.counts.answered == 2
     await opinion.close()
     assert sorted(closed) == [0, 1]
 

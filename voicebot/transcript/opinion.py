@@ -110,11 +110,6 @@ class SecondOpinion:
         return f"{t.name} {t.model}{copies}, within {self.timeout_s:g} s"
 
     @property
-    def idle(self) -> bool:
-        """No job running or waiting."""
-        return self._waiting == 0
-
-    @property
     def waiting(self) -> int:
         """Asks queued or being decoded."""
         return self._waiting
