@@ -358,37 +358,3 @@ async def test_recognisers_behind_the_audio_mean_no_early_ask(kit):
     call.silence(1.2)
     await call.ended()
     assert len(whisper.seen) == 1 and whisper.seen[0] / 16000 >= turn_seconds(call) - 0.05
-
-
-class Loops(Hears):
-    """Whisper repeating itself on the pause's short tail: no words kept, its first round aside."""
-
-    def transcribe(self, pcm: bytes, prompt: str = "") -> Transcript:
-        heard = super().transcribe(pcm, prompt)
-        return Transcript("", 0.0, (), looped=heard.text)
-
-
-@pytest.mark.parametrize("base_hears, answer", [("Let me speak to a real person.", "confirm_human"),
-                                                ("", "didnt_catch")])
-async def test_a_loops_first_round_ends_the_phrase_wait_but_reads_nothing(kit, base_hears, answer):
-    """The grammar waits for the rest of "let me speak to a real"; Whisper, asked at the
-    pause, wrote "Let me speak for real person, let me speak for real person, ..." and
-    kept nothing. Its first round goes past the grammar's beginning: the turn ends at
-    the pause, not after the 800 ms wait. What the caller meant is the larger model's
-    to say (asked at the same pause), never the loop's: the person it heard is asked
-    about (the grammar heard nothing it knows); with nothing from it, the caller is
-    asked again."""
-    base = Hears(base_hears)
-    whisper = Loops("let me speak for real person")
-    grammar = FakeEngine([NOTHING], partial=lambda audio: Partial("let me speak to a real", 0.5, False))
-    call = await kit.start_call(grammar, opinion=SecondOpinion(InlineTranscriber(whisper), "en", 10),
-                                fallback=SecondOpinion(InlineTranscriber(base), "en", 10))
-    await call.prompted("menu")
-    call.feed(words())
-    call.silence(0.3)
-    await asked(whisper)
-    turn = (await call.channel.wait_for("event", lambda e: e.get("event") == "transcript"))[2]
-    assert turn["early"] is True and turn["end"] < SPEECH_ENDS + 0.45
-    assert len(whisper.seen) == 1 and len(base.seen) == 1  # the pause's answers were the turn's
-    assert turn["text"] == base_hears
-    await call.prompted(answer)

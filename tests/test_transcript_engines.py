@@ -22,7 +22,7 @@ from voicebot.transcript import catalog
 from voicebot.transcript.catalog import FILES, WHISPER_MODELS, fetch_whisper, resolve_whisper
 from voicebot.transcript.engines import load_free_engine
 from voicebot.transcript.whisper_tokens import mended_tokenizer, missing_merges
-from voicebot.transcript.whisper_window import first_round, window_frames, without_echo
+from voicebot.transcript.whisper_window import window_frames, without_echo
 from voicebot.transcript.worker import NICE, ProcessTranscriber
 
 from .conftest import FIXTURES, manifest
@@ -349,15 +349,3 @@ def test_a_korean_loop_is_seen_through_syllables_split_over_tokens(tmp_path) -> 
 def test_transcripts_search_wider_than_the_second_opinion(tmp_path) -> None:
     assert load_free_engine("whisper", TINY, "en", tmp_path).beam_size == 5, "the staff's words"
     assert load_free_engine("whisper", TINY, "en", tmp_path, beam_size=1).beam_size == 1
-
-
-@pytest.mark.parametrize("text, first", [
-    ("Let me speak very ill person, let me speak very ill person, let me speak very ill person, let me",
-     "let me speak very ill person"),
-    ("Hello. I want to track, I want to track, I want to track", "hello i want to track"),
-    ("주문, 하나, 눈이 오시기, 하나, 눈이 오시기, 하나, 눈이 오시기, 하나", "주문 하나 눈이 오시기"),
-    ("으으으으으으으으으으으으", ""),  # no round to keep
-    ("I want to track, I want to track.", ""),  # twice: not a loop
-])
-def test_a_loops_first_round_is_kept_apart(text: str, first: str) -> None:
-    assert first_round(text) == first

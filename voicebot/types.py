@@ -38,10 +38,6 @@ class Transcript:
     # How close the words' meaning is to each topic the engine was given (intent name,
     # best sentence similarity to its examples, in [-1, 1]); () = not compared.
     closeness: tuple[tuple[str, float], ...] = ()
-    # A free-form engine that repeated itself until its length limit keeps no words
-    # (`text` is empty): this is its first round, for an early guess at where the
-    # turn ends, never for what the caller meant. "" when it did not loop.
-    looped: str = ""
 
     @property
     def empty(self) -> bool:

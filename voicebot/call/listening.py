@@ -369,30 +369,24 @@ class TurnListener:
         - a whole, clear request: the pause ends the turn, unless the grammar hears the
           middle of a phrase ("I need to reset ... my password": Whisper's "I need to
           reset" is a whole password request) and the words do not start as the
-          grammar's beginning and go on past it (turns.goes_past).
-        Where Whisper looped on the pause's short tail and kept no words, its first
-        round (Transcript.looped) stands in for them here, at this pause only: the
-        turn's reading gets no words from it, and the larger model is asked now, as the
-        turn's end will ask it."""
+          grammar's beginning and go on past it (turns.goes_past)."""
         if answer.cancelled() or answer.exception() or self._early is None or self._early.answer is not answer:
             return
         heard = answer.result()
         if heard is None:
             return
-        words = heard.text or heard.looped
-        meaning = self._policy.understand(words)
+        meaning = self._policy.understand(heard.text)
         mid_phrase_at, began = self._mid_phrase
         limit: int | None = None
-        if meaning.intent is None or heard.looped:
-            self._ask_fallback_early(pause)  # the turn's end will ask it: a loop gives the reading no words
         if meaning.intent is None:
             if mid_phrase_at == pause and another_sentence(heard.text, heard.confidence, began):
                 self._other_speech_at = pause
                 limit = self._timing.hangover_ms
-        elif trails_off(words):
+            self._ask_fallback_early(pause)
+        elif trails_off(heard.text):
             limit = self._timing.mid_phrase_ms
-        elif self._services.settings.turn_complete_words and words_end_turn(words, meaning) \
-                and (mid_phrase_at != pause or goes_past(words, began)):
+        elif self._services.settings.turn_complete_words and words_end_turn(heard.text, meaning) \
+                and (mid_phrase_at != pause or goes_past(heard.text, began)):
             limit = 0
         log.debug("call %r: pause %d early opinion: intent=%s -> %s", self._call_id, pause,
                   meaning.intent is not None, limit)

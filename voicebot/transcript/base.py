@@ -7,7 +7,7 @@ decision path). Engines are blocking and run in a transcript worker process.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from voicebot.types import Transcript, Word
@@ -88,7 +88,7 @@ class FakeFreeFormEngine:
             self.checks.append(check)
             heard = self.transcribe(pcm, prompt)
             fit = self.fit if check else None
-            out.append(replace(heard, fit=fit))
+            out.append(Transcript(heard.text, heard.confidence, heard.words, fit))
         return out
 
     def transcribe(self, pcm: bytes, prompt: str = "") -> Transcript:

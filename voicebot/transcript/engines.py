@@ -84,7 +84,7 @@ class WhisperEngine:
                                      self.beam_size, [checks[i] for i, _ in batch])
             for (i, _), got in zip(batch, decoded, strict=True):
                 if not (prompt and got.no_speech_prob > _PROMPTED_NO_SPEECH):
-                    out[i] = Transcript(got.text, _mean_conf(got.words), got.words, got.fit, looped=got.looped)
+                    out[i] = Transcript(got.text, _mean_conf(got.words), got.words, got.fit)
                 # else: a prompted model "hears" its prompt in line noise
         return out
 

@@ -49,7 +49,6 @@ class Decoded:
     no_speech_prob: float
     words: tuple[Word, ...]
     fit: float | None = None  # of the words it was asked to check (Transcript.fit)
-    looped: str = ""  # the first round of a loop that kept nothing (Transcript.looped)
 
 
 def window_frames(samples: int, rate: int, min_window_s: float) -> int | None:
@@ -89,9 +88,10 @@ def decode_windows(model: Any, tokenizer: Any, audios: list[np.ndarray], frames:
     limits = [min(448, len(start) + int(10 + TOKENS_PER_S * audio.size / rate)) for audio in audios]
     results = model.model.generate(encoded, [start] * len(audios), beam_size=beam_size,
                                    max_length=max(limits), return_no_speech_prob=True)
-    said = [[t for t in result.sequences_ids[0][: limit - len(start)] if t < tokenizer.eot]
-            for result, limit in zip(results, limits, strict=True)]
-    spoken = [without_echo(tokens, tokenizer.decode) for tokens in said]
+    spoken = []
+    for result, limit in zip(results, limits, strict=True):
+        tokens = [t for t in result.sequences_ids[0][: limit - len(start)] if t < tokenizer.eot]
+        spoken.append(without_echo(tokens, tokenizer.decode))
     # every row of the batch is aligned (a row without words gets a placeholder token),
     # and the words to check beside them, over the same audio
     rows = [tokens or [tokenizer.eot - 1] for tokens in spoken]
@@ -106,11 +106,9 @@ def decode_windows(model: Any, tokenizer: Any, audios: list[np.ndarray], frames:
     for k, i in enumerate(checked):
         fit[i] = _mean_log(aligned[len(spoken) + k]) - _mean_log(aligned[i])
     decoded = []
-    for tokens, everything, result, timed, checked_fit in zip(spoken, said, results, aligned[:len(spoken)], fit,
-                                                              strict=True):
+    for tokens, result, timed, checked_fit in zip(spoken, results, aligned[:len(spoken)], fit, strict=True):
         if not tokens:
-            looped = first_round(tokenizer.decode(everything)) if everything else ""
-            decoded.append(Decoded("", result.no_speech_prob, (), looped=looped))
+            decoded.append(Decoded("", result.no_speech_prob, ()))
             continue
         words = tuple(Word(w["word"].strip(), float(w["probability"]), float(w["start"]), float(w["end"]))
                       for w in timed if w["word"].strip())
@@ -164,21 +162,8 @@ def _loops(text: str) -> bool:
     times when it holds LOOP_WORDS words or more ("I'm not a person, I'm not a
     person, ..."; Korean "하나, 눈이 오시기, 하나, 눈이 오시기, ..."), LOOP_SHORT_TIMES
     times when shorter ("나, 나, 나, ..." fifteen times)."""
-    return _ONE_LETTER_RUN.search(text) is not None or _loop_clauses(text) is not None
-
-
-def first_round(text: str) -> str:
-    """The words of a looping decode up to the end of its unit's first round ("let me
-    speak for real person" of "Let me speak for real person, let me speak for real
-    person, ..."); "" for a run of one letter or text that does not loop."""
     if _ONE_LETTER_RUN.search(text):  # "으으으으으으으으으으으으" (not digits: "1000000")
-        return ""
-    found = _loop_clauses(text)
-    return " ".join(found) if found else ""
-
-
-def _loop_clauses(text: str) -> list[str] | None:
-    """The clauses up to the end of the loop's first round, or None when no unit repeats."""
+        return True
     clauses = [_words([clause]) for clause in re.split(r"[,.?!;]", text)]
     clauses = [c for c in clauses if c]
     words = [len(c.split()) for c in clauses]
@@ -188,8 +173,8 @@ def _loop_clauses(text: str) -> list[str] | None:
             same = same + 1 if clauses[i] == clauses[i - size] else 0
             times = LOOP_TIMES if sum(words[i - size + 1:i + 1]) >= LOOP_WORDS else LOOP_SHORT_TIMES
             if same >= (times - 1) * size:
-                return clauses[:i - same + 1]  # the repeats began `same` clauses back
-    return None
+                return True
+    return False
 
 
 def _words(pieces: list[str]) -> str:

@@ -108,8 +108,8 @@ class ProcessTranscriber:
         if reply[0] == "error":
             raise EngineError(f"{self.name} failed: {reply[1]}")
         _, results, cpu_s = reply
-        return [Transcript(text, confidence, tuple(Word(*w) for w in words), fit, looped=looped)
-                for text, confidence, words, fit, looped in results], cpu_s
+        return [Transcript(text, confidence, tuple(Word(*w) for w in words), fit)
+                for text, confidence, words, fit in results], cpu_s
 
     def close(self) -> None:
         if self._conn is not None:
@@ -185,8 +185,7 @@ def _serve(conn: Connection, engine_name: str, model: str, language: str, models
         except Exception as exc:  # these utterances' failure, not the worker's
             conn.send(("error", f"{type(exc).__name__}: {exc}"))
             continue
-        results = [(t.text, t.confidence, [(w.text, w.conf, w.start, w.end) for w in t.words], t.fit,
-                    t.looped)
+        results = [(t.text, t.confidence, [(w.text, w.conf, w.start, w.end) for w in t.words], t.fit)
                    for t in heard]
         conn.send(("results", results, time.process_time() - began))
 
