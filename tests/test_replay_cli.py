@@ -43,7 +43,9 @@ async def test_replay_single_file_prints_a_call_log(start_server, en_engine, tmp
     assert code == 0, out
     assert "[disclosure] You've reached our automated assistant" in out
     assert "disclosure played to the end: yes" in out
-    assert "end of speech → bot response: " in out  # from the transcript, no manifest needed
+    # said at 1 s, over the 7.7 s disclosure (placed by the transcript, no manifest needed)
+    assert "1 utterance(s) said over the disclosure, answered once it ended: not timed" in out
+    assert "end of speech → bot response" not in out
     assert 'caller "i want to speak to a person"' in out
     assert "outcome: handoff:caller_request" in out
     assert (tmp_path / "en_human_person.bot.wav").stat().st_size > 8000 * 2 * 5
@@ -70,6 +72,20 @@ async def test_replay_manifest_verdicts_and_exit_status(start_server, en_engine,
     assert verdicts == {"en_human_person.wav": True, "en_dtmf_zero.wav": False}
     agent = next(line for line in lines if line["file"].endswith("en_human_person.wav"))
     assert agent["wer"] == 0.0 and agent["first_audio_ms"] > 0  # how soon: benchmarks/latency.py
+
+
+async def test_only_speech_after_the_disclosure_is_timed(start_server, en_engine, tmp_path):
+    """A caller who speaks over the disclosure is answered once it ends: that wait is
+    the disclosure's, not a response time. One who speaks after it is timed."""
+    server = await start_server(en_engine)
+    names = ["en_human_person.wav", "en_long_silence_then_agent.wav"]
+    code, out, err = await run_cli(*(str(FIXTURES / n) for n in names), "--manifest", str(subset(tmp_path, names)),
+                                   "--url", server.ws, "--concurrency", "2", "--json")
+    assert code == 0, out + err
+    lines = {Path(line["file"]).name: line for line in map(json.loads, out.splitlines())}
+    over, after = lines["en_human_person.wav"], lines["en_long_silence_then_agent.wav"]
+    assert (over["over_disclosure"], over["response_ms"]) == (1, [])
+    assert after["over_disclosure"] == 0 and len(after["response_ms"]) == 1 and 0 < after["response_ms"][0] < 3000
 
 
 def test_word_error_rate():

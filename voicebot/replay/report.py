@@ -30,6 +30,8 @@ def call_log(done: CaseResult, speed: float) -> str:
     latencies = done.response_latencies(speed)
     if latencies:
         lines.append("   end of speech → bot response: " + ", ".join(f"{x * 1000:.0f} ms" for x in latencies))
+    if over := done.over_disclosure(speed):
+        lines.append(f"   {over} utterance(s) said over the disclosure, answered once it ended: not timed")
     verdict = "" if done.passed is None else (" PASS" if done.passed else f" FAIL (expected {done.case.expected})")
     lines.append(f"   outcome: {done.outcome}{verdict}")
     return "\n".join(lines)
@@ -43,6 +45,7 @@ def json_line(done: CaseResult, speed: float) -> str:
         "passed": done.passed, "error": done.error or None, "wer": done.wer,
         "first_audio_ms": None if r is None or r.first_audio_s is None else round(r.first_audio_s * 1000),
         "response_ms": [round(x * 1000) for x in done.response_latencies(speed)],
+        "over_disclosure": done.over_disclosure(speed),
         "events": r.events if r else [],
     }
     return json.dumps(payload, ensure_ascii=False)
@@ -60,6 +63,9 @@ def summary_table(results: list[CaseResult], speed: float) -> str:
         verdict = {None: "-", True: "pass", False: "FAIL"}[done.passed]
         rows.append(f"{done.case.path.name:<36} {done.case.expected or '-':<24} {done.outcome:<24} "
                     f"{verdict:<7} {wer:>5} {first:>9} {resp:>9}")
+    over = sum(d.over_disclosure(speed) for d in results)
+    if over:
+        rows.append(f"response: not timed for {over} utterance(s) said over the disclosure (answered once it ended)")
     judged = [d for d in results if d.passed is not None]
     failed = [d for d in judged if not d.passed]
     rows.append(f"{len(judged) - len(failed)}/{len(judged)} fixtures passed" if judged else "no expectations given")

@@ -56,18 +56,36 @@ class CaseResult:
 
     def response_latencies(self, speed: float) -> list[float]:
         """Seconds from the end of each caller utterance (from the manifest, else as
-        the server's transcripts place it) to the bot's next prompt or handoff."""
+        the server's transcripts place it) to the bot's next prompt or handoff; not
+        for those said over the disclosure (`over_disclosure`)."""
         if self.result is None or not speed:
             return []
         replies = [e["t"] for e in self.result.events if e["event"] in ("prompt", "handoff")]
-        ends = [end for _, end in self.case.speech] or [t["end"] for t in self.transcripts]
         out = []
-        for end in ends:
-            spoken_end = end / speed
+        for spoken_end in self._spoken_ends(speed):
             after = [t for t in replies if t >= spoken_end]
-            if after:
+            if after and not self._disclosing(spoken_end):
                 out.append(after[0] - spoken_end)
         return out
+
+    def over_disclosure(self, speed: float) -> int:
+        """Utterances that ended while the disclosure played: it cannot be interrupted,
+        so they are answered once it ends, and that wait is not the bot's response
+        time (the server's voicebot_response_seconds leaves them out too)."""
+        if self.result is None or not speed:
+            return 0
+        return sum(self._disclosing(end) for end in self._spoken_ends(speed))
+
+    def _spoken_ends(self, speed: float) -> list[float]:
+        ends = [end for _, end in self.case.speech] or [t["end"] for t in self.transcripts]
+        return [end / speed for end in ends]
+
+    def _disclosing(self, at: float) -> bool:
+        events = self.result.events if self.result else []
+        began = next((e["t"] for e in events if e["event"] == "prompt" and e.get("name") == "disclosure"), None)
+        ended = next((e["t"] for e in events if e["event"] == "played"
+                      and str(e.get("name", "")).endswith("-disclosure")), float("inf"))
+        return began is not None and began <= at < ended
 
 
 def load_cases(paths: list[Path], manifest: Path | None) -> list[Case]:
