@@ -134,9 +134,12 @@ async def test_metrics_after_a_real_call(start_server, en_engine):
     assert 0 < _value(m, "voicebot_response_seconds_sum") < 30
     assert _value(m, "voicebot_vad_speech_ratio_count") == 1
     assert 0 < _value(m, "voicebot_vad_speech_ratio_sum") < 1
-    # "I want to speak to a person" is a whole expected phrase: the turn ended at its first pause
+    # "I want to speak to a person" is a whole expected phrase: the turn ends at its first
+    # pause (200 ms), or after the 500 ms hangover where the grammar's partial result came
+    # unsure or late on a loaded machine (turn-taking itself: tests/test_turns.py, tests/test_turns_e2e.py)
     assert _value(m, "voicebot_turn_end_silence_seconds_count") == 1
-    assert _value(m, "voicebot_turn_end_silence_seconds_bucket", le="0.25") == 1
+    assert 0.15 <= _value(m, "voicebot_turn_end_silence_seconds_sum") <= 0.6
+    assert _value(m, "voicebot_turn_end_silence_seconds_bucket", le="0.55") == 1
     assert _value(m, "voicebot_engine_info", engine=en_engine.name, model="embedded",
                   language="en") == 1
     assert _value(m, "voicebot_desk_queue_length", status="waiting") == 1
