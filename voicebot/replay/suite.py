@@ -62,9 +62,9 @@ class CaseResult:
             return []
         replies = [e["t"] for e in self.result.events if e["event"] in ("prompt", "handoff")]
         out = []
-        for spoken_end in self._spoken_ends(speed):
+        for spoken_end in self._spoken_ends(speed, over_disclosure=False):
             after = [t for t in replies if t >= spoken_end]
-            if after and not self._disclosing(spoken_end):
+            if after:
                 out.append(after[0] - spoken_end)
         return out
 
@@ -74,18 +74,18 @@ class CaseResult:
         time (the server's voicebot_response_seconds leaves them out too)."""
         if self.result is None or not speed:
             return 0
-        return sum(self._disclosing(end) for end in self._spoken_ends(speed))
+        return len(self._spoken_ends(speed, over_disclosure=True))
 
-    def _spoken_ends(self, speed: float) -> list[float]:
-        ends = [end for _, end in self.case.speech] or [t["end"] for t in self.transcripts]
-        return [end / speed for end in ends]
-
-    def _disclosing(self, at: float) -> bool:
+    def _spoken_ends(self, speed: float, over_disclosure: bool) -> list[float]:
+        """When each utterance ended, in the call's seconds: those that ended while the
+        disclosure played, or the others."""
         events = self.result.events if self.result else []
-        began = next((e["t"] for e in events if e["event"] == "prompt" and e.get("name") == "disclosure"), None)
+        began = next((e["t"] for e in events if e["event"] == "prompt" and e.get("name") == "disclosure"),
+                     float("inf"))
         ended = next((e["t"] for e in events if e["event"] == "played"
                       and str(e.get("name", "")).endswith("-disclosure")), float("inf"))
-        return began is not None and began <= at < ended
+        ends = [end / speed for end in [end for _, end in self.case.speech] or [t["end"] for t in self.transcripts]]
+        return [end for end in ends if (began <= end < ended) == over_disclosure]
 
 
 def load_cases(paths: list[Path], manifest: Path | None) -> list[Case]:
