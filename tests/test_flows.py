@@ -128,6 +128,22 @@ expect = "handoff:caller_request"
     assert "3 passed, 1 failed" in out and "FAIL my invoice is wrong" in out
 
 
+@pytest.mark.parametrize(("case", "message"), [
+    ('say = "my invoice is wrong"\nexpect = "bye"', "cases[1]: expect = 'bye': not an outcome of this flow"),
+    ('say = "my invoice is wrong"\nexpect = "node:by"', "cases[1]: expect = 'node:by'"),
+    ('say = "x"\nexpect = "handoff:someone"', "cases[1]: expect = 'handoff:someone'"),
+    ('say = "x"\nexpect = "confirm"\nat = "bye"', "cases[1]: at = 'bye': the flow has no question named so "
+                                                    "(its questions: menu)"),
+    ('say = "x"\nexpect = "confirm"\nlanguage = "fr"', "cases[1]: language = 'fr': the flow speaks en"),
+])
+def test_flows_test_refuses_a_case_it_could_only_fail_and_runs_none(tmp_path, capsys, case, message):
+    cases = tmp_path / "cases.toml"
+    cases.write_text(f'[[cases]]\nsay = "my invoice is wrong"\nexpect = "node:bye"\n[[cases]]\n{case}\n')
+    assert main(["flows", "test", str(write(tmp_path, GOOD)), str(cases)]) == 1
+    out, err = capsys.readouterr()
+    assert f"{cases}: {message}" in err and out == ""
+
+
 def test_a_broken_flow_stops_the_server_with_its_problems(tmp_path):
     from voicebot.app import create_app
     from voicebot.config import Settings

@@ -22,8 +22,12 @@ from typing import Any
 
 from voicebot.dialog import policy as p
 from voicebot.dialog.flow import Flow
+from voicebot.dialog.lang import BUILTIN_INTENTS
 from voicebot.dialog.varied import with_variants
-from voicebot.types import Utterance
+from voicebot.types import HandoffReason, Utterance
+
+REPROMPTS = ("didnt_catch", "slot_invalid")
+EXPECT_FORMS = "confirm, node:NODE, intent:INTENT, handoff:REASON or reprompt:didnt_catch|slot_invalid"
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,23 @@ def load_cases(path: str | Path) -> list[dict[str, Any]]:
     return cases
 
 
+def case_problem(flow: Flow, case: dict[str, Any]) -> str | None:
+    """What in a case names something the flow does not have, or asks for an outcome
+    no case can have (so it would only ever fail); None if nothing."""
+    at, language = case.get("at") or flow.start, case.get("language") or flow.languages[0]
+    if getattr(flow.nodes.get(at), "type", "") != "ask":
+        questions = ", ".join(n.name for n in flow.nodes.values() if n.type == "ask")
+        return f"at = {at!r}: the flow has no question named so (its questions: {questions})"
+    if language not in flow.languages:
+        return f"language = {language!r}: the flow speaks {', '.join(flow.languages)}"
+    kind, _, name = case["expect"].partition(":")
+    names = {"node": set(flow.nodes), "intent": {*flow.intents, *BUILTIN_INTENTS, "None"},
+             "handoff": {r.value for r in HandoffReason}, "reprompt": set(REPROMPTS)}
+    if case["expect"] != "confirm" and name not in names.get(kind, ()):
+        return f"expect = {case['expect']!r}: not an outcome of this flow; write {EXPECT_FORMS}"
+    return None
+
+
 def run_case(flow: Flow, case: dict[str, Any]) -> CaseResult:
     flow = _varied(flow, case.get("variants", {}))
     language = case.get("language") or flow.languages[0]
@@ -72,7 +93,7 @@ def _outcome(policy: p.Policy, actions: list[p.Action], intent: str | None) -> s
         return f"handoff:{policy.handoff_reason}"
     if "confirm_human" in says:
         return "confirm"
-    if says and says[-1] in ("didnt_catch", "slot_invalid"):
+    if says and says[-1] in REPROMPTS:
         return f"reprompt:{says[-1]}"
     return f"node:{policy.node}" if says or actions else f"intent:{intent}"
 
@@ -87,4 +108,9 @@ def _varied(flow: Flow, variants: dict[str, str]) -> Flow:
 
 
 def run_cases(flow: Flow, cases: list[dict[str, Any]]) -> list[CaseResult]:
+    """ValueError naming the first case that cannot be run as written, before any runs."""
+    for i, case in enumerate(cases):
+        problem = case_problem(flow, case)
+        if problem is not None:
+            raise ValueError(f"cases[{i}]: {problem}")
     return [run_case(flow, case) for case in cases]
