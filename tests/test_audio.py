@@ -1,3 +1,6 @@
+import shutil
+import subprocess
+
 import numpy as np
 import pytest
 
@@ -11,7 +14,7 @@ from voicebot.audio.vad import (
     SpeechStarted,
     VadConfig,
 )
-from voicebot.audio.wav import read_wav, wav_bytes
+from voicebot.audio.wav import WavError, read_wav, wav_bytes
 
 from .conftest import FIXTURES, manifest
 
@@ -98,6 +101,37 @@ def test_read_wav_takes_every_sample_width(tmp_path, width):
     samples, rate = read_wav(path)
     assert rate == 8000 and samples.dtype == np.int16
     assert samples.tolist() == [-32768, -256, 0, 32512]
+
+
+needs_sox = pytest.mark.skipif(shutil.which("sox") is None, reason="needs sox")
+
+
+@needs_sox
+@pytest.mark.parametrize(("encoding", "channels"), [("u-law", 1), ("a-law", 1), ("u-law", 2), ("signed", 3)])
+def test_read_wav_decodes_g711_and_extensible_wavs_as_sox_does(tmp_path, encoding, channels):
+    """Telephone recordings come as μ-law or A-law WAVs, and sox writes multi-channel
+    PCM as WAVE_FORMAT_EXTENSIBLE: each reads as sox itself decodes it to PCM16."""
+    coded, pcm = tmp_path / "coded.wav", tmp_path / "pcm.wav"
+    subprocess.run(["sox", "-R", "-n", "-r", "8000", "-c", str(channels), "-e", encoding, "-b",
+                    "16" if encoding == "signed" else "8", str(coded), "synth", "0.5", "sine", "300-3000"],
+                   check=True)
+    subprocess.run(["sox", str(coded), "-e", "signed", "-b", "16", "-t", "wavpcm", str(pcm)], check=True)
+    assert coded.read_bytes()[20:22] != b"\x01\x00"  # not plain PCM: the fallback reads it
+    samples, rate = read_wav(coded)
+    reference, _ = read_wav(pcm)
+    assert rate == 8000 and samples.size == 4000
+    assert np.array_equal(samples, reference)
+
+
+def test_read_wav_names_the_file_that_is_no_wav(tmp_path):
+    path = tmp_path / "notes.wav"
+    path.write_text("not audio")
+    with pytest.raises(WavError, match=r"notes\.wav: not a WAV file of PCM, μ-law or A-law audio"):
+        read_wav(path)
+    gsm = bytearray(wav_bytes(np.zeros(8, np.int16), 8000))
+    gsm[20:22] = (49).to_bytes(2, "little")  # GSM 6.10
+    with pytest.raises(WavError, match="WAV format 49 with 16-bit samples; voicebot reads PCM, μ-law and A-law"):
+        read_wav(bytes(gsm))
 
 
 def _frames(pattern: str) -> list[tuple[np.ndarray, bool]]:

@@ -147,6 +147,22 @@ async def test_replay_rejects_a_bad_speed():
     assert code == 2 and "'fast': give a positive number" in err
 
 
+async def test_replay_takes_a_ulaw_recording_and_reports_a_file_that_is_no_wav(start_server, en_engine, tmp_path):
+    """A telephone system's recording (G.711 μ-law WAV) replays like a PCM one; a file
+    that is no WAV gets its own error line, and the other files still run."""
+    import subprocess
+
+    ulaw, bad = tmp_path / "person_ulaw.wav", tmp_path / "notes.wav"
+    subprocess.run(["sox", "-R", str(FIXTURES / "en_human_person.wav"), "-e", "u-law", str(ulaw)], check=True)
+    bad.write_text("not audio")
+    server = await start_server(en_engine)
+    code, out, err = await run_cli(str(ulaw), str(bad), "--url", server.ws, "--speed", "max", "--json")
+    lines = {Path(line["file"]).name: line for line in map(json.loads, out.splitlines())}
+    assert lines["person_ulaw.wav"]["outcome"] == "handoff:caller_request", out + err
+    assert "not a WAV file of PCM, μ-law or A-law audio" in lines["notes.wav"]["error"]
+    assert code == 1
+
+
 def test_transcribe_offline_prints_text_confidence_and_timing(capsys):
     from voicebot.cli import main
 
@@ -157,6 +173,18 @@ def test_transcribe_offline_prints_text_confidence_and_timing(capsys):
     (start, end), = next(e["speech"] for e in manifest() if e["file"] == path.name)
     assert start - 0.4 < segment["start"] < start and end < segment["end"] < end + 0.8
     assert [w["text"] for w in segment["words"]] == ["i", "want", "to", "speak", "to", "a", "person"]
+
+
+def test_transcribe_goes_on_past_a_file_it_cannot_read(tmp_path, capsys):
+    from voicebot.cli import main
+
+    bad = tmp_path / "notes.wav"
+    bad.write_text("not audio")
+    assert main(["transcribe", str(bad), str(tmp_path / "gone.wav"), str(FIXTURES / "en_human_person.wav")]) == 1
+    out, err = capsys.readouterr()
+    assert f"voicebot: {bad}: not a WAV file of PCM, μ-law or A-law audio (file does not start with RIFF id)" in err
+    assert "No such file or directory" in err and "Traceback" not in err
+    assert "conf 0.8" in out and "i want to speak to a person" in out
 
 
 async def test_a_replayed_caller_hangs_up_once_the_bot_has_answered(start_server, en_engine):

@@ -14,6 +14,7 @@ from pathlib import Path
 from aiohttp import web
 
 from voicebot import flows_cli
+from voicebot.audio.wav import WavError
 from voicebot.audit_cli import add_audit_parser, run_audit
 from voicebot.config import Settings, load_settings
 from voicebot.errors import ConfigError
@@ -107,8 +108,16 @@ def _transcribe(settings: Settings, files: list[Path], as_json: bool, kind: str 
         print(f"voicebot: {exc}", file=sys.stderr)
         return 2
     print(f"engine: {engine.description}", file=sys.stderr)
+    failed = 0
     for path in files:
-        segments = [segment_json(s) for s in transcribe_file(path, engine)]
+        try:
+            segments = [segment_json(s) for s in transcribe_file(path, engine)]
+        except (OSError, WavError) as exc:  # one bad file; the others are still transcribed
+            failed += 1
+            print(f"voicebot: {exc}", file=sys.stderr)
+            if as_json:
+                print(json.dumps({"file": str(path), "error": str(exc)}, ensure_ascii=False))
+            continue
         if as_json:
             print(json.dumps({"file": str(path), "segments": segments}, ensure_ascii=False))
             continue
@@ -117,7 +126,7 @@ def _transcribe(settings: Settings, files: list[Path], as_json: bool, kind: str 
             print(f"  {seg['start']:6.2f}-{seg['end']:6.2f}s  conf {seg['confidence']:.2f}  {seg['text']}")
         if not segments:
             print("  (no speech)")
-    return 0
+    return 1 if failed else 0
 
 
 def _add_replay(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -1,4 +1,4 @@
-"""G.711 μ-law ↔ PCM16 by lookup table, vectorised over whole chunks.
+"""G.711 μ-law ↔ PCM16 (and A-law → PCM16) by lookup table, vectorised over whole chunks.
 
 The tables are built once at import with the G.711 formulas (no `audioop`,
 which Python 3.13 removed). Encoding indexes a 64 Ki-entry table with the
@@ -33,8 +33,18 @@ def _build_encode_table() -> np.ndarray:
     return codes
 
 
+def _build_alaw_decode_table() -> np.ndarray:
+    a = np.arange(256, dtype=np.int32) ^ 0x55
+    exponent = (a >> 4) & 0x07
+    mantissa = a & 0x0F
+    magnitude = np.where(exponent == 0, (mantissa << 4) + 8,
+                         ((mantissa << 4) + 0x108) << np.maximum(exponent - 1, 0))
+    return np.where(a & 0x80, magnitude, -magnitude).astype(np.int16)  # A-law: the set bit is +
+
+
 ULAW_TO_PCM = _build_decode_table()
 PCM_TO_ULAW = _build_encode_table()
+ALAW_TO_PCM = _build_alaw_decode_table()
 
 
 def ulaw_decode(data: bytes | bytearray | memoryview) -> np.ndarray:
@@ -45,6 +55,11 @@ def ulaw_decode(data: bytes | bytearray | memoryview) -> np.ndarray:
 def ulaw_encode(samples: np.ndarray) -> bytes:
     """int16 samples → μ-law bytes."""
     return PCM_TO_ULAW.take(np.ascontiguousarray(samples, dtype=np.int16).view(np.uint16)).tobytes()
+
+
+def alaw_decode(data: bytes | bytearray | memoryview) -> np.ndarray:
+    """A-law bytes → int16 samples (recordings from A-law lines; no gateway streams it)."""
+    return ALAW_TO_PCM.take(np.frombuffer(data, dtype=np.uint8))
 
 
 def pcm16_decode(data: bytes | bytearray | memoryview) -> np.ndarray:
