@@ -144,6 +144,18 @@ def test_flows_test_refuses_a_case_it_could_only_fail_and_runs_none(tmp_path, ca
     assert f"{cases}: {message}" in err and out == ""
 
 
+@pytest.mark.parametrize(("text", "message"), [
+    ("cases = 3\n", "cases.toml: cases is a list of [[cases]] tables"),
+    ("[[cases]\n", "cases.toml: not valid TOML: Expected ']]' at the end of an array declaration"),
+    ('[[cases]]\nsay = "x"\n', 'cases[0] needs say = "..." and expect = "..."'),
+])
+def test_flows_test_says_what_is_wrong_with_a_cases_file(tmp_path, capsys, text, message):
+    cases = tmp_path / "cases.toml"
+    cases.write_text(text)
+    assert main(["flows", "test", str(write(tmp_path, GOOD)), str(cases)]) == 1
+    assert message in capsys.readouterr().err
+
+
 def test_a_broken_flow_stops_the_server_with_its_problems(tmp_path):
     from voicebot.app import create_app
     from voicebot.config import Settings

@@ -43,9 +43,15 @@ class CaseResult:
 
 
 def load_cases(path: str | Path) -> list[dict[str, Any]]:
-    data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    cases: list[dict[str, str]] = data.get("cases", [])
-    for i, case in enumerate(cases):
+    """The cases of a TOML file; ValueError naming the file and what is wrong."""
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path}: not valid TOML: {exc}") from None
+    cases: Any = data.get("cases", [])
+    if not isinstance(cases, list):
+        raise ValueError(f"{path}: cases is a list of [[cases]] tables")
+    for i, case in enumerate(cases):  # every entry a table with say and expect
         if not (isinstance(case, dict) and isinstance(case.get("say"), str)
                 and isinstance(case.get("expect"), str)):
             raise ValueError(f"{path}: cases[{i}] needs say = \"...\" and expect = \"...\"")
