@@ -107,30 +107,32 @@ needs_sox = pytest.mark.skipif(shutil.which("sox") is None, reason="needs sox")
 
 
 @needs_sox
-@pytest.mark.parametrize(("encoding", "channels"), [("u-law", 1), ("a-law", 1), ("u-law", 2), ("signed", 3)])
-def test_read_wav_decodes_g711_and_extensible_wavs_as_sox_does(tmp_path, encoding, channels):
-    """Telephone recordings come as μ-law or A-law WAVs, and sox writes multi-channel
-    PCM as WAVE_FORMAT_EXTENSIBLE: each reads as sox itself decodes it to PCM16."""
+@pytest.mark.parametrize(("encoding", "bits", "channels"), [
+    ("u-law", 8, 1), ("a-law", 8, 1), ("u-law", 8, 2), ("signed", 16, 3), ("floating-point", 32, 1),
+    ("floating-point", 64, 2)])
+def test_read_wav_decodes_g711_float_and_extensible_wavs_as_sox_does(tmp_path, encoding, bits, channels):
+    """Telephone recordings come as μ-law or A-law WAVs, editors write floats, and sox
+    writes multi-channel PCM as WAVE_FORMAT_EXTENSIBLE: each reads as sox itself
+    decodes it to PCM16 (floats within one step of its rounding)."""
     coded, pcm = tmp_path / "coded.wav", tmp_path / "pcm.wav"
-    subprocess.run(["sox", "-R", "-n", "-r", "8000", "-c", str(channels), "-e", encoding, "-b",
-                    "16" if encoding == "signed" else "8", str(coded), "synth", "0.5", "sine", "300-3000"],
-                   check=True)
-    subprocess.run(["sox", str(coded), "-e", "signed", "-b", "16", "-t", "wavpcm", str(pcm)], check=True)
+    subprocess.run(["sox", "-R", "-n", "-r", "8000", "-c", str(channels), "-e", encoding, "-b", str(bits),
+                    str(coded), "synth", "0.5", "sine", "300-3000"], check=True)
+    subprocess.run(["sox", str(coded), "-D", "-e", "signed", "-b", "16", "-t", "wavpcm", str(pcm)], check=True)
     assert coded.read_bytes()[20:22] != b"\x01\x00"  # not plain PCM: the fallback reads it
     samples, rate = read_wav(coded)
     reference, _ = read_wav(pcm)
     assert rate == 8000 and samples.size == 4000
-    assert np.array_equal(samples, reference)
+    assert np.abs(samples.astype(int) - reference).max() <= (1 if encoding == "floating-point" else 0)
 
 
 def test_read_wav_names_the_file_that_is_no_wav(tmp_path):
     path = tmp_path / "notes.wav"
     path.write_text("not audio")
-    with pytest.raises(WavError, match=r"notes\.wav: not a WAV file of PCM, μ-law or A-law audio"):
+    with pytest.raises(WavError, match=r"notes\.wav: not a WAV file of PCM, float, μ-law or A-law audio"):
         read_wav(path)
     gsm = bytearray(wav_bytes(np.zeros(8, np.int16), 8000))
     gsm[20:22] = (49).to_bytes(2, "little")  # GSM 6.10
-    with pytest.raises(WavError, match="WAV format 49 with 16-bit samples; voicebot reads PCM, μ-law and A-law"):
+    with pytest.raises(WavError, match="WAV format 49 with 16-bit samples; voicebot reads PCM, float, μ-law"):
         read_wav(bytes(gsm))
 
 

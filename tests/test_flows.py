@@ -144,6 +144,22 @@ def test_flows_test_refuses_a_case_it_could_only_fail_and_runs_none(tmp_path, ca
     assert f"{cases}: {message}" in err and out == ""
 
 
+def test_a_case_without_at_is_heard_at_the_first_question_after_a_greeting(tmp_path, capsys):
+    greeting = GOOD.replace('start = "menu"', 'start = "hello"') + """
+[nodes.hello]
+type = "say"
+prompt = "hello"
+next = "menu"
+
+[prompts.hello]
+en = "Hello."
+"""
+    cases = tmp_path / "cases.toml"
+    cases.write_text('[[cases]]\nsay = "my invoice is wrong"\nexpect = "node:bye"\n')
+    assert main(["flows", "test", str(write(tmp_path, greeting)), str(cases)]) == 0
+    assert "ok   my invoice is wrong  at menu" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(("text", "message"), [
     ("cases = 3\n", "cases.toml: cases is a list of [[cases]] tables"),
     ("[[cases]\n", "cases.toml: not valid TOML: Expected ']]' at the end of an array declaration"),

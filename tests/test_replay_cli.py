@@ -159,7 +159,7 @@ async def test_replay_takes_a_ulaw_recording_and_reports_a_file_that_is_no_wav(s
     code, out, err = await run_cli(str(ulaw), str(bad), "--url", server.ws, "--speed", "max", "--json")
     lines = {Path(line["file"]).name: line for line in map(json.loads, out.splitlines())}
     assert lines["person_ulaw.wav"]["outcome"] == "handoff:caller_request", out + err
-    assert "not a WAV file of PCM, μ-law or A-law audio" in lines["notes.wav"]["error"]
+    assert "not a WAV file of PCM, float, μ-law or A-law audio" in lines["notes.wav"]["error"]
     assert code == 1
 
 
@@ -182,7 +182,8 @@ def test_transcribe_goes_on_past_a_file_it_cannot_read(tmp_path, capsys):
     bad.write_text("not audio")
     assert main(["transcribe", str(bad), str(tmp_path / "gone.wav"), str(FIXTURES / "en_human_person.wav")]) == 1
     out, err = capsys.readouterr()
-    assert f"voicebot: {bad}: not a WAV file of PCM, μ-law or A-law audio (file does not start with RIFF id)" in err
+    assert (f"voicebot: {bad}: not a WAV file of PCM, float, μ-law or A-law audio "
+            "(file does not start with RIFF id)") in err
     assert "No such file or directory" in err and "Traceback" not in err
     assert "conf 0.8" in out and "i want to speak to a person" in out
 

@@ -1,7 +1,8 @@
 """WAV in and out for prompts, fixtures and replays (any width/channels in, mono int16 out).
 
 Besides PCM, recordings from telephone systems come as G.711 μ-law or A-law
-WAVs (WAVE_FORMAT_MULAW 7, ALAW 6), and some writers wrap PCM in
+WAVs (WAVE_FORMAT_MULAW 7, ALAW 6), audio editors and numpy write 32- or
+64-bit floats (IEEE_FLOAT 3), and some writers wrap PCM in
 WAVE_FORMAT_EXTENSIBLE, which Python 3.11's `wave` refuses: those are read
 from their RIFF chunks here. Anything else is a WavError naming the file.
 """
@@ -18,11 +19,11 @@ import numpy as np
 from voicebot.audio.codecs import alaw_decode, ulaw_decode
 from voicebot.audio.resample import resample
 
-_PCM, _ALAW, _MULAW, _EXTENSIBLE = 1, 6, 7, 0xFFFE
+_PCM, _FLOAT, _ALAW, _MULAW, _EXTENSIBLE = 1, 3, 6, 7, 0xFFFE
 
 
 class WavError(ValueError):
-    """Not a WAV file of PCM, μ-law or A-law audio."""
+    """Not a WAV file of PCM, float, μ-law or A-law audio."""
 
 
 def read_wav(source: str | Path | bytes, rate: int | None = None) -> tuple[np.ndarray, int]:
@@ -54,7 +55,7 @@ def _read_riff(data: bytes, name: str, why: str) -> tuple[np.ndarray, int]:
     chunks = _chunks(data) if data[:4] == b"RIFF" and data[8:12] == b"WAVE" else {}
     fmt, raw = chunks.get(b"fmt "), chunks.get(b"data")
     if fmt is None or raw is None or len(fmt) < 16:
-        raise WavError(f"{name}: not a WAV file of PCM, μ-law or A-law audio ({why})")
+        raise WavError(f"{name}: not a WAV file of PCM, float, μ-law or A-law audio ({why})")
     tag, channels, in_rate, _, _, bits = struct.unpack_from("<HHIIHH", fmt)
     if tag == _EXTENSIBLE and len(fmt) >= 26:
         tag = struct.unpack_from("<H", fmt, 24)[0]  # the sub-format GUID's first two bytes
@@ -63,10 +64,13 @@ def _read_riff(data: bytes, name: str, why: str) -> tuple[np.ndarray, int]:
     if tag in (_MULAW, _ALAW) and bits == 8:
         decoded = (ulaw_decode if tag == _MULAW else alaw_decode)(raw[:len(raw) - len(raw) % channels])
         return _mono(decoded, channels), in_rate
+    if tag == _FLOAT and bits in (32, 64):
+        floats = np.frombuffer(raw[:len(raw) - len(raw) % (channels * bits // 8)], f"<f{bits // 8}")
+        return _mono(np.clip(np.round(floats * 32768.0), -32768, 32767).astype(np.int16), channels), in_rate
     if tag == _PCM and bits in (8, 16, 24, 32):
         frame = channels * bits // 8
         return _mono(_to_int16(raw[:len(raw) - len(raw) % frame], bits // 8), channels), in_rate
-    raise WavError(f"{name}: WAV format {tag} with {bits}-bit samples; voicebot reads PCM, "
+    raise WavError(f"{name}: WAV format {tag} with {bits}-bit samples; voicebot reads PCM, float, "
                    "μ-law and A-law (convert with: sox IN.wav -e signed -b 16 OUT.wav)")
 
 

@@ -5,7 +5,7 @@ CASES is TOML, one `[[cases]]` table each:
     [[cases]]
     say = "could you put me through to somebody"   # what the caller says
     expect = "handoff:caller_request"              # or "intent:order_status", "node:goodbye", "confirm"
-    at = "menu"                                    # the question it answers (default: flow.start)
+    at = "menu"                                    # the question it answers (default: the first)
     language = "en"                                # default: the flow's first
     variants = { menu_wording = "short" }          # variants of the flow's experiments (default: as written)
 
@@ -64,7 +64,7 @@ def load_cases(path: str | Path) -> list[dict[str, Any]]:
 def case_problem(flow: Flow, case: dict[str, Any]) -> str | None:
     """What in a case names something the flow does not have, or asks for an outcome
     no case can have (so it would only ever fail); None if nothing."""
-    at, language = case.get("at") or flow.start, case.get("language") or flow.languages[0]
+    at, language = case.get("at") or first_question(flow), case.get("language") or flow.languages[0]
     if getattr(flow.nodes.get(at), "type", "") != "ask":
         questions = ", ".join(n.name for n in flow.nodes.values() if n.type == "ask")
         return f"at = {at!r}: the flow has no question named so (its questions: {questions})"
@@ -78,10 +78,20 @@ def case_problem(flow: Flow, case: dict[str, Any]) -> str | None:
     return None
 
 
+def first_question(flow: Flow) -> str:
+    """Where a case without `at` is heard: the start node, or the first question after
+    it when the flow opens by saying something."""
+    name, seen = flow.start, set()
+    while name in flow.nodes and flow.nodes[name].type != "ask" and name not in seen:
+        seen.add(name)
+        name = flow.nodes[name].next
+    return name if name in flow.nodes else flow.start
+
+
 def run_case(flow: Flow, case: dict[str, Any]) -> CaseResult:
     flow = _varied(flow, case.get("variants", {}))
     language = case.get("language") or flow.languages[0]
-    at = case.get("at") or flow.start
+    at = case.get("at") or first_question(flow)
     policy = p.Policy(flow, language)
     policy.start()
     policy.node, policy.state = at, p.State.LISTENING
