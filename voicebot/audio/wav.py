@@ -51,7 +51,7 @@ def _read_pcm(data: bytes) -> tuple[np.ndarray, int]:
 
 
 def _read_riff(data: bytes, name: str, why: str) -> tuple[np.ndarray, int]:
-    """G.711 and extensible PCM, from the RIFF chunks `wave` would not read."""
+    """G.711, float and extensible PCM, from the RIFF chunks `wave` would not read."""
     chunks = _chunks(data) if data[:4] == b"RIFF" and data[8:12] == b"WAVE" else {}
     fmt, raw = chunks.get(b"fmt "), chunks.get(b"data")
     if fmt is None or raw is None or len(fmt) < 16:
@@ -61,15 +61,15 @@ def _read_riff(data: bytes, name: str, why: str) -> tuple[np.ndarray, int]:
         tag = struct.unpack_from("<H", fmt, 24)[0]  # the sub-format GUID's first two bytes
     if channels < 1 or in_rate < 1:
         raise WavError(f"{name}: a WAV header with {channels} channels at {in_rate} Hz")
+    frame = channels * bits // 8
+    whole = raw[:len(raw) - len(raw) % frame] if frame else b""  # a cut-off last frame dropped
     if tag in (_MULAW, _ALAW) and bits == 8:
-        decoded = (ulaw_decode if tag == _MULAW else alaw_decode)(raw[:len(raw) - len(raw) % channels])
-        return _mono(decoded, channels), in_rate
+        return _mono((ulaw_decode if tag == _MULAW else alaw_decode)(whole), channels), in_rate
     if tag == _FLOAT and bits in (32, 64):
-        floats = np.frombuffer(raw[:len(raw) - len(raw) % (channels * bits // 8)], f"<f{bits // 8}")
+        floats = np.frombuffer(whole, f"<f{bits // 8}")
         return _mono(np.clip(np.round(floats * 32768.0), -32768, 32767).astype(np.int16), channels), in_rate
     if tag == _PCM and bits in (8, 16, 24, 32):
-        frame = channels * bits // 8
-        return _mono(_to_int16(raw[:len(raw) - len(raw) % frame], bits // 8), channels), in_rate
+        return _mono(_to_int16(whole, bits // 8), channels), in_rate
     raise WavError(f"{name}: WAV format {tag} with {bits}-bit samples; voicebot reads PCM, float, "
                    "μ-law and A-law (convert with: sox IN.wav -e signed -b 16 OUT.wav)")
 
